@@ -1,0 +1,300 @@
+/**
+ * The command line: parses global and command flags with `node:util`
+ * parseArgs, then loads and runs the one command asked for. Server-side
+ * modules are imported only by the commands that need them, so `knock` starts
+ * fast.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import denoConfig from "../../deno.json" with { type: "json" };
+import { isLogLevel, setLogLevel } from "../log.ts";
+import { CommandError, UsageError } from "./errors.ts";
+import {
+  commandHelp,
+  COMMANDS,
+  type CommandSpec,
+  findCommand,
+  GLOBAL_OPTIONS,
+  topLevelHelp,
+} from "./spec.ts";
+
+/** The version from deno.json. */
+export const VERSION: string = denoConfig.version;
+
+/** Where command output goes; tests pass their own to capture it. */
+export interface CliIo {
+  /** Writes one chunk of normal output (a newline is added). */
+  out(text: string): void;
+  /** Writes one chunk of error output (a newline is added). */
+  err(text: string): void;
+}
+
+/** Global options after parsing. */
+export interface GlobalOptions {
+  /** Server config path, when given. */
+  config: string | null;
+  /** Client config path, when given. */
+  clientConfig: string | null;
+}
+
+/** A parsed command line, handed to the command that runs it. */
+export interface ParsedCommand {
+  /** The command's table entry. */
+  spec: CommandSpec;
+  /** Flag values by long name. */
+  values: Record<string, string | boolean | undefined>;
+  /** Positional arguments after the command name. */
+  positionals: string[];
+  /** Global options. */
+  globals: GlobalOptions;
+}
+
+/** Output to the process's stdout and stderr. */
+export const CONSOLE_IO: CliIo = {
+  out(text: string): void {
+    console.log(text);
+  },
+  err(text: string): void {
+    console.error(text);
+  },
+};
+
+/** The version line: version and build target. */
+export function versionLine(): string {
+  return `openme ${VERSION} (${Deno.build.target})`;
+}
+
+function usageHint(command: string | null): string {
+  if (command === null) {
+    return "Usage: openme COMMAND [options]\nRun `openme --help` for the list of commands.";
+  }
+  const spec = findCommand(command);
+  if (spec === undefined) return usageHint(null);
+  return `Usage: openme ${spec.usage}\nRun \`openme ${spec.name} --help\` for options and examples.`;
+}
+
+function parseErrorMessage(error: unknown): string {
+  const text = error instanceof Error ? error.message : String(error);
+  // node:util messages look like "Unknown option '--foo'. To specify ..."
+  const firstSentence = text.split(". ")[0];
+  return firstSentence.replace(
+    /^Option '([^']+)' argument missing$/,
+    "option $1 needs a value",
+  );
+}
+
+/** Parses argv into a command, or returns "help"/"version" for the top-level flags; throws UsageError. */
+export function parseCommandLine(
+  argv: string[],
+): ParsedCommand | { topLevel: "help" | "version" } {
+  // Global flags may stand before the command; find the command name by
+  // skipping flags and the values of global flags that take one.
+  let commandIndex = -1;
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (
+      arg === "--config" || arg === "--client-config" || arg === "--log-level"
+    ) {
+      i++;
+      continue;
+    }
+    if (arg.startsWith("-")) continue;
+    commandIndex = i;
+    break;
+  }
+  if (commandIndex < 0) {
+    if (argv.includes("-v") || argv.includes("--version")) {
+      return { topLevel: "version" };
+    }
+    if (argv.length === 0 || argv.includes("-h") || argv.includes("--help")) {
+      return { topLevel: "help" };
+    }
+    throw new UsageError("no command given", null);
+  }
+  const name = argv[commandIndex];
+  if (name === "help") {
+    const target = argv[commandIndex + 1];
+    if (target !== undefined && findCommand(target) !== undefined) {
+      return parseCommandLine([target, "--help"]);
+    }
+    return { topLevel: "help" };
+  }
+  const spec = findCommand(name);
+  if (spec === undefined) {
+    const names = COMMANDS.map((c) => c.name).join(", ");
+    throw new UsageError(
+      `unknown command "${name}" (commands: ${names})`,
+      null,
+    );
+  }
+  const rest = [
+    ...argv.slice(0, commandIndex),
+    ...argv.slice(commandIndex + 1),
+  ];
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: rest,
+      options: { ...GLOBAL_OPTIONS, ...spec.options },
+      allowPositionals: true,
+      strict: true,
+    });
+  } catch (error) {
+    throw new UsageError(parseErrorMessage(error), spec.name);
+  }
+  const values = parsed.values as Record<string, string | boolean | undefined>;
+  if (values.help === true) {
+    return { spec, values, positionals: [], globals: globalsOf(values) };
+  }
+  if (parsed.positionals.length > spec.positionals.length) {
+    const extra = parsed.positionals.slice(spec.positionals.length).join(" ");
+    throw new UsageError(`unexpected argument(s): ${extra}`, spec.name);
+  }
+  if (parsed.positionals.length < spec.requiredPositionals) {
+    const missing = spec.positionals.slice(
+      parsed.positionals.length,
+      spec.requiredPositionals,
+    );
+    throw new UsageError(`missing ${missing.join(" ")}`, spec.name);
+  }
+  const level = values["log-level"];
+  if (typeof level === "string" && !isLogLevel(level)) {
+    throw new UsageError(
+      `--log-level "${level}" is not a level (expected debug, info, warn or error)`,
+      spec.name,
+    );
+  }
+  return {
+    spec,
+    values,
+    positionals: parsed.positionals,
+    globals: globalsOf(values),
+  };
+}
+
+function globalsOf(
+  values: Record<string, string | boolean | undefined>,
+): GlobalOptions {
+  const config = values.config;
+  const clientConfig = values["client-config"];
+  return {
+    config: typeof config === "string" ? config : null,
+    clientConfig: typeof clientConfig === "string" ? clientConfig : null,
+  };
+}
+
+async function dispatch(parsed: ParsedCommand, io: CliIo): Promise<number> {
+  switch (parsed.spec.name) {
+    case "init": {
+      const m = await import("./init_command.ts");
+      return await m.runInitCommand(parsed, io);
+    }
+    case "serve": {
+      const m = await import("./serve_command.ts");
+      return await m.runServeCommand(parsed, io);
+    }
+    case "sessions": {
+      const m = await import("./sessions_command.ts");
+      return await m.runSessionsCommand(parsed, io);
+    }
+    case "add": {
+      const m = await import("./add_command.ts");
+      return await m.runAddCommand(parsed, io);
+    }
+    case "list": {
+      const m = await import("./list_command.ts");
+      return await m.runListCommand(parsed, io);
+    }
+    case "revoke": {
+      const m = await import("./revoke_command.ts");
+      return await m.runRevokeCommand(parsed, io);
+    }
+    case "knock": {
+      const m = await import("./knock_command.ts");
+      return await m.runKnockCommand(parsed, io);
+    }
+    case "status": {
+      const m = await import("./status_command.ts");
+      return await m.runStatusCommand(parsed, io);
+    }
+    case "profiles": {
+      const m = await import("./profiles_command.ts");
+      return await m.runProfilesCommand(parsed, io);
+    }
+    case "import": {
+      const m = await import("./import_command.ts");
+      return await m.runImportCommand(parsed, io);
+    }
+    case "doctor": {
+      const m = await import("./doctor_command.ts");
+      return await m.runDoctorCommand(parsed, io);
+    }
+    case "completion": {
+      const m = await import("./completion_command.ts");
+      return await m.runCompletionCommand(parsed, io);
+    }
+  }
+  throw new UsageError(`unknown command "${parsed.spec.name}"`, null);
+}
+
+/** Runs the CLI with the given arguments and returns the exit code (0 ok, 1 failure, 2 usage). */
+export async function runCli(
+  argv: string[],
+  io: CliIo = CONSOLE_IO,
+): Promise<number> {
+  try {
+    const parsed = parseCommandLine(argv);
+    if ("topLevel" in parsed) {
+      io.out(parsed.topLevel === "version" ? versionLine() : topLevelHelp());
+      return 0;
+    }
+    if (parsed.values.help === true) {
+      io.out(commandHelp(parsed.spec));
+      return 0;
+    }
+    if (parsed.values.version === true) {
+      io.out(versionLine());
+      return 0;
+    }
+    const level = parsed.values["log-level"];
+    if (typeof level === "string" && isLogLevel(level)) setLogLevel(level);
+    return await dispatch(parsed, io);
+  } catch (error) {
+    return reportError(error, io);
+  }
+}
+
+/** Prints an error the way the CLI does and returns its exit code. */
+export function reportError(error: unknown, io: CliIo): number {
+  if (error instanceof UsageError) {
+    io.err(`openme: ${error.message}`);
+    io.err(usageHint(error.command));
+    return 2;
+  }
+  if (error instanceof CommandError) {
+    io.err(`openme: ${error.message}`);
+    return error.exitCode;
+  }
+  if (error instanceof Error && error.name === "ConfigError") {
+    io.err(`openme: ${error.message}`);
+    return 1;
+  }
+  if (error instanceof Deno.errors.PermissionDenied) {
+    io.err(
+      `openme: permission denied: ${error.message} (run as root, or with sudo)`,
+    );
+    return 1;
+  }
+  if (error instanceof Deno.errors.NotFound) {
+    io.err(`openme: not found: ${error.message}`);
+    return 1;
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  io.err(`openme: ${message}`);
+  if (Deno.env.get("OPENME_DEBUG") === "1" && error instanceof Error) {
+    io.err(error.stack ?? "");
+  }
+  return 1;
+}

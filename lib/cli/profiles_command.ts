@@ -1,0 +1,66 @@
+/**
+ * `openme profiles [NAME]`: lists the client profiles, or shows one. Private
+ * keys are always redacted.
+ *
+ * @module
+ */
+
+import { loadClientConfig } from "../config/client_config.ts";
+import { keyFingerprint } from "../crypto.ts";
+import { encodeBase64 } from "../encoding.ts";
+import { clientConfigPath } from "./client_profile.ts";
+import { CommandError } from "./errors.ts";
+import type { CliIo, ParsedCommand } from "./mod.ts";
+
+/** What stands in for a private key in any output. */
+export const REDACTED = "<redacted>";
+
+/** Runs `openme profiles`. */
+export async function runProfilesCommand(
+  parsed: ParsedCommand,
+  io: CliIo,
+): Promise<number> {
+  const path = clientConfigPath(parsed);
+  let config;
+  try {
+    config = await loadClientConfig(path);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) {
+      throw new CommandError(
+        `no client config at ${path}: import one with \`openme import FILE\``,
+      );
+    }
+    throw err;
+  }
+  const name = parsed.positionals[0];
+  if (name === undefined) {
+    if (config.profiles.size === 0) {
+      io.out(`no profiles in ${path}`);
+      return 0;
+    }
+    io.out(`profiles in ${path}:`);
+    for (const p of config.profiles.values()) {
+      io.out(`  ${p.name.padEnd(16)} ${p.serverHost}:${p.serverUdpPort}`);
+    }
+    return 0;
+  }
+  const p = config.profiles.get(name);
+  if (p === undefined) {
+    throw new CommandError(
+      `no profile "${name}" in ${path} (profiles: ${
+        [...config.profiles.keys()].join(", ")
+      })`,
+    );
+  }
+  io.out(`profile ${p.name} (${path})`);
+  io.out(`  server_host:     ${p.serverHost}`);
+  io.out(`  server_udp_port: ${p.serverUdpPort}`);
+  io.out(`  server_pubkey:   ${encodeBase64(p.serverPublicKey)}`);
+  io.out(`  private_key:     ${REDACTED}`);
+  if (p.publicKey !== null) {
+    io.out(`  public_key:      ${encodeBase64(p.publicKey)}`);
+    io.out(`  fingerprint:     ${keyFingerprint(p.publicKey)}`);
+  }
+  if (p.postKnock !== null) io.out(`  post_knock:      ${p.postKnock}`);
+  return 0;
+}

@@ -1,0 +1,63 @@
+/**
+ * `openme serve`: runs the knock server until SIGINT/SIGTERM, reloading on
+ * SIGHUP. Linux only; elsewhere it exits 1 with a clear message.
+ *
+ * @module
+ */
+
+import { DEFAULT_SERVER_CONFIG_PATH } from "../config/server_config.ts";
+import { error, info } from "../log.ts";
+import { serverSupported } from "../platform.ts";
+import { OpenmeServer } from "../server/daemon.ts";
+import { DEFAULT_STATE_FILE } from "../server/state_file.ts";
+import { CommandError } from "./errors.ts";
+import type { CliIo, ParsedCommand } from "./mod.ts";
+
+/** How long shutdown may take before the process exits anyway. */
+export const SHUTDOWN_DEADLINE_MS = 2000;
+
+/** Runs `openme serve`. */
+export async function runServeCommand(
+  parsed: ParsedCommand,
+  _io: CliIo,
+): Promise<number> {
+  const support = serverSupported();
+  if (!support.ok) throw new CommandError(support.message);
+  const configPath = parsed.globals.config ?? DEFAULT_SERVER_CONFIG_PATH;
+  const stateFile = typeof parsed.values["state-file"] === "string"
+    ? parsed.values["state-file"]
+    : DEFAULT_STATE_FILE;
+  const iface = typeof parsed.values.interface === "string"
+    ? parsed.values.interface
+    : null;
+  if (stateFile === DEFAULT_STATE_FILE) {
+    await Deno.mkdir("/run/openme", { recursive: true, mode: 0o755 }).catch(
+      () => {},
+    );
+  }
+  const server = await OpenmeServer.start(configPath, {
+    stateFile,
+    interfaceOverride: iface,
+  });
+  const { promise: stopped, resolve } = Promise.withResolvers<string>();
+  const onTerm = (): void => resolve("SIGTERM");
+  const onInt = (): void => resolve("SIGINT");
+  const onHup = (): void => {
+    server.reload("SIGHUP").catch((err) => error(`reload failed: ${err}`));
+  };
+  Deno.addSignalListener("SIGTERM", onTerm);
+  Deno.addSignalListener("SIGINT", onInt);
+  Deno.addSignalListener("SIGHUP", onHup);
+  const signal = await stopped;
+  info(`${signal} received: removing openme's rules and stopping`);
+  const deadline = setTimeout(() => {
+    error(`shutdown took longer than ${SHUTDOWN_DEADLINE_MS} ms; exiting`);
+    Deno.exit(1);
+  }, SHUTDOWN_DEADLINE_MS);
+  await server.stop();
+  clearTimeout(deadline);
+  Deno.removeSignalListener("SIGTERM", onTerm);
+  Deno.removeSignalListener("SIGINT", onInt);
+  Deno.removeSignalListener("SIGHUP", onHup);
+  return 0;
+}

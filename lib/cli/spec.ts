@@ -1,0 +1,403 @@
+/**
+ * The command table: every command's name, flags, usage line, help text and
+ * examples. It imports nothing heavy, so `--help` and completions stay fast.
+ *
+ * @module
+ */
+
+import type { ParseArgsOptionsConfig } from "node:util";
+
+/** One flag as shown in help and completions. */
+export interface FlagHelp {
+  /** Long flag with its value placeholder, e.g. `--ip IP`. */
+  flag: string;
+  /** One line saying what it does. */
+  text: string;
+}
+
+/** A command's description: parser options, usage, help and examples. */
+export interface CommandSpec {
+  /** Command name as typed. */
+  name: string;
+  /** One line for the command list. */
+  summary: string;
+  /** Usage line without the leading `openme `. */
+  usage: string;
+  /** A paragraph shown by `--help`. */
+  description: string;
+  /** Flags the command takes besides the global ones. */
+  options: ParseArgsOptionsConfig;
+  /** Help lines for those flags, in the order shown. */
+  flags: FlagHelp[];
+  /** Names of the positional arguments, in order; at most this many are accepted. */
+  positionals: string[];
+  /** How many positionals are required. */
+  requiredPositionals: number;
+  /** Example command lines. */
+  examples: string[];
+  /** Whether the command manages the server (and so reads the server config). */
+  serverSide: boolean;
+}
+
+/** Global flags every command accepts. */
+export const GLOBAL_OPTIONS: ParseArgsOptionsConfig = {
+  config: { type: "string" },
+  "client-config": { type: "string" },
+  "log-level": { type: "string" },
+  help: { type: "boolean", short: "h" },
+  version: { type: "boolean", short: "v" },
+};
+
+/** Help lines for the global flags. */
+export const GLOBAL_FLAGS: FlagHelp[] = [
+  {
+    flag: "--config PATH",
+    text: "server config (default /etc/openme/config.yaml)",
+  },
+  {
+    flag: "--client-config PATH",
+    text: "client config (default ~/.openme/config.yaml)",
+  },
+  {
+    flag: "--log-level LEVEL",
+    text: "debug, info, warn or error (default info)",
+  },
+  { flag: "-v, --version", text: "print the version and exit" },
+  { flag: "-h, --help", text: "show help" },
+];
+
+/** Every command, in the order `openme --help` lists them. */
+export const COMMANDS: CommandSpec[] = [
+  {
+    name: "init",
+    summary: "create the server config with fresh keys",
+    usage:
+      "init --server HOST [--port N] [--firewall nft|iptables] [--interface IF] [--force]",
+    description:
+      "Writes an annotated server config with a fresh X25519 key pair. HOST is the public name or address clients knock at. Refuses to overwrite an existing config unless --force is given.",
+    options: {
+      server: { type: "string" },
+      port: { type: "string" },
+      firewall: { type: "string" },
+      interface: { type: "string" },
+      force: { type: "boolean" },
+    },
+    flags: [
+      {
+        flag: "--server HOST",
+        text: "public name or IP written into client configs (required)",
+      },
+      { flag: "--port N", text: "UDP knock port (default 54154)" },
+      {
+        flag: "--firewall nft|iptables",
+        text: "firewall backend (default nft)",
+      },
+      { flag: "--interface IF", text: "rules match only this input interface" },
+      {
+        flag: "--force",
+        text:
+          "overwrite an existing config (new keys: every client must be re-provisioned)",
+      },
+    ],
+    positionals: [],
+    requiredPositionals: 0,
+    examples: [
+      "sudo openme init --server vpn.example.com",
+      "sudo openme init --server 203.0.113.7 --port 40000 --firewall iptables",
+    ],
+    serverSide: true,
+  },
+  {
+    name: "serve",
+    summary: "run the knock server (Linux, root or CAP_NET_ADMIN)",
+    usage: "serve [--state-file PATH] [--interface IF]",
+    description:
+      "Listens for knocks on the UDP port, opens the client's ports for its address for knock_timeout, and removes every rule it added on SIGINT/SIGTERM. Reloads the config on SIGHUP and when the file changes.",
+    options: {
+      "state-file": { type: "string" },
+      interface: { type: "string" },
+    },
+    flags: [
+      {
+        flag: "--state-file PATH",
+        text: "session state file (default /run/openme/sessions.json)",
+      },
+      {
+        flag: "--interface IF",
+        text: "rules match only this input interface (overrides the config)",
+      },
+    ],
+    positionals: [],
+    requiredPositionals: 0,
+    examples: ["sudo openme serve", "sudo openme serve --log-level debug"],
+    serverSide: true,
+  },
+  {
+    name: "sessions",
+    summary: "show open sessions, last-seen times and drop counters",
+    usage: "sessions [--state-file PATH] [-w|--watch]",
+    description:
+      "Reads the state file the server writes and shows each open session (client, address, ports, opened, expires in), the last time every other client knocked, and how many datagrams were dropped and why.",
+    options: {
+      "state-file": { type: "string" },
+      watch: { type: "boolean", short: "w" },
+    },
+    flags: [
+      {
+        flag: "--state-file PATH",
+        text: "session state file (default /run/openme/sessions.json)",
+      },
+      { flag: "-w, --watch", text: "refresh every second until Ctrl-C" },
+    ],
+    positionals: [],
+    requiredPositionals: 0,
+    examples: ["openme sessions", "openme sessions --watch"],
+    serverSide: true,
+  },
+  {
+    name: "add",
+    summary: "register a client and print its config",
+    usage:
+      "add NAME [--ports CSV] [--expires RFC3339] [--profile NAME] [--qr] [--qr-out FILE]",
+    description:
+      "Creates an Ed25519 key pair for a new client, adds it to the server config and prints the client config (a YAML block starting with `profiles:`) followed by the key fingerprint. The private key is printed once and not stored on the server.",
+    options: {
+      ports: { type: "string" },
+      expires: { type: "string" },
+      profile: { type: "string" },
+      qr: { type: "boolean" },
+      "qr-out": { type: "string" },
+    },
+    flags: [
+      {
+        flag: "--ports CSV",
+        text:
+          "port groups and/or specs, e.g. default,2222/tcp (default: the default group)",
+      },
+      {
+        flag: "--expires RFC3339",
+        text: "refuse knocks after this time, e.g. 2026-12-31T23:59:59Z",
+      },
+      {
+        flag: "--profile NAME",
+        text:
+          "profile name in the printed client config (default: server.default_profile)",
+      },
+      { flag: "--qr", text: "also print a QR code for the mobile apps" },
+      { flag: "--qr-out FILE", text: "write the QR code to a PNG file" },
+    ],
+    positionals: ["NAME"],
+    requiredPositionals: 1,
+    examples: [
+      "sudo openme add alice",
+      "sudo openme add bob --ports devops,2222/tcp --expires 2026-12-31T23:59:59Z",
+      "sudo openme add phone --qr",
+    ],
+    serverSide: true,
+  },
+  {
+    name: "list",
+    summary: "list registered clients",
+    usage: "list",
+    description:
+      "Shows each client's name, key fingerprint, effective ports and expiry.",
+    options: {},
+    flags: [],
+    positionals: [],
+    requiredPositionals: 0,
+    examples: ["sudo openme list"],
+    serverSide: true,
+  },
+  {
+    name: "revoke",
+    summary: "remove a client (a running server applies it within 2 s)",
+    usage: "revoke NAME",
+    description:
+      "Removes the client from the server config. A running server reloads the file, refuses the client's knocks and closes its open sessions.",
+    options: {},
+    flags: [],
+    positionals: ["NAME"],
+    requiredPositionals: 1,
+    examples: ["sudo openme revoke alice"],
+    serverSide: true,
+  },
+  {
+    name: "knock",
+    summary: "send a knock to open your ports",
+    usage:
+      "knock [PROFILE] [--ip IP] [-4|-6] [--continuous] [--interval DURATION] [--check]",
+    description:
+      "Sends one signed, encrypted UDP packet to the server. The server opens your ports for the packet's source address (or --ip) for a few seconds. When the server name has IPv4 and IPv6 addresses, one knock goes to each.",
+    options: {
+      ip: { type: "string" },
+      ipv4: { type: "boolean", short: "4" },
+      ipv6: { type: "boolean", short: "6" },
+      continuous: { type: "boolean" },
+      interval: { type: "string" },
+      check: { type: "boolean" },
+    },
+    flags: [
+      {
+        flag: "--ip IP",
+        text: "open for this address instead of the packet's source address",
+      },
+      { flag: "-4, --ipv4", text: "knock over IPv4 only" },
+      { flag: "-6, --ipv6", text: "knock over IPv6 only" },
+      { flag: "--continuous", text: "knock again every interval until Ctrl-C" },
+      {
+        flag: "--interval DURATION",
+        text: "time between knocks with --continuous (default 25s)",
+      },
+      {
+        flag: "--check",
+        text:
+          "wait up to 3 s for the health port to open; exit 1 if it does not",
+      },
+    ],
+    positionals: ["PROFILE"],
+    requiredPositionals: 0,
+    examples: [
+      "openme knock",
+      "openme knock work --check && ssh me@work.example.com",
+      "openme knock --ip 198.51.100.20",
+      "openme knock --continuous --interval 20s",
+    ],
+    serverSide: false,
+  },
+  {
+    name: "status",
+    summary: "check whether the server's health port is reachable",
+    usage: "status [PROFILE] [--knock]",
+    description:
+      "Connects to the server's health port over TCP within 3 s. It is reachable only while a knock of yours is open, so this tells whether your ports are open now.",
+    options: { knock: { type: "boolean" } },
+    flags: [{ flag: "--knock", text: "knock first, then check" }],
+    positionals: ["PROFILE"],
+    requiredPositionals: 0,
+    examples: ["openme status", "openme status work --knock"],
+    serverSide: false,
+  },
+  {
+    name: "profiles",
+    summary: "list client profiles, or show one",
+    usage: "profiles [NAME]",
+    description:
+      "Lists the profiles in the client config, or shows one. Private keys are always redacted.",
+    options: {},
+    flags: [],
+    positionals: ["NAME"],
+    requiredPositionals: 0,
+    examples: ["openme profiles", "openme profiles work"],
+    serverSide: false,
+  },
+  {
+    name: "import",
+    summary: "add a profile from `openme add` output or a QR payload",
+    usage: "import [FILE|-] [--profile NAME] [--force]",
+    description:
+      "Reads the `profiles:` block printed by `openme add` (or the QR JSON payload) from FILE or standard input and merges it into the client config, keeping comments.",
+    options: {
+      profile: { type: "string" },
+      force: { type: "boolean" },
+    },
+    flags: [
+      { flag: "--profile NAME", text: "store it under this profile name" },
+      { flag: "--force", text: "overwrite a profile of the same name" },
+    ],
+    positionals: ["FILE"],
+    requiredPositionals: 0,
+    examples: [
+      "openme import alice.yaml",
+      "ssh admin@server sudo openme add laptop | openme import -",
+    ],
+    serverSide: false,
+  },
+  {
+    name: "doctor",
+    summary: "check the server's config, firewall and clock",
+    usage: "doctor",
+    description:
+      "Checks the server config, privileges, firewall tools, the base ruleset (default deny, jump to openme, established traffic, ICMPv6 neighbour discovery), the knock and health ports and clock sync. Prints one line per finding with the command to fix it; exits 1 on any ✗.",
+    options: {},
+    flags: [],
+    positionals: [],
+    requiredPositionals: 0,
+    examples: ["sudo openme doctor"],
+    serverSide: true,
+  },
+  {
+    name: "completion",
+    summary: "print a shell completion script",
+    usage: "completion bash|zsh|fish",
+    description:
+      "Prints a completion script for commands, flags and profile names.",
+    options: {},
+    flags: [],
+    positionals: ["SHELL"],
+    requiredPositionals: 1,
+    examples: [
+      "openme completion bash > /etc/bash_completion.d/openme",
+      "openme completion fish > ~/.config/fish/completions/openme.fish",
+    ],
+    serverSide: false,
+  },
+];
+
+/** Finds a command by name, or returns undefined. */
+export function findCommand(name: string): CommandSpec | undefined {
+  for (const spec of COMMANDS) {
+    if (spec.name === name) return spec;
+  }
+  return undefined;
+}
+
+/** Renders a command's `--help` text. */
+export function commandHelp(spec: CommandSpec): string {
+  const lines: string[] = [];
+  lines.push(`Usage: openme ${spec.usage}`, "", spec.description, "");
+  if (spec.flags.length > 0) {
+    lines.push("Options:");
+    for (const f of spec.flags) lines.push(`  ${f.flag.padEnd(26)} ${f.text}`);
+    lines.push("");
+  }
+  lines.push("Global options:");
+  for (const f of GLOBAL_FLAGS) lines.push(`  ${f.flag.padEnd(26)} ${f.text}`);
+  lines.push("", "Examples:");
+  for (const e of spec.examples) lines.push(`  ${e}`);
+  return lines.join("\n");
+}
+
+/** Renders the top-level `openme --help` text. */
+export function topLevelHelp(): string {
+  const lines: string[] = [
+    "openme — single packet authorization: ports stay closed until you knock.",
+    "",
+    "Usage: openme COMMAND [options]",
+    "",
+    "Server commands (Linux):",
+  ];
+  for (const spec of COMMANDS) {
+    if (spec.serverSide) {
+      lines.push(`  ${spec.name.padEnd(11)} ${spec.summary}`);
+    }
+  }
+  lines.push("", "Client commands:");
+  for (const spec of COMMANDS) {
+    if (!spec.serverSide) {
+      lines.push(`  ${spec.name.padEnd(11)} ${spec.summary}`);
+    }
+  }
+  lines.push("", "Global options:");
+  for (const f of GLOBAL_FLAGS) lines.push(`  ${f.flag.padEnd(26)} ${f.text}`);
+  lines.push(
+    "",
+    "Run `openme COMMAND --help` for a command's options and examples.",
+    "",
+    "Quick start:",
+    "  sudo openme init --server myserver.example.com",
+    "  sudo openme add alice        # prints alice's client config",
+    "  sudo openme serve",
+    "  openme knock                 # on alice's machine",
+  );
+  return lines.join("\n");
+}

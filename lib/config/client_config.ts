@@ -1,0 +1,611 @@
+/**
+ * The client config file (SPEC §5): profiles with the server's address and
+ * key and the client's Ed25519 key pair. Parsing, the default path per
+ * platform, rendering for `openme add`, and a locked, comment-preserving
+ * profile upsert.
+ *
+ * @module
+ */
+
+import { dirname } from "node:path";
+import { isDeepStrictEqual } from "node:util";
+import { Document, isMap, YAMLMap } from "yaml";
+import { decodeBase64Key } from "../encoding.ts";
+import {
+  ConfigError,
+  describeValue,
+  formatKeyPath,
+  type KeyPathSegment,
+} from "./errors.ts";
+import {
+  ensureDir,
+  errorText,
+  fileExists,
+  type FileLockOptions,
+  lineOfKeyPath,
+  parseYamlSource,
+  readYamlDocument,
+  spliceInsertMapEntry,
+  withFileLock,
+  writeConfigFile,
+  type YamlSource,
+  yamlToValue,
+} from "./file_io.ts";
+
+/** Default `server_udp_port` of a profile. */
+export const CLIENT_DEFAULT_SERVER_UDP_PORT = 54154;
+/** Mode of the client config directory (`~/.openme`) when openme creates it. */
+export const CLIENT_CONFIG_DIR_MODE = 0o700;
+/** Mode of the client config file (it holds the private key). */
+export const CLIENT_CONFIG_FILE_MODE = 0o600;
+/** Server X25519 public key size. */
+export const SERVER_PUBLIC_KEY_BYTES = 32;
+/** Accepted client private key sizes: 64-byte Ed25519 key (seed || public) or a bare 32-byte seed. */
+export const CLIENT_PRIVATE_KEY_SIZES: readonly number[] = [64, 32];
+/** Client Ed25519 public key size. */
+export const CLIENT_PUBLIC_KEY_BYTES = 32;
+/** Longest profile name. */
+export const MAX_PROFILE_NAME_LENGTH = 64;
+
+/** One validated profile. */
+export interface ClientProfile {
+  /** Key under `profiles:`. */
+  name: string;
+  /** `server_host`: name or IP address knocks are sent to. */
+  serverHost: string;
+  /** `server_udp_port`: the server's knock port. */
+  serverUdpPort: number;
+  /** Decoded `server_pubkey` (32-byte X25519 public key). */
+  serverPublicKey: Uint8Array;
+  /** Decoded `private_key`: 64 bytes (seed || public key) or a 32-byte seed. */
+  privateKey: Uint8Array;
+  /** Decoded `public_key`; taken from a 64-byte private key when absent; null if unknown (bare seed, no public_key). */
+  publicKey: Uint8Array | null;
+  /** `post_knock` command, or null. */
+  postKnock: string | null;
+}
+
+/** A validated client config. */
+export interface ClientConfig {
+  /** File the config was read from. */
+  path: string;
+  /** Profiles by name, in file order. */
+  profiles: Map<string, ClientProfile>;
+  /** Non-fatal YAML warnings and loose file mode. */
+  warnings: string[];
+}
+
+/** Options for {@linkcode defaultClientConfigPath}. */
+export interface ClientConfigPathOptions {
+  /** Operating system as `Deno.build.os` names it; default the current one. */
+  platform?: string;
+  /** Environment lookup; default `Deno.env.get`. */
+  env?: (name: string) => string | undefined;
+}
+
+/**
+ * The default client config path: `$HOME/.openme/config.yaml`, or
+ * `%USERPROFILE%\.openme\config.yaml` on Windows. Throws ConfigError when the
+ * home directory is unknown.
+ */
+export function defaultClientConfigPath(
+  options: ClientConfigPathOptions = {},
+): string {
+  const platform = options.platform ?? Deno.build.os;
+  const env = options.env ?? ((name: string) => Deno.env.get(name));
+  if (platform === "windows") {
+    let home = env("USERPROFILE");
+    if (home === undefined || home === "") {
+      const drive = env("HOMEDRIVE");
+      const homePath = env("HOMEPATH");
+      if (drive && homePath) home = `${drive}${homePath}`;
+    }
+    if (home === undefined || home === "") {
+      throw new ConfigError({
+        file: "%USERPROFILE%\\.openme\\config.yaml",
+        problem: "USERPROFILE is not set, so the default path is unknown",
+        expected: "set USERPROFILE or pass --client-config PATH",
+      });
+    }
+    return `${home.replace(/[\\/]+$/, "")}\\.openme\\config.yaml`;
+  }
+  const home = env("HOME");
+  if (home === undefined || home === "") {
+    throw new ConfigError({
+      file: "~/.openme/config.yaml",
+      problem: "HOME is not set, so the default path is unknown",
+      expected: "set HOME or pass --client-config PATH",
+    });
+  }
+  const trimmed = home === "/" ? "" : home.replace(/\/+$/, "");
+  return `${trimmed}/.openme/config.yaml`;
+}
+
+/** Options for {@linkcode parseClientConfig}. */
+export interface ParseClientConfigOptions {
+  /** File name used in messages. */
+  path: string;
+}
+
+/** Parses and validates client config text; throws ConfigError naming file, line and key path. */
+export function parseClientConfig(
+  text: string,
+  options: ParseClientConfigOptions,
+): ClientConfig {
+  return buildClientConfig(parseYamlSource(text, { path: options.path }));
+}
+
+/** Reads, parses and validates the client config file; throws ConfigError. */
+export async function loadClientConfig(path: string): Promise<ClientConfig> {
+  const source = await readYamlDocument(path, {
+    missingHint:
+      'save the profile block printed by "openme add" there, or pass --client-config PATH',
+  });
+  const config = buildClientConfig(source);
+  if (source.mode !== null && (source.mode & 0o077) !== 0) {
+    config.warnings.push(
+      `config ${path}: file mode ${
+        source.mode.toString(8).padStart(4, "0")
+      } lets other users read your private key (run chmod 600 ${path})`,
+    );
+  }
+  return config;
+}
+
+const PROFILE_NAME_PATTERN = /^[\p{L}\p{N}][\p{L}\p{N}._@-]*$/u;
+// deno-lint-ignore no-control-regex
+const HOST_PATTERN = /^[^\s"'`\\\u0000-\u001f\u007f]{1,253}$/;
+const PORT_HINT = "an integer 1-65535, e.g. 54154";
+
+/** Validates a parsed client config. */
+function buildClientConfig(source: YamlSource): ClientConfig {
+  const root = yamlToValue(source);
+  const profiles = new Map<string, ClientProfile>();
+  const config: ClientConfig = {
+    path: source.path,
+    profiles,
+    warnings: [...source.warnings],
+  };
+  if (root === null || root === undefined) return config;
+  if (!isRecord(root)) {
+    throw fail(
+      source,
+      [],
+      `the top level is ${describeValue(root)}`,
+      'a map with a profiles: section, as printed by "openme add"',
+    );
+  }
+  const section = root.profiles;
+  if (section === undefined || section === null) return config;
+  if (!isRecord(section)) {
+    throw fail(
+      source,
+      ["profiles"],
+      `expected a map of profile names, got ${describeValue(section)}`,
+      'e.g. profiles: {default: {server_host: ...}}, as printed by "openme add"',
+    );
+  }
+  for (const [name, entry] of Object.entries(section)) {
+    profiles.set(name, parseProfile(source, name, entry));
+  }
+  return config;
+}
+
+/** Validates one profile; throws ConfigError. */
+function parseProfile(
+  source: YamlSource,
+  name: string,
+  entry: unknown,
+): ClientProfile {
+  const base: KeyPathSegment[] = ["profiles", name];
+  const nameProblem = validateProfileName(name);
+  if (nameProblem !== null) {
+    throw fail(
+      source,
+      base,
+      nameProblem,
+      "letters, digits, '.', '_', '-' or '@', starting with a letter or digit",
+    );
+  }
+  if (!isRecord(entry)) {
+    throw fail(
+      source,
+      base,
+      `expected a map, got ${describeValue(entry)}`,
+      "a map with server_host, server_pubkey and private_key",
+    );
+  }
+
+  const hostValue = entry.server_host;
+  const hostHint = "the server's name or IP address, e.g. myserver.example.com";
+  if (hostValue === undefined || hostValue === null || hostValue === "") {
+    throw fail(
+      source,
+      [...base, "server_host"],
+      "missing server_host",
+      hostHint,
+    );
+  }
+  if (typeof hostValue !== "string" || !HOST_PATTERN.test(hostValue.trim())) {
+    throw fail(
+      source,
+      [...base, "server_host"],
+      `invalid host ${describeValue(hostValue)}`,
+      hostHint,
+    );
+  }
+
+  let serverUdpPort = CLIENT_DEFAULT_SERVER_UDP_PORT;
+  const portValue = entry.server_udp_port;
+  if (portValue !== undefined && portValue !== null) {
+    if (typeof portValue !== "number" || !Number.isInteger(portValue)) {
+      throw fail(
+        source,
+        [...base, "server_udp_port"],
+        `expected a port number, got ${describeValue(portValue)}`,
+        PORT_HINT,
+      );
+    }
+    if (portValue < 1 || portValue > 65535) {
+      throw fail(
+        source,
+        [...base, "server_udp_port"],
+        `port ${describeValue(portValue)} out of range 1-65535`,
+        PORT_HINT,
+      );
+    }
+    serverUdpPort = portValue;
+  }
+
+  const serverPublicKey = requireKey(
+    source,
+    [...base, "server_pubkey"],
+    entry.server_pubkey,
+    [SERVER_PUBLIC_KEY_BYTES],
+    "the server's base64 X25519 public key (server.public_key on the server)",
+  );
+  const privateKey = requireKey(
+    source,
+    [...base, "private_key"],
+    entry.private_key,
+    [...CLIENT_PRIVATE_KEY_SIZES],
+    "your base64 Ed25519 private key (64 bytes, or a 32-byte seed)",
+  );
+  let publicKey: Uint8Array | null = null;
+  if (entry.public_key !== undefined && entry.public_key !== null) {
+    publicKey = requireKey(
+      source,
+      [...base, "public_key"],
+      entry.public_key,
+      [CLIENT_PUBLIC_KEY_BYTES],
+      "your base64 Ed25519 public key (32 bytes)",
+    );
+    if (
+      privateKey.length === 64 &&
+      !sameBytes(privateKey.subarray(32), publicKey)
+    ) {
+      throw fail(
+        source,
+        [...base, "public_key"],
+        "public_key does not match the public half of private_key",
+        "copy both keys from the same openme add output",
+      );
+    }
+  } else if (privateKey.length === 64) {
+    publicKey = privateKey.slice(32);
+  }
+
+  let postKnock: string | null = null;
+  const postValue = entry.post_knock;
+  if (postValue !== undefined && postValue !== null && postValue !== "") {
+    if (typeof postValue !== "string") {
+      throw fail(
+        source,
+        [...base, "post_knock"],
+        `expected a command line, got ${describeValue(postValue)}`,
+        'a quoted command, e.g. "ssh me@myserver.example.com"',
+      );
+    }
+    postKnock = postValue;
+  }
+
+  return {
+    name,
+    serverHost: hostValue.trim(),
+    serverUdpPort,
+    serverPublicKey,
+    privateKey,
+    publicKey,
+    postKnock,
+  };
+}
+
+/** Returns why a profile name is not allowed, or null when it is fine. */
+export function validateProfileName(name: string): string | null {
+  if (typeof name !== "string" || name === "") return "empty profile name";
+  if (name.length > MAX_PROFILE_NAME_LENGTH) {
+    return `profile name is ${name.length} characters, longer than ${MAX_PROFILE_NAME_LENGTH}`;
+  }
+  if (!PROFILE_NAME_PATTERN.test(name)) {
+    return `invalid profile name ${JSON.stringify(name)}`;
+  }
+  return null;
+}
+
+/** A profile to write with {@linkcode upsertClientProfile} or {@linkcode renderClientConfig}. */
+export interface NewClientProfile {
+  /** Profile name. */
+  name: string;
+  /** Server name or IP address. */
+  serverHost: string;
+  /** Server knock port. */
+  serverUdpPort: number;
+  /** Base64 X25519 public key of the server (32 bytes). */
+  serverPubkeyB64: string;
+  /** Base64 Ed25519 private key (64 bytes, or a 32-byte seed). */
+  privateKeyB64: string;
+  /** Base64 Ed25519 public key (32 bytes). */
+  publicKeyB64: string;
+  /** Command to run after a knock: a string sets it, null removes it, absent keeps what the file has. */
+  postKnock?: string | null;
+}
+
+/** Options for {@linkcode upsertClientProfile}. */
+export interface UpsertProfileOptions extends FileLockOptions {
+  /** Replace an existing profile of the same name (its unknown keys stay). */
+  force?: boolean;
+}
+
+/**
+ * Renders profiles as a client config (first line `profiles:`), ready to be
+ * saved as `~/.openme/config.yaml`; used by `openme add`. Throws ConfigError
+ * for invalid values.
+ */
+export function renderClientConfig(
+  profiles: readonly NewClientProfile[],
+): string {
+  const doc = new Document();
+  const root = new YAMLMap();
+  const section = new YAMLMap();
+  for (const profile of profiles) {
+    checkNewProfile("(new client config)", profile);
+    section.set(profile.name, doc.createNode(profileValue(profile)));
+  }
+  root.set("profiles", section);
+  doc.contents = root;
+  return doc.toString({ lineWidth: 0, flowCollectionPadding: false });
+}
+
+/**
+ * Adds or (with `force`) replaces a profile in the client config: creates the
+ * directory (0700) and file (0600) when missing, and otherwise, under an
+ * exclusive lock, keeps every comment and unknown key. Writes atomically.
+ * Throws ConfigError, e.g. when the profile exists and `force` is not set.
+ */
+export async function upsertClientProfile(
+  path: string,
+  profile: NewClientProfile,
+  options: UpsertProfileOptions = {},
+): Promise<void> {
+  checkNewProfile(path, profile);
+  try {
+    await ensureDir(dirname(path), { mode: CLIENT_CONFIG_DIR_MODE });
+  } catch (error) {
+    throw new ConfigError({
+      file: path,
+      problem: `cannot create directory ${dirname(path)}: ${errorText(error)}`,
+      expected: "check the path and permissions",
+      cause: error,
+    });
+  }
+
+  await withFileLock(path, async () => {
+    const name = profile.name;
+    const value = profileValue(profile);
+    if (!(await fileExists(path))) {
+      await writeConfigFile(path, renderClientConfig([profile]), {
+        mode: CLIENT_CONFIG_FILE_MODE,
+      });
+      return;
+    }
+    const source = await readYamlDocument(path);
+    buildClientConfig(source);
+    const before = yamlToValue(source);
+    const rootBefore: Record<string, unknown> = isRecord(before) ? before : {};
+    const profilesBefore = isRecord(rootBefore.profiles)
+      ? rootBefore.profiles
+      : {};
+    const exists = Object.hasOwn(profilesBefore, name);
+    if (exists && options.force !== true) {
+      throw new ConfigError({
+        file: path,
+        line: lineOfKeyPath(source, ["profiles", name]),
+        keyPath: formatKeyPath(["profiles", name]),
+        problem: `profile ${JSON.stringify(name)} already exists`,
+        expected:
+          "replace it with --force, or choose another profile name with --profile",
+      });
+    }
+
+    let newProfileValue: Record<string, unknown> = value;
+    if (exists) {
+      const old = profilesBefore[name];
+      newProfileValue = { ...(isRecord(old) ? old : {}), ...value };
+      if (profile.postKnock === null) delete newProfileValue.post_knock;
+    }
+    const expected: Record<string, unknown> = {
+      ...rootBefore,
+      profiles: { ...profilesBefore, [name]: newProfileValue },
+    };
+    const check = (text: string): boolean => {
+      const after = parseYamlSource(text, { path });
+      if (!isDeepStrictEqual(yamlToValue(after), expected)) return false;
+      return buildClientConfig(after).profiles.has(name);
+    };
+
+    let text: string | null = null;
+    if (before === null || before === undefined) {
+      text = renderClientConfig([profile]);
+      if (source.text.trim() !== "") text = `${source.text.trimEnd()}\n${text}`;
+    } else if (!exists) {
+      const entryDoc = new Document();
+      const entryRoot = new YAMLMap();
+      entryRoot.set(name, entryDoc.createNode(value));
+      entryDoc.contents = entryRoot;
+      const spliced = spliceInsertMapEntry(source, {
+        section: "profiles",
+        text: entryDoc.toString({ lineWidth: 0, flowCollectionPadding: false }),
+      });
+      if (spliced !== null && safeCheck(check, spliced)) text = spliced;
+    }
+    if (text === null || !safeCheck(check, text)) {
+      text = editWithDocumentApi(source, profile, exists);
+      if (!safeCheck(check, text)) {
+        throw new ConfigError({
+          file: path,
+          keyPath: formatKeyPath(["profiles", name]),
+          problem:
+            "could not write the profile without changing other parts of the file",
+          expected: "edit the file by hand",
+        });
+      }
+    }
+    await writeConfigFile(path, text, { mode: CLIENT_CONFIG_FILE_MODE });
+  }, options);
+}
+
+/** Sets the profile with the Document API: known keys replaced in place, everything else kept. */
+function editWithDocumentApi(
+  source: YamlSource,
+  profile: NewClientProfile,
+  exists: boolean,
+): string {
+  const doc = source.doc.clone();
+  const value = profileValue(profile);
+  if (!exists) {
+    let section = doc.get("profiles", true);
+    if (!isMap(section)) {
+      const created = new YAMLMap();
+      doc.set("profiles", created);
+      section = created;
+    }
+    if (isMap(section)) {
+      if (section.items.length === 0) section.flow = false;
+      section.set(profile.name, doc.createNode(value));
+    }
+  } else {
+    for (const [key, item] of Object.entries(value)) {
+      doc.setIn(["profiles", profile.name, key], item);
+    }
+    if (profile.postKnock === null) {
+      doc.deleteIn(["profiles", profile.name, "post_knock"]);
+    }
+  }
+  return doc.toString({ flowCollectionPadding: false });
+}
+
+/** The YAML keys of a new profile (post_knock only when given as a string). */
+function profileValue(profile: NewClientProfile): Record<string, unknown> {
+  const value: Record<string, unknown> = {
+    server_host: profile.serverHost.trim(),
+    server_udp_port: profile.serverUdpPort,
+    server_pubkey: profile.serverPubkeyB64.trim(),
+    private_key: profile.privateKeyB64.trim(),
+    public_key: profile.publicKeyB64.trim(),
+  };
+  if (typeof profile.postKnock === "string" && profile.postKnock !== "") {
+    value.post_knock = profile.postKnock;
+  }
+  return value;
+}
+
+/** Validates a profile before it is written, by rendering and parsing it on its own. */
+function checkNewProfile(path: string, profile: NewClientProfile): void {
+  const nameProblem = validateProfileName(profile.name);
+  if (nameProblem !== null) {
+    throw new ConfigError({
+      file: path,
+      keyPath: formatKeyPath(["profiles", profile.name]),
+      problem: nameProblem,
+      expected:
+        "letters, digits, '.', '_', '-' or '@', starting with a letter or digit",
+    });
+  }
+  const doc = new Document();
+  const root = new YAMLMap();
+  const section = new YAMLMap();
+  section.set(profile.name, doc.createNode(profileValue(profile)));
+  root.set("profiles", section);
+  doc.contents = root;
+  try {
+    parseClientConfig(doc.toString({ lineWidth: 0 }), { path });
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    // Line numbers of the generated text would point into the wrong file.
+    throw new ConfigError({
+      file: path,
+      keyPath: error.keyPath,
+      problem: error.problem,
+      expected: error.expected,
+    });
+  }
+}
+
+/** Runs a result check, treating a thrown error as a failed check. */
+function safeCheck(check: (text: string) => boolean, text: string): boolean {
+  try {
+    return check(text);
+  } catch {
+    return false;
+  }
+}
+
+function requireKey(
+  source: YamlSource,
+  keyPath: KeyPathSegment[],
+  value: unknown,
+  sizes: number[],
+  hint: string,
+): Uint8Array {
+  if (value !== undefined && value !== null && typeof value !== "string") {
+    throw fail(
+      source,
+      keyPath,
+      `expected base64 text, got ${describeValue(value)}`,
+      hint,
+    );
+  }
+  const decoded = decodeBase64Key(value ?? "", { sizes });
+  if (!decoded.ok) throw fail(source, keyPath, decoded.reason, hint);
+  return decoded.bytes;
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) {
+    if (a[i] !== b[i]) return false;
+  }
+  return true;
+}
+
+/** Builds a ConfigError at a key path, with the line taken from the YAML. */
+function fail(
+  source: YamlSource,
+  keyPath: KeyPathSegment[],
+  problem: string,
+  expected?: string,
+): ConfigError {
+  return new ConfigError({
+    file: source.path,
+    line: lineOfKeyPath(source, keyPath),
+    keyPath: keyPath.length === 0 ? undefined : formatKeyPath(keyPath),
+    problem,
+    expected,
+  });
+}
+
+/** True for a YAML map converted to an object. */
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null &&
+    !Array.isArray(value) && !(value instanceof Uint8Array);
+}

@@ -1,0 +1,126 @@
+/**
+ * Durations in Go's `time.ParseDuration` syntax (`30s`, `1m0s`, `1h30m`,
+ * `1.5s`, `250ms`), as used by `knock_timeout`, `replay_window` and
+ * `--interval`. Values are milliseconds (a JavaScript number, possibly
+ * fractional for sub-millisecond durations).
+ *
+ * @module
+ */
+
+/** Nanoseconds per unit, for every unit Go accepts. */
+const UNIT_NANOSECONDS: ReadonlyMap<string, number> = new Map([
+  ["ns", 1],
+  ["us", 1e3],
+  ["\u00b5s", 1e3], // µs, MICRO SIGN
+  ["\u03bcs", 1e3], // μs, GREEK SMALL LETTER MU
+  ["ms", 1e6],
+  ["s", 1e9],
+  ["m", 60e9],
+  ["h", 3600e9],
+]);
+
+/** Go durations are signed 64-bit nanosecond counts; larger values are refused as Go refuses them. */
+const MAX_DURATION_NANOSECONDS = 9223372036854775807;
+
+const NANOSECONDS_PER_MILLISECOND = 1e6;
+
+/** A number (integer part, optional fraction) at the start of a duration component. */
+const NUMBER_PATTERN = /^([0-9]*)(?:\.([0-9]*))?/;
+
+/** A unit: everything up to the next digit or dot, as in Go. */
+const UNIT_PATTERN = /^[^0-9.]+/;
+
+/**
+ * Parses a Go duration such as `1h30m` or `1.5s` into milliseconds, or returns
+ * null when the text is not a valid duration. A leading `-` gives a negative
+ * value; callers that need a positive duration must check.
+ */
+export function parseDuration(text: string): number | null {
+  if (typeof text !== "string") return null;
+  let rest = text;
+  let negative = false;
+  if (rest.startsWith("-") || rest.startsWith("+")) {
+    negative = rest.startsWith("-");
+    rest = rest.slice(1);
+  }
+  // Go accepts a bare "0" (with optional sign) without a unit.
+  if (rest === "0") return 0;
+  if (rest === "") return null;
+
+  let totalNanoseconds = 0;
+  while (rest !== "") {
+    const numberMatch = NUMBER_PATTERN.exec(rest);
+    if (numberMatch === null) return null;
+    const integerDigits = numberMatch[1];
+    const fractionDigits = numberMatch[2] ?? "";
+    if (integerDigits === "" && fractionDigits === "") return null;
+    rest = rest.slice(numberMatch[0].length);
+
+    const unitMatch = UNIT_PATTERN.exec(rest);
+    if (unitMatch === null) return null; // missing unit
+    const unitNanoseconds = UNIT_NANOSECONDS.get(unitMatch[0]);
+    if (unitNanoseconds === undefined) return null; // unknown unit
+    rest = rest.slice(unitMatch[0].length);
+
+    const value = Number(`${integerDigits || "0"}.${fractionDigits || "0"}`);
+    totalNanoseconds += value * unitNanoseconds;
+    if (
+      !Number.isFinite(totalNanoseconds) ||
+      totalNanoseconds > MAX_DURATION_NANOSECONDS
+    ) {
+      return null;
+    }
+  }
+  const milliseconds = totalNanoseconds / NANOSECONDS_PER_MILLISECOND;
+  return negative ? -milliseconds : milliseconds;
+}
+
+/**
+ * Formats milliseconds as Go's `Duration.String` does: `0s`, `500ms`, `1.5s`,
+ * `30s`, `1m30s`, `1h0m0s` (hours and minutes always carry the smaller units).
+ * The result parses back with {@linkcode parseDuration} to the same value,
+ * rounded to whole nanoseconds.
+ */
+export function formatDuration(ms: number): string {
+  if (!Number.isFinite(ms)) {
+    throw new RangeError(`cannot format duration ${ms}: not a finite number`);
+  }
+  let nanoseconds = BigInt(Math.round(ms * NANOSECONDS_PER_MILLISECOND));
+  const sign = nanoseconds < 0n ? "-" : "";
+  if (nanoseconds < 0n) nanoseconds = -nanoseconds;
+
+  if (nanoseconds === 0n) return "0s";
+  if (nanoseconds < 1_000n) return `${sign}${nanoseconds}ns`;
+  if (nanoseconds < 1_000_000n) {
+    return `${sign}${withFraction(nanoseconds, 3)}\u00b5s`;
+  }
+  if (nanoseconds < 1_000_000_000n) {
+    return `${sign}${withFraction(nanoseconds, 6)}ms`;
+  }
+
+  const totalSeconds = nanoseconds / 1_000_000_000n;
+  const fraction = nanoseconds % 1_000_000_000n;
+  let out = `${
+    withFraction(totalSeconds % 60n * 1_000_000_000n + fraction, 9)
+  }s`;
+  const totalMinutes = totalSeconds / 60n;
+  if (totalMinutes > 0n) {
+    out = `${totalMinutes % 60n}m${out}`;
+    const hours = totalMinutes / 60n;
+    if (hours > 0n) out = `${hours}h${out}`;
+  }
+  return sign + out;
+}
+
+/** Writes `value / 10^digits` in decimal without trailing zeros: (1500n, 3) -> "1.5". */
+function withFraction(value: bigint, digits: number): string {
+  const scale = 10n ** BigInt(digits);
+  const whole = value / scale;
+  const fraction = value % scale;
+  if (fraction === 0n) return `${whole}`;
+  const fractionText = fraction.toString().padStart(digits, "0").replace(
+    /0+$/,
+    "",
+  );
+  return `${whole}.${fractionText}`;
+}

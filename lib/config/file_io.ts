@@ -1,0 +1,695 @@
+/**
+ * File access shared by the config modules: reading a YAML file into a
+ * Document with line numbers, atomic writes with a given mode, directory
+ * creation, an exclusive lock around read-modify-write, and text splices that
+ * add or remove one entry of a top-level map without touching any other byte.
+ *
+ * @module
+ */
+
+import { basename, dirname, join } from "node:path";
+import {
+  type Document,
+  isAlias,
+  isMap,
+  isScalar,
+  isSeq,
+  LineCounter,
+  type Pair,
+  parseDocument,
+} from "yaml";
+import { ConfigError, type KeyPathSegment } from "./errors.ts";
+
+/** Config files larger than this are refused before parsing. */
+export const MAX_CONFIG_FILE_BYTES = 1024 * 1024;
+
+/** Most alias expansions allowed when converting YAML to values (bounds "billion laughs" files). */
+export const MAX_YAML_ALIAS_COUNT = 100;
+
+/** How long {@linkcode withFileLock} waits for another process by default. */
+export const DEFAULT_LOCK_TIMEOUT_MS = 10_000;
+
+/** Suffix of the lock file that sits next to the file it protects. */
+export const LOCK_FILE_SUFFIX = ".lock";
+
+const IS_WINDOWS = Deno.build.os === "windows";
+
+/** A parsed YAML file: its text, Document (with comments) and line counter. */
+export interface YamlSource {
+  /** Path used in messages. */
+  path: string;
+  /** The file's text as read. */
+  text: string;
+  /** The parsed Document; edits keep comments, key order and unknown keys. */
+  doc: Document;
+  /** Maps offsets in `text` to 1-based line numbers. */
+  lineCounter: LineCounter;
+  /** Non-fatal YAML warnings, already formatted as config messages. */
+  warnings: string[];
+  /** Permission bits of the file when read from disk (null for text or on Windows). */
+  mode: number | null;
+}
+
+/** Options for {@linkcode parseYamlSource}. */
+export interface ParseYamlOptions {
+  /** Path used in messages. */
+  path: string;
+}
+
+/** Parses YAML text into a {@linkcode YamlSource}; throws ConfigError with the line of the first syntax error. */
+export function parseYamlSource(
+  text: string,
+  options: ParseYamlOptions,
+): YamlSource {
+  const lineCounter = new LineCounter();
+  let doc: Document;
+  try {
+    doc = parseDocument(text, {
+      lineCounter,
+      prettyErrors: false,
+      uniqueKeys: true,
+      logLevel: "error",
+    });
+  } catch (error) {
+    throw new ConfigError({
+      file: options.path,
+      problem: `invalid YAML: ${errorText(error)}`,
+      expected: "fix the YAML syntax",
+      cause: error,
+    });
+  }
+  if (doc.errors.length > 0) {
+    const first = doc.errors[0];
+    const multiple = first.code === "MULTIPLE_DOCS";
+    throw new ConfigError({
+      file: options.path,
+      line: lineCounter.linePos(first.pos[0]).line,
+      problem: multiple
+        ? "invalid YAML: the file holds more than one YAML document"
+        : `invalid YAML: ${firstLine(first.message)}`,
+      expected: multiple
+        ? "keep a single document: remove the --- line and what follows it, or merge them"
+        : "fix the YAML syntax at that line",
+      cause: first,
+    });
+  }
+  const warnings: string[] = [];
+  for (const warning of doc.warnings) {
+    const line = lineCounter.linePos(warning.pos[0]).line;
+    warnings.push(
+      `config ${options.path}:${line}: YAML warning: ${
+        firstLine(warning.message)
+      }`,
+    );
+  }
+  return {
+    path: options.path,
+    text,
+    doc,
+    lineCounter,
+    warnings,
+    mode: null,
+  };
+}
+
+/** Options for {@linkcode readYamlDocument}. */
+export interface ReadYamlOptions {
+  /** What to tell the user when the file does not exist. */
+  missingHint?: string;
+}
+
+/** Reads and parses a YAML file; throws ConfigError when it is missing, unreadable, too large, not UTF-8 or not valid YAML. */
+export async function readYamlDocument(
+  path: string,
+  options: ReadYamlOptions = {},
+): Promise<YamlSource> {
+  let info: Deno.FileInfo;
+  let bytes: Uint8Array;
+  try {
+    info = await Deno.stat(path);
+    if (info.isDirectory) {
+      throw new ConfigError({
+        file: path,
+        problem: "is a directory, not a config file",
+        expected: "pass the path of the YAML file",
+      });
+    }
+    if (info.size > MAX_CONFIG_FILE_BYTES) {
+      throw new ConfigError({
+        file: path,
+        problem:
+          `file is ${info.size} bytes, larger than the ${MAX_CONFIG_FILE_BYTES} allowed`,
+        expected: "a config file is a few kilobytes; check the path",
+      });
+    }
+    bytes = await Deno.readFile(path);
+  } catch (error) {
+    if (error instanceof ConfigError) throw error;
+    throw readError(path, error, options.missingHint);
+  }
+  let text: string;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch (error) {
+    throw new ConfigError({
+      file: path,
+      problem: "file is not UTF-8 text",
+      expected: "save it as UTF-8",
+      cause: error,
+    });
+  }
+  const source = parseYamlSource(text, { path });
+  source.mode = IS_WINDOWS || info.mode === null ? null : info.mode & 0o777;
+  return source;
+}
+
+/** Turns a read failure into a ConfigError that says what to do. */
+function readError(
+  path: string,
+  error: unknown,
+  missingHint: string | undefined,
+): ConfigError {
+  if (error instanceof Deno.errors.NotFound) {
+    return new ConfigError({
+      file: path,
+      problem: "file not found",
+      expected: missingHint ?? "check the path",
+      cause: error,
+    });
+  }
+  if (error instanceof Deno.errors.PermissionDenied) {
+    return new ConfigError({
+      file: path,
+      problem: "permission denied reading the file",
+      expected: "run as a user that may read it (the server config is root's)",
+      cause: error,
+    });
+  }
+  return new ConfigError({
+    file: path,
+    problem: `cannot read the file: ${errorText(error)}`,
+    expected: "check the path and permissions",
+    cause: error,
+  });
+}
+
+/**
+ * Converts the Document to plain values (maps become objects), with alias
+ * expansion bounded by {@linkcode MAX_YAML_ALIAS_COUNT}; throws ConfigError.
+ */
+export function yamlToValue(source: YamlSource): unknown {
+  try {
+    return source.doc.toJS({ maxAliasCount: MAX_YAML_ALIAS_COUNT });
+  } catch (error) {
+    const message = errorText(error);
+    if (message.includes("Excessive alias count")) {
+      throw new ConfigError({
+        file: source.path,
+        problem:
+          `YAML aliases expand to more than ${MAX_YAML_ALIAS_COUNT} nodes, refused as a resource exhaustion attack`,
+        expected: "write the values out instead of using *alias references",
+        cause: error,
+      });
+    }
+    throw new ConfigError({
+      file: source.path,
+      problem: `invalid YAML: ${firstLine(message)}`,
+      expected: "fix the YAML",
+      cause: error,
+    });
+  }
+}
+
+/**
+ * Finds the 1-based line of a key path such as `["clients", "bob",
+ * "allowed_ports", 1]`: the line of the deepest part of the path that exists
+ * (a missing key reports its parent's line), or undefined.
+ */
+export function lineOfKeyPath(
+  source: YamlSource,
+  keyPath: readonly KeyPathSegment[],
+): number | undefined {
+  let node: unknown = source.doc.contents;
+  let line: number | undefined = undefined;
+  for (const segment of keyPath) {
+    if (isAlias(node)) node = node.resolve(source.doc);
+    if (isMap(node)) {
+      const pair = findPair(node.items, String(segment));
+      if (pair === undefined) return line;
+      line = lineOfNode(source, pair.key) ?? line;
+      node = pair.value;
+    } else if (isSeq(node) && typeof segment === "number") {
+      const item = node.items[segment];
+      if (item === undefined) return line;
+      line = lineOfNode(source, item) ?? line;
+      node = item;
+    } else {
+      return line;
+    }
+  }
+  return line;
+}
+
+/** The text a map key becomes once converted to a value, as `toJS` does (null becomes ""). */
+export function yamlKeyText(key: unknown): string | undefined {
+  if (!isScalar(key)) return undefined;
+  if (key.value === null || key.value === undefined) return "";
+  return String(key.value);
+}
+
+/** Finds the pair whose key converts to `name`. */
+function findPair(
+  items: readonly Pair<unknown, unknown>[],
+  name: string,
+): Pair<unknown, unknown> | undefined {
+  for (const pair of items) {
+    if (yamlKeyText(pair.key) === name) return pair;
+  }
+  return undefined;
+}
+
+/** Line of a node's first character, when the node has a source range. */
+function lineOfNode(source: YamlSource, node: unknown): number | undefined {
+  if (node === null || typeof node !== "object") return undefined;
+  const range = (node as { range?: [number, number, number] | null }).range;
+  if (range === undefined || range === null) return undefined;
+  return source.lineCounter.linePos(range[0]).line;
+}
+
+/** A node's `range`, if it has one. */
+function rangeOf(node: unknown): [number, number, number] | null {
+  if (node === null || typeof node !== "object") return null;
+  const range = (node as { range?: [number, number, number] | null }).range;
+  return range ?? null;
+}
+
+/** What {@linkcode spliceInsertMapEntry} inserts where. */
+export interface MapEntryInsert {
+  /** Top-level key of the map to add to, e.g. `clients`. */
+  section: string;
+  /** The entry as YAML at indent 0: `name:\n  key: value\n`. */
+  text: string;
+}
+
+/**
+ * Adds an entry to the top-level block map `section` by inserting text,
+ * leaving every other byte of the file as it was. The entry text is
+ * re-indented to match the file.
+ * Creates the section when missing and replaces an empty `{}` or null value.
+ * Returns null when the layout is unusual (flow style, odd keys), so that the
+ * caller falls back to the Document API; callers must re-parse and check the result.
+ */
+export function spliceInsertMapEntry(
+  source: YamlSource,
+  insert: MapEntryInsert,
+): string | null {
+  const sectionKey = insert.section;
+  const entryText = insert.text;
+  const text = source.text;
+  const root = source.doc.contents;
+  if (!isMap(root) || root.flow) return null;
+  const newline = text.includes("\r\n") ? "\r\n" : "\n";
+  const entryLines = entryText.replace(/\n+$/, "").split("\n");
+  const pair = findPair(root.items, sectionKey);
+
+  if (pair === undefined) {
+    if (/(^|\n)\.\.\.\s*$/.test(text)) return null; // explicit document end marker
+    const rootIndent = columnOf(source, root.items[0]?.key) ?? 0;
+    let out = text;
+    if (out !== "" && !out.endsWith("\n")) out += newline;
+    out += `${" ".repeat(rootIndent)}${sectionKey}:${newline}`;
+    out += indentLines(entryLines, rootIndent + 2, newline);
+    return out;
+  }
+
+  const keyRange = rangeOf(pair.key);
+  if (keyRange === null) return null;
+  const value = pair.value;
+
+  if (isMap(value) && !value.flow && value.items.length > 0) {
+    const column = columnOf(source, value.items[0].key);
+    if (column === undefined) return null;
+    const last = value.items[value.items.length - 1];
+    const end = endOfEntry(last);
+    if (end === null) return null;
+    const insertAt = startOfNextLine(text, end);
+    let out = text.slice(0, insertAt);
+    if (!out.endsWith("\n")) out += newline;
+    out += indentLines(entryLines, column, newline);
+    out += text.slice(insertAt);
+    return out;
+  }
+
+  const isEmptyValue = value === null || value === undefined ||
+    (isScalar(value) && value.value === null) ||
+    (isMap(value) && value.flow && value.items.length === 0);
+  if (!isEmptyValue) return null;
+  const keyColumn = columnOf(source, pair.key);
+  if (keyColumn === undefined) return null;
+
+  let out = text;
+  const valueRange = rangeOf(value);
+  let keyLineSearchFrom = keyRange[1];
+  if (valueRange !== null && valueRange[1] > valueRange[0]) {
+    let start = valueRange[0];
+    let end = valueRange[1];
+    const lineEnd = endOfLine(out, end);
+    if (out.slice(end, lineEnd).trim() === "") {
+      // Nothing but spaces follows `{}`: also drop the spaces before it.
+      while (start > 0 && out[start - 1] === " ") start--;
+      end = lineEnd;
+    }
+    out = out.slice(0, start) + out.slice(end);
+    keyLineSearchFrom = Math.min(keyLineSearchFrom, start);
+  }
+  const insertAt = startOfNextLine(out, keyLineSearchFrom);
+  let result = out.slice(0, insertAt);
+  if (!result.endsWith("\n")) result += newline;
+  result += indentLines(entryLines, keyColumn + 2, newline);
+  result += out.slice(insertAt);
+  return result;
+}
+
+/** Which entry {@linkcode spliceRemoveMapEntry} removes. */
+export interface MapEntryRemove {
+  /** Top-level key of the map, e.g. `clients`. */
+  section: string;
+  /** Key of the entry to remove, e.g. `alice`. */
+  key: string;
+}
+
+/**
+ * Removes the entry `key` from the top-level block map `section` by
+ * deleting its lines, leaving every other byte as it was (a section left
+ * empty becomes `{}`). Returns null when the entry is absent or the layout is
+ * unusual; callers must re-parse and check the result.
+ */
+export function spliceRemoveMapEntry(
+  source: YamlSource,
+  remove: MapEntryRemove,
+): string | null {
+  const sectionKey = remove.section;
+  const entryKey = remove.key;
+  const text = source.text;
+  const root = source.doc.contents;
+  if (!isMap(root) || root.flow) return null;
+  const section = findPair(root.items, sectionKey);
+  if (section === undefined) return null;
+  const sectionKeyRange = rangeOf(section.key);
+  const map = section.value;
+  if (sectionKeyRange === null || !isMap(map) || map.flow) return null;
+  const entry = findPair(map.items, entryKey);
+  if (entry === undefined) return null;
+  const keyRange = rangeOf(entry.key);
+  if (keyRange === null) return null;
+
+  const lineStart = text.lastIndexOf("\n", keyRange[0] - 1) + 1;
+  if (text.slice(lineStart, keyRange[0]).trim() !== "") return null;
+  const end = endOfEntry(entry);
+  if (end === null) return null;
+  const removeEnd = startOfNextLine(text, end);
+  let out = text.slice(0, lineStart) + text.slice(removeEnd);
+
+  if (map.items.length === 1) {
+    const colon = out.indexOf(":", sectionKeyRange[1]);
+    if (colon === -1 || colon >= lineStart) return null;
+    out = `${out.slice(0, colon + 1)} {}${out.slice(colon + 1)}`;
+  }
+  return out;
+}
+
+/** Offset just past a map entry's value (or key, when the value is empty). */
+function endOfEntry(pair: Pair<unknown, unknown>): number | null {
+  const valueRange = rangeOf(pair.value);
+  if (valueRange !== null && valueRange[1] > valueRange[0]) {
+    return valueRange[1];
+  }
+  const keyRange = rangeOf(pair.key);
+  return keyRange === null ? null : keyRange[1];
+}
+
+/** Offset of the start of the line after the one holding the character before `end`. */
+function startOfNextLine(text: string, end: number): number {
+  const newlineAt = text.indexOf("\n", Math.max(end - 1, 0));
+  return newlineAt === -1 ? text.length : newlineAt + 1;
+}
+
+/** Offset of the line break (or `\r\n`) that ends the line containing `offset`. */
+function endOfLine(text: string, offset: number): number {
+  let newlineAt = text.indexOf("\n", offset);
+  if (newlineAt === -1) return text.length;
+  if (newlineAt > offset && text[newlineAt - 1] === "\r") newlineAt--;
+  return newlineAt;
+}
+
+/** 0-based column of a node's first character. */
+function columnOf(source: YamlSource, node: unknown): number | undefined {
+  const range = rangeOf(node);
+  if (range === null) return undefined;
+  return source.lineCounter.linePos(range[0]).col - 1;
+}
+
+/** Prefixes each line with `indent` spaces and joins them, ending with a line break. */
+function indentLines(
+  lines: readonly string[],
+  indent: number,
+  newline: string,
+): string {
+  let out = "";
+  for (const line of lines) {
+    out += (line === "" ? "" : " ".repeat(indent) + line) + newline;
+  }
+  return out;
+}
+
+/** Options for {@linkcode atomicWriteFile}. */
+export interface AtomicWriteOptions {
+  /** Permission bits of the written file; default 0o600. */
+  mode?: number;
+}
+
+/**
+ * Replaces a file's contents atomically: writes a temporary file in the same
+ * directory, syncs it, sets its mode, then renames it over the target (a
+ * symlinked target is replaced at its real path). The temporary file is
+ * removed on failure. Throws the underlying Deno error.
+ */
+export async function atomicWriteFile(
+  path: string,
+  text: string,
+  options: AtomicWriteOptions = {},
+): Promise<void> {
+  const mode = options.mode ?? 0o600;
+  let target = path;
+  try {
+    const info = await Deno.lstat(path);
+    if (info.isSymlink) target = await Deno.realPath(path);
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+  const directory = dirname(target);
+  const tempPath = join(
+    directory,
+    `.${basename(target)}.${Deno.pid}.${randomSuffix()}.tmp`,
+  );
+  const bytes = new TextEncoder().encode(text);
+  let file: Deno.FsFile | null = null;
+  try {
+    file = await Deno.open(tempPath, { write: true, createNew: true, mode });
+    let written = 0;
+    while (written < bytes.length) {
+      written += await file.write(bytes.subarray(written));
+    }
+    await file.sync();
+    file.close();
+    file = null;
+    if (!IS_WINDOWS) await Deno.chmod(tempPath, mode);
+    await Deno.rename(tempPath, target);
+  } catch (error) {
+    if (file !== null) file.close();
+    try {
+      await Deno.remove(tempPath);
+    } catch {
+      // The temporary file was never created or is already gone.
+    }
+    throw error;
+  }
+  await syncDirectory(directory);
+}
+
+/** Flushes a directory entry change (the rename) to disk where the platform allows it. */
+async function syncDirectory(directory: string): Promise<void> {
+  if (IS_WINDOWS) return;
+  try {
+    const handle = await Deno.open(directory, { read: true });
+    try {
+      await handle.sync();
+    } finally {
+      handle.close();
+    }
+  } catch {
+    // Some file systems refuse fsync on directories; the rename is still atomic.
+  }
+}
+
+/** Random hex for temporary file names. */
+function randomSuffix(): string {
+  const bytes = new Uint8Array(6);
+  crypto.getRandomValues(bytes);
+  let out = "";
+  for (const byte of bytes) out += byte.toString(16).padStart(2, "0");
+  return out;
+}
+
+/** Options for {@linkcode ensureDir}. */
+export interface EnsureDirOptions {
+  /** Permission bits for a directory that has to be created (0o750 server, 0o700 client). */
+  mode: number;
+}
+
+/**
+ * Creates a directory (and its parents) when missing, giving the new
+ * directory `mode`; an existing directory is left as it is. Throws the
+ * underlying Deno error, or an Error when the path is not a directory.
+ */
+export async function ensureDir(
+  path: string,
+  options: EnsureDirOptions,
+): Promise<void> {
+  try {
+    const info = await Deno.stat(path);
+    if (!info.isDirectory) {
+      throw new Error(`${path} exists and is not a directory`);
+    }
+    return;
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+  await Deno.mkdir(path, { recursive: true, mode: options.mode });
+  if (!IS_WINDOWS) await Deno.chmod(path, options.mode);
+}
+
+/** Options for {@linkcode withFileLock}. */
+export interface FileLockOptions {
+  /** How long to wait for another holder before giving up; default {@linkcode DEFAULT_LOCK_TIMEOUT_MS}. */
+  timeoutMs?: number;
+}
+
+/**
+ * Runs `fn` while holding an exclusive lock on `<path>.lock` (an OS file lock,
+ * released by the kernel if the holder dies, so a crashed process never
+ * leaves a stale lock; the empty lock file itself stays). Waits with backoff
+ * up to the timeout; throws ConfigError when the lock cannot be taken.
+ */
+export async function withFileLock<T>(
+  path: string,
+  fn: () => Promise<T>,
+  options: FileLockOptions = {},
+): Promise<T> {
+  const lockPath = `${path}${LOCK_FILE_SUFFIX}`;
+  const timeoutMs = options.timeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS;
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(lockPath, {
+      read: true,
+      write: true,
+      create: true,
+      mode: 0o600,
+    });
+  } catch (error) {
+    throw new ConfigError({
+      file: path,
+      problem: `cannot open lock file ${lockPath}: ${errorText(error)}`,
+      expected: "check that the directory exists and is writable by you",
+      cause: error,
+    });
+  }
+  try {
+    const deadline = Date.now() + timeoutMs;
+    let delayMs = 2;
+    while (!(await file.tryLock(true))) {
+      if (Date.now() >= deadline) {
+        throw new ConfigError({
+          file: path,
+          problem: `another openme command held ${lockPath} for more than ${
+            timeoutMs / 1000
+          }s`,
+          expected: "wait for it to finish and retry",
+        });
+      }
+      await sleep(delayMs * (0.5 + Math.random()));
+      delayMs = Math.min(delayMs * 2, 100);
+    }
+    try {
+      return await fn();
+    } finally {
+      try {
+        await file.unlock();
+      } catch {
+        // Closing the file below releases the lock as well.
+      }
+    }
+  } finally {
+    file.close();
+  }
+}
+
+/** Resolves after `ms` milliseconds. */
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Options for {@linkcode writeConfigFile}. */
+export interface WriteConfigOptions {
+  /** Permission bits of the file (config files are 0o600). */
+  mode: number;
+}
+
+/** Writes a config file atomically, turning a failure into a ConfigError that names the file. */
+export async function writeConfigFile(
+  path: string,
+  text: string,
+  options: WriteConfigOptions,
+): Promise<void> {
+  try {
+    await atomicWriteFile(path, text, { mode: options.mode });
+  } catch (error) {
+    const permission = error instanceof Deno.errors.PermissionDenied;
+    throw new ConfigError({
+      file: path,
+      problem: `cannot write the file: ${errorText(error)}`,
+      expected: permission
+        ? "run as a user that may write it (the server config is root's)"
+        : "check the directory exists, is writable and the disk is not full",
+      cause: error,
+    });
+  }
+}
+
+/** Tells whether something exists at the path; throws ConfigError when that cannot be checked (e.g. permission denied). */
+export async function fileExists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return false;
+    throw new ConfigError({
+      file: path,
+      problem: `cannot check the file: ${errorText(error)}`,
+      expected: "check the path and permissions",
+      cause: error,
+    });
+  }
+}
+
+/** The message of an unknown thrown value, on one line. */
+export function errorText(error: unknown): string {
+  if (error instanceof Error) return firstLine(error.message);
+  return firstLine(String(error));
+}
+
+/** First line of a possibly multi-line message. */
+function firstLine(text: string): string {
+  const index = text.indexOf("\n");
+  return (index === -1 ? text : text.slice(0, index)).trim();
+}

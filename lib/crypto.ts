@@ -1,0 +1,522 @@
+/**
+ * The cryptographic primitives of the knock protocol (X25519, Ed25519,
+ * HKDF-SHA256, ChaCha20-Poly1305, SHA-256), built on `node:crypto`.
+ *
+ * Raw 32-byte keys are wrapped in fixed DER prefixes (PKCS#8 for private
+ * keys, SPKI for public keys) to become `KeyObject`s. Keys used on the
+ * server's hot path are prepared once ({@linkcode prepareEd25519VerifyKey},
+ * {@linkcode prepareX25519PrivateKey}) so a knock costs no key parsing
+ * beyond the ephemeral public key it carries.
+ *
+ * @module
+ */
+
+import {
+  createCipheriv,
+  createDecipheriv,
+  createHash,
+  createPrivateKey,
+  createPublicKey,
+  diffieHellman,
+  hkdfSync,
+  type KeyObject,
+  sign as nodeSign,
+  verify as nodeVerify,
+} from "node:crypto";
+import { Buffer } from "node:buffer";
+import { encodeHex } from "./encoding.ts";
+
+/** Size of an X25519 private scalar and of an X25519 public key. */
+export const X25519_KEY_BYTES = 32;
+/** Size of an Ed25519 seed (the bare private key form). */
+export const ED25519_SEED_BYTES = 32;
+/** Size of an Ed25519 private key in its 64-byte form (seed then public key). */
+export const ED25519_PRIVATE_KEY_BYTES = 64;
+/** Size of an Ed25519 public key. */
+export const ED25519_PUBLIC_KEY_BYTES = 32;
+/** Size of an Ed25519 signature. */
+export const ED25519_SIGNATURE_BYTES = 64;
+/** Size of a ChaCha20-Poly1305 key. */
+export const CHACHA_KEY_BYTES = 32;
+/** Size of a ChaCha20-Poly1305 nonce. */
+export const CHACHA_NONCE_BYTES = 12;
+/** Size of the Poly1305 authentication tag appended to the ciphertext. */
+export const POLY1305_TAG_BYTES = 16;
+/** Size of a SHA-256 digest. */
+export const SHA256_BYTES = 32;
+/** Number of SHA-256 bytes a key fingerprint shows (as 16 hex digits). */
+export const FINGERPRINT_BYTES = 8;
+
+/** PKCS#8 DER prefix for a raw X25519 private key (OID 1.3.101.110). */
+const X25519_PKCS8_PREFIX = new Uint8Array([
+  0x30,
+  0x2e,
+  0x02,
+  0x01,
+  0x00,
+  0x30,
+  0x05,
+  0x06,
+  0x03,
+  0x2b,
+  0x65,
+  0x6e,
+  0x04,
+  0x22,
+  0x04,
+  0x20,
+]);
+/** SPKI DER prefix for a raw X25519 public key (OID 1.3.101.110). */
+const X25519_SPKI_PREFIX = new Uint8Array([
+  0x30,
+  0x2a,
+  0x30,
+  0x05,
+  0x06,
+  0x03,
+  0x2b,
+  0x65,
+  0x6e,
+  0x03,
+  0x21,
+  0x00,
+]);
+/** PKCS#8 DER prefix for a raw Ed25519 seed (OID 1.3.101.112). */
+const ED25519_PKCS8_PREFIX = new Uint8Array([
+  0x30,
+  0x2e,
+  0x02,
+  0x01,
+  0x00,
+  0x30,
+  0x05,
+  0x06,
+  0x03,
+  0x2b,
+  0x65,
+  0x70,
+  0x04,
+  0x22,
+  0x04,
+  0x20,
+]);
+/** SPKI DER prefix for a raw Ed25519 public key (OID 1.3.101.112). */
+const ED25519_SPKI_PREFIX = new Uint8Array([
+  0x30,
+  0x2a,
+  0x30,
+  0x05,
+  0x06,
+  0x03,
+  0x2b,
+  0x65,
+  0x70,
+  0x03,
+  0x21,
+  0x00,
+]);
+/** Length of every SPKI prefix above; the raw public key follows it. */
+const SPKI_PREFIX_BYTES = 12;
+/** HKDF's default salt for SHA-256 (RFC 5869 §2.2): HashLen zero bytes. */
+const HKDF_DEFAULT_SALT = new Uint8Array(SHA256_BYTES);
+/** Largest request `crypto.getRandomValues` serves in one call. */
+const MAX_RANDOM_CHUNK = 65536;
+
+/** An X25519 key pair as raw bytes; the private key is clamped. */
+export interface X25519KeyPair {
+  /** 32-byte clamped private scalar. */
+  privateKey: Uint8Array;
+  /** 32-byte public key (u-coordinate). */
+  publicKey: Uint8Array;
+}
+
+/** An Ed25519 key pair as raw bytes. */
+export interface Ed25519KeyPair {
+  /** 64-byte private key: the 32-byte seed then the 32-byte public key. */
+  privateKey: Uint8Array;
+  /** 32-byte public key. */
+  publicKey: Uint8Array;
+}
+
+/** An Ed25519 public key ready for repeated verification. */
+export interface Ed25519VerifyKey {
+  /** The 32-byte public key. */
+  readonly raw: Uint8Array;
+}
+
+/** An X25519 private key ready for repeated key agreement. */
+export interface X25519PrivateKey {
+  /** The 32-byte private scalar as given. */
+  readonly raw: Uint8Array;
+}
+
+/** Options for {@linkcode hkdfSha256}. */
+export interface HkdfOptions {
+  /** Context and application specific information. */
+  info: Uint8Array;
+  /** Output length in bytes (at most 255 * 32). */
+  length: number;
+  /** Salt; absent means RFC 5869's default of 32 zero bytes. */
+  salt?: Uint8Array;
+}
+
+/** Options for {@linkcode chacha20Poly1305Seal} and {@linkcode chacha20Poly1305Open}. */
+export interface AeadOptions {
+  /** Associated data authenticated but not encrypted; absent means none. */
+  aad?: Uint8Array;
+}
+
+class PreparedEd25519VerifyKey implements Ed25519VerifyKey {
+  readonly raw: Uint8Array;
+  readonly keyObject: KeyObject;
+
+  constructor(raw: Uint8Array, keyObject: KeyObject) {
+    this.raw = raw;
+    this.keyObject = keyObject;
+  }
+}
+
+class PreparedX25519PrivateKey implements X25519PrivateKey {
+  readonly raw: Uint8Array;
+  readonly keyObject: KeyObject;
+
+  constructor(raw: Uint8Array, keyObject: KeyObject) {
+    this.raw = raw;
+    this.keyObject = keyObject;
+  }
+}
+
+function concatBytes(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a, 0);
+  out.set(b, a.length);
+  return out;
+}
+
+function checkLength(what: string, bytes: Uint8Array, want: number): void {
+  if (!(bytes instanceof Uint8Array) || bytes.length !== want) {
+    const got = bytes instanceof Uint8Array
+      ? `${bytes.length} bytes`
+      : typeof bytes;
+    throw new RangeError(`${what}: expected ${want} bytes, got ${got}`);
+  }
+}
+
+function toUint8Array(buffer: ArrayBuffer | Uint8Array): Uint8Array {
+  if (buffer instanceof Uint8Array) {
+    return new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength)
+      .slice();
+  }
+  return new Uint8Array(buffer.slice(0));
+}
+
+function rawPublicKeyFromKeyObject(keyObject: KeyObject): Uint8Array {
+  const der = keyObject.export({ format: "der", type: "spki" });
+  return toUint8Array(der).slice(SPKI_PREFIX_BYTES);
+}
+
+function x25519PrivateKeyObject(privateKey: Uint8Array): KeyObject {
+  checkLength("X25519 private key", privateKey, X25519_KEY_BYTES);
+  return createPrivateKey({
+    key: Buffer.from(concatBytes(X25519_PKCS8_PREFIX, privateKey)),
+    format: "der",
+    type: "pkcs8",
+  });
+}
+
+function x25519PublicKeyObject(publicKey: Uint8Array): KeyObject {
+  checkLength("X25519 public key", publicKey, X25519_KEY_BYTES);
+  return createPublicKey({
+    key: Buffer.from(concatBytes(X25519_SPKI_PREFIX, publicKey)),
+    format: "der",
+    type: "spki",
+  });
+}
+
+function ed25519PrivateKeyObject(seed: Uint8Array): KeyObject {
+  checkLength("Ed25519 seed", seed, ED25519_SEED_BYTES);
+  return createPrivateKey({
+    key: Buffer.from(concatBytes(ED25519_PKCS8_PREFIX, seed)),
+    format: "der",
+    type: "pkcs8",
+  });
+}
+
+function ed25519PublicKeyObject(publicKey: Uint8Array): KeyObject {
+  checkLength("Ed25519 public key", publicKey, ED25519_PUBLIC_KEY_BYTES);
+  return createPublicKey({
+    key: Buffer.from(concatBytes(ED25519_SPKI_PREFIX, publicKey)),
+    format: "der",
+    type: "spki",
+  });
+}
+
+function isAllZero(bytes: Uint8Array): boolean {
+  let acc = 0;
+  for (const byte of bytes) acc |= byte;
+  return acc === 0;
+}
+
+function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) diff |= a[i] ^ b[i];
+  return diff === 0;
+}
+
+/** Returns a copy of a 32-byte scalar clamped per RFC 7748 §5 (X25519). */
+export function clampX25519Scalar(scalar: Uint8Array): Uint8Array {
+  checkLength("X25519 scalar", scalar, X25519_KEY_BYTES);
+  const out = scalar.slice();
+  out[0] &= 248;
+  out[31] &= 127;
+  out[31] |= 64;
+  return out;
+}
+
+/** Generates a fresh X25519 key pair with a clamped private key. */
+export function generateX25519KeyPair(): X25519KeyPair {
+  const privateKey = clampX25519Scalar(randomBytes(X25519_KEY_BYTES));
+  return { privateKey, publicKey: x25519PublicKey(privateKey) };
+}
+
+/** Computes the X25519 public key of a 32-byte private scalar. */
+export function x25519PublicKey(privateKey: Uint8Array): Uint8Array {
+  const keyObject = x25519PrivateKeyObject(privateKey);
+  return rawPublicKeyFromKeyObject(createPublicKey(keyObject));
+}
+
+/** Wraps a 32-byte X25519 private scalar for repeated key agreement. */
+export function prepareX25519PrivateKey(
+  privateKey: Uint8Array,
+): X25519PrivateKey {
+  const keyObject = x25519PrivateKeyObject(privateKey);
+  return new PreparedX25519PrivateKey(privateKey.slice(), keyObject);
+}
+
+/**
+ * Computes X25519(privateKey, publicKey); throws when the result is all zero
+ * (a low-order public key), as RFC 7748 §6.1 allows and Go's X25519 does.
+ */
+export function x25519SharedSecret(
+  privateKey: Uint8Array,
+  publicKey: Uint8Array,
+): Uint8Array {
+  return x25519SharedSecretPrepared(
+    prepareX25519PrivateKey(privateKey),
+    publicKey,
+  );
+}
+
+/** Computes X25519 with a prepared private key; throws on an all-zero result like {@linkcode x25519SharedSecret}. */
+export function x25519SharedSecretPrepared(
+  privateKey: X25519PrivateKey,
+  publicKey: Uint8Array,
+): Uint8Array {
+  const privateObject = privateKey instanceof PreparedX25519PrivateKey
+    ? privateKey.keyObject
+    : x25519PrivateKeyObject(privateKey.raw);
+  const publicObject = x25519PublicKeyObject(publicKey);
+  let shared: Uint8Array;
+  try {
+    shared = toUint8Array(
+      diffieHellman({ privateKey: privateObject, publicKey: publicObject }),
+    );
+  } catch (error) {
+    // OpenSSL refuses an all-zero result itself.
+    throw new RangeError(
+      `X25519 key agreement failed (low-order public key?): ${
+        (error as Error).message
+      }`,
+    );
+  }
+  if (isAllZero(shared)) {
+    throw new RangeError(
+      "X25519 key agreement produced an all-zero secret: the public key has low order",
+    );
+  }
+  return shared;
+}
+
+/** Generates a fresh Ed25519 key pair (private key in its 64-byte form). */
+export function generateEd25519KeyPair(): Ed25519KeyPair {
+  return ed25519KeyPairFromPrivateKey(randomBytes(ED25519_SEED_BYTES));
+}
+
+/**
+ * Builds the key pair of an Ed25519 private key given as a 32-byte seed or
+ * in its 64-byte form; throws when the 64-byte form's public half does not
+ * belong to its seed.
+ */
+export function ed25519KeyPairFromPrivateKey(
+  privateKey: Uint8Array,
+): Ed25519KeyPair {
+  if (
+    !(privateKey instanceof Uint8Array) ||
+    (privateKey.length !== ED25519_SEED_BYTES &&
+      privateKey.length !== ED25519_PRIVATE_KEY_BYTES)
+  ) {
+    const got = privateKey instanceof Uint8Array
+      ? `${privateKey.length} bytes`
+      : typeof privateKey;
+    throw new RangeError(
+      `Ed25519 private key: expected ${ED25519_SEED_BYTES} bytes (seed) or ${ED25519_PRIVATE_KEY_BYTES} bytes (seed then public key), got ${got}`,
+    );
+  }
+  const seed = privateKey.slice(0, ED25519_SEED_BYTES);
+  const publicKey = rawPublicKeyFromKeyObject(
+    createPublicKey(ed25519PrivateKeyObject(seed)),
+  );
+  if (
+    privateKey.length === ED25519_PRIVATE_KEY_BYTES &&
+    !bytesEqual(privateKey.subarray(ED25519_SEED_BYTES), publicKey)
+  ) {
+    throw new RangeError(
+      "Ed25519 private key: the last 32 bytes are not the public key of the first 32 (seed); the key is corrupt, generate a new one",
+    );
+  }
+  return { privateKey: concatBytes(seed, publicKey), publicKey };
+}
+
+/** Signs a message with an Ed25519 private key (32-byte seed or 64-byte form). */
+export function ed25519Sign(
+  privateKey: Uint8Array,
+  message: Uint8Array,
+): Uint8Array {
+  const pair = ed25519KeyPairFromPrivateKey(privateKey);
+  const keyObject = ed25519PrivateKeyObject(
+    pair.privateKey.subarray(0, ED25519_SEED_BYTES),
+  );
+  return toUint8Array(nodeSign(null, message, keyObject));
+}
+
+/** Wraps a 32-byte Ed25519 public key for repeated verification; throws when it is not a curve point. */
+export function prepareEd25519VerifyKey(
+  publicKey: Uint8Array,
+): Ed25519VerifyKey {
+  checkLength("Ed25519 public key", publicKey, ED25519_PUBLIC_KEY_BYTES);
+  let keyObject: KeyObject;
+  try {
+    keyObject = ed25519PublicKeyObject(publicKey);
+  } catch (error) {
+    throw new RangeError(
+      `Ed25519 public key ${encodeHex(publicKey)} is not a valid curve point (${
+        (error as Error).message
+      }): check that the key was copied completely`,
+    );
+  }
+  return new PreparedEd25519VerifyKey(publicKey.slice(), keyObject);
+}
+
+/** Whether a signature is a valid Ed25519 signature of the message; never throws. */
+export function ed25519Verify(
+  key: Ed25519VerifyKey,
+  message: Uint8Array,
+  signature: Uint8Array,
+): boolean {
+  if (
+    !(signature instanceof Uint8Array) ||
+    signature.length !== ED25519_SIGNATURE_BYTES
+  ) {
+    return false;
+  }
+  try {
+    const keyObject = key instanceof PreparedEd25519VerifyKey
+      ? key.keyObject
+      : ed25519PublicKeyObject(key.raw);
+    return nodeVerify(null, message, keyObject, signature);
+  } catch {
+    return false;
+  }
+}
+
+/** Derives key material with HKDF-SHA256 (RFC 5869). */
+export function hkdfSha256(
+  ikm: Uint8Array,
+  options: HkdfOptions,
+): Uint8Array {
+  const salt = options.salt ?? HKDF_DEFAULT_SALT;
+  return toUint8Array(
+    hkdfSync("sha256", ikm, salt, options.info, options.length),
+  );
+}
+
+/** Encrypts with ChaCha20-Poly1305 (RFC 8439) and returns ciphertext then the 16-byte tag. */
+export function chacha20Poly1305Seal(
+  key: Uint8Array,
+  nonce: Uint8Array,
+  plaintext: Uint8Array,
+  options?: AeadOptions,
+): Uint8Array {
+  checkLength("ChaCha20-Poly1305 key", key, CHACHA_KEY_BYTES);
+  checkLength("ChaCha20-Poly1305 nonce", nonce, CHACHA_NONCE_BYTES);
+  const cipher = createCipheriv("chacha20-poly1305", key, nonce, {
+    authTagLength: POLY1305_TAG_BYTES,
+  });
+  if (options?.aad !== undefined) {
+    cipher.setAAD(options.aad, { plaintextLength: plaintext.length });
+  }
+  const head = cipher.update(plaintext);
+  const tail = cipher.final();
+  const tag = cipher.getAuthTag();
+  const out = new Uint8Array(head.length + tail.length + tag.length);
+  out.set(head, 0);
+  out.set(tail, head.length);
+  out.set(tag, head.length + tail.length);
+  return out;
+}
+
+/** Decrypts ciphertext-then-tag with ChaCha20-Poly1305; returns null when it does not authenticate. */
+export function chacha20Poly1305Open(
+  key: Uint8Array,
+  nonce: Uint8Array,
+  sealed: Uint8Array,
+  options?: AeadOptions,
+): Uint8Array | null {
+  checkLength("ChaCha20-Poly1305 key", key, CHACHA_KEY_BYTES);
+  checkLength("ChaCha20-Poly1305 nonce", nonce, CHACHA_NONCE_BYTES);
+  if (sealed.length < POLY1305_TAG_BYTES) return null;
+  const split = sealed.length - POLY1305_TAG_BYTES;
+  try {
+    const decipher = createDecipheriv("chacha20-poly1305", key, nonce, {
+      authTagLength: POLY1305_TAG_BYTES,
+    });
+    decipher.setAuthTag(sealed.subarray(split));
+    if (options?.aad !== undefined) {
+      decipher.setAAD(options.aad, { plaintextLength: split });
+    }
+    const head = decipher.update(sealed.subarray(0, split));
+    const tail = decipher.final();
+    const out = new Uint8Array(head.length + tail.length);
+    out.set(head, 0);
+    out.set(tail, head.length);
+    return out;
+  } catch {
+    return null;
+  }
+}
+
+/** Computes the SHA-256 digest of the data. */
+export function sha256(data: Uint8Array): Uint8Array {
+  return toUint8Array(createHash("sha256").update(data).digest());
+}
+
+/** Returns a key's fingerprint: lowercase hex of the first 8 bytes of its SHA-256. */
+export function keyFingerprint(publicKey: Uint8Array): string {
+  return encodeHex(sha256(publicKey).subarray(0, FINGERPRINT_BYTES));
+}
+
+/** Returns cryptographically secure random bytes. */
+export function randomBytes(length: number): Uint8Array {
+  if (!Number.isInteger(length) || length < 0) {
+    throw new RangeError(
+      `randomBytes: length must be a non-negative integer, got ${length}`,
+    );
+  }
+  const out = new Uint8Array(length);
+  for (let offset = 0; offset < length; offset += MAX_RANDOM_CHUNK) {
+    const end = Math.min(length, offset + MAX_RANDOM_CHUNK);
+    crypto.getRandomValues(out.subarray(offset, end));
+  }
+  return out;
+}

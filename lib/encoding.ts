@@ -1,0 +1,81 @@
+/**
+ * Base64 (standard alphabet, with padding) and hex helpers that check what
+ * they decode, so that a short or mangled key is reported, never used.
+ *
+ * @module
+ */
+
+import { Buffer } from "node:buffer";
+
+const BASE64_PATTERN =
+  /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+/** Encodes bytes as standard base64 with padding. */
+export function encodeBase64(bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+    .toString("base64");
+}
+
+/** Decodes standard padded base64, or returns null when the text is not valid base64. */
+export function decodeBase64(text: string): Uint8Array | null {
+  const trimmed = text.trim();
+  if (!BASE64_PATTERN.test(trimmed)) return null;
+  return new Uint8Array(Buffer.from(trimmed, "base64"));
+}
+
+/** Encodes bytes as lowercase hex. */
+export function encodeHex(bytes: Uint8Array): string {
+  let out = "";
+  for (const byte of bytes) out += byte.toString(16).padStart(2, "0");
+  return out;
+}
+
+/** Decodes lowercase or uppercase hex, or returns null when it is not hex. */
+export function decodeHex(text: string): Uint8Array | null {
+  if (text.length % 2 !== 0 || !/^[0-9a-fA-F]*$/.test(text)) return null;
+  const out = new Uint8Array(text.length / 2);
+  for (let i = 0; i < out.length; i++) {
+    out[i] = parseInt(text.slice(i * 2, i * 2 + 2), 16);
+  }
+  return out;
+}
+
+/** Options for {@linkcode decodeBase64Key}. */
+export interface DecodeKeyOptions {
+  /** Accepted decoded lengths in bytes, e.g. `[32]` or `[64, 32]`. */
+  sizes: number[];
+}
+
+/** Result of {@linkcode decodeBase64Key}: the key bytes or a reason it was refused. */
+export type DecodeKeyResult =
+  | { ok: true; bytes: Uint8Array }
+  | { ok: false; reason: string };
+
+/** Decodes a base64 key and checks that its length is one of the accepted sizes. */
+export function decodeBase64Key(
+  text: unknown,
+  options: DecodeKeyOptions,
+): DecodeKeyResult {
+  const want = options.sizes.map((n) => `${n}`).join(" or ");
+  if (typeof text !== "string" || text.trim() === "") {
+    return {
+      ok: false,
+      reason: `missing key: expected base64 of ${want} bytes`,
+    };
+  }
+  const bytes = decodeBase64(text);
+  if (bytes === null) {
+    return {
+      ok: false,
+      reason:
+        `not valid base64 (standard alphabet with = padding): expected base64 of ${want} bytes`,
+    };
+  }
+  if (!options.sizes.includes(bytes.length)) {
+    return {
+      ok: false,
+      reason: `key is ${bytes.length} bytes, expected ${want} bytes`,
+    };
+  }
+  return { ok: true, bytes };
+}

@@ -1,0 +1,44 @@
+/**
+ * Firewall backends: pick one with {@linkcode createFirewallBackend}. These
+ * modules are the only ones in openme that run subprocesses.
+ *
+ * @module
+ */
+
+import type { FirewallBackend, FirewallBackendOptions } from "./backend.ts";
+import { FirewallError } from "./backend.ts";
+import { IptablesBackend } from "./iptables.ts";
+import { NftBackend } from "./nft.ts";
+import { NoopBackend } from "./noop.ts";
+
+export type {
+  BaseRulesOptions,
+  FirewallBackend,
+  FirewallBackendOptions,
+  FirewallRulePort,
+  IpAddress,
+  OpenedRules,
+} from "./backend.ts";
+export { FirewallError } from "./backend.ts";
+export { IptablesBackend } from "./iptables.ts";
+export { NftBackend } from "./nft.ts";
+export { NoopBackend } from "./noop.ts";
+
+/** Backend kinds: the two Linux backends and the no-op one for other systems. */
+export type FirewallKind = "nft" | "iptables" | "noop";
+
+/** Creates the firewall backend of the given kind; throws FirewallError for an unknown kind. */
+export function createFirewallBackend(
+  kind: FirewallKind,
+  options: FirewallBackendOptions = {},
+): FirewallBackend {
+  if (kind === "nft") return new NftBackend(options);
+  if (kind === "iptables") return new IptablesBackend(options);
+  if (kind === "noop") return new NoopBackend();
+  throw new FirewallError(
+    `firewall: unknown backend ${
+      JSON.stringify(kind)
+    } (server.firewall): use nft or iptables`,
+    { tool: String(kind), args: [] },
+  );
+}

@@ -1,0 +1,107 @@
+/**
+ * No-op firewall backend for macOS and Windows builds (which only knock) and
+ * for tests: it logs and tracks what it was asked to do and runs nothing.
+ *
+ * @module
+ */
+
+import type { IpAddress } from "../ip.ts";
+import * as log from "../log.ts";
+import {
+  type BaseRulesOptions,
+  describeRulePorts,
+  type FirewallBackend,
+  type FirewallRulePort,
+  type OpenedRules,
+  validateAddress,
+  validateBaseRulesOptions,
+  validateRulePort,
+} from "./backend.ts";
+
+/** Firewall backend that changes nothing. */
+export class NoopBackend implements FirewallBackend {
+  /** Backend name. */
+  readonly name = "noop";
+  #nextId = 1;
+  #open = new Set<string>();
+  #options: BaseRulesOptions | null = null;
+
+  /** Number of rules opened and not yet closed. */
+  get openRuleCount(): number {
+    return this.#open.size;
+  }
+
+  /** The base-rule options of the last setup() or updateBaseRules(), or null. */
+  get baseRules(): BaseRulesOptions | null {
+    return this.#options;
+  }
+
+  /** Records the options; no rules are managed. */
+  setup(options: BaseRulesOptions): Promise<void> {
+    try {
+      this.#options = validateBaseRulesOptions(options, "noop");
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    log.info(
+      "firewall: no-op backend: openme manages no firewall rules on this system",
+    );
+    return Promise.resolve();
+  }
+
+  /** Records the new options. */
+  updateBaseRules(options: BaseRulesOptions): Promise<void> {
+    try {
+      this.#options = validateBaseRulesOptions(options, "noop");
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return Promise.resolve();
+  }
+
+  /** Returns ids for the rules it would have opened. */
+  open(address: IpAddress, ports: FirewallRulePort[]): Promise<OpenedRules> {
+    let cleanAddress: IpAddress;
+    let cleanPorts: FirewallRulePort[];
+    try {
+      cleanAddress = validateAddress(address, "noop");
+      cleanPorts = ports.map((port) => validateRulePort(port, "noop"));
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const handles: string[] = [];
+    for (let i = 0; i < cleanPorts.length; i++) {
+      const id = `noop-${this.#nextId++}`;
+      this.#open.add(id);
+      handles.push(id);
+    }
+    log.debug(
+      `firewall: no-op: would open ${
+        describeRulePorts(cleanPorts)
+      } for ${cleanAddress.text}`,
+    );
+    return Promise.resolve({
+      address: cleanAddress,
+      ports: cleanPorts,
+      handles,
+    });
+  }
+
+  /** Forgets the ids; unknown ids are ignored. */
+  close(rules: OpenedRules): Promise<void> {
+    for (const handle of rules.handles) this.#open.delete(handle);
+    log.debug(
+      `firewall: no-op: would close ${
+        describeRulePorts(rules.ports)
+      } for ${rules.address.text}`,
+    );
+    return Promise.resolve();
+  }
+
+  /** Forgets everything. */
+  teardown(): Promise<void> {
+    this.#open.clear();
+    this.#options = null;
+    return Promise.resolve();
+  }
+}

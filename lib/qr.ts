@@ -1,0 +1,36 @@
+/**
+ * QR codes of the provisioning payload (SPEC §6), error correction M: as text
+ * for an 80-column terminal, or as a PNG file.
+ *
+ * @module
+ */
+
+import QRCode from "qrcode";
+
+/** Error correction level the apps expect. */
+export const QR_ERROR_CORRECTION = "M";
+
+/** Renders text as a QR code of half-height block characters for a terminal. */
+export async function qrTerminal(text: string): Promise<string> {
+  return await QRCode.toString(text, {
+    type: "terminal",
+    small: true,
+    errorCorrectionLevel: QR_ERROR_CORRECTION,
+  });
+}
+
+/** Renders text as a QR code PNG image. */
+export async function qrPng(text: string): Promise<Uint8Array> {
+  const buffer = await QRCode.toBuffer(text, {
+    type: "png",
+    errorCorrectionLevel: QR_ERROR_CORRECTION,
+    margin: 4,
+    scale: 6,
+  });
+  return new Uint8Array(buffer);
+}
+
+/** Writes text as a QR code PNG file with mode 0600 (it holds a private key). */
+export async function qrPngFile(text: string, path: string): Promise<void> {
+  await Deno.writeFile(path, await qrPng(text), { mode: 0o600 });
+}

@@ -1,0 +1,103 @@
+/**
+ * A bounded set of recently accepted 16-byte replay nonces.
+ *
+ * Entries live in a `Map` in insertion order, so the oldest entry is always
+ * the first one: expiry and capacity eviction both remove from the front,
+ * and every operation is O(1) (amortised for expiry). With a clock that goes
+ * backwards, entries expire late, never early.
+ *
+ * @module
+ */
+
+import { encodeHex } from "./encoding.ts";
+
+/** Size of a replay nonce. */
+export const REPLAY_CACHE_NONCE_BYTES = 16;
+/** Default number of nonces kept. */
+export const DEFAULT_REPLAY_CACHE_SIZE = 65536;
+
+/** Options for {@linkcode ReplayCache}. */
+export interface ReplayCacheOptions {
+  /** How long each nonce is kept, in milliseconds (> 0). */
+  retentionMs: number;
+  /** Most nonces kept at once; when full the oldest is evicted. Default 65536. */
+  capacity?: number;
+}
+
+/** A fixed-capacity set of 16-byte nonces that forgets each one after a retention time. */
+export class ReplayCache {
+  /** How long each nonce is kept, in milliseconds. */
+  readonly retentionMs: number;
+  /** Most nonces kept at once. */
+  readonly capacity: number;
+  #entries = new Map<string, number>();
+  #evicted = 0;
+
+  /** Creates an empty cache; throws RangeError on a bad retention or capacity. */
+  constructor(options: ReplayCacheOptions) {
+    const capacity = options.capacity ?? DEFAULT_REPLAY_CACHE_SIZE;
+    if (!Number.isFinite(options.retentionMs) || options.retentionMs <= 0) {
+      throw new RangeError(
+        `ReplayCache: retentionMs must be a positive number of milliseconds, got ${options.retentionMs}`,
+      );
+    }
+    if (!Number.isInteger(capacity) || capacity < 1) {
+      throw new RangeError(
+        `ReplayCache: capacity must be a positive integer, got ${capacity}`,
+      );
+    }
+    this.retentionMs = options.retentionMs;
+    this.capacity = capacity;
+  }
+
+  /** Number of nonces currently held (expired ones may linger until the next call). */
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  /** Number of unexpired nonces dropped so far because the cache was full. */
+  get evictedCount(): number {
+    return this.#evicted;
+  }
+
+  /** Whether the nonce was added within the retention time before `nowMs`. */
+  has(nonce: Uint8Array, nowMs: number): boolean {
+    this.#expire(nowMs);
+    return this.#entries.has(nonceKey(nonce));
+  }
+
+  /** Records a nonce as seen at `nowMs`, evicting the oldest when full; returns false if already present. */
+  add(nonce: Uint8Array, nowMs: number): boolean {
+    this.#expire(nowMs);
+    const key = nonceKey(nonce);
+    if (this.#entries.has(key)) return false;
+    while (this.#entries.size >= this.capacity) {
+      const oldest = this.#entries.keys().next().value as string;
+      this.#entries.delete(oldest);
+      this.#evicted++;
+    }
+    this.#entries.set(key, nowMs);
+    return true;
+  }
+
+  /** Forgets every nonce. */
+  clear(): void {
+    this.#entries.clear();
+  }
+
+  #expire(nowMs: number): void {
+    for (const [key, addedMs] of this.#entries) {
+      if (nowMs - addedMs < this.retentionMs) return;
+      this.#entries.delete(key);
+    }
+  }
+}
+
+function nonceKey(nonce: Uint8Array): string {
+  if (nonce.length !== REPLAY_CACHE_NONCE_BYTES) {
+    throw new RangeError(
+      `ReplayCache: nonce must be ${REPLAY_CACHE_NONCE_BYTES} bytes, got ${nonce.length}`,
+    );
+  }
+  return encodeHex(nonce);
+}

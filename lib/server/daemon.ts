@@ -1,0 +1,460 @@
+/**
+ * `openme serve`: datagrams in → verified knock → session manager → firewall
+ * backend. One UDP socket (dual-stack), one health listener, one verifier;
+ * each datagram is checked synchronously, cheapest test first, and nothing is
+ * ever sent back. The config is reloaded on SIGHUP and when its file changes.
+ *
+ * @module
+ */
+
+import { createSocket, type Socket } from "node:dgram";
+import {
+  allManagedPorts,
+  loadServerConfig,
+  type ServerConfig,
+} from "../config/server_config.ts";
+import { keyFingerprint, prepareEd25519VerifyKey } from "../crypto.ts";
+import type {
+  BaseRulesOptions,
+  FirewallBackend,
+  FirewallRulePort,
+} from "../firewall/backend.ts";
+import { createFirewallBackend } from "../firewall/mod.ts";
+import { normalizePeerAddress } from "../ip.ts";
+import { error, info, warn } from "../log.ts";
+import { KnockVerifier, type VerifierClient } from "../verifier.ts";
+import { type HealthListener, startHealthListener } from "./health.ts";
+import { SessionManager } from "./session_manager.ts";
+import { type StateFile, writeStateFile } from "./state_file.ts";
+import { DROP_SUMMARY_INTERVAL_MS, KnockStats } from "./stats.ts";
+
+/** How often the config file is checked for changes. */
+export const CONFIG_POLL_INTERVAL_MS = 500;
+
+/** Per-source token bucket: sustained datagrams per second that reach the crypto. */
+export const RATE_LIMIT_PER_SECOND = 20;
+
+/** Per-source token bucket: burst size. */
+export const RATE_LIMIT_BURST = 40;
+
+/** Options for {@linkcode OpenmeServer.start}. */
+export interface ServerOptions {
+  /** Where the session state file is written. */
+  stateFile: string;
+  /** The firewall backend; default: the one the config names. */
+  backend?: FirewallBackend;
+  /** Input interface override (`serve --interface`). */
+  interfaceOverride?: string | null;
+  /** Address to bind the UDP and health sockets; default dual-stack `::`. */
+  hostname?: string;
+  /** Config file poll interval (default 500 ms). */
+  configPollMs?: number;
+  /** Per-source rate limit; null disables it. */
+  rateLimit?: { perSecond: number; burst: number } | null;
+}
+
+interface ClientGrant {
+  ports: FirewallRulePort[];
+  fingerprint: string;
+}
+
+function portKey(p: FirewallRulePort): string {
+  return `${p.port}-${p.endPort ?? p.port}/${p.proto}`;
+}
+
+function grantsOf(config: ServerConfig): Map<string, ClientGrant> {
+  const grants = new Map<string, ClientGrant>();
+  for (const client of config.clients) {
+    const ports: FirewallRulePort[] = [];
+    const seen = new Set<string>();
+    const all: FirewallRulePort[] = [...client.ports];
+    if (!client.disableHealthPort) {
+      all.push({ port: config.healthPort, proto: "tcp" });
+    }
+    for (const p of all) {
+      const key = portKey(p);
+      if (seen.has(key)) continue;
+      seen.add(key);
+      ports.push(
+        p.endPort !== undefined && p.endPort > p.port
+          ? { port: p.port, endPort: p.endPort, proto: p.proto }
+          : { port: p.port, proto: p.proto },
+      );
+    }
+    grants.set(client.name, {
+      ports,
+      fingerprint: keyFingerprint(client.ed25519PublicKey),
+    });
+  }
+  return grants;
+}
+
+function verifierClientsOf(config: ServerConfig): VerifierClient[] {
+  return config.clients.map((c) => ({
+    name: c.name,
+    verifyKey: prepareEd25519VerifyKey(c.ed25519PublicKey),
+    expires: c.expires,
+  }));
+}
+
+function baseRulesOf(
+  config: ServerConfig,
+  interfaceOverride: string | null,
+): BaseRulesOptions {
+  return {
+    knockPort: config.udpPort,
+    openKnockPort: config.openKnockPort,
+    dropPorts: config.dropPorts ? allManagedPorts(config) : [],
+    interface: interfaceOverride ?? config.interface,
+  };
+}
+
+function sameBaseRules(a: BaseRulesOptions, b: BaseRulesOptions): boolean {
+  return a.knockPort === b.knockPort && a.openKnockPort === b.openKnockPort &&
+    a.interface === b.interface &&
+    a.dropPorts.map(portKey).join(",") === b.dropPorts.map(portKey).join(",");
+}
+
+function rfc3339(ms: number): string {
+  return new Date(ms).toISOString().replace(/\.\d{3}Z$/, "Z");
+}
+
+interface FileStamp {
+  mtime: number;
+  size: number;
+  ino: number;
+}
+
+async function stampOf(path: string): Promise<FileStamp | null> {
+  try {
+    const st = await Deno.stat(path);
+    return { mtime: st.mtime?.getTime() ?? 0, size: st.size, ino: st.ino ?? 0 };
+  } catch {
+    return null;
+  }
+}
+
+function bindUdp(port: number, hostname: string | undefined): Promise<Socket> {
+  const tryBind = (type: "udp4" | "udp6", host: string): Promise<Socket> =>
+    new Promise((resolve, reject) => {
+      const socket = createSocket({ type, ipv6Only: false, reuseAddr: false });
+      socket.once("error", (err) => {
+        socket.close();
+        reject(err);
+      });
+      socket.bind({ port, address: host }, () => {
+        socket.removeAllListeners("error");
+        resolve(socket);
+      });
+    });
+  if (hostname !== undefined) {
+    return tryBind(hostname.includes(":") ? "udp6" : "udp4", hostname);
+  }
+  return tryBind("udp6", "::").catch(() => tryBind("udp4", "0.0.0.0"));
+}
+
+/** A running openme server. */
+export class OpenmeServer {
+  #configPath: string;
+  #config: ServerConfig;
+  #options: ServerOptions;
+  #backend: FirewallBackend;
+  #verifier: KnockVerifier;
+  #grants: Map<string, ClientGrant>;
+  #sessions: SessionManager;
+  #stats = new KnockStats();
+  #baseRules: BaseRulesOptions;
+  #socket: Socket | null = null;
+  #health: HealthListener | null = null;
+  #stamp: FileStamp | null = null;
+  #pollTimer: ReturnType<typeof setInterval> | null = null;
+  #summaryTimer: ReturnType<typeof setInterval> | null = null;
+  #reloading: Promise<boolean> | null = null;
+  #stateDirty = false;
+  #stateWriting: Promise<void> | null = null;
+  #stateWarned = false;
+  #stopped: Promise<void> | null = null;
+
+  private constructor(
+    configPath: string,
+    config: ServerConfig,
+    options: ServerOptions,
+  ) {
+    this.#configPath = configPath;
+    this.#config = config;
+    this.#options = options;
+    this.#backend = options.backend ?? createFirewallBackend(config.firewall);
+    this.#grants = grantsOf(config);
+    this.#baseRules = baseRulesOf(config, options.interfaceOverride ?? null);
+    const rateLimit = options.rateLimit === undefined
+      ? { perSecond: RATE_LIMIT_PER_SECOND, burst: RATE_LIMIT_BURST }
+      : options.rateLimit;
+    this.#verifier = new KnockVerifier({
+      serverPrivateKey: config.privateKey,
+      replayWindowMs: config.replayWindowMs,
+      clients: verifierClientsOf(config),
+      rateLimit,
+    });
+    this.#sessions = new SessionManager(this.#backend, {
+      knockTimeoutMs: config.knockTimeoutMs,
+      onChange: () => this.#scheduleStateWrite(),
+    });
+  }
+
+  /** Loads the config, sets up the firewall, binds the sockets and starts serving. */
+  static async start(
+    configPath: string,
+    options: ServerOptions,
+  ): Promise<OpenmeServer> {
+    const config = await loadServerConfig(configPath);
+    for (const w of config.warnings) warn(w);
+    const server = new OpenmeServer(configPath, config, options);
+    await server.#start();
+    return server;
+  }
+
+  async #start(): Promise<void> {
+    this.#stamp = await stampOf(this.#configPath);
+    await this.#backend.setup(this.#baseRules);
+    try {
+      this.#socket = await bindUdp(
+        this.#config.udpPort,
+        this.#options.hostname,
+      );
+      this.#health = await startHealthListener(this.#config.healthPort, {
+        hostname: this.#options.hostname,
+      });
+    } catch (err) {
+      this.#socket?.close();
+      await this.#backend.teardown().catch(() => {});
+      throw new Error(
+        `cannot listen on udp/${this.#config.udpPort} and tcp/${this.#config.healthPort}: ${
+          (err as Error).message
+        } (is another openme running? see \`ss -lunp\`)`,
+      );
+    }
+    this.#socket.on("message", (msg, rinfo) => {
+      this.handleDatagram(
+        new Uint8Array(msg.buffer, msg.byteOffset, msg.byteLength),
+        rinfo.address,
+      );
+    });
+    this.#socket.on("error", (err) => error(`udp socket: ${err.message}`));
+    const pollMs = this.#options.configPollMs ?? CONFIG_POLL_INTERVAL_MS;
+    this.#pollTimer = setInterval(() => this.#pollConfig(), pollMs);
+    this.#summaryTimer = setInterval(
+      () => this.#stats.logSummary(DROP_SUMMARY_INTERVAL_MS),
+      DROP_SUMMARY_INTERVAL_MS,
+    );
+    await this.#writeState();
+    info(
+      `openme serving: knocks on udp/${this.#config.udpPort}, health on tcp/${this.#config.healthPort}, ${this.#config.clients.length} client(s), firewall ${this.#backend.name}, knock_timeout ${
+        this.#config.knockTimeoutMs / 1000
+      }s`,
+    );
+  }
+
+  /** Handles one datagram from a peer address; never replies. */
+  handleDatagram(datagram: Uint8Array, peer: string): void {
+    const source = normalizePeerAddress(peer);
+    if (source === null) {
+      this.#stats.drop("source", peer);
+      return;
+    }
+    const result = this.#verifier.verify(datagram, source);
+    if (!result.ok) {
+      this.#stats.drop(result.reason, source.text);
+      return;
+    }
+    const grant = this.#grants.get(result.clientName);
+    if (grant === undefined) {
+      this.#stats.drop("unknown_client", source.text);
+      return;
+    }
+    this.#stats.accept();
+    this.#sessions.knock(result.clientName, result.target, grant.ports, {
+      source: source.text,
+      fingerprint: grant.fingerprint,
+    }).then((outcome) => {
+      if (outcome === "failed") this.#stats.drop("firewall", source.text);
+      if (outcome === "busy") this.#stats.drop("busy", source.text);
+    });
+  }
+
+  async #pollConfig(): Promise<void> {
+    const stamp = await stampOf(this.#configPath);
+    const old = this.#stamp;
+    if (stamp === null) {
+      if (old !== null) {
+        error(
+          `config ${this.#configPath} disappeared; keeping the config in force`,
+        );
+        this.#stamp = null;
+      }
+      return;
+    }
+    if (
+      old !== null && stamp.mtime === old.mtime && stamp.size === old.size &&
+      stamp.ino === old.ino
+    ) {
+      return;
+    }
+    this.#stamp = stamp;
+    await this.reload("config file changed");
+  }
+
+  /** Reloads the config; on error logs it and keeps the old one. Returns whether it changed. */
+  reload(why: string): Promise<boolean> {
+    if (this.#reloading !== null) {
+      return this.#reloading.then(() => this.reload(why));
+    }
+    this.#reloading = this.#reload(why).finally(() => {
+      this.#reloading = null;
+    });
+    return this.#reloading;
+  }
+
+  async #reload(why: string): Promise<boolean> {
+    let next: ServerConfig;
+    try {
+      next = await loadServerConfig(this.#configPath);
+    } catch (err) {
+      error(
+        `reload (${why}) failed, the previous config stays in force: ${
+          (err as Error).message
+        }`,
+      );
+      return false;
+    }
+    for (const w of next.warnings) warn(w);
+    if (
+      next.udpPort !== this.#config.udpPort ||
+      next.healthPort !== this.#config.healthPort
+    ) {
+      warn("udp_port/health_port changes take effect after a restart");
+    }
+    const baseRules = baseRulesOf(
+      next,
+      this.#options.interfaceOverride ?? null,
+    );
+    baseRules.knockPort = this.#config.udpPort;
+    this.#config = {
+      ...next,
+      udpPort: this.#config.udpPort,
+      healthPort: this.#config.healthPort,
+    };
+    this.#grants = grantsOf(this.#config);
+    this.#verifier.setClients(verifierClientsOf(this.#config));
+    this.#sessions.setKnockTimeout(this.#config.knockTimeoutMs);
+    if (!sameBaseRules(baseRules, this.#baseRules)) {
+      try {
+        await this.#backend.updateBaseRules(baseRules);
+        this.#baseRules = baseRules;
+      } catch (err) {
+        error(`updating knock/drop rules failed: ${(err as Error).message}`);
+      }
+    }
+    const now = Date.now();
+    const valid = new Map(this.#config.clients.map((c) => [c.name, c]));
+    await this.#sessions.closeWhere((session) => {
+      const client = valid.get(session.clientName);
+      if (client === undefined) return "client revoked";
+      if (client.expires !== null && client.expires.getTime() <= now) {
+        return "client expired";
+      }
+      return null;
+    });
+    info(`config reloaded (${why}): ${this.#config.clients.length} client(s)`);
+    return true;
+  }
+
+  #scheduleStateWrite(): void {
+    this.#stateDirty = true;
+    if (this.#stateWriting !== null) return;
+    this.#stateWriting = (async () => {
+      while (this.#stateDirty) {
+        this.#stateDirty = false;
+        await this.#writeState();
+      }
+    })().finally(() => {
+      this.#stateWriting = null;
+    });
+  }
+
+  /** The state as written to the state file. */
+  state(): StateFile {
+    const lastSeen: Record<string, string> = {};
+    for (const [name, ms] of this.#sessions.lastSeen()) {
+      lastSeen[name] = rfc3339(ms);
+    }
+    return {
+      updated_at: rfc3339(Date.now()),
+      active_sessions: this.#sessions.list().map((s) => ({
+        client_name: s.clientName,
+        ip: s.address.text,
+        ports: s.ports.map((p) =>
+          p.endPort !== undefined && p.endPort > p.port
+            ? { port: p.port, proto: p.proto, end_port: p.endPort }
+            : { port: p.port, proto: p.proto }
+        ),
+        opened_at: rfc3339(s.openedAtMs),
+        expires_at: rfc3339(s.expiresAtMs),
+      })),
+      last_seen: lastSeen,
+      accepted: this.#stats.accepted,
+      drops: this.#stats.drops(),
+      pid: Deno.pid,
+    };
+  }
+
+  async #writeState(): Promise<void> {
+    try {
+      await writeStateFile(this.#options.stateFile, this.state());
+      this.#stateWarned = false;
+    } catch (err) {
+      if (!this.#stateWarned) {
+        warn(
+          `cannot write state file ${this.#options.stateFile}: ${
+            (err as Error).message
+          } (serving continues; \`openme sessions\` will be stale)`,
+        );
+        this.#stateWarned = true;
+      }
+    }
+  }
+
+  /** Counters of drops by reason since start. */
+  drops(): Record<string, number> {
+    return this.#stats.drops();
+  }
+
+  /** Stops serving, removes every rule openme added and writes the final state. */
+  stop(): Promise<void> {
+    if (this.#stopped === null) this.#stopped = this.#stop();
+    return this.#stopped;
+  }
+
+  async #stop(): Promise<void> {
+    if (this.#pollTimer !== null) clearInterval(this.#pollTimer);
+    if (this.#summaryTimer !== null) clearInterval(this.#summaryTimer);
+    this.#socket?.removeAllListeners("message");
+    const socket = this.#socket;
+    if (socket !== null) {
+      await new Promise<void>((resolve) => socket.close(() => resolve()));
+    }
+    await this.#health?.close();
+    if (this.#reloading !== null) await this.#reloading.catch(() => {});
+    await this.#sessions.closeAll();
+    try {
+      await this.#backend.teardown();
+    } catch (err) {
+      error(
+        `removing openme's firewall rules failed: ${(err as Error).message}`,
+      );
+    }
+    if (this.#stateWriting !== null) await this.#stateWriting;
+    await this.#writeState();
+    this.#stats.logSummary(DROP_SUMMARY_INTERVAL_MS);
+    info("openme stopped; every rule it added is removed");
+  }
+}

@@ -1,0 +1,420 @@
+import assert from "node:assert/strict";
+import { ConfigError } from "../../lib/config/errors.ts";
+import {
+  atomicWriteFile,
+  ensureDir,
+  lineOfKeyPath,
+  MAX_CONFIG_FILE_BYTES,
+  parseYamlSource,
+  readYamlDocument,
+  spliceInsertMapEntry,
+  spliceRemoveMapEntry,
+  withFileLock,
+  yamlToValue,
+} from "../../lib/config/file_io.ts";
+
+const IS_WINDOWS = Deno.build.os === "windows";
+
+async function listDir(path: string): Promise<string[]> {
+  const names: string[] = [];
+  for await (const entry of Deno.readDir(path)) names.push(entry.name);
+  return names.sort();
+}
+
+function modeOf(info: Deno.FileInfo): number {
+  return (info.mode ?? 0) & 0o777;
+}
+
+Deno.test("atomicWriteFile writes the text with the requested mode and leaves no temp file", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/config.yaml`;
+    await Deno.writeTextFile(path, "old\n", { mode: 0o644 });
+    await Deno.chmod(path, 0o644);
+    await atomicWriteFile(path, "new: text\n", { mode: 0o600 });
+    assert.equal(await Deno.readTextFile(path), "new: text\n");
+    if (!IS_WINDOWS) assert.equal(modeOf(await Deno.stat(path)), 0o600);
+    await atomicWriteFile(`${dir}/other.json`, "{}", { mode: 0o640 });
+    if (!IS_WINDOWS) {
+      assert.equal(modeOf(await Deno.stat(`${dir}/other.json`)), 0o640);
+    }
+    assert.deepEqual(await listDir(dir), ["config.yaml", "other.json"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("atomicWriteFile defaults to mode 0600 even under a permissive umask", async () => {
+  if (IS_WINDOWS) return;
+  const dir = await Deno.makeTempDir();
+  const previous = Deno.umask(0);
+  try {
+    await atomicWriteFile(`${dir}/a`, "x");
+    assert.equal(modeOf(await Deno.stat(`${dir}/a`)), 0o600);
+  } finally {
+    Deno.umask(previous);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("atomicWriteFile removes its temp file when the rename fails", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    // The target is a non-empty directory: rename onto it fails.
+    await Deno.mkdir(`${dir}/target`);
+    await Deno.writeTextFile(`${dir}/target/keep`, "x");
+    await assert.rejects(atomicWriteFile(`${dir}/target`, "text"));
+    assert.deepEqual(await listDir(dir), ["target"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("atomicWriteFile fails cleanly when the directory does not exist", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await assert.rejects(
+      atomicWriteFile(`${dir}/missing/config.yaml`, "x"),
+      Deno.errors.NotFound,
+    );
+    assert.deepEqual(await listDir(dir), []);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("atomicWriteFile through a symlink replaces the real file and keeps the link", async () => {
+  if (IS_WINDOWS) return;
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${dir}/real.yaml`, "old");
+    await Deno.symlink(`${dir}/real.yaml`, `${dir}/link.yaml`);
+    await atomicWriteFile(`${dir}/link.yaml`, "new");
+    assert.ok((await Deno.lstat(`${dir}/link.yaml`)).isSymlink);
+    assert.equal(await Deno.readTextFile(`${dir}/real.yaml`), "new");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("ensureDir creates missing directories with the given mode and leaves existing ones alone", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await ensureDir(`${dir}/etc/openme`, { mode: 0o750 });
+    await ensureDir(`${dir}/home/.openme`, { mode: 0o700 });
+    assert.ok((await Deno.stat(`${dir}/etc/openme`)).isDirectory);
+    if (!IS_WINDOWS) {
+      assert.equal(modeOf(await Deno.stat(`${dir}/etc/openme`)), 0o750);
+      assert.equal(modeOf(await Deno.stat(`${dir}/home/.openme`)), 0o700);
+      await Deno.mkdir(`${dir}/existing`);
+      await Deno.chmod(`${dir}/existing`, 0o755);
+      await ensureDir(`${dir}/existing`, { mode: 0o700 });
+      assert.equal(modeOf(await Deno.stat(`${dir}/existing`)), 0o755);
+    }
+    await Deno.writeTextFile(`${dir}/file`, "x");
+    await assert.rejects(
+      ensureDir(`${dir}/file`, { mode: 0o700 }),
+      /not a directory/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("withFileLock runs holders one at a time and returns their result", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/config.yaml`;
+    let inside = 0;
+    let maxInside = 0;
+    const results = await Promise.all(
+      Array.from({ length: 6 }, (_, i) =>
+        withFileLock(path, async () => {
+          inside++;
+          maxInside = Math.max(maxInside, inside);
+          await new Promise((resolve) => setTimeout(resolve, 15));
+          inside--;
+          return i;
+        })),
+    );
+    assert.deepEqual(results, [0, 1, 2, 3, 4, 5]);
+    assert.equal(maxInside, 1);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("withFileLock gives up with a ConfigError after its timeout and releases after a throw", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/config.yaml`;
+    let release = () => {};
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const holder = withFileLock(path, () => held);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    const started = Date.now();
+    await assert.rejects(
+      withFileLock(path, () => Promise.resolve(1), { timeoutMs: 200 }),
+      (error: unknown) =>
+        error instanceof ConfigError &&
+        error.message.includes("config.yaml.lock") &&
+        error.message.includes("wait for it to finish"),
+    );
+    assert.ok(Date.now() - started < 3000);
+    release();
+    await holder;
+    await assert.rejects(
+      withFileLock(path, () => Promise.reject(new Error("boom"))),
+      /boom/,
+    );
+    assert.equal(
+      await withFileLock(path, () => Promise.resolve("free"), {
+        timeoutMs: 500,
+      }),
+      "free",
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("readYamlDocument reports missing, directory, non-UTF-8, oversized and malformed files", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const cases: {
+      name: string;
+      setup: (path: string) => Promise<void>;
+      parts: string[];
+    }[] = [
+      {
+        name: "missing.yaml",
+        setup: async () => {},
+        parts: ["file not found", "run init"],
+      },
+      {
+        name: "adir",
+        setup: (path) => Deno.mkdir(path),
+        parts: ["is a directory"],
+      },
+      {
+        name: "latin1.yaml",
+        setup: (path) =>
+          Deno.writeFile(path, new Uint8Array([0x61, 0x3a, 0x20, 0xe9, 0x0a])),
+        parts: ["not UTF-8"],
+      },
+      {
+        name: "huge.yaml",
+        setup: (path) =>
+          Deno.writeTextFile(path, "#".repeat(MAX_CONFIG_FILE_BYTES + 1)),
+        parts: ["larger than"],
+      },
+      {
+        name: "bad.yaml",
+        setup: (path) => Deno.writeTextFile(path, "a: 1\nb: [1, 2\nc: 3\n"),
+        parts: ["invalid YAML", "fix the YAML syntax"],
+      },
+    ];
+    for (const { name, setup, parts } of cases) {
+      const path = `${dir}/${name}`;
+      await setup(path);
+      await assert.rejects(
+        readYamlDocument(path, { missingHint: "run init" }),
+        (error: unknown) => {
+          assert.ok(error instanceof ConfigError, name);
+          assert.ok(error.message.startsWith(`config ${path}`), error.message);
+          for (const part of parts) {
+            assert.ok(
+              error.message.includes(part),
+              `${name}: ${error.message}`,
+            );
+          }
+          return true;
+        },
+      );
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("parseYamlSource gives the line of a syntax error", () => {
+  const cases: { text: string; line: number }[] = [
+    { text: "a: 1\nb: 2\nb: 3\n", line: 3 },
+    { text: "a:\n  b: 1\n c: 2\n", line: 3 },
+    { text: "a: 1\n---\nb: 2\n", line: 2 },
+  ];
+  for (const { text, line } of cases) {
+    assert.throws(
+      () => parseYamlSource(text, { path: "/t.yaml" }),
+      (error: unknown) => {
+        assert.ok(error instanceof ConfigError);
+        assert.equal(error.line, line, error.message);
+        assert.ok(
+          error.message.startsWith(`config /t.yaml:${line}: invalid YAML`),
+          error.message,
+        );
+        assert.ok(!error.message.includes("parseAllDocuments"), error.message);
+        return true;
+      },
+    );
+  }
+});
+
+Deno.test("yamlToValue refuses an alias bomb quickly with a ConfigError", () => {
+  const levels = ["a: &a [x, x, x, x, x, x, x, x, x]"];
+  for (let i = 1; i < 9; i++) {
+    const prev = String.fromCharCode(96 + i);
+    const name = String.fromCharCode(97 + i);
+    levels.push(`${name}: &${name} [${Array(9).fill(`*${prev}`).join(", ")}]`);
+  }
+  const source = parseYamlSource(levels.join("\n") + "\n", {
+    path: "/bomb.yaml",
+  });
+  const started = Date.now();
+  assert.throws(() => yamlToValue(source), (error: unknown) => {
+    assert.ok(error instanceof ConfigError);
+    assert.ok(error.message.includes("alias"), error.message);
+    return true;
+  });
+  assert.ok(Date.now() - started < 2000);
+});
+
+Deno.test("yamlToValue reports an unknown alias as a ConfigError", () => {
+  const source = parseYamlSource("a: *nope\n", { path: "/t.yaml" });
+  assert.throws(() => yamlToValue(source), ConfigError);
+});
+
+Deno.test("lineOfKeyPath finds keys, list items and falls back to the parent for missing keys", () => {
+  const source = parseYamlSource(
+    [
+      "server:", //            1
+      "  host: h", //          2
+      "clients:", //           3
+      "  bob:", //             4
+      "    allowed_ports:", // 5
+      "      - default", //    6
+      "      - dev0ps", //     7
+      "  carol: {allowed_ports: [a, b]}", // 8
+    ].join("\n") + "\n",
+    { path: "/t.yaml" },
+  );
+  const cases: { keyPath: (string | number)[]; line: number | undefined }[] = [
+    { keyPath: ["server", "host"], line: 2 },
+    { keyPath: ["server", "private_key"], line: 1 },
+    { keyPath: ["clients", "bob", "allowed_ports", 1], line: 7 },
+    { keyPath: ["clients", "bob", "allowed_ports", 9], line: 5 },
+    { keyPath: ["clients", "carol", "allowed_ports", 1], line: 8 },
+    { keyPath: ["missing"], line: undefined },
+    { keyPath: [], line: undefined },
+  ];
+  for (const { keyPath, line } of cases) {
+    assert.equal(lineOfKeyPath(source, keyPath), line, keyPath.join("."));
+  }
+});
+
+Deno.test("spliceInsertMapEntry inserts text without changing any other byte", () => {
+  const entry = "carol:\n  key: 3\n";
+  const cases: { name: string; before: string; after: string }[] = [
+    {
+      name: "block map, custom indent, trailing comment",
+      before:
+        "clients:\n    alice:\n        key: 1   # c\n    # end\nother: [1,2]\n",
+      after:
+        "clients:\n    alice:\n        key: 1   # c\n    carol:\n      key: 3\n    # end\nother: [1,2]\n",
+    },
+    {
+      name: "empty flow map with a comment",
+      before: "a: 1\nclients: {}   # none yet\nb: 2\n",
+      after: "a: 1\nclients:    # none yet\n  carol:\n    key: 3\nb: 2\n",
+    },
+    {
+      name: "empty flow map at end without newline",
+      before: "a: 1\nclients: {}",
+      after: "a: 1\nclients:\n  carol:\n    key: 3\n",
+    },
+    {
+      name: "null value",
+      before: "clients:\n# note\nb: 2\n",
+      after: "clients:\n  carol:\n    key: 3\n# note\nb: 2\n",
+    },
+    {
+      name: "missing section",
+      before: "a: 1 # x\n",
+      after: "a: 1 # x\nclients:\n  carol:\n    key: 3\n",
+    },
+    {
+      name: "CRLF line endings",
+      before: "clients:\r\n  alice:\r\n    key: 1\r\n",
+      after: "clients:\r\n  alice:\r\n    key: 1\r\n  carol:\r\n    key: 3\r\n",
+    },
+  ];
+  for (const { name, before, after } of cases) {
+    const source = parseYamlSource(before, { path: "/t.yaml" });
+    const result = spliceInsertMapEntry(source, {
+      section: "clients",
+      text: entry,
+    });
+    assert.equal(result, after, name);
+    const value = yamlToValue(
+      parseYamlSource(result!, { path: "/t.yaml" }),
+    ) as Record<string, Record<string, unknown>>;
+    assert.deepEqual(value.clients.carol, { key: 3 }, name);
+  }
+});
+
+Deno.test("spliceInsertMapEntry declines flow maps with entries", () => {
+  const source = parseYamlSource("clients: {alice: {key: 1}}\n", {
+    path: "/t.yaml",
+  });
+  assert.equal(
+    spliceInsertMapEntry(source, {
+      section: "clients",
+      text: "carol:\n  key: 3\n",
+    }),
+    null,
+  );
+});
+
+Deno.test("spliceRemoveMapEntry deletes exactly the entry's lines", () => {
+  const cases: {
+    name: string;
+    key: string;
+    before: string;
+    after: string | null;
+  }[] = [
+    {
+      name: "middle entry",
+      key: "bob",
+      before:
+        "clients:\n  alice:\n    k: 1\n  # about bob\n  bob:\n    k: 2   # two\n\n  carol: {k: 3}\nz: 1\n",
+      after:
+        "clients:\n  alice:\n    k: 1\n  # about bob\n\n  carol: {k: 3}\nz: 1\n",
+    },
+    {
+      name: "last remaining entry becomes {}",
+      key: "alice",
+      before: "clients: # all\n  alice:\n    k: 1\nz: 1\n",
+      after: "clients: {} # all\nz: 1\n",
+    },
+    {
+      name: "entry with a null value",
+      key: "bob",
+      before: "clients:\n  bob:\n  carol: 1\n",
+      after: "clients:\n  carol: 1\n",
+    },
+    {
+      name: "missing entry",
+      key: "dave",
+      before: "clients:\n  bob: 1\n",
+      after: null,
+    },
+  ];
+  for (const { name, key, before, after } of cases) {
+    const source = parseYamlSource(before, { path: "/t.yaml" });
+    assert.equal(
+      spliceRemoveMapEntry(source, { section: "clients", key }),
+      after,
+      name,
+    );
+  }
+});

@@ -1,0 +1,1334 @@
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import { stringify } from "yaml";
+import { encodeBase64 } from "../../lib/encoding.ts";
+import { ConfigError } from "../../lib/config/errors.ts";
+import { formatPortRange } from "../../lib/config/ports.ts";
+import {
+  addServerClient,
+  allManagedPorts,
+  DEFAULT_SERVER_CONFIG_PATH,
+  DEFAULT_UDP_PORT,
+  initServerConfig,
+  loadServerConfig,
+  parseRfc3339Timestamp,
+  parseServerConfig,
+  removeServerClient,
+  renderInitialServerConfig,
+  resolveAllowedPorts,
+  type ServerConfig,
+  validateClientName,
+} from "../../lib/config/server_config.ts";
+
+const IS_WINDOWS = Deno.build.os === "windows";
+const PATH = "/etc/openme/config.yaml";
+
+function randomKey(length = 32): string {
+  const bytes = new Uint8Array(length);
+  crypto.getRandomValues(bytes);
+  return encodeBase64(bytes);
+}
+
+const SERVER_PRIVATE = randomKey();
+const SERVER_PUBLIC = randomKey();
+const ALICE_KEY = randomKey();
+const BOB_KEY = randomKey();
+const SHORT_KEY = randomKey(16);
+
+/** The base config; line numbers matter to the tests (see the comments). */
+function baseLines(): string[] {
+  return [
+    "# openme test config", //                         1
+    "server:", //                                      2
+    "  host: myserver.example.com", //                 3
+    "  udp_port: 54154", //                            4
+    "  health_port: 54155", //                         5
+    "  firewall: nft", //                              6
+    "  knock_timeout: 30s", //                         7
+    "  replay_window: 60s", //                         8
+    "  open_knock_port: true", //                      9
+    "  drop_ports: false", //                         10
+    "  default_profile: default", //                  11
+    "  interface: eth0", //                           12
+    `  private_key: ${SERVER_PRIVATE}`, //            13
+    `  public_key: ${SERVER_PUBLIC}`, //              14
+    "ports:", //                                      15
+    "  default: [22/tcp]", //                         16
+    "  devops: [22/tcp, 443/tcp, 8080-8090/tcp]", //  17
+    "clients:", //                                    18
+    "  alice:", //                                    19
+    `    ed25519_pubkey: ${ALICE_KEY}`, //            20
+    "    allowed_ports: [default, 2222/tcp]", //      21
+    '    expires: "2099-12-31T23:59:59Z"', //         22
+    "    disable_health_port: false", //              23
+    "  bob:", //                                      24
+    `    ed25519_pubkey: ${BOB_KEY}`, //              25
+    "    allowed_ports: [devops, 53/udp]", //         26
+  ];
+}
+
+/** The base config with some lines replaced (null blanks a line, keeping numbering). */
+function configText(replace: Record<number, string | null> = {}): string {
+  const lines = baseLines();
+  for (const [number, text] of Object.entries(replace)) {
+    lines[Number(number) - 1] = text === null ? "#" : text;
+  }
+  return lines.join("\n") + "\n";
+}
+
+function parse(text: string): ServerConfig {
+  return parseServerConfig(text, { path: PATH });
+}
+
+function portsText(
+  ports: { port: number; endPort?: number; proto: "tcp" | "udp" }[],
+): string[] {
+  return ports.map(formatPortRange);
+}
+
+Deno.test("parseServerConfig reads every key of a full config", () => {
+  const config = parse(configText());
+  assert.equal(config.path, PATH);
+  assert.equal(config.host, "myserver.example.com");
+  assert.equal(config.udpPort, 54154);
+  assert.equal(config.healthPort, 54155);
+  assert.equal(config.firewall, "nft");
+  assert.equal(config.knockTimeoutMs, 30_000);
+  assert.equal(config.replayWindowMs, 60_000);
+  assert.equal(config.openKnockPort, true);
+  assert.equal(config.dropPorts, false);
+  assert.equal(config.defaultProfile, "default");
+  assert.equal(config.interface, "eth0");
+  assert.equal(encodeBase64(config.privateKey), SERVER_PRIVATE);
+  assert.equal(encodeBase64(config.publicKey), SERVER_PUBLIC);
+  assert.deepEqual([...config.portGroups.keys()], ["default", "devops"]);
+  assert.deepEqual(portsText(config.portGroups.get("devops")!), [
+    "22/tcp",
+    "443/tcp",
+    "8080-8090/tcp",
+  ]);
+  assert.equal(config.clients.length, 2);
+  const [alice, bob] = config.clients;
+  assert.equal(alice.name, "alice");
+  assert.equal(encodeBase64(alice.ed25519PublicKey), ALICE_KEY);
+  assert.deepEqual(alice.allowedPorts, ["default", "2222/tcp"]);
+  assert.deepEqual(portsText(alice.ports), ["22/tcp", "2222/tcp"]);
+  assert.equal(alice.expires?.toISOString(), "2099-12-31T23:59:59.000Z");
+  assert.equal(alice.disableHealthPort, false);
+  assert.equal(bob.expires, null);
+  assert.deepEqual(portsText(bob.ports), [
+    "22/tcp",
+    "443/tcp",
+    "8080-8090/tcp",
+    "53/udp",
+  ]);
+  assert.deepEqual(config.skippedClients, []);
+  assert.deepEqual(config.warnings, []);
+});
+
+Deno.test("parseServerConfig applies the SPEC defaults to a minimal config", () => {
+  const text =
+    `server:\n  host: h.example\n  private_key: ${SERVER_PRIVATE}\n  public_key: ${SERVER_PUBLIC}\n`;
+  const config = parse(text);
+  assert.equal(config.udpPort, DEFAULT_UDP_PORT);
+  assert.equal(config.udpPort, 54154);
+  assert.equal(config.healthPort, 54154);
+  assert.equal(config.firewall, "nft");
+  assert.equal(config.knockTimeoutMs, 30_000);
+  assert.equal(config.replayWindowMs, 60_000);
+  assert.equal(config.openKnockPort, true);
+  assert.equal(config.dropPorts, false);
+  assert.equal(config.defaultProfile, "default");
+  assert.equal(config.interface, null);
+  assert.equal(config.portGroups.size, 0);
+  assert.deepEqual(config.clients, []);
+  assert.equal(DEFAULT_SERVER_CONFIG_PATH, "/etc/openme/config.yaml");
+});
+
+Deno.test("health_port defaults to udp_port when only udp_port is set", () => {
+  const config = parse(configText({ 4: "  udp_port: 6000", 5: null }));
+  assert.equal(config.udpPort, 6000);
+  assert.equal(config.healthPort, 6000);
+});
+
+Deno.test("interface given as empty string or null means all interfaces; firewall is case-insensitive", () => {
+  assert.equal(parse(configText({ 12: '  interface: ""' })).interface, null);
+  assert.equal(parse(configText({ 12: "  interface:" })).interface, null);
+  assert.equal(
+    parse(configText({ 6: "  firewall: IPTABLES" })).firewall,
+    "iptables",
+  );
+});
+
+interface ErrorCase {
+  name: string;
+  text: string;
+  line?: number;
+  keyPath?: string;
+  parts: string[];
+}
+
+function assertConfigError(run: () => unknown, c: ErrorCase): void {
+  assert.throws(run, (error: unknown) => {
+    assert.ok(error instanceof ConfigError, `${c.name}: ${error}`);
+    const prefix = `config ${PATH}${
+      c.line === undefined ? "" : `:${c.line}`
+    }: ${c.keyPath === undefined ? "" : `${c.keyPath}: `}`;
+    assert.ok(
+      error.message.startsWith(prefix),
+      `${c.name}: "${error.message}" should start with "${prefix}"`,
+    );
+    assert.equal(error.file, PATH);
+    assert.equal(error.line, c.line, c.name);
+    assert.equal(error.keyPath, c.keyPath, c.name);
+    for (const part of c.parts) {
+      assert.ok(
+        error.message.includes(part),
+        `${c.name}: "${error.message}" lacks "${part}"`,
+      );
+    }
+    assert.ok(!error.message.includes("\n"), c.name);
+    return true;
+  });
+}
+
+Deno.test("server-level problems throw a ConfigError naming file, line, key path and value", () => {
+  const cases: ErrorCase[] = [
+    {
+      name: "malformed YAML",
+      text: configText({ 6: "  firewall: [nft" }),
+      line: 7,
+      parts: ["invalid YAML", "fix the YAML syntax"],
+    },
+    {
+      name: "duplicate key",
+      text: configText({ 5: "  host: other" }),
+      line: 5,
+      parts: ["invalid YAML", "unique"],
+    },
+    {
+      name: "empty file",
+      text: "",
+      parts: ["the file is empty", "openme init"],
+    },
+    {
+      name: "top level list",
+      text: "- a\n- b\n",
+      parts: ["the top level is a list"],
+    },
+    {
+      name: "missing server section",
+      text: "ports: {}\n",
+      keyPath: "server",
+      parts: ["missing server: section"],
+    },
+    {
+      name: "missing private key",
+      text: configText({ 13: null }),
+      line: 2,
+      keyPath: "server.private_key",
+      parts: ["missing key", "32 bytes"],
+    },
+    {
+      name: "short private key",
+      text: configText({ 13: `  private_key: ${SHORT_KEY}` }),
+      line: 13,
+      keyPath: "server.private_key",
+      parts: ["key is 16 bytes, expected 32 bytes", "openme init"],
+    },
+    {
+      name: "non-base64 public key",
+      text: configText({ 14: "  public_key: not*base64!" }),
+      line: 14,
+      keyPath: "server.public_key",
+      parts: ["not valid base64"],
+    },
+    {
+      name: "private key of the wrong type",
+      text: configText({ 13: "  private_key: 12345" }),
+      line: 13,
+      keyPath: "server.private_key",
+      parts: ["expected base64 text, got 12345"],
+    },
+    {
+      name: "unknown firewall",
+      text: configText({ 6: "  firewall: pf" }),
+      line: 6,
+      keyPath: "server.firewall",
+      parts: ['unknown firewall "pf"', "(expected nft or iptables)"],
+    },
+    {
+      name: "udp_port out of range",
+      text: configText({ 4: "  udp_port: 70000" }),
+      line: 4,
+      keyPath: "server.udp_port",
+      parts: ["port 70000 out of range 1-65535", "54154"],
+    },
+    {
+      name: "udp_port huge number",
+      text: configText({ 4: "  udp_port: 1e400" }),
+      line: 4,
+      keyPath: "server.udp_port",
+      parts: ["infinity"],
+    },
+    {
+      name: "udp_port as text",
+      text: configText({ 4: "  udp_port: fifty" }),
+      line: 4,
+      keyPath: "server.udp_port",
+      parts: ['expected a port number, got "fifty"'],
+    },
+    {
+      name: "health_port zero",
+      text: configText({ 5: "  health_port: 0" }),
+      line: 5,
+      keyPath: "server.health_port",
+      parts: ["port 0 out of range"],
+    },
+    {
+      name: "duration without unit",
+      text: configText({ 7: "  knock_timeout: 30" }),
+      line: 7,
+      keyPath: "server.knock_timeout",
+      parts: ["duration 30 has no unit", "30s"],
+    },
+    {
+      name: "duration with a space",
+      text: configText({ 7: '  knock_timeout: "30 s"' }),
+      line: 7,
+      keyPath: "server.knock_timeout",
+      parts: ['invalid duration "30 s"', "1m30s"],
+    },
+    {
+      name: "negative duration",
+      text: configText({ 8: "  replay_window: -60s" }),
+      line: 8,
+      keyPath: "server.replay_window",
+      parts: ['duration "-60s" must be longer than zero'],
+    },
+    {
+      name: "zero duration",
+      text: configText({ 7: "  knock_timeout: 0s" }),
+      line: 7,
+      keyPath: "server.knock_timeout",
+      parts: ["must be longer than zero"],
+    },
+    {
+      name: "too long duration",
+      text: configText({ 7: "  knock_timeout: 48h" }),
+      line: 7,
+      keyPath: "server.knock_timeout",
+      parts: ["24h maximum"],
+    },
+    {
+      name: "boolean as yes",
+      text: configText({ 9: "  open_knock_port: yes" }),
+      line: 9,
+      keyPath: "server.open_knock_port",
+      parts: ['expected true or false, got "yes"'],
+    },
+    {
+      name: "interface with shell characters",
+      text: configText({ 12: '  interface: "eth0; drop"' }),
+      line: 12,
+      keyPath: "server.interface",
+      parts: ['invalid interface name "eth0; drop"', "eth0"],
+    },
+    {
+      name: "missing host",
+      text: configText({ 3: null }),
+      line: 2,
+      keyPath: "server.host",
+      parts: ["missing server host"],
+    },
+    {
+      name: "unicode firewall",
+      text: configText({ 6: "  firewall: ñft" }),
+      line: 6,
+      keyPath: "server.firewall",
+      parts: ['unknown firewall "ñft"'],
+    },
+    {
+      name: "server section is a list",
+      text: "server: [1, 2]\n",
+      line: 1,
+      keyPath: "server",
+      parts: ["expected a map, got a list"],
+    },
+    {
+      name: "group port out of range",
+      text: configText({ 17: "  devops: [22/tcp, 70000/tcp]" }),
+      line: 17,
+      keyPath: "ports.devops[1]",
+      parts: [
+        "port 70000 out of range 1-65535",
+        "expected e.g. 22/tcp or 8080-8090/tcp",
+      ],
+    },
+    {
+      name: "group range low above high",
+      text: configText({ 17: "  devops: [8090-8080/tcp]" }),
+      line: 17,
+      keyPath: "ports.devops[0]",
+      parts: ["8090-8080", "low end above its high end"],
+    },
+    {
+      name: "group unknown protocol",
+      text: configText({ 17: "  devops: [22/sctp]" }),
+      line: 17,
+      keyPath: "ports.devops[0]",
+      parts: ['unknown protocol "sctp"', "expected tcp or udp"],
+    },
+    {
+      name: "group containing a group",
+      text: configText({ 17: "  devops: [default]" }),
+      line: 17,
+      keyPath: "ports.devops[0]",
+      parts: ['"default" is not a port spec'],
+    },
+    {
+      name: "group name that looks like a port",
+      text: configText({ 17: "  8080: [8080/tcp]" }),
+      line: 17,
+      keyPath: "ports.8080",
+      parts: ['group name "8080" looks like a port spec'],
+    },
+    {
+      name: "group that is not a list",
+      text: configText({ 17: "  devops: 22/tcp" }),
+      line: 17,
+      keyPath: "ports.devops",
+      parts: ['expected a list of port specs, got "22/tcp"'],
+    },
+    {
+      name: "clients section that is a list",
+      text: configText({
+        18: "clients: [alice]",
+        19: null,
+        20: null,
+        21: null,
+        22: null,
+        23: null,
+        24: null,
+        25: null,
+        26: null,
+      }),
+      line: 18,
+      keyPath: "clients",
+      parts: ["expected a map of client names, got a list"],
+    },
+  ];
+  for (const c of cases) assertConfigError(() => parse(c.text), c);
+});
+
+Deno.test("an alias bomb gives a ConfigError quickly instead of hanging", () => {
+  const lines = [configText(), "bomb0: &b0 [x, x, x, x, x, x, x, x, x, x]"];
+  for (let i = 1; i < 10; i++) {
+    lines.push(`bomb${i}: &b${i} [${Array(10).fill(`*b${i - 1}`).join(", ")}]`);
+  }
+  const started = Date.now();
+  assertConfigError(() => parse(lines.join("\n") + "\n"), {
+    name: "alias bomb",
+    text: "",
+    parts: ["aliases expand to more than 100"],
+  });
+  assert.ok(Date.now() - started < 2000, "alias bomb took too long");
+});
+
+Deno.test("an invalid client is skipped with a warning naming it while the others load", () => {
+  const cases: {
+    name: string;
+    replace: Record<number, string | null>;
+    warning: string[];
+  }[] = [
+    {
+      name: "unknown group",
+      replace: { 26: "    allowed_ports: [devops, dev0ps]" },
+      warning: [
+        `config ${PATH}:26: clients.bob.allowed_ports[1]: unknown port group "dev0ps" (defined: default, devops); client "bob" skipped`,
+      ],
+    },
+    {
+      name: "port out of range",
+      replace: { 26: "    allowed_ports: [70000/tcp]" },
+      warning: [
+        `config ${PATH}:26: clients.bob.allowed_ports[0]: port 70000 out of range 1-65535`,
+      ],
+    },
+    {
+      name: "short key",
+      replace: { 25: `    ed25519_pubkey: ${SHORT_KEY}` },
+      warning: [
+        `config ${PATH}:25: clients.bob.ed25519_pubkey: key is 16 bytes, expected 32 bytes`,
+      ],
+    },
+    {
+      name: "missing key",
+      replace: { 25: null },
+      warning: [`config ${PATH}:24: clients.bob.ed25519_pubkey: missing key`],
+    },
+    {
+      name: "date-only expiry",
+      replace: { 26: '    expires: "2026-12-31"' },
+      warning: [
+        `config ${PATH}:26: clients.bob.expires: invalid timestamp "2026-12-31"`,
+        "full RFC 3339 timestamp with time zone",
+      ],
+    },
+    {
+      name: "expiry without zone, unquoted",
+      replace: { 26: "    expires: 2026-12-31T23:59:59" },
+      warning: [
+        `config ${PATH}:26: clients.bob.expires: invalid timestamp "2026-12-31T23:59:59"`,
+      ],
+    },
+    {
+      name: "expiry as a number",
+      replace: { 26: "    expires: 2026" },
+      warning: ["clients.bob.expires: expected a timestamp, got 2026"],
+    },
+    {
+      name: "allowed_ports as text",
+      replace: { 26: "    allowed_ports: 22/tcp" },
+      warning: ['clients.bob.allowed_ports: expected a list, got "22/tcp"'],
+    },
+    {
+      name: "allowed_ports entry is a map",
+      replace: { 26: "    allowed_ports: [{a: 1}]" },
+      warning: [
+        "clients.bob.allowed_ports[0]: expected a port group name or port spec, got a map",
+      ],
+    },
+    {
+      name: "disable_health_port as text",
+      replace: { 26: "    disable_health_port: no" },
+      warning: [
+        'clients.bob.disable_health_port: expected true or false, got "no"',
+      ],
+    },
+    {
+      name: "entry is a string",
+      replace: { 24: "  bob: yes", 25: null, 26: null },
+      warning: [
+        'config /etc/openme/config.yaml:24: clients.bob: expected a map, got "yes"',
+      ],
+    },
+  ];
+  for (const c of cases) {
+    const config = parse(configText(c.replace));
+    assert.deepEqual(
+      config.clients.map((client) => client.name),
+      ["alice"],
+      c.name,
+    );
+    assert.deepEqual(config.skippedClients, ["bob"], c.name);
+    const skipWarning = config.warnings.find((w) =>
+      w.includes('client "bob" skipped')
+    );
+    assert.ok(skipWarning !== undefined, `${c.name}: ${config.warnings}`);
+    for (const part of c.warning) {
+      assert.ok(
+        skipWarning.includes(part),
+        `${c.name}: "${skipWarning}" lacks "${part}"`,
+      );
+    }
+  }
+});
+
+Deno.test("a client with an invalid name is skipped and the others load", () => {
+  const config = parse(configText({ 24: '  "bad name!":' }));
+  assert.deepEqual(config.clients.map((c) => c.name), ["alice"]);
+  assert.deepEqual(config.skippedClients, ["bad name!"]);
+  assert.ok(
+    config.warnings.some((w) =>
+      w.includes('clients["bad name!"]: invalid client name')
+    ),
+  );
+});
+
+Deno.test("an unquoted full RFC 3339 expiry stays a string and is accepted", () => {
+  const config = parse(
+    configText({ 22: "    expires: 2099-12-31T23:59:59+02:00" }),
+  );
+  assert.equal(
+    config.clients[0].expires?.toISOString(),
+    "2099-12-31T21:59:59.000Z",
+  );
+});
+
+Deno.test("replay_window shorter than knock_timeout is a warning, not an error", () => {
+  const config = parse(configText({ 8: "  replay_window: 10s" }));
+  assert.equal(config.replayWindowMs, 10_000);
+  assert.equal(config.clients.length, 2);
+  assert.equal(config.warnings.length, 1);
+  assert.ok(
+    config.warnings[0].startsWith(`config ${PATH}:8: server.replay_window: `),
+    config.warnings[0],
+  );
+  assert.ok(
+    config.warnings[0].includes(
+      "replay_window (10s) is shorter than knock_timeout (30s)",
+    ),
+  );
+  assert.deepEqual(
+    parse(configText({ 8: "  replay_window: 30s" })).warnings,
+    [],
+  );
+});
+
+Deno.test("unknown keys are warned about and otherwise ignored", () => {
+  const config = parse(
+    configText({ 10: "  knock_timout: 10s", 23: "    colour: blue" }),
+  );
+  assert.equal(config.knockTimeoutMs, 30_000);
+  assert.equal(config.clients.length, 2);
+  assert.ok(
+    config.warnings.some((w) =>
+      w.startsWith(`config ${PATH}:10: server.knock_timout: unknown key`)
+    ),
+  );
+  assert.ok(
+    config.warnings.some((w) =>
+      w.startsWith(`config ${PATH}:23: clients.alice.colour: unknown key`)
+    ),
+  );
+});
+
+Deno.test("allowed_ports resolves groups and inline specs, dedupes, and falls back to the default group", () => {
+  const groups = parse(configText()).portGroups;
+  const cases: { entries: string[]; want: string[] }[] = [
+    {
+      entries: ["default", "devops", "22/tcp", "8085/tcp"],
+      want: ["22/tcp", "443/tcp", "8080-8090/tcp"],
+    },
+    { entries: ["22"], want: ["22/tcp", "22/udp"] },
+    { entries: ["80-82", "81/tcp"], want: ["80-82/tcp", "80-82/udp"] },
+    { entries: [], want: ["22/tcp"] },
+    {
+      entries: ["devops", "444/tcp"],
+      want: ["22/tcp", "443-444/tcp", "8080-8090/tcp"],
+    },
+  ];
+  for (const { entries, want } of cases) {
+    const result = resolveAllowedPorts(entries, groups);
+    assert.ok(result.ok, entries.join(","));
+    assert.deepEqual(portsText(result.ports), want, entries.join(","));
+  }
+  const noDefault = new Map([["devops", groups.get("devops")!]]);
+  const empty = resolveAllowedPorts([], noDefault);
+  assert.ok(empty.ok);
+  assert.deepEqual(empty.ports, []);
+  const unknown = resolveAllowedPorts(["22/tcp", "dev0ps"], groups);
+  assert.deepEqual(unknown, {
+    ok: false,
+    index: 1,
+    problem: 'unknown port group "dev0ps"',
+    expected: "defined: default, devops",
+  });
+});
+
+Deno.test("empty, null or missing allowed_ports in the file mean the default group, or nothing without one", () => {
+  for (const line of ["    allowed_ports: []", "    allowed_ports:", null]) {
+    const config = parse(configText({ 26: line }));
+    assert.deepEqual(
+      portsText(config.clients[1].ports),
+      ["22/tcp"],
+      String(line),
+    );
+    const withoutDefault = parse(
+      configText({ 16: null, 21: "    allowed_ports: [2222/tcp]", 26: line }),
+    );
+    assert.deepEqual(withoutDefault.clients[1].ports, [], String(line));
+  }
+});
+
+Deno.test("allManagedPorts unions every group and every client's inline specs", () => {
+  const config = parse(
+    configText({ 26: "    allowed_ports: [53/udp, 2222/tcp, 9000-9001]" }),
+  );
+  assert.deepEqual(portsText(allManagedPorts(config)), [
+    "22/tcp",
+    "443/tcp",
+    "2222/tcp",
+    "8080-8090/tcp",
+    "9000-9001/tcp",
+    "53/udp",
+    "9000-9001/udp",
+  ]);
+});
+
+Deno.test("parseRfc3339Timestamp accepts full timestamps with a zone only", () => {
+  const good: { text: string; iso: string }[] = [
+    { text: "2026-12-31T23:59:59Z", iso: "2026-12-31T23:59:59.000Z" },
+    { text: "2026-12-31t23:59:59z", iso: "2026-12-31T23:59:59.000Z" },
+    { text: "2026-06-01T12:00:00.5+02:00", iso: "2026-06-01T10:00:00.500Z" },
+    {
+      text: "2026-06-01T12:00:00.123456789-01:30",
+      iso: "2026-06-01T13:30:00.123Z",
+    },
+    { text: "2028-02-29T00:00:00Z", iso: "2028-02-29T00:00:00.000Z" },
+  ];
+  for (const { text, iso } of good) {
+    assert.equal(parseRfc3339Timestamp(text)?.toISOString(), iso, text);
+  }
+  const bad = [
+    "2026-12-31",
+    "2026-12-31T23:59:59",
+    "2026-12-31 23:59:59Z",
+    "2026-13-01T00:00:00Z",
+    "2027-02-29T00:00:00Z",
+    "2026-04-31T00:00:00Z",
+    "2026-12-31T24:00:00Z",
+    "2026-12-31T23:60:00Z",
+    "2026-12-31T23:59:59+2:00",
+    "tomorrow",
+    "",
+  ];
+  for (const text of bad) assert.equal(parseRfc3339Timestamp(text), null, text);
+});
+
+Deno.test("validateClientName accepts plain names and refuses odd ones", () => {
+  for (
+    const name of [
+      "alice",
+      "bob-laptop",
+      "carol.phone",
+      "dave_2",
+      "éva",
+      "x@home",
+    ]
+  ) {
+    assert.equal(validateClientName(name), null, name);
+  }
+  for (
+    const name of ["", "-x", ".x", "a b", "a/b", "a:b", "x".repeat(65), "a\nb"]
+  ) {
+    assert.notEqual(validateClientName(name), null, JSON.stringify(name));
+  }
+});
+
+Deno.test("renderInitialServerConfig parses back with every server key set and commented", () => {
+  const text = renderInitialServerConfig({
+    host: "2001:db8::1",
+    udpPort: 6000,
+    firewall: "iptables",
+    interface: "eth0",
+    privateKeyB64: SERVER_PRIVATE,
+    publicKeyB64: SERVER_PUBLIC,
+  });
+  const config = parse(text);
+  assert.equal(config.host, "2001:db8::1");
+  assert.equal(config.udpPort, 6000);
+  assert.equal(config.healthPort, 6000);
+  assert.equal(config.firewall, "iptables");
+  assert.equal(config.interface, "eth0");
+  assert.equal(encodeBase64(config.privateKey), SERVER_PRIVATE);
+  assert.equal(encodeBase64(config.publicKey), SERVER_PUBLIC);
+  assert.deepEqual(portsText(config.portGroups.get("default")!), ["22/tcp"]);
+  assert.deepEqual(config.clients, []);
+  assert.deepEqual(config.warnings, []);
+  assert.ok(text.includes("  default: [22/tcp]\n"));
+  assert.ok(text.includes("\nclients: {}\n"));
+
+  const lines = text.split("\n");
+  const keyLines = lines.map((line, index) => ({ line, index }))
+    .filter(({ line }) => /^ *[a-z_]+:/.test(line));
+  const seen = new Set<string>();
+  for (const { line, index } of keyLines) {
+    seen.add(line.trim().split(":")[0]);
+    let previous = index - 1;
+    while (previous >= 0 && lines[previous].trim() === "") previous--;
+    assert.ok(
+      previous >= 0 && lines[previous].trim().startsWith("#"),
+      `no comment above "${line}"`,
+    );
+  }
+  for (
+    const key of [
+      "server",
+      "host",
+      "udp_port",
+      "health_port",
+      "firewall",
+      "knock_timeout",
+      "replay_window",
+      "open_knock_port",
+      "drop_ports",
+      "default_profile",
+      "interface",
+      "private_key",
+      "public_key",
+      "ports",
+      "default",
+      "clients",
+    ]
+  ) {
+    assert.ok(seen.has(key), `key ${key} missing from the initial config`);
+  }
+});
+
+Deno.test("renderInitialServerConfig uses the defaults and refuses an invalid host", () => {
+  const config = parse(renderInitialServerConfig({
+    host: "myserver.example.com",
+    privateKeyB64: SERVER_PRIVATE,
+    publicKeyB64: SERVER_PUBLIC,
+  }));
+  assert.equal(config.udpPort, 54154);
+  assert.equal(config.firewall, "nft");
+  assert.equal(config.interface, null);
+  assert.throws(
+    () =>
+      renderInitialServerConfig({
+        host: "bad host",
+        privateKeyB64: SERVER_PRIVATE,
+        publicKeyB64: SERVER_PUBLIC,
+      }),
+    (error: unknown) =>
+      error instanceof ConfigError && error.message.includes("server.host"),
+  );
+  assert.throws(
+    () =>
+      renderInitialServerConfig({
+        host: "h",
+        privateKeyB64: SHORT_KEY,
+        publicKeyB64: SERVER_PUBLIC,
+      }),
+    (error: unknown) =>
+      error instanceof ConfigError &&
+      error.message.includes("server.private_key"),
+  );
+});
+
+// ---------------------------------------------------------------------------
+// add / revoke on disk
+
+async function withTempConfig(
+  text: string,
+  fn: (path: string, dir: string) => Promise<void>,
+): Promise<void> {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/config.yaml`;
+    await Deno.writeTextFile(path, text);
+    if (!IS_WINDOWS) await Deno.chmod(path, 0o644);
+    await fn(path, dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+async function listDir(path: string): Promise<string[]> {
+  const names: string[] = [];
+  for await (const entry of Deno.readDir(path)) names.push(entry.name);
+  return names.sort();
+}
+
+/** A hand-written config: comments everywhere, unknown keys, odd spacing and key order. */
+function handWrittenConfig(): string {
+  return [
+    "# Managed by hand -- do not reformat",
+    "clients:   # people",
+    "",
+    "    # Alice's laptop",
+    "    alice:",
+    `        ed25519_pubkey: ${ALICE_KEY}   # from her laptop`,
+    "        allowed_ports: [ devops ,2222/tcp]",
+    "        note: keep this unknown key",
+    "",
+    "    bob: {ed25519_pubkey: " + BOB_KEY + ", allowed_ports: [default]}",
+    "    # end of clients",
+    "ports:",
+    "  devops:   [22/tcp,  443/tcp]   # ops",
+    "  default: [22/tcp]",
+    "server:",
+    "  private_key: " + SERVER_PRIVATE,
+    "  public_key: '" + SERVER_PUBLIC + "'",
+    "  host: myserver.example.com   # public name",
+    "  x-extension: {a: 1}",
+    "custom_section:",
+    "  - keep",
+    "  - me",
+    "",
+  ].join("\n");
+}
+
+Deno.test("addServerClient then removeServerClient keep every other byte of a hand-written config", async () => {
+  const original = handWrittenConfig();
+  await withTempConfig(original, async (path, dir) => {
+    const carolKey = randomKey();
+    await addServerClient(path, {
+      name: "carol",
+      ed25519PublicKeyB64: carolKey,
+      allowedPorts: ["devops", "8080/tcp"],
+      expires: "2099-01-02T03:04:05Z",
+    });
+    const afterAdd = await Deno.readTextFile(path);
+    const insertAt = original.indexOf("    # end of clients");
+    const expectedBlock = [
+      "    carol:",
+      `      ed25519_pubkey: ${carolKey}`,
+      "      allowed_ports: [devops, 8080/tcp]",
+      '      expires: "2099-01-02T03:04:05Z"',
+      "",
+    ].join("\n");
+    assert.equal(
+      afterAdd,
+      original.slice(0, insertAt) + expectedBlock + original.slice(insertAt),
+    );
+
+    const config = await loadServerConfig(path);
+    const carol = config.clients.find((c) => c.name === "carol");
+    assert.ok(carol !== undefined);
+    assert.deepEqual(portsText(carol.ports), ["22/tcp", "443/tcp", "8080/tcp"]);
+    assert.equal(carol.expires?.toISOString(), "2099-01-02T03:04:05.000Z");
+    if (!IS_WINDOWS) assert.equal((await Deno.stat(path)).mode! & 0o777, 0o600);
+
+    assert.equal(await removeServerClient(path, "carol"), true);
+    assert.equal(await Deno.readTextFile(path), original);
+
+    assert.equal(await removeServerClient(path, "alice"), true);
+    const withoutAlice = await Deno.readTextFile(path);
+    const aliceStart = original.indexOf("    alice:");
+    const aliceEnd = original.indexOf("\n\n    bob:") + 1;
+    assert.equal(
+      withoutAlice,
+      original.slice(0, aliceStart) + original.slice(aliceEnd),
+    );
+    assert.deepEqual(
+      (await listDir(dir)).filter((n) => !n.startsWith("config.yaml")),
+      [],
+    );
+    assert.deepEqual(await listDir(dir), ["config.yaml", "config.yaml.lock"]);
+  });
+});
+
+Deno.test("removeServerClient returns false for an unknown client and leaves the file alone", async () => {
+  const original = configText();
+  await withTempConfig(original, async (path) => {
+    assert.equal(await removeServerClient(path, "mallory"), false);
+    assert.equal(await Deno.readTextFile(path), original);
+  });
+});
+
+Deno.test("removing the last client leaves clients: {} and the file still loads", async () => {
+  const text = renderInitialServerConfig({
+    host: "h.example",
+    privateKeyB64: SERVER_PRIVATE,
+    publicKeyB64: SERVER_PUBLIC,
+  });
+  await withTempConfig(text, async (path) => {
+    await addServerClient(path, {
+      name: "solo",
+      ed25519PublicKeyB64: ALICE_KEY,
+      allowedPorts: [],
+      expires: null,
+    });
+    assert.deepEqual(
+      (await loadServerConfig(path)).clients.map((c) => c.name),
+      ["solo"],
+    );
+    assert.equal(await removeServerClient(path, "solo"), true);
+    assert.equal(await Deno.readTextFile(path), text);
+  });
+});
+
+Deno.test("addServerClient refuses bad input with a ConfigError and leaves the file unchanged", async () => {
+  const original = configText();
+  await withTempConfig(original, async (path) => {
+    const cases: {
+      name: string;
+      client: Parameters<typeof addServerClient>[1];
+      parts: string[];
+    }[] = [
+      {
+        name: "existing name",
+        client: {
+          name: "alice",
+          ed25519PublicKeyB64: randomKey(),
+          allowedPorts: [],
+          expires: null,
+        },
+        parts: [
+          `config ${path}:19: clients.alice: client "alice" already exists`,
+          'revoke it first with "openme revoke alice"',
+          "pick another name",
+        ],
+      },
+      {
+        name: "unknown group",
+        client: {
+          name: "carol",
+          ed25519PublicKeyB64: randomKey(),
+          allowedPorts: ["22/tcp", "dev0ps"],
+          expires: null,
+        },
+        parts: [
+          `config ${path}: clients.carol.allowed_ports[1]: unknown port group "dev0ps" (defined: default, devops)`,
+        ],
+      },
+      {
+        name: "bad port spec",
+        client: {
+          name: "carol",
+          ed25519PublicKeyB64: randomKey(),
+          allowedPorts: ["99999/tcp"],
+          expires: null,
+        },
+        parts: [
+          "clients.carol.allowed_ports[0]: port 99999 out of range 1-65535",
+        ],
+      },
+      {
+        name: "short key",
+        client: {
+          name: "carol",
+          ed25519PublicKeyB64: SHORT_KEY,
+          allowedPorts: [],
+          expires: null,
+        },
+        parts: [
+          "clients.carol.ed25519_pubkey: key is 16 bytes, expected 32 bytes",
+        ],
+      },
+      {
+        name: "bad expiry",
+        client: {
+          name: "carol",
+          ed25519PublicKeyB64: randomKey(),
+          allowedPorts: [],
+          expires: "2099-01-01",
+        },
+        parts: [
+          'clients.carol.expires: invalid timestamp "2099-01-01"',
+          "RFC 3339",
+        ],
+      },
+      {
+        name: "past expiry",
+        client: {
+          name: "carol",
+          ed25519PublicKeyB64: randomKey(),
+          allowedPorts: [],
+          expires: "2001-01-01T00:00:00Z",
+        },
+        parts: ["is in the past"],
+      },
+      {
+        name: "bad name",
+        client: {
+          name: "carol smith",
+          ed25519PublicKeyB64: randomKey(),
+          allowedPorts: [],
+          expires: null,
+        },
+        parts: ['clients["carol smith"]: invalid client name'],
+      },
+    ];
+    for (const c of cases) {
+      await assert.rejects(
+        addServerClient(path, c.client),
+        (error: unknown) => {
+          assert.ok(error instanceof ConfigError, `${c.name}: ${error}`);
+          for (const part of c.parts) {
+            assert.ok(
+              error.message.includes(part),
+              `${c.name}: "${error.message}" lacks "${part}"`,
+            );
+          }
+          return true;
+        },
+      );
+      assert.equal(await Deno.readTextFile(path), original, c.name);
+    }
+  });
+});
+
+Deno.test("addServerClient refuses a name present in the file even when that entry is invalid", async () => {
+  const original = configText({ 25: `    ed25519_pubkey: ${SHORT_KEY}` });
+  await withTempConfig(original, async (path) => {
+    await assert.rejects(
+      addServerClient(path, {
+        name: "bob",
+        ed25519PublicKeyB64: randomKey(),
+        allowedPorts: [],
+        expires: null,
+      }),
+      /client "bob" already exists/,
+    );
+  });
+});
+
+Deno.test("addServerClient works when clients is missing, null or a non-empty flow map", async () => {
+  const header =
+    `server:\n  host: h\n  private_key: ${SERVER_PRIVATE}\n  public_key: ${SERVER_PUBLIC}\n`;
+  const cases = [
+    { name: "missing", text: header },
+    { name: "null", text: `${header}clients:\n` },
+    {
+      name: "flow map with entries",
+      text:
+        `# top\n${header}clients: {alice: {ed25519_pubkey: ${ALICE_KEY}}} # flow\n`,
+    },
+  ];
+  for (const c of cases) {
+    await withTempConfig(c.text, async (path) => {
+      await addServerClient(path, {
+        name: "carol",
+        ed25519PublicKeyB64: BOB_KEY,
+        allowedPorts: ["22/tcp"],
+        expires: null,
+      });
+      const after = await Deno.readTextFile(path);
+      const config = await loadServerConfig(path);
+      assert.ok(
+        config.clients.some((client) => client.name === "carol"),
+        c.name,
+      );
+      assert.ok(
+        after.startsWith(c.text.split("clients")[0].trimEnd()),
+        `${c.name}: header changed:\n${after}`,
+      );
+      if (c.name === "flow map with entries") {
+        assert.ok(after.includes("# top") && after.includes("# flow"), after);
+        assert.ok(config.clients.some((client) => client.name === "alice"));
+      }
+    });
+  }
+});
+
+Deno.test("addServerClient on a missing file says to run init", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await assert.rejects(
+      addServerClient(`${dir}/config.yaml`, {
+        name: "a",
+        ed25519PublicKeyB64: ALICE_KEY,
+        allowedPorts: [],
+        expires: null,
+      }),
+      (error: unknown) =>
+        error instanceof ConfigError &&
+        error.message.includes("file not found") &&
+        error.message.includes("openme init"),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("loadServerConfig warns when the file is readable by others", async () => {
+  if (IS_WINDOWS) return;
+  await withTempConfig(configText(), async (path) => {
+    const config = await loadServerConfig(path);
+    assert.ok(
+      config.warnings.some((w) =>
+        w.includes("mode 0644") && w.includes(`chmod 600 ${path}`)
+      ),
+      String(config.warnings),
+    );
+    await Deno.chmod(path, 0o600);
+    assert.deepEqual((await loadServerConfig(path)).warnings, []);
+  });
+});
+
+Deno.test("concurrent adds from this process and two other processes all land", async () => {
+  const text = renderInitialServerConfig({
+    host: "h.example",
+    privateKeyB64: SERVER_PRIVATE,
+    publicKeyB64: SERVER_PUBLIC,
+  });
+  await withTempConfig(text, async (path, dir) => {
+    const moduleUrl =
+      new URL("../../lib/config/server_config.ts", import.meta.url).href;
+    const configFile = new URL("../../deno.json", import.meta.url).pathname;
+    const script = `${dir}/adder.ts`;
+    await Deno.writeTextFile(
+      script,
+      [
+        `import { addServerClient } from ${JSON.stringify(moduleUrl)};`,
+        "const [path, prefix, key, dir] = Deno.args;",
+        "await Deno.writeTextFile(`${dir}/ready-${prefix}`, '');",
+        "const deadline = Date.now() + 20000;",
+        "while (Date.now() < deadline) {",
+        "  try { await Deno.stat(`${dir}/go`); break; } catch { await new Promise((r) => setTimeout(r, 5)); }",
+        "}",
+        "await Promise.all([0, 1, 2, 3].map((i) =>",
+        "  addServerClient(path, { name: `${prefix}${i}`, ed25519PublicKeyB64: key, allowedPorts: ['default'], expires: null })));",
+      ].join("\n"),
+    );
+    const children = ["proca", "procb"].map((prefix) =>
+      new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "-A",
+          "--no-lock",
+          "--config",
+          configFile,
+          script,
+          path,
+          prefix,
+          randomKey(),
+          dir,
+        ],
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn()
+    );
+    try {
+      const deadline = Date.now() + 30_000;
+      while (Date.now() < deadline) {
+        const names = await listDir(dir);
+        if (names.includes("ready-proca") && names.includes("ready-procb")) {
+          break;
+        }
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      await Deno.writeTextFile(`${dir}/go`, "");
+      await Promise.all(
+        Array.from({ length: 8 }, (_, i) =>
+          addServerClient(path, {
+            name: `local${i}`,
+            ed25519PublicKeyB64: randomKey(),
+            allowedPorts: i % 2 === 0
+              ? ["default"]
+              : ["22/tcp", "8080-8081/tcp"],
+            expires: null,
+          })),
+      );
+    } finally {
+      for (const child of children) {
+        const output = await child.output();
+        assert.equal(output.code, 0, new TextDecoder().decode(output.stderr));
+      }
+    }
+    const config = await loadServerConfig(path);
+    const names = config.clients.map((c) => c.name).sort();
+    const expected = [
+      ...Array.from({ length: 8 }, (_, i) => `local${i}`),
+      ...[0, 1, 2, 3].map((i) => `proca${i}`),
+      ...[0, 1, 2, 3].map((i) => `procb${i}`),
+    ].sort();
+    assert.deepEqual(names, expected);
+    assert.deepEqual(config.skippedClients, []);
+    if (!IS_WINDOWS) assert.equal((await Deno.stat(path)).mode! & 0o777, 0o600);
+    assert.deepEqual(
+      (await listDir(dir)).filter((n) => n.endsWith(".tmp")),
+      [],
+    );
+  });
+});
+
+Deno.test("any value in any key gives a config or a one-line ConfigError, never another error", () => {
+  const keys = [
+    "host",
+    "udp_port",
+    "health_port",
+    "firewall",
+    "knock_timeout",
+    "replay_window",
+    "open_knock_port",
+    "drop_ports",
+    "default_profile",
+    "interface",
+    "private_key",
+    "public_key",
+  ];
+  const values = fc.oneof(
+    fc.anything(),
+    fc.string(),
+    fc.integer(),
+    fc.double(),
+    fc.constantFrom(
+      "1e400",
+      "-0",
+      "NaN",
+      ".inf",
+      "~",
+      "2026-12-31",
+      "0x10",
+      "😀",
+      "ǅ",
+      "\u0000",
+    ),
+  );
+  fc.assert(
+    fc.property(
+      fc.constantFrom(...keys),
+      values,
+      fc.constantFrom("server", "client", "group"),
+      (key, value, where) => {
+        const valueYaml = stringify(value ?? null, { lineWidth: 0 }).trimEnd()
+          .replaceAll("\n", "\n    ");
+        let text: string;
+        if (where === "server") {
+          const lines = baseLines().filter((line) =>
+            !line.startsWith(`  ${key}:`)
+          );
+          lines.splice(2, 0, `  ${key}:`, `    ${valueYaml}`);
+          text = lines.join("\n") + "\n";
+        } else if (where === "client") {
+          text = configText() +
+            `  carol:\n    ed25519_pubkey: ${ALICE_KEY}\n    allowed_ports:\n      ${
+              valueYaml.replaceAll("\n", "\n  ")
+            }\n`;
+        } else {
+          text = configText({ 17: `  devops:\n    ${valueYaml}` });
+        }
+        try {
+          const config = parse(text);
+          assert.ok(config.clients.length >= 1);
+        } catch (error) {
+          assert.ok(error instanceof ConfigError, `${String(error)}\n${text}`);
+          assert.ok(!error.message.includes("\n"));
+          assert.ok(error.message.startsWith(`config ${PATH}`));
+        }
+      },
+    ),
+    { numRuns: 300 },
+  );
+});
+
+Deno.test("initServerConfig creates the directory 0750 and file 0600 and refuses to overwrite without force", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/etc/openme/config.yaml`;
+    const options = {
+      host: "myserver.example.com",
+      privateKeyB64: SERVER_PRIVATE,
+      publicKeyB64: SERVER_PUBLIC,
+    };
+    const text = await initServerConfig(path, options);
+    assert.equal(await Deno.readTextFile(path), text);
+    assert.equal((await loadServerConfig(path)).host, "myserver.example.com");
+    if (!IS_WINDOWS) {
+      assert.equal((await Deno.stat(`${dir}/etc/openme`)).mode! & 0o777, 0o750);
+      assert.equal((await Deno.stat(path)).mode! & 0o777, 0o600);
+    }
+    await assert.rejects(
+      initServerConfig(path, { ...options, host: "other.example.com" }),
+      (error: unknown) =>
+        error instanceof ConfigError &&
+        error.message.startsWith(
+          `config ${path}: a config file already exists`,
+        ) &&
+        error.message.includes("--force"),
+    );
+    assert.equal(await Deno.readTextFile(path), text);
+    await initServerConfig(path, {
+      ...options,
+      host: "other.example.com",
+      force: true,
+    });
+    assert.equal((await loadServerConfig(path)).host, "other.example.com");
+    await assert.rejects(
+      initServerConfig(`${dir}/x.yaml`, { ...options, host: "bad host" }),
+      (error: unknown) =>
+        error instanceof ConfigError &&
+        error.message.startsWith(
+          `config ${dir}/x.yaml: server.host: invalid host`,
+        ),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

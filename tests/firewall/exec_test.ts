@@ -1,0 +1,210 @@
+import assert from "node:assert/strict";
+import { FirewallError } from "../../lib/firewall/backend.ts";
+import { OperationQueue, runTool } from "../../lib/firewall/exec.ts";
+
+/** Writes executable scripts into a fresh temp dir and returns the dir. */
+async function makeToolDir(scripts: Record<string, string>): Promise<string> {
+  const dir = await Deno.makeTempDir({ prefix: "openme-exec-test-" });
+  for (const [name, body] of Object.entries(scripts)) {
+    const path = `${dir}/${name}`;
+    await Deno.writeTextFile(path, `#!/bin/sh\n${body}\n`);
+    await Deno.chmod(path, 0o755);
+  }
+  return dir;
+}
+
+function pathWith(dir: string): Record<string, string> {
+  return { PATH: `${dir}:${Deno.env.get("PATH") ?? "/usr/bin:/bin"}` };
+}
+
+function processExists(pid: number): boolean {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    // A zombie waiting for its parent to reap it no longer runs.
+    return !/^\d+ \(.*\) Z /.test(stat);
+  } catch {
+    return false;
+  }
+}
+
+Deno.test("runTool captures stdout, stderr and the exit code of a tool found through PATH", async () => {
+  const dir = await makeToolDir({
+    "fake-nft": 'echo "out:$*"; echo "err line" >&2; exit 3',
+  });
+  try {
+    const result = await runTool("fake-nft", ["list", "ruleset"], {
+      env: pathWith(dir),
+    });
+    assert.equal(result.code, 3);
+    assert.equal(result.success, false);
+    assert.equal(result.stdout, "out:list ruleset\n");
+    assert.equal(result.stderr, "err line\n");
+    assert.equal(result.timedOut, false);
+    assert.equal(result.error, null);
+    assert.deepEqual(result.args, ["list", "ruleset"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("runTool passes arguments as an array without shell interpretation", async () => {
+  const dir = await makeToolDir({
+    "fake-args": 'for a in "$@"; do echo "[$a]"; done',
+  });
+  try {
+    const result = await runTool("fake-args", ["a b", "$(id)", '"q"', ";ls"], {
+      env: pathWith(dir),
+    });
+    assert.equal(result.success, true);
+    assert.equal(result.stdout, '[a b]\n[$(id)]\n["q"]\n[;ls]\n');
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("runTool writes stdin to the tool and closes it", async () => {
+  const dir = await makeToolDir({ "fake-cat": "cat; echo done" });
+  try {
+    const script = "insert rule inet filter openme tcp dport 22 accept\n";
+    const result = await runTool("fake-cat", [], {
+      stdin: script,
+      env: pathWith(dir),
+    });
+    assert.equal(result.success, true);
+    assert.equal(result.stdout, script + "done\n");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("runTool kills a hanging tool and its children at the timeout and reports timedOut", async () => {
+  const dir = await makeToolDir({
+    // The shell starts sleep as a child, which would hold the pipes open if
+    // only the shell were killed.
+    "nft": 'echo started; sleep 30 & echo $! > "$PID_FILE"; wait',
+  });
+  const pidFile = `${dir}/sleep.pid`;
+  try {
+    const timeoutMs = 500;
+    const started = performance.now();
+    const result = await runTool("nft", ["-f", "-"], {
+      timeoutMs,
+      env: { ...pathWith(dir), PID_FILE: pidFile },
+    });
+    const elapsed = performance.now() - started;
+    assert.equal(result.timedOut, true);
+    assert.equal(result.success, false);
+    assert.equal(result.code, null);
+    assert.equal(result.timeoutMs, timeoutMs);
+    assert.equal(result.stdout, "started\n");
+    assert.ok(elapsed >= timeoutMs - 50, `returned too early: ${elapsed} ms`);
+    assert.ok(
+      elapsed < timeoutMs + 1500,
+      `took ${elapsed} ms for a ${timeoutMs} ms timeout`,
+    );
+    const sleepPid = Number((await Deno.readTextFile(pidFile)).trim());
+    assert.ok(sleepPid > 0);
+    let alive = processExists(sleepPid);
+    for (let i = 0; i < 50 && alive; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      alive = processExists(sleepPid);
+    }
+    assert.equal(
+      alive,
+      false,
+      `the tool's child ${sleepPid} survived the timeout`,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("runTool reports a missing binary as an error result instead of throwing", async () => {
+  const dir = await makeToolDir({});
+  try {
+    const result = await runTool("openme-no-such-tool", ["-j"], {
+      env: { PATH: dir },
+    });
+    assert.equal(result.success, false);
+    assert.equal(result.code, null);
+    assert.equal(result.timedOut, false);
+    assert.ok(result.error !== null);
+    assert.match(result.error, /command not found: openme-no-such-tool/);
+    assert.ok(result.error.includes(dir), "the error names the PATH searched");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("runTool reports success for exit code 0", async () => {
+  const dir = await makeToolDir({ "fake-ok": "exit 0" });
+  try {
+    const result = await runTool("fake-ok", [], { env: pathWith(dir) });
+    assert.equal(result.success, true);
+    assert.equal(result.code, 0);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("OperationQueue runs operations one at a time in arrival order", async () => {
+  const queue = new OperationQueue({ name: "nft" });
+  const events: string[] = [];
+  let running = 0;
+  let maxRunning = 0;
+  const tasks: Promise<number>[] = [];
+  for (let i = 0; i < 5; i++) {
+    tasks.push(queue.run(async () => {
+      running++;
+      maxRunning = Math.max(maxRunning, running);
+      events.push(`start ${i}`);
+      await new Promise((resolve) => setTimeout(resolve, 5 * (5 - i)));
+      events.push(`end ${i}`);
+      running--;
+      return i;
+    }));
+  }
+  assert.deepEqual(await Promise.all(tasks), [0, 1, 2, 3, 4]);
+  assert.equal(maxRunning, 1);
+  const expected: string[] = [];
+  for (let i = 0; i < 5; i++) expected.push(`start ${i}`, `end ${i}`);
+  assert.deepEqual(events, expected);
+  assert.equal(queue.pending, 0);
+});
+
+Deno.test("OperationQueue keeps going after a failed operation", async () => {
+  const queue = new OperationQueue({ name: "nft" });
+  const failed = queue.run(() => Promise.reject(new Error("boom")));
+  const next = queue.run(() => Promise.resolve("ok"));
+  await assert.rejects(failed, /boom/);
+  assert.equal(await next, "ok");
+});
+
+Deno.test("OperationQueue rejects operations beyond its bound with a FirewallError", async () => {
+  const queue = new OperationQueue({ name: "iptables", limit: 2 });
+  let release: () => void = () => {};
+  const gate = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  const first = queue.run(() => gate);
+  const second = queue.run(() => Promise.resolve());
+  let ranThird = false;
+  const third = queue.run(() => {
+    ranThird = true;
+    return Promise.resolve();
+  });
+  await assert.rejects(third, (err: unknown) => {
+    assert.ok(err instanceof FirewallError);
+    assert.match(
+      err.message,
+      /iptables operation queue is full \(2 operations waiting\)/,
+    );
+    return true;
+  });
+  assert.equal(ranThird, false);
+  release();
+  await first;
+  await second;
+  assert.equal(queue.pending, 0);
+  await queue.run(() => Promise.resolve());
+});

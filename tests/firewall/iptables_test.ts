@@ -1,0 +1,448 @@
+import assert from "node:assert/strict";
+import { FirewallError } from "../../lib/firewall/backend.ts";
+import {
+  buildIptablesAcceptSpec,
+  buildIptablesDropSpec,
+  buildIptablesKnockSpec,
+  iptablesArgs,
+  IptablesBackend,
+  iptablesPortArgs,
+  iptablesToolFor,
+  parseIptablesRules,
+  splitIptablesLine,
+} from "../../lib/firewall/iptables.ts";
+import type { IpAddress } from "../../lib/ip.ts";
+import { setLogSink } from "../../lib/log.ts";
+
+// Keep test output readable; tests that check logs capture them explicitly.
+setLogSink(() => {});
+
+const V4: IpAddress = { family: 4, text: "192.0.2.2" };
+const V6: IpAddress = { family: 6, text: "2001:db8::1" };
+const NO_IF = { interface: null };
+const BASE = {
+  knockPort: 54154,
+  openKnockPort: true,
+  dropPorts: [],
+  interface: null,
+};
+
+// Real `iptables -w -S INPUT` output (iptables 1.8.9, nf_tables).
+const IPTABLES_S_SAMPLE = [
+  "-P INPUT ACCEPT",
+  "-A INPUT -s 192.0.2.2/32 -p tcp -m tcp --dport 8080:8090 -m comment --comment openme -j ACCEPT",
+  "-A INPUT -s 192.0.2.2/32 -i eth0 -p tcp -m tcp --dport 22 -m comment --comment openme -j ACCEPT",
+  "-A INPUT -p udp -m udp --dport 54154 -m comment --comment openme-knock -j ACCEPT",
+  "-A INPUT -p tcp -m tcp --dport 22 -m comment --comment openme-drop -j DROP",
+  '-A INPUT -p tcp -m tcp --dport 23 -m comment --comment "my rule" -j DROP',
+  "-A INPUT -p tcp -m tcp --dport 24 -m comment --comment openme2 -j DROP",
+  "",
+].join("\n");
+
+// Real `ip6tables -w -S INPUT` output.
+const IP6TABLES_S_SAMPLE = "-P INPUT ACCEPT\n" +
+  "-A INPUT -s 2001:db8::1/128 -p tcp -m tcp --dport 22 -m comment --comment openme -j ACCEPT\n";
+
+Deno.test("iptablesToolFor picks iptables for IPv4 and ip6tables for IPv6", () => {
+  assert.equal(iptablesToolFor(V4), "iptables");
+  assert.equal(iptablesToolFor(V6), "ip6tables");
+});
+
+Deno.test("iptablesPortArgs writes single ports and lo:hi ranges", () => {
+  assert.deepEqual(iptablesPortArgs({ port: 22, proto: "tcp" }), [
+    "-p",
+    "tcp",
+    "--dport",
+    "22",
+  ]);
+  assert.deepEqual(
+    iptablesPortArgs({ port: 8080, endPort: 8090, proto: "udp" }),
+    [
+      "-p",
+      "udp",
+      "--dport",
+      "8080:8090",
+    ],
+  );
+});
+
+Deno.test("per-knock iptables arguments match SPEC §9 for IPv4, IPv6, ranges and interfaces", () => {
+  assert.deepEqual(
+    iptablesArgs(
+      "-I",
+      buildIptablesAcceptSpec(V4, { port: 22, proto: "tcp" }, NO_IF),
+    ),
+    "-w -I INPUT -s 192.0.2.2 -p tcp --dport 22 -j ACCEPT -m comment --comment openme"
+      .split(" "),
+  );
+  assert.deepEqual(
+    iptablesArgs(
+      "-D",
+      buildIptablesAcceptSpec(
+        V6,
+        { port: 8080, endPort: 8090, proto: "tcp" },
+        NO_IF,
+      ),
+    ),
+    "-w -D INPUT -s 2001:db8::1 -p tcp --dport 8080:8090 -j ACCEPT -m comment --comment openme"
+      .split(" "),
+  );
+  assert.deepEqual(
+    iptablesArgs(
+      "-I",
+      buildIptablesAcceptSpec(V4, { port: 53, proto: "udp" }, {
+        interface: "eth0",
+      }),
+    ),
+    "-w -I INPUT -i eth0 -s 192.0.2.2 -p udp --dport 53 -j ACCEPT -m comment --comment openme"
+      .split(" "),
+  );
+});
+
+Deno.test("knock and drop iptables specs carry their comments and the interface", () => {
+  assert.deepEqual(
+    iptablesArgs("-I", buildIptablesKnockSpec(54154, NO_IF)),
+    "-w -I INPUT -p udp --dport 54154 -j ACCEPT -m comment --comment openme-knock"
+      .split(" "),
+  );
+  assert.deepEqual(
+    iptablesArgs(
+      "-A",
+      buildIptablesDropSpec({ port: 8080, endPort: 8090, proto: "tcp" }, {
+        interface: "wg0",
+      }),
+    ),
+    "-w -A INPUT -i wg0 -p tcp --dport 8080:8090 -j DROP -m comment --comment openme-drop"
+      .split(" "),
+  );
+});
+
+Deno.test("splitIptablesLine honours double quotes and backslash escapes", () => {
+  assert.deepEqual(
+    splitIptablesLine(
+      '-A INPUT -m comment --comment "my \\"odd\\" rule" -j DROP',
+    ),
+    [
+      "-A",
+      "INPUT",
+      "-m",
+      "comment",
+      "--comment",
+      'my "odd" rule',
+      "-j",
+      "DROP",
+    ],
+  );
+  assert.deepEqual(splitIptablesLine('-A INPUT --comment ""'), [
+    "-A",
+    "INPUT",
+    "--comment",
+    "",
+  ]);
+  assert.deepEqual(splitIptablesLine("  "), []);
+});
+
+Deno.test("parseIptablesRules selects exact comments and returns specs ready for -D", () => {
+  const perKnock = parseIptablesRules(IPTABLES_S_SAMPLE, {
+    comments: ["openme"],
+  });
+  assert.deepEqual(perKnock.map((rule) => rule.spec.join(" ")), [
+    "-s 192.0.2.2/32 -p tcp -m tcp --dport 8080:8090 -m comment --comment openme -j ACCEPT",
+    "-s 192.0.2.2/32 -i eth0 -p tcp -m tcp --dport 22 -m comment --comment openme -j ACCEPT",
+  ]);
+  const all = parseIptablesRules(IPTABLES_S_SAMPLE, {
+    comments: ["openme", "openme-knock", "openme-drop"],
+  });
+  assert.deepEqual(all.map((rule) => rule.comment), [
+    "openme",
+    "openme",
+    "openme-knock",
+    "openme-drop",
+  ]);
+  const v6 = parseIptablesRules(IP6TABLES_S_SAMPLE, { comments: ["openme"] });
+  assert.equal(v6.length, 1);
+  assert.deepEqual(v6[0].spec.slice(0, 2), ["-s", "2001:db8::1/128"]);
+  assert.deepEqual(
+    parseIptablesRules(IPTABLES_S_SAMPLE, { comments: ["my"] }),
+    [],
+  );
+  assert.equal(
+    parseIptablesRules(IPTABLES_S_SAMPLE, { comments: ["my rule"] }).length,
+    1,
+  );
+});
+
+// ---- IptablesBackend against fake iptables/ip6tables first in PATH -------
+
+const FAKE_TOOL = `#!/bin/sh
+dir="$FAKE_DIR"
+n=$(cat "$dir/count" 2>/dev/null || echo 0)
+n=$((n + 1))
+echo "$n" > "$dir/count"
+echo "$(basename "$0") $*" >> "$dir/calls.log"
+[ -f "$dir/out-$n.txt" ] && cat "$dir/out-$n.txt"
+[ -f "$dir/err-$n.txt" ] && cat "$dir/err-$n.txt" >&2
+if [ -f "$dir/code-$n.txt" ]; then exit "$(cat "$dir/code-$n.txt")"; fi
+exit 0
+`;
+
+const BAD_RULE =
+  "iptables: Bad rule (does a matching rule exist in that chain?).\n";
+
+class FakeIptables {
+  constructor(readonly dir: string) {}
+
+  static async create(
+    tools: string[] = ["iptables", "ip6tables"],
+  ): Promise<FakeIptables> {
+    const dir = await Deno.makeTempDir({ prefix: "openme-fake-iptables-" });
+    for (const tool of tools) {
+      await Deno.writeTextFile(`${dir}/${tool}`, FAKE_TOOL);
+      await Deno.chmod(`${dir}/${tool}`, 0o755);
+    }
+    return new FakeIptables(dir);
+  }
+
+  get env(): Record<string, string> {
+    return { PATH: `${this.dir}:/usr/bin:/bin`, FAKE_DIR: this.dir };
+  }
+
+  async respond(
+    call: number,
+    response: { out?: string; err?: string; code?: number },
+  ) {
+    if (response.out !== undefined) {
+      await Deno.writeTextFile(`${this.dir}/out-${call}.txt`, response.out);
+    }
+    if (response.err !== undefined) {
+      await Deno.writeTextFile(`${this.dir}/err-${call}.txt`, response.err);
+    }
+    if (response.code !== undefined) {
+      await Deno.writeTextFile(
+        `${this.dir}/code-${call}.txt`,
+        `${response.code}`,
+      );
+    }
+  }
+
+  async calls(): Promise<string[]> {
+    try {
+      return (await Deno.readTextFile(`${this.dir}/calls.log`)).trimEnd().split(
+        "\n",
+      );
+    } catch {
+      return [];
+    }
+  }
+
+  async remove(): Promise<void> {
+    await Deno.remove(this.dir, { recursive: true });
+  }
+}
+
+async function captureLogs(fn: () => Promise<void>): Promise<string[]> {
+  const lines: string[] = [];
+  const previous = setLogSink((line) => lines.push(line));
+  try {
+    await fn();
+  } finally {
+    setLogSink(previous);
+  }
+  return lines;
+}
+
+Deno.test("IptablesBackend.setup removes stale tagged rules and adds knock and drop rules in both families", async () => {
+  const fake = await FakeIptables.create();
+  try {
+    await fake.respond(1, { out: IPTABLES_S_SAMPLE });
+    const backend = new IptablesBackend({ env: fake.env });
+    const logs = await captureLogs(() =>
+      backend.setup({
+        ...BASE,
+        dropPorts: [{ port: 22, proto: "tcp" }],
+        interface: "eth0",
+      })
+    );
+    assert.deepEqual(await fake.calls(), [
+      "iptables -w -S INPUT",
+      "iptables -w -D INPUT -s 192.0.2.2/32 -p tcp -m tcp --dport 8080:8090 -m comment --comment openme -j ACCEPT",
+      "iptables -w -D INPUT -s 192.0.2.2/32 -i eth0 -p tcp -m tcp --dport 22 -m comment --comment openme -j ACCEPT",
+      "iptables -w -D INPUT -p udp -m udp --dport 54154 -m comment --comment openme-knock -j ACCEPT",
+      "iptables -w -D INPUT -p tcp -m tcp --dport 22 -m comment --comment openme-drop -j DROP",
+      "iptables -w -I INPUT -i eth0 -p udp --dport 54154 -j ACCEPT -m comment --comment openme-knock",
+      "iptables -w -A INPUT -i eth0 -p tcp --dport 22 -j DROP -m comment --comment openme-drop",
+      "ip6tables -w -S INPUT",
+      "ip6tables -w -I INPUT -i eth0 -p udp --dport 54154 -j ACCEPT -m comment --comment openme-knock",
+      "ip6tables -w -A INPUT -i eth0 -p tcp --dport 22 -j DROP -m comment --comment openme-drop",
+    ]);
+    assert.ok(
+      logs.some((line) =>
+        line.startsWith("WARN") &&
+        line.includes("removed 2 stale per-knock iptables rules")
+      ),
+    );
+    assert.equal(backend.ipv6Problem, null);
+  } finally {
+    await fake.remove();
+  }
+});
+
+Deno.test("IptablesBackend serves IPv4 only when ip6tables is missing, and IPv6 opens fail clearly", async () => {
+  const fake = await FakeIptables.create(["iptables"]);
+  try {
+    const backend = new IptablesBackend({ env: fake.env });
+    const logs = await captureLogs(() => backend.setup(BASE));
+    assert.ok(
+      logs.some((line) =>
+        line.startsWith("WARN") && line.includes("ip6tables is not usable")
+      ),
+    );
+    assert.match(backend.ipv6Problem ?? "", /command not found: ip6tables/);
+    const opened = await backend.open(V4, [{ port: 22, proto: "tcp" }]);
+    assert.equal(opened.handles.length, 1);
+    await assert.rejects(
+      backend.open(V6, [{ port: 22, proto: "tcp" }]),
+      (err: unknown) => {
+        assert.ok(err instanceof FirewallError);
+        assert.equal(err.tool, "ip6tables");
+        assert.match(err.message, /ip6tables was not usable at setup/);
+        assert.match(err.message, /2001:db8::1/);
+        return true;
+      },
+    );
+  } finally {
+    await fake.remove();
+  }
+});
+
+Deno.test("IptablesBackend.setup fails with FirewallError when iptables itself fails", async () => {
+  const fake = await FakeIptables.create();
+  try {
+    await fake.respond(1, {
+      code: 4,
+      err:
+        "iptables v1.8.9 (nf_tables): Could not fetch rule set generation id: Permission denied (you must be root)\n",
+    });
+    const backend = new IptablesBackend({ env: fake.env });
+    await assert.rejects(backend.setup(BASE), (err: unknown) => {
+      assert.ok(err instanceof FirewallError);
+      assert.equal(err.exitCode, 4);
+      assert.deepEqual(err.args, ["-w", "-S", "INPUT"]);
+      assert.match(
+        err.message,
+        /iptables -w -S INPUT failed \(exit 4\): .*Permission denied/,
+      );
+      assert.match(err.message, /are you root/);
+      return true;
+    });
+  } finally {
+    await fake.remove();
+  }
+});
+
+Deno.test("IptablesBackend.open inserts one rule per port and rolls back when one fails", async () => {
+  const fake = await FakeIptables.create();
+  try {
+    const backend = new IptablesBackend({ env: fake.env });
+    await backend.setup({ ...BASE, openKnockPort: false });
+    // Calls 1-2 were the two -S listings; 3 and 4 are the inserts, 4 fails.
+    await fake.respond(4, {
+      code: 2,
+      err: "iptables v1.8.9 (nf_tables): invalid port/service `x' specified\n",
+    });
+    await assert.rejects(
+      backend.open(V4, [{ port: 22, proto: "tcp" }, {
+        port: 8080,
+        endPort: 8090,
+        proto: "tcp",
+      }]),
+      /opening 22\/tcp, 8080-8090\/tcp for 192\.0\.2\.2: iptables .* failed \(exit 2\)/,
+    );
+    assert.deepEqual((await fake.calls()).slice(2), [
+      "iptables -w -I INPUT -s 192.0.2.2 -p tcp --dport 22 -j ACCEPT -m comment --comment openme",
+      "iptables -w -I INPUT -s 192.0.2.2 -p tcp --dport 8080:8090 -j ACCEPT -m comment --comment openme",
+      "iptables -w -D INPUT -s 192.0.2.2 -p tcp --dport 22 -j ACCEPT -m comment --comment openme",
+    ]);
+  } finally {
+    await fake.remove();
+  }
+});
+
+Deno.test("IptablesBackend.close deletes with ip6tables for IPv6 and tolerates rules already gone", async () => {
+  const fake = await FakeIptables.create();
+  try {
+    const backend = new IptablesBackend({ env: fake.env });
+    await backend.setup({ ...BASE, openKnockPort: false, interface: "eth0" });
+    const opened = await backend.open(V6, [{ port: 22, proto: "tcp" }, {
+      port: 443,
+      proto: "tcp",
+    }]);
+    assert.deepEqual(opened.handles, [
+      "-i eth0 -s 2001:db8::1 -p tcp --dport 22 -j ACCEPT -m comment --comment openme",
+      "-i eth0 -s 2001:db8::1 -p tcp --dport 443 -j ACCEPT -m comment --comment openme",
+    ]);
+    await fake.respond(5, { code: 1, err: BAD_RULE });
+    const logs = await captureLogs(() => backend.close(opened));
+    assert.deepEqual(logs.filter((line) => !line.startsWith("DEBUG")), []);
+    assert.deepEqual((await fake.calls()).slice(4), [
+      "ip6tables -w -D INPUT -i eth0 -s 2001:db8::1 -p tcp --dport 22 -j ACCEPT -m comment --comment openme",
+      "ip6tables -w -D INPUT -i eth0 -s 2001:db8::1 -p tcp --dport 443 -j ACCEPT -m comment --comment openme",
+    ]);
+  } finally {
+    await fake.remove();
+  }
+});
+
+Deno.test("IptablesBackend.close reports other failures and refuses handles it did not make", async () => {
+  const fake = await FakeIptables.create();
+  try {
+    const backend = new IptablesBackend({ env: fake.env });
+    await backend.setup({ ...BASE, openKnockPort: false });
+    const opened = await backend.open(V4, [{ port: 22, proto: "tcp" }]);
+    await fake.respond(4, { code: 4, err: "iptables: Permission denied.\n" });
+    await assert.rejects(backend.close(opened), /Permission denied/);
+    await assert.rejects(
+      backend.close({ address: V4, ports: [], handles: ["-j ACCEPT"] }),
+      /invalid iptables rule handle/,
+    );
+  } finally {
+    await fake.remove();
+  }
+});
+
+Deno.test("IptablesBackend.teardown removes all three tags in both families and nothing else", async () => {
+  const fake = await FakeIptables.create();
+  try {
+    const backend = new IptablesBackend({ env: fake.env });
+    await backend.setup({ ...BASE, openKnockPort: false });
+    await fake.respond(3, { out: IPTABLES_S_SAMPLE });
+    await fake.respond(8, { out: IP6TABLES_S_SAMPLE });
+    await backend.teardown();
+    const deletes = (await fake.calls()).slice(2).filter((call) =>
+      call.includes(" -D ")
+    );
+    assert.equal(deletes.length, 5);
+    assert.ok(
+      deletes.every((call) => / --comment openme(-knock|-drop)? /.test(call)),
+    );
+    assert.ok(
+      deletes[4].startsWith("ip6tables -w -D INPUT -s 2001:db8::1/128"),
+    );
+  } finally {
+    await fake.remove();
+  }
+});
+
+Deno.test("IptablesBackend refuses to open before setup", async () => {
+  const fake = await FakeIptables.create();
+  try {
+    const backend = new IptablesBackend({ env: fake.env });
+    await assert.rejects(
+      backend.open(V4, [{ port: 22, proto: "tcp" }]),
+      /not set up; call setup\(\)/,
+    );
+    assert.deepEqual(await fake.calls(), []);
+  } finally {
+    await fake.remove();
+  }
+});

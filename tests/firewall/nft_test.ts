@@ -1,0 +1,954 @@
+import assert from "node:assert/strict";
+import { FirewallError } from "../../lib/firewall/backend.ts";
+import {
+  buildNftAcceptRule,
+  buildNftDeleteScript,
+  buildNftDropRule,
+  buildNftKnockRule,
+  buildNftOpenScript,
+  NftBackend,
+  type NftOwnedState,
+  nftPortMatch,
+  parseNftEchoRules,
+  parseNftTableListing,
+  planNftBase,
+  planNftTeardown,
+} from "../../lib/firewall/nft.ts";
+import type { IpAddress } from "../../lib/ip.ts";
+import { setLogSink } from "../../lib/log.ts";
+
+// Keep test output readable; tests that check logs capture them explicitly.
+setLogSink(() => {});
+
+const V4: IpAddress = { family: 4, text: "192.0.2.2" };
+const V6: IpAddress = { family: 6, text: "2001:db8::1" };
+const NO_IF = { interface: null };
+
+// Real `nft -e -a -f -` output (nftables 1.0.6) for three inserts in one batch.
+const ECHO_SAMPLE = [
+  'insert rule inet filter openme ip saddr 192.0.2.2 tcp dport 22 accept comment "openme" # handle 5',
+  'insert rule inet filter openme handle 7 ip6 saddr 2001:db8::1 tcp dport 8080-8090 accept comment "openme" # handle 6',
+  'insert rule inet filter openme iifname "eth0" ip saddr 192.0.2.2 udp dport 53 accept comment "openme" # handle 7',
+  "# new generation 7 by process 3897 (nft)",
+  "",
+].join("\n");
+
+// Real `nft -t -j list table inet filter` output: an operator's input chain
+// with a jump to openme, openme rules of all kinds, and a set.
+const LISTING_SAMPLE = JSON.stringify({
+  nftables: [
+    {
+      metainfo: {
+        version: "1.0.6",
+        release_name: "Lester Gooch #5",
+        json_schema_version: 1,
+      },
+    },
+    { table: { family: "inet", name: "filter", handle: 1 } },
+    {
+      set: {
+        family: "inet",
+        name: "s1",
+        table: "filter",
+        type: "ipv4_addr",
+        handle: 6,
+      },
+    },
+    { chain: { family: "inet", table: "filter", name: "openme", handle: 1 } },
+    {
+      chain: {
+        family: "inet",
+        table: "filter",
+        name: "input",
+        handle: 2,
+        type: "filter",
+        hook: "input",
+        prio: 0,
+        policy: "drop",
+      },
+    },
+    {
+      rule: {
+        family: "inet",
+        table: "filter",
+        chain: "openme",
+        handle: 9,
+        comment: "openme",
+        expr: [
+          {
+            match: {
+              op: "==",
+              left: { payload: { protocol: "ip", field: "saddr" } },
+              right: "192.0.2.99",
+            },
+          },
+          {
+            match: {
+              op: "==",
+              left: { payload: { protocol: "tcp", field: "dport" } },
+              right: 22,
+            },
+          },
+          { accept: null },
+        ],
+      },
+    },
+    {
+      rule: {
+        family: "inet",
+        table: "filter",
+        chain: "openme",
+        handle: 10,
+        expr: [
+          {
+            match: {
+              op: "==",
+              left: { payload: { protocol: "tcp", field: "dport" } },
+              right: 443,
+            },
+          },
+          { accept: null },
+        ],
+      },
+    },
+    {
+      rule: {
+        family: "inet",
+        table: "filter",
+        chain: "openme",
+        handle: 4,
+        comment: "openme-knock",
+        expr: [
+          {
+            match: {
+              op: "==",
+              left: { payload: { protocol: "udp", field: "dport" } },
+              right: 54154,
+            },
+          },
+          { accept: null },
+        ],
+      },
+    },
+    {
+      rule: {
+        family: "inet",
+        table: "filter",
+        chain: "openme",
+        handle: 5,
+        comment: "openme-drop",
+        expr: [
+          {
+            match: {
+              op: "==",
+              left: { payload: { protocol: "tcp", field: "dport" } },
+              right: { range: [8080, 8090] },
+            },
+          },
+          { drop: null },
+        ],
+      },
+    },
+    {
+      rule: {
+        family: "inet",
+        table: "filter",
+        chain: "input",
+        handle: 3,
+        expr: [
+          {
+            match: {
+              op: "in",
+              left: { ct: { key: "state" } },
+              right: ["established", "related"],
+            },
+          },
+          { accept: null },
+        ],
+      },
+    },
+    {
+      rule: {
+        family: "inet",
+        table: "filter",
+        chain: "input",
+        handle: 7,
+        expr: [{ jump: { target: "openme" } }],
+      },
+    },
+  ],
+});
+
+const BASE = {
+  knockPort: 54154,
+  openKnockPort: true,
+  dropPorts: [],
+  interface: null,
+};
+
+Deno.test("nftPortMatch writes single ports and lo-hi ranges", () => {
+  assert.equal(nftPortMatch({ port: 22, proto: "tcp" }), "tcp dport 22");
+  assert.equal(
+    nftPortMatch({ port: 8080, endPort: 8090, proto: "tcp" }),
+    "tcp dport 8080-8090",
+  );
+  assert.equal(nftPortMatch({ port: 53, proto: "udp" }), "udp dport 53");
+});
+
+Deno.test("buildNftAcceptRule uses ip saddr for IPv4 and ip6 saddr for IPv6", () => {
+  assert.equal(
+    buildNftAcceptRule(V4, { port: 22, proto: "tcp" }, NO_IF),
+    'ip saddr 192.0.2.2 tcp dport 22 accept comment "openme"',
+  );
+  assert.equal(
+    buildNftAcceptRule(V6, { port: 22, proto: "tcp" }, NO_IF),
+    'ip6 saddr 2001:db8::1 tcp dport 22 accept comment "openme"',
+  );
+});
+
+Deno.test("buildNftOpenScript inserts one rule per port into inet filter openme", () => {
+  const script = buildNftOpenScript(V4, [
+    { port: 22, proto: "tcp" },
+    { port: 8080, endPort: 8090, proto: "tcp" },
+    { port: 53, proto: "udp" },
+  ], NO_IF);
+  assert.equal(
+    script,
+    'insert rule inet filter openme ip saddr 192.0.2.2 tcp dport 22 accept comment "openme"\n' +
+      'insert rule inet filter openme ip saddr 192.0.2.2 tcp dport 8080-8090 accept comment "openme"\n' +
+      'insert rule inet filter openme ip saddr 192.0.2.2 udp dport 53 accept comment "openme"\n',
+  );
+});
+
+Deno.test("buildNftOpenScript puts iifname first when an interface is set", () => {
+  assert.equal(
+    buildNftOpenScript(V6, [{ port: 443, endPort: 444, proto: "tcp" }], {
+      interface: "eth0",
+    }),
+    'insert rule inet filter openme iifname "eth0" ip6 saddr 2001:db8::1 tcp dport 443-444 accept comment "openme"\n',
+  );
+});
+
+Deno.test("knock and drop rule bodies carry their comments and the interface match", () => {
+  assert.equal(
+    buildNftKnockRule(54154, NO_IF),
+    'udp dport 54154 accept comment "openme-knock"',
+  );
+  assert.equal(
+    buildNftKnockRule(54154, { interface: "wg0" }),
+    'iifname "wg0" udp dport 54154 accept comment "openme-knock"',
+  );
+  assert.equal(
+    buildNftDropRule({ port: 8080, endPort: 8090, proto: "tcp" }, {
+      interface: "wg0",
+    }),
+    'iifname "wg0" tcp dport 8080-8090 drop comment "openme-drop"',
+  );
+});
+
+Deno.test("buildNftDeleteScript deletes by handle from the openme chain", () => {
+  assert.equal(
+    buildNftDeleteScript(["5", "12"]),
+    "delete rule inet filter openme handle 5\ndelete rule inet filter openme handle 12\n",
+  );
+});
+
+Deno.test("parseNftEchoRules reads handles from real echo output in order", () => {
+  const rules = parseNftEchoRules(ECHO_SAMPLE);
+  assert.deepEqual(rules.map((rule) => rule.handle), ["5", "6", "7"]);
+  assert.ok(
+    rules.every((rule) => rule.chain === "openme" && rule.verb === "insert"),
+  );
+  assert.equal(
+    rules[0].text,
+    'insert rule inet filter openme ip saddr 192.0.2.2 tcp dport 22 accept comment "openme" # handle 5',
+  );
+});
+
+Deno.test("parseNftEchoRules ignores table, chain and generation lines and other tables", () => {
+  const stdout = [
+    "add table inet filter # handle 1",
+    "add chain inet filter openme # handle 1",
+    "add chain inet filter input { type filter hook input priority filter; policy accept; } # handle 2",
+    'add rule inet filter input jump openme comment "openme-jump" # handle 3',
+    'add rule inet filter openme udp dport 54154 accept comment "openme-knock" # handle 4',
+    "add rule ip other input accept # handle 9",
+    "# new generation 2 by process 4649 (nft)",
+  ].join("\r\n");
+  const rules = parseNftEchoRules(stdout);
+  assert.deepEqual(
+    rules.map((rule) => [rule.verb, rule.chain, rule.handle]),
+    [["add", "input", "3"], ["add", "openme", "4"]],
+  );
+  assert.deepEqual(parseNftEchoRules(""), []);
+});
+
+Deno.test("parseNftTableListing reads chains, hooks, comments, jumps and other objects", () => {
+  const listing = parseNftTableListing(LISTING_SAMPLE);
+  assert.deepEqual(listing.chains, [{ name: "openme", hook: null }, {
+    name: "input",
+    hook: "input",
+  }]);
+  assert.deepEqual(listing.otherObjects, ["set s1"]);
+  assert.deepEqual(
+    listing.rules.map((
+      rule,
+    ) => [rule.chain, rule.handle, rule.comment, rule.jumpTargets]),
+    [
+      ["openme", "9", "openme", []],
+      ["openme", "10", null, []],
+      ["openme", "4", "openme-knock", []],
+      ["openme", "5", "openme-drop", []],
+      ["input", "3", null, []],
+      ["input", "7", null, ["openme"]],
+    ],
+  );
+});
+
+Deno.test("parseNftTableListing rejects output that is not nft JSON", () => {
+  assert.throws(
+    () => parseNftTableListing("table inet filter {"),
+    FirewallError,
+  );
+  assert.throws(
+    () => parseNftTableListing('{"rules": []}'),
+    /without an "nftables" array/,
+  );
+});
+
+Deno.test("planNftBase on an empty ruleset creates table, chains, jump, knock and drop rules in order", () => {
+  const plan = planNftBase(null, {
+    ...BASE,
+    dropPorts: [{ port: 22, proto: "tcp" }, {
+      port: 8080,
+      endPort: 8090,
+      proto: "tcp",
+    }],
+  }, { removeStalePerKnock: true });
+  assert.deepEqual(plan.lines, [
+    "add table inet filter",
+    "add chain inet filter openme",
+    "add chain inet filter input { type filter hook input priority 0; policy accept; }",
+    'add rule inet filter input jump openme comment "openme-jump"',
+    'add rule inet filter openme udp dport 54154 accept comment "openme-knock"',
+    'add rule inet filter openme tcp dport 22 drop comment "openme-drop"',
+    'add rule inet filter openme tcp dport 8080-8090 drop comment "openme-drop"',
+  ]);
+  assert.equal(plan.createsTable, true);
+  assert.equal(plan.createsChain, true);
+  assert.equal(plan.createsInput, true);
+  assert.equal(plan.addsJump, true);
+});
+
+Deno.test("planNftBase keeps an existing jump and removes stale openme rules but not the operator's", () => {
+  const listing = parseNftTableListing(LISTING_SAMPLE);
+  const plan = planNftBase(listing, { ...BASE, interface: "eth0" }, {
+    removeStalePerKnock: true,
+  });
+  assert.deepEqual(plan.lines, [
+    "delete rule inet filter openme handle 9",
+    "delete rule inet filter openme handle 4",
+    "delete rule inet filter openme handle 5",
+    'add rule inet filter openme iifname "eth0" udp dport 54154 accept comment "openme-knock"',
+  ]);
+  assert.equal(plan.addsJump, false);
+  assert.equal(
+    plan.createsTable || plan.createsChain || plan.createsInput,
+    false,
+  );
+  assert.deepEqual(
+    plan.taggedJumpHandles,
+    [],
+    "an untagged jump is the operator's",
+  );
+});
+
+Deno.test("planNftBase for a reload replaces knock and drop rules but keeps per-knock rules", () => {
+  const listing = parseNftTableListing(LISTING_SAMPLE);
+  const plan = planNftBase(listing, { ...BASE, openKnockPort: false }, {
+    removeStalePerKnock: false,
+  });
+  assert.deepEqual(plan.lines, [
+    "delete rule inet filter openme handle 4",
+    "delete rule inet filter openme handle 5",
+  ]);
+});
+
+Deno.test("planNftBase adopts a tagged jump left by a dead run and flags an input chain without hook", () => {
+  const listing = parseNftTableListing(LISTING_SAMPLE);
+  const jump = listing.rules.find((rule) => rule.handle === "7");
+  assert.ok(jump);
+  jump.comment = "openme-jump";
+  const input = listing.chains.find((chain) => chain.name === "input");
+  assert.ok(input);
+  input.hook = null;
+  const plan = planNftBase(listing, BASE, { removeStalePerKnock: true });
+  assert.deepEqual(plan.taggedJumpHandles, ["7"]);
+  assert.equal(plan.addsJump, false);
+  assert.equal(plan.inputWithoutHook, true);
+});
+
+Deno.test("planNftBase inserts the jump before a catch-all drop rule so it is reachable", () => {
+  const listing = parseNftTableListing(JSON.stringify({
+    nftables: [
+      { table: { family: "inet", name: "filter", handle: 1 } },
+      {
+        chain: {
+          family: "inet",
+          table: "filter",
+          name: "input",
+          handle: 2,
+          hook: "input",
+        },
+      },
+      {
+        rule: {
+          family: "inet",
+          table: "filter",
+          chain: "input",
+          handle: 3,
+          expr: [
+            {
+              match: {
+                op: "in",
+                left: { ct: { key: "state" } },
+                right: ["established", "related"],
+              },
+            },
+            { accept: null },
+          ],
+        },
+      },
+      {
+        rule: {
+          family: "inet",
+          table: "filter",
+          chain: "input",
+          handle: 4,
+          expr: [
+            {
+              match: {
+                op: "==",
+                left: { payload: { protocol: "tcp", field: "dport" } },
+                right: 22,
+              },
+            },
+            { counter: { packets: 0, bytes: 0 } },
+            { reject: { type: "icmpx", expr: "port-unreachable" } },
+          ],
+        },
+      },
+      {
+        rule: {
+          family: "inet",
+          table: "filter",
+          chain: "input",
+          handle: 5,
+          expr: [{ counter: { packets: 0, bytes: 0 } }, { drop: null }],
+        },
+      },
+    ],
+  }));
+  assert.deepEqual(listing.rules.map((rule) => rule.dropsEverything), [
+    false,
+    false,
+    true,
+  ]);
+  const plan = planNftBase(listing, { ...BASE, openKnockPort: false }, {
+    removeStalePerKnock: true,
+  });
+  assert.equal(plan.jumpBeforeHandle, "5");
+  assert.deepEqual(plan.lines, [
+    "add chain inet filter openme",
+    'insert rule inet filter input position 5 jump openme comment "openme-jump"',
+  ]);
+});
+
+Deno.test("planNftTeardown removes only openme's rules and keeps the operator's chain and jump", () => {
+  const listing = parseNftTableListing(LISTING_SAMPLE);
+  const owned: NftOwnedState = {
+    openHandles: ["9"],
+    jumpHandles: [],
+    createdChain: false,
+    createdInput: false,
+    createdTable: false,
+  };
+  const plan = planNftTeardown(listing, owned);
+  assert.deepEqual(plan.lines, [
+    "delete rule inet filter openme handle 9",
+    "delete rule inet filter openme handle 4",
+    "delete rule inet filter openme handle 5",
+  ]);
+});
+
+Deno.test("planNftTeardown deletes what openme created once nothing else is left", () => {
+  const listing = parseNftTableListing(JSON.stringify({
+    nftables: [
+      { table: { family: "inet", name: "filter", handle: 1 } },
+      { chain: { family: "inet", table: "filter", name: "openme", handle: 1 } },
+      {
+        chain: {
+          family: "inet",
+          table: "filter",
+          name: "input",
+          handle: 2,
+          hook: "input",
+        },
+      },
+      {
+        rule: {
+          family: "inet",
+          table: "filter",
+          chain: "input",
+          handle: 3,
+          comment: "openme-jump",
+          expr: [{ jump: { target: "openme" } }],
+        },
+      },
+      {
+        rule: {
+          family: "inet",
+          table: "filter",
+          chain: "openme",
+          handle: 4,
+          comment: "openme-knock",
+          expr: [],
+        },
+      },
+    ],
+  }));
+  const owned: NftOwnedState = {
+    openHandles: [],
+    jumpHandles: ["3"],
+    createdChain: true,
+    createdInput: true,
+    createdTable: true,
+  };
+  assert.deepEqual(planNftTeardown(listing, owned).lines, [
+    "delete rule inet filter input handle 3",
+    "delete rule inet filter openme handle 4",
+    "delete chain inet filter openme",
+    "delete chain inet filter input",
+    "delete table inet filter",
+  ]);
+});
+
+Deno.test("planNftTeardown keeps created chains and table that the operator has since used", () => {
+  const listing = parseNftTableListing(LISTING_SAMPLE);
+  const plan = planNftTeardown(listing, {
+    openHandles: [],
+    jumpHandles: [],
+    createdChain: true,
+    createdInput: true,
+    createdTable: true,
+  });
+  assert.equal(
+    plan.keepsCreatedChain,
+    true,
+    "operator rule 10 is in openme and jump 7 points at it",
+  );
+  assert.equal(plan.keepsCreatedInput, true);
+  assert.equal(plan.keepsCreatedTable, true);
+  assert.ok(
+    !plan.lines.some((line) =>
+      line.startsWith("delete chain") || line.startsWith("delete table")
+    ),
+  );
+});
+
+// ---- NftBackend against a fake nft first in PATH -------------------------
+
+const FAKE_TOOL = `#!/bin/sh
+dir="$FAKE_DIR"
+n=$(cat "$dir/count" 2>/dev/null || echo 0)
+n=$((n + 1))
+echo "$n" > "$dir/count"
+echo "$(basename "$0") $*" >> "$dir/calls.log"
+case " $* " in *" -f - "*) cat > "$dir/stdin-$n.txt" ;; esac
+[ -f "$dir/out-$n.txt" ] && cat "$dir/out-$n.txt"
+[ -f "$dir/err-$n.txt" ] && cat "$dir/err-$n.txt" >&2
+[ -f "$dir/hang-$n.txt" ] && sleep 30
+if [ -f "$dir/code-$n.txt" ]; then exit "$(cat "$dir/code-$n.txt")"; fi
+exit 0
+`;
+
+const NFT_ENOENT =
+  "Error: No such file or directory\nlist table inet filter\n                ^^^^^^\n";
+
+class FakeNft {
+  constructor(readonly dir: string) {}
+
+  static async create(): Promise<FakeNft> {
+    const dir = await Deno.makeTempDir({ prefix: "openme-fake-nft-" });
+    await Deno.writeTextFile(`${dir}/nft`, FAKE_TOOL);
+    await Deno.chmod(`${dir}/nft`, 0o755);
+    return new FakeNft(dir);
+  }
+
+  get env(): Record<string, string> {
+    return {
+      PATH: `${this.dir}:${Deno.env.get("PATH") ?? "/usr/bin:/bin"}`,
+      FAKE_DIR: this.dir,
+    };
+  }
+
+  async respond(
+    call: number,
+    response: { out?: string; err?: string; code?: number; hang?: boolean },
+  ) {
+    if (response.out !== undefined) {
+      await Deno.writeTextFile(`${this.dir}/out-${call}.txt`, response.out);
+    }
+    if (response.err !== undefined) {
+      await Deno.writeTextFile(`${this.dir}/err-${call}.txt`, response.err);
+    }
+    if (response.code !== undefined) {
+      await Deno.writeTextFile(
+        `${this.dir}/code-${call}.txt`,
+        `${response.code}`,
+      );
+    }
+    if (response.hang) {
+      await Deno.writeTextFile(`${this.dir}/hang-${call}.txt`, "1");
+    }
+  }
+
+  async calls(): Promise<string[]> {
+    try {
+      return (await Deno.readTextFile(`${this.dir}/calls.log`)).trimEnd().split(
+        "\n",
+      );
+    } catch {
+      return [];
+    }
+  }
+
+  stdin(call: number): Promise<string> {
+    return Deno.readTextFile(`${this.dir}/stdin-${call}.txt`);
+  }
+
+  async remove(): Promise<void> {
+    await Deno.remove(this.dir, { recursive: true });
+  }
+}
+
+/** Sets up a backend against an empty fake ruleset: calls 1 (list) and 2 (transaction). */
+async function setUpFake(
+  fake: FakeNft,
+  options: { interface: string | null },
+): Promise<NftBackend> {
+  await fake.respond(1, { code: 1, err: NFT_ENOENT });
+  await fake.respond(2, {
+    out: [
+      "add table inet filter # handle 1",
+      "add chain inet filter openme # handle 1",
+      "add chain inet filter input { type filter hook input priority filter; policy accept; } # handle 2",
+      'add rule inet filter input jump openme comment "openme-jump" # handle 3',
+      'add rule inet filter openme udp dport 54154 accept comment "openme-knock" # handle 4',
+    ].join("\n") + "\n",
+  });
+  const backend = new NftBackend({ env: fake.env, timeoutMs: 3000 });
+  await backend.setup({ ...BASE, interface: options.interface });
+  return backend;
+}
+
+async function captureLogs(fn: () => Promise<void>): Promise<string[]> {
+  const lines: string[] = [];
+  const previous = setLogSink((line) => lines.push(line));
+  try {
+    await fn();
+  } finally {
+    setLogSink(previous);
+  }
+  return lines;
+}
+
+Deno.test("NftBackend.setup lists the table and applies one transaction through nft -e -a -f -", async () => {
+  const fake = await FakeNft.create();
+  try {
+    const logs = await captureLogs(async () => {
+      await setUpFake(fake, { interface: "eth0" });
+    });
+    assert.deepEqual(await fake.calls(), [
+      "nft -t -j list table inet filter",
+      "nft -e -a -f -",
+    ]);
+    assert.equal(
+      await fake.stdin(2),
+      [
+        "add table inet filter",
+        "add chain inet filter openme",
+        "add chain inet filter input { type filter hook input priority 0; policy accept; }",
+        'add rule inet filter input jump openme comment "openme-jump"',
+        'add rule inet filter openme iifname "eth0" udp dport 54154 accept comment "openme-knock"',
+      ].join("\n") + "\n",
+    );
+    assert.ok(
+      logs.some((line) =>
+        line.startsWith("WARN") && line.includes("protects nothing")
+      ),
+      "creating the input chain is logged as a warning",
+    );
+  } finally {
+    await fake.remove();
+  }
+});
+
+Deno.test("NftBackend.open sends all rules in one transaction and returns the echoed handles", async () => {
+  const fake = await FakeNft.create();
+  try {
+    const backend = await setUpFake(fake, { interface: "eth0" });
+    await fake.respond(3, {
+      out:
+        'insert rule inet filter openme iifname "eth0" ip saddr 192.0.2.2 tcp dport 22 accept comment "openme" # handle 7\n' +
+        'insert rule inet filter openme iifname "eth0" ip saddr 192.0.2.2 tcp dport 8080-8090 accept comment "openme" # handle 8\n' +
+        "# new generation 3 by process 1 (nft)\n",
+    });
+    const ports = [{ port: 22, proto: "tcp" as const }, {
+      port: 8080,
+      endPort: 8090,
+      proto: "tcp" as const,
+    }];
+    const opened = await backend.open(V4, ports);
+    assert.deepEqual(opened, { address: V4, ports, handles: ["7", "8"] });
+    assert.equal(backend.openRuleCount, 2);
+    assert.equal((await fake.calls())[2], "nft -e -a -f -");
+    assert.equal(
+      await fake.stdin(3),
+      'insert rule inet filter openme iifname "eth0" ip saddr 192.0.2.2 tcp dport 22 accept comment "openme"\n' +
+        'insert rule inet filter openme iifname "eth0" ip saddr 192.0.2.2 tcp dport 8080-8090 accept comment "openme"\n',
+    );
+    await backend.close(opened);
+    assert.equal((await fake.calls())[3], "nft -f -");
+    assert.equal(
+      await fake.stdin(4),
+      "delete rule inet filter openme handle 7\ndelete rule inet filter openme handle 8\n",
+    );
+    assert.equal(backend.openRuleCount, 0);
+  } finally {
+    await fake.remove();
+  }
+});
+
+Deno.test("NftBackend.open turns a non-zero nft exit into a FirewallError with stderr", async () => {
+  const fake = await FakeNft.create();
+  try {
+    const backend = await setUpFake(fake, { interface: null });
+    await fake.respond(3, {
+      code: 1,
+      err:
+        "Error: Could not process rule: Operation not permitted\ninsert rule inet filter openme\n^^^^^^\n",
+    });
+    await assert.rejects(
+      backend.open(V4, [{ port: 22, proto: "tcp" }]),
+      (err: unknown) => {
+        assert.ok(err instanceof FirewallError);
+        assert.equal(err.tool, "nft");
+        assert.deepEqual(err.args, ["-e", "-a", "-f", "-"]);
+        assert.equal(err.exitCode, 1);
+        assert.match(err.stderr, /Operation not permitted/);
+        assert.match(err.message, /opening 22\/tcp for 192\.0\.2\.2/);
+        assert.match(
+          err.message,
+          /failed \(exit 1\): Error: Could not process rule: Operation not permitted/,
+        );
+        assert.match(err.message, /are you root \(CAP_NET_ADMIN\)\?/);
+        return true;
+      },
+    );
+    assert.equal(backend.openRuleCount, 0);
+  } finally {
+    await fake.remove();
+  }
+});
+
+Deno.test("NftBackend.open rolls back the reported handles when nft echoes fewer handles than rules", async () => {
+  const fake = await FakeNft.create();
+  try {
+    const backend = await setUpFake(fake, { interface: null });
+    await fake.respond(3, {
+      out:
+        'insert rule inet filter openme ip6 saddr 2001:db8::1 tcp dport 22 accept comment "openme" # handle 11\n',
+    });
+    await assert.rejects(
+      backend.open(V6, [{ port: 22, proto: "tcp" }, {
+        port: 443,
+        proto: "tcp",
+      }]),
+      /echoed 1 rule handles for 2 rules/,
+    );
+    assert.equal(
+      await fake.stdin(4),
+      "delete rule inet filter openme handle 11\n",
+    );
+    assert.equal(backend.openRuleCount, 0);
+  } finally {
+    await fake.remove();
+  }
+});
+
+Deno.test("NftBackend.close retries one by one and ignores rules that are already gone", async () => {
+  const fake = await FakeNft.create();
+  try {
+    const backend = await setUpFake(fake, { interface: null });
+    await fake.respond(3, {
+      out:
+        'insert rule inet filter openme ip saddr 192.0.2.2 tcp dport 22 accept comment "openme" # handle 5\n' +
+        'insert rule inet filter openme ip saddr 192.0.2.2 tcp dport 23 accept comment "openme" # handle 6\n',
+    });
+    const opened = await backend.open(V4, [{ port: 22, proto: "tcp" }, {
+      port: 23,
+      proto: "tcp",
+    }]);
+    const gone =
+      "/dev/stdin:1:39-39: Error: Could not process rule: No such file or directory\n";
+    await fake.respond(4, { code: 1, err: gone });
+    await fake.respond(5, { code: 1, err: gone });
+    const logs = await captureLogs(() => backend.close(opened));
+    assert.deepEqual(logs.filter((line) => !line.startsWith("DEBUG")), []);
+    assert.equal(
+      await fake.stdin(5),
+      "delete rule inet filter openme handle 5\n",
+    );
+    assert.equal(
+      await fake.stdin(6),
+      "delete rule inet filter openme handle 6\n",
+    );
+    assert.equal(backend.openRuleCount, 0);
+    // A second close of the same rules runs nothing.
+    await backend.close(opened);
+    assert.equal((await fake.calls()).length, 6);
+  } finally {
+    await fake.remove();
+  }
+});
+
+Deno.test("NftBackend.close reports a failure that is not a missing rule", async () => {
+  const fake = await FakeNft.create();
+  try {
+    const backend = await setUpFake(fake, { interface: null });
+    await fake.respond(3, {
+      out:
+        'insert rule inet filter openme ip saddr 192.0.2.2 tcp dport 22 accept comment "openme" # handle 5\n',
+    });
+    const opened = await backend.open(V4, [{ port: 22, proto: "tcp" }]);
+    await fake.respond(4, { code: 1, err: "Error: Operation not permitted\n" });
+    await fake.respond(5, { code: 1, err: "Error: Operation not permitted\n" });
+    await assert.rejects(backend.close(opened), /Operation not permitted/);
+    assert.equal(
+      backend.openRuleCount,
+      1,
+      "the rule stays tracked for teardown",
+    );
+  } finally {
+    await fake.remove();
+  }
+});
+
+Deno.test("NftBackend reports a missing nft binary clearly", async () => {
+  const empty = await Deno.makeTempDir({ prefix: "openme-no-nft-" });
+  try {
+    const backend = new NftBackend({ env: { PATH: empty } });
+    await assert.rejects(backend.setup(BASE), (err: unknown) => {
+      assert.ok(err instanceof FirewallError);
+      assert.match(err.message, /could not run: command not found: nft/);
+      assert.match(err.message, /is nftables installed/);
+      assert.equal(err.exitCode, null);
+      return true;
+    });
+  } finally {
+    await Deno.remove(empty, { recursive: true });
+  }
+});
+
+Deno.test("NftBackend kills a hanging nft at the timeout and throws FirewallError", async () => {
+  const fake = await FakeNft.create();
+  try {
+    await fake.respond(1, { hang: true });
+    const backend = new NftBackend({ env: fake.env, timeoutMs: 300 });
+    const started = performance.now();
+    await assert.rejects(
+      backend.setup(BASE),
+      /did not finish within 300 ms and was killed/,
+    );
+    assert.ok(performance.now() - started < 2000);
+  } finally {
+    await fake.remove();
+  }
+});
+
+Deno.test("NftBackend refuses to open before setup and refuses invalid values before running nft", async () => {
+  const fake = await FakeNft.create();
+  try {
+    const backend = new NftBackend({ env: fake.env });
+    await assert.rejects(
+      backend.open(V4, [{ port: 22, proto: "tcp" }]),
+      /not set up; call setup\(\)/,
+    );
+    await assert.rejects(
+      backend.setup({ ...BASE, interface: 'eth0" accept' }),
+      /invalid interface name/,
+    );
+    await assert.rejects(
+      backend.open({ family: 4, text: "192.0.2.2 accept" }, []),
+      /invalid address/,
+    );
+    await assert.rejects(
+      backend.close({ address: V4, ports: [], handles: ["5; flush ruleset"] }),
+      /invalid nft rule handle/,
+    );
+    assert.deepEqual(await fake.calls(), []);
+  } finally {
+    await fake.remove();
+  }
+});
+
+Deno.test("NftBackend.teardown deletes only what openme added, in one transaction", async () => {
+  const fake = await FakeNft.create();
+  try {
+    const backend = await setUpFake(fake, { interface: null });
+    await fake.respond(3, {
+      out:
+        'insert rule inet filter openme ip saddr 192.0.2.2 tcp dport 22 accept comment "openme" # handle 9\n',
+    });
+    await backend.open(V4, [{ port: 22, proto: "tcp" }]);
+    await fake.respond(4, { out: LISTING_SAMPLE });
+    await backend.teardown();
+    assert.deepEqual((await fake.calls()).slice(3), [
+      "nft -t -j list table inet filter",
+      "nft -f -",
+    ]);
+    // Rule 10 (no comment) and the untagged jump 7 belong to the operator.
+    // The table, chain and input chain were created by setup but are in use.
+    assert.equal(
+      await fake.stdin(5),
+      "delete rule inet filter openme handle 9\n" +
+        "delete rule inet filter openme handle 4\n" +
+        "delete rule inet filter openme handle 5\n",
+    );
+    assert.equal(backend.openRuleCount, 0);
+  } finally {
+    await fake.remove();
+  }
+});
+
+Deno.test("NftBackend runs nft inside a network namespace through ip netns exec when netns is set", async () => {
+  const fake = await FakeNft.create();
+  try {
+    await Deno.copyFile(`${fake.dir}/nft`, `${fake.dir}/ip`);
+    await Deno.chmod(`${fake.dir}/ip`, 0o755);
+    await fake.respond(1, { code: 1, err: NFT_ENOENT });
+    const backend = new NftBackend({ env: fake.env, netns: "om-fw-test" });
+    await backend.setup({ ...BASE, openKnockPort: false });
+    assert.deepEqual(await fake.calls(), [
+      "ip netns exec om-fw-test nft -t -j list table inet filter",
+      "ip netns exec om-fw-test nft -e -a -f -",
+    ]);
+    assert.throws(
+      () => new NftBackend({ netns: "-bad" }),
+      /invalid network namespace name/,
+    );
+  } finally {
+    await fake.remove();
+  }
+});
