@@ -33,7 +33,7 @@ export const TARGETS: readonly string[] = [
  * processes (firewall tools, `post_knock`) still inherit the whole environment.
  */
 export const ALLOWED_ENV: readonly string[] = [
-  "HOMEX",
+  "HOME",
   "USERPROFILE",
   "HOMEDRIVE",
   "HOMEPATH",
