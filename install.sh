@@ -15,6 +15,8 @@ set -eu
 RELEASES_URL="https://github.com/openme/openme/releases"
 DEFAULT_BINDIR="/usr/local/bin"
 UNIT_NAME="openme.service"
+# The system user and group the service runs as (User=, Group= in the unit).
+SERVICE_USER="openme"
 
 # Set by main and the functions it calls.
 VERSION=""
@@ -43,10 +45,11 @@ Options:
   --version X.Y.Z  release to install (default: the latest release)
   --prefix DIR     install to DIR/bin/openme (default: /usr/local/bin/openme,
                    with sudo when needed; ~/.local/bin/openme without sudo)
-  --server         also install the systemd unit and create /etc/openme
+  --server         also create the system user openme, install the systemd
+                   unit and create /etc/openme (owned by openme, mode 0750)
                    (Linux, needs root or sudo); enables but does not start it
   --uninstall      remove the binary; with --server also the unit
-                   (/etc/openme is kept)
+                   (/etc/openme and the openme user are kept)
   -h, --help       show this help
 
 Environment:
@@ -54,7 +57,8 @@ Environment:
   OPENME_DOWNLOAD_URL  base URL holding the binaries and SHA256SUMS
                        (default: the GitHub release of the chosen version)
   OPENME_ROOT          install under this directory instead of / (packaging
-                       and tests); nothing is enabled or started
+                       and tests); no user is created, nothing is enabled
+                       or started
   OPENME_UNAME_S, OPENME_UNAME_M  use instead of `uname -s` / `uname -m`
 EOF
 }
@@ -317,10 +321,12 @@ unit_file() {
 # Follow the log:   journalctl -u openme -f
 # Re-read config:   sudo systemctl reload openme  (config edits are also picked up on their own)
 #
-# The daemon runs as root but holds only CAP_NET_ADMIN (nft, iptables-nft) and
-# CAP_NET_RAW (iptables-legacy): no CAP_DAC_OVERRIDE, so it reads only files
-# root owns, which is what `openme init`/`openme add` write (mode 0600).
-# The rest of the system is read-only to it, /home and /root are hidden.
+# The daemon runs as the system user openme (install.sh creates it) with only
+# CAP_NET_ADMIN (nft, iptables-nft) and CAP_NET_RAW (iptables-legacy). It reads
+# /etc/openme/config.yaml because install.sh makes /etc/openme openme:openme
+# 0750 and `sudo openme init/add/revoke` keep that owner (mode 0600) when they
+# rewrite the file. The whole file system, /etc/openme included, is read-only
+# to it except /run/openme; /home and /root are hidden.
 [Unit]
 Description=openme Single Packet Authorization server
 Documentation=https://github.com/openme/openme
@@ -329,19 +335,25 @@ ConditionPathExists=/etc/openme/config.yaml
 
 [Service]
 Type=simple
+User=openme
+Group=openme
+# iptables -w opens /run/xtables.lock read-only and flock()s it: as root ("+"),
+# create it if missing and let group openme read it.
 ExecStartPre=+/bin/touch /run/xtables.lock
+ExecStartPre=+/bin/chgrp openme /run/xtables.lock
+ExecStartPre=+/bin/chmod 0640 /run/xtables.lock
 ExecStart=/usr/local/bin/openme serve
 ExecReload=/bin/kill -HUP $MAINPID
 Restart=on-failure
 RestartSec=2s
 RuntimeDirectory=openme
+RuntimeDirectoryMode=0750
 UMask=0077
 
 CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW
 AmbientCapabilities=CAP_NET_ADMIN CAP_NET_RAW
 NoNewPrivileges=yes
 ProtectSystem=strict
-ReadWritePaths=-/run/xtables.lock
 InaccessiblePaths=-/etc/shadow -/etc/gshadow -/etc/ssh -/etc/ssl/private
 ProtectHome=yes
 PrivateTmp=yes
@@ -376,6 +388,69 @@ use_systemctl() {
 	[ -z "$ROOT" ] && command -v systemctl >/dev/null 2>&1
 }
 
+# Prints the path of system tool $1: from PATH, else /usr/sbin or /sbin
+# (not on a normal user's PATH on Debian, yet sudo finds them there); fails
+# when it is nowhere.
+sbin_tool() {
+	if command -v "$1" >/dev/null 2>&1; then
+		command -v "$1"
+	elif [ -x "/usr/sbin/$1" ]; then
+		printf '%s\n' "/usr/sbin/$1"
+	elif [ -x "/sbin/$1" ]; then
+		printf '%s\n' "/sbin/$1"
+	else
+		return 1
+	fi
+}
+
+group_exists() {
+	if command -v getent >/dev/null 2>&1; then
+		getent group "$1" >/dev/null 2>&1
+	else
+		grep -q "^$1:" /etc/group
+	fi
+}
+
+user_exists() {
+	id -u "$1" >/dev/null 2>&1
+}
+
+# ensure_service_user SUDO: creates the system group and user SERVICE_USER
+# (no home, no login shell) unless they exist.
+ensure_service_user() {
+	nologin=/bin/false
+	for candidate in /usr/sbin/nologin /sbin/nologin; do
+		if [ -x "$candidate" ]; then
+			nologin=$candidate
+			break
+		fi
+	done
+	if ! group_exists "$SERVICE_USER"; then
+		if tool=$(sbin_tool groupadd); then
+			run_as "$1" "$tool" --system "$SERVICE_USER" || die "cannot create the system group $SERVICE_USER"
+		elif tool=$(sbin_tool addgroup); then
+			run_as "$1" "$tool" --system "$SERVICE_USER" || die "cannot create the system group $SERVICE_USER"
+		else
+			die "neither groupadd nor addgroup is installed: create a system group and user named $SERVICE_USER yourself, then run this again"
+		fi
+		say "Created the system group $SERVICE_USER"
+	fi
+	if ! user_exists "$SERVICE_USER"; then
+		if tool=$(sbin_tool useradd); then
+			run_as "$1" "$tool" --system --gid "$SERVICE_USER" --no-create-home --home-dir /nonexistent \
+				--shell "$nologin" --no-log-init --comment "openme SPA server" "$SERVICE_USER" ||
+				die "cannot create the system user $SERVICE_USER"
+		elif tool=$(sbin_tool adduser); then
+			run_as "$1" "$tool" --system --ingroup "$SERVICE_USER" --no-create-home --home /nonexistent \
+				--shell "$nologin" --gecos "openme SPA server" "$SERVICE_USER" ||
+				die "cannot create the system user $SERVICE_USER"
+		else
+			die "neither useradd nor adduser is installed: create a system user named $SERVICE_USER yourself, then run this again"
+		fi
+		say "Created the system user $SERVICE_USER"
+	fi
+}
+
 install_server() {
 	etc=$ROOT/etc
 	etc_sudo=$(sudo_for "$etc") || die "--server writes to $etc: run as root or install sudo"
@@ -389,14 +464,21 @@ install_server() {
 	*[!A-Za-z0-9._/+-]*) die "cannot write a systemd unit for $exec_path: use a --prefix made of letters, digits and . _ / + -" ;;
 	esac
 
+	# The service runs as this user (User=openme in the unit).
+	if [ -z "$ROOT" ]; then
+		ensure_service_user "$etc_sudo"
+	fi
+
 	unit_file | sed "s#^ExecStart=/usr/local/bin/openme #ExecStart=$exec_path #" >"$WORKDIR/$UNIT_NAME"
 	run_as "$etc_sudo" mkdir -p "$etc/systemd/system" || die "cannot create $etc/systemd/system"
 	run_as "$etc_sudo" cp "$WORKDIR/$UNIT_NAME" "$unit" || die "cannot write $unit"
 	run_as "$etc_sudo" chmod 644 "$unit" || die "cannot chmod $unit"
 	say "Installed the systemd unit $unit"
 
-	# The config holds the server's private key: no access for other users,
-	# the same mode `openme init` gives the directory when it creates it.
+	# The config holds the server's private key: no access for other users.
+	# The directory and config.yaml belong to the service user, so that it can
+	# read them; `sudo openme init/add/revoke` keep that owner when they
+	# rewrite the file (and give a new file its directory's owner).
 	if [ -d "$etc/openme" ]; then
 		case $(stat -c %a "$etc/openme") in
 		*0) ;;
@@ -405,6 +487,19 @@ install_server() {
 	else
 		run_as "$etc_sudo" mkdir -p -m 750 "$etc/openme" || die "cannot create $etc/openme"
 		say "Created $etc/openme (mode 0750)"
+	fi
+	if [ -n "$ROOT" ]; then
+		say "OPENME_ROOT is set: no $SERVICE_USER user was created; in the image, create the system user and group $SERVICE_USER and chown $SERVICE_USER:$SERVICE_USER /etc/openme /etc/openme/config.yaml"
+	else
+		run_as "$etc_sudo" chown "$SERVICE_USER:$SERVICE_USER" "$etc/openme" || die "cannot chown $etc/openme to $SERVICE_USER"
+		config=$etc/openme/config.yaml
+		if [ -L "$config" ]; then
+			warn "$config is a symbolic link: make the file it points to readable by the user $SERVICE_USER"
+		elif [ -f "$config" ]; then
+			# -h: never follow a link that appeared since the test above.
+			run_as "$etc_sudo" chown -h "$SERVICE_USER:$SERVICE_USER" "$config" || die "cannot chown $config to $SERVICE_USER"
+		fi
+		say "$etc/openme belongs to the user $SERVICE_USER (the service reads its config there)"
 	fi
 
 	if use_systemctl; then
@@ -416,7 +511,7 @@ install_server() {
 	elif [ -n "$ROOT" ]; then
 		say "OPENME_ROOT is set: systemctl was not run"
 	else
-		warn "systemctl not found: start \`$exec_path serve\` with your init system"
+		warn "systemctl not found: start \`$exec_path serve\` as the user $SERVICE_USER with CAP_NET_ADMIN and CAP_NET_RAW with your init system"
 	fi
 }
 
@@ -473,6 +568,9 @@ uninstall() {
 		fi
 		if [ -d "$etc/openme" ]; then
 			say "Kept $etc/openme (server config and keys); remove it yourself when no longer needed"
+		fi
+		if [ -z "$ROOT" ] && user_exists "$SERVICE_USER"; then
+			say "Kept the system user $SERVICE_USER; remove it with: sudo userdel $SERVICE_USER"
 		fi
 	fi
 	if [ "$removed" -eq 0 ]; then

@@ -1,7 +1,8 @@
 /**
  * Everything that differs between Linux, macOS and Windows, in one place:
  * whether the server can run, the shell for `post_knock`, and the default
- * client config path. Each function takes the platform so tests can inject it.
+ * client config path. Each function takes the platform (and, where it reads
+ * the environment, an environment lookup) so tests can inject them.
  *
  * @module
  */
@@ -13,6 +14,12 @@ export type Platform = typeof Deno.build.os;
 export interface PlatformOptions {
   /** Platform to answer for; default `Deno.build.os`. */
   platform?: Platform;
+}
+
+/** Options naming the platform and the environment to read. */
+export interface PlatformEnvOptions extends PlatformOptions {
+  /** Environment lookup; default `Deno.env.get`. */
+  env?: (name: string) => string | undefined;
 }
 
 /** Whether `openme serve` can run here, with the message to print when not. */
@@ -28,14 +35,79 @@ export function serverSupported(
   };
 }
 
-/** The shell command line that runs a `post_knock` command on this platform. */
+/** The program and arguments that run a command line with the platform shell. */
+export interface ShellCommand {
+  /** Program to start: `sh` or `cmd.exe`. */
+  program: string;
+  /** Its arguments, ending with the command line. */
+  args: string[];
+  /**
+   * Pass the arguments to Windows as written (Deno.Command's
+   * `windowsRawArguments`): cmd.exe does not parse the C runtime's quoting,
+   * so the command line is handed over inside one pair of quotes with `/s`.
+   */
+  windowsRawArguments: boolean;
+}
+
+/** The shell command line that runs a `post_knock` command on this platform: `sh -c` or `cmd.exe /d /s /c "..."` (no AutoRun, quotes kept). */
 export function shellCommand(
   command: string,
   options: PlatformOptions = {},
-): { program: string; args: string[] } {
+): ShellCommand {
   const platform = options.platform ?? Deno.build.os;
   if (platform === "windows") {
-    return { program: "cmd.exe", args: ["/c", command] };
+    return {
+      program: "cmd.exe",
+      args: ["/d", "/s", "/c", `"${command}"`],
+      windowsRawArguments: true,
+    };
   }
-  return { program: "sh", args: ["-c", command] };
+  return { program: "sh", args: ["-c", command], windowsRawArguments: false };
+}
+
+/** The default client config path as documentation writes it for the platform. */
+export function clientConfigPathDisplay(options: PlatformOptions = {}): string {
+  const platform = options.platform ?? Deno.build.os;
+  return platform === "windows"
+    ? "%USERPROFILE%\\.openme\\config.yaml"
+    : "~/.openme/config.yaml";
+}
+
+/** The default client config path, or why it is unknown. */
+export type ClientConfigPathResult =
+  | { ok: true; path: string }
+  | { ok: false; variable: string; display: string };
+
+/**
+ * The default client config path (SPEC §5): `$HOME/.openme/config.yaml`, or
+ * `%USERPROFILE%\.openme\config.yaml` on Windows (falling back to
+ * `%HOMEDRIVE%%HOMEPATH%`); not ok when the home directory is unknown.
+ */
+export function defaultClientConfigPathFor(
+  options: PlatformEnvOptions = {},
+): ClientConfigPathResult {
+  const platform = options.platform ?? Deno.build.os;
+  const env = options.env ?? ((name: string) => Deno.env.get(name));
+  const display = clientConfigPathDisplay({ platform });
+  if (platform === "windows") {
+    let home = env("USERPROFILE");
+    if (home === undefined || home === "") {
+      const drive = env("HOMEDRIVE");
+      const homePath = env("HOMEPATH");
+      if (drive && homePath) home = `${drive}${homePath}`;
+    }
+    if (home === undefined || home === "") {
+      return { ok: false, variable: "USERPROFILE", display };
+    }
+    return {
+      ok: true,
+      path: `${home.replace(/[\\/]+$/, "")}\\.openme\\config.yaml`,
+    };
+  }
+  const home = env("HOME");
+  if (home === undefined || home === "") {
+    return { ok: false, variable: "HOME", display };
+  }
+  const trimmed = home === "/" ? "" : home.replace(/\/+$/, "");
+  return { ok: true, path: `${trimmed}/.openme/config.yaml` };
 }

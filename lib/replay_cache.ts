@@ -9,8 +9,6 @@
  * @module
  */
 
-import { encodeHex } from "./encoding.ts";
-
 /** Size of a replay nonce. */
 export const REPLAY_CACHE_NONCE_BYTES = 16;
 /** Default number of nonces kept. */
@@ -26,8 +24,7 @@ export interface ReplayCacheOptions {
 
 /** A fixed-capacity set of 16-byte nonces that forgets each one after a retention time. */
 export class ReplayCache {
-  /** How long each nonce is kept, in milliseconds. */
-  readonly retentionMs: number;
+  #retentionMs: number;
   /** Most nonces kept at once. */
   readonly capacity: number;
   #entries = new Map<string, number>();
@@ -46,8 +43,23 @@ export class ReplayCache {
         `ReplayCache: capacity must be a positive integer, got ${capacity}`,
       );
     }
-    this.retentionMs = options.retentionMs;
+    this.#retentionMs = options.retentionMs;
     this.capacity = capacity;
+  }
+
+  /** How long each nonce is kept, in milliseconds. */
+  get retentionMs(): number {
+    return this.#retentionMs;
+  }
+
+  /** Changes how long nonces are kept (config reload); nonces already held are kept and use the new time. */
+  setRetention(retentionMs: number): void {
+    if (!Number.isFinite(retentionMs) || retentionMs <= 0) {
+      throw new RangeError(
+        `ReplayCache.setRetention: retentionMs must be a positive number of milliseconds, got ${retentionMs}`,
+      );
+    }
+    this.#retentionMs = retentionMs;
   }
 
   /** Number of nonces currently held (expired ones may linger until the next call). */
@@ -87,7 +99,7 @@ export class ReplayCache {
 
   #expire(nowMs: number): void {
     for (const [key, addedMs] of this.#entries) {
-      if (nowMs - addedMs < this.retentionMs) return;
+      if (nowMs - addedMs < this.#retentionMs) return;
       this.#entries.delete(key);
     }
   }
@@ -99,5 +111,24 @@ function nonceKey(nonce: Uint8Array): string {
       `ReplayCache: nonce must be ${REPLAY_CACHE_NONCE_BYTES} bytes, got ${nonce.length}`,
     );
   }
-  return encodeHex(nonce);
+  // 16 bytes as 16 UTF-16 code units (one per byte): a Map key that costs
+  // one short string, without hex-encoding every byte.
+  return String.fromCharCode(
+    nonce[0],
+    nonce[1],
+    nonce[2],
+    nonce[3],
+    nonce[4],
+    nonce[5],
+    nonce[6],
+    nonce[7],
+    nonce[8],
+    nonce[9],
+    nonce[10],
+    nonce[11],
+    nonce[12],
+    nonce[13],
+    nonce[14],
+    nonce[15],
+  );
 }

@@ -119,8 +119,7 @@ const NS_PER_MS = 1_000_000n;
 
 /** Checks knock datagrams against the server key and the registered clients. */
 export class KnockVerifier {
-  /** Largest accepted |now - timestamp|, in milliseconds. */
-  readonly replayWindowMs: number;
+  #replayWindowMs: number;
   #serverKey: X25519PrivateKey;
   #replayWindowNs: bigint;
   #clients: VerifierClient[];
@@ -150,7 +149,7 @@ export class KnockVerifier {
         `KnockVerifier: replayWindowMs must be a positive number of milliseconds, got ${options.replayWindowMs}`,
       );
     }
-    this.replayWindowMs = options.replayWindowMs;
+    this.#replayWindowMs = options.replayWindowMs;
     this.#serverKey = prepareX25519PrivateKey(options.serverPrivateKey);
     this.#replayWindowNs = BigInt(Math.round(options.replayWindowMs * 1e6));
     this.#clients = [...options.clients];
@@ -165,6 +164,30 @@ export class KnockVerifier {
         maxSources: options.rateLimit.maxSources,
       })
       : null;
+  }
+
+  /** Largest accepted |now - timestamp|, in milliseconds. */
+  get replayWindowMs(): number {
+    return this.#replayWindowMs;
+  }
+
+  /**
+   * Changes the replay window (config reload); remembered nonces are kept.
+   * Nonces are then kept for twice the largest window in force since start,
+   * so a shorter window never lets a knock accepted under the longer one
+   * through again; throws RangeError on a bad window.
+   */
+  setReplayWindow(replayWindowMs: number): void {
+    if (!Number.isFinite(replayWindowMs) || replayWindowMs <= 0) {
+      throw new RangeError(
+        `KnockVerifier.setReplayWindow: replayWindowMs must be a positive number of milliseconds, got ${replayWindowMs}`,
+      );
+    }
+    this.#replayWindowMs = replayWindowMs;
+    this.#replayWindowNs = BigInt(Math.round(replayWindowMs * 1e6));
+    if (2 * replayWindowMs > this.#replayCache.retentionMs) {
+      this.#replayCache.setRetention(2 * replayWindowMs);
+    }
   }
 
   /** Replaces the registered clients (config reload); remembered nonces are kept. */

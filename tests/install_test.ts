@@ -550,6 +550,17 @@ Deno.test("install.sh: --server installs the unit and /etc/openme under OPENME_R
       `#!/bin/sh\necho "$*" >> '${calls}'\n`,
       { mode: 0o755 },
     );
+    // Nor may it create users or change owners: the image's /etc/passwd is not ours.
+    const userCalls = `${h.dir}/user.calls`;
+    for (
+      const tool of ["useradd", "groupadd", "adduser", "addgroup", "chown"]
+    ) {
+      await Deno.writeTextFile(
+        `${fakeBin}/${tool}`,
+        `#!/bin/sh\necho "${tool} $*" >> '${userCalls}'\nexit 1\n`,
+        { mode: 0o755 },
+      );
+    }
     const env = {
       OPENME_DOWNLOAD_URL: h.url("r1"),
       OPENME_ROOT: root,
@@ -557,6 +568,15 @@ Deno.test("install.sh: --server installs the unit and /etc/openme under OPENME_R
     };
     const result = await runInstaller(h, ["--server"], env);
     assertOk(result);
+    assert.equal(
+      await exists(userCalls),
+      false,
+      "no user may be created or chowned to with OPENME_ROOT",
+    );
+    assert.match(
+      result.stdout,
+      /no openme user was created; in the image, create the system user and group openme and chown openme:openme \/etc\/openme/,
+    );
     assert.equal(
       await runVersion(`${root}/usr/local/bin/openme`),
       `openme 1.2.3 (${LINUX_X64})`,
@@ -615,7 +635,9 @@ Deno.test("install.sh: --server installs the unit and /etc/openme under OPENME_R
     );
     assert.ok(await exists(`${root}/etc/openme`), "config dir is kept");
     assert.match(removed.stdout, /Kept .*\/etc\/openme/);
+    assert.doesNotMatch(removed.stdout, /Kept the system user/);
     assert.equal(await exists(calls), false);
+    assert.equal(await exists(userCalls), false);
   });
 });
 
@@ -747,8 +769,51 @@ Deno.test({
         };
       };
 
+      // The openme user and group in a copied /etc: none yet.
+      const serviceUser = async (): Promise<
+        { uid: number; gid: number; home: string; shell: string } | null
+      > => {
+        const passwd = await Deno.readTextFile(`${etc}/passwd`);
+        const line = passwd.split("\n").find((l) => l.startsWith("openme:"));
+        if (line === undefined) return null;
+        const fields = line.split(":");
+        return {
+          uid: Number(fields[2]),
+          gid: Number(fields[3]),
+          home: fields[5],
+          shell: fields[6],
+        };
+      };
+      const ownerOf = async (path: string): Promise<[number, number]> => {
+        const info = await Deno.lstat(path);
+        return [info.uid ?? -1, info.gid ?? -1];
+      };
+      assert.equal(
+        await serviceUser(),
+        null,
+        "the copied /etc has no openme user",
+      );
+
       const installed = await inNamespace(["--server"]);
       assertOk(installed);
+      const user = await serviceUser();
+      assert.ok(
+        user !== null,
+        "install.sh --server did not create the openme user",
+      );
+      assert.ok(
+        user.uid > 0 && user.uid < 1000,
+        `not a system uid: ${user.uid}`,
+      );
+      assert.match(user.shell, /\/(nologin|false)$/);
+      assert.equal(user.home, "/nonexistent");
+      assert.match(
+        await Deno.readTextFile(`${etc}/group`),
+        new RegExp(`^openme:x:${user.gid}:`, "m"),
+      );
+      assert.match(installed.stdout, /Created the system group openme/);
+      assert.match(installed.stdout, /Created the system user openme/);
+      assert.deepEqual(await ownerOf(`${etc}/openme`), [user.uid, user.gid]);
       assert.equal(
         await runVersion(`${bin}/openme`),
         `openme 1.2.3 (${LINUX_X64})`,
@@ -766,9 +831,43 @@ Deno.test({
         "enable openme.service",
       ]);
 
+      // `sudo openme init` ran before install.sh: a root-owned directory and
+      // config. Both go to the service user; the lock file and anything else stay root's.
+      await Deno.remove(`${etc}/openme`, { recursive: true });
+      await Deno.mkdir(`${etc}/openme`, { mode: 0o750 });
+      await Deno.writeTextFile(`${etc}/openme/config.yaml`, "server: {}\n", {
+        mode: 0o600,
+      });
+      await Deno.writeTextFile(`${etc}/openme/config.yaml.lock`, "");
+      const again = await inNamespace(["--server"]);
+      assertOk(again);
+      assert.doesNotMatch(again.stdout, /Created the system/);
+      assert.deepEqual(await serviceUser(), user, "the user was recreated");
+      assert.deepEqual(await ownerOf(`${etc}/openme`), [user.uid, user.gid]);
+      assert.deepEqual(await ownerOf(`${etc}/openme/config.yaml`), [
+        user.uid,
+        user.gid,
+      ]);
+      assert.equal(
+        ((await Deno.stat(`${etc}/openme/config.yaml`)).mode ?? 0) & 0o777,
+        0o600,
+      );
+      assert.deepEqual(await ownerOf(`${etc}/openme/config.yaml.lock`), [0, 0]);
+
+      // A config.yaml that is a symlink is not followed: its target keeps its owner.
+      const outside = `${h.dir}/outside.yaml`;
+      await Deno.writeTextFile(outside, "secret\n", { mode: 0o600 });
+      await Deno.remove(`${etc}/openme/config.yaml`);
+      await Deno.symlink(outside, `${etc}/openme/config.yaml`);
+      const linked = await inNamespace(["--server"]);
+      assertOk(linked);
+      assert.match(linked.stderr, /config\.yaml is a symbolic link/);
+      assert.deepEqual(await ownerOf(outside), [0, 0]);
+
       await Deno.remove(calls);
       const removed = await inNamespace(["--server", "--uninstall"]);
       assertOk(removed);
+      assert.match(removed.stdout, /Kept the system user openme/);
       assert.deepEqual((await Deno.readTextFile(calls)).trim().split("\n"), [
         "disable --now openme.service",
         "daemon-reload",

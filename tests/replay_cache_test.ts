@@ -86,3 +86,14 @@ Deno.test("bad options and nonce sizes are refused with a clear error", () => {
   const cache = new ReplayCache({ retentionMs: 10 });
   assert.throws(() => cache.add(new Uint8Array(15), 0), /16 bytes, got 15/);
 });
+
+Deno.test("setRetention changes how long held nonces are kept", () => {
+  const nonce = new Uint8Array(16).fill(7);
+  const cache = new ReplayCache({ retentionMs: 1000 });
+  cache.add(nonce, 0);
+  cache.setRetention(5000);
+  assert.equal(cache.retentionMs, 5000);
+  assert.equal(cache.has(nonce, 4000), true, "kept past the old retention");
+  assert.equal(cache.has(nonce, 5000), false);
+  assert.throws(() => cache.setRetention(0), /retentionMs/);
+});

@@ -65,19 +65,22 @@ Deno.test("openme.service: runs `openme serve` and reloads with SIGHUP", () => {
   assert.equal(value("Install.WantedBy"), "multi-user.target");
 });
 
-Deno.test("openme.service: root with only the network capabilities, so it reads the 0600 root-owned config", () => {
-  // `openme init` and `openme add` (run with sudo) write /etc/openme/config.yaml
-  // as root, mode 0600. A service User= could not read it after the next
-  // `add`/`revoke`, and a revoke would silently not apply.
-  assert.equal(UNIT.has("Service.User"), false);
+Deno.test("openme.service: runs as the openme user with only the network capabilities", () => {
+  // install.sh --server creates the user and hands it /etc/openme; `sudo openme
+  // init/add/revoke` keep the config owned by it (lib/config/file_io.ts).
+  assert.equal(value("Service.User"), "openme");
+  assert.equal(value("Service.Group"), "openme");
   assert.equal(UNIT.has("Service.DynamicUser"), false);
   assert.deepEqual(words("Service.CapabilityBoundingSet").sort(), [
     "CAP_NET_ADMIN",
     "CAP_NET_RAW",
   ]);
-  for (const cap of words("Service.AmbientCapabilities")) {
-    assert.ok(words("Service.CapabilityBoundingSet").includes(cap), cap);
-  }
+  // Ambient: a non-root user only holds capabilities that are ambient, and
+  // they pass on to nft and iptables.
+  assert.deepEqual(words("Service.AmbientCapabilities").sort(), [
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+  ]);
 });
 
 Deno.test("openme.service: sandboxing", () => {
@@ -103,11 +106,16 @@ Deno.test("openme.service: sandboxing", () => {
     "AF_NETLINK",
     "AF_UNIX",
   ]);
-  // iptables-legacy -w locks /run/xtables.lock, read-only under ProtectSystem=strict otherwise.
-  assert.ok(words("Service.ReadWritePaths").includes("-/run/xtables.lock"));
-  assert.ok(
-    UNIT.get("Service.ExecStartPre")?.includes("+/bin/touch /run/xtables.lock"),
-  );
+  // Nothing is writable but /run/openme: the config directory stays read-only.
+  assert.equal(UNIT.has("Service.ReadWritePaths"), false);
+  assert.equal(value("Service.RuntimeDirectoryMode"), "0750");
+  // iptables -w opens /run/xtables.lock read-only and locks it: root ("+")
+  // makes it exist and readable by the service's group first.
+  assert.deepEqual(UNIT.get("Service.ExecStartPre"), [
+    "+/bin/touch /run/xtables.lock",
+    "+/bin/chgrp openme /run/xtables.lock",
+    "+/bin/chmod 0640 /run/xtables.lock",
+  ]);
   // V8 needs writable+executable memory and pkey_alloc.
   assert.equal(UNIT.has("Service.MemoryDenyWriteExecute"), false);
   assert.ok(words("Service.SystemCallFilter").includes("@pkey"));
@@ -159,79 +167,368 @@ Deno.test({
   },
 });
 
-const needed = ["unshare", "setpriv", "nft", "iptables-nft", "iptables-legacy"];
+// --- The unit's user and capabilities, emulated: uid/gid 65534 (nobody) with
+// setpriv instead of User=openme, in throwaway network and mount namespaces
+// (systemd itself cannot start units here).
+
+/** uid and gid standing in for the openme user. */
+const SERVICE_ID = 65534;
+
+const needed = [
+  "unshare",
+  "setpriv",
+  "ip",
+  "nft",
+  "iptables-nft",
+  "iptables-legacy",
+  "ip6tables-legacy",
+];
 const missing = needed.filter((t) => which(t) === null);
 const canTestCaps = Deno.uid() === 0 && missing.length === 0;
 if (!canTestCaps) {
   console.warn(
-    `SKIP openme.service capability check: needs root and ${
-      missing.join(", ") || "root"
+    `SKIP openme.service user and capability checks: need root${
+      missing.length > 0 ? ` and ${missing.join(", ")}` : ""
     }`,
   );
 }
 
-/** Runs `script` as root in a new network namespace with only `caps`. */
-async function withCaps(
+/** Single-quotes a word for sh. */
+function shellQuote(word: string): string {
+  return `'${word.replaceAll("'", `'\\''`)}'`;
+}
+
+/** setpriv arguments that run a command as SERVICE_ID holding only `caps`, like the unit. */
+function asServiceUser(caps: string[]): string[] {
+  const list = caps.map((c) => `+${c.replace(/^CAP_/, "").toLowerCase()}`)
+    .join(",");
+  const withCaps = list === "" ? "-all" : `-all,${list}`;
+  return [
+    "setpriv",
+    `--reuid=${SERVICE_ID}`,
+    `--regid=${SERVICE_ID}`,
+    "--clear-groups",
+    "--no-new-privs",
+    `--bounding-set=${withCaps}`,
+    `--inh-caps=${withCaps}`,
+    `--ambient-caps=${withCaps}`,
+  ];
+}
+
+/**
+ * The unit's root ("+") ExecStartPre commands as sh lines, with the group
+ * openme replaced by SERVICE_ID.
+ */
+function execStartPreLines(): string[] {
+  return (UNIT.get("Service.ExecStartPre") ?? []).map((command) => {
+    assert.ok(command.startsWith("+"), `${command} does not run as root`);
+    return command.slice(1).split(/\s+/).map((word) =>
+      shellQuote(word === "openme" ? String(SERVICE_ID) : word)
+    ).join(" ");
+  });
+}
+
+/**
+ * Runs `script` with sh as root in new network and mount namespaces whose
+ * /run is an empty tmpfs (mode 0755, as on a real system); `$AS` in the
+ * script expands to the setpriv prefix for the service user with `caps`.
+ */
+async function inNamespaces(
   caps: string[],
   script: string,
-): Promise<Deno.CommandOutput> {
-  const list = caps.map((c) => `+${c.replace(/^CAP_/, "").toLowerCase()}`).join(
-    ",",
-  );
-  return await new Deno.Command("unshare", {
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const prefix = [
+    "set -eu",
+    "mount -t tmpfs -o mode=0755 tmpfs /run",
+    `AS=${shellQuote(asServiceUser(caps).join(" "))}`,
+  ];
+  const out = await new Deno.Command("unshare", {
     args: [
       "--net",
-      "setpriv",
-      "--no-new-privs",
-      `--bounding-set=-all${list ? "," + list : ""}`,
-      `--inh-caps=-all${list ? "," + list : ""}`,
-      `--ambient-caps=-all${list ? "," + list : ""}`,
+      "--mount",
+      "--propagation",
+      "private",
       "sh",
-      "-ec",
-      script,
+      "-c",
+      [...prefix, script].join("\n"),
     ],
     stdout: "piped",
     stderr: "piped",
     signal: AbortSignal.timeout(TIMEOUT_MS),
   }).output();
+  return {
+    code: out.code,
+    stdout: new TextDecoder().decode(out.stdout),
+    stderr: new TextDecoder().decode(out.stderr),
+  };
+}
+
+/** Firewall commands the backends run, as the service user. */
+const FIREWALL_SCRIPT = [
+  "$AS nft add table inet filter",
+  "$AS nft add chain inet filter openme",
+  `$AS nft add rule inet filter openme ip saddr 192.0.2.2 tcp dport 22 accept comment '"openme"'`,
+  "$AS iptables-nft -w -I INPUT -s 192.0.2.2 -p tcp --dport 22 -j ACCEPT -m comment --comment openme",
+  "$AS ip6tables-nft -w -I INPUT -s 2001:db8::2 -p tcp --dport 22 -j ACCEPT -m comment --comment openme",
+  "$AS iptables-legacy -w -I INPUT -s 192.0.2.2 -p tcp --dport 22 -j ACCEPT -m comment --comment openme",
+  "$AS ip6tables-legacy -w -I INPUT -s 2001:db8::2 -p tcp --dport 22 -j ACCEPT -m comment --comment openme",
+  "$AS iptables-legacy -w -D INPUT -s 192.0.2.2 -p tcp --dport 22 -j ACCEPT -m comment --comment openme",
+  "echo firewall-ok",
+].join("\n");
+
+Deno.test({
+  name:
+    "openme.service: as a non-root user with its capabilities, nft and iptables (nft and legacy, -w) work after its ExecStartPre",
+  ignore: !canTestCaps,
+  fn: async () => {
+    const caps = words("Service.AmbientCapabilities");
+    const ok = await inNamespaces(
+      caps,
+      [...execStartPreLines(), FIREWALL_SCRIPT].join("\n"),
+    );
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.match(ok.stdout, /firewall-ok/);
+
+    // Control: without the ExecStartPre, root's 0600 lock file stops iptables-legacy -w.
+    const noLock = await inNamespaces(
+      caps,
+      [
+        "touch /run/xtables.lock",
+        "chmod 0600 /run/xtables.lock",
+        "$AS iptables-legacy -w -I INPUT -s 192.0.2.2 -j ACCEPT",
+      ].join("\n"),
+    );
+    assert.notEqual(noLock.code, 0);
+    assert.match(noLock.stderr, /can't open lock file/);
+
+    // Control: without CAP_NET_ADMIN the same user cannot touch the firewall.
+    const denied = await inNamespaces(
+      caps.filter((c) => c !== "CAP_NET_ADMIN"),
+      "$AS nft add table inet filter",
+    );
+    assert.notEqual(denied.code, 0);
+  },
+});
+
+/** Copies the npm packages of this Deno's cache to `into/npm` (root's cache is unreadable to others). */
+async function copyNpmCache(into: string): Promise<void> {
+  const info = await new Deno.Command(Deno.execPath(), {
+    args: ["info", "--json"],
+    stdout: "piped",
+    stderr: "null",
+    signal: AbortSignal.timeout(TIMEOUT_MS),
+  }).output();
+  const denoDir = JSON.parse(new TextDecoder().decode(info.stdout)).denoDir;
+  assert.equal(typeof denoDir, "string", "deno info --json gave no denoDir");
+  await Deno.mkdir(into, { recursive: true });
+  const copied = await new Deno.Command("cp", {
+    args: ["-a", `${denoDir}/npm`, `${into}/npm`],
+    signal: AbortSignal.timeout(TIMEOUT_MS),
+  }).output();
+  assert.equal(copied.code, 0, `cannot copy ${denoDir}/npm`);
+}
+
+async function run(
+  command: string,
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const out = await new Deno.Command(command, {
+    args,
+    env: { NO_COLOR: "1", ...env },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    signal: AbortSignal.timeout(TIMEOUT_MS),
+  }).output();
+  return {
+    code: out.code,
+    stdout: new TextDecoder().decode(out.stdout),
+    stderr: new TextDecoder().decode(out.stderr),
+  };
+}
+
+/** Polls `check` every 100 ms until it is true or `timeoutMs` passes. */
+async function waitUntil(
+  check: () => Promise<boolean>,
+  timeoutMs: number,
+  what: string,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
 }
 
 Deno.test({
   name:
-    "openme.service: its capabilities are enough for nft, iptables-nft and iptables-legacy",
+    "openme.service: the service user reads the config root's `openme init/add/revoke` write, and serves with the unit's capabilities",
   ignore: !canTestCaps,
   fn: async () => {
-    const script = [
-      "nft add table inet filter",
-      "nft add chain inet filter openme",
-      `nft add rule inet filter openme ip saddr 192.0.2.2 tcp dport 22 accept comment '"openme"'`,
-      "iptables-nft -w -I INPUT -s 192.0.2.2 -p tcp --dport 22 -j ACCEPT -m comment --comment openme",
-      "ip6tables-nft -w -I INPUT -s 2001:db8::2 -p tcp --dport 22 -j ACCEPT -m comment --comment openme",
-      "iptables-legacy -w -I INPUT -s 192.0.2.2 -p tcp --dport 22 -j ACCEPT -m comment --comment openme",
-      "iptables-legacy -w -D INPUT -s 192.0.2.2 -p tcp --dport 22 -j ACCEPT -m comment --comment openme",
-    ].join("\n");
-    const caps = words("Service.CapabilityBoundingSet");
-    // And it reads a root-owned 0600 config without CAP_DAC_OVERRIDE.
+    const main = decodeURIComponent(new URL("main.ts", REPO).pathname);
+    const denoConfig = decodeURIComponent(new URL("deno.json", REPO).pathname);
     const dir = await Deno.makeTempDir({ prefix: "openme-unit-test-" });
+    const ns = `om-unit-${Deno.pid}-a`;
+    let nsCreated = false;
     try {
-      const config = `${dir}/config.yaml`;
-      await Deno.writeTextFile(config, "server: {}\n", { mode: 0o600 });
-      await Deno.chmod(config, 0o600);
-      const ok = await withCaps(caps, `${script}\ncat '${config}'`);
-      assert.equal(ok.code, 0, new TextDecoder().decode(ok.stderr));
-      assert.equal(
-        new TextDecoder().decode(ok.stdout).trim().split("\n").at(-1),
-        "server: {}",
+      await Deno.chmod(dir, 0o755);
+      const denoDir = `${dir}/deno`;
+      await copyNpmCache(denoDir);
+      const ownCommand = await run("chown", [
+        "-R",
+        `${SERVICE_ID}:${SERVICE_ID}`,
+        denoDir,
+      ]);
+      assert.equal(ownCommand.code, 0, ownCommand.stderr);
+      // As install.sh --server leaves it: /etc/openme owned by the service user, 0750.
+      await Deno.mkdir(`${dir}/etc`, { mode: 0o755 });
+      const etc = `${dir}/etc/openme`;
+      await Deno.mkdir(etc, { mode: 0o750 });
+      await Deno.chown(etc, SERVICE_ID, SERVICE_ID);
+      const config = `${etc}/config.yaml`;
+      const denoRun = [
+        "run",
+        "-A",
+        "--no-prompt",
+        "--cached-only",
+        "--config",
+        denoConfig,
+        main,
+        "--config",
+        config,
+      ];
+      const asService = asServiceUser(words("Service.AmbientCapabilities"));
+      const serviceEnv = { HOME: denoDir, DENO_DIR: denoDir };
+      /** The CLI as root, the way `sudo openme ...` runs it. */
+      const openmeAsRoot = (args: string[]) =>
+        run(Deno.execPath(), [...denoRun, ...args]);
+      /** The CLI as the service user. */
+      const openmeAsService = (args: string[]) =>
+        run(
+          asService[0],
+          [...asService.slice(1), Deno.execPath(), ...denoRun, ...args],
+          serviceEnv,
+        );
+
+      const init = await openmeAsRoot(["init", "--server", "192.0.2.1"]);
+      assert.equal(init.code, 0, init.stderr);
+      const add = await openmeAsRoot(["add", "alice"]);
+      assert.equal(add.code, 0, add.stderr);
+      let info = await Deno.stat(config);
+      assert.deepEqual([info.uid, info.gid], [SERVICE_ID, SERVICE_ID]);
+      assert.equal((info.mode ?? 0) & 0o777, 0o600);
+      let list = await openmeAsService(["list"]);
+      assert.equal(list.code, 0, list.stderr);
+      assert.match(list.stdout, /alice/);
+
+      const revoke = await openmeAsRoot(["revoke", "alice"]);
+      assert.equal(revoke.code, 0, revoke.stderr);
+      info = await Deno.stat(config);
+      assert.deepEqual([info.uid, info.gid], [SERVICE_ID, SERVICE_ID]);
+      list = await openmeAsService(["list"]);
+      assert.equal(list.code, 0, list.stderr);
+      assert.doesNotMatch(list.stdout, /alice/);
+
+      // Control: a root-owned 0600 config is unreadable to the service user.
+      const rootOwned = `${dir}/root-config.yaml`;
+      await Deno.copyFile(config, rootOwned);
+      await Deno.chown(rootOwned, 0, 0);
+      await Deno.chmod(rootOwned, 0o600);
+      const denied = await run(
+        asService[0],
+        [
+          ...asService.slice(1),
+          Deno.execPath(),
+          ...denoRun.slice(0, -1),
+          rootOwned,
+          "list",
+        ],
+        serviceEnv,
       );
+      assert.notEqual(denied.code, 0);
+      assert.match(denied.stderr, /permission denied/i);
+
+      // serve as the service user, in a network namespace; the state file
+      // goes to a directory it owns, as /run/openme (RuntimeDirectory=).
+      const runtime = `${dir}/run-openme`;
+      await Deno.mkdir(runtime, { mode: 0o750 });
+      await Deno.chown(runtime, SERVICE_ID, SERVICE_ID);
+      const added = await run("ip", ["netns", "add", ns]);
+      assert.equal(added.code, 0, added.stderr);
+      nsCreated = true;
+      await run("ip", ["-n", ns, "link", "set", "lo", "up"]);
+      const server = new Deno.Command("ip", {
+        args: [
+          "netns",
+          "exec",
+          ns,
+          ...asService,
+          Deno.execPath(),
+          ...denoRun,
+          "serve",
+          "--state-file",
+          `${runtime}/sessions.json`,
+        ],
+        env: { NO_COLOR: "1", ...serviceEnv },
+        stdin: "null",
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+      let stopped = false;
+      try {
+        const chain = () =>
+          run("ip", [
+            "netns",
+            "exec",
+            ns,
+            "nft",
+            "list",
+            "chain",
+            "inet",
+            "filter",
+            "openme",
+          ]);
+        await waitUntil(
+          async () => /openme-knock/.test((await chain()).stdout),
+          20_000,
+          "openme serve (as the service user) to install its nft chain",
+        );
+        server.kill("SIGTERM");
+        const result = await Promise.race([
+          server.output(),
+          new Promise<null>((resolve) =>
+            setTimeout(() => resolve(null), 20_000)
+          ),
+        ]);
+        assert.ok(
+          result !== null,
+          "openme serve did not stop within 20 s of SIGTERM",
+        );
+        stopped = true;
+        const log = new TextDecoder().decode(result.stderr) +
+          new TextDecoder().decode(result.stdout);
+        assert.equal(result.code, 0, log);
+        assert.notEqual(
+          (await chain()).code,
+          0,
+          "the openme chain was not removed",
+        );
+        const state = await Deno.stat(`${runtime}/sessions.json`);
+        assert.equal(state.uid, SERVICE_ID);
+      } finally {
+        if (!stopped) {
+          try {
+            server.kill("SIGKILL");
+          } catch {
+            // Already gone.
+          }
+          await server.output();
+        }
+      }
     } finally {
+      if (nsCreated) await run("ip", ["netns", "del", ns]);
       await Deno.remove(dir, { recursive: true });
     }
-
-    // Control: without CAP_NET_ADMIN the same commands fail.
-    const denied = await withCaps(
-      caps.filter((c) => c !== "CAP_NET_ADMIN"),
-      "nft add table inet filter",
-    );
-    assert.notEqual(denied.code, 0);
   },
 });

@@ -465,3 +465,41 @@ Deno.test("verify uses the real clock when nowMs is absent", () => {
   });
   assert.equal(verifier.verify(packet, SOURCE).ok, true);
 });
+
+Deno.test("setReplayWindow narrows the timestamp window and keeps remembered nonces", () => {
+  const verifier = makeVerifier();
+  const packet = knockFrom(alice.privateKey);
+  assert.equal(verifier.verify(packet, SOURCE, { nowMs: NOW_MS }).ok, true);
+  const old = knockFrom(alice.privateKey, {
+    timestampNs: NOW_NS - 5_000_000_000n,
+  });
+  verifier.setReplayWindow(2000);
+  assert.equal(verifier.replayWindowMs, 2000);
+  assert.deepEqual(verifier.verify(old, SOURCE, { nowMs: NOW_MS }), {
+    ok: false,
+    reason: "stale",
+  });
+  assert.deepEqual(verifier.verify(packet, SOURCE, { nowMs: NOW_MS + 1000 }), {
+    ok: false,
+    reason: "replay",
+  });
+  assert.throws(() => verifier.setReplayWindow(-1), /replayWindowMs/);
+});
+
+Deno.test("setReplayWindow widens the window and nonces are kept for twice the new window", () => {
+  const verifier = makeVerifier({ replayWindowMs: 1000 });
+  const future = knockFrom(alice.privateKey, {
+    timestampNs: NOW_NS + 30_000_000_000n,
+  });
+  assert.deepEqual(verifier.verify(future, SOURCE, { nowMs: NOW_MS }), {
+    ok: false,
+    reason: "stale",
+  });
+  verifier.setReplayWindow(60_000);
+  assert.equal(verifier.verify(future, SOURCE, { nowMs: NOW_MS }).ok, true);
+  // 50 s later the packet is still inside the window: the nonce must still be known.
+  assert.deepEqual(
+    verifier.verify(future, SOURCE, { nowMs: NOW_MS + 50_000 }),
+    { ok: false, reason: "replay" },
+  );
+});

@@ -6,20 +6,23 @@
  * @module
  */
 
-import { renderClientConfig } from "../config/client_config.ts";
+import {
+  renderClientConfig,
+  validateProfileName,
+} from "../config/client_config.ts";
 import {
   addServerClient,
   DEFAULT_SERVER_CONFIG_PATH,
   loadServerConfig,
+  parseRfc3339Timestamp,
+  type ServerConfig,
+  validateClientName,
 } from "../config/server_config.ts";
 import { isGroupName, parsePortSpec } from "../config/ports.ts";
 import { generateEd25519KeyPair, keyFingerprint } from "../crypto.ts";
 import { encodeBase64 } from "../encoding.ts";
 import { CommandError, UsageError } from "./errors.ts";
 import type { CliIo, ParsedCommand } from "./mod.ts";
-
-/** Client and profile names: letters, digits, `.`, `_` and `-`, 1 to 64 characters. */
-export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 
 /** The QR provisioning payload (SPEC §6), with keys in the order the apps expect. */
 export interface QrPayload {
@@ -52,16 +55,37 @@ function parsePortsFlag(text: string): string[] {
   return entries;
 }
 
-function parseExpires(text: string): string {
-  const rfc3339 =
-    /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/;
-  if (!rfc3339.test(text) || Number.isNaN(Date.parse(text))) {
+function parseExpires(text: string, nowMs: number): string {
+  const expires = parseRfc3339Timestamp(text);
+  if (expires === null) {
     throw new UsageError(
-      `--expires "${text}" is not an RFC 3339 time (e.g. 2026-12-31T23:59:59Z)`,
+      `--expires "${text}" is not an RFC 3339 time with a time zone (e.g. 2026-12-31T23:59:59Z)`,
       "add",
     );
   }
-  return text;
+  if (expires.getTime() <= nowMs) {
+    throw new UsageError(
+      `--expires "${text}" is in the past (give a future time, or leave --expires out for no expiry)`,
+      "add",
+    );
+  }
+  return text.trim();
+}
+
+/** Throws a usage error when a --ports entry names a group the config does not define. */
+function checkGroupsExist(entries: string[], config: ServerConfig): void {
+  for (const entry of entries) {
+    if (!isGroupName(entry) || config.portGroups.has(entry)) continue;
+    const defined = [...config.portGroups.keys()].sort();
+    throw new UsageError(
+      `--ports: unknown port group "${entry}" (${
+        defined.length > 0
+          ? `defined: ${defined.join(", ")}`
+          : "no groups are defined"
+      }; define it under ports: in ${config.path}, or give a port spec such as 2222/tcp)`,
+      "add",
+    );
+  }
 }
 
 /** Runs `openme add`. */
@@ -70,25 +94,30 @@ export async function runAddCommand(
   io: CliIo,
 ): Promise<number> {
   const name = parsed.positionals[0];
-  if (!NAME_PATTERN.test(name)) {
+  const nameProblem = validateClientName(name);
+  if (nameProblem !== null) {
     throw new UsageError(
-      `client name "${name}" is not allowed (letters, digits, ".", "_", "-"; up to 64; e.g. alice-laptop)`,
+      `${nameProblem} (use letters, digits, ".", "_", "-" or "@", starting with a letter or digit, at most 64; e.g. alice-laptop)`,
       "add",
     );
   }
   const v = parsed.values;
   const ports = typeof v.ports === "string" ? parsePortsFlag(v.ports) : [];
   const expires = typeof v.expires === "string"
-    ? parseExpires(v.expires)
+    ? parseExpires(v.expires, Date.now())
     : null;
-  if (typeof v.profile === "string" && !NAME_PATTERN.test(v.profile)) {
-    throw new UsageError(
-      `--profile "${v.profile}" is not a valid profile name`,
-      "add",
-    );
+  if (typeof v.profile === "string") {
+    const profileProblem = validateProfileName(v.profile);
+    if (profileProblem !== null) {
+      throw new UsageError(
+        `--profile: ${profileProblem} (use letters, digits, ".", "_", "-" or "@", e.g. work)`,
+        "add",
+      );
+    }
   }
   const path = parsed.globals.config ?? DEFAULT_SERVER_CONFIG_PATH;
   const config = await loadServerConfig(path);
+  checkGroupsExist(ports, config);
   const keys = generateEd25519KeyPair();
   const publicB64 = encodeBase64(keys.publicKey);
   await addServerClient(path, {

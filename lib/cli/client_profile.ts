@@ -6,10 +6,12 @@
  */
 
 import {
+  type ClientConfig,
   type ClientProfile,
   defaultClientConfigPath,
   loadClientConfig,
 } from "../config/client_config.ts";
+import { warn } from "../log.ts";
 import { CommandError } from "./errors.ts";
 import type { ParsedCommand } from "./mod.ts";
 
@@ -18,23 +20,40 @@ export function clientConfigPath(parsed: ParsedCommand): string {
   return parsed.globals.clientConfig ?? defaultClientConfigPath();
 }
 
-/** Loads the client config and returns the profile the command names (or the default one). */
-export async function selectProfile(
-  parsed: ParsedCommand,
-  name: string | undefined,
-): Promise<ClientProfile> {
-  const path = clientConfigPath(parsed);
-  let config;
+/** Whether loading a config failed because the file does not exist (a ConfigError caused by NotFound, or NotFound itself). */
+export function isMissingConfigFile(err: unknown): boolean {
+  if (err instanceof Deno.errors.NotFound) return true;
+  if (!(err instanceof Error) || err.name !== "ConfigError") return false;
+  return (err as Error & { cause?: unknown }).cause instanceof
+    Deno.errors.NotFound;
+}
+
+/** Loads the client config, turning a missing file into a CommandError that says how to create one. */
+export async function loadClientConfigOrExplain(
+  path: string,
+): Promise<ClientConfig> {
+  let config: ClientConfig;
   try {
     config = await loadClientConfig(path);
   } catch (err) {
-    if (err instanceof Deno.errors.NotFound) {
+    if (isMissingConfigFile(err)) {
       throw new CommandError(
         `no client config at ${path}: import one with \`openme import FILE\` (from what \`openme add\` printed on the server) or pass --client-config PATH`,
       );
     }
     throw err;
   }
+  for (const warning of config.warnings) warn(warning);
+  return config;
+}
+
+/** Loads the client config and returns the profile the command names (or the default one). */
+export async function selectProfile(
+  parsed: ParsedCommand,
+  name: string | undefined,
+): Promise<ClientProfile> {
+  const path = clientConfigPath(parsed);
+  const config = await loadClientConfigOrExplain(path);
   const names = [...config.profiles.keys()];
   if (names.length === 0) {
     throw new CommandError(

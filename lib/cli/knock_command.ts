@@ -5,7 +5,7 @@
  * @module
  */
 
-import { checkHealth } from "../client/health_check.ts";
+import { checkHealth, STATUS_TIMEOUT_MS } from "../client/health_check.ts";
 import {
   type KnockReport,
   knockServer,
@@ -13,7 +13,7 @@ import {
 } from "../client/knock.ts";
 import { runPostKnock } from "../client/post_knock.ts";
 import type { ClientProfile } from "../config/client_config.ts";
-import { parseDuration } from "../config/duration.ts";
+import { formatDuration, parseDuration } from "../config/duration.ts";
 import { type IpAddress, parseIp } from "../ip.ts";
 import { selectProfile } from "./client_profile.ts";
 import { CommandError, UsageError } from "./errors.ts";
@@ -24,6 +24,9 @@ export const DEFAULT_INTERVAL_MS = 25_000;
 
 /** Shortest interval accepted with `--continuous`. */
 export const MIN_INTERVAL_MS = 1_000;
+
+/** Longest interval accepted with `--continuous` (a day). */
+export const MAX_INTERVAL_MS = 24 * 60 * 60 * 1000;
 
 interface KnockFlags {
   target: IpAddress | null;
@@ -53,9 +56,9 @@ function parseFlags(parsed: ParsedCommand): KnockFlags {
       throw new UsageError("--interval goes with --continuous", "knock");
     }
     const ms = parseDuration(v.interval);
-    if (ms === null || ms < MIN_INTERVAL_MS) {
+    if (ms === null || ms < MIN_INTERVAL_MS || ms > MAX_INTERVAL_MS) {
       throw new UsageError(
-        `--interval "${v.interval}" is not a duration of at least 1s (e.g. 25s, 1m)`,
+        `--interval "${v.interval}" is not a duration between 1s and 24h (e.g. 25s, 1m)`,
         "knock",
       );
     }
@@ -64,11 +67,18 @@ function parseFlags(parsed: ParsedCommand): KnockFlags {
   return { target, family, intervalMs };
 }
 
-function describe(report: KnockReport): string {
-  return report.sent.map((k) =>
-    `${k.to.family === 6 ? `[${k.to.address}]` : k.to.address}:${k.port}` +
-    (k.target !== null ? ` (open for ${k.target.text})` : "")
-  ).join(", ");
+function showAddress(a: ServerAddress, port: number): string {
+  return a.family === 6 ? `[${a.address}]:${port}` : `${a.address}:${port}`;
+}
+
+/** "host (addr:port, [addr6]:port) for 198.51.100.20" — what one knock round did. */
+function describe(profile: ClientProfile, report: KnockReport): string {
+  const where = report.sent.map((k) => showAddress(k.to, k.port)).join(", ");
+  const literal = report.sent.length === 1 &&
+    report.sent[0].to.address === profile.serverHost.replace(/^\[|\]$/g, "");
+  const target = report.sent[0]?.target ?? null;
+  return (literal ? where : `${profile.serverHost} (${where})`) +
+    (target !== null ? ` to open for ${target.text}` : "");
 }
 
 function timestamp(): string {
@@ -79,37 +89,65 @@ async function checkAfterKnock(
   profile: ClientProfile,
   addresses: ServerAddress[],
   io: CliIo,
+  signal?: AbortSignal,
 ): Promise<boolean> {
-  const result = await checkHealth(addresses, profile.serverUdpPort, {
+  const port = profile.serverUdpPort;
+  const result = await checkHealth(addresses, port, {
     poll: true,
+    timeoutMs: STATUS_TIMEOUT_MS,
+    signal,
   });
+  const ms = Math.round(result.elapsedMs);
   if (result.ok) {
     io.out(
-      `✓ ${profile.serverHost} health port open (${
-        Math.round(result.elapsedMs)
-      } ms)`,
+      `✓ health port tcp ${
+        showAddress(result.address, port)
+      } open after ${ms} ms`,
     );
-  } else {
-    io.out(
-      `✗ ${profile.serverHost} health port still closed after ${
-        Math.round(result.elapsedMs)
-      } ms (${result.reason}): check the server log (\`journalctl -u openme\`), the profile's keys, and that UDP ${profile.serverUdpPort} reaches the server`,
-    );
+    return true;
   }
-  return result.ok;
+  if (result.reason === "aborted") return false;
+  const where = addresses.map((a) => showAddress(a, port)).join(" or ");
+  io.out(
+    `✗ health port tcp ${where} still closed after ${ms} ms (${result.reason}): ` +
+      `check that the server runs (\`journalctl -u openme\` there), that UDP ${port} reaches it ` +
+      `(router port forwarding, firewall), and that this profile's keys match the server (\`openme profiles ${profile.name}\`)`,
+  );
+  return false;
 }
 
 async function knockOnce(
   profile: ClientProfile,
   flags: KnockFlags,
   io: CliIo,
+  prefix: string,
 ): Promise<KnockReport> {
   const report = await knockServer(profile, {
     target: flags.target,
     family: flags.family,
   });
-  for (const failure of report.failures) io.err(`openme: warning: ${failure}`);
+  for (const failure of report.failures) {
+    io.err(`${prefix}openme: warning: ${failure}`);
+  }
   return report;
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise<void>((resolve) => {
+    if (signal.aborted) {
+      resolve();
+      return;
+    }
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      resolve();
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
 }
 
 async function runContinuous(
@@ -122,37 +160,35 @@ async function runContinuous(
   const onSignal = (): void => stop.abort();
   Deno.addSignalListener("SIGINT", onSignal);
   if (Deno.build.os !== "windows") Deno.addSignalListener("SIGTERM", onSignal);
-  io.out(
-    `knocking ${profile.name} every ${
-      flags.intervalMs / 1000
-    }s; Ctrl-C to stop`,
-  );
+  const every = formatDuration(flags.intervalMs);
+  io.out(`knocking ${profile.name} every ${every}; Ctrl-C to stop`);
+  if (profile.postKnock !== null) {
+    io.err(
+      `openme: post_knock of profile ${profile.name} is not run with --continuous (run it yourself, or knock once without --continuous)`,
+    );
+  }
   try {
     while (!stop.signal.aborted) {
+      const at = timestamp();
       try {
-        const report = await knockOnce(profile, flags, io);
-        io.out(`${timestamp()} knocked ${describe(report)}`);
-        if (check) {
+        const report = await knockOnce(profile, flags, io, `${at} `);
+        io.out(`${at} knocked ${describe(profile, report)}`);
+        if (check && !stop.signal.aborted) {
           await checkAfterKnock(
             profile,
             report.sent.map((k) => k.to),
             io,
+            stop.signal,
           );
         }
       } catch (err) {
         io.err(
-          `${timestamp()} knock failed: ${
+          `${at} knock failed: ${
             (err as Error).message
-          } (retrying in ${flags.intervalMs / 1000}s)`,
+          } (retrying in ${every})`,
         );
       }
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, flags.intervalMs);
-        stop.signal.addEventListener("abort", () => {
-          clearTimeout(timer);
-          resolve();
-        }, { once: true });
-      });
+      await sleep(flags.intervalMs, stop.signal);
     }
   } finally {
     Deno.removeSignalListener("SIGINT", onSignal);
@@ -160,7 +196,7 @@ async function runContinuous(
       Deno.removeSignalListener("SIGTERM", onSignal);
     }
   }
-  io.out("stopped");
+  io.out(`${timestamp()} stopped`);
   return 0;
 }
 
@@ -177,21 +213,29 @@ export async function runKnockCommand(
   }
   let report: KnockReport;
   try {
-    report = await knockOnce(profile, flags, io);
+    report = await knockOnce(profile, flags, io, "");
   } catch (err) {
     throw new CommandError((err as Error).message);
   }
-  io.out(`knocked ${describe(report)}`);
+  io.out(`knocked ${describe(profile, report)}`);
   if (check) {
     const ok = await checkAfterKnock(profile, report.sent.map((k) => k.to), io);
     if (!ok) return 1;
   }
   if (profile.postKnock !== null && profile.postKnock !== "") {
-    return await runPostKnock(profile.postKnock, {
-      profile: profile.name,
-      server: profile.serverHost,
-      port: profile.serverUdpPort,
-    });
+    try {
+      return await runPostKnock(profile.postKnock, {
+        profile: profile.name,
+        server: profile.serverHost,
+        port: profile.serverUdpPort,
+      });
+    } catch (err) {
+      throw new CommandError(
+        `${
+          (err as Error).message
+        } (the knock was sent; fix post_knock in profile ${profile.name})`,
+      );
+    }
   }
   return 0;
 }

@@ -79,10 +79,39 @@ function parseErrorMessage(error: unknown): string {
   const text = error instanceof Error ? error.message : String(error);
   // node:util messages look like "Unknown option '--foo'. To specify ..."
   const firstSentence = text.split(". ")[0];
-  return firstSentence.replace(
-    /^Option '([^']+)' argument missing$/,
+  const message = firstSentence.replace(
+    /^Option '(-[^' ]+)(?: <value>)?' argument missing$/,
     "option $1 needs a value",
   );
+  return message.charAt(0).toLowerCase() + message.slice(1);
+}
+
+/** Global flags that take a value. */
+const GLOBAL_VALUE_FLAGS: readonly string[] = [
+  "--config",
+  "--client-config",
+  "--log-level",
+];
+
+/** Global flags that take no value. */
+const GLOBAL_SWITCHES: readonly string[] = ["-h", "--help", "-v", "--version"];
+
+/** Why a command line without a command is wrong: an unknown flag, a global flag without its value, or no command at all. */
+function noCommandProblem(argv: string[]): string {
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    const flag = arg.split("=")[0];
+    if (GLOBAL_VALUE_FLAGS.includes(flag)) {
+      if (!arg.includes("=") && i + 1 >= argv.length) {
+        return `option ${flag} needs a value`;
+      }
+      if (!arg.includes("=")) i++;
+      continue;
+    }
+    if (arg === "--") break;
+    if (!GLOBAL_SWITCHES.includes(arg)) return `unknown option '${arg}'`;
+  }
+  return "no command given";
 }
 
 /** Parses argv into a command, or returns "help"/"version" for the top-level flags; throws UsageError. */
@@ -111,15 +140,20 @@ export function parseCommandLine(
     if (argv.length === 0 || argv.includes("-h") || argv.includes("--help")) {
       return { topLevel: "help" };
     }
-    throw new UsageError("no command given", null);
+    throw new UsageError(noCommandProblem(argv), null);
   }
   const name = argv[commandIndex];
   if (name === "help") {
     const target = argv[commandIndex + 1];
-    if (target !== undefined && findCommand(target) !== undefined) {
-      return parseCommandLine([target, "--help"]);
+    if (target === undefined) return { topLevel: "help" };
+    if (findCommand(target) === undefined) {
+      const names = COMMANDS.map((c) => c.name).join(", ");
+      throw new UsageError(
+        `unknown command "${target}" (commands: ${names})`,
+        null,
+      );
     }
-    return { topLevel: "help" };
+    return parseCommandLine([target, "--help"]);
   }
   const spec = findCommand(name);
   if (spec === undefined) {

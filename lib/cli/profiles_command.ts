@@ -5,10 +5,12 @@
  * @module
  */
 
-import { loadClientConfig } from "../config/client_config.ts";
 import { keyFingerprint } from "../crypto.ts";
 import { encodeBase64 } from "../encoding.ts";
-import { clientConfigPath } from "./client_profile.ts";
+import {
+  clientConfigPath,
+  loadClientConfigOrExplain,
+} from "./client_profile.ts";
 import { CommandError } from "./errors.ts";
 import type { CliIo, ParsedCommand } from "./mod.ts";
 
@@ -21,17 +23,7 @@ export async function runProfilesCommand(
   io: CliIo,
 ): Promise<number> {
   const path = clientConfigPath(parsed);
-  let config;
-  try {
-    config = await loadClientConfig(path);
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound) {
-      throw new CommandError(
-        `no client config at ${path}: import one with \`openme import FILE\``,
-      );
-    }
-    throw err;
-  }
+  const config = await loadClientConfigOrExplain(path);
   const name = parsed.positionals[0];
   if (name === undefined) {
     if (config.profiles.size === 0) {

@@ -8,14 +8,11 @@
 import { connect } from "node:net";
 import type { ServerAddress } from "./knock.ts";
 
-/** How long `status` waits for the health port. */
+/** How long `status` and `knock --check` wait for the health port. */
 export const STATUS_TIMEOUT_MS = 3000;
 
-/** How often `knock --check` retries while waiting. */
+/** How often `knock --check` starts a new connect attempt while waiting. */
 export const CHECK_POLL_INTERVAL_MS = 100;
-
-/** How long one connect attempt may take while polling (a dropped SYN is not retried sooner by the kernel). */
-export const POLL_ATTEMPT_TIMEOUT_MS = 200;
 
 /** The result of a health check. */
 export interface HealthResult {
@@ -23,28 +20,43 @@ export interface HealthResult {
   ok: boolean;
   /** The address that answered (or the first one tried). */
   address: ServerAddress;
-  /** Milliseconds from the start of the check to the answer. */
+  /** Milliseconds from the start of the check to the answer (or to giving up). */
   elapsedMs: number;
-  /** Why it failed (refused, timed out, unreachable). */
+  /** Why it failed (ECONNREFUSED, timed out, aborted, ...), or null when it worked. */
   reason: string | null;
 }
 
-/** Tries one TCP connect to address:port within the timeout. */
+/** Options for {@linkcode tryConnect}. */
+export interface TryConnectOptions {
+  /** Give up after this many milliseconds. */
+  timeoutMs: number;
+  /** Give up when this signal aborts. */
+  signal?: AbortSignal;
+}
+
+/** Tries one TCP connect to address:port; resolves null when it connected, else the reason. */
 export function tryConnect(
   to: ServerAddress,
   port: number,
-  options: { timeoutMs: number },
+  options: TryConnectOptions,
 ): Promise<string | null> {
   return new Promise((resolve) => {
+    if (options.signal?.aborted) {
+      resolve("aborted");
+      return;
+    }
     const socket = connect({ host: to.address, port, family: to.family });
+    const onAbort = (): void => done("aborted");
     const done = (reason: string | null): void => {
       clearTimeout(timer);
+      options.signal?.removeEventListener("abort", onAbort);
       socket.removeAllListeners();
       socket.on("error", () => {});
       socket.destroy();
       resolve(reason);
     };
     const timer = setTimeout(() => done("timed out"), options.timeoutMs);
+    options.signal?.addEventListener("abort", onAbort, { once: true });
     socket.once("connect", () => done(null));
     socket.once(
       "error",
@@ -57,51 +69,87 @@ export function tryConnect(
 export interface CheckHealthOptions {
   /** Total time to wait (default 3 s). */
   timeoutMs?: number;
-  /** Keep retrying every 100 ms until the timeout (for `knock --check`); default one attempt. */
+  /**
+   * Start a new connect attempt every 100 ms until one connects or the time
+   * is up (for `knock --check`, where the port opens a moment after the
+   * knock); default one attempt per address.
+   */
   poll?: boolean;
+  /** Stop waiting (not ok, reason "aborted") when this signal aborts, e.g. on Ctrl-C. */
+  signal?: AbortSignal;
 }
 
-/** Checks the health port on each address; ok as soon as any one accepts a connection. */
-export async function checkHealth(
+/**
+ * Checks the health port on each address; ok as soon as any one accepts a
+ * connection. When polling, attempts overlap: one that hangs on a dropped
+ * SYN does not delay the next, so the time reported is within about 100 ms
+ * of the moment the port opened.
+ */
+export function checkHealth(
   addresses: ServerAddress[],
   port: number,
   options: CheckHealthOptions = {},
 ): Promise<HealthResult> {
   const timeoutMs = options.timeoutMs ?? STATUS_TIMEOUT_MS;
+  const poll = options.poll === true;
   const start = performance.now();
   const deadline = start + timeoutMs;
-  let lastReason = "timed out";
-  // Bounded: at most timeoutMs / CHECK_POLL_INTERVAL_MS + 1 rounds.
-  const maxRounds = options.poll
-    ? Math.ceil(timeoutMs / CHECK_POLL_INTERVAL_MS) + 1
-    : 1;
-  for (let round = 0; round < maxRounds; round++) {
-    const left = deadline - performance.now();
-    if (left <= 0) break;
-    const attemptMs = options.poll
-      ? Math.min(left, POLL_ATTEMPT_TIMEOUT_MS)
-      : left;
-    const results = await Promise.all(
-      addresses.map((a) => tryConnect(a, port, { timeoutMs: attemptMs })),
-    );
-    const index = results.findIndex((r) => r === null);
-    if (index >= 0) {
-      return {
-        ok: true,
-        address: addresses[index],
+  const stop = new AbortController();
+  // Bounded: at most one round per interval within the timeout.
+  const maxRounds = poll ? Math.ceil(timeoutMs / CHECK_POLL_INTERVAL_MS) : 1;
+
+  return new Promise((resolve) => {
+    let settled = false;
+    let rounds = 0;
+    let pending = 0;
+    let lastReason = "timed out";
+    let interval: ReturnType<typeof setInterval> | undefined;
+
+    const finish = (ok: boolean, address: ServerAddress): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(overall);
+      clearInterval(interval);
+      options.signal?.removeEventListener("abort", onAbort);
+      stop.abort();
+      resolve({
+        ok,
+        address,
         elapsedMs: performance.now() - start,
-        reason: null,
-      };
+        reason: ok ? null : lastReason,
+      });
+    };
+    const onAbort = (): void => {
+      lastReason = "aborted";
+      finish(false, addresses[0]);
+    };
+    const launch = (): void => {
+      if (settled) return;
+      const left = deadline - performance.now();
+      if (left <= 0 || rounds >= maxRounds) return;
+      rounds++;
+      for (const address of addresses) {
+        pending++;
+        tryConnect(address, port, { timeoutMs: left, signal: stop.signal })
+          .then((reason) => {
+            pending--;
+            if (reason === null) {
+              finish(true, address);
+              return;
+            }
+            if (reason !== "aborted") lastReason = reason;
+            if (!poll && pending === 0) finish(false, addresses[0]);
+          });
+      }
+    };
+
+    const overall = setTimeout(() => finish(false, addresses[0]), timeoutMs);
+    if (options.signal?.aborted) {
+      onAbort();
+      return;
     }
-    lastReason = results[0] ?? lastReason;
-    if (!options.poll) break;
-    const wait = Math.min(CHECK_POLL_INTERVAL_MS, deadline - performance.now());
-    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-  }
-  return {
-    ok: false,
-    address: addresses[0],
-    elapsedMs: performance.now() - start,
-    reason: lastReason,
-  };
+    options.signal?.addEventListener("abort", onAbort, { once: true });
+    launch();
+    if (poll) interval = setInterval(launch, CHECK_POLL_INTERVAL_MS);
+  });
 }

@@ -8,6 +8,7 @@
 
 import { createSocket } from "node:dgram";
 import { lookup } from "node:dns/promises";
+import { connect as netConnect } from "node:net";
 import { type IpAddress, parseIp } from "../ip.ts";
 import { buildKnock } from "../packet.ts";
 
@@ -31,10 +32,28 @@ export interface KnockProfile {
   privateKey: Uint8Array;
 }
 
+/** One address a name resolved to, as `node:dns` lookup returns it. */
+export interface LookupAddress {
+  /** Address text. */
+  address: string;
+  /** 4 or 6. */
+  family: number;
+}
+
+/** Resolves a host name to every address it has; throws an error with a `code` (e.g. ENOTFOUND) when it cannot. */
+export type HostLookup = (host: string) => Promise<LookupAddress[]>;
+
+/** The system resolver (getaddrinfo through `node:dns`), every address in the resolver's order. */
+export async function systemLookup(host: string): Promise<LookupAddress[]> {
+  return await lookup(host, { all: true, verbatim: true });
+}
+
 /** Options for {@linkcode resolveServer}. */
 export interface ResolveOptions {
   /** Only this family; default both. */
   family?: 4 | 6 | null;
+  /** Resolver to use; default the system resolver (tests inject their own). */
+  lookup?: HostLookup;
 }
 
 /** A knock that went out. */
@@ -66,9 +85,10 @@ export async function resolveServer(
   if (literal !== null) {
     found = [{ address: literal.text, family: literal.family }];
   } else {
-    let results: { address: string; family: number }[];
+    let results: LookupAddress[];
+    const resolve = options.lookup ?? systemLookup;
     try {
-      results = await lookup(host, { all: true, verbatim: true });
+      results = await resolve(host);
     } catch (err) {
       const code = (err as { code?: string }).code ?? "";
       throw new KnockError(
@@ -102,6 +122,45 @@ export async function resolveServer(
   return chosen;
 }
 
+/** How long the local route check after a failed send may take. */
+export const ROUTE_PROBE_TIMEOUT_MS = 500;
+
+/** Error codes that tell the network, not the server, refused. */
+const LOCAL_NETWORK_ERRORS: readonly string[] = [
+  "ENETUNREACH",
+  "EHOSTUNREACH",
+  "EADDRNOTAVAIL",
+  "EAFNOSUPPORT",
+  "EPERM",
+  "EACCES",
+  "ENETDOWN",
+];
+
+/**
+ * Finds out why the system refused a datagram when the UDP error carries no
+ * code (Deno's node:dgram reports "UNKNOWN"): a TCP connect to the same
+ * address fails at once with the routing error (ENETUNREACH, ...). Runs only
+ * after a send already failed locally; null when it tells nothing.
+ */
+function probeRoute(to: ServerAddress, port: number): Promise<string | null> {
+  return new Promise((resolve) => {
+    const socket = netConnect({ host: to.address, port, family: to.family });
+    const done = (code: string | null): void => {
+      clearTimeout(timer);
+      socket.removeAllListeners();
+      socket.on("error", () => {});
+      socket.destroy();
+      resolve(code);
+    };
+    const timer = setTimeout(() => done(null), ROUTE_PROBE_TIMEOUT_MS);
+    socket.once("connect", () => done(null));
+    socket.once("error", (err: Error & { code?: string }) => {
+      const code = err.code ?? "";
+      done(LOCAL_NETWORK_ERRORS.includes(code) ? code : null);
+    });
+  });
+}
+
 /** Sends one datagram to an address; rejects with a clear message when the network refuses. */
 export function sendDatagram(
   to: ServerAddress,
@@ -110,19 +169,20 @@ export function sendDatagram(
 ): Promise<void> {
   return new Promise((resolve, reject) => {
     const socket = createSocket(to.family === 6 ? "udp6" : "udp4");
-    const fail = (err: Error): void => {
+    const fail = async (err: Error): Promise<void> => {
       socket.close();
-      const code = (err as { code?: string }).code ?? err.message;
+      let code = (err as { code?: string }).code ?? err.message;
+      if (code === "UNKNOWN") code = (await probeRoute(to, port)) ?? code;
       reject(
         new KnockError(
           `sending the knock to ${to.address} port ${port} failed (${code}): is the network up and the address reachable?`,
         ),
       );
     };
-    socket.once("error", fail);
+    socket.once("error", (err) => void fail(err));
     socket.send(datagram, port, to.address, (err) => {
       if (err) {
-        fail(err);
+        void fail(err);
         return;
       }
       socket.close();
@@ -137,6 +197,8 @@ export interface KnockOptions {
   target?: IpAddress | null;
   /** Only this address family; default one knock per family the name has. */
   family?: 4 | 6 | null;
+  /** Resolver to use; default the system resolver (tests inject their own). */
+  lookup?: HostLookup;
 }
 
 /** What {@linkcode knockServer} did: knocks sent, and sends that failed while another worked. */
@@ -154,6 +216,7 @@ export async function knockServer(
 ): Promise<KnockReport> {
   let addresses = await resolveServer(profile.serverHost, {
     family: options.family ?? null,
+    lookup: options.lookup,
   });
   const target = options.target ?? null;
   if (target !== null && addresses.length > 1) {

@@ -19,15 +19,27 @@ export interface PostKnockOptions {
   platform?: Platform;
 }
 
-/** Runs the command and returns its exit code (127 when the shell cannot be started). */
+/** Signals the terminal sends to the whole foreground group; openme leaves them to the command, as system(3) does. */
+function terminalSignals(): Deno.Signal[] {
+  return Deno.build.os === "windows" ? ["SIGINT"] : ["SIGINT", "SIGQUIT"];
+}
+
+/**
+ * Runs the command and returns its exit code (128 + signal number when a
+ * signal ended it). While it runs, Ctrl-C is the command's business (an ssh
+ * session handles it itself): openme ignores SIGINT and SIGQUIT and waits.
+ * Throws an Error naming the shell when it cannot be started.
+ */
 export async function runPostKnock(
   command: string,
   options: PostKnockOptions,
 ): Promise<number> {
   const shell = shellCommand(command, { platform: options.platform });
+  let child: Deno.ChildProcess;
   try {
-    const child = new Deno.Command(shell.program, {
+    child = new Deno.Command(shell.program, {
       args: shell.args,
+      windowsRawArguments: shell.windowsRawArguments,
       stdin: "inherit",
       stdout: "inherit",
       stderr: "inherit",
@@ -37,11 +49,18 @@ export async function runPostKnock(
         OPENME_PORT: String(options.port),
       },
     }).spawn();
-    const status = await child.status;
-    return status.code;
   } catch (err) {
     throw new Error(
       `post_knock: cannot start ${shell.program}: ${(err as Error).message}`,
     );
+  }
+  const ignore = (): void => {};
+  const signals = terminalSignals();
+  for (const signal of signals) Deno.addSignalListener(signal, ignore);
+  try {
+    const status = await child.status;
+    return status.code;
+  } finally {
+    for (const signal of signals) Deno.removeSignalListener(signal, ignore);
   }
 }

@@ -11,6 +11,7 @@ import { dirname } from "node:path";
 import { isDeepStrictEqual } from "node:util";
 import { Document, isMap, YAMLMap } from "yaml";
 import { decodeBase64Key } from "../encoding.ts";
+import { defaultClientConfigPathFor, type Platform } from "../platform.ts";
 import {
   ConfigError,
   describeValue,
@@ -85,40 +86,23 @@ export interface ClientConfigPathOptions {
 
 /**
  * The default client config path: `$HOME/.openme/config.yaml`, or
- * `%USERPROFILE%\.openme\config.yaml` on Windows. Throws ConfigError when the
- * home directory is unknown.
+ * `%USERPROFILE%\.openme\config.yaml` on Windows (the per-platform rule
+ * lives in lib/platform.ts). Throws ConfigError when the home directory is
+ * unknown.
  */
 export function defaultClientConfigPath(
   options: ClientConfigPathOptions = {},
 ): string {
-  const platform = options.platform ?? Deno.build.os;
-  const env = options.env ?? ((name: string) => Deno.env.get(name));
-  if (platform === "windows") {
-    let home = env("USERPROFILE");
-    if (home === undefined || home === "") {
-      const drive = env("HOMEDRIVE");
-      const homePath = env("HOMEPATH");
-      if (drive && homePath) home = `${drive}${homePath}`;
-    }
-    if (home === undefined || home === "") {
-      throw new ConfigError({
-        file: "%USERPROFILE%\\.openme\\config.yaml",
-        problem: "USERPROFILE is not set, so the default path is unknown",
-        expected: "set USERPROFILE or pass --client-config PATH",
-      });
-    }
-    return `${home.replace(/[\\/]+$/, "")}\\.openme\\config.yaml`;
-  }
-  const home = env("HOME");
-  if (home === undefined || home === "") {
-    throw new ConfigError({
-      file: "~/.openme/config.yaml",
-      problem: "HOME is not set, so the default path is unknown",
-      expected: "set HOME or pass --client-config PATH",
-    });
-  }
-  const trimmed = home === "/" ? "" : home.replace(/\/+$/, "");
-  return `${trimmed}/.openme/config.yaml`;
+  const result = defaultClientConfigPathFor({
+    platform: options.platform as Platform | undefined,
+    env: options.env,
+  });
+  if (result.ok) return result.path;
+  throw new ConfigError({
+    file: result.display,
+    problem: `${result.variable} is not set, so the default path is unknown`,
+    expected: `set ${result.variable} or pass --client-config PATH`,
+  });
 }
 
 /** Options for {@linkcode parseClientConfig}. */

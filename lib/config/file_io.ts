@@ -7,6 +7,7 @@
  * @module
  */
 
+import { type FileHandle, open as openFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import {
   type Document,
@@ -181,7 +182,8 @@ function readError(
     return new ConfigError({
       file: path,
       problem: "permission denied reading the file",
-      expected: "run as a user that may read it (the server config is root's)",
+      expected:
+        "run with sudo, or as the user that owns it (for the server config: root or the openme service user)",
       cause: error,
     });
   }
@@ -468,11 +470,29 @@ export interface AtomicWriteOptions {
   mode?: number;
 }
 
+/** Owner and group a written file should end up with. */
+interface FileOwner {
+  uid: number;
+  gid: number;
+  /** True when taken from the file being replaced, false when from its directory. */
+  fromExistingFile: boolean;
+}
+
 /**
  * Replaces a file's contents atomically: writes a temporary file in the same
- * directory, syncs it, sets its mode, then renames it over the target (a
- * symlinked target is replaced at its real path). The temporary file is
- * removed on failure. Throws the underlying Deno error.
+ * directory, syncs it, gives it the owner and mode, then renames it over the
+ * target (a symlinked target is replaced at its real path). The temporary
+ * file is removed on failure. Throws the underlying error as a Deno error
+ * class (PermissionDenied, NotFound, ...) when there is one.
+ *
+ * Ownership, as editors do it: a replaced file keeps its owner and group; a
+ * new file created by root in a directory owned by someone else gets the
+ * directory's owner and group (so `sudo openme init` in an `/etc/openme`
+ * owned by the service user writes a config the service can read). Only root
+ * changes owners, and a failure to do so is an error; other users keep a
+ * replaced file's group when they may and otherwise keep their own. The
+ * owner is set on the open file descriptor, never by path, so nothing else
+ * in the directory can redirect it.
  */
 export async function atomicWriteFile(
   path: string,
@@ -488,33 +508,100 @@ export async function atomicWriteFile(
     if (!(error instanceof Deno.errors.NotFound)) throw error;
   }
   const directory = dirname(target);
+  const owner = IS_WINDOWS ? null : await wantedOwner(target, directory);
   const tempPath = join(
     directory,
     `.${basename(target)}.${Deno.pid}.${randomSuffix()}.tmp`,
   );
   const bytes = new TextEncoder().encode(text);
-  let file: Deno.FsFile | null = null;
+  let file: FileHandle | null = null;
   try {
-    file = await Deno.open(tempPath, { write: true, createNew: true, mode });
+    // "wx": O_CREAT|O_EXCL, which never follows a symlink planted at tempPath.
+    file = await openFile(tempPath, "wx", mode);
     let written = 0;
     while (written < bytes.length) {
-      written += await file.write(bytes.subarray(written));
+      const result = await file.write(bytes, written, bytes.length - written);
+      written += result.bytesWritten;
     }
     await file.sync();
-    file.close();
+    if (owner !== null) await giveOwner(file, owner);
+    // After the owner: chown may clear mode bits, and open's mode went through the umask.
+    if (!IS_WINDOWS) await file.chmod(mode);
+    const handle = file;
     file = null;
-    if (!IS_WINDOWS) await Deno.chmod(tempPath, mode);
+    await handle.close();
     await Deno.rename(tempPath, target);
   } catch (error) {
-    if (file !== null) file.close();
+    if (file !== null) await file.close().catch(() => {});
     try {
       await Deno.remove(tempPath);
     } catch {
       // The temporary file was never created or is already gone.
     }
-    throw error;
+    throw asDenoError(error);
   }
   await syncDirectory(directory);
+}
+
+/**
+ * Turns a `node:fs` error (the temporary file is written through it, for
+ * fchown) into the Deno error class callers test for; others pass through.
+ */
+function asDenoError(error: unknown): unknown {
+  if (!(error instanceof Error)) return error;
+  const code = (error as { code?: unknown }).code;
+  if (code === "EACCES" || code === "EPERM") {
+    return new Deno.errors.PermissionDenied(error.message, { cause: error });
+  }
+  if (code === "ENOENT") {
+    return new Deno.errors.NotFound(error.message, { cause: error });
+  }
+  if (code === "EEXIST") {
+    return new Deno.errors.AlreadyExists(error.message, { cause: error });
+  }
+  return error;
+}
+
+/**
+ * The owner a write to `target` should keep: the existing file's, or, for a
+ * new file, its directory's. Throws the underlying Deno error.
+ */
+async function wantedOwner(
+  target: string,
+  directory: string,
+): Promise<FileOwner | null> {
+  let info: Deno.FileInfo;
+  let fromExistingFile = true;
+  try {
+    info = await Deno.stat(target);
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+    info = await Deno.stat(directory);
+    fromExistingFile = false;
+  }
+  if (info.uid === null || info.gid === null) return null;
+  return { uid: info.uid, gid: info.gid, fromExistingFile };
+}
+
+/**
+ * Gives the open temporary file `owner`'s uid and gid when they differ from
+ * the ones it was created with. Whether we are root is read from the new
+ * file's owner (our effective uid), which needs no `--allow-sys`.
+ */
+async function giveOwner(file: FileHandle, owner: FileOwner): Promise<void> {
+  const created = await file.stat();
+  if (created.uid === owner.uid && created.gid === owner.gid) return;
+  if (created.uid === 0) {
+    await file.chown(owner.uid, owner.gid);
+    return;
+  }
+  // Not root: the owner cannot change, the group only to one of ours.
+  if (!owner.fromExistingFile || created.gid === owner.gid) return;
+  try {
+    await file.chown(created.uid, owner.gid);
+  } catch {
+    // Not a member of that group: the file keeps our group, as editors do.
+  }
 }
 
 /** Flushes a directory entry change (the rename) to disk where the platform allows it. */
@@ -659,7 +746,7 @@ export async function writeConfigFile(
       file: path,
       problem: `cannot write the file: ${errorText(error)}`,
       expected: permission
-        ? "run as a user that may write it (the server config is root's)"
+        ? "run with sudo, or as a user that may write it"
         : "check the directory exists, is writable and the disk is not full",
       cause: error,
     });

@@ -684,6 +684,12 @@ export class NftBackend implements FirewallBackend {
     for (const handle of plan.taggedJumpHandles) this.#jumpHandles.add(handle);
     if (plan.createsTable) this.#createdTable = true;
     if (plan.createsChain) this.#createdChain = true;
+    if (isSetup && plan.taggedJumpHandles.length > 0) {
+      // A jump tagged openme-jump was added by an earlier run that died, so
+      // that run set up the chain too: remove it at teardown (when nothing
+      // else is left in it), as that run would have.
+      this.#createdChain = true;
+    }
     if (plan.createsInput) {
       this.#createdInput = true;
       log.warn(

@@ -8,6 +8,7 @@
  */
 
 import { createSocket, type Socket } from "node:dgram";
+import { formatDuration } from "../config/duration.ts";
 import {
   allManagedPorts,
   loadServerConfig,
@@ -24,7 +25,7 @@ import { normalizePeerAddress } from "../ip.ts";
 import { error, info, warn } from "../log.ts";
 import { KnockVerifier, type VerifierClient } from "../verifier.ts";
 import { type HealthListener, startHealthListener } from "./health.ts";
-import { SessionManager } from "./session_manager.ts";
+import { type Session, SessionManager } from "./session_manager.ts";
 import { type StateFile, writeStateFile } from "./state_file.ts";
 import { DROP_SUMMARY_INTERVAL_MS, KnockStats } from "./stats.ts";
 
@@ -51,7 +52,23 @@ export interface ServerOptions {
   configPollMs?: number;
   /** Per-source rate limit; null disables it. */
   rateLimit?: { perSecond: number; burst: number } | null;
+  /** UDP port to bind instead of `udp_port` (0: any free port; tests). */
+  udpPort?: number;
+  /** TCP health port to bind instead of `health_port` (0: any free port; tests). */
+  healthPort?: number;
+  /** Interval of the drop summary line (default 60 s). */
+  summaryIntervalMs?: number;
+  /** Longest delay before drop counters reach the state file (default 1000 ms). */
+  dropWriteDelayMs?: number;
+  /** How long shutdown waits for firewall opens in flight (default 1000 ms). */
+  shutdownWaitMs?: number;
 }
+
+/** Longest delay before new drop counters are written to the state file. */
+export const DROP_STATE_WRITE_DELAY_MS = 1000;
+
+/** Shortest time between two state file writes while changes keep coming (the first is written at once). */
+export const STATE_WRITE_MIN_INTERVAL_MS = 200;
 
 interface ClientGrant {
   ports: FirewallRulePort[];
@@ -115,23 +132,43 @@ function sameBaseRules(a: BaseRulesOptions, b: BaseRulesOptions): boolean {
     a.dropPorts.map(portKey).join(",") === b.dropPorts.map(portKey).join(",");
 }
 
+function oneLine(text: string): string {
+  return text.split("\n").map((line) => line.trim()).filter((line) =>
+    line !== ""
+  ).join(" | ");
+}
+
 function rfc3339(ms: number): string {
   return new Date(ms).toISOString().replace(/\.\d{3}Z$/, "Z");
 }
 
+/** What identifies one version of the config file: a rename-over-write changes the inode. */
 interface FileStamp {
   mtime: number;
+  ctime: number;
   size: number;
   ino: number;
+  dev: number;
 }
 
 async function stampOf(path: string): Promise<FileStamp | null> {
   try {
     const st = await Deno.stat(path);
-    return { mtime: st.mtime?.getTime() ?? 0, size: st.size, ino: st.ino ?? 0 };
+    return {
+      mtime: st.mtime?.getTime() ?? 0,
+      ctime: st.ctime?.getTime() ?? 0,
+      size: st.size,
+      ino: st.ino ?? 0,
+      dev: st.dev,
+    };
   } catch {
     return null;
   }
+}
+
+function sameStamp(a: FileStamp, b: FileStamp): boolean {
+  return a.mtime === b.mtime && a.ctime === b.ctime && a.size === b.size &&
+    a.ino === b.ino && a.dev === b.dev;
 }
 
 function bindUdp(port: number, hostname: string | undefined): Promise<Socket> {
@@ -168,11 +205,15 @@ export class OpenmeServer {
   #health: HealthListener | null = null;
   #stamp: FileStamp | null = null;
   #pollTimer: ReturnType<typeof setInterval> | null = null;
+  #polling: Promise<void> | null = null;
   #summaryTimer: ReturnType<typeof setInterval> | null = null;
+  #lastSummaryMs = Date.now();
+  #dropWriteTimer: ReturnType<typeof setTimeout> | null = null;
   #reloading: Promise<boolean> | null = null;
   #stateDirty = false;
   #stateWriting: Promise<void> | null = null;
   #stateWarned = false;
+  #stopping = false;
   #stopped: Promise<void> | null = null;
 
   private constructor(
@@ -181,11 +222,18 @@ export class OpenmeServer {
     options: ServerOptions,
   ) {
     this.#configPath = configPath;
-    this.#config = config;
+    this.#config = {
+      ...config,
+      udpPort: options.udpPort ?? config.udpPort,
+      healthPort: options.healthPort ?? config.healthPort,
+    };
     this.#options = options;
     this.#backend = options.backend ?? createFirewallBackend(config.firewall);
-    this.#grants = grantsOf(config);
-    this.#baseRules = baseRulesOf(config, options.interfaceOverride ?? null);
+    this.#grants = grantsOf(this.#config);
+    this.#baseRules = baseRulesOf(
+      this.#config,
+      options.interfaceOverride ?? null,
+    );
     const rateLimit = options.rateLimit === undefined
       ? { perSecond: RATE_LIMIT_PER_SECOND, burst: RATE_LIMIT_BURST }
       : options.rateLimit;
@@ -198,10 +246,12 @@ export class OpenmeServer {
     this.#sessions = new SessionManager(this.#backend, {
       knockTimeoutMs: config.knockTimeoutMs,
       onChange: () => this.#scheduleStateWrite(),
+      refuse: (clientName) => this.#refusal(clientName, Date.now()),
+      shutdownWaitMs: options.shutdownWaitMs,
     });
   }
 
-  /** Loads the config, sets up the firewall, binds the sockets and starts serving. */
+  /** Loads the config, binds the sockets, sets up the firewall and starts serving. */
   static async start(
     configPath: string,
     options: ServerOptions,
@@ -213,25 +263,64 @@ export class OpenmeServer {
     return server;
   }
 
+  /** The UDP port knocks arrive on. */
+  get udpPort(): number {
+    return this.#config.udpPort;
+  }
+
+  /** The TCP health port. */
+  get healthPort(): number {
+    return this.#config.healthPort;
+  }
+
+  /** The config in force (after the latest successful reload). */
+  get config(): ServerConfig {
+    return this.#config;
+  }
+
+  /** The open sessions, soonest deadline first. */
+  sessions(): Session[] {
+    return this.#sessions.list();
+  }
+
   async #start(): Promise<void> {
     this.#stamp = await stampOf(this.#configPath);
-    await this.#backend.setup(this.#baseRules);
+    const wantUdp = this.#config.udpPort;
+    const wantHealth = this.#config.healthPort;
     try {
-      this.#socket = await bindUdp(
-        this.#config.udpPort,
-        this.#options.hostname,
-      );
-      this.#health = await startHealthListener(this.#config.healthPort, {
+      this.#socket = await bindUdp(wantUdp, this.#options.hostname);
+      this.#health = await startHealthListener(wantHealth, {
         hostname: this.#options.hostname,
       });
     } catch (err) {
       this.#socket?.close();
-      await this.#backend.teardown().catch(() => {});
+      this.#socket = null;
       throw new Error(
-        `cannot listen on udp/${this.#config.udpPort} and tcp/${this.#config.healthPort}: ${
+        `cannot listen on udp/${wantUdp} and tcp/${wantHealth}: ${
           (err as Error).message
-        } (is another openme running? see \`ss -lunp\`)`,
+        } (is another openme running? see \`ss -lunp\` and \`ss -ltnp\`)`,
       );
+    }
+    this.#socket.on("error", (err) => error(`udp socket: ${err.message}`));
+    // Port 0 (tests) binds a free port: rules and grants use the bound ones.
+    this.#config = {
+      ...this.#config,
+      udpPort: this.#socket.address().port,
+      healthPort: this.#health.port,
+    };
+    this.#grants = grantsOf(this.#config);
+    this.#baseRules = baseRulesOf(
+      this.#config,
+      this.#options.interfaceOverride ?? null,
+    );
+    try {
+      await this.#backend.setup(this.#baseRules);
+    } catch (err) {
+      const socket = this.#socket;
+      await new Promise<void>((resolve) => socket.close(() => resolve()));
+      await this.#health.close();
+      await this.#backend.teardown().catch(() => {});
+      throw err;
     }
     this.#socket.on("message", (msg, rinfo) => {
       this.handleDatagram(
@@ -239,36 +328,56 @@ export class OpenmeServer {
         rinfo.address,
       );
     });
-    this.#socket.on("error", (err) => error(`udp socket: ${err.message}`));
     const pollMs = this.#options.configPollMs ?? CONFIG_POLL_INTERVAL_MS;
-    this.#pollTimer = setInterval(() => this.#pollConfig(), pollMs);
-    this.#summaryTimer = setInterval(
-      () => this.#stats.logSummary(DROP_SUMMARY_INTERVAL_MS),
-      DROP_SUMMARY_INTERVAL_MS,
-    );
+    this.#pollTimer = setInterval(() => {
+      if (this.#polling !== null || this.#stopping) return;
+      this.#polling = this.#pollConfig().catch((err) =>
+        error(`checking config ${this.#configPath} failed: ${err}`)
+      ).finally(() => {
+        this.#polling = null;
+      });
+    }, pollMs);
+    const summaryMs = this.#options.summaryIntervalMs ??
+      DROP_SUMMARY_INTERVAL_MS;
+    this.#lastSummaryMs = Date.now();
+    this.#summaryTimer = setInterval(() => {
+      this.#stats.logSummary(summaryMs);
+      this.#lastSummaryMs = Date.now();
+    }, summaryMs);
     await this.#writeState();
     info(
       `openme serving: knocks on udp/${this.#config.udpPort}, health on tcp/${this.#config.healthPort}, ${this.#config.clients.length} client(s), firewall ${this.#backend.name}, knock_timeout ${
-        this.#config.knockTimeoutMs / 1000
-      }s`,
+        formatDuration(this.#config.knockTimeoutMs)
+      }`,
     );
+  }
+
+  /** Why a client's knocks are refused now (revoked or expired), or null. */
+  #refusal(clientName: string, nowMs: number): string | null {
+    const client = this.#config.clients.find((c) => c.name === clientName);
+    if (client === undefined) return "client revoked";
+    if (client.expires !== null && client.expires.getTime() <= nowMs) {
+      return "client expired";
+    }
+    return null;
   }
 
   /** Handles one datagram from a peer address; never replies. */
   handleDatagram(datagram: Uint8Array, peer: string): void {
+    if (this.#stopping) return;
     const source = normalizePeerAddress(peer);
     if (source === null) {
-      this.#stats.drop("source", peer);
+      this.#drop("source", peer);
       return;
     }
     const result = this.#verifier.verify(datagram, source);
     if (!result.ok) {
-      this.#stats.drop(result.reason, source.text);
+      this.#drop(result.reason, source.text);
       return;
     }
     const grant = this.#grants.get(result.clientName);
     if (grant === undefined) {
-      this.#stats.drop("unknown_client", source.text);
+      this.#drop("unknown_client", source.text);
       return;
     }
     this.#stats.accept();
@@ -276,35 +385,42 @@ export class OpenmeServer {
       source: source.text,
       fingerprint: grant.fingerprint,
     }).then((outcome) => {
-      if (outcome === "failed") this.#stats.drop("firewall", source.text);
-      if (outcome === "busy") this.#stats.drop("busy", source.text);
-    });
+      if (outcome === "failed") this.#drop("firewall", source.text);
+      if (outcome === "busy") this.#drop("busy", source.text);
+    }).catch((err) => error(`knock handling failed: ${err}`));
   }
 
+  /** Counts a drop and makes sure the counters reach the state file soon. */
+  #drop(reason: string, source: string): void {
+    this.#stats.drop(reason, source);
+    if (this.#dropWriteTimer !== null || this.#stopping) return;
+    this.#dropWriteTimer = setTimeout(() => {
+      this.#dropWriteTimer = null;
+      this.#scheduleStateWrite();
+    }, this.#options.dropWriteDelayMs ?? DROP_STATE_WRITE_DELAY_MS);
+  }
+
+  /** Reloads when the config file changed (content, or a new file renamed over it). */
   async #pollConfig(): Promise<void> {
     const stamp = await stampOf(this.#configPath);
     const old = this.#stamp;
     if (stamp === null) {
       if (old !== null) {
-        error(
-          `config ${this.#configPath} disappeared; keeping the config in force`,
+        warn(
+          `config ${this.#configPath} is gone; the config in force stays until it is back`,
         );
         this.#stamp = null;
       }
       return;
     }
-    if (
-      old !== null && stamp.mtime === old.mtime && stamp.size === old.size &&
-      stamp.ino === old.ino
-    ) {
-      return;
-    }
+    if (old !== null && sameStamp(stamp, old)) return;
     this.#stamp = stamp;
     await this.reload("config file changed");
   }
 
   /** Reloads the config; on error logs it and keeps the old one. Returns whether it changed. */
   reload(why: string): Promise<boolean> {
+    if (this.#stopping) return Promise.resolve(false);
     if (this.#reloading !== null) {
       return this.#reloading.then(() => this.reload(why));
     }
@@ -321,23 +437,28 @@ export class OpenmeServer {
     } catch (err) {
       error(
         `reload (${why}) failed, the previous config stays in force: ${
-          (err as Error).message
+          oneLine((err as Error).message)
         }`,
       );
       return false;
     }
+    if (this.#stopping) return false;
     for (const w of next.warnings) warn(w);
     if (
-      next.udpPort !== this.#config.udpPort ||
-      next.healthPort !== this.#config.healthPort
+      next.udpPort !== this.#config.udpPort &&
+        this.#options.udpPort === undefined ||
+      next.healthPort !== this.#config.healthPort &&
+        this.#options.healthPort === undefined
     ) {
-      warn("udp_port/health_port changes take effect after a restart");
+      warn(
+        `udp_port/health_port changes take effect after a restart (still udp/${this.#config.udpPort}, tcp/${this.#config.healthPort})`,
+      );
     }
-    const baseRules = baseRulesOf(
-      next,
-      this.#options.interfaceOverride ?? null,
-    );
-    baseRules.knockPort = this.#config.udpPort;
+    if (next.firewall !== this.#config.firewall) {
+      warn(
+        `firewall changes take effect after a restart (still ${this.#backend.name})`,
+      );
+    }
     this.#config = {
       ...next,
       udpPort: this.#config.udpPort,
@@ -345,7 +466,14 @@ export class OpenmeServer {
     };
     this.#grants = grantsOf(this.#config);
     this.#verifier.setClients(verifierClientsOf(this.#config));
+    if (this.#config.replayWindowMs !== this.#verifier.replayWindowMs) {
+      this.#verifier.setReplayWindow(this.#config.replayWindowMs);
+    }
     this.#sessions.setKnockTimeout(this.#config.knockTimeoutMs);
+    const baseRules = baseRulesOf(
+      this.#config,
+      this.#options.interfaceOverride ?? null,
+    );
     if (!sameBaseRules(baseRules, this.#baseRules)) {
       try {
         await this.#backend.updateBaseRules(baseRules);
@@ -355,16 +483,17 @@ export class OpenmeServer {
       }
     }
     const now = Date.now();
-    const valid = new Map(this.#config.clients.map((c) => [c.name, c]));
-    await this.#sessions.closeWhere((session) => {
-      const client = valid.get(session.clientName);
-      if (client === undefined) return "client revoked";
-      if (client.expires !== null && client.expires.getTime() <= now) {
-        return "client expired";
-      }
-      return null;
-    });
-    info(`config reloaded (${why}): ${this.#config.clients.length} client(s)`);
+    await this.#sessions.closeWhere((session) =>
+      this.#refusal(session.clientName, now)
+    );
+    await this.#sessions.regrant((clientName) =>
+      this.#grants.get(clientName)?.ports ?? null
+    );
+    info(
+      `config reloaded (${why}): ${this.#config.clients.length} client(s), knock_timeout ${
+        formatDuration(this.#config.knockTimeoutMs)
+      }, replay_window ${formatDuration(this.#config.replayWindowMs)}`,
+    );
     return true;
   }
 
@@ -375,6 +504,11 @@ export class OpenmeServer {
       while (this.#stateDirty) {
         this.#stateDirty = false;
         await this.#writeState();
+        // A lone change is written at once; a storm of them (refreshes at
+        // line rate) is written at most once per STATE_WRITE_MIN_INTERVAL_MS.
+        if (this.#stateDirty && !this.#stopping) {
+          await new Promise((r) => setTimeout(r, STATE_WRITE_MIN_INTERVAL_MS));
+        }
       }
     })().finally(() => {
       this.#stateWriting = null;
@@ -423,6 +557,11 @@ export class OpenmeServer {
     }
   }
 
+  /** Accepted knocks since start. */
+  accepted(): number {
+    return this.#stats.accepted;
+  }
+
   /** Counters of drops by reason since start. */
   drops(): Record<string, number> {
     return this.#stats.drops();
@@ -435,14 +574,18 @@ export class OpenmeServer {
   }
 
   async #stop(): Promise<void> {
+    this.#stopping = true;
     if (this.#pollTimer !== null) clearInterval(this.#pollTimer);
     if (this.#summaryTimer !== null) clearInterval(this.#summaryTimer);
+    if (this.#dropWriteTimer !== null) clearTimeout(this.#dropWriteTimer);
+    this.#dropWriteTimer = null;
     this.#socket?.removeAllListeners("message");
     const socket = this.#socket;
     if (socket !== null) {
       await new Promise<void>((resolve) => socket.close(() => resolve()));
     }
     await this.#health?.close();
+    if (this.#polling !== null) await this.#polling;
     if (this.#reloading !== null) await this.#reloading.catch(() => {});
     await this.#sessions.closeAll();
     try {
@@ -454,7 +597,7 @@ export class OpenmeServer {
     }
     if (this.#stateWriting !== null) await this.#stateWriting;
     await this.#writeState();
-    this.#stats.logSummary(DROP_SUMMARY_INTERVAL_MS);
+    this.#stats.logSummary(Date.now() - this.#lastSummaryMs);
     info("openme stopped; every rule it added is removed");
   }
 }

@@ -19,6 +19,9 @@ import { error, info, warn } from "../log.ts";
 /** How many firewall opens may wait at once; further first knocks are dropped as busy. */
 export const DEFAULT_MAX_PENDING_OPENS = 64;
 
+/** How long shutdown waits for firewall opens in flight. */
+export const DEFAULT_SHUTDOWN_WAIT_MS = 1000;
+
 /** One open session. */
 export interface Session {
   /** Client name from the server config. */
@@ -48,6 +51,13 @@ export interface SessionManagerOptions {
   onChange?: () => void;
   /** Bound on concurrent first-time opens (default 64). */
   maxPendingOpens?: number;
+  /**
+   * Asked when an open finishes: a reason to take the new rules out again at
+   * once (the client was revoked or expired while its rules went in), or null.
+   */
+  refuse?: (clientName: string) => string | null;
+  /** How long shutdown waits for opens in flight before closing the rest (default 1000 ms). */
+  shutdownWaitMs?: number;
 }
 
 /** Extra facts logged with an opened session. */
@@ -62,7 +72,24 @@ function sessionKey(clientName: string, address: IpAddress): string {
   return `${clientName}\u0000${address.text}`;
 }
 
-function describePorts(ports: FirewallRulePort[]): string {
+function describeKnock(
+  clientName: string,
+  address: IpAddress,
+  details: KnockDetails,
+): string {
+  const fp = details.fingerprint !== undefined
+    ? ` key ${details.fingerprint}`
+    : "";
+  const from = details.source !== undefined ? ` from ${details.source}` : "";
+  return `for ${address.text} (client ${clientName}${fp}${from})`;
+}
+
+function rfc3339(ms: number): string {
+  return new Date(ms).toISOString().replace(/\.\d{3}Z$/, "Z");
+}
+
+/** Formats ports for logs: "22/tcp,8080-8090/tcp". */
+export function describePorts(ports: FirewallRulePort[]): string {
   return ports.map((p) =>
     p.endPort !== undefined && p.endPort > p.port
       ? `${p.port}-${p.endPort}/${p.proto}`
@@ -77,9 +104,12 @@ export class SessionManager {
   #now: () => number;
   #onChange: () => void;
   #maxPending: number;
+  #refuse: (clientName: string) => string | null;
+  #shutdownWaitMs: number;
   #sessions = new Map<string, Session>();
   #pending = new Map<string, Promise<KnockOutcome>>();
   #closing = new Set<Promise<void>>();
+  #swapping = new Set<string>();
   #lastSeen = new Map<string, number>();
   #timer: ReturnType<typeof setTimeout> | null = null;
   #timerAt = Infinity;
@@ -92,6 +122,8 @@ export class SessionManager {
     this.#now = options.now ?? Date.now;
     this.#onChange = options.onChange ?? (() => {});
     this.#maxPending = options.maxPendingOpens ?? DEFAULT_MAX_PENDING_OPENS;
+    this.#refuse = options.refuse ?? (() => null);
+    this.#shutdownWaitMs = options.shutdownWaitMs ?? DEFAULT_SHUTDOWN_WAIT_MS;
   }
 
   /** Changes the session length for knocks from now on (a reload). */
@@ -110,18 +142,32 @@ export class SessionManager {
     this.#lastSeen.set(clientName, now);
     const key = sessionKey(clientName, address);
     const existing = this.#sessions.get(key);
+    if (this.#stopped) return Promise.resolve("failed");
     if (existing !== undefined) {
       existing.expiresAtMs = now + this.#knockTimeoutMs;
+      info(
+        `refreshed ${describePorts(existing.ports)} ${
+          describeKnock(clientName, address, details)
+        } until ${rfc3339(existing.expiresAtMs)}`,
+      );
       this.#schedule();
       this.#onChange();
+      if (describePorts(ports) !== describePorts(existing.ports)) {
+        // The grant changed and the reload could not move the rules yet.
+        this.#track(this.#swapPorts(key, existing, ports));
+      }
       return Promise.resolve("refreshed");
     }
     const pending = this.#pending.get(key);
     if (pending !== undefined) {
       // The open in flight sets the deadline from its own completion time.
+      info(
+        `knock ${
+          describeKnock(clientName, address, details)
+        } while its ports are being opened`,
+      );
       return Promise.resolve("refreshed");
     }
-    if (this.#stopped) return Promise.resolve("failed");
     if (this.#pending.size >= this.#maxPending) {
       warn(
         `knock from ${clientName} for ${address.text} dropped: ${this.#pending.size} firewall changes already waiting`,
@@ -156,6 +202,17 @@ export class SessionManager {
         await this.#closeRules(clientName, address, rules);
         return "failed";
       }
+      const refusal = this.#refuse(clientName);
+      if (refusal !== null) {
+        // A reload revoked or expired the client while the rules went in.
+        await this.#closeRules(clientName, address, rules);
+        info(
+          `closed ${
+            describePorts(ports)
+          } for ${address.text} (client ${clientName}) right after opening: ${refusal}`,
+        );
+        return "failed";
+      }
       const now = this.#now();
       this.#sessions.set(key, {
         clientName,
@@ -165,18 +222,10 @@ export class SessionManager {
         expiresAtMs: now + this.#knockTimeoutMs,
         rules,
       });
-      const from = details.source !== undefined
-        ? ` from ${details.source}`
-        : "";
-      const fp = details.fingerprint !== undefined
-        ? ` key ${details.fingerprint}`
-        : "";
       info(
-        `opened ${
-          describePorts(ports)
-        } for ${address.text} (client ${clientName}${fp}${from}) for ${
-          Math.round(this.#knockTimeoutMs / 1000)
-        }s`,
+        `opened ${describePorts(ports)} ${
+          describeKnock(clientName, address, details)
+        } until ${rfc3339(now + this.#knockTimeoutMs)}`,
       );
       this.#schedule();
       this.#onChange();
@@ -243,12 +292,101 @@ export class SessionManager {
     this.#schedule();
   }
 
+  /**
+   * Moves sessions to new ports when a reload changed their client's grant:
+   * opens the new ports, then closes the old rules; the deadline stays.
+   * `portsOf` returns the client's ports now, or null to leave the session.
+   */
+  async regrant(
+    portsOf: (clientName: string) => FirewallRulePort[] | null,
+  ): Promise<void> {
+    const work: Promise<void>[] = [];
+    for (const [key, session] of this.#sessions) {
+      const ports = portsOf(session.clientName);
+      if (ports === null) continue;
+      if (describePorts(ports) === describePorts(session.ports)) continue;
+      work.push(this.#track(this.#swapPorts(key, session, ports)));
+    }
+    await Promise.all(work);
+  }
+
+  async #swapPorts(
+    key: string,
+    session: Session,
+    ports: FirewallRulePort[],
+  ): Promise<void> {
+    if (this.#swapping.has(key)) return;
+    this.#swapping.add(key);
+    try {
+      await this.#swapPortsOnce(key, session, ports);
+    } finally {
+      this.#swapping.delete(key);
+    }
+  }
+
+  async #swapPortsOnce(
+    key: string,
+    session: Session,
+    ports: FirewallRulePort[],
+  ): Promise<void> {
+    const { clientName, address } = session;
+    let rules: OpenedRules;
+    try {
+      rules = await this.#backend.open(address, ports);
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      error(
+        `changing the ports of ${address.text} (client ${clientName}) to ${
+          describePorts(ports)
+        } failed, ${
+          describePorts(session.ports)
+        } stay open until the deadline: ${message}`,
+      );
+      return;
+    }
+    if (this.#stopped || this.#sessions.get(key) !== session) {
+      // The session ended while the new rules went in.
+      await this.#closeRules(clientName, address, rules);
+      return;
+    }
+    const oldRules = session.rules;
+    const oldPorts = session.ports;
+    session.rules = rules;
+    session.ports = ports;
+    await this.#closeRules(clientName, address, oldRules);
+    info(
+      `changed ${describePorts(oldPorts)} to ${
+        describePorts(ports)
+      } for ${address.text} (client ${clientName}): config reload; until ${
+        rfc3339(session.expiresAtMs)
+      }`,
+    );
+    this.#onChange();
+  }
+
   /** Stops accepting knocks, waits for opens in flight and closes every session. */
   async closeAll(): Promise<void> {
     this.#stopped = true;
     if (this.#timer !== null) clearTimeout(this.#timer);
     this.#timer = null;
-    await Promise.allSettled([...this.#pending.values()]);
+    if (this.#pending.size > 0) {
+      // Opens still in flight close their own rules when they finish (see
+      // #open); wait a little so their sessions are closed here, in order.
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const limit = new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, this.#shutdownWaitMs);
+      });
+      await Promise.race([
+        Promise.allSettled([...this.#pending.values()]),
+        limit,
+      ]);
+      clearTimeout(timer);
+      if (this.#pending.size > 0) {
+        warn(
+          `${this.#pending.size} firewall opens still running at shutdown; their rules are removed when they finish`,
+        );
+      }
+    }
     await Promise.allSettled([...this.#closing]);
     const keys = [...this.#sessions.keys()];
     await Promise.all(keys.map((key) => this.#close(key, "shutdown")));

@@ -1,6 +1,17 @@
 import assert from "node:assert/strict";
 import { ConfigError } from "../../lib/config/errors.ts";
 import {
+  addServerClient,
+  initServerConfig,
+  loadServerConfig,
+  removeServerClient,
+} from "../../lib/config/server_config.ts";
+import {
+  generateEd25519KeyPair,
+  generateX25519KeyPair,
+} from "../../lib/crypto.ts";
+import { encodeBase64 } from "../../lib/encoding.ts";
+import {
   atomicWriteFile,
   ensureDir,
   lineOfKeyPath,
@@ -95,6 +106,318 @@ Deno.test("atomicWriteFile through a symlink replaces the real file and keeps th
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+// --- Ownership: root keeps a replaced file's owner, a new file takes its directory's.
+
+/** uid and gid of nobody/nogroup on Debian, the "other user" of these tests. */
+const NOBODY = 65534;
+const REPO = new URL("../../", import.meta.url);
+const FILE_IO_URL = new URL("lib/config/file_io.ts", REPO).href;
+const SUBPROCESS_TIMEOUT_MS = 60_000;
+
+const isRoot = !IS_WINDOWS && Deno.uid() === 0;
+if (!isRoot) {
+  console.warn(
+    "SKIP atomicWriteFile ownership tests: need root (and Linux) to chown files to uid 65534",
+  );
+}
+
+function which(name: string): string | null {
+  for (const dir of (Deno.env.get("PATH") ?? "").split(":")) {
+    if (dir === "") continue;
+    try {
+      if (Deno.statSync(`${dir}/${name}`).isFile) return `${dir}/${name}`;
+    } catch {
+      // Not here.
+    }
+  }
+  return null;
+}
+
+const canRunAsNobody = isRoot && which("setpriv") !== null;
+if (isRoot && !canRunAsNobody) {
+  console.warn(
+    "SKIP atomicWriteFile as a non-root user: setpriv (util-linux) is not installed",
+  );
+}
+
+function ownerOf(info: Deno.FileInfo): [number | null, number | null] {
+  return [info.uid, info.gid];
+}
+
+/** A directory the test can hand to uid 65534: mode 0755 so that user can reach into it. */
+async function makeSharedTempDir(): Promise<string> {
+  const dir = await Deno.makeTempDir({ prefix: "openme-file-io-test-" });
+  await Deno.chmod(dir, 0o755);
+  return dir;
+}
+
+/** Valid `openme init` options with fresh keys. */
+function initOptions(): {
+  host: string;
+  privateKeyB64: string;
+  publicKeyB64: string;
+} {
+  const keys = generateX25519KeyPair();
+  return {
+    host: "192.0.2.1",
+    privateKeyB64: encodeBase64(keys.privateKey),
+    publicKeyB64: encodeBase64(keys.publicKey),
+  };
+}
+
+interface ScriptResult {
+  code: number;
+  stderr: string;
+}
+
+/**
+ * Runs a script that calls atomicWriteFile(path, text) in a new Deno with only
+ * the file permissions the release binary has (no --allow-sys), optionally as
+ * another user through setpriv.
+ */
+async function runAtomicWrite(
+  dir: string,
+  path: string,
+  options: { setpriv?: string[] } = {},
+): Promise<ScriptResult> {
+  const script = `${dir}/write.ts`;
+  await Deno.writeTextFile(
+    script,
+    `import { atomicWriteFile } from ${JSON.stringify(FILE_IO_URL)};\n` +
+      `await atomicWriteFile(${JSON.stringify(path)}, "written\\n");\n`,
+  );
+  await Deno.chmod(script, 0o644);
+  const denoArgs = [
+    "run",
+    "--no-prompt",
+    "--cached-only",
+    "--allow-read",
+    "--allow-write",
+    "--config",
+    decodeURIComponent(new URL("deno.json", REPO).pathname),
+    script,
+  ];
+  const env: Record<string, string> = { PATH: Deno.env.get("PATH") ?? "" };
+  let command = Deno.execPath();
+  let args = denoArgs;
+  if (options.setpriv !== undefined) {
+    // The other user cannot read root's Deno cache: give it a copy of the npm part.
+    const denoDir = `${dir}/deno_dir`;
+    await copyNpmCache(denoDir);
+    await chownTree(denoDir, NOBODY);
+    env.DENO_DIR = denoDir;
+    env.HOME = denoDir;
+    command = "setpriv";
+    args = [...options.setpriv, "--", Deno.execPath(), ...denoArgs];
+  }
+  const out = await new Deno.Command(command, {
+    args,
+    env,
+    clearEnv: true,
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+    signal: AbortSignal.timeout(SUBPROCESS_TIMEOUT_MS),
+  }).output();
+  return { code: out.code, stderr: new TextDecoder().decode(out.stderr) };
+}
+
+/** Copies the npm packages of this Deno's cache to `into/npm`. */
+async function copyNpmCache(into: string): Promise<void> {
+  const info = await new Deno.Command(Deno.execPath(), {
+    args: ["info", "--json"],
+    stdout: "piped",
+    stderr: "null",
+    signal: AbortSignal.timeout(SUBPROCESS_TIMEOUT_MS),
+  }).output();
+  const denoDir = JSON.parse(new TextDecoder().decode(info.stdout)).denoDir;
+  assert.equal(typeof denoDir, "string", "deno info --json gave no denoDir");
+  await Deno.mkdir(into, { recursive: true });
+  const copied = await new Deno.Command("cp", {
+    args: ["-a", `${denoDir}/npm`, `${into}/npm`],
+    signal: AbortSignal.timeout(SUBPROCESS_TIMEOUT_MS),
+  }).output();
+  assert.equal(copied.code, 0, `cannot copy ${denoDir}/npm`);
+}
+
+async function chownTree(path: string, id: number): Promise<void> {
+  const out = await new Deno.Command("chown", {
+    args: ["-R", `${id}:${id}`, path],
+    signal: AbortSignal.timeout(SUBPROCESS_TIMEOUT_MS),
+  }).output();
+  assert.equal(out.code, 0, `chown -R ${path} failed`);
+}
+
+Deno.test({
+  name:
+    "atomicWriteFile run by root keeps the owner and group of the file it replaces",
+  ignore: !isRoot,
+  fn: async () => {
+    const dir = await makeSharedTempDir();
+    try {
+      const path = `${dir}/config.yaml`;
+      await Deno.writeTextFile(path, "old\n", { mode: 0o600 });
+      await Deno.chown(path, NOBODY, NOBODY);
+      await atomicWriteFile(path, "new\n");
+      const info = await Deno.stat(path);
+      assert.deepEqual(ownerOf(info), [NOBODY, NOBODY]);
+      assert.equal(modeOf(info), 0o600);
+      assert.equal(await Deno.readTextFile(path), "new\n");
+
+      // Owner and group are kept each on its own (here: nobody, group root).
+      await Deno.chown(path, NOBODY, 0);
+      await atomicWriteFile(path, "newer\n", { mode: 0o640 });
+      assert.deepEqual(ownerOf(await Deno.stat(path)), [NOBODY, 0]);
+      assert.equal(modeOf(await Deno.stat(path)), 0o640);
+
+      // A root-owned file stays root's.
+      await Deno.chown(path, 0, 0);
+      await atomicWriteFile(path, "root\n");
+      assert.deepEqual(ownerOf(await Deno.stat(path)), [0, 0]);
+      assert.deepEqual(await listDir(dir), ["config.yaml"]);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "atomicWriteFile run by root gives a new file its directory's owner and group",
+  ignore: !isRoot,
+  fn: async () => {
+    const dir = await makeSharedTempDir();
+    try {
+      await Deno.mkdir(`${dir}/service`, { mode: 0o750 });
+      await Deno.chown(`${dir}/service`, NOBODY, NOBODY);
+      await atomicWriteFile(`${dir}/service/config.yaml`, "x: 1\n");
+      const info = await Deno.stat(`${dir}/service/config.yaml`);
+      assert.deepEqual(ownerOf(info), [NOBODY, NOBODY]);
+      assert.equal(modeOf(info), 0o600);
+
+      // Control: in root's directory a new file is root's.
+      await Deno.mkdir(`${dir}/root`, { mode: 0o750 });
+      await atomicWriteFile(`${dir}/root/config.yaml`, "x: 1\n");
+      assert.deepEqual(ownerOf(await Deno.stat(`${dir}/root/config.yaml`)), [
+        0,
+        0,
+      ]);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "openme init, add and revoke run as root keep /etc/openme/config.yaml owned by the service user",
+  ignore: !isRoot,
+  fn: async () => {
+    const dir = await makeSharedTempDir();
+    try {
+      // What install.sh --server sets up: /etc/openme owned by the service user, 0750.
+      await Deno.mkdir(`${dir}/etc`, { mode: 0o755 });
+      const etc = `${dir}/etc/openme`;
+      await Deno.mkdir(etc, { mode: 0o750 });
+      await Deno.chown(etc, NOBODY, NOBODY);
+      const path = `${etc}/config.yaml`;
+      await initServerConfig(path, initOptions());
+      assert.deepEqual(ownerOf(await Deno.stat(path)), [NOBODY, NOBODY]);
+
+      const clientKey = encodeBase64(generateEd25519KeyPair().publicKey);
+      await addServerClient(path, {
+        name: "alice",
+        ed25519PublicKeyB64: clientKey,
+        allowedPorts: [],
+        expires: null,
+      });
+      let info = await Deno.stat(path);
+      assert.deepEqual(ownerOf(info), [NOBODY, NOBODY]);
+      assert.equal(modeOf(info), 0o600);
+      assert.deepEqual(
+        (await loadServerConfig(path)).clients.map((c) => c.name),
+        ["alice"],
+      );
+
+      assert.equal(await removeServerClient(path, "alice"), true);
+      info = await Deno.stat(path);
+      assert.deepEqual(ownerOf(info), [NOBODY, NOBODY]);
+      assert.equal(modeOf(info), 0o600);
+      assert.deepEqual((await loadServerConfig(path)).clients, []);
+
+      await initServerConfig(path, { ...initOptions(), force: true });
+      assert.deepEqual(ownerOf(await Deno.stat(path)), [NOBODY, NOBODY]);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "atomicWriteFile keeps owners with only --allow-read --allow-write (no --allow-sys, as the release binary)",
+  ignore: !isRoot,
+  fn: async () => {
+    const dir = await makeSharedTempDir();
+    try {
+      const path = `${dir}/config.yaml`;
+      await Deno.writeTextFile(path, "old\n", { mode: 0o600 });
+      await Deno.chown(path, NOBODY, NOBODY);
+      const result = await runAtomicWrite(dir, path);
+      assert.equal(result.code, 0, result.stderr);
+      assert.equal(await Deno.readTextFile(path), "written\n");
+      assert.deepEqual(ownerOf(await Deno.stat(path)), [NOBODY, NOBODY]);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "atomicWriteFile run by a non-root user keeps a file's group only when it is one of its groups, and never fails over it",
+  ignore: !canRunAsNobody,
+  fn: async () => {
+    const dir = await makeSharedTempDir();
+    try {
+      const work = `${dir}/work`;
+      await Deno.mkdir(work);
+      await Deno.chown(work, NOBODY, NOBODY);
+      const path = `${work}/config.yaml`;
+      const asNobody = [
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+      ];
+
+      // Group root, which nobody is not in: the rewrite works, the group becomes nobody's.
+      await Deno.writeTextFile(path, "old\n", { mode: 0o600 });
+      await Deno.chown(path, NOBODY, 0);
+      let result = await runAtomicWrite(dir, path, { setpriv: asNobody });
+      assert.equal(result.code, 0, result.stderr);
+      assert.equal(await Deno.readTextFile(path), "written\n");
+      assert.deepEqual(ownerOf(await Deno.stat(path)), [NOBODY, NOBODY]);
+      assert.equal(modeOf(await Deno.stat(path)), 0o600);
+
+      // With root as a supplementary group, the group is kept.
+      await Deno.chown(path, NOBODY, 0);
+      result = await runAtomicWrite(dir, path, {
+        setpriv: ["--reuid=65534", "--regid=65534", "--groups=0"],
+      });
+      assert.equal(result.code, 0, result.stderr);
+      assert.deepEqual(ownerOf(await Deno.stat(path)), [NOBODY, 0]);
+
+      // A file nobody may not replace: a permission error, as a Deno error class.
+      await Deno.chmod(work, 0o555);
+      result = await runAtomicWrite(dir, path, { setpriv: asNobody });
+      assert.notEqual(result.code, 0);
+      assert.match(result.stderr, /PermissionDenied/);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
 });
 
 Deno.test("ensureDir creates missing directories with the given mode and leaves existing ones alone", async () => {

@@ -1,0 +1,386 @@
+/**
+ * In-process benchmarks of the knock verification path (`deno task bench`):
+ *
+ * - group "floor": the crypto every valid knock costs at least — X25519 with
+ *   the packet's ephemeral key, HKDF-SHA256, ChaCha20-Poly1305 open and one
+ *   Ed25519 verify — each alone and all four together (the baseline).
+ * - group "verify": `KnockVerifier.verify` on a valid knock, a 165-byte junk
+ *   datagram with version 1, and a 40-byte datagram, against the floor.
+ * - groups "clients N": with 1, 100 and 1000 registered clients, a valid
+ *   knock by the client that matches last (a new source each time, so the
+ *   per-source cache cannot help), the same from a source whose last match is
+ *   cached, and 165-byte junk (which never reaches the client scan).
+ *
+ * Knocks are built before timing starts; each measured call gets a distinct
+ * packet (the verifier is replaced when a pool wraps, so no call is a replay).
+ *
+ * @module
+ */
+
+import {
+  chacha20Poly1305Open,
+  ed25519Verify,
+  generateEd25519KeyPair,
+  generateX25519KeyPair,
+  hkdfSha256,
+  prepareEd25519VerifyKey,
+  prepareX25519PrivateKey,
+  x25519SharedSecretPrepared,
+} from "../lib/crypto.ts";
+import type { IpAddress } from "../lib/ip.ts";
+import {
+  AEAD_NONCE_BYTES,
+  AEAD_NONCE_OFFSET,
+  buildKnock,
+  CIPHERTEXT_BYTES,
+  CIPHERTEXT_OFFSET,
+  EPHEMERAL_KEY_BYTES,
+  EPHEMERAL_KEY_OFFSET,
+  KDF_INFO,
+  KNOCK_PACKET_BYTES,
+  PROTOCOL_VERSION,
+  SIGNATURE_BYTES,
+  SIGNATURE_OFFSET,
+  SIGNED_BYTES,
+} from "../lib/packet.ts";
+import { KnockVerifier, type VerifierClient } from "../lib/verifier.ts";
+
+/** Distinct valid knocks per pool. */
+const POOL = 1000;
+/** Client counts of the scaling groups. */
+const CLIENT_COUNTS = [1, 100, 1000];
+/** Replay window of the bench verifiers: long enough for the whole run. */
+const REPLAY_WINDOW_MS = 3_600_000;
+const KDF_INFO_BYTES = new TextEncoder().encode(KDF_INFO);
+const SOURCE: IpAddress = { family: 4, text: "192.0.2.2" };
+
+const server = generateX25519KeyPair();
+const serverKey = prepareX25519PrivateKey(server.privateKey);
+
+function makeClients(count: number): {
+  clients: VerifierClient[];
+  lastPrivateKey: Uint8Array;
+} {
+  const clients: VerifierClient[] = [];
+  let lastPrivateKey: Uint8Array = new Uint8Array(0);
+  for (let i = 0; i < count; i++) {
+    const pair = generateEd25519KeyPair();
+    clients.push({
+      name: `client${i}`,
+      verifyKey: prepareEd25519VerifyKey(pair.publicKey),
+    });
+    lastPrivateKey = pair.privateKey;
+  }
+  return { clients, lastPrivateKey };
+}
+
+function knocks(clientPrivateKey: Uint8Array, count: number): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  for (let i = 0; i < count; i++) {
+    out.push(
+      buildKnock({ serverPublicKey: server.publicKey, clientPrivateKey }),
+    );
+  }
+  return out;
+}
+
+function junk165(count: number): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  for (let i = 0; i < count; i++) {
+    const datagram = new Uint8Array(KNOCK_PACKET_BYTES);
+    crypto.getRandomValues(datagram);
+    datagram[0] = PROTOCOL_VERSION;
+    out.push(datagram);
+  }
+  return out;
+}
+
+/** Serves distinct packets to a fresh verifier; swaps the verifier when the pool wraps. */
+class ValidFeed {
+  #packets: Uint8Array[];
+  #makeVerifier: () => KnockVerifier;
+  #verifier: KnockVerifier;
+  #next = 0;
+
+  constructor(packets: Uint8Array[], makeVerifier: () => KnockVerifier) {
+    this.#packets = packets;
+    this.#makeVerifier = makeVerifier;
+    this.#verifier = makeVerifier();
+  }
+
+  verifyNext(source: IpAddress): void {
+    if (this.#next === this.#packets.length) {
+      this.#next = 0;
+      this.#verifier = this.#makeVerifier();
+    }
+    const result = this.#verifier.verify(this.#packets[this.#next++], source);
+    if (!result.ok) throw new Error(`valid knock rejected: ${result.reason}`);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// floor
+
+const floorClient = generateEd25519KeyPair();
+const floorVerifyKey = prepareEd25519VerifyKey(floorClient.publicKey);
+const floorPackets = knocks(floorClient.privateKey, POOL);
+let floorIndex = 0;
+
+function nextFloorPacket(): Uint8Array {
+  floorIndex = (floorIndex + 1) % floorPackets.length;
+  return floorPackets[floorIndex];
+}
+
+function field(packet: Uint8Array, offset: number, size: number): Uint8Array {
+  return packet.subarray(offset, offset + size);
+}
+
+const samplePacket = floorPackets[0];
+const sampleShared = x25519SharedSecretPrepared(
+  serverKey,
+  field(samplePacket, EPHEMERAL_KEY_OFFSET, EPHEMERAL_KEY_BYTES),
+);
+const sampleKey = hkdfSha256(sampleShared, {
+  info: KDF_INFO_BYTES,
+  length: 32,
+});
+
+Deno.bench({
+  name: "floor: X25519 + HKDF + ChaCha20-Poly1305 open + Ed25519 verify",
+  group: "floor",
+  baseline: true,
+  fn(): void {
+    const packet = nextFloorPacket();
+    const shared = x25519SharedSecretPrepared(
+      serverKey,
+      field(packet, EPHEMERAL_KEY_OFFSET, EPHEMERAL_KEY_BYTES),
+    );
+    const key = hkdfSha256(shared, { info: KDF_INFO_BYTES, length: 32 });
+    const plaintext = chacha20Poly1305Open(
+      key,
+      field(packet, AEAD_NONCE_OFFSET, AEAD_NONCE_BYTES),
+      field(packet, CIPHERTEXT_OFFSET, CIPHERTEXT_BYTES),
+    );
+    if (plaintext === null) throw new Error("floor: AEAD open failed");
+    const ok = ed25519Verify(
+      floorVerifyKey,
+      packet.subarray(0, SIGNED_BYTES),
+      field(packet, SIGNATURE_OFFSET, SIGNATURE_BYTES),
+    );
+    if (!ok) throw new Error("floor: signature did not verify");
+  },
+});
+
+Deno.bench({
+  name: "floor: X25519 alone",
+  group: "floor",
+  fn(): void {
+    const packet = nextFloorPacket();
+    x25519SharedSecretPrepared(
+      serverKey,
+      field(packet, EPHEMERAL_KEY_OFFSET, EPHEMERAL_KEY_BYTES),
+    );
+  },
+});
+
+Deno.bench({
+  name: "floor: HKDF-SHA256 alone",
+  group: "floor",
+  fn(): void {
+    hkdfSha256(sampleShared, { info: KDF_INFO_BYTES, length: 32 });
+  },
+});
+
+Deno.bench({
+  name: "floor: ChaCha20-Poly1305 open alone (valid)",
+  group: "floor",
+  fn(): void {
+    chacha20Poly1305Open(
+      sampleKey,
+      field(samplePacket, AEAD_NONCE_OFFSET, AEAD_NONCE_BYTES),
+      field(samplePacket, CIPHERTEXT_OFFSET, CIPHERTEXT_BYTES),
+    );
+  },
+});
+
+const badCiphertext = field(samplePacket, CIPHERTEXT_OFFSET, CIPHERTEXT_BYTES)
+  .slice();
+badCiphertext[0] ^= 1;
+
+Deno.bench({
+  name: "floor: ChaCha20-Poly1305 open alone (bad tag)",
+  group: "floor",
+  fn(): void {
+    chacha20Poly1305Open(
+      sampleKey,
+      field(samplePacket, AEAD_NONCE_OFFSET, AEAD_NONCE_BYTES),
+      badCiphertext,
+    );
+  },
+});
+
+Deno.bench({
+  name: "floor: Ed25519 verify alone",
+  group: "floor",
+  fn(): void {
+    ed25519Verify(
+      floorVerifyKey,
+      samplePacket.subarray(0, SIGNED_BYTES),
+      field(samplePacket, SIGNATURE_OFFSET, SIGNATURE_BYTES),
+    );
+  },
+});
+
+// ---------------------------------------------------------------------------
+// verify
+
+const verifyFeed = new ValidFeed(
+  knocks(floorClient.privateKey, POOL),
+  () =>
+    new KnockVerifier({
+      serverPrivateKey: server.privateKey,
+      replayWindowMs: REPLAY_WINDOW_MS,
+      clients: [{ name: "alice", verifyKey: floorVerifyKey }],
+    }),
+);
+const junkVerifier = new KnockVerifier({
+  serverPrivateKey: server.privateKey,
+  replayWindowMs: REPLAY_WINDOW_MS,
+  clients: [{ name: "alice", verifyKey: floorVerifyKey }],
+});
+const junkPool = junk165(POOL);
+let junkIndex = 0;
+const shortJunk = new Uint8Array(40);
+crypto.getRandomValues(shortJunk);
+
+Deno.bench({
+  name: "verify: crypto floor (same as group floor)",
+  group: "verify",
+  baseline: true,
+  fn(): void {
+    const packet = nextFloorPacket();
+    const shared = x25519SharedSecretPrepared(
+      serverKey,
+      field(packet, EPHEMERAL_KEY_OFFSET, EPHEMERAL_KEY_BYTES),
+    );
+    const key = hkdfSha256(shared, { info: KDF_INFO_BYTES, length: 32 });
+    chacha20Poly1305Open(
+      key,
+      field(packet, AEAD_NONCE_OFFSET, AEAD_NONCE_BYTES),
+      field(packet, CIPHERTEXT_OFFSET, CIPHERTEXT_BYTES),
+    );
+    ed25519Verify(
+      floorVerifyKey,
+      packet.subarray(0, SIGNED_BYTES),
+      field(packet, SIGNATURE_OFFSET, SIGNATURE_BYTES),
+    );
+  },
+});
+
+Deno.bench({
+  name: "verify: valid knock (1 client)",
+  group: "verify",
+  fn(): void {
+    verifyFeed.verifyNext(SOURCE);
+  },
+});
+
+Deno.bench({
+  name: "verify: 165-byte junk, version 1",
+  group: "verify",
+  fn(): void {
+    junkIndex = (junkIndex + 1) % junkPool.length;
+    const result = junkVerifier.verify(junkPool[junkIndex], SOURCE);
+    if (result.ok) throw new Error("junk accepted");
+  },
+});
+
+Deno.bench({
+  name: "verify: 40-byte junk",
+  group: "verify",
+  fn(): void {
+    junkVerifier.verify(shortJunk, SOURCE);
+  },
+});
+
+// ---------------------------------------------------------------------------
+// scaling with the number of registered clients
+
+let sourceCounter = 0;
+
+/** A source address never seen before (so no cached last match applies). */
+function freshSource(): IpAddress {
+  sourceCounter++;
+  return {
+    family: 6,
+    text: `2001:db8::${(sourceCounter >>> 16).toString(16)}:${
+      (sourceCounter & 0xffff).toString(16)
+    }`,
+  };
+}
+
+for (const count of CLIENT_COUNTS) {
+  const { clients, lastPrivateKey } = makeClients(count);
+  const makeVerifier = (): KnockVerifier =>
+    new KnockVerifier({
+      serverPrivateKey: server.privateKey,
+      replayWindowMs: REPLAY_WINDOW_MS,
+      clients,
+    });
+  // Fewer packets for the slow case: a 1000-client scan takes milliseconds.
+  const poolSize = count >= 1000 ? 200 : POOL;
+  const coldFeed = new ValidFeed(
+    knocks(lastPrivateKey, poolSize),
+    makeVerifier,
+  );
+  const warmPackets = knocks(lastPrivateKey, POOL);
+  let warmVerifier = makeVerifier();
+  let warmIndex = 0;
+  const prime = (): void => {
+    // The first knock from SOURCE scans every client and caches the match.
+    const result = warmVerifier.verify(
+      knocks(lastPrivateKey, 1)[0],
+      SOURCE,
+    );
+    if (!result.ok) throw new Error(`priming failed: ${result.reason}`);
+  };
+  prime();
+  const scaleJunkVerifier = makeVerifier();
+  const group = `clients ${count}`;
+
+  Deno.bench({
+    name: `${count} clients: 165-byte junk`,
+    group,
+    baseline: true,
+    fn(): void {
+      junkIndex = (junkIndex + 1) % junkPool.length;
+      scaleJunkVerifier.verify(junkPool[junkIndex], SOURCE);
+    },
+  });
+
+  Deno.bench({
+    name: `${count} clients: valid knock, last client, new source`,
+    group,
+    fn(): void {
+      coldFeed.verifyNext(freshSource());
+    },
+  });
+
+  Deno.bench({
+    name: `${count} clients: valid knock, last client, cached source`,
+    group,
+    fn(b: Deno.BenchContext): void {
+      if (warmIndex === warmPackets.length) {
+        // Not timed: a fresh verifier, primed with one full scan.
+        warmIndex = 0;
+        warmVerifier = makeVerifier();
+        prime();
+      }
+      const packet = warmPackets[warmIndex++];
+      b.start();
+      const result = warmVerifier.verify(packet, SOURCE);
+      b.end();
+      if (!result.ok) throw new Error(`rejected: ${result.reason}`);
+    },
+  });
+}

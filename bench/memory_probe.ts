@@ -1,0 +1,164 @@
+/**
+ * Memory of the server under many knocks, measured in-process:
+ * `deno run -A --v8-flags=--expose-gc bench/memory_probe.ts idle|valid|junk [count]`.
+ *
+ * It starts the real `OpenmeServer` (config file, verifier, session manager,
+ * stats, state file) with the no-op firewall backend on 127.0.0.1 and feeds
+ * datagrams straight to `handleDatagram`, skipping only the UDP socket, so a
+ * million datagrams take a minute instead of many. Prints one JSON line:
+ * resident set size and V8 heap after a full GC, the peak RSS seen while
+ * feeding, and how long it took.
+ *
+ * - `valid`: distinct valid knocks (default 100,000) from 1,000 IPv6 source
+ *   addresses, each for its own source (so 1,000 sessions stay open).
+ * - `junk`: 165-byte datagrams with version 1 (default 1,000,000), each from a
+ *   different IPv6 source address, so every one reaches the crypto and the
+ *   per-source tables see a new address every time.
+ *
+ * @module
+ */
+
+import { renderInitialServerConfig } from "../lib/config/server_config.ts";
+import {
+  generateEd25519KeyPair,
+  generateX25519KeyPair,
+} from "../lib/crypto.ts";
+import { encodeBase64 } from "../lib/encoding.ts";
+import { NoopBackend } from "../lib/firewall/noop.ts";
+import { setLogLevel } from "../lib/log.ts";
+import {
+  buildKnock,
+  KNOCK_PACKET_BYTES,
+  PROTOCOL_VERSION,
+} from "../lib/packet.ts";
+import { OpenmeServer } from "../lib/server/daemon.ts";
+
+/**
+ * Datagrams handled between two yields to the event loop: below the session
+ * manager's bound on firewall opens in flight (64), so that first knocks
+ * from new sources are not dropped as busy.
+ */
+const BATCH = 50;
+/** Distinct source addresses of the valid knocks. */
+const VALID_SOURCES = 1000;
+
+/** What the probe prints. */
+export interface MemoryReport {
+  /** Mode run. */
+  mode: string;
+  /** Datagrams fed. */
+  datagrams: number;
+  /** RSS after a full GC, MiB. */
+  rssMiB: number;
+  /** V8 heap used after a full GC, MiB. */
+  heapUsedMiB: number;
+  /** Largest RSS sampled while feeding, MiB. */
+  peakRssMiB: number;
+  /** Wall time of the feeding, ms. */
+  elapsedMs: number;
+  /** Drops by reason, from the server's counters. */
+  drops: Record<string, number>;
+}
+
+function mib(bytes: number): number {
+  return Math.round((bytes / (1024 * 1024)) * 10) / 10;
+}
+
+function fullGc(): void {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (gc !== undefined) gc();
+}
+
+function v6Source(n: number): string {
+  return `2001:db8::${((n >>> 16) & 0xffff).toString(16)}:${
+    (n & 0xffff).toString(16)
+  }`;
+}
+
+async function main(): Promise<void> {
+  const mode = Deno.args[0] ?? "idle";
+  if (mode !== "idle" && mode !== "valid" && mode !== "junk") {
+    throw new Error(
+      `memory probe: mode must be idle, valid or junk, got ${mode}`,
+    );
+  }
+  const defaultCount = mode === "valid"
+    ? 100_000
+    : mode === "junk"
+    ? 1_000_000
+    : 0;
+  const count = Deno.args[1] !== undefined
+    ? Number(Deno.args[1])
+    : defaultCount;
+  setLogLevel("error");
+  const dir = await Deno.makeTempDir({ prefix: "openme-memory-" });
+  const server = generateX25519KeyPair();
+  const client = generateEd25519KeyPair();
+  const configPath = `${dir}/config.yaml`;
+  const text = renderInitialServerConfig({
+    host: "192.0.2.1",
+    privateKeyB64: encodeBase64(server.privateKey),
+    publicKeyB64: encodeBase64(server.publicKey),
+  }).replace(
+    /^clients: \{\}$/m,
+    `clients:\n  alice:\n    ed25519_pubkey: ${
+      encodeBase64(client.publicKey)
+    }\n    allowed_ports: [default]`,
+  );
+  await Deno.writeTextFile(configPath, text, { mode: 0o600 });
+  const openme = await OpenmeServer.start(configPath, {
+    stateFile: `${dir}/state.json`,
+    backend: new NoopBackend(),
+    hostname: "127.0.0.1",
+    udpPort: 0,
+    healthPort: 0,
+  });
+  let peak = Deno.memoryUsage().rss;
+  const keys = {
+    serverPublicKey: server.publicKey,
+    clientPrivateKey: client.privateKey,
+  };
+  const junk = new Uint8Array(KNOCK_PACKET_BYTES);
+  crypto.getRandomValues(junk);
+  junk[0] = PROTOCOL_VERSION;
+  const junkView = new DataView(junk.buffer);
+  const start = performance.now();
+  try {
+    for (let i = 0; i < count; i++) {
+      if (mode === "valid") {
+        openme.handleDatagram(buildKnock(keys), v6Source(i % VALID_SOURCES));
+      } else {
+        // A different ephemeral key each time, from a different source.
+        junkView.setUint32(1, i);
+        openme.handleDatagram(junk, v6Source(i));
+      }
+      if (i % BATCH === BATCH - 1) {
+        await new Promise((r) => setTimeout(r, 0));
+        const rss = Deno.memoryUsage().rss;
+        if (rss > peak) peak = rss;
+      }
+    }
+    if (mode === "idle") await new Promise((r) => setTimeout(r, 1000));
+    const elapsedMs = performance.now() - start;
+    await new Promise((r) => setTimeout(r, 200));
+    fullGc();
+    const usage = Deno.memoryUsage();
+    const report: MemoryReport = {
+      mode,
+      datagrams: count,
+      rssMiB: mib(usage.rss),
+      heapUsedMiB: mib(usage.heapUsed),
+      peakRssMiB: mib(Math.max(peak, usage.rss)),
+      elapsedMs: Math.round(elapsedMs),
+      drops: openme.drops(),
+    };
+    console.log(JSON.stringify(report));
+  } finally {
+    await openme.stop();
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+}
+
+if (import.meta.main) {
+  await main();
+}

@@ -1,0 +1,652 @@
+/**
+ * Server-level measurements for bench/RESULTS.md, as root, inside testbed
+ * network namespaces (real nft / iptables):
+ *
+ * `deno run -A bench/server_load.ts [--quick] [cpu] [latency] [startup] [memory] [flood]`
+ *
+ * (no section named: all of them). Prints Markdown tables on standard output
+ * and progress on standard error. `--quick` shrinks the counts for a smoke
+ * run; the figures in RESULTS.md come from a full run.
+ *
+ * - cpu: server CPU time per datagram at a steady rate, read from
+ *   /proc/PID/task/TID/schedstat (ns, all threads) and /proc/PID/stat
+ *   (utime+stime, 10 ms ticks) before and after, idle use subtracted; a bare
+ *   `node:dgram` receive loop at the same rate is the runtime's floor. The
+ *   crypto floor is measured in-process in the same run.
+ * - latency: knock sent → first TCP connect to the protected port, 20 knocks,
+ *   nft and iptables.
+ * - startup: `openme knock` against `deno run` of an empty script.
+ * - memory: `bench/memory_probe.ts` (in-process, see there) and the real
+ *   server's RSS.
+ * - flood: the 165-byte junk rate that saturates a core, legitimate knocks
+ *   during floods at half and twice that rate, and beside one noisy source.
+ *
+ * @module
+ */
+
+import {
+  chacha20Poly1305Open,
+  ed25519Verify,
+  generateEd25519KeyPair,
+  generateX25519KeyPair,
+  hkdfSha256,
+  prepareEd25519VerifyKey,
+  prepareX25519PrivateKey,
+  x25519SharedSecretPrepared,
+} from "../lib/crypto.ts";
+import { buildKnock, KDF_INFO } from "../lib/packet.ts";
+import {
+  CLIENT_V4,
+  CLIENT_V4_ALT,
+  MAIN_TS,
+  run,
+  runOk,
+  testbedUnavailable,
+  waitFor,
+} from "../scripts/testbed.ts";
+import {
+  type LoadKind,
+  median,
+  percentile,
+  readCpuTime,
+  readRssMiB,
+  readUdpCounters,
+  runFlood,
+  type RunningServer,
+  ServerBed,
+  sleep,
+  sourceAddresses,
+} from "./harness.ts";
+import type { MemoryReport } from "./memory_probe.ts";
+
+const UDP_SINK_TS = new URL("./udp_sink.ts", import.meta.url).pathname;
+const MEMORY_PROBE_TS = new URL("./memory_probe.ts", import.meta.url).pathname;
+const SINK_PORT = 54155;
+/** Steady rate of the CPU runs. */
+const CPU_RATE = 1500;
+/** Sources of the many-source runs: each sends 7.5/s, under the 20/s per-source limit. */
+const MANY_SOURCES = 200;
+/** Sources of the floods. */
+const FLOOD_SOURCES = 700;
+/** V8 flag that caps the young generation (see RESULTS.md, memory). */
+const SMALL_YOUNG_GEN = "--max-semi-space-size=2";
+
+const quick = Deno.args.includes("--quick");
+const requested = Deno.args.filter((a) => !a.startsWith("--"));
+const sections = requested.length > 0
+  ? requested
+  : ["cpu", "latency", "startup", "memory", "flood"];
+const cpuDurationMs = quick ? 1000 : 3000;
+
+function progress(message: string): void {
+  console.error(`[server_load] ${message}`);
+}
+
+function fmt(value: number, digits = 1): string {
+  return Number.isFinite(value) ? value.toFixed(digits) : "n/a";
+}
+
+/** The crypto floor measured in-process, µs (median of 5 rounds). */
+function cryptoFloorUs(): number {
+  const server = generateX25519KeyPair();
+  const serverKey = prepareX25519PrivateKey(server.privateKey);
+  const client = generateEd25519KeyPair();
+  const verifyKey = prepareEd25519VerifyKey(client.publicKey);
+  const info = new TextEncoder().encode(KDF_INFO);
+  const packets: Uint8Array[] = [];
+  for (let i = 0; i < 500; i++) {
+    packets.push(
+      buildKnock({
+        serverPublicKey: server.publicKey,
+        clientPrivateKey: client.privateKey,
+      }),
+    );
+  }
+  const rounds: number[] = [];
+  for (let round = 0; round < 5; round++) {
+    const start = performance.now();
+    for (const p of packets) {
+      const shared = x25519SharedSecretPrepared(serverKey, p.subarray(1, 33));
+      const key = hkdfSha256(shared, { info, length: 32 });
+      chacha20Poly1305Open(key, p.subarray(33, 45), p.subarray(45, 101));
+      ed25519Verify(verifyKey, p.subarray(0, 101), p.subarray(101, 165));
+    }
+    rounds.push(((performance.now() - start) * 1000) / packets.length);
+  }
+  return median(rounds);
+}
+
+interface CpuRun {
+  label: string;
+  sent: number;
+  usPerDatagram: number;
+  statUsPerDatagram: number;
+  outcome: string;
+}
+
+/** Measures server CPU per datagram for one load; idle use (ms per ms) is subtracted. */
+async function measureCpu(
+  sb: ServerBed,
+  pid: number,
+  idleRate: number,
+  options: {
+    kind: LoadKind;
+    sources: string[];
+    target?: string | null;
+    prime?: boolean;
+    port?: number;
+  },
+): Promise<{ sent: number; usPerDatagram: number; statUs: number }> {
+  const spec = {
+    ...sb.loadSpec(options.kind, {
+      rate: CPU_RATE,
+      durationMs: cpuDurationMs,
+      sources: options.sources,
+    }),
+    target: options.target ?? null,
+    prime: options.prime ?? false,
+  };
+  if (options.port !== undefined) spec.port = options.port;
+  const load = await sb.startLoad(spec);
+  await sleep(500);
+  const before = readCpuTime(pid);
+  const t0 = performance.now();
+  const result = await load.go();
+  await sleep(300);
+  const after = readCpuTime(pid);
+  const wall = performance.now() - t0;
+  const idleMs = idleRate * wall;
+  return {
+    sent: result.sent,
+    usPerDatagram: ((after.schedMs - before.schedMs - idleMs) * 1000) /
+      result.sent,
+    statUs: ((after.statMs - before.statMs - idleMs) * 1000) / result.sent,
+  };
+}
+
+async function idleRateOf(pid: number, ms: number): Promise<number> {
+  const a = readCpuTime(pid);
+  const t0 = performance.now();
+  await sleep(ms);
+  const b = readCpuTime(pid);
+  return (b.schedMs - a.schedMs) / (performance.now() - t0);
+}
+
+async function stopAndReadState(
+  server: RunningServer,
+): Promise<{ accepted: number; drops: Record<string, number> }> {
+  await server.proc.stop("SIGTERM");
+  try {
+    const state = JSON.parse(await Deno.readTextFile(server.stateFile));
+    return { accepted: state.accepted ?? 0, drops: state.drops ?? {} };
+  } catch {
+    return { accepted: 0, drops: {} };
+  }
+}
+
+function describeOutcome(
+  counts: { accepted: number; drops: Record<string, number> },
+): string {
+  const parts = Object.entries(counts.drops).sort((a, b) => b[1] - a[1])
+    .map(([reason, n]) => `${n} ${reason}`);
+  if (counts.accepted > 0) parts.unshift(`${counts.accepted} accepted`);
+  return parts.join(", ");
+}
+
+async function cpuSection(sb: ServerBed, out: string[]): Promise<number> {
+  const many = sourceAddresses(MANY_SOURCES);
+  await sb.addClientAddresses(many);
+  const floorBefore = cryptoFloorUs();
+  progress(`crypto floor ${fmt(floorBefore)} µs`);
+
+  // Baseline: a bare receive loop on another port (opened in the base ruleset).
+  await runOk([
+    "ip",
+    "netns",
+    "exec",
+    sb.bed.serverNs,
+    "nft",
+    "add",
+    "rule",
+    "inet",
+    "filter",
+    "input",
+    "udp",
+    "dport",
+    String(SINK_PORT),
+    "accept",
+  ]);
+  const sink = sb.bed.spawn(sb.bed.serverNs, [
+    "deno",
+    "run",
+    "--allow-all",
+    "--no-prompt",
+    UDP_SINK_TS,
+    String(SINK_PORT),
+  ]);
+  await waitFor(() => sink.output().includes("ready"), {
+    timeoutMs: 20_000,
+    what: "udp sink",
+  });
+  const sinkIdle = await idleRateOf(sink.child.pid, 1000);
+  const sinkRun = await measureCpu(sb, sink.child.pid, sinkIdle, {
+    kind: "short",
+    sources: [CLIENT_V4_ALT],
+    port: SINK_PORT,
+  });
+  await sink.stop("SIGKILL");
+  progress(`bare receive loop ${fmt(sinkRun.usPerDatagram)} µs/datagram`);
+
+  const runs: CpuRun[] = [{
+    label: "bare `node:dgram` receive loop (runtime floor), 40 bytes",
+    sent: sinkRun.sent,
+    usPerDatagram: sinkRun.usPerDatagram,
+    statUsPerDatagram: sinkRun.statUs,
+    outcome: "all received, nothing done",
+  }];
+  const plans: {
+    label: string;
+    kind: LoadKind;
+    sources: string[];
+    target?: string | null;
+    prime?: boolean;
+    logLevel?: "info" | "warn";
+  }[] = [
+    {
+      label: "40-byte junk, 1 source",
+      kind: "short",
+      sources: [CLIENT_V4_ALT],
+    },
+    {
+      label: "165-byte junk (version 1), 1 source",
+      kind: "junk165",
+      sources: [CLIENT_V4_ALT],
+    },
+    {
+      label: `165-byte junk (version 1), ${MANY_SOURCES} sources`,
+      kind: "junk165",
+      sources: many,
+    },
+    {
+      label: "valid knocks (distinct), 1 source",
+      kind: "valid",
+      sources: [CLIENT_V4],
+      target: null,
+      prime: true,
+    },
+    {
+      label: `valid knocks (distinct), ${MANY_SOURCES} sources, refresh`,
+      kind: "valid",
+      sources: many,
+      target: CLIENT_V4,
+      prime: true,
+    },
+    {
+      label:
+        `valid knocks (distinct), ${MANY_SOURCES} sources, refresh, --log-level warn`,
+      kind: "valid",
+      sources: many,
+      target: CLIENT_V4,
+      prime: true,
+      logLevel: "warn",
+    },
+  ];
+  let idleRss = NaN;
+  let idleCpu = NaN;
+  let junkManyUs = NaN;
+  let rssAfterLoads = 0;
+  for (const plan of plans) {
+    const server = await sb.startServer({ logLevel: plan.logLevel ?? "info" });
+    const idle = await idleRateOf(server.pid, 1000);
+    if (Number.isNaN(idleRss)) {
+      idleRss = readRssMiB(server.pid);
+      idleCpu = idle;
+    }
+    const measured = await measureCpu(sb, server.pid, idle, plan);
+    rssAfterLoads = Math.max(rssAfterLoads, readRssMiB(server.pid));
+    const counts = await stopAndReadState(server);
+    if (plan.kind === "junk165" && plan.sources.length > 1) {
+      junkManyUs = measured.usPerDatagram;
+    }
+    runs.push({
+      label: plan.label,
+      sent: measured.sent,
+      usPerDatagram: measured.usPerDatagram,
+      statUsPerDatagram: measured.statUs,
+      outcome: describeOutcome(counts),
+    });
+    progress(`${plan.label}: ${fmt(measured.usPerDatagram)} µs/datagram`);
+  }
+  const floorAfter = cryptoFloorUs();
+  const floor = (floorBefore + floorAfter) / 2;
+
+  out.push(
+    `### Server CPU per datagram (${CPU_RATE}/s for ${
+      cpuDurationMs / 1000
+    } s)\n`,
+  );
+  out.push(
+    `Crypto floor measured in this run (in-process): ${fmt(floor)} µs ` +
+      `(${fmt(floorBefore)} before, ${fmt(floorAfter)} after the loads). ` +
+      `Server idle CPU: ${fmt(idleCpu * 100, 2)} % of a core; idle RSS ${
+        fmt(idleRss)
+      } MiB, largest RSS after a load ${fmt(rssAfterLoads)} MiB.\n`,
+  );
+  out.push(
+    "| load | sent | server CPU µs/datagram (schedstat) | (stat ticks) | × crypto floor | what the server did |",
+  );
+  out.push("|---|---:|---:|---:|---:|---|");
+  for (const r of runs) {
+    out.push(
+      `| ${r.label} | ${r.sent} | ${fmt(r.usPerDatagram)} | ${
+        fmt(r.statUsPerDatagram)
+      } | ${fmt(r.usPerDatagram / floor, 2)} | ${r.outcome} |`,
+    );
+  }
+  out.push("");
+  return junkManyUs;
+}
+
+async function latencyFor(
+  sb: ServerBed,
+  out: string[],
+  backend: string,
+): Promise<void> {
+  const targets = sourceAddresses(20, 90);
+  await sb.addClientAddresses(targets);
+  const server = await sb.startServer();
+  try {
+    const spec = sb.probeSpec(CLIENT_V4, targets);
+    spec.timeoutMs = 2000;
+    spec.gapMs = 100;
+    const result = await sb.probe(spec);
+    const ok = result.latenciesMs.filter((v): v is number => v !== null);
+    out.push(
+      `| ${backend} | ${ok.length}/${targets.length} | ${
+        fmt(percentile(ok, 50))
+      } | ${fmt(percentile(ok, 95))} | ${fmt(Math.min(...ok))} | ${
+        fmt(Math.max(...ok))
+      } |`,
+    );
+    progress(`latency ${backend}: p50 ${fmt(percentile(ok, 50))} ms`);
+  } finally {
+    await server.proc.stop("SIGTERM");
+  }
+}
+
+async function latencySection(sb: ServerBed, out: string[]): Promise<void> {
+  out.push("### Knock-to-open latency (20 knocks)\n");
+  out.push(
+    "From sending the knock to the first successful TCP connect to port 22 from the knocked address (a new connect is started every millisecond).\n",
+  );
+  out.push("| firewall | opened | p50 ms | p95 ms | min ms | max ms |");
+  out.push("|---|---:|---:|---:|---:|---:|");
+  await latencyFor(sb, out, "nft");
+  const ipt = await ServerBed.create({
+    prefix: "om-bench-ipt",
+    backend: "iptables",
+  });
+  try {
+    await latencyFor(ipt, out, "iptables");
+  } finally {
+    await ipt.destroy();
+  }
+  out.push("");
+}
+
+async function startupSection(sb: ServerBed, out: string[]): Promise<void> {
+  const empty = `${sb.bed.dir}/empty.ts`;
+  await Deno.writeTextFile(empty, "// intentionally empty\n");
+  const knock = [
+    "ip",
+    "netns",
+    "exec",
+    sb.bed.clientNs,
+    "deno",
+    "run",
+    "--allow-all",
+    "--no-prompt",
+    MAIN_TS,
+    "--client-config",
+    sb.clientConfigPath,
+    "knock",
+  ];
+  const bare = [
+    "ip",
+    "netns",
+    "exec",
+    sb.bed.clientNs,
+    "deno",
+    "run",
+    "--allow-all",
+    "--no-prompt",
+    empty,
+  ];
+  const time = async (command: string[]): Promise<number> => {
+    const t0 = performance.now();
+    const result = await run(command);
+    if (result.code !== 0) {
+      throw new Error(`${command.join(" ")} failed: ${result.stderr}`);
+    }
+    return performance.now() - t0;
+  };
+  await time(knock);
+  await time(bare);
+  const knockTimes: number[] = [];
+  const bareTimes: number[] = [];
+  const rounds = quick ? 3 : 10;
+  for (let i = 0; i < rounds; i++) {
+    knockTimes.push(await time(knock));
+    bareTimes.push(await time(bare));
+  }
+  const k = median(knockTimes);
+  const b = median(bareTimes);
+  out.push(`### Client start-up (${rounds} runs each, alternating)\n`);
+  out.push("| command | median ms | min ms | max ms |");
+  out.push("|---|---:|---:|---:|");
+  out.push(
+    `| \`deno run\` of an empty script | ${fmt(b)} | ${
+      fmt(Math.min(...bareTimes))
+    } | ${fmt(Math.max(...bareTimes))} |`,
+  );
+  out.push(
+    `| \`openme knock\` (from source) | ${fmt(k)} | ${
+      fmt(Math.min(...knockTimes))
+    } | ${fmt(Math.max(...knockTimes))} |`,
+  );
+  out.push(`\nRatio knock / empty script: **${fmt(k / b, 2)}×**.\n`);
+  progress(`startup ratio ${fmt(k / b, 2)}`);
+}
+
+async function memoryProbe(
+  mode: string,
+  count: number | null,
+  v8Flags: string,
+): Promise<MemoryReport> {
+  const args = [
+    "run",
+    "--allow-all",
+    "--no-prompt",
+    `--v8-flags=--expose-gc${v8Flags === "" ? "" : `,${v8Flags}`}`,
+    MEMORY_PROBE_TS,
+    mode,
+  ];
+  if (count !== null) args.push(String(count));
+  const result = await run(["deno", ...args], { timeoutMs: 600_000 });
+  const line = result.stdout.trim().split("\n").pop() ?? "";
+  if (result.code !== 0 || !line.startsWith("{")) {
+    throw new Error(
+      `memory probe ${mode} failed: ${result.stderr.slice(-500)}`,
+    );
+  }
+  return JSON.parse(line) as MemoryReport;
+}
+
+async function memorySection(out: string[]): Promise<void> {
+  const valid = quick ? 5000 : 100_000;
+  const junk = quick ? 50_000 : 1_000_000;
+  const plans: [string, number | null, string][] = [
+    ["idle", null, ""],
+    ["valid", valid, ""],
+    ["junk", junk, ""],
+    ["idle", null, SMALL_YOUNG_GEN],
+    ["valid", valid, SMALL_YOUNG_GEN],
+    ["junk", junk, SMALL_YOUNG_GEN],
+  ];
+  out.push(
+    "### Memory (in-process `OpenmeServer` + no-op firewall, see bench/memory_probe.ts)\n",
+  );
+  out.push(
+    "| workload | V8 flags | datagrams | RSS after, MiB | peak RSS, MiB | V8 heap used, MiB | time s | drops |",
+  );
+  out.push("|---|---|---:|---:|---:|---:|---:|---|");
+  for (const [mode, count, flags] of plans) {
+    progress(`memory ${mode} ${flags}`);
+    const r = await memoryProbe(mode, count, flags);
+    const drops = Object.entries(r.drops).map(([k, v]) => `${v} ${k}`).join(
+      ", ",
+    );
+    out.push(
+      `| ${mode} | ${
+        flags === "" ? "default" : `\`${flags}\``
+      } | ${r.datagrams} | ${fmt(r.rssMiB)} | ${fmt(r.peakRssMiB)} | ${
+        fmt(r.heapUsedMiB)
+      } | ${fmt(r.elapsedMs / 1000)} | ${drops} |`,
+    );
+  }
+  out.push("");
+}
+
+async function floodSection(
+  sb: ServerBed,
+  out: string[],
+  junkUsHint: number,
+): Promise<void> {
+  const flood = sourceAddresses(FLOOD_SOURCES);
+  const probeTargets = sourceAddresses(10, 743);
+  await sb.addClientAddresses([...flood, ...probeTargets]);
+  const durationMs = quick ? 8000 : 15_000;
+
+  // Calibrate: utilisation at a moderate rate → the rate that fills a core.
+  let server = await sb.startServer();
+  const calibrationRate = Number.isFinite(junkUsHint) && junkUsHint > 0
+    ? Math.round(0.5e6 / junkUsHint)
+    : 3000;
+  const load = await sb.startLoad(
+    sb.loadSpec("junk165", {
+      rate: calibrationRate,
+      durationMs: 3000,
+      sources: flood,
+    }),
+  );
+  const a = readCpuTime(server.pid);
+  const t0 = performance.now();
+  const udp0 = await readUdpCounters(sb.bed.serverNs);
+  const sentCal = (await load.go()).sent;
+  const util = (readCpuTime(server.pid).schedMs - a.schedMs) /
+    (performance.now() - t0);
+  const udp1 = await readUdpCounters(sb.bed.serverNs);
+  const saturation = Math.round(calibrationRate / util);
+  await server.proc.stop("SIGTERM");
+  progress(
+    `calibration: ${calibrationRate}/s → ${
+      fmt(util * 100)
+    } % of a core; saturation ≈ ${saturation}/s`,
+  );
+
+  out.push("### Floods (165-byte junk with version 1)\n");
+  out.push(
+    `Calibration: ${sentCal} datagrams at ${calibrationRate}/s from ${FLOOD_SOURCES} sources used ${
+      fmt(util * 100)
+    } % of a core (${
+      udp1.rcvbufErrors - udp0.rcvbufErrors
+    } dropped by the kernel), so one core saturates at about **${saturation}/s**.\n`,
+  );
+  out.push(
+    "| flood | sources | sent/s | server CPU (1 = one core) | kernel drops | legit knocks opened ≤ 1 s | p50 ms | RSS before → after MiB | server alive |",
+  );
+  out.push("|---|---:|---:|---:|---:|---:|---:|---|---|");
+  const scenarios: { label: string; rate: number; sources: string[] }[] = [
+    { label: "at saturation", rate: saturation, sources: flood },
+    {
+      label: "half saturation",
+      rate: Math.round(saturation / 2),
+      sources: flood,
+    },
+    { label: "twice saturation", rate: saturation * 2, sources: flood },
+    {
+      label: "one noisy source at twice saturation",
+      rate: saturation * 2,
+      sources: [CLIENT_V4_ALT],
+    },
+  ];
+  for (const scenario of scenarios) {
+    server = await sb.startServer();
+    try {
+      const r = await runFlood(sb, server, {
+        rate: scenario.rate,
+        sources: scenario.sources,
+        durationMs,
+        probeFrom: CLIENT_V4,
+        probeTargets,
+      });
+      const ok = r.latenciesMs.filter((v): v is number => v !== null);
+      out.push(
+        `| ${scenario.label} (${scenario.rate}/s asked) | ${scenario.sources.length} | ${
+          Math.round(r.sent / (durationMs / 1000))
+        }… | ${
+          fmt(r.cpuUtilisation, 2)
+        } | ${r.kernelDrops} | ${ok.length}/${r.latenciesMs.length} | ${
+          fmt(percentile(ok, 50))
+        } | ${fmt(r.rssBeforeMiB)} → ${fmt(r.rssAfterMiB)} | ${
+          r.alive ? "yes" : "NO"
+        } |`,
+      );
+      progress(
+        `${scenario.label}: ${ok.length}/${r.latenciesMs.length} opened, cpu ${
+          fmt(r.cpuUtilisation, 2)
+        }`,
+      );
+    } finally {
+      await server.proc.stop("SIGTERM");
+    }
+  }
+  out.push(
+    "\n(sent/s is the generator's total divided by the flood's longest duration; the flood is stopped as soon as the probe is done, so it is a lower bound.)\n",
+  );
+}
+
+async function main(): Promise<void> {
+  const why = testbedUnavailable("nft") ?? testbedUnavailable("iptables");
+  if (why !== null) {
+    console.log(`server_load: skipped: ${why}`);
+    return;
+  }
+  const out: string[] = [];
+  const cpuModel = (await Deno.readTextFile("/proc/cpuinfo")).match(
+    /^model name\s*:\s*(.*)$/m,
+  )?.[1] ?? "unknown";
+  out.push(
+    `Run ${
+      new Date().toISOString()
+    }: ${navigator.hardwareConcurrency} cores (${cpuModel}), Deno ${Deno.version.deno}, V8 ${Deno.version.v8}, ${Deno.build.target}${
+      quick ? ", --quick" : ""
+    }.\n`,
+  );
+  let junkManyUs = NaN;
+  if (sections.includes("memory")) await memorySection(out);
+  const sb = await ServerBed.create({ prefix: "om-bench" });
+  try {
+    if (sections.includes("cpu")) junkManyUs = await cpuSection(sb, out);
+    if (sections.includes("latency")) await latencySection(sb, out);
+    if (sections.includes("startup")) await startupSection(sb, out);
+    if (sections.includes("flood")) await floodSection(sb, out, junkManyUs);
+  } finally {
+    await sb.destroy();
+  }
+  console.log(out.join("\n"));
+}
+
+if (import.meta.main) {
+  await main();
+}

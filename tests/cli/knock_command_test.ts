@@ -1,0 +1,663 @@
+/**
+ * Tests of `openme knock` through the CLI: single knocks, `--check` against
+ * a local TCP listener, `--continuous` stopped by SIGINT, failed sends that
+ * are retried, dual-stack knocking captured on loopback inside a network
+ * namespace whose /etc/hosts maps a name to 127.0.0.1 and ::1, post_knock's
+ * environment and exit code, and the error messages.
+ */
+
+import assert from "node:assert/strict";
+import { createSocket } from "node:dgram";
+import { join } from "node:path";
+import { type CliIo, runCli } from "../../lib/cli/mod.ts";
+import { upsertClientProfile } from "../../lib/config/client_config.ts";
+import {
+  generateEd25519KeyPair,
+  generateX25519KeyPair,
+} from "../../lib/crypto.ts";
+import { encodeBase64 } from "../../lib/encoding.ts";
+import { runTool } from "../../lib/firewall/exec.ts";
+import { KNOCK_PACKET_BYTES } from "../../lib/packet.ts";
+
+const MAIN_TS = new URL("../../main.ts", import.meta.url).pathname;
+const PROCESS_TIMEOUT_MS = 30_000;
+
+async function detectNetnsSkip(): Promise<string | null> {
+  if (Deno.build.os !== "linux") return "needs Linux";
+  if (Deno.uid() !== 0) return "needs root (ip netns add, /etc/netns)";
+  const ip = await runTool("ip", ["-V"]);
+  if (!ip.success) return `ip is not usable: ${ip.error ?? ip.stderr}`;
+  return null;
+}
+const netnsSkip = await detectNetnsSkip();
+if (netnsSkip !== null) {
+  console.warn(`SKIP knock namespace tests: ${netnsSkip}`);
+}
+const canUseNetns = netnsSkip === null;
+const canSignal = Deno.build.os !== "windows";
+if (!canSignal) console.warn("SKIP knock SIGINT test: no SIGINT on Windows");
+
+interface Captured {
+  code: number;
+  out: string;
+  err: string;
+}
+
+async function cli(argv: string[]): Promise<Captured> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const io: CliIo = {
+    out: (text) => out.push(text),
+    err: (text) => err.push(text),
+  };
+  const code = await runCli(argv, io);
+  return { code, out: out.join("\n"), err: err.join("\n") };
+}
+
+interface ProfileOptions {
+  name?: string;
+  host: string;
+  port: number;
+  postKnock?: string;
+}
+
+async function writeProfile(path: string, p: ProfileOptions): Promise<void> {
+  const client = generateEd25519KeyPair();
+  await upsertClientProfile(path, {
+    name: p.name ?? "default",
+    serverHost: p.host,
+    serverUdpPort: p.port,
+    serverPubkeyB64: encodeBase64(generateX25519KeyPair().publicKey),
+    privateKeyB64: encodeBase64(client.privateKey),
+    publicKeyB64: encodeBase64(client.publicKey),
+    postKnock: p.postKnock,
+  });
+}
+
+async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "openme-knock-cmd-" });
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+function freeTcpPort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
+}
+
+/** A TCP listener on 127.0.0.1 that accepts and closes, like the health port. */
+function healthListener(): { port: number; close(): Promise<void> } {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const done = (async () => {
+    try {
+      for await (const conn of listener) conn.close();
+    } catch {
+      // closed
+    }
+  })();
+  return {
+    port: (listener.addr as Deno.NetAddr).port,
+    close: async () => {
+      listener.close();
+      await done;
+    },
+  };
+}
+
+/** Runs main.ts in a subprocess (optionally in a namespace) and collects its output. */
+async function runProcess(
+  args: string[],
+  options: { netns?: string } = {},
+): Promise<Captured> {
+  const command = options.netns === undefined
+    ? ["deno", "run", "-A", "--no-prompt", MAIN_TS, ...args]
+    : [
+      "ip",
+      "netns",
+      "exec",
+      options.netns,
+      "deno",
+      "run",
+      "-A",
+      "--no-prompt",
+      MAIN_TS,
+      ...args,
+    ];
+  const child = new Deno.Command(command[0], {
+    args: command.slice(1),
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  const timer = setTimeout(() => child.kill("SIGKILL"), PROCESS_TIMEOUT_MS);
+  try {
+    const result = await child.output();
+    return {
+      code: result.code,
+      out: new TextDecoder().decode(result.stdout),
+      err: new TextDecoder().decode(result.stderr),
+    };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** A long-running CLI process whose output is collected while it runs. */
+interface Running {
+  output(): { out: string; err: string };
+  waitFor(pattern: RegExp, what: string): Promise<void>;
+  stop(signal: Deno.Signal): Promise<number>;
+}
+
+function spawnProcess(args: string[], netns?: string): Running {
+  const command = netns === undefined
+    ? ["deno", "run", "-A", "--no-prompt", MAIN_TS, ...args]
+    : [
+      "ip",
+      "netns",
+      "exec",
+      netns,
+      "deno",
+      "run",
+      "-A",
+      "--no-prompt",
+      MAIN_TS,
+      ...args,
+    ];
+  const child = new Deno.Command(command[0], {
+    args: command.slice(1),
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  let out = "";
+  let err = "";
+  const decoder = new TextDecoder();
+  const pumps = Promise.all([
+    (async () => {
+      for await (const chunk of child.stdout) out += decoder.decode(chunk);
+    })(),
+    (async () => {
+      for await (const chunk of child.stderr) err += decoder.decode(chunk);
+    })(),
+  ]);
+  const killer = setTimeout(() => child.kill("SIGKILL"), PROCESS_TIMEOUT_MS);
+  return {
+    output: () => ({ out, err }),
+    waitFor: async (pattern, what) => {
+      const deadline = Date.now() + 20_000;
+      while (!pattern.test(out + err)) {
+        if (Date.now() > deadline) {
+          throw new Error(
+            `timed out waiting for ${what}; output:\n${out}\n${err}`,
+          );
+        }
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    },
+    stop: async (signal) => {
+      child.kill(signal);
+      const status = await child.status;
+      clearTimeout(killer);
+      await pumps;
+      return status.code;
+    },
+  };
+}
+
+let namespaceCounter = 0;
+
+/** Runs fn in a fresh namespace with lo up and the given /etc/netns files; removes both afterwards. */
+async function withNamespace(
+  etcFiles: Record<string, string>,
+  fn: (ns: string) => Promise<void>,
+): Promise<void> {
+  const ns = `om-knock-${Deno.pid}-${++namespaceCounter}`;
+  const etcDir = `/etc/netns/${ns}`;
+  const added = await runTool("ip", ["netns", "add", ns]);
+  assert.ok(added.success, `ip netns add ${ns}: ${added.stderr}`);
+  try {
+    const up = await runTool("ip", ["-n", ns, "link", "set", "lo", "up"]);
+    assert.ok(up.success, up.stderr);
+    if (Object.keys(etcFiles).length > 0) {
+      await Deno.mkdir(etcDir, { recursive: true });
+      for (const [name, text] of Object.entries(etcFiles)) {
+        await Deno.writeTextFile(join(etcDir, name), text);
+      }
+    }
+    await fn(ns);
+  } finally {
+    await Deno.remove(etcDir, { recursive: true }).catch(() => {});
+    await Deno.remove("/etc/netns").catch(() => {}); // only when empty
+    await runTool("ip", ["netns", "del", ns]);
+  }
+}
+
+Deno.test("knock sends one 165-byte datagram to the profile's server and says where", async () => {
+  await withTempDir(async (dir) => {
+    const socket = createSocket("udp4");
+    const received: number[] = [];
+    socket.on("message", (msg) => received.push(msg.length));
+    await new Promise<void>((r) => socket.bind(0, "127.0.0.1", () => r()));
+    try {
+      const port = socket.address().port;
+      const config = join(dir, "client.yaml");
+      await writeProfile(config, { host: "127.0.0.1", port });
+      const result = await cli(["--client-config", config, "knock"]);
+      assert.equal(result.code, 0, result.err);
+      assert.equal(result.out, `knocked 127.0.0.1:${port}`);
+      const deadline = Date.now() + 2000;
+      while (received.length === 0 && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      assert.deepEqual(received, [KNOCK_PACKET_BYTES]);
+    } finally {
+      await new Promise<void>((r) => socket.close(() => r()));
+    }
+  });
+});
+
+Deno.test("knock --check prints ✓ with the time when the health port answers", async () => {
+  await withTempDir(async (dir) => {
+    const listener = healthListener();
+    try {
+      const config = join(dir, "client.yaml");
+      await writeProfile(config, { host: "127.0.0.1", port: listener.port });
+      const result = await cli(["--client-config", config, "knock", "--check"]);
+      assert.equal(result.code, 0, result.err);
+      assert.match(
+        result.out,
+        new RegExp(
+          `^knocked 127\\.0\\.0\\.1:${listener.port}\\n✓ health port tcp 127\\.0\\.0\\.1:${listener.port} open after \\d+ ms$`,
+        ),
+      );
+    } finally {
+      await listener.close();
+    }
+  });
+});
+
+Deno.test("knock --check prints ✗ after 3 s and exits 1 when the health port never opens", async () => {
+  await withTempDir(async (dir) => {
+    const port = freeTcpPort();
+    const config = join(dir, "client.yaml");
+    await writeProfile(config, {
+      host: "127.0.0.1",
+      port,
+      postKnock: `touch '${join(dir, "ran")}'`,
+    });
+    const started = performance.now();
+    const result = await cli(["--client-config", config, "knock", "--check"]);
+    const elapsed = performance.now() - started;
+    assert.equal(result.code, 1);
+    assert.match(
+      result.out,
+      new RegExp(
+        `✗ health port tcp 127\\.0\\.0\\.1:${port} still closed after \\d+ ms \\(ECONNREFUSED\\)`,
+      ),
+    );
+    assert.ok(elapsed >= 2900 && elapsed < 6000, `took ${elapsed} ms`);
+    // post_knock runs only after a successful check.
+    await assert.rejects(
+      () => Deno.stat(join(dir, "ran")),
+      Deno.errors.NotFound,
+    );
+  });
+});
+
+Deno.test({
+  name:
+    "knock --continuous prints a timestamped line per knock and exits 0 on SIGINT",
+  ignore: !canSignal,
+  fn: async () => {
+    await withTempDir(async (dir) => {
+      const config = join(dir, "client.yaml");
+      await writeProfile(config, { host: "127.0.0.1", port: freeTcpPort() });
+      const proc = spawnProcess([
+        "--client-config",
+        config,
+        "knock",
+        "--continuous",
+        "--interval",
+        "1s",
+      ]);
+      await proc.waitFor(/Z knocked .*\n[\s\S]*Z knocked /, "two knock lines");
+      const code = await proc.stop("SIGINT");
+      const { out } = proc.output();
+      assert.equal(code, 0, out);
+      const knocks = out.split("\n").filter((l) =>
+        /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ knocked 127\.0\.0\.1:\d+$/.test(l)
+      );
+      assert.ok(knocks.length >= 2, out);
+      assert.match(out, /^knocking default every 1s; Ctrl-C to stop$/m);
+      assert.match(out, /Z stopped\n$/);
+    });
+  },
+});
+
+Deno.test({
+  name:
+    "knock --continuous reports a failed send, retries it, and still stops with 0 on SIGINT",
+  ignore: !canUseNetns || !canSignal,
+  fn: async () => {
+    // A namespace with only lo has no route to 192.0.2.1: every send fails.
+    await withNamespace({}, async (ns) => {
+      await withTempDir(async (dir) => {
+        const config = join(dir, "client.yaml");
+        await writeProfile(config, { host: "192.0.2.1", port: 54154 });
+        const proc = spawnProcess([
+          "--client-config",
+          config,
+          "knock",
+          "--continuous",
+          "--interval",
+          "1s",
+        ], ns);
+        await proc.waitFor(
+          /knock failed[\s\S]*knock failed/,
+          "two failed knocks",
+        );
+        const code = await proc.stop("SIGINT");
+        const { out, err } = proc.output();
+        assert.equal(code, 0, err);
+        assert.match(
+          err,
+          /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ knock failed: sending the knock to 192\.0\.2\.1 port 54154 failed \(ENETUNREACH\): is the network up and the address reachable\? \(retrying in 1s\)$/m,
+        );
+        assert.match(out, /Z stopped\n$/);
+      });
+    });
+  },
+});
+
+Deno.test({
+  name: "knock on a closed network exits 1 and says the network is unreachable",
+  ignore: !canUseNetns,
+  fn: async () => {
+    await withNamespace({}, async (ns) => {
+      await withTempDir(async (dir) => {
+        const config = join(dir, "client.yaml");
+        await writeProfile(config, { host: "192.0.2.1", port: 54154 });
+        const result = await runProcess(["--client-config", config, "knock"], {
+          netns: ns,
+        });
+        assert.equal(result.code, 1);
+        assert.match(
+          result.err,
+          /openme: sending the knock to 192\.0\.2\.1 port 54154 failed \(ENETUNREACH\): is the network up/,
+        );
+      });
+    });
+  },
+});
+
+Deno.test({
+  name:
+    "knock to an unresolvable host name exits 1 with the name and what to check",
+  ignore: !canUseNetns,
+  fn: async () => {
+    // No DNS server answers in the namespace: the lookup fails at once.
+    await withNamespace({
+      "hosts": "127.0.0.1 localhost\n",
+      "resolv.conf": "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n",
+    }, async (ns) => {
+      await withTempDir(async (dir) => {
+        const config = join(dir, "client.yaml");
+        await writeProfile(config, { host: "nowhere.invalid", port: 54154 });
+        const result = await runProcess(["--client-config", config, "knock"], {
+          netns: ns,
+        });
+        assert.equal(result.code, 1);
+        assert.match(
+          result.err,
+          /openme: cannot resolve server host "nowhere\.invalid" \(\w+\): check the name in your profile \(server_host\)/,
+        );
+      });
+    });
+  },
+});
+
+Deno.test({
+  name:
+    "knock sends one datagram per family to a name with IPv4 and IPv6 addresses; -4 and -6 restrict it",
+  ignore: !canUseNetns,
+  fn: async () => {
+    await withNamespace({
+      "hosts": "127.0.0.1 localhost\n127.0.0.1 dual.test\n::1 dual.test\n",
+    }, async (ns) => {
+      await withTempDir(async (dir) => {
+        const port = 40000 + (Deno.pid % 20000);
+        // Capture inside the namespace: udp4 127.0.0.1:P and udp6 [::1]:P.
+        const capture = spawnCapture(ns, port);
+        try {
+          await capture.waitFor(/ready/, "capture sockets");
+          const config = join(dir, "client.yaml");
+          await writeProfile(config, { host: "dual.test", port });
+          const both = await runProcess(
+            ["--client-config", config, "knock"],
+            { netns: ns },
+          );
+          assert.equal(both.code, 0, both.err);
+          assert.equal(
+            both.out.trim(),
+            `knocked dual.test (127.0.0.1:${port}, [::1]:${port})`,
+          );
+          const v4 = await runProcess(
+            ["--client-config", config, "knock", "-4"],
+            { netns: ns },
+          );
+          assert.equal(v4.code, 0, v4.err);
+          const v6 = await runProcess(
+            ["--client-config", config, "knock", "-6"],
+            { netns: ns },
+          );
+          assert.equal(v6.code, 0, v6.err);
+          await capture.waitFor(/(got \d \d+\n[\s\S]*){4}/, "four datagrams");
+          await new Promise((r) => setTimeout(r, 200));
+        } finally {
+          await capture.stop("SIGTERM");
+        }
+        const lines = capture.output().out.split("\n").filter((l) =>
+          l.startsWith("got ")
+        );
+        // First knock: one per family (either order); then -4, then -6.
+        assert.equal(lines.length, 4, lines.join("\n"));
+        assert.deepEqual(lines.slice(0, 2).sort(), [
+          `got 4 ${KNOCK_PACKET_BYTES}`,
+          `got 6 ${KNOCK_PACKET_BYTES}`,
+        ]);
+        assert.deepEqual(lines.slice(2), [
+          `got 4 ${KNOCK_PACKET_BYTES}`,
+          `got 6 ${KNOCK_PACKET_BYTES}`,
+        ]);
+      });
+    });
+  },
+});
+
+/** A deno process in the namespace printing "got FAMILY LENGTH" per datagram on udp4 and udp6. */
+function spawnCapture(ns: string, port: number): Running {
+  const code = `import { createSocket } from "node:dgram";
+const v4 = createSocket("udp4");
+const v6 = createSocket({ type: "udp6", ipv6Only: true });
+v4.on("message", (m) => console.log("got 4 " + m.length));
+v6.on("message", (m) => console.log("got 6 " + m.length));
+await new Promise((r) => v4.bind(${port}, "127.0.0.1", r));
+await new Promise((r) => v6.bind(${port}, "::1", r));
+console.log("ready");
+setTimeout(() => Deno.exit(0), 25000);`;
+  const child = new Deno.Command("ip", {
+    args: ["netns", "exec", ns, "deno", "eval", "--no-config", code],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let out = "";
+  let err = "";
+  const decoder = new TextDecoder();
+  const pumps = Promise.all([
+    (async () => {
+      for await (const chunk of child.stdout) out += decoder.decode(chunk);
+    })(),
+    (async () => {
+      for await (const chunk of child.stderr) err += decoder.decode(chunk);
+    })(),
+  ]);
+  return {
+    output: () => ({ out, err }),
+    waitFor: async (pattern, what) => {
+      const deadline = Date.now() + 20_000;
+      while (!pattern.test(out)) {
+        if (Date.now() > deadline) {
+          throw new Error(`timed out waiting for ${what}: ${out} ${err}`);
+        }
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    },
+    stop: async (signal) => {
+      try {
+        child.kill(signal);
+      } catch {
+        // already exited
+      }
+      const status = await child.status;
+      await pumps;
+      return status.code;
+    },
+  };
+}
+
+Deno.test({
+  name:
+    "post_knock runs after the check with OPENME_* set, inherits the terminal, and its exit code becomes openme's",
+  ignore: Deno.build.os === "windows",
+  fn: async () => {
+    await withTempDir(async (dir) => {
+      const listener = healthListener();
+      try {
+        const config = join(dir, "client.yaml");
+        await writeProfile(config, {
+          name: "work",
+          host: "127.0.0.1",
+          port: listener.port,
+          postKnock:
+            'echo "post $OPENME_PROFILE $OPENME_SERVER $OPENME_PORT"; exit 3',
+        });
+        const result = await runProcess([
+          "--client-config",
+          config,
+          "knock",
+          "work",
+          "--check",
+        ]);
+        assert.equal(result.code, 3, result.err);
+        const lines = result.out.trim().split("\n");
+        assert.equal(lines.length, 3, result.out);
+        assert.equal(lines[0], `knocked 127.0.0.1:${listener.port}`);
+        assert.match(lines[1], /^✓ health port tcp /);
+        assert.equal(lines[2], `post work 127.0.0.1 ${listener.port}`);
+      } finally {
+        await listener.close();
+      }
+    });
+  },
+});
+
+Deno.test({
+  name:
+    "knock waits for post_knock through a Ctrl-C and still exits with its code",
+  ignore: !canSignal,
+  fn: async () => {
+    await withTempDir(async (dir) => {
+      const config = join(dir, "client.yaml");
+      const started = join(dir, "started");
+      await writeProfile(config, {
+        host: "127.0.0.1",
+        port: freeTcpPort(),
+        postKnock: `touch '${started}'; sleep 1; echo done; exit 5`,
+      });
+      const proc = spawnProcess(["--client-config", config, "knock"]);
+      const deadline = Date.now() + 20_000;
+      while (Date.now() < deadline) {
+        try {
+          await Deno.stat(started);
+          break;
+        } catch {
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      }
+      // SIGINT to openme alone (a terminal would send it to the command too).
+      const code = await proc.stop("SIGINT");
+      assert.equal(code, 5, proc.output().err);
+      assert.match(proc.output().out, /^done$/m);
+    });
+  },
+});
+
+Deno.test("knock with an unknown profile exits 1 and lists the profiles", async () => {
+  await withTempDir(async (dir) => {
+    const config = join(dir, "client.yaml");
+    await writeProfile(config, { name: "work", host: "127.0.0.1", port: 9 });
+    await writeProfile(config, { name: "home", host: "127.0.0.1", port: 9 });
+    const result = await cli(["--client-config", config, "knock", "wrok"]);
+    assert.equal(result.code, 1);
+    assert.equal(
+      result.err,
+      `openme: no profile "wrok" in ${config} (profiles: work, home)`,
+    );
+  });
+});
+
+Deno.test("knock without a client config says how to get one", async () => {
+  await withTempDir(async (dir) => {
+    const config = join(dir, "missing.yaml");
+    const result = await cli(["--client-config", config, "knock"]);
+    assert.equal(result.code, 1);
+    assert.match(
+      result.err,
+      /no client config at .*missing\.yaml: import one with `openme import FILE`/,
+    );
+  });
+});
+
+Deno.test("knock -6 to an IPv4-only server says there is no IPv6 address", async () => {
+  await withTempDir(async (dir) => {
+    const config = join(dir, "client.yaml");
+    await writeProfile(config, { host: "127.0.0.1", port: 9 });
+    const result = await cli(["--client-config", config, "knock", "-6"]);
+    assert.equal(result.code, 1);
+    assert.match(
+      result.err,
+      /server host "127\.0\.0\.1" has no IPv6 address \(drop -6 to use IPv4\)/,
+    );
+  });
+});
+
+Deno.test("knock rejects bad flag combinations with exit 2", async () => {
+  await withTempDir(async (dir) => {
+    const config = join(dir, "client.yaml");
+    await writeProfile(config, { host: "127.0.0.1", port: 9 });
+    const cases: [string[], RegExp][] = [
+      [["--interval", "10s"], /--interval goes with --continuous/],
+      [
+        ["--continuous", "--interval", "10"],
+        /is not a duration between 1s and 24h/,
+      ],
+      [["--continuous", "--interval", "500ms"], /between 1s and 24h/],
+      [["-4", "-6"], /-4 and -6 exclude each other/],
+      [["--ip", "not-an-ip"], /--ip "not-an-ip" is not an IP address/],
+    ];
+    for (const [args, pattern] of cases) {
+      const result = await cli(["--client-config", config, "knock", ...args]);
+      assert.equal(result.code, 2, args.join(" "));
+      assert.match(result.err, pattern);
+    }
+  });
+});

@@ -1,0 +1,7 @@
+/**
+ * `openme serve` end to end with the iptables backend: the real CLI as root
+ * in two network namespaces (see scenario.ts for the steps).
+ */
+import { defineServeScenario } from "./scenario.ts";
+
+defineServeScenario("iptables");

@@ -1,0 +1,720 @@
+/**
+ * OpenmeServer end to end in one process: real UDP and TCP sockets on
+ * loopback (free ports), real knock packets, the real verifier and session
+ * manager, and a recording firewall backend instead of nft/iptables.
+ */
+import assert from "node:assert/strict";
+import { connect } from "node:net";
+import { createSocket } from "node:dgram";
+import { keyFingerprint } from "../../lib/crypto.ts";
+import { buildKnock } from "../../lib/packet.ts";
+import { OpenmeServer, type ServerOptions } from "../../lib/server/daemon.ts";
+import { readStateFile } from "../../lib/server/state_file.ts";
+import { waitFor } from "../../scripts/testbed.ts";
+import {
+  captureLog,
+  freshKeys,
+  type LogCapture,
+  RecordingBackend,
+  renderTestConfig,
+  sendDatagrams,
+  sleep,
+  type TestClient,
+  type TestConfigOptions,
+  writeByRename,
+} from "./recording_backend.ts";
+
+const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$/;
+
+interface Harness {
+  server: OpenmeServer;
+  backend: RecordingBackend;
+  dir: string;
+  configPath: string;
+  stateFile: string;
+  keys: ReturnType<typeof freshKeys>;
+  log: LogCapture;
+  clients: TestClient[];
+  /** A fresh knock from a client (wildcard target unless given). */
+  knock(
+    name: string,
+    options?: { target?: { family: 4 | 6; text: string }; offsetMs?: number },
+  ): Uint8Array;
+  /** Sends datagrams to the server's UDP port. */
+  send(...datagrams: Uint8Array[]): Promise<void>;
+  /** Rewrites the config with changed options. */
+  rewrite(
+    change: Partial<TestConfigOptions>,
+    how?: "rename" | "in-place",
+  ): Promise<void>;
+  close(): Promise<void>;
+}
+
+interface HarnessOptions {
+  names?: string[];
+  config?: Partial<TestConfigOptions>;
+  server?: Partial<ServerOptions>;
+  logLevel?: "debug" | "info" | "warn";
+}
+
+async function startHarness(options: HarnessOptions = {}): Promise<Harness> {
+  const names = options.names ?? ["alice"];
+  const keys = freshKeys(names);
+  const clients: TestClient[] = names.map((name) => ({
+    name,
+    keys: keys.clients.get(name)!,
+  }));
+  const dir = await Deno.makeTempDir({ prefix: "openme-daemon-test-" });
+  const configPath = `${dir}/config.yaml`;
+  const stateFile = `${dir}/state.json`;
+  let configOptions: TestConfigOptions = {
+    server: keys.server,
+    clients,
+    ...options.config,
+  };
+  await Deno.writeTextFile(configPath, renderTestConfig(configOptions), {
+    mode: 0o600,
+  });
+  const log = captureLog(options.logLevel ?? "info");
+  const backend = new RecordingBackend();
+  let server: OpenmeServer;
+  try {
+    server = await OpenmeServer.start(configPath, {
+      stateFile,
+      backend,
+      hostname: "127.0.0.1",
+      udpPort: 0,
+      healthPort: 0,
+      configPollMs: 100,
+      rateLimit: null,
+      dropWriteDelayMs: 100,
+      ...options.server,
+    });
+  } catch (err) {
+    log.restore();
+    await Deno.remove(dir, { recursive: true });
+    throw err;
+  }
+  return {
+    server,
+    backend,
+    dir,
+    configPath,
+    stateFile,
+    keys,
+    log,
+    clients,
+    knock(name, knockOptions = {}) {
+      return buildKnock({
+        serverPublicKey: keys.server.publicKey,
+        clientPrivateKey: keys.clients.get(name)!.privateKey,
+      }, {
+        target: knockOptions.target ?? null,
+        timestampNs: BigInt(Date.now() + (knockOptions.offsetMs ?? 0)) *
+          1_000_000n,
+      });
+    },
+    send(...datagrams) {
+      return sendDatagrams(server.udpPort, datagrams);
+    },
+    async rewrite(change, how = "rename") {
+      configOptions = { ...configOptions, ...change };
+      const text = renderTestConfig(configOptions);
+      if (how === "rename") await writeByRename(configPath, text);
+      else await Deno.writeTextFile(configPath, text);
+    },
+    async close() {
+      try {
+        await server.stop();
+      } finally {
+        log.restore();
+        await Deno.remove(dir, { recursive: true });
+      }
+    },
+  };
+}
+
+function sessionOf(h: Harness, name: string, ip = "127.0.0.1") {
+  return h.server.sessions().find((s) =>
+    s.clientName === name && s.address.text === ip
+  );
+}
+
+Deno.test("first knock opens the client's ports plus the health port; a repeat knock only moves the deadline", async () => {
+  const h = await startHarness();
+  try {
+    await h.send(h.knock("alice"));
+    await waitFor(() => sessionOf(h, "alice") !== undefined, {
+      timeoutMs: 2000,
+      what: "alice's session",
+    });
+    const opens = h.backend.callsOf("open");
+    assert.equal(opens.length, 1);
+    assert.equal(opens[0].address, "127.0.0.1");
+    assert.equal(opens[0].ports, `22/tcp,${h.server.healthPort}/tcp`);
+    const firstDeadline = sessionOf(h, "alice")!.expiresAtMs;
+    await sleep(50);
+    await h.send(h.knock("alice"));
+    await waitFor(() => h.server.accepted() === 2, {
+      timeoutMs: 2000,
+      what: "second knock accepted",
+    });
+    assert.ok(sessionOf(h, "alice")!.expiresAtMs > firstDeadline);
+    assert.equal(h.backend.callsOf("open").length, 1, "no second open");
+    assert.equal(h.backend.live.size, 2);
+    const fp = keyFingerprint(h.keys.clients.get("alice")!.publicKey);
+    const opened = h.log.matching(/^INFO {2}opened /);
+    assert.equal(opened.length, 1);
+    assert.match(
+      opened[0],
+      new RegExp(
+        `^INFO {2}opened 22/tcp,${h.server.healthPort}/tcp for 127\\.0\\.0\\.1 \\(client alice key ${fp} from 127\\.0\\.0\\.1\\) until \\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\dZ$`,
+      ),
+    );
+    assert.equal(h.log.matching(/^INFO {2}refreshed .*client alice/).length, 1);
+  } finally {
+    await h.close();
+  }
+});
+
+Deno.test("an explicit target opens for that address, not for the source", async () => {
+  const h = await startHarness();
+  try {
+    await h.send(
+      h.knock("alice", { target: { family: 4, text: "192.0.2.3" } }),
+    );
+    await waitFor(() => sessionOf(h, "alice", "192.0.2.3") !== undefined, {
+      timeoutMs: 2000,
+      what: "session for 192.0.2.3",
+    });
+    assert.equal(sessionOf(h, "alice", "127.0.0.1"), undefined);
+    assert.equal(h.backend.callsOf("open")[0].address, "192.0.2.3");
+  } finally {
+    await h.close();
+  }
+});
+
+Deno.test("a session closes at its deadline, within a second", async () => {
+  const h = await startHarness({ config: { knockTimeout: "300ms" } });
+  try {
+    await h.send(h.knock("alice"));
+    await waitFor(() => sessionOf(h, "alice") !== undefined, {
+      timeoutMs: 2000,
+      what: "alice's session",
+    });
+    const deadline = sessionOf(h, "alice")!.expiresAtMs;
+    await waitFor(() => h.backend.callsOf("close").length === 1, {
+      timeoutMs: 2500,
+      what: "the close at the deadline",
+    });
+    const closedAt = h.backend.callsOf("close")[0].atMs;
+    assert.ok(closedAt >= deadline, "not closed before the deadline");
+    assert.ok(
+      closedAt - deadline < 1000,
+      `closed ${closedAt - deadline} ms late`,
+    );
+    assert.equal(h.backend.live.size, 0);
+    assert.equal(h.server.sessions().length, 0);
+    assert.equal(
+      h.log.matching(
+        /^INFO {2}closed 22\/tcp,\d+\/tcp for 127\.0\.0\.1 \(client alice\): timeout$/,
+      )
+        .length,
+      1,
+    );
+  } finally {
+    await h.close();
+  }
+});
+
+Deno.test("a failed open records no session; a later knock opens once the firewall works again", async () => {
+  const h = await startHarness();
+  try {
+    h.backend.failOpen = true;
+    await h.send(h.knock("alice"));
+    await waitFor(() => (h.server.drops().firewall ?? 0) === 1, {
+      timeoutMs: 2000,
+      what: "the firewall failure counted",
+    });
+    assert.equal(h.server.sessions().length, 0);
+    const errors = h.log.matching(/^ERROR /);
+    assert.equal(errors.length, 1);
+    assert.match(
+      errors[0],
+      /knock from alice for 127\.0\.0\.1 failed: could not open ports: .*No such file or directory/,
+    );
+    h.backend.failOpen = false;
+    await h.send(h.knock("alice"));
+    await waitFor(() => sessionOf(h, "alice") !== undefined, {
+      timeoutMs: 2000,
+      what: "alice's session after recovery",
+    });
+    assert.equal(h.backend.callsOf("open").length, 2);
+    assert.equal(h.backend.live.size, 2);
+  } finally {
+    await h.close();
+  }
+});
+
+Deno.test("stop closes every session, tears the firewall down and writes an empty state", async () => {
+  const h = await startHarness({ names: ["alice", "bob"] });
+  try {
+    await h.send(
+      h.knock("alice"),
+      h.knock("bob", { target: { family: 6, text: "2001:db8::7" } }),
+    );
+    await waitFor(() => h.server.sessions().length === 2, {
+      timeoutMs: 2000,
+      what: "two sessions",
+    });
+    await h.server.stop();
+    const ops = h.backend.calls.map((c) => c.op);
+    assert.equal(ops.filter((op) => op === "close").length, 2);
+    assert.equal(ops.at(-1), "teardown");
+    assert.equal(h.backend.live.size, 0);
+    assert.equal(h.server.sessions().length, 0);
+    const state = await readStateFile(h.stateFile);
+    assert.deepEqual(state.active_sessions, []);
+    assert.ok(h.log.matching("closed ").every((l) => l.endsWith(": shutdown")));
+  } finally {
+    await h.close();
+  }
+});
+
+Deno.test("stop does not wait forever for an open that hangs, and removes its rules when it finishes", async () => {
+  const h = await startHarness({ server: { shutdownWaitMs: 200 } });
+  try {
+    h.backend.hangOpen = true;
+    await h.send(h.knock("alice"));
+    await waitFor(() => h.backend.heldCount === 1, {
+      timeoutMs: 2000,
+      what: "a hanging open",
+    });
+    const started = Date.now();
+    await h.server.stop();
+    assert.ok(Date.now() - started < 1500, "stop returned in time");
+    assert.equal(h.backend.calls.at(-1)?.op, "teardown");
+    h.backend.releaseHeld();
+    await waitFor(() => h.backend.callsOf("close").length === 1, {
+      timeoutMs: 2000,
+      what: "the late rules removed",
+    });
+    assert.equal(h.backend.live.size, 0);
+  } finally {
+    await h.close();
+  }
+});
+
+Deno.test("revoking a client (file renamed over) closes its session and refuses it; other sessions keep their deadlines", async () => {
+  const h = await startHarness({ names: ["alice", "bob"] });
+  try {
+    await h.send(
+      h.knock("alice"),
+      h.knock("bob", { target: { family: 4, text: "192.0.2.9" } }),
+    );
+    await waitFor(() => h.server.sessions().length === 2, {
+      timeoutMs: 2000,
+      what: "two sessions",
+    });
+    const bobDeadline = sessionOf(h, "bob", "192.0.2.9")!.expiresAtMs;
+    const revokedAt = Date.now();
+    await h.rewrite({ clients: h.clients.filter((c) => c.name !== "alice") });
+    await waitFor(() => sessionOf(h, "alice") === undefined, {
+      timeoutMs: 2000,
+      what: "alice's session closed after the revoke",
+    });
+    assert.ok(Date.now() - revokedAt < 2000);
+    assert.equal(h.backend.callsOf("close").length, 1);
+    assert.equal(h.backend.callsOf("close")[0].address, "127.0.0.1");
+    assert.equal(h.log.matching(/client alice\): client revoked$/).length, 1);
+    assert.equal(sessionOf(h, "bob", "192.0.2.9")!.expiresAtMs, bobDeadline);
+    const refusedBefore = h.server.drops().unknown_client ?? 0;
+    await h.send(h.knock("alice"));
+    await waitFor(
+      () => (h.server.drops().unknown_client ?? 0) === refusedBefore + 1,
+      { timeoutMs: 2000, what: "alice's knock refused" },
+    );
+    assert.equal(h.backend.callsOf("open").length, 2);
+    assert.equal(sessionOf(h, "alice"), undefined);
+  } finally {
+    await h.close();
+  }
+});
+
+Deno.test("an expires edit in the past (written in place) closes the session and refuses new knocks", async () => {
+  const h = await startHarness({ names: ["alice", "bob"] });
+  try {
+    await h.send(
+      h.knock("alice"),
+      h.knock("bob", { target: { family: 4, text: "192.0.2.9" } }),
+    );
+    await waitFor(() => h.server.sessions().length === 2, {
+      timeoutMs: 2000,
+      what: "two sessions",
+    });
+    const bobDeadline = sessionOf(h, "bob", "192.0.2.9")!.expiresAtMs;
+    await h.rewrite({
+      clients: h.clients.map((c) =>
+        c.name === "alice" ? { ...c, expires: "2001-01-01T00:00:00Z" } : c
+      ),
+    }, "in-place");
+    await waitFor(() => sessionOf(h, "alice") === undefined, {
+      timeoutMs: 2000,
+      what: "alice's session closed after the expiry edit",
+    });
+    assert.equal(h.log.matching(/client alice\): client expired$/).length, 1);
+    assert.equal(sessionOf(h, "bob", "192.0.2.9")!.expiresAtMs, bobDeadline);
+    await h.send(h.knock("alice"));
+    await waitFor(() => (h.server.drops().expired ?? 0) === 1, {
+      timeoutMs: 2000,
+      what: "alice's knock refused as expired",
+    });
+    assert.equal(sessionOf(h, "alice"), undefined);
+  } finally {
+    await h.close();
+  }
+});
+
+Deno.test("an invalid new config is logged in one error line and the old config stays in force", async () => {
+  const h = await startHarness();
+  try {
+    await writeByRename(
+      h.configPath,
+      "server:\n  udp_port: seventy\n  private_key: x\n",
+    );
+    await waitFor(() => h.log.matching(/^ERROR /).length > 0, {
+      timeoutMs: 2000,
+      what: "the reload error",
+    });
+    await sleep(300);
+    const errors = h.log.matching(/^ERROR /);
+    assert.equal(errors.length, 1, errors.join("\n"));
+    assert.ok(!errors[0].includes("\n"));
+    assert.match(
+      errors[0],
+      /reload \(config file changed\) failed, the previous config stays in force: config .*config\.yaml/,
+    );
+    await h.send(h.knock("alice"));
+    await waitFor(() => sessionOf(h, "alice") !== undefined, {
+      timeoutMs: 2000,
+      what: "alice's knock under the old config",
+    });
+  } finally {
+    await h.close();
+  }
+});
+
+Deno.test("a deleted config file keeps the config in force", async () => {
+  const h = await startHarness();
+  try {
+    await Deno.remove(h.configPath);
+    await waitFor(() => h.log.matching(/^WARN .*is gone/).length === 1, {
+      timeoutMs: 2000,
+      what: "the warning about the missing file",
+    });
+    await h.send(h.knock("alice"));
+    await waitFor(() => sessionOf(h, "alice") !== undefined, {
+      timeoutMs: 2000,
+      what: "alice's knock with the file gone",
+    });
+    assert.equal(h.log.matching(/^ERROR /).length, 0);
+  } finally {
+    await h.close();
+  }
+});
+
+Deno.test("reload applies replay_window (nonces kept) and knock_timeout to later knocks", async () => {
+  const h = await startHarness({ config: { replayWindow: "60s" } });
+  try {
+    await h.send(h.knock("alice", { offsetMs: -5000 }));
+    await waitFor(() => sessionOf(h, "alice") !== undefined, {
+      timeoutMs: 2000,
+      what: "a knock 5 s old accepted with a 60 s window",
+    });
+    const replayed = h.knock("alice");
+    await h.send(replayed);
+    await waitFor(() => h.server.accepted() === 2, {
+      timeoutMs: 2000,
+      what: "second knock",
+    });
+    await h.rewrite({ replayWindow: "2s", knockTimeout: "1s" });
+    assert.equal(await h.server.reload("test"), true);
+    assert.equal(h.server.config.replayWindowMs, 2000);
+    await h.send(h.knock("alice", { offsetMs: -5000 }), replayed);
+    await waitFor(
+      () =>
+        (h.server.drops().stale ?? 0) === 1 &&
+        (h.server.drops().replay ?? 0) === 1,
+      { timeoutMs: 2000, what: "old knock stale and replay refused" },
+    );
+    await h.send(h.knock("alice"));
+    await waitFor(() => h.server.accepted() === 3, {
+      timeoutMs: 2000,
+      what: "a fresh knock",
+    });
+    const session = sessionOf(h, "alice")!;
+    assert.ok(session.expiresAtMs - Date.now() <= 1000);
+  } finally {
+    await h.close();
+  }
+});
+
+Deno.test("the state file has the SPEC §7 shape with RFC 3339 times, end_port for ranges, last_seen and drop counters", async () => {
+  const h2 = await startHarness({
+    names: ["alice", "bob"],
+    config: { portGroups: ["web: [443/tcp, 8080-8090/tcp]"] },
+  });
+  try {
+    h2.clients[0].allowedPorts = ["default", "web"];
+    await h2.rewrite({ clients: h2.clients });
+    assert.equal(await h2.server.reload("test"), true);
+    await h2.send(h2.knock("alice"));
+    await waitFor(() => sessionOf(h2, "alice") !== undefined, {
+      timeoutMs: 2000,
+      what: "alice's session",
+    });
+    await h2.send(new Uint8Array(10), new Uint8Array(165), new Uint8Array(3));
+    await waitFor(async () => {
+      try {
+        const s = await readStateFile(h2.stateFile);
+        return s.drops?.size === 2 && s.drops?.version === 1;
+      } catch {
+        return false;
+      }
+    }, { timeoutMs: 2000, what: "drop counters in the state file" });
+    const raw = JSON.parse(await Deno.readTextFile(h2.stateFile));
+    assert.deepEqual(
+      Object.keys(raw).slice(0, 3),
+      ["updated_at", "active_sessions", "last_seen"],
+    );
+    assert.match(raw.updated_at, RFC3339);
+    assert.equal(raw.active_sessions.length, 1);
+    const session = raw.active_sessions[0];
+    assert.deepEqual(
+      Object.keys(session),
+      ["client_name", "ip", "ports", "opened_at", "expires_at"],
+    );
+    assert.equal(session.client_name, "alice");
+    assert.equal(session.ip, "127.0.0.1");
+    assert.match(session.opened_at, RFC3339);
+    assert.match(session.expires_at, RFC3339);
+    const spread = Date.parse(session.expires_at) -
+      Date.parse(session.opened_at);
+    assert.ok(spread >= 29_000 && spread <= 31_000, `spread ${spread}`);
+    assert.deepEqual(session.ports, [
+      { port: 22, proto: "tcp" },
+      { port: 443, proto: "tcp" },
+      { port: 8080, proto: "tcp", end_port: 8090 },
+      { port: h2.server.healthPort, proto: "tcp" },
+    ]);
+    assert.deepEqual(Object.keys(raw.last_seen), ["alice"]);
+    assert.match(raw.last_seen.alice, RFC3339);
+    assert.equal(raw.accepted, 1);
+    assert.deepEqual(raw.drops, { size: 2, version: 1 });
+    assert.equal(raw.pid, Deno.pid);
+  } finally {
+    await h2.close();
+  }
+});
+
+Deno.test("an unwritable state file gives one warning and serving continues", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "openme-daemon-state-" });
+  const blocker = `${dir}/not-a-dir`;
+  await Deno.writeTextFile(blocker, "");
+  const h = await startHarness({
+    server: { stateFile: `${blocker}/sessions.json` },
+  });
+  try {
+    await h.send(h.knock("alice"));
+    await waitFor(() => sessionOf(h, "alice") !== undefined, {
+      timeoutMs: 2000,
+      what: "alice's session",
+    });
+    await h.send(h.knock("alice"), new Uint8Array(1));
+    await waitFor(() => h.server.accepted() === 2, {
+      timeoutMs: 2000,
+      what: "refresh",
+    });
+    await sleep(300);
+    const warnings = h.log.matching(/^WARN {2}cannot write state file/);
+    assert.equal(warnings.length, 1, h.log.lines.join("\n"));
+    assert.match(warnings[0], /not-a-dir\/sessions\.json/);
+    assert.match(warnings[0], /serving continues/);
+  } finally {
+    await h.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("drops are logged one per datagram at debug only, and summarised at info", async () => {
+  const h = await startHarness({
+    logLevel: "debug",
+    server: { summaryIntervalMs: 400 },
+  });
+  try {
+    const wrongVersion = new Uint8Array(165);
+    wrongVersion[0] = 2;
+    await h.send(
+      new Uint8Array(1),
+      new Uint8Array(2),
+      new Uint8Array(300),
+      wrongVersion,
+      wrongVersion,
+    );
+    await waitFor(
+      () => h.log.matching(/^INFO {2}dropped \d+ datagrams/).length === 1,
+      { timeoutMs: 2000, what: "the summary line" },
+    );
+    const summary = h.log.matching(/^INFO {2}dropped \d+ datagrams/)[0];
+    assert.match(
+      summary,
+      /^INFO {2}dropped 5 datagrams in the last 0 s: 3 size, 2 version$/,
+    );
+    assert.equal(
+      h.log.matching(/^DEBUG dropped datagram from 127\.0\.0\.1: size$/).length,
+      3,
+    );
+    assert.equal(
+      h.log.matching(/^DEBUG dropped datagram from 127\.0\.0\.1: version$/)
+        .length,
+      2,
+    );
+  } finally {
+    await h.close();
+  }
+});
+
+Deno.test("at info level single drops are not logged", async () => {
+  const h = await startHarness({ logLevel: "info" });
+  try {
+    await h.send(new Uint8Array(1));
+    await waitFor(() => (h.server.drops().size ?? 0) === 1, {
+      timeoutMs: 2000,
+      what: "drop counted",
+    });
+    assert.equal(h.log.matching("dropped datagram").length, 0);
+  } finally {
+    await h.close();
+  }
+});
+
+Deno.test("the server never replies, to junk or to a valid knock", async () => {
+  const h = await startHarness();
+  const socket = createSocket("udp4");
+  try {
+    let replies = 0;
+    socket.on("message", () => replies++);
+    await new Promise<void>((resolve) => socket.bind(0, "127.0.0.1", resolve));
+    for (const datagram of [new Uint8Array(7), h.knock("alice")]) {
+      await new Promise<void>((resolve, reject) =>
+        socket.send(
+          datagram,
+          h.server.udpPort,
+          "127.0.0.1",
+          (err) => err ? reject(err) : resolve(),
+        )
+      );
+    }
+    await waitFor(() => sessionOf(h, "alice") !== undefined, {
+      timeoutMs: 2000,
+      what: "alice's session",
+    });
+    await sleep(200);
+    assert.equal(replies, 0);
+  } finally {
+    await new Promise<void>((resolve) => socket.close(() => resolve()));
+    await h.close();
+  }
+});
+
+Deno.test("the health listener accepts a TCP connection and closes it at once", async () => {
+  const h = await startHarness();
+  try {
+    const result = await new Promise<{ data: number; ms: number }>(
+      (resolve, reject) => {
+        const started = Date.now();
+        let data = 0;
+        const socket = connect({
+          host: "127.0.0.1",
+          port: h.server.healthPort,
+        });
+        const timer = setTimeout(() => {
+          socket.destroy();
+          reject(new Error("health connection not closed within 1 s"));
+        }, 1000);
+        socket.on("data", (chunk) => data += chunk.length);
+        socket.on("error", () => {});
+        socket.on("close", () => {
+          clearTimeout(timer);
+          resolve({ data, ms: Date.now() - started });
+        });
+      },
+    );
+    assert.equal(result.data, 0);
+    assert.ok(result.ms < 1000);
+  } finally {
+    await h.close();
+  }
+});
+
+Deno.test("a file renamed over the config is noticed even with the same size and mtime", async () => {
+  const h = await startHarness();
+  try {
+    await h.rewrite({
+      clients: [{ ...h.clients[0], expires: "2099-01-01T00:00:00Z" }],
+    });
+    assert.equal(await h.server.reload("test"), true);
+    await h.send(h.knock("alice"));
+    await waitFor(() => sessionOf(h, "alice") !== undefined, {
+      timeoutMs: 2000,
+      what: "alice's session",
+    });
+    await sleep(300);
+    const before = await Deno.stat(h.configPath);
+    const text = (await Deno.readTextFile(h.configPath)).replace(
+      "2099-01-01T00:00:00Z",
+      "2001-01-01T00:00:00Z",
+    );
+    const temp = `${h.configPath}.new`;
+    await Deno.writeTextFile(temp, text, { mode: 0o600 });
+    await Deno.utime(temp, before.atime!, before.mtime!);
+    await Deno.rename(temp, h.configPath);
+    const after = await Deno.stat(h.configPath);
+    assert.equal(after.size, before.size);
+    assert.equal(after.mtime!.getTime(), before.mtime!.getTime());
+    await waitFor(() => sessionOf(h, "alice") === undefined, {
+      timeoutMs: 2000,
+      what: "alice's session closed after the rename",
+    });
+  } finally {
+    await h.close();
+  }
+});
+
+Deno.test("a reload that changes a client's ports moves its open session to them, keeping the deadline", async () => {
+  const h = await startHarness({
+    config: { portGroups: ["web: [443/tcp]"] },
+  });
+  try {
+    await h.send(h.knock("alice"));
+    await waitFor(() => sessionOf(h, "alice") !== undefined, {
+      timeoutMs: 2000,
+      what: "alice's session",
+    });
+    const deadline = sessionOf(h, "alice")!.expiresAtMs;
+    await h.rewrite({
+      clients: [{ ...h.clients[0], allowedPorts: ["web"] }],
+    });
+    assert.equal(await h.server.reload("test"), true);
+    const session = sessionOf(h, "alice")!;
+    assert.deepEqual(session.ports, [
+      { port: 443, proto: "tcp" },
+      { port: h.server.healthPort, proto: "tcp" },
+    ]);
+    assert.equal(session.expiresAtMs, deadline);
+    assert.equal(h.backend.live.size, 2);
+    assert.equal(h.backend.callsOf("close").length, 1);
+  } finally {
+    await h.close();
+  }
+});

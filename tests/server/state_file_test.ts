@@ -1,0 +1,112 @@
+/**
+ * The session state file: atomic writes, reading with clear errors, and the
+ * text `openme sessions` renders from it.
+ */
+import assert from "node:assert/strict";
+import { renderSessions } from "../../lib/cli/sessions_command.ts";
+import {
+  readStateFile,
+  type StateFile,
+  writeStateFile,
+} from "../../lib/server/state_file.ts";
+
+const STATE: StateFile = {
+  updated_at: "2026-01-02T03:04:05Z",
+  active_sessions: [{
+    client_name: "alice",
+    ip: "203.0.113.4",
+    ports: [
+      { port: 22, proto: "tcp" },
+      { port: 8080, proto: "tcp", end_port: 8090 },
+    ],
+    opened_at: "2026-01-02T03:04:00Z",
+    expires_at: "2026-01-02T03:04:30Z",
+  }],
+  last_seen: {
+    alice: "2026-01-02T03:04:00Z",
+    bob: "2026-01-02T02:00:00Z",
+  },
+  accepted: 3,
+  drops: { decrypt: 5, size: 1 },
+  pid: 42,
+};
+
+Deno.test("writeStateFile writes JSON that readStateFile reads back, leaving no temp file", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "openme-state-test-" });
+  try {
+    const path = `${dir}/sessions.json`;
+    await writeStateFile(path, STATE);
+    await writeStateFile(path, { ...STATE, accepted: 4 });
+    const read = await readStateFile(path);
+    assert.deepEqual(read, { ...STATE, accepted: 4 });
+    const names = [];
+    for await (const entry of Deno.readDir(dir)) names.push(entry.name);
+    assert.deepEqual(names, ["sessions.json"]);
+    assert.equal((await Deno.stat(path)).mode! & 0o777, 0o644);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("writeStateFile fails when the directory is missing and leaves nothing behind", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "openme-state-test-" });
+  try {
+    await assert.rejects(writeStateFile(`${dir}/missing/s.json`, STATE));
+    const names = [];
+    for await (const entry of Deno.readDir(dir)) names.push(entry.name);
+    assert.deepEqual(names, []);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("readStateFile says what is wrong and where", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "openme-state-test-" });
+  try {
+    await assert.rejects(
+      readStateFile(`${dir}/none.json`),
+      /state file .*none\.json does not exist: is `openme serve` running\?/,
+    );
+    await Deno.writeTextFile(`${dir}/bad.json`, "{");
+    await assert.rejects(
+      readStateFile(`${dir}/bad.json`),
+      /bad\.json: not valid JSON/,
+    );
+    await Deno.writeTextFile(`${dir}/shape.json`, '{"x":1}');
+    await assert.rejects(
+      readStateFile(`${dir}/shape.json`),
+      /shape\.json: missing "active_sessions" list/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("renderSessions shows client, ip, ports, opened, expires in, last seen and the drop counters", () => {
+  const now = Date.parse("2026-01-02T03:04:10Z");
+  const text = renderSessions(STATE, now);
+  const lines = text.split("\n");
+  assert.match(lines[0], /^CLIENT\s+IP\s+PORTS\s+OPENED\s+EXPIRES IN$/);
+  assert.match(
+    lines[1],
+    /^alice\s+203\.0\.113\.4\s+22\/tcp,8080-8090\/tcp\s+2026-01-02T03:04:00Z\s+20s$/,
+  );
+  assert.ok(text.includes("last seen:"));
+  assert.match(text, /\n {2}bob\s+2026-01-02T02:00:00Z \(1h4m ago\)/);
+  assert.ok(!/\n {2}alice /.test(text), "active clients are not repeated");
+  assert.ok(
+    text.includes(
+      "accepted knocks: 3; dropped datagrams: 6 (5 decrypt, 1 size)",
+    ),
+  );
+  assert.ok(text.endsWith("updated 2026-01-02T03:04:05Z"));
+});
+
+Deno.test("renderSessions says when nothing is open", () => {
+  const text = renderSessions({
+    updated_at: "2026-01-02T03:04:05Z",
+    active_sessions: [],
+    last_seen: {},
+  }, Date.parse("2026-01-02T03:04:10Z"));
+  assert.equal(text, "no active sessions\nupdated 2026-01-02T03:04:05Z");
+});
