@@ -334,7 +334,7 @@ export class ServerBed {
         async () =>
           proc.output().includes("openme serving") ||
           (useStateFile && (options.logLevel === "warn" ||
-              options.logLevel === "error") &&
+            options.logLevel === "error") &&
             (await readState()) !== null),
         { timeoutMs: 30_000, what: "openme serve to start" },
       );

@@ -4,6 +4,7 @@
  * @module
  */
 
+import { INTERFACE_NAME_PATTERN } from "../firewall/backend.ts";
 import {
   DEFAULT_SERVER_CONFIG_PATH,
   DEFAULT_UDP_PORT,
@@ -13,8 +14,6 @@ import { generateX25519KeyPair } from "../crypto.ts";
 import { encodeBase64 } from "../encoding.ts";
 import { UsageError } from "./errors.ts";
 import type { CliIo, ParsedCommand } from "./mod.ts";
-
-const INTERFACE_PATTERN = /^[A-Za-z0-9_.:@-]{1,15}$/;
 
 /** Parses a port number flag (1-65535) or throws a usage error naming the flag. */
 export function parsePortFlag(
@@ -54,7 +53,7 @@ export async function runInitCommand(
     );
   }
   const iface = typeof v.interface === "string" ? v.interface : null;
-  if (iface !== null && !INTERFACE_PATTERN.test(iface)) {
+  if (iface !== null && !INTERFACE_NAME_PATTERN.test(iface)) {
     throw new UsageError(
       `--interface "${iface}" is not an interface name (e.g. eth0)`,
       "init",

@@ -5,12 +5,13 @@
  * @module
  */
 
+import { INTERFACE_NAME_PATTERN } from "../firewall/backend.ts";
 import { DEFAULT_SERVER_CONFIG_PATH } from "../config/server_config.ts";
 import { error, info } from "../log.ts";
 import { serverSupported } from "../platform.ts";
 import { OpenmeServer } from "../server/daemon.ts";
 import { DEFAULT_STATE_FILE } from "../server/state_file.ts";
-import { CommandError } from "./errors.ts";
+import { CommandError, UsageError } from "./errors.ts";
 import type { CliIo, ParsedCommand } from "./mod.ts";
 
 /** How long shutdown may take before the process exits anyway. */
@@ -30,6 +31,12 @@ export async function runServeCommand(
   const iface = typeof parsed.values.interface === "string"
     ? parsed.values.interface
     : null;
+  if (iface !== null && !INTERFACE_NAME_PATTERN.test(iface)) {
+    throw new UsageError(
+      `--interface "${iface}" is not an interface name (e.g. eth0; letters, digits, "_.:@-", at most 15)`,
+      "serve",
+    );
+  }
   if (stateFile === DEFAULT_STATE_FILE) {
     await Deno.mkdir("/run/openme", { recursive: true, mode: 0o755 }).catch(
       () => {},

@@ -5,6 +5,7 @@
  * @module
  */
 
+import { clientConfigPathDisplay } from "../platform.ts";
 import type { ParseArgsOptionsConfig } from "node:util";
 
 /** One flag as shown in help and completions. */
@@ -56,7 +57,7 @@ export const GLOBAL_FLAGS: FlagHelp[] = [
   },
   {
     flag: "--client-config PATH",
-    text: "client config (default ~/.openme/config.yaml)",
+    text: `client config (default ${clientConfigPathDisplay()})`,
   },
   {
     flag: "--log-level LEVEL",

@@ -6,6 +6,7 @@
  * @module
  */
 
+import { INTERFACE_NAME_PATTERN } from "../firewall/backend.ts";
 import { dirname } from "node:path";
 import { isDeepStrictEqual } from "node:util";
 import { Document, isMap, Scalar, YAMLMap, type YAMLSeq } from "yaml";
@@ -153,8 +154,6 @@ const CLIENT_KEYS: readonly string[] = [
 
 const CLIENT_NAME_PATTERN = /^[\p{L}\p{N}][\p{L}\p{N}._@-]*$/u;
 const PROFILE_NAME_PATTERN = /^[\p{L}\p{N}][\p{L}\p{N}._@-]*$/u;
-/** Linux interface names: at most 15 bytes, no spaces, quotes or slashes. */
-const INTERFACE_PATTERN = /^[A-Za-z0-9_.:@+-]{1,15}$/;
 /** Host names and IP literals: no whitespace, quotes or control characters. */
 // deno-lint-ignore no-control-regex
 const HOST_PATTERN = /^[^\s"'`\\\u0000-\u001f\u007f]{1,253}$/;
@@ -848,7 +847,7 @@ function optionalInterface(
   value: unknown,
 ): string | null {
   if (value === undefined || value === null || value === "") return null;
-  if (typeof value !== "string" || !INTERFACE_PATTERN.test(value.trim())) {
+  if (typeof value !== "string" || !INTERFACE_NAME_PATTERN.test(value.trim())) {
     throw fail(
       source,
       keyPath,

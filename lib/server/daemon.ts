@@ -22,7 +22,12 @@ import type {
 } from "../firewall/backend.ts";
 import { createFirewallBackend } from "../firewall/mod.ts";
 import { normalizePeerAddress } from "../ip.ts";
-import { error, info, warn } from "../log.ts";
+import { error, info, isLogEnabled, warn } from "../log.ts";
+import {
+  KNOCK_PACKET_BYTES,
+  PROTOCOL_VERSION,
+  VERSION_OFFSET,
+} from "../packet.ts";
 import { KnockVerifier, type VerifierClient } from "../verifier.ts";
 import { type HealthListener, startHealthListener } from "./health.ts";
 import { type Session, SessionManager } from "./session_manager.ts";
@@ -365,6 +370,21 @@ export class OpenmeServer {
   /** Handles one datagram from a peer address; never replies. */
   handleDatagram(datagram: Uint8Array, peer: string): void {
     if (this.#stopping) return;
+    // Size and version first, before parsing the peer address: junk costs
+    // no more than it must (the verifier checks them again, in SPEC order).
+    if (
+      datagram.length !== KNOCK_PACKET_BYTES ||
+      datagram[VERSION_OFFSET] !== PROTOCOL_VERSION
+    ) {
+      const shown = isLogEnabled("debug")
+        ? normalizePeerAddress(peer)?.text ?? peer
+        : peer;
+      this.#drop(
+        datagram.length !== KNOCK_PACKET_BYTES ? "size" : "version",
+        shown,
+      );
+      return;
+    }
     const source = normalizePeerAddress(peer);
     if (source === null) {
       this.#drop("source", peer);

@@ -335,6 +335,13 @@ Deno.test("server-level problems throw a ConfigError naming file, line, key path
       parts: ['invalid interface name "eth0; drop"', "eth0"],
     },
     {
+      name: "interface wildcard the firewall backends refuse",
+      text: configText({ 12: '  interface: "eth+"' }),
+      line: 12,
+      keyPath: "server.interface",
+      parts: ['invalid interface name "eth+"'],
+    },
+    {
       name: "missing host",
       text: configText({ 3: null }),
       line: 2,
