@@ -33,4 +33,6 @@ export async function qrPng(text: string): Promise<Uint8Array> {
 /** Writes text as a QR code PNG file with mode 0600 (it holds a private key). */
 export async function qrPngFile(text: string, path: string): Promise<void> {
   await Deno.writeFile(path, await qrPng(text), { mode: 0o600 });
+  // `mode` applies only when the file is created; an existing file is narrowed too.
+  await Deno.chmod(path, 0o600);
 }

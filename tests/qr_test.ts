@@ -28,10 +28,11 @@ Deno.test("qrPng decodes back to the exact payload", async () => {
   assert.equal(decodePng(await qrPng(PAYLOAD)), PAYLOAD);
 });
 
-Deno.test("qrPngFile writes a decodable PNG with mode 0600", async () => {
+Deno.test("qrPngFile writes a decodable PNG with mode 0600, also over an existing 0644 file", async () => {
   const dir = await Deno.makeTempDir();
   try {
     const path = `${dir}/qr.png`;
+    await Deno.writeTextFile(path, "old", { mode: 0o644 });
     await qrPngFile(PAYLOAD, path);
     assert.equal(decodePng(await Deno.readFile(path)), PAYLOAD);
     assert.equal((await Deno.stat(path)).mode! & 0o777, 0o600);
