@@ -374,3 +374,7 @@ Deno.test({
     }
   },
 });
+
+Deno.test("compile bakes in the V8 young-generation cap that keeps flood memory under 150 MB", () => {
+  assert.ok(BUILD_FLAGS.includes("--v8-flags=--max-semi-space-size=2"));
+});
