@@ -609,12 +609,16 @@ export interface FloodOptions {
   probeTargets: string[];
   /** Flood time before the probe starts (default 1000 ms). */
   probeDelayMs?: number;
+  /** How long each legitimate knock may take to open its port (default 1000 ms). */
+  probeTimeoutMs?: number;
 }
 
 /** What {@linkcode runFlood} saw. */
 export interface FloodResult {
   /** What the generator sent (up to the moment it was stopped). */
   sent: number;
+  /** Datagrams per second the generator achieved while it ran. */
+  sentPerSecond: number;
   /** The probe's latencies (null: the port did not open within the probe's timeout). */
   latenciesMs: (number | null)[];
   /** Server CPU time per wall time while the flood ran (1 = one core busy). */
@@ -655,9 +659,12 @@ export async function runFlood(
   let rssAfterMiB = NaN;
   try {
     await sleep(options.probeDelayMs ?? 1000);
-    const probe = await serverBed.probe(
-      serverBed.probeSpec(options.probeFrom, options.probeTargets),
+    const probeSpec = serverBed.probeSpec(
+      options.probeFrom,
+      options.probeTargets,
     );
+    probeSpec.timeoutMs = options.probeTimeoutMs ?? 1000;
+    const probe = await serverBed.probe(probeSpec);
     latenciesMs = probe.latenciesMs;
     const cpuAfter = readCpuTime(server.pid);
     cpuUtilisation = (cpuAfter.schedMs - cpuBefore.schedMs) /
@@ -668,9 +675,12 @@ export async function runFlood(
   }
   const result = await done.catch(() => null);
   const udpAfter = await readUdpCounters(serverBed.bed.serverNs);
+  const elapsedMs = result?.elapsedMs ?? performance.now() - t0;
+  const sent = result?.sent ??
+    Math.round((options.rate * (performance.now() - t0)) / 1000);
   return {
-    sent: result?.sent ??
-      Math.round((options.rate * (performance.now() - t0)) / 1000),
+    sent,
+    sentPerSecond: elapsedMs > 0 ? Math.round((sent * 1000) / elapsedMs) : 0,
     latenciesMs,
     cpuUtilisation,
     rssBeforeMiB,

@@ -34,11 +34,13 @@ import {
 import { OpenmeServer } from "../lib/server/daemon.ts";
 
 /**
- * Datagrams handled between two yields to the event loop: below the session
- * manager's bound on firewall opens in flight (64), so that first knocks
- * from new sources are not dropped as busy.
+ * Valid knocks handled between two yields to the event loop: below the
+ * session manager's bound on firewall opens in flight (64), so that first
+ * knocks from new sources are not dropped as busy.
  */
-const BATCH = 50;
+const VALID_BATCH = 50;
+/** Junk datagrams handled between two yields to the event loop. */
+const JUNK_BATCH = 1000;
 /** Distinct source addresses of the valid knocks. */
 const VALID_SOURCES = 1000;
 
@@ -132,7 +134,8 @@ async function main(): Promise<void> {
         junkView.setUint32(1, i);
         openme.handleDatagram(junk, v6Source(i));
       }
-      if (i % BATCH === BATCH - 1) {
+      const batch = mode === "valid" ? VALID_BATCH : JUNK_BATCH;
+      if (i % batch === batch - 1) {
         await new Promise((r) => setTimeout(r, 0));
         const rss = Deno.memoryUsage().rss;
         if (rss > peak) peak = rss;

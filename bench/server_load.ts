@@ -525,7 +525,8 @@ async function floodSection(
   const flood = sourceAddresses(FLOOD_SOURCES);
   const probeTargets = sourceAddresses(10, 743);
   await sb.addClientAddresses([...flood, ...probeTargets]);
-  const durationMs = quick ? 8000 : 15_000;
+  // Longer than any probe (10 knocks of at most 5 s): stopped when it is done.
+  const durationMs = 60_000;
 
   // Calibrate: utilisation at a moderate rate → the rate that fills a core.
   let server = await sb.startServer();
@@ -563,9 +564,9 @@ async function floodSection(
     } dropped by the kernel), so one core saturates at about **${saturation}/s**.\n`,
   );
   out.push(
-    "| flood | sources | sent/s | server CPU (1 = one core) | kernel drops | legit knocks opened ≤ 1 s | p50 ms | RSS before → after MiB | server alive |",
+    "| flood | sources | sent/s | server CPU (1 = one core) | kernel drops | legit knocks opened ≤ 1 s | opened ≤ 5 s | p50 ms | RSS before → after MiB | server alive |",
   );
-  out.push("|---|---:|---:|---:|---:|---:|---:|---|---|");
+  out.push("|---|---:|---:|---:|---:|---:|---:|---:|---|---|");
   const scenarios: { label: string; rate: number; sources: string[] }[] = [
     { label: "at saturation", rate: saturation, sources: flood },
     {
@@ -589,21 +590,21 @@ async function floodSection(
         durationMs,
         probeFrom: CLIENT_V4,
         probeTargets,
+        probeTimeoutMs: 5000,
       });
       const ok = r.latenciesMs.filter((v): v is number => v !== null);
+      const withinOne = ok.filter((v) => v <= 1000).length;
       out.push(
-        `| ${scenario.label} (${scenario.rate}/s asked) | ${scenario.sources.length} | ${
-          Math.round(r.sent / (durationMs / 1000))
-        }… | ${
+        `| ${scenario.label} (${scenario.rate}/s asked) | ${scenario.sources.length} | ${r.sentPerSecond} | ${
           fmt(r.cpuUtilisation, 2)
-        } | ${r.kernelDrops} | ${ok.length}/${r.latenciesMs.length} | ${
+        } | ${r.kernelDrops} | ${withinOne}/${r.latenciesMs.length} | ${ok.length}/${r.latenciesMs.length} | ${
           fmt(percentile(ok, 50))
         } | ${fmt(r.rssBeforeMiB)} → ${fmt(r.rssAfterMiB)} | ${
           r.alive ? "yes" : "NO"
         } |`,
       );
       progress(
-        `${scenario.label}: ${ok.length}/${r.latenciesMs.length} opened, cpu ${
+        `${scenario.label}: ${withinOne}/${r.latenciesMs.length} opened within 1 s, ${ok.length} within 5 s, cpu ${
           fmt(r.cpuUtilisation, 2)
         }`,
       );
@@ -612,7 +613,7 @@ async function floodSection(
     }
   }
   out.push(
-    "\n(sent/s is the generator's total divided by the flood's longest duration; the flood is stopped as soon as the probe is done, so it is a lower bound.)\n",
+    "\n(sent/s: what the generator achieved; each flood ran from about 1 s before the first legitimate knock until the last one.)\n",
   );
 }
 

@@ -14,6 +14,14 @@ export const REPLAY_CACHE_NONCE_BYTES = 16;
 /** Default number of nonces kept. */
 export const DEFAULT_REPLAY_CACHE_SIZE = 65536;
 
+/** A nonce and when it was accepted (ms since the epoch). */
+export interface ReplayCacheEntry {
+  /** The 16-byte replay nonce. */
+  nonce: Uint8Array;
+  /** When it was added, in ms since the epoch. */
+  addedMs: number;
+}
+
 /** Options for {@linkcode ReplayCache}. */
 export interface ReplayCacheOptions {
   /** How long each nonce is kept, in milliseconds (> 0). */
@@ -95,6 +103,42 @@ export class ReplayCache {
   /** Forgets every nonce. */
   clear(): void {
     this.#entries.clear();
+  }
+
+  /** The nonces held and when each was added, oldest first, without those expired at `nowMs` (to carry them across a restart). */
+  entries(nowMs: number): ReplayCacheEntry[] {
+    const list: ReplayCacheEntry[] = [];
+    for (const [key, addedMs] of this.#entries) {
+      if (nowMs - addedMs >= this.#retentionMs) continue;
+      const nonce = new Uint8Array(REPLAY_CACHE_NONCE_BYTES);
+      for (let i = 0; i < REPLAY_CACHE_NONCE_BYTES; i++) {
+        nonce[i] = key.charCodeAt(i);
+      }
+      list.push({ nonce, addedMs });
+    }
+    return list;
+  }
+
+  /**
+   * Adds nonces an earlier run accepted (call on an empty cache, before any
+   * add): those not expired at `nowMs` are kept, oldest first, within the
+   * capacity; a time after `nowMs` counts as `nowMs`. Returns how many were kept.
+   */
+  restore(entries: readonly ReplayCacheEntry[], nowMs: number): number {
+    const usable: ReplayCacheEntry[] = [];
+    for (const entry of entries) {
+      if (entry.nonce.length !== REPLAY_CACHE_NONCE_BYTES) continue;
+      if (!Number.isFinite(entry.addedMs)) continue;
+      const addedMs = Math.min(entry.addedMs, nowMs);
+      if (nowMs - addedMs >= this.#retentionMs) continue;
+      usable.push({ nonce: entry.nonce, addedMs });
+    }
+    usable.sort((a, b) => a.addedMs - b.addedMs);
+    let kept = 0;
+    for (const entry of usable.slice(-this.capacity)) {
+      if (this.add(entry.nonce, entry.addedMs)) kept++;
+    }
+    return kept;
   }
 
   #expire(nowMs: number): void {

@@ -36,7 +36,11 @@ import {
   verifyKnockSignature,
   VERSION_OFFSET,
 } from "./packet.ts";
-import { DEFAULT_REPLAY_CACHE_SIZE, ReplayCache } from "./replay_cache.ts";
+import {
+  DEFAULT_REPLAY_CACHE_SIZE,
+  ReplayCache,
+  type ReplayCacheEntry,
+} from "./replay_cache.ts";
 import { RateLimiter } from "./rate_limit.ts";
 
 /** Why a datagram was dropped. */
@@ -237,10 +241,10 @@ export class KnockVerifier {
     const client = this.#findSigner(packet, source.text);
     if (client === null) return { ok: false, reason: "unknown_client" };
 
-    if (this.#replayCache.has(plaintext.replayNonce, nowMs)) {
+    // Records the nonce, or reports that it was already there (one lookup).
+    if (!this.#replayCache.add(plaintext.replayNonce, nowMs)) {
       return { ok: false, reason: "replay" };
     }
-    this.#replayCache.add(plaintext.replayNonce, nowMs);
 
     if (
       client.expires !== undefined && client.expires !== null &&
@@ -280,5 +284,18 @@ export class KnockVerifier {
       this.#clientHints.delete(oldest);
     }
     this.#clientHints.set(sourceText, client);
+  }
+
+  /** The accepted replay nonces still within their retention (2 × replay_window) at `nowMs`, oldest first, to persist across a restart. */
+  recentNonces(nowMs: number = Date.now()): ReplayCacheEntry[] {
+    return this.#replayCache.entries(nowMs);
+  }
+
+  /** Remembers nonces an earlier run accepted (call before the first verify) so their knocks are refused as replays; returns how many were kept. */
+  rememberNonces(
+    entries: readonly ReplayCacheEntry[],
+    nowMs: number = Date.now(),
+  ): number {
+    return this.#replayCache.restore(entries, nowMs);
   }
 }

@@ -42,7 +42,8 @@ export const ALLOWED_ENV: readonly string[] = [
 ];
 
 /**
- * Programs the binary may start: the Linux firewall tools for `serve`, and the
+ * Programs the binary may start: the Linux firewall tools for `serve`
+ * (`*-restore` removes many rules in one call at shutdown), and the
  * shell that runs a profile's `post_knock` (`sh`, or `cmd.exe` on Windows).
  * Deno resolves each name on `PATH` at start-up and drops the names it cannot
  * find, so a tool that is not installed simply cannot be run.
@@ -51,6 +52,8 @@ export const ALLOWED_RUN: readonly string[] = [
   "nft",
   "iptables",
   "ip6tables",
+  "iptables-restore",
+  "ip6tables-restore",
   "sh",
   "cmd.exe",
 ];

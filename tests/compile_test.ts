@@ -29,7 +29,7 @@ const EXPECTED_PERMISSION_FLAGS = [
   "--allow-write",
   "--allow-env=HOME,USERPROFILE,HOMEDRIVE,HOMEPATH,PATH,OPENME_DEBUG",
   "--ignore-env",
-  "--allow-run=nft,iptables,ip6tables,sh,cmd.exe",
+  "--allow-run=nft,iptables,ip6tables,iptables-restore,ip6tables-restore,sh,cmd.exe",
   "--no-prompt",
 ];
 

@@ -5,7 +5,6 @@
  * for the right client; the client's effective ports are the ones granted.
  */
 import assert from "node:assert/strict";
-import { type CliIo, runCli } from "../lib/cli/mod.ts";
 import {
   type ClientProfile,
   parseClientConfig,
@@ -21,30 +20,14 @@ import {
   prepareEd25519VerifyKey,
 } from "../lib/crypto.ts";
 import { parseIp } from "../lib/ip.ts";
-import { setLogLevel, setLogSink } from "../lib/log.ts";
+import { setLogSink } from "../lib/log.ts";
 import { buildKnock, KNOCK_PACKET_BYTES } from "../lib/packet.ts";
 import { KnockVerifier, type VerifierClient } from "../lib/verifier.ts";
+import { openmeOk, withServerConfig } from "./support/cli.ts";
 
 setLogSink(() => {});
 
 const SOURCE = parseIp("198.51.100.20")!;
-
-async function cli(
-  argv: string[],
-): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const io: CliIo = {
-    out: (text: string) => out.push(text),
-    err: (text: string) => err.push(text),
-  };
-  try {
-    const code = await runCli(argv, io);
-    return { code, out: out.join("\n"), err: err.join("\n") };
-  } finally {
-    setLogLevel("info");
-  }
-}
 
 /** The verifier's view of the config's valid clients. */
 function verifierClients(config: ServerConfig): VerifierClient[] {
@@ -69,8 +52,7 @@ async function addClient(
   path: string,
   args: string[],
 ): Promise<{ profile: ClientProfile; fingerprint: string }> {
-  const result = await cli(["--config", path, "add", ...args]);
-  assert.equal(result.code, 0, result.err);
+  const result = await openmeOk(["--config", path, "add", ...args]);
   assert.equal(result.out.split("\n")[0], "profiles:");
   const config = parseClientConfig(result.out, { path: `${args[0]}.yaml` });
   assert.equal(config.profiles.size, 1);
@@ -78,6 +60,23 @@ async function addClient(
   const fingerprint = /^# fingerprint: ([0-9a-f]{16})$/m.exec(result.out)?.[1];
   assert.ok(fingerprint !== undefined, result.out);
   return { profile, fingerprint };
+}
+
+/** Runs fn with a fresh `openme init` config (knock port 40000, in etc/openme/ of a temp dir) that also has a devops port group. */
+async function withServer(fn: (path: string) => Promise<void>): Promise<void> {
+  await withServerConfig({
+    prefix: "openme-flow-",
+    file: "etc/openme/config.yaml",
+    initArgs: ["--server", "vpn.example.com", "--port", "40000"],
+    edit: (text) => {
+      const edited = text.replace(
+        "  default: [22/tcp]\n",
+        "  default: [22/tcp]\n  devops: [22/tcp, 443/tcp, 8080-8090/tcp]\n",
+      );
+      assert.notEqual(edited, text);
+      return edited;
+    },
+  }, fn);
 }
 
 function knockFrom(
@@ -91,33 +90,6 @@ function knockFrom(
     },
     { target: target === null ? null : parseIp(target) },
   );
-}
-
-async function withServer(fn: (path: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "openme-flow-" });
-  const path = `${dir}/etc/openme/config.yaml`;
-  try {
-    const init = await cli([
-      "--config",
-      path,
-      "init",
-      "--server",
-      "vpn.example.com",
-      "--port",
-      "40000",
-    ]);
-    assert.equal(init.code, 0, init.err);
-    const text = await Deno.readTextFile(path);
-    const edited = text.replace(
-      "  default: [22/tcp]\n",
-      "  default: [22/tcp]\n  devops: [22/tcp, 443/tcp, 8080-8090/tcp]\n",
-    );
-    assert.notEqual(edited, text);
-    await Deno.writeTextFile(path, edited);
-    await fn(path);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
 }
 
 Deno.test("init → add → knock from the printed block → the verifier accepts it for that client", async () => {
@@ -203,7 +175,7 @@ Deno.test("after revoke, the reloaded verifier refuses the client's knocks", asy
     const bob = await addClient(path, ["bob"]);
     const verifier = verifierFor(await loadServerConfig(path));
     assert.ok(verifier.verify(knockFrom(alice.profile), SOURCE).ok);
-    assert.equal((await cli(["--config", path, "revoke", "alice"])).code, 0);
+    await openmeOk(["--config", path, "revoke", "alice"]);
     verifier.setClients(verifierClients(await loadServerConfig(path)));
     assert.deepEqual(verifier.verify(knockFrom(alice.profile), SOURCE), {
       ok: false,

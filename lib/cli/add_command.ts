@@ -11,13 +11,13 @@ import {
   validateProfileName,
 } from "../config/client_config.ts";
 import {
-  addServerClient,
   DEFAULT_SERVER_CONFIG_PATH,
   loadServerConfig,
   parseRfc3339Timestamp,
   type ServerConfig,
   validateClientName,
 } from "../config/server_config.ts";
+import { addServerClient } from "../config/server_config_edit.ts";
 import { isGroupName, parsePortSpec } from "../config/ports.ts";
 import { generateEd25519KeyPair, keyFingerprint } from "../crypto.ts";
 import { encodeBase64 } from "../encoding.ts";

@@ -153,6 +153,51 @@ function commandsWith(kind: PositionalKind): string[] {
   return COMMANDS.filter((c) => positionalKind(c) === kind).map((c) => c.name);
 }
 
+/**
+ * bash and zsh lines that walk the words before the cursor (`loop` is the
+ * `for ((...))` header, `word` the expansion of word i), skipping flags and
+ * their values: the first other word is the command (`$cmd`), the rest are
+ * counted in `$npos`.
+ */
+function commandScanLines(
+  loop: string,
+  word: string,
+  valueFlags: string[],
+): string[] {
+  return [
+    `  for ((${loop})); do`,
+    `    w="${word}"`,
+    '    case "$w" in',
+    `      ${valueFlags.join("|")}) ((i++)); continue ;;`,
+    "      -*) continue ;;",
+    "    esac",
+    '    if [[ -z $cmd ]]; then cmd="$w"; else npos=$((npos + 1)); fi',
+    "  done",
+  ];
+}
+
+/**
+ * fish lines that walk `$tokens` after `openme`, skipping flags and their
+ * values; `onWord` runs for every other word (the command and positionals).
+ */
+function fishWordLoop(valueFlags: string[], onWord: string[]): string[] {
+  return [
+    "    for t in $tokens[2..-1]",
+    "        if test $skip = 1",
+    "            set skip 0",
+    "            continue",
+    "        end",
+    "        switch $t",
+    `            case ${valueFlags.join(" ")}`,
+    "                set skip 1",
+    "            case '-*'",
+    "            case '*'",
+    ...onWord.map((line) => `                ${line}`),
+    "        end",
+    "    end",
+  ];
+}
+
 /** The bash completion script. */
 export function bashCompletionScript(): string {
   const globals = words(globalCompletionFlags());
@@ -202,14 +247,11 @@ export function bashCompletionScript(): string {
   }
   lines.push(
     "  esac",
-    "  for ((i = 1; i < COMP_CWORD; i++)); do",
-    '    w="${COMP_WORDS[i]}"',
-    '    case "$w" in',
-    `      ${valueFlags.join("|")}) ((i++)); continue ;;`,
-    "      -*) continue ;;",
-    "    esac",
-    '    if [[ -z $cmd ]]; then cmd="$w"; else npos=$((npos + 1)); fi',
-    "  done",
+    ...commandScanLines(
+      "i = 1; i < COMP_CWORD; i++",
+      "${COMP_WORDS[i]}",
+      valueFlags,
+    ),
     "  if [[ -z $cmd ]]; then",
     "    if [[ $cur == -* ]]; then",
     `      COMPREPLY=($(compgen -W ${singleQuote(globals)} -- "$cur"))`,
@@ -322,14 +364,7 @@ export function zshCompletionScript(): string {
     '    --interface) compadd -- ${(f)"$(ls /sys/class/net 2>/dev/null)"}; return ;;',
     `    ${valueFlags.join("|")}) return ;;`,
     "  esac",
-    "  for ((i = 2; i < CURRENT; i++)); do",
-    '    w="${words[i]}"',
-    '    case "$w" in',
-    `      ${valueFlags.join("|")}) ((i++)); continue ;;`,
-    "      -*) continue ;;",
-    "    esac",
-    '    if [[ -z $cmd ]]; then cmd="$w"; else npos=$((npos + 1)); fi',
-    "  done",
+    ...commandScanLines("i = 2; i < CURRENT; i++", "${words[i]}", valueFlags),
     "  if [[ -z $cmd ]]; then",
     "    if [[ $cur == -* ]]; then",
     `      compadd -- ${words(globals)}`,
@@ -400,20 +435,7 @@ export function fishCompletionScript(): string {
     "function __openme_command",
     "    set -l tokens (commandline -opc)",
     "    set -l skip 0",
-    "    for t in $tokens[2..-1]",
-    "        if test $skip = 1",
-    "            set skip 0",
-    "            continue",
-    "        end",
-    "        switch $t",
-    `            case ${valueFlags.join(" ")}`,
-    "                set skip 1",
-    "            case '-*'",
-    "            case '*'",
-    "                echo $t",
-    "                return 0",
-    "        end",
-    "    end",
+    ...fishWordLoop(valueFlags, ["echo $t", "return 0"]),
     "    return 1",
     "end",
     "",
@@ -427,19 +449,7 @@ export function fishCompletionScript(): string {
     "    set -l tokens (commandline -opc)",
     "    set -l skip 0",
     "    set -l n 0",
-    "    for t in $tokens[2..-1]",
-    "        if test $skip = 1",
-    "            set skip 0",
-    "            continue",
-    "        end",
-    "        switch $t",
-    `            case ${valueFlags.join(" ")}`,
-    "                set skip 1",
-    "            case '-*'",
-    "            case '*'",
-    "                set n (math $n + 1)",
-    "        end",
-    "    end",
+    ...fishWordLoop(valueFlags, ["set n (math $n + 1)"]),
     "    echo (math $n - 1)",
     "end",
     "",

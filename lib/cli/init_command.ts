@@ -8,8 +8,8 @@ import { INTERFACE_NAME_PATTERN } from "../firewall/backend.ts";
 import {
   DEFAULT_SERVER_CONFIG_PATH,
   DEFAULT_UDP_PORT,
-  initServerConfig,
 } from "../config/server_config.ts";
+import { initServerConfig } from "../config/server_config_edit.ts";
 import { generateX25519KeyPair } from "../crypto.ts";
 import { encodeBase64 } from "../encoding.ts";
 import { UsageError } from "./errors.ts";

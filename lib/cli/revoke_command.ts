@@ -8,8 +8,8 @@
 import {
   DEFAULT_SERVER_CONFIG_PATH,
   loadServerConfig,
-  removeServerClient,
 } from "../config/server_config.ts";
+import { removeServerClient } from "../config/server_config_edit.ts";
 import { CommandError } from "./errors.ts";
 import type { CliIo, ParsedCommand } from "./mod.ts";
 

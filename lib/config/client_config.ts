@@ -10,7 +10,6 @@
 import { dirname } from "node:path";
 import { isDeepStrictEqual } from "node:util";
 import { Document, isMap, YAMLMap } from "yaml";
-import { decodeBase64Key } from "../encoding.ts";
 import { defaultClientConfigPathFor, type Platform } from "../platform.ts";
 import {
   ConfigError,
@@ -32,6 +31,17 @@ import {
   type YamlSource,
   yamlToValue,
 } from "./file_io.ts";
+import {
+  configErrorAt,
+  HOST_PATTERN,
+  isRecord,
+  looseModeWarning,
+  NAME_PATTERN,
+  optionalPort,
+  passesCheck,
+  requireKey,
+  withoutGeneratedLine,
+} from "./validate.ts";
 
 /** Default `server_udp_port` of a profile. */
 export const CLIENT_DEFAULT_SERVER_UDP_PORT = 54154;
@@ -126,20 +136,10 @@ export async function loadClientConfig(path: string): Promise<ClientConfig> {
       'save the profile block printed by "openme add" there, or pass --client-config PATH',
   });
   const config = buildClientConfig(source);
-  if (source.mode !== null && (source.mode & 0o077) !== 0) {
-    config.warnings.push(
-      `config ${path}: file mode ${
-        source.mode.toString(8).padStart(4, "0")
-      } lets other users read your private key (run chmod 600 ${path})`,
-    );
-  }
+  const modeWarning = looseModeWarning(source, "your private key");
+  if (modeWarning !== null) config.warnings.push(modeWarning);
   return config;
 }
-
-const PROFILE_NAME_PATTERN = /^[\p{L}\p{N}][\p{L}\p{N}._@-]*$/u;
-// deno-lint-ignore no-control-regex
-const HOST_PATTERN = /^[^\s"'`\\\u0000-\u001f\u007f]{1,253}$/;
-const PORT_HINT = "an integer 1-65535, e.g. 54154";
 
 /** Validates a parsed client config. */
 function buildClientConfig(source: YamlSource): ClientConfig {
@@ -152,22 +152,21 @@ function buildClientConfig(source: YamlSource): ClientConfig {
   };
   if (root === null || root === undefined) return config;
   if (!isRecord(root)) {
-    throw fail(
-      source,
-      [],
-      `the top level is ${describeValue(root)}`,
-      'a map with a profiles: section, as printed by "openme add"',
-    );
+    throw configErrorAt(source, {
+      keyPath: [],
+      problem: `the top level is ${describeValue(root)}`,
+      expected: 'a map with a profiles: section, as printed by "openme add"',
+    });
   }
   const section = root.profiles;
   if (section === undefined || section === null) return config;
   if (!isRecord(section)) {
-    throw fail(
-      source,
-      ["profiles"],
-      `expected a map of profile names, got ${describeValue(section)}`,
-      'e.g. profiles: {default: {server_host: ...}}, as printed by "openme add"',
-    );
+    throw configErrorAt(source, {
+      keyPath: ["profiles"],
+      problem: `expected a map of profile names, got ${describeValue(section)}`,
+      expected:
+        'e.g. profiles: {default: {server_host: ...}}, as printed by "openme add"',
+    });
   }
   for (const [name, entry] of Object.entries(section)) {
     profiles.set(name, parseProfile(source, name, entry));
@@ -184,96 +183,74 @@ function parseProfile(
   const base: KeyPathSegment[] = ["profiles", name];
   const nameProblem = validateProfileName(name);
   if (nameProblem !== null) {
-    throw fail(
-      source,
-      base,
-      nameProblem,
-      "letters, digits, '.', '_', '-' or '@', starting with a letter or digit",
-    );
+    throw configErrorAt(source, {
+      keyPath: base,
+      problem: nameProblem,
+      expected:
+        "letters, digits, '.', '_', '-' or '@', starting with a letter or digit",
+    });
   }
   if (!isRecord(entry)) {
-    throw fail(
-      source,
-      base,
-      `expected a map, got ${describeValue(entry)}`,
-      "a map with server_host, server_pubkey and private_key",
-    );
+    throw configErrorAt(source, {
+      keyPath: base,
+      problem: `expected a map, got ${describeValue(entry)}`,
+      expected: "a map with server_host, server_pubkey and private_key",
+    });
   }
 
   const hostValue = entry.server_host;
   const hostHint = "the server's name or IP address, e.g. myserver.example.com";
   if (hostValue === undefined || hostValue === null || hostValue === "") {
-    throw fail(
-      source,
-      [...base, "server_host"],
-      "missing server_host",
-      hostHint,
-    );
+    throw configErrorAt(source, {
+      keyPath: [...base, "server_host"],
+      problem: "missing server_host",
+      expected: hostHint,
+    });
   }
   if (typeof hostValue !== "string" || !HOST_PATTERN.test(hostValue.trim())) {
-    throw fail(
-      source,
-      [...base, "server_host"],
-      `invalid host ${describeValue(hostValue)}`,
-      hostHint,
-    );
+    throw configErrorAt(source, {
+      keyPath: [...base, "server_host"],
+      problem: `invalid host ${describeValue(hostValue)}`,
+      expected: hostHint,
+    });
   }
 
-  let serverUdpPort = CLIENT_DEFAULT_SERVER_UDP_PORT;
-  const portValue = entry.server_udp_port;
-  if (portValue !== undefined && portValue !== null) {
-    if (typeof portValue !== "number" || !Number.isInteger(portValue)) {
-      throw fail(
-        source,
-        [...base, "server_udp_port"],
-        `expected a port number, got ${describeValue(portValue)}`,
-        PORT_HINT,
-      );
-    }
-    if (portValue < 1 || portValue > 65535) {
-      throw fail(
-        source,
-        [...base, "server_udp_port"],
-        `port ${describeValue(portValue)} out of range 1-65535`,
-        PORT_HINT,
-      );
-    }
-    serverUdpPort = portValue;
-  }
+  const serverUdpPort = optionalPort(source, {
+    keyPath: [...base, "server_udp_port"],
+    value: entry.server_udp_port,
+    fallback: CLIENT_DEFAULT_SERVER_UDP_PORT,
+  });
 
-  const serverPublicKey = requireKey(
-    source,
-    [...base, "server_pubkey"],
-    entry.server_pubkey,
-    [SERVER_PUBLIC_KEY_BYTES],
-    "the server's base64 X25519 public key (server.public_key on the server)",
-  );
-  const privateKey = requireKey(
-    source,
-    [...base, "private_key"],
-    entry.private_key,
-    [...CLIENT_PRIVATE_KEY_SIZES],
-    "your base64 Ed25519 private key (64 bytes, or a 32-byte seed)",
-  );
+  const serverPublicKey = requireKey(source, {
+    keyPath: [...base, "server_pubkey"],
+    value: entry.server_pubkey,
+    sizes: [SERVER_PUBLIC_KEY_BYTES],
+    hint:
+      "the server's base64 X25519 public key (server.public_key on the server)",
+  });
+  const privateKey = requireKey(source, {
+    keyPath: [...base, "private_key"],
+    value: entry.private_key,
+    sizes: CLIENT_PRIVATE_KEY_SIZES,
+    hint: "your base64 Ed25519 private key (64 bytes, or a 32-byte seed)",
+  });
   let publicKey: Uint8Array | null = null;
   if (entry.public_key !== undefined && entry.public_key !== null) {
-    publicKey = requireKey(
-      source,
-      [...base, "public_key"],
-      entry.public_key,
-      [CLIENT_PUBLIC_KEY_BYTES],
-      "your base64 Ed25519 public key (32 bytes)",
-    );
+    publicKey = requireKey(source, {
+      keyPath: [...base, "public_key"],
+      value: entry.public_key,
+      sizes: [CLIENT_PUBLIC_KEY_BYTES],
+      hint: "your base64 Ed25519 public key (32 bytes)",
+    });
     if (
       privateKey.length === 64 &&
       !sameBytes(privateKey.subarray(32), publicKey)
     ) {
-      throw fail(
-        source,
-        [...base, "public_key"],
-        "public_key does not match the public half of private_key",
-        "copy both keys from the same openme add output",
-      );
+      throw configErrorAt(source, {
+        keyPath: [...base, "public_key"],
+        problem: "public_key does not match the public half of private_key",
+        expected: "copy both keys from the same openme add output",
+      });
     }
   } else if (privateKey.length === 64) {
     publicKey = privateKey.slice(32);
@@ -283,12 +260,11 @@ function parseProfile(
   const postValue = entry.post_knock;
   if (postValue !== undefined && postValue !== null && postValue !== "") {
     if (typeof postValue !== "string") {
-      throw fail(
-        source,
-        [...base, "post_knock"],
-        `expected a command line, got ${describeValue(postValue)}`,
-        'a quoted command, e.g. "ssh me@myserver.example.com"',
-      );
+      throw configErrorAt(source, {
+        keyPath: [...base, "post_knock"],
+        problem: `expected a command line, got ${describeValue(postValue)}`,
+        expected: 'a quoted command, e.g. "ssh me@myserver.example.com"',
+      });
     }
     postKnock = postValue;
   }
@@ -310,7 +286,7 @@ export function validateProfileName(name: string): string | null {
   if (name.length > MAX_PROFILE_NAME_LENGTH) {
     return `profile name is ${name.length} characters, longer than ${MAX_PROFILE_NAME_LENGTH}`;
   }
-  if (!PROFILE_NAME_PATTERN.test(name)) {
+  if (!NAME_PATTERN.test(name)) {
     return `invalid profile name ${JSON.stringify(name)}`;
   }
   return null;
@@ -440,11 +416,11 @@ export async function upsertClientProfile(
         section: "profiles",
         text: entryDoc.toString({ lineWidth: 0, flowCollectionPadding: false }),
       });
-      if (spliced !== null && safeCheck(check, spliced)) text = spliced;
+      if (spliced !== null && passesCheck(check, spliced)) text = spliced;
     }
-    if (text === null || !safeCheck(check, text)) {
+    if (text === null || !passesCheck(check, text)) {
       text = editWithDocumentApi(source, profile, exists);
-      if (!safeCheck(check, text)) {
+      if (!passesCheck(check, text)) {
         throw new ConfigError({
           file: path,
           keyPath: formatKeyPath(["profiles", name]),
@@ -526,42 +502,8 @@ function checkNewProfile(path: string, profile: NewClientProfile): void {
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     // Line numbers of the generated text would point into the wrong file.
-    throw new ConfigError({
-      file: path,
-      keyPath: error.keyPath,
-      problem: error.problem,
-      expected: error.expected,
-    });
+    throw withoutGeneratedLine(error, path);
   }
-}
-
-/** Runs a result check, treating a thrown error as a failed check. */
-function safeCheck(check: (text: string) => boolean, text: string): boolean {
-  try {
-    return check(text);
-  } catch {
-    return false;
-  }
-}
-
-function requireKey(
-  source: YamlSource,
-  keyPath: KeyPathSegment[],
-  value: unknown,
-  sizes: number[],
-  hint: string,
-): Uint8Array {
-  if (value !== undefined && value !== null && typeof value !== "string") {
-    throw fail(
-      source,
-      keyPath,
-      `expected base64 text, got ${describeValue(value)}`,
-      hint,
-    );
-  }
-  const decoded = decodeBase64Key(value ?? "", { sizes });
-  if (!decoded.ok) throw fail(source, keyPath, decoded.reason, hint);
-  return decoded.bytes;
 }
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
@@ -570,26 +512,4 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
     if (a[i] !== b[i]) return false;
   }
   return true;
-}
-
-/** Builds a ConfigError at a key path, with the line taken from the YAML. */
-function fail(
-  source: YamlSource,
-  keyPath: KeyPathSegment[],
-  problem: string,
-  expected?: string,
-): ConfigError {
-  return new ConfigError({
-    file: source.path,
-    line: lineOfKeyPath(source, keyPath),
-    keyPath: keyPath.length === 0 ? undefined : formatKeyPath(keyPath),
-    problem,
-    expected,
-  });
-}
-
-/** True for a YAML map converted to an object. */
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null &&
-    !Array.isArray(value) && !(value instanceof Uint8Array);
 }

@@ -1,35 +1,20 @@
 /**
  * The server config file (SPEC §4): parsing and validation into a typed
- * {@linkcode ServerConfig}, the annotated file written by `openme init`, and
- * the locked, comment-preserving edits made by `openme add` and `openme revoke`.
+ * {@linkcode ServerConfig}, and the annotated text `openme init` writes.
+ * Writing the file (init, add, revoke) lives in
+ * lib/config/server_config_edit.ts.
  *
  * @module
  */
 
+import { Document } from "yaml";
+import { prepareEd25519VerifyKey } from "../crypto.ts";
 import { INTERFACE_NAME_PATTERN } from "../firewall/backend.ts";
-import { dirname } from "node:path";
-import { isDeepStrictEqual } from "node:util";
-import { Document, isMap, Scalar, YAMLMap, type YAMLSeq } from "yaml";
-import { decodeBase64Key } from "../encoding.ts";
 import { parseDuration } from "./duration.ts";
+import { ConfigError, describeValue, type KeyPathSegment } from "./errors.ts";
 import {
-  ConfigError,
-  describeValue,
-  formatKeyPath,
-  type KeyPathSegment,
-} from "./errors.ts";
-import {
-  ensureDir,
-  errorText,
-  fileExists,
-  type FileLockOptions,
-  lineOfKeyPath,
   parseYamlSource,
   readYamlDocument,
-  spliceInsertMapEntry,
-  spliceRemoveMapEntry,
-  withFileLock,
-  writeConfigFile,
   type YamlSource,
   yamlToValue,
 } from "./file_io.ts";
@@ -39,6 +24,17 @@ import {
   parsePortSpec,
   type PortRange,
 } from "./ports.ts";
+import {
+  configErrorAt,
+  HOST_PATTERN,
+  isRecord,
+  looseModeWarning,
+  NAME_PATTERN,
+  optionalPort,
+  type ProblemAt,
+  requireKey,
+  withoutGeneratedLine,
+} from "./validate.ts";
 
 /** Where the server config lives unless `--config` says otherwise. */
 export const DEFAULT_SERVER_CONFIG_PATH = "/etc/openme/config.yaml";
@@ -56,10 +52,6 @@ export const DEFAULT_PROFILE_NAME = "default";
 export const DEFAULT_PORT_GROUP = "default";
 /** Longest accepted `knock_timeout` / `replay_window` (timers beyond ~24.8 days misfire). */
 export const MAX_CONFIG_DURATION_MS = 24 * 60 * 60 * 1000;
-/** Mode of the server config directory when openme creates it. */
-export const SERVER_CONFIG_DIR_MODE = 0o750;
-/** Mode of the server config file (it holds the private key). */
-export const SERVER_CONFIG_FILE_MODE = 0o600;
 /** X25519 key size for `server.private_key` / `server.public_key`. */
 export const SERVER_KEY_BYTES = 32;
 /** Ed25519 public key size for `clients.*.ed25519_pubkey`. */
@@ -152,16 +144,10 @@ const CLIENT_KEYS: readonly string[] = [
   "disable_health_port",
 ];
 
-const CLIENT_NAME_PATTERN = /^[\p{L}\p{N}][\p{L}\p{N}._@-]*$/u;
-const PROFILE_NAME_PATTERN = /^[\p{L}\p{N}][\p{L}\p{N}._@-]*$/u;
-/** Host names and IP literals: no whitespace, quotes or control characters. */
-// deno-lint-ignore no-control-regex
-const HOST_PATTERN = /^[^\s"'`\\\u0000-\u001f\u007f]{1,253}$/;
-
-const PORT_HINT = "an integer 1-65535, e.g. 54154";
 const DURATION_HINT = "a duration such as 30s, 1m30s or 1h";
 const BOOL_HINT = "true or false";
-const EXPIRES_HINT =
+/** What a good `expires` value looks like, for messages. */
+export const EXPIRES_HINT =
   'a full RFC 3339 timestamp with time zone, e.g. "2026-12-31T23:59:59Z"';
 
 /** Parses and validates server config text; throws ConfigError for server-level problems, skips invalid clients with a warning. */
@@ -179,57 +165,50 @@ export async function loadServerConfig(path: string): Promise<ServerConfig> {
       'create it with "openme init --server HOST", or pass --config PATH',
   });
   const config = buildServerConfig(source);
-  if (source.mode !== null && (source.mode & 0o077) !== 0) {
-    config.warnings.push(
-      `config ${path}: file mode ${
-        source.mode.toString(8).padStart(4, "0")
-      } lets other users read the server private key (run chmod 600 ${path})`,
-    );
-  }
+  const modeWarning = looseModeWarning(source, "the server private key");
+  if (modeWarning !== null) config.warnings.push(modeWarning);
   return config;
 }
 
-/** Validates a parsed server config file. */
-function buildServerConfig(source: YamlSource): ServerConfig {
+/** Validates a parsed server config file (as read by lib/config/file_io.ts); throws ConfigError like {@linkcode parseServerConfig}. */
+export function buildServerConfig(source: YamlSource): ServerConfig {
   const warnings: string[] = [...source.warnings];
   const root = yamlToValue(source);
   if (!isRecord(root)) {
-    throw fail(
-      source,
-      [],
-      root === null || root === undefined
+    throw configErrorAt(source, {
+      keyPath: [],
+      problem: root === null || root === undefined
         ? "the file is empty"
         : `the top level is ${describeValue(root)}`,
-      'a map with server:, ports: and clients: sections; "openme init" writes one',
-    );
+      expected:
+        'a map with server:, ports: and clients: sections; "openme init" writes one',
+    });
   }
 
   const server = root.server;
   if (!isRecord(server)) {
-    throw fail(
-      source,
-      ["server"],
-      server === undefined
+    throw configErrorAt(source, {
+      keyPath: ["server"],
+      problem: server === undefined
         ? "missing server: section"
         : `expected a map, got ${describeValue(server)}`,
-      'a map with host, udp_port, private_key, public_key ...; "openme init" writes one',
-    );
+      expected:
+        'a map with host, udp_port, private_key, public_key ...; "openme init" writes one',
+    });
   }
   warnUnknownKeys(source, ["server"], server, SERVER_KEYS, warnings);
 
   const host = requireHost(source, ["server", "host"], server.host);
-  const udpPort = optionalPort(
-    source,
-    ["server", "udp_port"],
-    server.udp_port,
-    DEFAULT_UDP_PORT,
-  );
-  const healthPort = optionalPort(
-    source,
-    ["server", "health_port"],
-    server.health_port,
-    udpPort,
-  );
+  const udpPort = optionalPort(source, {
+    keyPath: ["server", "udp_port"],
+    value: server.udp_port,
+    fallback: DEFAULT_UDP_PORT,
+  });
+  const healthPort = optionalPort(source, {
+    keyPath: ["server", "health_port"],
+    value: server.health_port,
+    fallback: udpPort,
+  });
   const firewall = optionalFirewall(
     source,
     ["server", "firewall"],
@@ -249,16 +228,15 @@ function buildServerConfig(source: YamlSource): ServerConfig {
   );
   if (replayWindowMs < knockTimeoutMs) {
     warnings.push(
-      formatAt(
-        source,
-        ["server", "replay_window"],
-        `replay_window (${
+      warningAt(source, {
+        keyPath: ["server", "replay_window"],
+        problem: `replay_window (${
           durationText(server.replay_window, replayWindowMs)
         }) is shorter than knock_timeout (${
           durationText(server.knock_timeout, knockTimeoutMs)
         })`,
-        "keep replay_window at least as long as knock_timeout",
-      ),
+        expected: "keep replay_window at least as long as knock_timeout",
+      }),
     );
   }
   const openKnockPort = optionalBoolean(
@@ -283,20 +261,18 @@ function buildServerConfig(source: YamlSource): ServerConfig {
     ["server", "interface"],
     server.interface,
   );
-  const privateKey = requireKey(
-    source,
-    ["server", "private_key"],
-    server.private_key,
-    SERVER_KEY_BYTES,
-    'the base64 X25519 private key written by "openme init"',
-  );
-  const publicKey = requireKey(
-    source,
-    ["server", "public_key"],
-    server.public_key,
-    SERVER_KEY_BYTES,
-    'the base64 X25519 public key written by "openme init"',
-  );
+  const privateKey = requireKey(source, {
+    keyPath: ["server", "private_key"],
+    value: server.private_key,
+    sizes: [SERVER_KEY_BYTES],
+    hint: 'the base64 X25519 private key written by "openme init"',
+  });
+  const publicKey = requireKey(source, {
+    keyPath: ["server", "public_key"],
+    value: server.public_key,
+    sizes: [SERVER_KEY_BYTES],
+    hint: 'the base64 X25519 public key written by "openme init"',
+  });
 
   const portGroups = parsePortGroups(source, root.ports);
   const clients: ServerClient[] = [];
@@ -304,12 +280,13 @@ function buildServerConfig(source: YamlSource): ServerConfig {
   const clientsValue = root.clients;
   if (clientsValue !== undefined && clientsValue !== null) {
     if (!isRecord(clientsValue)) {
-      throw fail(
-        source,
-        ["clients"],
-        `expected a map of client names, got ${describeValue(clientsValue)}`,
-        'e.g. clients: {} and then "openme add NAME"',
-      );
+      throw configErrorAt(source, {
+        keyPath: ["clients"],
+        problem: `expected a map of client names, got ${
+          describeValue(clientsValue)
+        }`,
+        expected: 'e.g. clients: {} and then "openme add NAME"',
+      });
     }
     const keyOwners = new Map<string, string>();
     for (const [name, entry] of Object.entries(clientsValue)) {
@@ -325,14 +302,15 @@ function buildServerConfig(source: YamlSource): ServerConfig {
         const owner = keyOwners.get(keyText);
         if (owner !== undefined) {
           warnings.push(
-            formatAt(
-              source,
-              ["clients", name, "ed25519_pubkey"],
-              `client ${JSON.stringify(name)} has the same key as client ${
+            warningAt(source, {
+              keyPath: ["clients", name, "ed25519_pubkey"],
+              problem: `client ${
+                JSON.stringify(name)
+              } has the same key as client ${
                 JSON.stringify(owner)
               }; its knocks are attributed to ${JSON.stringify(owner)}`,
-              "give each client its own key",
-            ),
+              expected: "give each client its own key",
+            }),
           );
         } else {
           keyOwners.set(keyText, name);
@@ -379,58 +357,57 @@ function parsePortGroups(
   const groups = new Map<string, PortRange[]>();
   if (value === undefined || value === null) return groups;
   if (!isRecord(value)) {
-    throw fail(
-      source,
-      ["ports"],
-      `expected a map of port groups, got ${describeValue(value)}`,
-      "e.g. ports: {default: [22/tcp], devops: [22/tcp, 8080-8090/tcp]}",
-    );
+    throw configErrorAt(source, {
+      keyPath: ["ports"],
+      problem: `expected a map of port groups, got ${describeValue(value)}`,
+      expected:
+        "e.g. ports: {default: [22/tcp], devops: [22/tcp, 8080-8090/tcp]}",
+    });
   }
   for (const [name, list] of Object.entries(value)) {
     if (!isGroupName(name)) {
-      throw fail(
-        source,
-        ["ports", name],
-        `group name ${JSON.stringify(name)} looks like a port spec`,
-        "group names contain no / or - and are not all digits, e.g. devops",
-      );
+      throw configErrorAt(source, {
+        keyPath: ["ports", name],
+        problem: `group name ${JSON.stringify(name)} looks like a port spec`,
+        expected:
+          "group names contain no / or - and are not all digits, e.g. devops",
+      });
     }
     if (list === null || list === undefined) {
       groups.set(name, []);
       continue;
     }
     if (!Array.isArray(list)) {
-      throw fail(
-        source,
-        ["ports", name],
-        `expected a list of port specs, got ${describeValue(list)}`,
-        "e.g. [22/tcp, 8080-8090/tcp]",
-      );
+      throw configErrorAt(source, {
+        keyPath: ["ports", name],
+        problem: `expected a list of port specs, got ${describeValue(list)}`,
+        expected: "e.g. [22/tcp, 8080-8090/tcp]",
+      });
     }
     const ranges: PortRange[] = [];
     for (let index = 0; index < list.length; index++) {
       const keyPath = ["ports", name, index];
       const spec = portEntryText(list[index]);
       if (spec === null) {
-        throw fail(
-          source,
+        throw configErrorAt(source, {
           keyPath,
-          `expected a port spec, got ${describeValue(list[index])}`,
-          "e.g. 22/tcp or 8080-8090/tcp",
-        );
+          problem: `expected a port spec, got ${describeValue(list[index])}`,
+          expected: "e.g. 22/tcp or 8080-8090/tcp",
+        });
       }
       if (isGroupName(spec)) {
-        throw fail(
-          source,
+        throw configErrorAt(source, {
           keyPath,
-          `${
+          problem: `${
             JSON.stringify(spec)
           } is not a port spec (groups cannot contain groups)`,
-          "list port specs such as 22/tcp or 8080-8090/tcp",
-        );
+          expected: "list port specs such as 22/tcp or 8080-8090/tcp",
+        });
       }
       const parsed = parsePortSpec(spec);
-      if (typeof parsed === "string") throw fail(source, keyPath, parsed);
+      if (typeof parsed === "string") {
+        throw configErrorAt(source, { keyPath, problem: parsed });
+      }
       ranges.push(...parsed);
     }
     groups.set(name, mergePortRanges(ranges));
@@ -448,86 +425,91 @@ function parseClientEntry(
 ): ServerClient {
   const nameProblem = validateClientName(name);
   if (nameProblem !== null) {
-    throw fail(
-      source,
-      ["clients", name],
-      nameProblem,
-      "letters, digits, '.', '_', '-' or '@', starting with a letter or digit",
-    );
+    throw configErrorAt(source, {
+      keyPath: ["clients", name],
+      problem: nameProblem,
+      expected:
+        "letters, digits, '.', '_', '-' or '@', starting with a letter or digit",
+    });
   }
   if (!isRecord(entry)) {
-    throw fail(
-      source,
-      ["clients", name],
-      `expected a map, got ${describeValue(entry)}`,
-      "a map with ed25519_pubkey and allowed_ports",
-    );
+    throw configErrorAt(source, {
+      keyPath: ["clients", name],
+      problem: `expected a map, got ${describeValue(entry)}`,
+      expected: "a map with ed25519_pubkey and allowed_ports",
+    });
   }
   warnUnknownKeys(source, ["clients", name], entry, CLIENT_KEYS, warnings);
 
-  const ed25519PublicKey = requireKey(
-    source,
-    ["clients", name, "ed25519_pubkey"],
-    entry.ed25519_pubkey,
-    CLIENT_PUBLIC_KEY_BYTES,
-    "the client's base64 Ed25519 public key",
-  );
+  const ed25519PublicKey = requireKey(source, {
+    keyPath: ["clients", name, "ed25519_pubkey"],
+    value: entry.ed25519_pubkey,
+    sizes: [CLIENT_PUBLIC_KEY_BYTES],
+    hint: "the client's base64 Ed25519 public key",
+  });
+  try {
+    // 32 bytes that are not a curve point would fail later, in the server.
+    prepareEd25519VerifyKey(ed25519PublicKey);
+  } catch {
+    throw configErrorAt(source, {
+      keyPath: ["clients", name, "ed25519_pubkey"],
+      problem:
+        "not a valid Ed25519 public key (32 bytes, but not a curve point)",
+      expected:
+        "the client's base64 Ed25519 public key, copied completely from its `openme init` output",
+    });
+  }
 
   const allowedPorts: string[] = [];
   const rawPorts = entry.allowed_ports;
   if (rawPorts !== undefined && rawPorts !== null) {
     if (!Array.isArray(rawPorts)) {
-      throw fail(
-        source,
-        ["clients", name, "allowed_ports"],
-        `expected a list, got ${describeValue(rawPorts)}`,
-        "e.g. [default, 2222/tcp]",
-      );
+      throw configErrorAt(source, {
+        keyPath: ["clients", name, "allowed_ports"],
+        problem: `expected a list, got ${describeValue(rawPorts)}`,
+        expected: "e.g. [default, 2222/tcp]",
+      });
     }
     for (let index = 0; index < rawPorts.length; index++) {
       const text = portEntryText(rawPorts[index]);
       if (text === null) {
-        throw fail(
-          source,
-          ["clients", name, "allowed_ports", index],
-          `expected a port group name or port spec, got ${
+        throw configErrorAt(source, {
+          keyPath: ["clients", name, "allowed_ports", index],
+          problem: `expected a port group name or port spec, got ${
             describeValue(rawPorts[index])
           }`,
-          "e.g. default or 2222/tcp",
-        );
+          expected: "e.g. default or 2222/tcp",
+        });
       }
       allowedPorts.push(text);
     }
   }
   const resolved = resolveAllowedPorts(allowedPorts, portGroups);
   if (!resolved.ok) {
-    throw fail(
-      source,
-      ["clients", name, "allowed_ports", resolved.index],
-      resolved.problem,
-      resolved.expected,
-    );
+    throw configErrorAt(source, {
+      keyPath: ["clients", name, "allowed_ports", resolved.index],
+      problem: resolved.problem,
+      expected: resolved.expected,
+    });
   }
 
   let expires: Date | null = null;
   const rawExpires = entry.expires;
   if (rawExpires !== undefined && rawExpires !== null) {
     if (typeof rawExpires !== "string") {
-      throw fail(
-        source,
-        ["clients", name, "expires"],
-        `expected a timestamp, got ${describeValue(rawExpires)}`,
-        EXPIRES_HINT,
-      );
+      throw configErrorAt(source, {
+        keyPath: ["clients", name, "expires"],
+        problem: `expected a timestamp, got ${describeValue(rawExpires)}`,
+        expected: EXPIRES_HINT,
+      });
     }
     expires = parseRfc3339Timestamp(rawExpires);
     if (expires === null) {
-      throw fail(
-        source,
-        ["clients", name, "expires"],
-        `invalid timestamp ${describeValue(rawExpires)}`,
-        EXPIRES_HINT,
-      );
+      throw configErrorAt(source, {
+        keyPath: ["clients", name, "expires"],
+        problem: `invalid timestamp ${describeValue(rawExpires)}`,
+        expected: EXPIRES_HINT,
+      });
     }
   }
 
@@ -618,7 +600,7 @@ export function validateClientName(name: string): string | null {
   if (name.length > MAX_CLIENT_NAME_LENGTH) {
     return `client name is ${name.length} characters, longer than ${MAX_CLIENT_NAME_LENGTH}`;
   }
-  if (!CLIENT_NAME_PATTERN.test(name)) {
+  if (!NAME_PATTERN.test(name)) {
     return `invalid client name ${JSON.stringify(name)}`;
   }
   return null;
@@ -682,52 +664,28 @@ function requireHost(
   const hint =
     "the public name or IP address clients knock, e.g. myserver.example.com";
   if (value === undefined || value === null || value === "") {
-    throw fail(source, keyPath, "missing server host", hint);
+    throw configErrorAt(source, {
+      keyPath,
+      problem: "missing server host",
+      expected: hint,
+    });
   }
   if (typeof value !== "string") {
-    throw fail(
-      source,
+    throw configErrorAt(source, {
       keyPath,
-      `expected a host name, got ${describeValue(value)}`,
-      hint,
-    );
+      problem: `expected a host name, got ${describeValue(value)}`,
+      expected: hint,
+    });
   }
   const host = value.trim();
   if (!HOST_PATTERN.test(host)) {
-    throw fail(
-      source,
+    throw configErrorAt(source, {
       keyPath,
-      `invalid host ${describeValue(value)}`,
-      hint,
-    );
+      problem: `invalid host ${describeValue(value)}`,
+      expected: hint,
+    });
   }
   return host;
-}
-
-function optionalPort(
-  source: YamlSource,
-  keyPath: KeyPathSegment[],
-  value: unknown,
-  fallback: number,
-): number {
-  if (value === undefined || value === null) return fallback;
-  if (typeof value !== "number" || !Number.isInteger(value)) {
-    throw fail(
-      source,
-      keyPath,
-      `expected a port number, got ${describeValue(value)}`,
-      PORT_HINT,
-    );
-  }
-  if (value < 1 || value > 65535) {
-    throw fail(
-      source,
-      keyPath,
-      `port ${describeValue(value)} out of range 1-65535`,
-      PORT_HINT,
-    );
-  }
-  return value;
 }
 
 function optionalFirewall(
@@ -740,12 +698,11 @@ function optionalFirewall(
     const kind = value.trim().toLowerCase();
     if (kind === "nft" || kind === "iptables") return kind;
   }
-  throw fail(
-    source,
+  throw configErrorAt(source, {
     keyPath,
-    `unknown firewall ${describeValue(value)}`,
-    "expected nft or iptables",
-  );
+    problem: `unknown firewall ${describeValue(value)}`,
+    expected: "expected nft or iptables",
+  });
 }
 
 function optionalDuration(
@@ -761,44 +718,41 @@ function optionalDuration(
   } else if (typeof value === "number" && value === 0) {
     text = "0";
   } else if (typeof value === "number") {
-    throw fail(
-      source,
+    throw configErrorAt(source, {
       keyPath,
-      `duration ${describeValue(value)} has no unit`,
-      DURATION_HINT,
-    );
+      problem: `duration ${describeValue(value)} has no unit`,
+      expected: DURATION_HINT,
+    });
   } else {
-    throw fail(
-      source,
+    throw configErrorAt(source, {
       keyPath,
-      `expected a duration, got ${describeValue(value)}`,
-      DURATION_HINT,
-    );
+      problem: `expected a duration, got ${describeValue(value)}`,
+      expected: DURATION_HINT,
+    });
   }
   const ms = parseDuration(text);
   if (ms === null) {
-    throw fail(
-      source,
+    throw configErrorAt(source, {
       keyPath,
-      `invalid duration ${describeValue(value)}`,
-      DURATION_HINT,
-    );
+      problem: `invalid duration ${describeValue(value)}`,
+      expected: DURATION_HINT,
+    });
   }
   if (ms <= 0) {
-    throw fail(
-      source,
+    throw configErrorAt(source, {
       keyPath,
-      `duration ${describeValue(value)} must be longer than zero`,
-      DURATION_HINT,
-    );
+      problem: `duration ${describeValue(value)} must be longer than zero`,
+      expected: DURATION_HINT,
+    });
   }
   if (ms > MAX_CONFIG_DURATION_MS) {
-    throw fail(
-      source,
+    throw configErrorAt(source, {
       keyPath,
-      `duration ${describeValue(value)} is longer than the 24h maximum`,
-      DURATION_HINT,
-    );
+      problem: `duration ${
+        describeValue(value)
+      } is longer than the 24h maximum`,
+      expected: DURATION_HINT,
+    });
   }
   return ms;
 }
@@ -811,12 +765,11 @@ function optionalBoolean(
 ): boolean {
   if (value === undefined || value === null) return fallback;
   if (typeof value !== "boolean") {
-    throw fail(
-      source,
+    throw configErrorAt(source, {
       keyPath,
-      `expected true or false, got ${describeValue(value)}`,
-      BOOL_HINT,
-    );
+      problem: `expected true or false, got ${describeValue(value)}`,
+      expected: BOOL_HINT,
+    });
   }
   return value;
 }
@@ -829,14 +782,14 @@ function optionalProfileName(
   if (value === undefined || value === null) return DEFAULT_PROFILE_NAME;
   if (
     typeof value !== "string" || value.length > MAX_CLIENT_NAME_LENGTH ||
-    !PROFILE_NAME_PATTERN.test(value)
+    !NAME_PATTERN.test(value)
   ) {
-    throw fail(
-      source,
+    throw configErrorAt(source, {
       keyPath,
-      `invalid profile name ${describeValue(value)}`,
-      "a profile name such as default (letters, digits, '.', '_', '-', '@')",
-    );
+      problem: `invalid profile name ${describeValue(value)}`,
+      expected:
+        "a profile name such as default (letters, digits, '.', '_', '-', '@')",
+    });
   }
   return value;
 }
@@ -848,34 +801,14 @@ function optionalInterface(
 ): string | null {
   if (value === undefined || value === null || value === "") return null;
   if (typeof value !== "string" || !INTERFACE_NAME_PATTERN.test(value.trim())) {
-    throw fail(
-      source,
+    throw configErrorAt(source, {
       keyPath,
-      `invalid interface name ${describeValue(value)}`,
-      'an interface name such as eth0 (at most 15 characters), or "" for all interfaces',
-    );
+      problem: `invalid interface name ${describeValue(value)}`,
+      expected:
+        'an interface name such as eth0 (at most 15 characters), or "" for all interfaces',
+    });
   }
   return value.trim();
-}
-
-function requireKey(
-  source: YamlSource,
-  keyPath: KeyPathSegment[],
-  value: unknown,
-  size: number,
-  hint: string,
-): Uint8Array {
-  if (value !== undefined && value !== null && typeof value !== "string") {
-    throw fail(
-      source,
-      keyPath,
-      `expected base64 text, got ${describeValue(value)}`,
-      hint,
-    );
-  }
-  const decoded = decodeBase64Key(value ?? "", { sizes: [size] });
-  if (!decoded.ok) throw fail(source, keyPath, decoded.reason, hint);
-  return decoded.bytes;
 }
 
 /** Adds a warning for each key of `map` that is not in `known` (kept in the file, otherwise ignored). */
@@ -889,12 +822,11 @@ function warnUnknownKeys(
   for (const key of Object.keys(map)) {
     if (known.includes(key)) continue;
     warnings.push(
-      formatAt(
-        source,
-        [...keyPath, key],
-        "unknown key, ignored",
-        `known keys: ${known.join(", ")}`,
-      ),
+      warningAt(source, {
+        keyPath: [...keyPath, key],
+        problem: "unknown key, ignored",
+        expected: `known keys: ${known.join(", ")}`,
+      }),
     );
   }
 }
@@ -914,40 +846,13 @@ function durationText(value: unknown, ms: number): string {
   return `${ms}ms`;
 }
 
-/** Builds a ConfigError at a key path, with the line taken from the YAML. */
-function fail(
-  source: YamlSource,
-  keyPath: KeyPathSegment[],
-  problem: string,
-  expected?: string,
-): ConfigError {
-  return new ConfigError({
-    file: source.path,
-    line: lineOfKeyPath(source, keyPath),
-    keyPath: keyPath.length === 0 ? undefined : formatKeyPath(keyPath),
-    problem,
-    expected,
-  });
-}
-
 /** Formats a warning at a key path like a ConfigError message. */
-function formatAt(
-  source: YamlSource,
-  keyPath: KeyPathSegment[],
-  problem: string,
-  expected?: string,
-): string {
-  return fail(source, keyPath, problem, expected).message;
-}
-
-/** True for a YAML map converted to an object. */
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null &&
-    !Array.isArray(value) && !(value instanceof Uint8Array);
+function warningAt(source: YamlSource, at: ProblemAt): string {
+  return configErrorAt(source, at).message;
 }
 
 // ---------------------------------------------------------------------------
-// openme init
+// openme init: the annotated text (written to disk by server_config_edit.ts)
 
 /** Options for {@linkcode renderInitialServerConfig}. */
 export interface InitialServerConfigOptions {
@@ -1036,54 +941,8 @@ export function renderInitialServerConfig(
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     // Line numbers of the generated text would point into a file not yet written.
-    throw new ConfigError({
-      file: path,
-      keyPath: error.keyPath,
-      problem: error.problem,
-      expected: error.expected,
-    });
+    throw withoutGeneratedLine(error, path);
   }
-  return text;
-}
-
-/** Options for {@linkcode initServerConfig}. */
-export interface InitServerConfigOptions extends InitialServerConfigOptions {
-  /** Overwrite an existing file (its keys and clients are lost). */
-  force?: boolean;
-}
-
-/**
- * Writes the annotated initial server config for `openme init`: creates the
- * directory (mode 0750) when missing, refuses to replace an existing file
- * unless `force`, and writes atomically with mode 0600. Returns the text
- * written. Throws ConfigError.
- */
-export async function initServerConfig(
-  path: string,
-  options: InitServerConfigOptions,
-): Promise<string> {
-  const text = renderInitialServerConfig({ ...options, path });
-  try {
-    await ensureDir(dirname(path), { mode: SERVER_CONFIG_DIR_MODE });
-  } catch (error) {
-    throw new ConfigError({
-      file: path,
-      problem: `cannot create directory ${dirname(path)}: ${errorText(error)}`,
-      expected: "run as root, or pass --config PATH in a writable directory",
-      cause: error,
-    });
-  }
-  await withFileLock(path, async () => {
-    if (options.force !== true && await fileExists(path)) {
-      throw new ConfigError({
-        file: path,
-        problem: "a config file already exists",
-        expected:
-          "pass --force to replace it (new server keys: every client must be added again), or pass --config PATH",
-      });
-    }
-    await writeConfigFile(path, text, { mode: SERVER_CONFIG_FILE_MODE });
-  });
   return text;
 }
 
@@ -1091,283 +950,4 @@ export async function initServerConfig(
 function yamlScalar(value: string): string {
   const doc = new Document(value);
   return doc.toString({ lineWidth: 0 }).trimEnd();
-}
-
-// ---------------------------------------------------------------------------
-// openme add / revoke
-
-/** A client to register with {@linkcode addServerClient}. */
-export interface NewServerClient {
-  /** Client name (key under `clients:`). */
-  name: string;
-  /** Base64 Ed25519 public key (32 bytes). */
-  ed25519PublicKeyB64: string;
-  /** Groups and/or port specs; empty = the default group. */
-  allowedPorts: string[];
-  /** RFC 3339 expiry, or null for none. */
-  expires: string | null;
-  /** Write `disable_health_port: true`. */
-  disableHealthPort?: boolean;
-}
-
-/** Options for {@linkcode addServerClient} and {@linkcode removeServerClient}. */
-export interface EditServerConfigOptions extends FileLockOptions {
-  /** Current time for the expiry check; default Date.now(). */
-  nowMs?: number;
-}
-
-/**
- * Registers a client in the server config: under an exclusive lock it
- * re-reads the file, refuses an existing name or unknown port group, inserts
- * the entry keeping every comment, key order and unknown key, checks the
- * result and writes it atomically with mode 0600. Throws ConfigError.
- */
-export async function addServerClient(
-  path: string,
-  client: NewServerClient,
-  options: EditServerConfigOptions = {},
-): Promise<void> {
-  const name = client.name;
-  const baseKeyPath: KeyPathSegment[] = ["clients", name];
-  const nameProblem = validateClientName(name);
-  if (nameProblem !== null) {
-    throw new ConfigError({
-      file: path,
-      keyPath: formatKeyPath(baseKeyPath),
-      problem: nameProblem,
-      expected:
-        "letters, digits, '.', '_', '-' or '@', starting with a letter or digit, at most 64",
-    });
-  }
-  const key = decodeBase64Key(client.ed25519PublicKeyB64, {
-    sizes: [CLIENT_PUBLIC_KEY_BYTES],
-  });
-  if (!key.ok) {
-    throw new ConfigError({
-      file: path,
-      keyPath: formatKeyPath([...baseKeyPath, "ed25519_pubkey"]),
-      problem: key.reason,
-      expected: "the client's base64 Ed25519 public key",
-    });
-  }
-  if (client.expires !== null) {
-    const expires = parseRfc3339Timestamp(client.expires);
-    if (expires === null) {
-      throw new ConfigError({
-        file: path,
-        keyPath: formatKeyPath([...baseKeyPath, "expires"]),
-        problem: `invalid timestamp ${describeValue(client.expires)}`,
-        expected: EXPIRES_HINT,
-      });
-    }
-    if (expires.getTime() <= (options.nowMs ?? Date.now())) {
-      throw new ConfigError({
-        file: path,
-        keyPath: formatKeyPath([...baseKeyPath, "expires"]),
-        problem: `expiry ${client.expires} is in the past`,
-        expected: "a future RFC 3339 timestamp, or no expiry",
-      });
-    }
-  }
-  const allowedPorts = client.allowedPorts.map((entry) => entry.trim());
-
-  await withFileLock(path, async () => {
-    const source = await readYamlDocument(path, {
-      missingHint: 'create it with "openme init --server HOST" first',
-    });
-    const config = buildServerConfig(source);
-    const before = yamlToValue(source) as Record<string, unknown>;
-    const existing = isRecord(before.clients) ? before.clients : {};
-    if (Object.hasOwn(existing, name)) {
-      throw new ConfigError({
-        file: path,
-        line: lineOfKeyPath(source, baseKeyPath),
-        keyPath: formatKeyPath(baseKeyPath),
-        problem: `client ${JSON.stringify(name)} already exists`,
-        expected:
-          `revoke it first with "openme revoke ${name}", or pick another name`,
-      });
-    }
-    const resolved = resolveAllowedPorts(allowedPorts, config.portGroups);
-    if (!resolved.ok) {
-      throw new ConfigError({
-        file: path,
-        keyPath: formatKeyPath([
-          ...baseKeyPath,
-          "allowed_ports",
-          resolved.index,
-        ]),
-        problem: resolved.problem,
-        expected: resolved.expected,
-      });
-    }
-
-    const entryValue: Record<string, unknown> = {
-      ed25519_pubkey: client.ed25519PublicKeyB64.trim(),
-      allowed_ports: allowedPorts.map(portEntryValue),
-    };
-    if (client.expires !== null) entryValue.expires = client.expires.trim();
-    if (client.disableHealthPort === true) {
-      entryValue.disable_health_port = true;
-    }
-    const expected: Record<string, unknown> = {
-      ...before,
-      clients: { ...existing, [name]: entryValue },
-    };
-
-    const check = (text: string): boolean => {
-      const after = parseYamlSource(text, { path });
-      if (!isDeepStrictEqual(yamlToValue(after), expected)) return false;
-      const parsed = buildServerConfig(after);
-      return parsed.clients.some((c) => c.name === name);
-    };
-
-    const spliced = spliceInsertMapEntry(source, {
-      section: "clients",
-      text: renderClientEntry(name, entryValue),
-    });
-    let text: string | null = null;
-    if (spliced !== null && safeCheck(check, spliced)) {
-      text = spliced;
-    } else {
-      const fallback = addWithDocumentApi(source, name, entryValue);
-      if (safeCheck(check, fallback)) text = fallback;
-    }
-    if (text === null) {
-      throw new ConfigError({
-        file: path,
-        keyPath: formatKeyPath(baseKeyPath),
-        problem:
-          "could not add the client without changing other parts of the file",
-        expected: "add the entry by hand, or simplify the clients: section",
-      });
-    }
-    await writeConfigFile(path, text, { mode: SERVER_CONFIG_FILE_MODE });
-  }, options);
-}
-
-/**
- * Removes a client from the server config under the lock, keeping everything
- * else byte for byte where possible; returns false when there is no such
- * client. Throws ConfigError.
- */
-export async function removeServerClient(
-  path: string,
-  name: string,
-  options: EditServerConfigOptions = {},
-): Promise<boolean> {
-  return await withFileLock(path, async () => {
-    const source = await readYamlDocument(path, {
-      missingHint: "check the path or pass --config PATH",
-    });
-    const before = yamlToValue(source);
-    if (!isRecord(before) || !isRecord(before.clients)) return false;
-    if (!Object.hasOwn(before.clients, name)) return false;
-    const remaining: Record<string, unknown> = {};
-    for (const [key, value] of Object.entries(before.clients)) {
-      if (key !== name) remaining[key] = value;
-    }
-    const expected: Record<string, unknown> = {
-      ...before,
-      clients: remaining,
-    };
-    const check = (text: string): boolean => {
-      const after = parseYamlSource(text, { path });
-      return isDeepStrictEqual(yamlToValue(after), expected);
-    };
-
-    const spliced = spliceRemoveMapEntry(source, {
-      section: "clients",
-      key: name,
-    });
-    let text: string | null = null;
-    if (spliced !== null && safeCheck(check, spliced)) {
-      text = spliced;
-    } else {
-      const doc = source.doc.clone();
-      doc.deleteIn(["clients", name]);
-      const fallback = doc.toString({ flowCollectionPadding: false });
-      if (safeCheck(check, fallback)) text = fallback;
-    }
-    if (text === null) {
-      throw new ConfigError({
-        file: path,
-        line: lineOfKeyPath(source, ["clients", name]),
-        keyPath: formatKeyPath(["clients", name]),
-        problem:
-          "could not remove the client without changing other parts of the file (is it referenced by a YAML alias?)",
-        expected: "remove the entry by hand",
-      });
-    }
-    await writeConfigFile(path, text, { mode: SERVER_CONFIG_FILE_MODE });
-    return true;
-  }, options);
-}
-
-/** Runs a result check, treating a thrown error as a failed check. */
-function safeCheck(check: (text: string) => boolean, text: string): boolean {
-  try {
-    return check(text);
-  } catch {
-    return false;
-  }
-}
-
-/** Writes an all-digits port spec as a YAML integer (`22`), anything else as text. */
-function portEntryValue(entry: string): string | number {
-  return /^[0-9]{1,5}$/.test(entry) ? Number(entry) : entry;
-}
-
-/** Renders `name:` and the entry's keys as YAML at indent 0, ports as a flow list, expiry quoted. */
-function renderClientEntry(
-  name: string,
-  entryValue: Record<string, unknown>,
-): string {
-  const doc = new Document();
-  const root = new YAMLMap();
-  root.set(name, buildEntryNode(doc, entryValue));
-  doc.contents = root;
-  return doc.toString({ flowCollectionPadding: false, lineWidth: 0 });
-}
-
-/** Builds the YAML node of a client entry for a given Document. */
-function buildEntryNode(
-  doc: Document,
-  entryValue: Record<string, unknown>,
-): YAMLMap {
-  const entry = new YAMLMap();
-  for (const [key, value] of Object.entries(entryValue)) {
-    if (key === "allowed_ports") {
-      const ports = doc.createNode(value) as YAMLSeq;
-      ports.flow = true;
-      entry.set(key, ports);
-    } else if (key === "expires") {
-      const scalar = new Scalar(value);
-      scalar.type = Scalar.QUOTE_DOUBLE;
-      entry.set(key, scalar);
-    } else {
-      entry.set(key, doc.createNode(value));
-    }
-  }
-  return entry;
-}
-
-/** Adds the entry with the Document API (comments and unknown keys kept, spacing may be normalised). */
-function addWithDocumentApi(
-  source: YamlSource,
-  name: string,
-  entryValue: Record<string, unknown>,
-): string {
-  const doc = source.doc.clone();
-  let clients = doc.get("clients", true);
-  if (!isMap(clients)) {
-    const created = new YAMLMap();
-    doc.set("clients", created);
-    clients = created;
-  }
-  if (isMap(clients)) {
-    if (clients.items.length === 0) clients.flow = false;
-    clients.set(name, buildEntryNode(doc, entryValue));
-  }
-  return doc.toString({ flowCollectionPadding: false });
 }

@@ -43,6 +43,14 @@ export interface OpenedRules {
   handles: string[];
 }
 
+/** What {@linkcode FirewallBackend.ensureBaseRules} found. */
+export interface BaseRulesCheck {
+  /** What was missing and has been put back, e.g. "chain inet filter openme", "knock rule (iptables)"; empty when everything was in place. */
+  repaired: string[];
+  /** The rule sets passed in of which at least one rule is gone; the backend no longer tracks their missing rules. */
+  lost: OpenedRules[];
+}
+
 /** A firewall backend: adds and removes the rules openme manages. */
 export interface FirewallBackend {
   /** Backend name: "nft", "iptables" or "noop". */
@@ -55,7 +63,13 @@ export interface FirewallBackend {
   open(address: IpAddress, ports: FirewallRulePort[]): Promise<OpenedRules>;
   /** Removes the rules of one knock; rules already gone are not an error. */
   close(rules: OpenedRules): Promise<void>;
-  /** Removes everything this backend added. */
+  /**
+   * Checks that the table, chain, jump, knock and drop rules still exist (an
+   * operator may have reloaded the firewall) and puts back what is missing;
+   * reports which of the given per-knock rule sets lost rules.
+   */
+  ensureBaseRules(open: OpenedRules[]): Promise<BaseRulesCheck>;
+  /** Removes everything this backend added, in as few tool runs as possible. */
   teardown(): Promise<void>;
 }
 

@@ -12,16 +12,20 @@
  *
  * setup() first deletes every INPUT rule carrying one of the three comments
  * (left by a run that died), found in `-S INPUT` output and deleted with `-D`
- * and the listed spec. When ip6tables is missing or fails during setup, the
- * backend logs a warning and serves IPv4 only; IPv6 knocks then fail with a
- * FirewallError that says why.
+ * and the listed spec. Such bulk deletions (setup, teardown) go through one
+ * `iptables-restore --noflush -w` per family (a `*filter` block of `-D INPUT`
+ * lines and `COMMIT`), falling back to one `-D` per rule when that fails.
+ * When ip6tables is missing or fails during setup, the backend logs a
+ * warning and serves IPv4 only; IPv6 knocks then fail with a FirewallError
+ * that says why.
  *
  * @module
  */
 
-import type { IpAddress } from "../ip.ts";
+import { type IpAddress, parseIp } from "../ip.ts";
 import * as log from "../log.ts";
 import {
+  type BaseRulesCheck,
   type BaseRulesOptions,
   describeRulePorts,
   DROP_RULE_COMMENT,
@@ -52,6 +56,11 @@ export const IPTABLES_TOOLS: readonly IptablesTool[] = [
   "iptables",
   "ip6tables",
 ];
+/** The bulk tools, one per address family: `iptables-restore`, `ip6tables-restore`. */
+export const IPTABLES_RESTORE_TOOLS: Readonly<Record<IptablesTool, string>> = {
+  iptables: "iptables-restore",
+  ip6tables: "ip6tables-restore",
+};
 /** The chain openme's rules go in. */
 export const IPTABLES_CHAIN = "INPUT";
 /** What to check when an iptables command fails. */
@@ -225,6 +234,76 @@ export function parseIptablesRules(
   return found;
 }
 
+/** Returns the `iptables-restore --noflush` input that deletes the listed rules in one commit. */
+export function buildIptablesRestoreDeleteScript(
+  rules: IptablesListedRule[],
+): string {
+  const lines = ["*filter"];
+  for (const rule of rules) {
+    lines.push(
+      ["-D", IPTABLES_CHAIN, ...rule.spec].map(quoteRestoreArg).join(" "),
+    );
+  }
+  lines.push("COMMIT");
+  return lines.join("\n") + "\n";
+}
+
+function quoteRestoreArg(arg: string): string {
+  if (/^[A-Za-z0-9_.:@/,!+=-]+$/.test(arg)) return arg;
+  return `"${arg.replaceAll("\\", "\\\\").replaceAll('"', '\\"')}"`;
+}
+
+/**
+ * Reduces a rule spec (ours, or one from `-S` output) to what identifies it:
+ * interface, source address (without /32 or /128), protocol, port, target
+ * and comment; `-m tcp`/`-m comment` and the option order do not matter.
+ */
+export function iptablesRuleKey(spec: string[]): string {
+  const fields: Record<string, string> = {};
+  const extra: string[] = [];
+  for (let i = 0; i < spec.length; i++) {
+    const option = spec[i];
+    const value = spec[i + 1];
+    if (option === "-m" || option === "--match") {
+      i++;
+      continue;
+    }
+    const name = ({
+      "-i": "in",
+      "--in-interface": "in",
+      "-s": "src",
+      "--source": "src",
+      "-p": "proto",
+      "--protocol": "proto",
+      "--dport": "dport",
+      "--destination-port": "dport",
+      "-j": "target",
+      "--jump": "target",
+      "--comment": "comment",
+    } as Record<string, string | undefined>)[option];
+    if (name === undefined || value === undefined) {
+      extra.push(option);
+      continue;
+    }
+    i++;
+    if (name === "src") {
+      const bare = value.replace(/\/(32|128)$/, "");
+      fields.src = parseIp(bare)?.text ?? value;
+    } else {
+      fields[name] = value;
+    }
+  }
+  return [
+    `in=${fields.in ?? ""}`,
+    `src=${fields.src ?? ""}`,
+    `proto=${fields.proto ?? ""}`,
+    `dport=${fields.dport ?? ""}`,
+    `target=${fields.target ?? ""}`,
+    `comment=${fields.comment ?? ""}`,
+    ...extra,
+  ].join(" ");
+}
+
 function isRuleGone(result: ToolResult): boolean {
   return result.error === null && !result.timedOut &&
     RULE_GONE_PATTERN.test(result.stderr);
@@ -314,21 +393,87 @@ export class IptablesBackend implements FirewallBackend {
     return this.#queue.run(() => this.#close(rules));
   }
 
-  /** Removes every INPUT rule tagged openme, openme-knock or openme-drop in both families. */
+  /**
+   * Lists INPUT once per family: puts back the knock and drop rules when an
+   * operator's reload (`iptables -F`, a restore) removed them, and reports
+   * the rule sets of which a rule is gone.
+   */
+  ensureBaseRules(open: OpenedRules[]): Promise<BaseRulesCheck> {
+    return this.#queue.run(() => this.#ensureBaseRules(open));
+  }
+
+  /** Removes every INPUT rule tagged openme, openme-knock or openme-drop in both families (one restore per family). */
   teardown(): Promise<void> {
     return this.#queue.run(() => this.#teardown());
   }
 
-  #run(tool: IptablesTool, args: string[]): Promise<ToolResult> {
+  #run(
+    tool: IptablesTool | string,
+    args: string[],
+    stdin?: string,
+  ): Promise<ToolResult> {
     const command = this.#netns === null ? tool : "ip";
     const fullArgs = this.#netns === null
       ? args
       : ["netns", "exec", this.#netns, tool, ...args];
-    log.debug(`firewall: running ${[command, ...fullArgs].join(" ")}`);
+    if (log.isLogEnabled("debug")) {
+      const script = stdin === undefined
+        ? ""
+        : ` <<< ${JSON.stringify(stdin.trimEnd())}`;
+      log.debug(
+        `firewall: running ${[command, ...fullArgs].join(" ")}${script}`,
+      );
+    }
     return runTool(command, fullArgs, {
+      stdin,
       timeoutMs: this.#timeoutMs,
       env: this.#env,
     });
+  }
+
+  /** Lists INPUT of one family (`-S INPUT`). */
+  async #listInput(tool: IptablesTool): Promise<string> {
+    const listed = await this.#run(tool, ["-w", "-S", IPTABLES_CHAIN]);
+    if (!listed.success) {
+      throw firewallErrorFromResult(listed, {
+        hint: IPTABLES_HINT,
+        action: `listing chain ${IPTABLES_CHAIN}`,
+      });
+    }
+    return listed.stdout;
+  }
+
+  /** Deletes listed rules: one `iptables-restore --noflush` commit, or one `-D` each when that fails. */
+  async #deleteListed(
+    tool: IptablesTool,
+    rules: IptablesListedRule[],
+  ): Promise<void> {
+    if (rules.length === 0) return;
+    if (rules.length > 1) {
+      const restore = IPTABLES_RESTORE_TOOLS[tool];
+      const result = await this.#run(
+        restore,
+        ["--noflush", "-w"],
+        buildIptablesRestoreDeleteScript(rules),
+      );
+      if (result.success) return;
+      const why = result.error ??
+        (result.timedOut
+          ? `did not finish within ${result.timeoutMs} ms`
+          : result.stderr.trim().split("\n")[0]);
+      log.debug(
+        `firewall: ${restore} --noflush could not delete ${rules.length} rules (${why}); deleting them one by one`,
+      );
+    }
+    for (const rule of rules) {
+      const result = await this.#run(tool, iptablesArgs("-D", rule.spec));
+      if (!result.success && !isRuleGone(result)) {
+        throw firewallErrorFromResult(result, {
+          hint: IPTABLES_HINT,
+          action: `removing rule "${rule.line}"`,
+        });
+      }
+    }
   }
 
   async #runOrThrow(
@@ -347,26 +492,11 @@ export class IptablesBackend implements FirewallBackend {
     tool: IptablesTool,
     comments: readonly string[],
   ): Promise<number> {
-    const listed = await this.#run(tool, ["-w", "-S", IPTABLES_CHAIN]);
-    if (!listed.success) {
-      throw firewallErrorFromResult(listed, {
-        hint: IPTABLES_HINT,
-        action: `listing chain ${IPTABLES_CHAIN}`,
-      });
-    }
-    const rules = parseIptablesRules(listed.stdout, { comments });
-    let perKnock = 0;
-    for (const rule of rules) {
-      const result = await this.#run(tool, iptablesArgs("-D", rule.spec));
-      if (!result.success && !isRuleGone(result)) {
-        throw firewallErrorFromResult(result, {
-          hint: IPTABLES_HINT,
-          action: `removing rule "${rule.line}"`,
-        });
-      }
-      if (rule.comment === RULE_COMMENT) perKnock++;
-    }
-    return perKnock;
+    const rules = parseIptablesRules(await this.#listInput(tool), {
+      comments,
+    });
+    await this.#deleteListed(tool, rules);
+    return rules.filter((rule) => rule.comment === RULE_COMMENT).length;
   }
 
   async #addBase(tool: IptablesTool, options: BaseRulesOptions): Promise<void> {
@@ -431,6 +561,50 @@ export class IptablesBackend implements FirewallBackend {
     }
     log.info("firewall: iptables knock and drop rules updated");
     this.#options = options;
+  }
+
+  async #ensureBaseRules(open: OpenedRules[]): Promise<BaseRulesCheck> {
+    const options = this.#options;
+    if (options === null) return { repaired: [], lost: [] };
+    const ruleOptions: IptablesRuleOptions = { interface: options.interface };
+    const expected: string[][] = [];
+    if (options.openKnockPort) {
+      expected.push(buildIptablesKnockSpec(options.knockPort, ruleOptions));
+    }
+    for (const port of options.dropPorts) {
+      expected.push(buildIptablesDropSpec(port, ruleOptions));
+    }
+    const repaired: string[] = [];
+    const lost: OpenedRules[] = [];
+    for (const tool of IPTABLES_TOOLS) {
+      const sets = open.filter((rules) =>
+        iptablesToolFor(rules.address) === tool
+      );
+      if (tool === "ip6tables" && this.#ipv6Problem !== null) {
+        lost.push(...sets);
+        continue;
+      }
+      const present = new Set(
+        parseIptablesRules(await this.#listInput(tool), {
+          comments: ALL_COMMENTS,
+        }).map((rule) => iptablesRuleKey(rule.spec)),
+      );
+      const missing = expected.filter((spec) =>
+        !present.has(iptablesRuleKey(spec))
+      );
+      if (missing.length > 0) {
+        await this.#removeTagged(tool, BASE_COMMENTS);
+        await this.#addBase(tool, options);
+        repaired.push(`knock and drop rules (${tool})`);
+      }
+      for (const rules of sets) {
+        const gone = rules.handles.some((handle) =>
+          !present.has(iptablesRuleKey(handle.split(" ")))
+        );
+        if (gone) lost.push(rules);
+      }
+    }
+    return { repaired, lost };
   }
 
   async #open(

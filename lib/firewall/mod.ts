@@ -12,6 +12,7 @@ import { NftBackend } from "./nft.ts";
 import { NoopBackend } from "./noop.ts";
 
 export type {
+  BaseRulesCheck,
   BaseRulesOptions,
   FirewallBackend,
   FirewallBackendOptions,

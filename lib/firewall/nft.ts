@@ -23,8 +23,11 @@
  * added it (or a tagged jump left by a run that died), and the chains and the
  * table when openme created them and nothing else is left in them.
  *
- * Limitation: handles are per table; if the operator replaces the whole
- * ruleset while openme runs, restart openme so it does not hold stale handles.
+ * Handles are per table and start over when a table or chain is created
+ * again. ensureBaseRules() (run periodically by the server) notices an
+ * operator's ruleset reload by the table and chain handles, forgets the
+ * stale per-knock handles, puts back what is missing and reports the lost
+ * rule sets so the server can open them again.
  *
  * @module
  */
@@ -32,6 +35,7 @@
 import type { IpAddress } from "../ip.ts";
 import * as log from "../log.ts";
 import {
+  type BaseRulesCheck,
   type BaseRulesOptions,
   describeRulePorts,
   DROP_RULE_COMMENT,
@@ -212,6 +216,10 @@ export interface NftTableListing {
   rules: NftRuleInfo[];
   /** Other objects in the table (sets, maps, ...), as "kind name". */
   otherObjects: string[];
+  /** Handle of the table: a table deleted and created again (a ruleset reload) gets a new one. */
+  tableHandle: string | null;
+  /** Handle of the openme chain, or null when there is none. */
+  openmeChainHandle: string | null;
 }
 
 function asRecord(value: unknown): Record<string, unknown> | null {
@@ -267,18 +275,33 @@ export function parseNftTableListing(json: string): NftTableListing {
       { tool: NFT_TOOL, args: ["-j", "list", "table", NFT_FAMILY, NFT_TABLE] },
     );
   }
-  const listing: NftTableListing = { chains: [], rules: [], otherObjects: [] };
+  const listing: NftTableListing = {
+    chains: [],
+    rules: [],
+    otherObjects: [],
+    tableHandle: null,
+    openmeChainHandle: null,
+  };
   for (const item of items) {
     const record = asRecord(item);
     if (record === null) continue;
     for (const [kind, rawValue] of Object.entries(record)) {
       const value = asRecord(rawValue) ?? {};
-      if (kind === "metainfo" || kind === "table") continue;
+      if (kind === "metainfo") continue;
+      if (kind === "table") {
+        if (value.handle !== undefined) {
+          listing.tableHandle = String(value.handle);
+        }
+        continue;
+      }
       if (kind === "chain") {
         listing.chains.push({
           name: String(value.name),
           hook: typeof value.hook === "string" ? value.hook : null,
         });
+        if (value.name === NFT_CHAIN && value.handle !== undefined) {
+          listing.openmeChainHandle = String(value.handle);
+        }
       } else if (kind === "rule") {
         listing.rules.push({
           chain: String(value.chain),
@@ -412,6 +435,42 @@ export function planNftBase(
   return plan;
 }
 
+/**
+ * Lists what the base rules lack in the current listing (null: no table):
+ * table, chains, the jump to openme, the knock rule, the drop rules. Empty
+ * when everything is in place.
+ */
+export function findMissingNftBase(
+  listing: NftTableListing | null,
+  options: BaseRulesOptions,
+): string[] {
+  if (listing === null) return [`table ${TABLE_REF}`];
+  const missing: string[] = [];
+  if (!listing.chains.some((chain) => chain.name === NFT_CHAIN)) {
+    missing.push(`chain ${TABLE_REF} ${NFT_CHAIN}`);
+  }
+  if (!listing.chains.some((chain) => chain.name === NFT_INPUT_CHAIN)) {
+    missing.push(`chain ${TABLE_REF} ${NFT_INPUT_CHAIN}`);
+  }
+  const jumps = listing.rules.filter((rule) =>
+    rule.chain === NFT_INPUT_CHAIN && rule.jumpTargets.includes(NFT_CHAIN)
+  );
+  if (jumps.length === 0) {
+    missing.push(`jump from ${NFT_INPUT_CHAIN} to ${NFT_CHAIN}`);
+  }
+  const countTagged = (comment: string): number =>
+    listing.rules.filter((rule) =>
+      rule.chain === NFT_CHAIN && rule.comment === comment
+    ).length;
+  if (countTagged(KNOCK_RULE_COMMENT) !== (options.openKnockPort ? 1 : 0)) {
+    missing.push(`knock rule (udp/${options.knockPort})`);
+  }
+  if (countTagged(DROP_RULE_COMMENT) !== options.dropPorts.length) {
+    missing.push(`drop rules (${options.dropPorts.length})`);
+  }
+  return missing;
+}
+
 /** What openme added to the table, as the teardown plan needs it. */
 export interface NftOwnedState {
   /** Handles of per-knock rules still open. */
@@ -504,6 +563,20 @@ export function planNftTeardown(
   return plan;
 }
 
+/** The handle nft echoed for the table or the openme chain it created, or null. */
+function echoedHandle(stdout: string, kind: "table" | "chain"): string | null {
+  const prefix = kind === "table"
+    ? `add table ${TABLE_REF} `
+    : `add chain ${TABLE_REF} ${NFT_CHAIN} `;
+  for (const rawLine of stdout.split("\n")) {
+    const line = rawLine.trim();
+    if (!line.startsWith(prefix)) continue;
+    const match = /# handle ([0-9]+)$/.exec(line);
+    if (match !== null) return match[1];
+  }
+  return null;
+}
+
 function isNoSuchObject(result: ToolResult): boolean {
   return result.error === null && !result.timedOut &&
     result.stderr.includes("No such file or directory");
@@ -528,6 +601,9 @@ export class NftBackend implements FirewallBackend {
   #createdTable = false;
   #createdChain = false;
   #createdInput = false;
+  /** Handles of the table and the openme chain when the per-knock handles were valid. */
+  #tableHandle: string | null = null;
+  #chainHandle: string | null = null;
 
   /** Creates the backend; nothing runs until setup(). */
   constructor(options: FirewallBackendOptions = {}) {
@@ -600,7 +676,17 @@ export class NftBackend implements FirewallBackend {
     return this.#queue.run(() => this.#close(rules));
   }
 
-  /** Removes every rule openme added, the jump it added and the chains and table it created. */
+  /**
+   * Lists the table once: puts back table, chains, jump, knock and drop
+   * rules when an operator's reload removed them, and reports the rule sets
+   * whose handles are gone (all of them when the table or chain was created
+   * again, as handles then start over).
+   */
+  ensureBaseRules(open: OpenedRules[]): Promise<BaseRulesCheck> {
+    return this.#queue.run(() => this.#ensureBaseRules(open));
+  }
+
+  /** Removes every rule openme added, the jump it added and the chains and table it created, in one transaction. */
   teardown(): Promise<void> {
     return this.#queue.run(() => this.#teardown());
   }
@@ -649,11 +735,16 @@ export class NftBackend implements FirewallBackend {
     });
   }
 
-  async #applyBase(options: BaseRulesOptions, isSetup: boolean): Promise<void> {
-    const listing = await this.#listTable();
+  async #applyBase(
+    options: BaseRulesOptions,
+    isSetup: boolean,
+    known?: NftTableListing | null,
+  ): Promise<void> {
+    const listing = known !== undefined ? known : await this.#listTable();
     const plan = planNftBase(listing, options, {
       removeStalePerKnock: isSetup,
     });
+    let echoed = "";
     if (plan.lines.length > 0) {
       const result = await this.#run(
         ["-e", "-a", "-f", "-"],
@@ -665,9 +756,10 @@ export class NftBackend implements FirewallBackend {
           action: `setting up chain ${NFT_CHAIN} in table ${TABLE_REF}`,
         });
       }
-      const echoed = parseNftEchoRules(result.stdout);
+      echoed = result.stdout;
+      const echoedRules = parseNftEchoRules(result.stdout);
       if (plan.addsJump) {
-        const jump = echoed.find((rule) => rule.chain === NFT_INPUT_CHAIN);
+        const jump = echoedRules.find((rule) => rule.chain === NFT_INPUT_CHAIN);
         // Without an echoed handle teardown still finds the jump by its comment.
         if (jump !== undefined) this.#jumpHandles.add(jump.handle);
       }
@@ -730,6 +822,58 @@ export class NftBackend implements FirewallBackend {
       })`,
     );
     this.#options = options;
+    // Handles are only valid for this table and chain: remember which ones
+    // (the echo names the handles of what the transaction created).
+    this.#tableHandle = plan.createsTable
+      ? echoedHandle(echoed, "table")
+      : listing?.tableHandle ?? null;
+    this.#chainHandle = plan.createsChain
+      ? echoedHandle(echoed, "chain")
+      : listing?.openmeChainHandle ?? null;
+  }
+
+  async #ensureBaseRules(open: OpenedRules[]): Promise<BaseRulesCheck> {
+    const options = this.#options;
+    if (options === null) {
+      // Not set up (or torn down): nothing of ours should be there.
+      return { repaired: [], lost: [] };
+    }
+    const listing = await this.#listTable();
+    // An unknown generation (an nft that echoed no table or chain handle) is
+    // adopted; the handles are then checked one by one.
+    const sameChain = listing !== null &&
+      (this.#tableHandle === null ||
+        listing.tableHandle === this.#tableHandle &&
+          listing.openmeChainHandle === this.#chainHandle);
+    const live = new Set<string>();
+    if (sameChain) {
+      for (const rule of listing.rules) {
+        if (rule.chain === NFT_CHAIN && rule.comment === RULE_COMMENT) {
+          live.add(rule.handle);
+        }
+      }
+    } else {
+      // The table or the chain was deleted and created again: every handle
+      // we hold is stale and may now name someone else's rule.
+      this.#jumpHandles.clear();
+      this.#createdTable = false;
+      this.#createdChain = false;
+      this.#createdInput = false;
+    }
+    for (const handle of [...this.#openHandles]) {
+      if (!live.has(handle)) this.#openHandles.delete(handle);
+    }
+    const lost = open.filter((rules) =>
+      rules.handles.some((handle) => !live.has(handle))
+    );
+    const missing = findMissingNftBase(listing, options);
+    if (missing.length > 0) {
+      await this.#applyBase(options, false, listing);
+    } else if (!sameChain) {
+      this.#tableHandle = listing?.tableHandle ?? null;
+      this.#chainHandle = listing?.openmeChainHandle ?? null;
+    }
+    return { repaired: missing, lost };
   }
 
   async #open(
@@ -829,6 +973,8 @@ export class NftBackend implements FirewallBackend {
 
   #forgetOwnedState(): void {
     this.#options = null;
+    this.#tableHandle = null;
+    this.#chainHandle = null;
     this.#openHandles.clear();
     this.#jumpHandles.clear();
     this.#createdChain = false;

@@ -8,6 +8,7 @@
 import type { IpAddress } from "../ip.ts";
 import * as log from "../log.ts";
 import {
+  type BaseRulesCheck,
   type BaseRulesOptions,
   describeRulePorts,
   type FirewallBackend,
@@ -96,6 +97,14 @@ export class NoopBackend implements FirewallBackend {
       } for ${rules.address.text}`,
     );
     return Promise.resolve();
+  }
+
+  /** Reports the rule sets with ids it does not hold (closed or torn down); repairs nothing. */
+  ensureBaseRules(open: OpenedRules[]): Promise<BaseRulesCheck> {
+    const lost = open.filter((rules) =>
+      rules.handles.some((handle) => !this.#open.has(handle))
+    );
+    return Promise.resolve({ repaired: [], lost });
   }
 
   /** Forgets everything. */

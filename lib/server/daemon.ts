@@ -3,6 +3,10 @@
  * backend. One UDP socket (dual-stack), one health listener, one verifier;
  * each datagram is checked synchronously, cheapest test first, and nothing is
  * ever sent back. The config is reloaded on SIGHUP and when its file changes.
+ * Every few seconds (and on SIGHUP) the firewall is checked: what an
+ * operator's ruleset reload removed is put back, sessions included. Accepted
+ * replay nonces go to the state file, so a restart does not reopen the door
+ * to a captured knock. Shutdown removes every openme rule with one teardown.
  *
  * @module
  */
@@ -15,6 +19,7 @@ import {
   type ServerConfig,
 } from "../config/server_config.ts";
 import { keyFingerprint, prepareEd25519VerifyKey } from "../crypto.ts";
+import { encodeHex } from "../encoding.ts";
 import type {
   BaseRulesOptions,
   FirewallBackend,
@@ -30,8 +35,18 @@ import {
 } from "../packet.ts";
 import { KnockVerifier, type VerifierClient } from "../verifier.ts";
 import { type HealthListener, startHealthListener } from "./health.ts";
-import { type Session, SessionManager } from "./session_manager.ts";
-import { type StateFile, writeStateFile } from "./state_file.ts";
+import {
+  describePorts,
+  type FirewallCheckResult,
+  type Session,
+  SessionManager,
+} from "./session_manager.ts";
+import {
+  readStateReplayNonces,
+  type StateFile,
+  type StatePort,
+  writeStateFile,
+} from "./state_file.ts";
 import { DROP_SUMMARY_INTERVAL_MS, KnockStats } from "./stats.ts";
 
 /** How often the config file is checked for changes. */
@@ -42,6 +57,9 @@ export const RATE_LIMIT_PER_SECOND = 20;
 
 /** Per-source token bucket: burst size. */
 export const RATE_LIMIT_BURST = 40;
+
+/** How often the firewall is checked for openme rules removed from outside (a ruleset reload). */
+export const FIREWALL_CHECK_INTERVAL_MS = 5000;
 
 /** Options for {@linkcode OpenmeServer.start}. */
 export interface ServerOptions {
@@ -67,6 +85,10 @@ export interface ServerOptions {
   dropWriteDelayMs?: number;
   /** How long shutdown waits for firewall opens in flight (default 1000 ms). */
   shutdownWaitMs?: number;
+  /** Interval of the firewall check (default 5000 ms). */
+  firewallCheckMs?: number;
+  /** Waits before retries of a failed close (default 1 s, 2 s, 5 s, then every 10 s). */
+  closeRetryDelaysMs?: readonly number[];
 }
 
 /** Longest delay before new drop counters are written to the state file. */
@@ -123,12 +145,35 @@ function baseRulesOf(
   config: ServerConfig,
   interfaceOverride: string | null,
 ): BaseRulesOptions {
+  const dropPorts: FirewallRulePort[] = [];
+  if (config.dropPorts) {
+    dropPorts.push(...allManagedPorts(config));
+    // The health port too: otherwise `status` reports "open" without a
+    // knock on a host whose policy accepts.
+    const health = config.healthPort;
+    const covered = dropPorts.some((p) =>
+      p.proto === "tcp" && p.port <= health && (p.endPort ?? p.port) >= health
+    );
+    if (!covered) dropPorts.push({ port: health, proto: "tcp" });
+  }
   return {
     knockPort: config.udpPort,
     openKnockPort: config.openKnockPort,
-    dropPorts: config.dropPorts ? allManagedPorts(config) : [],
+    dropPorts,
     interface: interfaceOverride ?? config.interface,
   };
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((byte, i) => byte === b[i]);
+}
+
+function statePorts(ports: FirewallRulePort[]): StatePort[] {
+  return ports.map((p) =>
+    p.endPort !== undefined && p.endPort > p.port
+      ? { port: p.port, proto: p.proto, end_port: p.endPort }
+      : { port: p.port, proto: p.proto }
+  );
 }
 
 function sameBaseRules(a: BaseRulesOptions, b: BaseRulesOptions): boolean {
@@ -220,6 +265,9 @@ export class OpenmeServer {
   #stateWarned = false;
   #stopping = false;
   #stopped: Promise<void> | null = null;
+  #firewallTimer: ReturnType<typeof setInterval> | null = null;
+  #checking: Promise<FirewallCheckResult | null> | null = null;
+  #checkFailed = false;
 
   private constructor(
     configPath: string,
@@ -253,6 +301,7 @@ export class OpenmeServer {
       onChange: () => this.#scheduleStateWrite(),
       refuse: (clientName) => this.#refusal(clientName, Date.now()),
       shutdownWaitMs: options.shutdownWaitMs,
+      closeRetryDelaysMs: options.closeRetryDelaysMs,
     });
   }
 
@@ -327,6 +376,7 @@ export class OpenmeServer {
       await this.#backend.teardown().catch(() => {});
       throw err;
     }
+    await this.#rememberReplayNonces();
     this.#socket.on("message", (msg, rinfo) => {
       this.handleDatagram(
         new Uint8Array(msg.buffer, msg.byteOffset, msg.byteLength),
@@ -349,12 +399,78 @@ export class OpenmeServer {
       this.#stats.logSummary(summaryMs);
       this.#lastSummaryMs = Date.now();
     }, summaryMs);
+    this.#firewallTimer = setInterval(() => {
+      if (this.#checking === null) this.checkFirewall("periodic check");
+    }, this.#options.firewallCheckMs ?? FIREWALL_CHECK_INTERVAL_MS);
     await this.#writeState();
     info(
       `openme serving: knocks on udp/${this.#config.udpPort}, health on tcp/${this.#config.healthPort}, ${this.#config.clients.length} client(s), firewall ${this.#backend.name}, knock_timeout ${
         formatDuration(this.#config.knockTimeoutMs)
       }`,
     );
+  }
+
+  /** Loads the replay nonces the previous run wrote to the state file into the verifier. */
+  async #rememberReplayNonces(): Promise<void> {
+    try {
+      const entries = await readStateReplayNonces(this.#options.stateFile);
+      if (entries.length === 0) return;
+      const kept = this.#verifier.rememberNonces(entries);
+      info(
+        `remembered ${kept} replay nonces accepted by the previous run (state file ${this.#options.stateFile})`,
+      );
+    } catch (err) {
+      warn(
+        `could not read the replay nonces of the previous run: ${
+          oneLine((err as Error).message)
+        } (knocks it accepted within the replay window could be replayed once)`,
+      );
+    }
+  }
+
+  /**
+   * Checks the firewall for openme rules removed from outside (an operator's
+   * ruleset reload) and puts them back, sessions included; runs every few
+   * seconds and on SIGHUP. Resolves to null when stopping or when it failed.
+   */
+  checkFirewall(why: string): Promise<FirewallCheckResult | null> {
+    if (this.#stopping) return Promise.resolve(null);
+    if (this.#checking !== null) return this.#checking;
+    this.#checking = this.#checkFirewall(why).finally(() => {
+      this.#checking = null;
+    });
+    return this.#checking;
+  }
+
+  async #checkFirewall(why: string): Promise<FirewallCheckResult | null> {
+    let result: FirewallCheckResult;
+    try {
+      result = await this.#sessions.checkFirewall();
+    } catch (err) {
+      if (!this.#checkFailed) {
+        error(
+          `checking openme's firewall rules (${why}) failed: ${
+            oneLine((err as Error).message)
+          } (will keep trying)`,
+        );
+        this.#checkFailed = true;
+      }
+      return null;
+    }
+    this.#checkFailed = false;
+    if (result.repaired.length > 0) {
+      warn(
+        `firewall: openme's rules were removed outside openme (firewall reloaded?); put back: ${
+          result.repaired.join(", ")
+        } (${why})`,
+      );
+    }
+    if (result.reopened > 0 || result.dropped > 0) {
+      warn(
+        `firewall: ${result.reopened} session(s) re-opened, ${result.dropped} dropped after their rules were removed outside openme (${why})`,
+      );
+    }
+    return result;
   }
 
   /** Why a client's knocks are refused now (revoked or expired), or null. */
@@ -479,13 +595,36 @@ export class OpenmeServer {
         `firewall changes take effect after a restart (still ${this.#backend.name})`,
       );
     }
-    this.#config = {
+    if (!sameBytes(next.privateKey, this.#config.privateKey)) {
+      warn(
+        "server key changes take effect after a restart (knocks are still decrypted with the key the server started with)",
+      );
+    }
+    // Everything derived from the new config is built before any state
+    // changes: a failure here leaves the old config fully in force.
+    const config: ServerConfig = {
       ...next,
       udpPort: this.#config.udpPort,
       healthPort: this.#config.healthPort,
+      privateKey: this.#config.privateKey,
+      publicKey: this.#config.publicKey,
     };
-    this.#grants = grantsOf(this.#config);
-    this.#verifier.setClients(verifierClientsOf(this.#config));
+    let grants: Map<string, ClientGrant>;
+    let verifierClients: VerifierClient[];
+    try {
+      grants = grantsOf(config);
+      verifierClients = verifierClientsOf(config);
+    } catch (err) {
+      error(
+        `reload (${why}) failed, the previous config stays in force: ${
+          oneLine((err as Error).message)
+        }`,
+      );
+      return false;
+    }
+    this.#config = config;
+    this.#grants = grants;
+    this.#verifier.setClients(verifierClients);
     if (this.#config.replayWindowMs !== this.#verifier.replayWindowMs) {
       this.#verifier.setReplayWindow(this.#config.replayWindowMs);
     }
@@ -541,23 +680,32 @@ export class OpenmeServer {
     for (const [name, ms] of this.#sessions.lastSeen()) {
       lastSeen[name] = rfc3339(ms);
     }
+    const replayNonces: Record<string, number> = {};
+    for (const entry of this.#verifier.recentNonces()) {
+      replayNonces[encodeHex(entry.nonce)] = Math.round(entry.addedMs);
+    }
     return {
       updated_at: rfc3339(Date.now()),
       active_sessions: this.#sessions.list().map((s) => ({
         client_name: s.clientName,
         ip: s.address.text,
-        ports: s.ports.map((p) =>
-          p.endPort !== undefined && p.endPort > p.port
-            ? { port: p.port, proto: p.proto, end_port: p.endPort }
-            : { port: p.port, proto: p.proto }
-        ),
-        opened_at: rfc3339(s.openedAtMs),
-        expires_at: rfc3339(s.expiresAtMs),
+        ports: statePorts(s.ports),
+        opened_at: rfc3339(this.#sessions.toWallMs(s.openedAtMs)),
+        expires_at: rfc3339(this.#sessions.toWallMs(s.expiresAtMs)),
       })),
       last_seen: lastSeen,
       accepted: this.#stats.accepted,
       drops: this.#stats.drops(),
       pid: Deno.pid,
+      pending_closes: this.#sessions.pendingCloses().map((p) => ({
+        client_name: p.clientName,
+        ip: p.address.text,
+        ports: statePorts(p.ports),
+        reason: p.reason,
+        attempts: p.attempts,
+        last_error: p.lastError,
+      })),
+      replay_nonces: replayNonces,
     };
   }
 
@@ -597,6 +745,7 @@ export class OpenmeServer {
     this.#stopping = true;
     if (this.#pollTimer !== null) clearInterval(this.#pollTimer);
     if (this.#summaryTimer !== null) clearInterval(this.#summaryTimer);
+    if (this.#firewallTimer !== null) clearInterval(this.#firewallTimer);
     if (this.#dropWriteTimer !== null) clearTimeout(this.#dropWriteTimer);
     this.#dropWriteTimer = null;
     this.#socket?.removeAllListeners("message");
@@ -607,17 +756,42 @@ export class OpenmeServer {
     await this.#health?.close();
     if (this.#polling !== null) await this.#polling;
     if (this.#reloading !== null) await this.#reloading.catch(() => {});
-    await this.#sessions.closeAll();
+    if (this.#checking !== null) await this.#checking;
+    // No close per session: one teardown removes every rule openme added
+    // (sessions, failed closes, knock and drop rules) in a few tool runs.
+    const { sessions, pendingCloses } = await this.#sessions.shutdown();
+    let removed = false;
     try {
       await this.#backend.teardown();
+      removed = true;
     } catch (err) {
       error(
-        `removing openme's firewall rules failed: ${(err as Error).message}`,
+        `removing openme's firewall rules failed: ${
+          (err as Error).message
+        } (${sessions.length} session(s) may still be open: list and delete the rules tagged "openme" by hand)`,
       );
+    }
+    if (removed) {
+      for (const s of sessions) {
+        info(
+          `closed ${
+            describePorts(s.ports)
+          } for ${s.address.text} (client ${s.clientName}): shutdown`,
+        );
+      }
+      if (pendingCloses.length > 0) {
+        info(
+          `removed the rules of ${pendingCloses.length} earlier failed close(s): shutdown`,
+        );
+      }
     }
     if (this.#stateWriting !== null) await this.#stateWriting;
     await this.#writeState();
     this.#stats.logSummary(Date.now() - this.#lastSummaryMs);
-    info("openme stopped; every rule it added is removed");
+    info(
+      removed
+        ? "openme stopped; every rule it added is removed"
+        : "openme stopped; some of its rules may be left (see the error above)",
+    );
   }
 }

@@ -5,6 +5,14 @@
  * once its rules are in place, so the manager never claims a port is open when
  * it is not.
  *
+ * Deadlines run on a monotonic clock, so a wall-clock step (NTP, an operator's
+ * `date -s`) neither keeps ports open longer nor closes them early; wall time
+ * is only used to display deadlines. One client holds at most
+ * {@linkcode MAX_SESSIONS_PER_CLIENT} sessions. A close the firewall refuses
+ * is retried with backoff until it succeeds; at shutdown the caller removes
+ * every rule with the backend's teardown instead of closing sessions one by
+ * one.
+ *
  * @module
  */
 
@@ -22,6 +30,22 @@ export const DEFAULT_MAX_PENDING_OPENS = 64;
 /** How long shutdown waits for firewall opens in flight. */
 export const DEFAULT_SHUTDOWN_WAIT_MS = 1000;
 
+/** Most sessions (target addresses) one client may hold; a knock for one more closes its least recently knocked session. */
+export const MAX_SESSIONS_PER_CLIENT = 8;
+
+/** Waits before the first, second, ... retry of a failed close; the last one repeats. */
+export const CLOSE_RETRY_DELAYS_MS: readonly number[] = [
+  1000,
+  2000,
+  5000,
+  10_000,
+];
+
+/** A monotonic clock in ms (close to the epoch at start-up, but never stepped with the wall clock). */
+export function monotonicNow(): number {
+  return performance.timeOrigin + performance.now();
+}
+
 /** One open session. */
 export interface Session {
   /** Client name from the server config. */
@@ -30,12 +54,50 @@ export interface Session {
   address: IpAddress;
   /** Ports the rules open. */
   ports: FirewallRulePort[];
-  /** When the rules went in (ms since the epoch). */
+  /** When the rules went in (ms on the manager's monotonic clock; see toWallMs). */
   openedAtMs: number;
-  /** When the rules come out (ms since the epoch). */
+  /** When the rules come out (ms on the manager's monotonic clock; see toWallMs). */
   expiresAtMs: number;
   /** What the backend needs to remove the rules. */
   rules: OpenedRules;
+}
+
+/** Rules whose removal failed and is retried. */
+export interface PendingClose {
+  /** Client the rules were opened for. */
+  clientName: string;
+  /** Address the rules admit. */
+  address: IpAddress;
+  /** Ports the rules open. */
+  ports: FirewallRulePort[];
+  /** Why they are being removed ("timeout", "client revoked", ...). */
+  reason: string;
+  /** Failed attempts so far. */
+  attempts: number;
+  /** The latest failure. */
+  lastError: string;
+  /** When the next attempt runs (manager clock). */
+  nextAttemptMs: number;
+  /** What the backend needs to remove the rules. */
+  rules: OpenedRules;
+}
+
+/** What {@linkcode SessionManager.checkFirewall} found and did. */
+export interface FirewallCheckResult {
+  /** Base objects (table, chain, jump, knock and drop rules) that were missing and were put back. */
+  repaired: string[];
+  /** Sessions whose rules were gone and were added again. */
+  reopened: number;
+  /** Sessions whose rules were gone and could not be added again (no longer listed). */
+  dropped: number;
+}
+
+/** What {@linkcode SessionManager.shutdown} left for the backend's teardown. */
+export interface ShutdownResult {
+  /** Sessions that were open; their rules are removed by the teardown. */
+  sessions: Session[];
+  /** Failed closes still pending; their rules are removed by the teardown. */
+  pendingCloses: PendingClose[];
 }
 
 /** What became of one accepted knock. */
@@ -45,8 +107,14 @@ export type KnockOutcome = "opened" | "refreshed" | "failed" | "busy";
 export interface SessionManagerOptions {
   /** How long a session stays open after its latest knock. */
   knockTimeoutMs: number;
-  /** Clock in ms since the epoch; defaults to Date.now. */
+  /** Monotonic clock in ms for deadlines; default {@linkcode monotonicNow}. */
   now?: () => number;
+  /** Wall clock in ms since the epoch, for display only; default Date.now. */
+  wallNow?: () => number;
+  /** Most sessions per client (default {@linkcode MAX_SESSIONS_PER_CLIENT}). */
+  maxSessionsPerClient?: number;
+  /** Waits before retries of a failed close (default {@linkcode CLOSE_RETRY_DELAYS_MS}). */
+  closeRetryDelaysMs?: readonly number[];
   /** Called after every open, refresh and close (the state file is written from here). */
   onChange?: () => void;
   /** Bound on concurrent first-time opens (default 64). */
@@ -70,6 +138,18 @@ export interface KnockDetails {
 
 function sessionKey(clientName: string, address: IpAddress): string {
   return `${clientName}\u0000${address.text}`;
+}
+
+function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+function describeRules(
+  ports: FirewallRulePort[],
+  address: IpAddress,
+  clientName: string,
+): string {
+  return `${describePorts(ports)} for ${address.text} (client ${clientName})`;
 }
 
 function describeKnock(
@@ -102,13 +182,18 @@ export class SessionManager {
   #backend: FirewallBackend;
   #knockTimeoutMs: number;
   #now: () => number;
+  #wallNow: () => number;
   #onChange: () => void;
   #maxPending: number;
+  #maxPerClient: number;
+  #retryDelaysMs: readonly number[];
   #refuse: (clientName: string) => string | null;
   #shutdownWaitMs: number;
   #sessions = new Map<string, Session>();
+  #retries = new Set<PendingClose>();
+  #retryTimer: ReturnType<typeof setTimeout> | null = null;
+  #retrying = false;
   #pending = new Map<string, Promise<KnockOutcome>>();
-  #closing = new Set<Promise<void>>();
   #swapping = new Set<string>();
   #lastSeen = new Map<string, number>();
   #timer: ReturnType<typeof setTimeout> | null = null;
@@ -119,9 +204,13 @@ export class SessionManager {
   constructor(backend: FirewallBackend, options: SessionManagerOptions) {
     this.#backend = backend;
     this.#knockTimeoutMs = options.knockTimeoutMs;
-    this.#now = options.now ?? Date.now;
+    this.#now = options.now ?? monotonicNow;
+    this.#wallNow = options.wallNow ?? Date.now;
     this.#onChange = options.onChange ?? (() => {});
     this.#maxPending = options.maxPendingOpens ?? DEFAULT_MAX_PENDING_OPENS;
+    this.#maxPerClient = options.maxSessionsPerClient ??
+      MAX_SESSIONS_PER_CLIENT;
+    this.#retryDelaysMs = options.closeRetryDelaysMs ?? CLOSE_RETRY_DELAYS_MS;
     this.#refuse = options.refuse ?? (() => null);
     this.#shutdownWaitMs = options.shutdownWaitMs ?? DEFAULT_SHUTDOWN_WAIT_MS;
   }
@@ -129,6 +218,15 @@ export class SessionManager {
   /** Changes the session length for knocks from now on (a reload). */
   setKnockTimeout(ms: number): void {
     this.#knockTimeoutMs = ms;
+  }
+
+  /** Converts a time on the manager's clock (a deadline) to wall-clock ms since the epoch, for display. */
+  toWallMs(ms: number): number {
+    return this.#wallNow() + (ms - this.#now());
+  }
+
+  #until(ms: number): string {
+    return rfc3339(this.toWallMs(ms));
   }
 
   /** Opens (or refreshes) the session for a verified knock. */
@@ -139,7 +237,7 @@ export class SessionManager {
     details: KnockDetails = {},
   ): Promise<KnockOutcome> {
     const now = this.#now();
-    this.#lastSeen.set(clientName, now);
+    this.#lastSeen.set(clientName, this.#wallNow());
     const key = sessionKey(clientName, address);
     const existing = this.#sessions.get(key);
     if (this.#stopped) return Promise.resolve("failed");
@@ -148,13 +246,15 @@ export class SessionManager {
       info(
         `refreshed ${describePorts(existing.ports)} ${
           describeKnock(clientName, address, details)
-        } until ${rfc3339(existing.expiresAtMs)}`,
+        } until ${this.#until(existing.expiresAtMs)}`,
       );
       this.#schedule();
       this.#onChange();
       if (describePorts(ports) !== describePorts(existing.ports)) {
         // The grant changed and the reload could not move the rules yet.
-        this.#track(this.#swapPorts(key, existing, ports));
+        this.#swapPorts(key, existing, ports).catch((err) =>
+          error(`changing ports failed: ${err}`)
+        );
       }
       return Promise.resolve("refreshed");
     }
@@ -174,9 +274,46 @@ export class SessionManager {
       );
       return Promise.resolve("busy");
     }
+    if (!this.#makeRoomFor(clientName, address)) {
+      return Promise.resolve("busy");
+    }
     const work = this.#open(key, clientName, address, ports, details);
     this.#pending.set(key, work);
     return work;
+  }
+
+  /**
+   * Keeps a client below its session limit before a new session opens: closes
+   * its least recently knocked session. False when every slot is an open
+   * still in flight (the knock is then dropped).
+   */
+  #makeRoomFor(clientName: string, address: IpAddress): boolean {
+    const own: [string, Session][] = [];
+    for (const entry of this.#sessions) {
+      if (entry[1].clientName === clientName) own.push(entry);
+    }
+    const prefix = `${clientName}\u0000`;
+    let inFlight = 0;
+    for (const key of this.#pending.keys()) {
+      if (key.startsWith(prefix)) inFlight++;
+    }
+    if (own.length + inFlight < this.#maxPerClient) return true;
+    if (own.length === 0) {
+      warn(
+        `knock from ${clientName} for ${address.text} dropped: ${inFlight} opens of this client in flight (at most ${this.#maxPerClient} sessions per client)`,
+      );
+      return false;
+    }
+    own.sort((a, b) => a[1].expiresAtMs - b[1].expiresAtMs);
+    const [oldestKey, oldest] = own[0];
+    warn(
+      `client ${clientName} has ${this.#maxPerClient} sessions, the most one client may hold: closing the one for ${oldest.address.text} (least recently knocked) to open ${address.text}`,
+    );
+    this.#close(
+      oldestKey,
+      `session limit (${this.#maxPerClient} per client) reached by a knock for ${address.text}`,
+    ).catch((err) => error(`closing an evicted session failed: ${err}`));
+    return true;
   }
 
   async #open(
@@ -191,26 +328,29 @@ export class SessionManager {
       try {
         rules = await this.#backend.open(address, ports);
       } catch (err) {
-        const message = err instanceof Error ? err.message : String(err);
         error(
-          `knock from ${clientName} for ${address.text} failed: could not open ports: ${message}`,
+          `knock from ${clientName} for ${address.text} failed: could not open ports: ${
+            errorMessage(err)
+          }`,
         );
         return "failed";
       }
       if (this.#stopped) {
         // Shutdown began while the rules went in: take them out again.
-        await this.#closeRules(clientName, address, rules);
+        await this.#removeRules(clientName, rules, "shutdown");
         return "failed";
       }
       const refusal = this.#refuse(clientName);
       if (refusal !== null) {
         // A reload revoked or expired the client while the rules went in.
-        await this.#closeRules(clientName, address, rules);
-        info(
-          `closed ${
-            describePorts(ports)
-          } for ${address.text} (client ${clientName}) right after opening: ${refusal}`,
-        );
+        const removed = await this.#removeRules(clientName, rules, refusal);
+        if (removed) {
+          info(
+            `closed ${
+              describeRules(ports, address, clientName)
+            } right after opening: ${refusal}`,
+          );
+        }
         return "failed";
       }
       const now = this.#now();
@@ -225,7 +365,7 @@ export class SessionManager {
       info(
         `opened ${describePorts(ports)} ${
           describeKnock(clientName, address, details)
-        } until ${rfc3339(now + this.#knockTimeoutMs)}`,
+        } until ${this.#until(now + this.#knockTimeoutMs)}`,
       );
       this.#schedule();
       this.#onChange();
@@ -235,35 +375,133 @@ export class SessionManager {
     }
   }
 
-  async #closeRules(
+  /**
+   * Removes rules through the backend; true when that worked. A failure is
+   * logged and the rules go to the retry list (unless shutting down: the
+   * teardown removes them).
+   */
+  async #removeRules(
     clientName: string,
-    address: IpAddress,
     rules: OpenedRules,
-  ): Promise<void> {
+    reason: string,
+    retry = true,
+  ): Promise<boolean> {
     try {
       await this.#backend.close(rules);
+      return true;
     } catch (err) {
-      const message = err instanceof Error ? err.message : String(err);
-      error(`closing ${address.text} for ${clientName} failed: ${message}`);
+      const what = describeRules(rules.ports, rules.address, clientName);
+      if (this.#stopped || !retry) {
+        error(
+          `closing ${what} (${reason}) failed: ${errorMessage(err)}; ${
+            this.#stopped
+              ? "shutting down, the teardown removes openme's rules"
+              : "not retried"
+          }`,
+        );
+        return false;
+      }
+      const entry: PendingClose = {
+        clientName,
+        address: rules.address,
+        ports: rules.ports,
+        reason,
+        attempts: 1,
+        lastError: errorMessage(err),
+        nextAttemptMs: this.#now() + this.#retryDelay(1),
+        rules,
+      };
+      this.#retries.add(entry);
+      error(
+        `closing ${what} (${reason}) failed, will retry in ${
+          this.#retryDelay(1) / 1000
+        } s: ${entry.lastError}`,
+      );
+      this.#scheduleRetry();
+      this.#onChange();
+      return false;
     }
+  }
+
+  #retryDelay(attempts: number): number {
+    const delays = this.#retryDelaysMs;
+    return delays[Math.min(attempts, delays.length) - 1];
+  }
+
+  #scheduleRetry(): void {
+    if (this.#stopped || this.#retrying) return;
+    if (this.#retryTimer !== null) clearTimeout(this.#retryTimer);
+    this.#retryTimer = null;
+    let next = Infinity;
+    for (const entry of this.#retries) {
+      if (entry.nextAttemptMs < next) next = entry.nextAttemptMs;
+    }
+    if (next === Infinity) return;
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = null;
+      this.#retrying = true;
+      this.retryCloses().catch((err) => error(`retrying closes failed: ${err}`))
+        .finally(() => {
+          this.#retrying = false;
+          this.#scheduleRetry();
+        });
+    }, Math.max(0, next - this.#now()));
+  }
+
+  /** Retries the failed closes that are due; returns how many are still pending. */
+  async retryCloses(): Promise<number> {
+    const now = this.#now();
+    const due = [...this.#retries].filter((entry) =>
+      entry.nextAttemptMs <= now
+    );
+    for (const entry of due) {
+      if (this.#stopped) break;
+      const what = describeRules(entry.ports, entry.address, entry.clientName);
+      try {
+        await this.#backend.close(entry.rules);
+      } catch (err) {
+        entry.attempts++;
+        entry.lastError = errorMessage(err);
+        const delay = this.#retryDelay(entry.attempts);
+        entry.nextAttemptMs = this.#now() + delay;
+        error(
+          `closing ${what} (${entry.reason}) failed again (attempt ${entry.attempts}), will retry in ${
+            delay / 1000
+          } s: ${entry.lastError}`,
+        );
+        continue;
+      }
+      this.#retries.delete(entry);
+      info(
+        `closed ${what}: ${entry.reason} (after ${entry.attempts} failed attempts)`,
+      );
+      this.#onChange();
+    }
+    return this.#retries.size;
+  }
+
+  /** Rules whose removal failed and is being retried. */
+  pendingCloses(): PendingClose[] {
+    return [...this.#retries];
   }
 
   async #close(key: string, reason: string): Promise<void> {
     const session = this.#sessions.get(key);
     if (session === undefined) return;
     this.#sessions.delete(key);
-    await this.#closeRules(session.clientName, session.address, session.rules);
-    info(
-      `closed ${
-        describePorts(session.ports)
-      } for ${session.address.text} (client ${session.clientName}): ${reason}`,
+    const removed = await this.#removeRules(
+      session.clientName,
+      session.rules,
+      reason,
     );
+    if (removed) {
+      info(
+        `closed ${
+          describeRules(session.ports, session.address, session.clientName)
+        }: ${reason}`,
+      );
+    }
     this.#onChange();
-  }
-
-  #track(work: Promise<void>): Promise<void> {
-    this.#closing.add(work);
-    return work.finally(() => this.#closing.delete(work));
   }
 
   /** Closes every session whose deadline has passed. */
@@ -273,10 +511,11 @@ export class SessionManager {
     for (const [key, session] of this.#sessions) {
       if (session.expiresAtMs <= now) due.push(key);
     }
-    await Promise.all(
-      due.map((key) => this.#track(this.#close(key, "timeout"))),
-    );
+    // #close takes each session out of the map at once: the next deadline
+    // is scheduled now, not after these firewall calls.
+    const work = due.map((key) => this.#close(key, "timeout"));
     this.#schedule();
+    await Promise.all(work);
   }
 
   /** Closes every session of clients the predicate rejects (revoked or expired after a reload). */
@@ -286,7 +525,7 @@ export class SessionManager {
     const work: Promise<void>[] = [];
     for (const [key, session] of this.#sessions) {
       const reason = shouldClose(session);
-      if (reason !== null) work.push(this.#track(this.#close(key, reason)));
+      if (reason !== null) work.push(this.#close(key, reason));
     }
     await Promise.all(work);
     this.#schedule();
@@ -305,7 +544,7 @@ export class SessionManager {
       const ports = portsOf(session.clientName);
       if (ports === null) continue;
       if (describePorts(ports) === describePorts(session.ports)) continue;
-      work.push(this.#track(this.#swapPorts(key, session, ports)));
+      work.push(this.#swapPorts(key, session, ports));
     }
     await Promise.all(work);
   }
@@ -334,41 +573,120 @@ export class SessionManager {
     try {
       rules = await this.#backend.open(address, ports);
     } catch (err) {
-      const message = err instanceof Error ? err.message : String(err);
       error(
         `changing the ports of ${address.text} (client ${clientName}) to ${
           describePorts(ports)
         } failed, ${
           describePorts(session.ports)
-        } stay open until the deadline: ${message}`,
+        } stay open until the deadline: ${errorMessage(err)}`,
       );
       return;
     }
     if (this.#stopped || this.#sessions.get(key) !== session) {
       // The session ended while the new rules went in.
-      await this.#closeRules(clientName, address, rules);
+      await this.#removeRules(clientName, rules, "session ended");
       return;
     }
     const oldRules = session.rules;
     const oldPorts = session.ports;
     session.rules = rules;
     session.ports = ports;
-    await this.#closeRules(clientName, address, oldRules);
+    await this.#removeRules(clientName, oldRules, "ports changed");
     info(
       `changed ${describePorts(oldPorts)} to ${
         describePorts(ports)
       } for ${address.text} (client ${clientName}): config reload; until ${
-        rfc3339(session.expiresAtMs)
+        this.#until(session.expiresAtMs)
       }`,
     );
     this.#onChange();
   }
 
-  /** Stops accepting knocks, waits for opens in flight and closes every session. */
-  async closeAll(): Promise<void> {
+  /**
+   * Has the backend check its base rules and every session's rules (an
+   * operator may have reloaded the firewall); sessions whose rules are gone
+   * are opened again with their deadline, or dropped when that fails.
+   */
+  async checkFirewall(): Promise<FirewallCheckResult> {
+    const result: FirewallCheckResult = {
+      repaired: [],
+      reopened: 0,
+      dropped: 0,
+    };
+    if (this.#stopped) return result;
+    const sessions = [...this.#sessions];
+    const check = await this.#backend.ensureBaseRules(
+      sessions.map(([, session]) => session.rules),
+    );
+    result.repaired = check.repaired;
+    const lost = new Set(check.lost);
+    for (const [key, session] of sessions) {
+      if (!lost.has(session.rules)) continue;
+      if (this.#stopped || this.#sessions.get(key) !== session) continue;
+      if (this.#swapping.has(key)) continue;
+      this.#swapping.add(key);
+      try {
+        const outcome = await this.#reopen(key, session);
+        if (outcome === "reopened") result.reopened++;
+        if (outcome === "dropped") result.dropped++;
+      } finally {
+        this.#swapping.delete(key);
+      }
+    }
+    return result;
+  }
+
+  async #reopen(
+    key: string,
+    session: Session,
+  ): Promise<"reopened" | "dropped" | "ended"> {
+    const { clientName, address, ports } = session;
+    const what = describeRules(ports, address, clientName);
+    // Whatever is left of the old rules goes first (for iptables, removing
+    // by spec after adding would take out the new rule); not retried later
+    // for the same reason.
+    await this.#removeRules(clientName, session.rules, "rules replaced", false);
+    let rules: OpenedRules;
+    try {
+      rules = await this.#backend.open(address, ports);
+    } catch (err) {
+      if (this.#sessions.get(key) !== session) return "ended";
+      this.#sessions.delete(key);
+      error(
+        `${what} was removed from the firewall outside openme and could not be added again: ${
+          errorMessage(err)
+        }; session dropped (the client must knock again)`,
+      );
+      this.#schedule();
+      this.#onChange();
+      return "dropped";
+    }
+    if (this.#stopped || this.#sessions.get(key) !== session) {
+      await this.#removeRules(clientName, rules, "session ended");
+      return "ended";
+    }
+    session.rules = rules;
+    warn(
+      `re-opened ${what} until ${
+        this.#until(session.expiresAtMs)
+      }: its rules had been removed outside openme (firewall reloaded?)`,
+    );
+    this.#onChange();
+    return "reopened";
+  }
+
+  /**
+   * Shutdown: stops accepting knocks, expiring and retrying, waits (bounded)
+   * for opens in flight, and forgets every session and pending close without
+   * a firewall call each: the caller removes all their rules at once with the
+   * backend's teardown. Opens that finish later remove their own rules.
+   */
+  async shutdown(): Promise<ShutdownResult> {
     this.#stopped = true;
     if (this.#timer !== null) clearTimeout(this.#timer);
     this.#timer = null;
+    if (this.#retryTimer !== null) clearTimeout(this.#retryTimer);
+    this.#retryTimer = null;
     if (this.#pending.size > 0) {
       // Opens still in flight close their own rules when they finish (see
       // #open); wait a little so their sessions are closed here, in order.
@@ -387,9 +705,11 @@ export class SessionManager {
         );
       }
     }
-    await Promise.allSettled([...this.#closing]);
-    const keys = [...this.#sessions.keys()];
-    await Promise.all(keys.map((key) => this.#close(key, "shutdown")));
+    const sessions = this.list();
+    this.#sessions.clear();
+    const pendingCloses = [...this.#retries];
+    this.#retries.clear();
+    return { sessions, pendingCloses };
   }
 
   /** The open sessions, soonest deadline first. */
@@ -399,7 +719,7 @@ export class SessionManager {
     );
   }
 
-  /** When each client last sent an accepted knock (ms since the epoch). */
+  /** When each client last sent an accepted knock (wall-clock ms since the epoch). */
   lastSeen(): ReadonlyMap<string, number> {
     return this.#lastSeen;
   }

@@ -6,6 +6,9 @@
  * @module
  */
 
+import { decodeHex } from "../encoding.ts";
+import type { ReplayCacheEntry } from "../replay_cache.ts";
+
 /** Default state file path. */
 export const DEFAULT_STATE_FILE = "/run/openme/sessions.json";
 
@@ -47,6 +50,30 @@ export interface StateFile {
   drops?: Record<string, number>;
   /** Process id of the server that wrote it (openme extension). */
   pid?: number;
+  /** Rules whose removal failed and is being retried (openme extension). */
+  pending_closes?: StatePendingClose[];
+  /**
+   * Replay nonces accepted within the last 2 × replay_window, hex → accepted
+   * at (ms since the epoch), so a restarted server still refuses their
+   * knocks as replays (openme extension).
+   */
+  replay_nonces?: Record<string, number>;
+}
+
+/** Rules whose removal failed and is being retried (openme extension). */
+export interface StatePendingClose {
+  /** Client name. */
+  client_name: string;
+  /** Address the rules admit. */
+  ip: string;
+  /** Ports the rules open. */
+  ports: StatePort[];
+  /** Why they are being removed. */
+  reason: string;
+  /** Failed attempts so far. */
+  attempts: number;
+  /** The latest failure. */
+  last_error: string;
 }
 
 /** Writes the state file atomically: a temp file in the same directory, then rename. */
@@ -102,4 +129,42 @@ export async function readStateFile(path: string): Promise<StateFile> {
     state.last_seen = {};
   }
   return state;
+}
+
+/** Size of a replay nonce in `replay_nonces` (32 hex digits). */
+const STATE_NONCE_BYTES = 16;
+
+/**
+ * Reads the `replay_nonces` an earlier run wrote to the state file; [] when
+ * the file does not exist. Malformed entries are skipped; throws with the
+ * path when the file is not JSON.
+ */
+export async function readStateReplayNonces(
+  path: string,
+): Promise<ReplayCacheEntry[]> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return [];
+    throw err;
+  }
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch (err) {
+    throw new Error(
+      `state file ${path}: not valid JSON: ${(err as Error).message}`,
+    );
+  }
+  const nonces = (data as StateFile | null)?.replay_nonces;
+  if (typeof nonces !== "object" || nonces === null) return [];
+  const entries: ReplayCacheEntry[] = [];
+  for (const [hex, addedMs] of Object.entries(nonces)) {
+    const nonce = decodeHex(hex);
+    if (nonce === null || nonce.length !== STATE_NONCE_BYTES) continue;
+    if (typeof addedMs !== "number" || !Number.isFinite(addedMs)) continue;
+    entries.push({ nonce, addedMs });
+  }
+  return entries;
 }

@@ -8,7 +8,6 @@ import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import jsQR from "jsqr";
 import { PNG } from "pngjs";
-import { type CliIo, runCli } from "../../lib/cli/mod.ts";
 import {
   type ClientProfile,
   parseClientConfig,
@@ -20,30 +19,11 @@ import {
   keyFingerprint,
 } from "../../lib/crypto.ts";
 import { encodeBase64 } from "../../lib/encoding.ts";
-import { setLogLevel, setLogSink } from "../../lib/log.ts";
+import { setLogSink } from "../../lib/log.ts";
+import { openme, openmeOk, withServerConfig } from "../support/cli.ts";
+import { withTempDir } from "../support/files.ts";
 
 setLogSink(() => {});
-
-interface Captured {
-  code: number;
-  out: string;
-  err: string;
-}
-
-async function cli(argv: string[]): Promise<Captured> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const io: CliIo = {
-    out: (text: string) => out.push(text),
-    err: (text: string) => err.push(text),
-  };
-  try {
-    const code = await runCli(argv, io);
-    return { code, out: out.join("\n"), err: err.join("\n") };
-  } finally {
-    setLogLevel("info");
-  }
-}
 
 const ADD_USAGE =
   "Usage: openme add NAME [--ports CSV] [--expires RFC3339] [--profile NAME] [--qr] [--qr-out FILE]";
@@ -51,24 +31,13 @@ const ADD_USAGE =
 /** Runs fn with a fresh `openme init` config in a temp dir; `edit` may change its text first. */
 async function withServer(
   fn: (path: string, dir: string) => Promise<void>,
-  edit: (text: string) => string = (t) => t,
+  edit?: (text: string) => string,
 ): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "openme-cli-add-" });
-  const path = `${dir}/config.yaml`;
-  try {
-    const init = await cli([
-      "--config",
-      path,
-      "init",
-      "--server",
-      "vpn.example.com",
-    ]);
-    assert.equal(init.code, 0, init.err);
-    await Deno.writeTextFile(path, edit(await Deno.readTextFile(path)));
-    await fn(path, dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  await withServerConfig({
+    prefix: "openme-cli-add-",
+    initArgs: ["--server", "vpn.example.com"],
+    edit,
+  }, fn);
 }
 
 function withDevopsGroup(text: string): string {
@@ -89,7 +58,7 @@ function onlyProfile(block: string): ClientProfile {
 
 Deno.test("add prints a client config block starting with `profiles:`, then the key fingerprint", async () => {
   await withServer(async (path) => {
-    const result = await cli(["--config", path, "add", "alice"]);
+    const result = await openme(["--config", path, "add", "alice"]);
     assert.equal(result.code, 0, result.err);
     const lines = result.out.split("\n");
     assert.equal(lines[0], "profiles:");
@@ -118,7 +87,7 @@ Deno.test("add prints a client config block starting with `profiles:`, then the 
 
 Deno.test("add registers the client's public key in the server config, never its private key", async () => {
   await withServer(async (path) => {
-    const result = await cli(["--config", path, "add", "alice"]);
+    const result = await openme(["--config", path, "add", "alice"]);
     assert.equal(result.code, 0, result.err);
     const profile = onlyProfile(result.out);
     const server = await loadServerConfig(path);
@@ -139,8 +108,12 @@ Deno.test("add registers the client's public key in the server config, never its
 
 Deno.test("two adds make two different key pairs", async () => {
   await withServer(async (path) => {
-    const a = onlyProfile((await cli(["--config", path, "add", "a"])).out);
-    const b = onlyProfile((await cli(["--config", path, "add", "b"])).out);
+    const a = onlyProfile(
+      (await openme(["--config", path, "add", "a"])).out,
+    );
+    const b = onlyProfile(
+      (await openme(["--config", path, "add", "b"])).out,
+    );
     assert.notDeepEqual(a.privateKey, b.privateKey);
     assert.notDeepEqual(a.publicKey, b.publicKey);
     const server = await loadServerConfig(path);
@@ -151,7 +124,7 @@ Deno.test("two adds make two different key pairs", async () => {
 Deno.test("add keeps the config's comments and other keys", async () => {
   await withServer(async (path) => {
     const before = await Deno.readTextFile(path);
-    assert.equal((await cli(["--config", path, "add", "alice"])).code, 0);
+    await openmeOk(["--config", path, "add", "alice"]);
     const after = await Deno.readTextFile(path);
     const comments = before.split("\n").filter((l) =>
       l.trimStart().startsWith("#")
@@ -165,9 +138,9 @@ Deno.test("add keeps the config's comments and other keys", async () => {
 
 Deno.test("add refuses an existing name with exit 1 and leaves the config unchanged", async () => {
   await withServer(async (path) => {
-    assert.equal((await cli(["--config", path, "add", "alice"])).code, 0);
+    await openmeOk(["--config", path, "add", "alice"]);
     const before = await Deno.readTextFile(path);
-    const again = await cli(["--config", path, "add", "alice"]);
+    const again = await openme(["--config", path, "add", "alice"]);
     assert.equal(again.code, 1);
     assert.match(again.err, /client "alice" already exists/);
     assert.match(again.err, /openme revoke alice/);
@@ -179,7 +152,7 @@ Deno.test("add refuses an existing name with exit 1 and leaves the config unchan
 Deno.test("add rejects an unknown port group, listing the defined groups, and changes nothing", async () => {
   await withServer(async (path) => {
     const before = await Deno.readTextFile(path);
-    const result = await cli([
+    const result = await openme([
       "--config",
       path,
       "add",
@@ -201,7 +174,7 @@ Deno.test("add rejects an unknown port group, listing the defined groups, and ch
 Deno.test("add with an unknown group when no group is defined says so", async () => {
   await withServer(
     async (path) => {
-      const result = await cli([
+      const result = await openme([
         "--config",
         path,
         "add",
@@ -225,7 +198,7 @@ Deno.test("add with an unknown group when no group is defined says so", async ()
 
 Deno.test("add --ports stores groups and specs; the client's effective ports resolve them", async () => {
   await withServer(async (path) => {
-    const result = await cli([
+    const result = await openme([
       "--config",
       path,
       "add",
@@ -255,7 +228,7 @@ Deno.test("add --ports stores groups and specs; the client's effective ports res
 
 Deno.test("add --expires stores the expiry; past or malformed times exit 2", async () => {
   await withServer(async (path) => {
-    const ok = await cli([
+    const ok = await openme([
       "--config",
       path,
       "add",
@@ -268,7 +241,7 @@ Deno.test("add --expires stores the expiry; past or malformed times exit 2", asy
       c.name === "carol"
     )!;
     assert.equal(carol.expires?.toISOString(), "2099-12-31T23:59:59.000Z");
-    const offset = await cli([
+    const offset = await openme([
       "--config",
       path,
       "add",
@@ -291,7 +264,7 @@ Deno.test("add --expires stores the expiry; past or malformed times exit 2", asy
         ["soon", /is not an RFC 3339 time/],
       ] as const
     ) {
-      const bad = await cli([
+      const bad = await openme([
         "--config",
         path,
         "add",
@@ -310,7 +283,7 @@ Deno.test("add --expires stores the expiry; past or malformed times exit 2", asy
 Deno.test("add --profile names the printed profile; without it server.default_profile is used", async () => {
   await withServer(
     async (path) => {
-      const named = await cli([
+      const named = await openme([
         "--config",
         path,
         "add",
@@ -320,10 +293,10 @@ Deno.test("add --profile names the printed profile; without it server.default_pr
       ]);
       assert.equal(named.code, 0, named.err);
       assert.equal(onlyProfile(named.out).name, "work");
-      const fallback = await cli(["--config", path, "add", "bob"]);
+      const fallback = await openme(["--config", path, "add", "bob"]);
       assert.equal(fallback.code, 0, fallback.err);
       assert.equal(onlyProfile(fallback.out).name, "office");
-      const bad = await cli([
+      const bad = await openme([
         "--config",
         path,
         "add",
@@ -350,14 +323,14 @@ Deno.test("add accepts the client names the config accepts and refuses the other
         "Ünal",
       ]
     ) {
-      const result = await cli(["--config", path, "add", name]);
+      const result = await openme(["--config", path, "add", name]);
       assert.equal(result.code, 0, `${name}: ${result.err}`);
     }
     const server = await loadServerConfig(path);
     assert.equal(server.clients.length, 5);
     assert.deepEqual(server.skippedClients, []);
     for (const name of [".hidden", "a b", "x/y", "a".repeat(65), 'q"uote']) {
-      const result = await cli(["--config", path, "add", name]);
+      const result = await openme(["--config", path, "add", name]);
       assert.equal(result.code, 2, name);
       assert.ok(result.err.split("\n").includes(ADD_USAGE), name);
     }
@@ -366,9 +339,8 @@ Deno.test("add accepts the client names the config accepts and refuses the other
 });
 
 Deno.test("add without a server config exits 1 and says how to create one", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "openme-cli-add-" });
-  try {
-    const result = await cli([
+  await withTempDir("openme-cli-add-", async (dir) => {
+    const result = await openme([
       "--config",
       `${dir}/missing.yaml`,
       "add",
@@ -378,9 +350,7 @@ Deno.test("add without a server config exits 1 and says how to create one", asyn
     assert.match(result.err, /missing\.yaml/);
     assert.match(result.err, /openme init --server HOST/);
     assert.equal(result.out, "");
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 function decodePng(bytes: Uint8Array): string | null {
@@ -396,7 +366,7 @@ function decodePng(bytes: Uint8Array): string | null {
 Deno.test("add --qr-out writes a PNG QR code holding the SPEC §6 payload of the printed profile", async () => {
   await withServer(async (path, dir) => {
     const png = `${dir}/alice.png`;
-    const result = await cli([
+    const result = await openme([
       "--config",
       path,
       "add",
@@ -433,7 +403,7 @@ Deno.test("add --qr-out writes a PNG QR code holding the SPEC §6 payload of the
 
 Deno.test("add --qr prints a terminal QR code after the fingerprint", async () => {
   await withServer(async (path) => {
-    const result = await cli(["--config", path, "add", "alice", "--qr"]);
+    const result = await openme(["--config", path, "add", "alice", "--qr"]);
     assert.equal(result.code, 0, result.err);
     const lines = result.out.split("\n");
     assert.equal(lines[0], "profiles:");

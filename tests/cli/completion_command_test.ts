@@ -15,9 +15,10 @@ import {
   PROFILE_NAMES_AWK,
   zshCompletionScript,
 } from "../../lib/cli/completion_command.ts";
-import { type CliIo, runCli } from "../../lib/cli/mod.ts";
 import { COMMANDS } from "../../lib/cli/spec.ts";
 import { runTool } from "../../lib/firewall/exec.ts";
+import { openme } from "../support/cli.ts";
+import { withTempDir } from "../support/files.ts";
 
 const MAIN_TS = new URL("../../main.ts", import.meta.url).pathname;
 
@@ -40,19 +41,6 @@ for (
   }
 }
 
-async function cli(
-  argv: string[],
-): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const io: CliIo = {
-    out: (text) => out.push(text),
-    err: (text) => err.push(text),
-  };
-  const code = await runCli(argv, io);
-  return { code, out: out.join("\n"), err: err.join("\n") };
-}
-
 const CLIENT_CONFIG = `# profiles of mine
 profiles:
   # the office
@@ -70,14 +58,11 @@ async function withClientConfig(
   text: string,
   fn: (path: string, dir: string) => Promise<void>,
 ): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "openme-completion-" });
-  try {
+  await withTempDir("openme-completion-", async (dir) => {
     const path = join(dir, "config.yaml");
     await Deno.writeTextFile(path, text);
     await fn(path, dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 }
 
 async function run(
@@ -112,10 +97,10 @@ Deno.test("every script names every command and every flag of the command table"
 });
 
 Deno.test("openme completion prints the script and rejects an unknown shell with exit 2", async () => {
-  const bash = await cli(["completion", "bash"]);
+  const bash = await openme(["completion", "bash"]);
   assert.equal(bash.code, 0);
   assert.equal(bash.out, bashCompletionScript().trimEnd());
-  const bad = await cli(["completion", "tcsh"]);
+  const bad = await openme(["completion", "tcsh"]);
   assert.equal(bad.code, 2);
   assert.match(
     bad.err,

@@ -15,46 +15,23 @@ import {
   formatFinding,
   runDoctorChecks,
 } from "../../lib/cli/doctor_command.ts";
-import { type CliIo, runCli } from "../../lib/cli/mod.ts";
-import { runTool } from "../../lib/firewall/exec.ts";
+import { mainCommand, openme, openmeOk } from "../support/cli.ts";
+import {
+  canRunNetnsTests,
+  IP_TOOL,
+  IPTABLES_TOOLS,
+  NFT_TOOL,
+  nsExec,
+  withNamespace,
+} from "../support/netns.ts";
+import { withTempDir } from "../support/files.ts";
 
-const MAIN_TS = new URL("../../main.ts", import.meta.url).pathname;
 const KNOCK_PORT = 40123;
 
-async function detectSkipReason(): Promise<string | null> {
-  if (Deno.build.os !== "linux") return "needs Linux";
-  if (Deno.uid() !== 0) return "needs root (ip netns add, nft, iptables)";
-  for (
-    const [tool, flag] of [["ip", "-V"], ["nft", "--version"], [
-      "iptables",
-      "--version",
-    ], ["ip6tables", "--version"]]
-  ) {
-    const result = await runTool(tool, [flag]);
-    if (!result.success) {
-      return `${tool} is not usable: ${result.error ?? result.stderr.trim()}`;
-    }
-  }
-  return null;
-}
-const skipReason = await detectSkipReason();
-if (skipReason !== null) {
-  console.warn(`SKIP doctor namespace tests: ${skipReason}`);
-}
-const canRun = skipReason === null;
-
-async function cli(
-  argv: string[],
-): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const io: CliIo = {
-    out: (text) => out.push(text),
-    err: (text) => err.push(text),
-  };
-  const code = await runCli(argv, io);
-  return { code, out: out.join("\n"), err: err.join("\n") };
-}
+const canRun = await canRunNetnsTests("doctor namespace tests", {
+  rootFor: "ip netns add, nft, iptables",
+  tools: [IP_TOOL, NFT_TOOL, ...IPTABLES_TOOLS],
+});
 
 interface Bed {
   ns: string;
@@ -63,8 +40,6 @@ interface Bed {
   doctor(options?: DoctorOptions): Promise<Finding[]>;
   sh(script: string): Promise<void>;
 }
-
-let namespaceCounter = 0;
 
 /** A namespace with lo up, a server config (knock port 40123) and an optional nft ruleset; removed afterwards. */
 async function withBed(
@@ -75,69 +50,43 @@ async function withBed(
   },
   fn: (bed: Bed) => Promise<void>,
 ): Promise<void> {
-  const ns = `om-doc-${Deno.pid}-${++namespaceCounter}`;
-  const dir = await Deno.makeTempDir({ prefix: "openme-doctor-" });
-  const added = await runTool("ip", ["netns", "add", ns]);
-  assert.ok(added.success, `ip netns add ${ns}: ${added.stderr}`);
-  try {
-    const up = await runTool("ip", ["-n", ns, "link", "set", "lo", "up"]);
-    assert.ok(up.success, up.stderr);
-    const config = join(dir, "config.yaml");
-    const init = await cli([
-      "--config",
-      config,
-      "init",
-      "--server",
-      "192.0.2.1",
-      "--port",
-      String(KNOCK_PORT),
-      "--firewall",
-      setup.firewall ?? "nft",
-    ]);
-    assert.equal(init.code, 0, init.err);
-    if (setup.openKnockPort === false) {
-      const text = await Deno.readTextFile(config);
-      await Deno.writeTextFile(
+  await withTempDir("openme-doctor-", async (dir) => {
+    await withNamespace("doc", async (ns) => {
+      const config = join(dir, "config.yaml");
+      await openmeOk([
+        "--config",
         config,
-        text.replace("open_knock_port: true", "open_knock_port: false"),
-      );
-    }
-    const bed: Bed = {
-      ns,
-      config,
-      dir,
-      doctor: (options = {}) =>
-        runDoctorChecks(config, { netns: ns, ...options }),
-      sh: async (script) => {
-        const result = await runTool("ip", [
-          "netns",
-          "exec",
-          ns,
-          "sh",
-          "-c",
-          script,
-        ]);
-        assert.ok(result.success, `${script}: ${result.stderr}`);
-      },
-    };
-    if (setup.nft !== undefined) {
-      const result = await runTool("ip", [
-        "netns",
-        "exec",
+        "init",
+        "--server",
+        "192.0.2.1",
+        "--port",
+        String(KNOCK_PORT),
+        "--firewall",
+        setup.firewall ?? "nft",
+      ]);
+      if (setup.openKnockPort === false) {
+        const text = await Deno.readTextFile(config);
+        await Deno.writeTextFile(
+          config,
+          text.replace("open_knock_port: true", "open_knock_port: false"),
+        );
+      }
+      const bed: Bed = {
         ns,
-        "nft",
-        "-f",
-        "-",
-      ], {
-        stdin: setup.nft,
-      });
-      assert.ok(result.success, result.stderr);
-    }
-    await fn(bed);
-  } finally {
-    await runTool("ip", ["netns", "del", ns]);
-    await Deno.remove(dir, { recursive: true });
-  }
+        config,
+        dir,
+        doctor: (options = {}) =>
+          runDoctorChecks(config, { netns: ns, ...options }),
+        sh: async (script) => {
+          await nsExec(ns, ["sh", "-c", script]);
+        },
+      };
+      if (setup.nft !== undefined) {
+        await nsExec(ns, ["nft", "-f", "-"], { stdin: setup.nft });
+      }
+      await fn(bed);
+    }, { loopbackUp: true });
+  });
 }
 
 /** The one finding whose text matches. */
@@ -557,22 +506,15 @@ Deno.test({
     await withBed({
       nft: ruleset([POLICY_DROP, ESTABLISHED, LOOPBACK, ND]),
     }, async (bed) => {
-      const child = new Deno.Command("ip", {
-        args: [
-          "netns",
-          "exec",
-          bed.ns,
-          "deno",
-          "run",
-          "-A",
-          "--no-prompt",
-          MAIN_TS,
-          "--config",
-          bed.config,
-          "serve",
-          "--state-file",
-          join(bed.dir, "state.json"),
-        ],
+      const command = mainCommand([
+        "--config",
+        bed.config,
+        "serve",
+        "--state-file",
+        join(bed.dir, "state.json"),
+      ], { netns: bed.ns });
+      const child = new Deno.Command(command[0], {
+        args: command.slice(1),
         stdout: "null",
         stderr: "piped",
         stdin: "null",
@@ -640,8 +582,7 @@ Deno.test("doctor off Linux fails with one line saying the server needs Linux", 
 });
 
 Deno.test("doctor accepts CAP_NET_ADMIN without root and fails without either", async () => {
-  const empty = await Deno.makeTempDir({ prefix: "openme-doctor-path-" });
-  try {
+  await withTempDir("openme-doctor-path-", async (empty) => {
     const base = { env: { PATH: empty }, uid: 1000 };
     const withCap = await runDoctorChecks("/nonexistent/config.yaml", {
       ...base,
@@ -655,14 +596,11 @@ Deno.test("doctor accepts CAP_NET_ADMIN without root and fails without either", 
     const finding = one(without, /^running as uid 1000 without CAP_NET_ADMIN/);
     assert.equal(finding.level, "fail");
     assert.match(finding.fix!, /sudo openme doctor/);
-  } finally {
-    await Deno.remove(empty, { recursive: true });
-  }
+  });
 });
 
 Deno.test("doctor fails a missing config and a missing firewall tool, with the commands to fix them", async () => {
-  const empty = await Deno.makeTempDir({ prefix: "openme-doctor-path-" });
-  try {
+  await withTempDir("openme-doctor-path-", async (empty) => {
     const findings = await runDoctorChecks(join(empty, "config.yaml"), {
       env: { PATH: empty },
     });
@@ -676,15 +614,16 @@ Deno.test("doctor fails a missing config and a missing firewall tool, with the c
     assert.equal(nft.level, "fail");
     assert.match(nft.fix!, /apt install nftables/);
     none(findings, /drops by default|chain input/);
-  } finally {
-    await Deno.remove(empty, { recursive: true });
-  }
+  });
 });
 
 Deno.test("openme doctor prints one line per finding and exits 1 on any ✗", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "openme-doctor-cli-" });
-  try {
-    const result = await cli(["--config", join(dir, "missing.yaml"), "doctor"]);
+  await withTempDir("openme-doctor-cli-", async (dir) => {
+    const result = await openme([
+      "--config",
+      join(dir, "missing.yaml"),
+      "doctor",
+    ]);
     assert.equal(result.code, 1);
     const lines = result.out.split("\n");
     assert.match(
@@ -696,7 +635,5 @@ Deno.test("openme doctor prints one line per finding and exits 1 on any ✗", as
       lines[lines.length - 1],
       /^\d+ problem\(s\), \d+ warning\(s\), \d+ fine: openme will not work until the ✗ lines are fixed$/,
     );
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });

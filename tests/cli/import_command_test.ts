@@ -11,7 +11,6 @@ import { join } from "node:path";
 import { Buffer } from "node:buffer";
 import jsQRModule from "jsqr";
 import { PNG } from "pngjs";
-import { type CliIo, runCli } from "../../lib/cli/mod.ts";
 import {
   loadClientConfig,
   upsertClientProfile,
@@ -22,6 +21,8 @@ import {
   keyFingerprint,
 } from "../../lib/crypto.ts";
 import { decodeBase64, encodeBase64 } from "../../lib/encoding.ts";
+import { openme, openmeOk, runMain } from "../support/cli.ts";
+import { withTempDir } from "../support/files.ts";
 
 /** jsqr is CommonJS: its default export is the decoder function (typed as the module). */
 const jsQR = ((jsQRModule as unknown as { default?: unknown }).default ??
@@ -31,34 +32,9 @@ const jsQR = ((jsQRModule as unknown as { default?: unknown }).default ??
     height: number,
   ) => { data: string } | null;
 
-const MAIN_TS = new URL("../../main.ts", import.meta.url).pathname;
+/** Prefix of this file's temporary directories. */
+const TEMP_PREFIX = "openme-import-";
 const TERMINAL_COLUMNS = 80;
-
-interface Captured {
-  code: number;
-  out: string;
-  err: string;
-}
-
-async function cli(argv: string[]): Promise<Captured> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const io: CliIo = {
-    out: (text) => out.push(text),
-    err: (text) => err.push(text),
-  };
-  const code = await runCli(argv, io);
-  return { code, out: out.join("\n"), err: err.join("\n") };
-}
-
-async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "openme-import-" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
 
 /** Runs `openme init` and `openme add NAME ...` on a server config in dir; returns add's stdout. */
 async function addClient(
@@ -71,11 +47,9 @@ async function addClient(
   try {
     await Deno.stat(server);
   } catch {
-    const init = await cli(["--config", server, "init", "--server", host]);
-    assert.equal(init.code, 0, init.err);
+    await openmeOk(["--config", server, "init", "--server", host]);
   }
-  const add = await cli(["--config", server, "add", name, ...extra]);
-  assert.equal(add.code, 0, add.err);
+  const add = await openmeOk(["--config", server, "add", name, ...extra]);
   return add.out;
 }
 
@@ -112,44 +86,22 @@ function visibleWidth(line: string): number {
   return [...line.replace(/\x1b\[[0-9;]*m/g, "")].length;
 }
 
-async function runProcess(
-  args: string[],
-  stdin: string,
-): Promise<Captured> {
-  const child = new Deno.Command("deno", {
-    args: ["run", "-A", "--no-prompt", MAIN_TS, ...args],
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).spawn();
-  const writer = child.stdin.getWriter();
-  await writer.write(new TextEncoder().encode(stdin));
-  await writer.close();
-  const timer = setTimeout(() => child.kill("SIGKILL"), 30_000);
-  try {
-    const result = await child.output();
-    return {
-      code: result.code,
-      out: new TextDecoder().decode(result.stdout),
-      err: new TextDecoder().decode(result.stderr),
-    };
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 async function fileMode(path: string): Promise<number> {
   return (await Deno.stat(path)).mode! & 0o777;
 }
 
 Deno.test("import takes the block `openme add` printed and the profile knocks with add's keys", async () => {
-  await withTempDir(async (dir) => {
+  await withTempDir(TEMP_PREFIX, async (dir) => {
     const printed = await addClient(dir, "alice");
     const file = join(dir, "alice.txt");
     await Deno.writeTextFile(file, printed + "\n");
     const clientConfig = join(dir, "home", ".openme", "config.yaml");
-    const result = await cli(["--client-config", clientConfig, "import", file]);
+    const result = await openme([
+      "--client-config",
+      clientConfig,
+      "import",
+      file,
+    ]);
     assert.equal(result.code, 0, result.err);
     const expected = payloadOfBlock(printed);
     const fingerprint = /^# fingerprint: ([0-9a-f]{16})$/m.exec(printed)![1];
@@ -171,7 +123,7 @@ Deno.test("import takes the block `openme add` printed and the profile knocks wi
 });
 
 Deno.test("add --qr prints a QR code that fits an 80-column terminal", async () => {
-  await withTempDir(async (dir) => {
+  await withTempDir(TEMP_PREFIX, async (dir) => {
     const printed = await addClient(dir, "phone", ["--qr"]);
     const qrLines = printed.split("\n").filter((line) =>
       /[\u2580-\u259f]/.test(line)
@@ -187,7 +139,7 @@ Deno.test("add --qr prints a QR code that fits an 80-column terminal", async () 
 });
 
 Deno.test("add --qr-out writes a PNG that decodes to the exact SPEC §6 payload, and import takes that payload", async () => {
-  await withTempDir(async (dir) => {
+  await withTempDir(TEMP_PREFIX, async (dir) => {
     const png = join(dir, "phone.png");
     const printed = await addClient(dir, "phone", [
       "--qr-out",
@@ -208,7 +160,7 @@ Deno.test("add --qr-out writes a PNG that decodes to the exact SPEC §6 payload,
     const payloadFile = join(dir, "payload.json");
     await Deno.writeTextFile(payloadFile, decoded.data);
     const clientConfig = join(dir, "client.yaml");
-    const result = await cli([
+    const result = await openme([
       "--client-config",
       clientConfig,
       "import",
@@ -228,20 +180,20 @@ Deno.test("add --qr-out writes a PNG that decodes to the exact SPEC §6 payload,
 });
 
 Deno.test("import - and import without FILE read standard input", async () => {
-  await withTempDir(async (dir) => {
+  await withTempDir(TEMP_PREFIX, async (dir) => {
     const printed = await addClient(dir, "alice", ["--profile", "work"]);
     const clientConfig = join(dir, "client.yaml");
-    const viaDash = await runProcess(
+    const viaDash = await runMain(
       ["--client-config", clientConfig, "import", "-"],
-      printed,
+      { stdin: printed },
     );
     assert.equal(viaDash.code, 0, viaDash.err);
     assert.match(viaDash.out, /^imported profile work /);
 
     const second = await addClient(dir, "bob", ["--profile", "lab"]);
-    const viaNothing = await runProcess(
+    const viaNothing = await runMain(
       ["--client-config", clientConfig, "import"],
-      second,
+      { stdin: second },
     );
     assert.equal(viaNothing.code, 0, viaNothing.err);
     const names = [...(await loadClientConfig(clientConfig)).profiles.keys()];
@@ -250,32 +202,34 @@ Deno.test("import - and import without FILE read standard input", async () => {
 });
 
 Deno.test("import skips what surrounds the block: a note before it, the fingerprint and a terminal QR code after it", async () => {
-  await withTempDir(async (dir) => {
+  await withTempDir(TEMP_PREFIX, async (dir) => {
     const printed = await addClient(dir, "alice", ["--qr"]);
     const text =
       `added client alice to /etc/openme/config.yaml; save this as ...\n${printed}\n`;
     const file = join(dir, "mixed.txt");
     await Deno.writeTextFile(file, text);
     const clientConfig = join(dir, "client.yaml");
-    const result = await cli(["--client-config", clientConfig, "import", file]);
+    const result = await openme([
+      "--client-config",
+      clientConfig,
+      "import",
+      file,
+    ]);
     assert.equal(result.code, 0, result.err);
     assert.ok((await loadClientConfig(clientConfig)).profiles.has("default"));
   });
 });
 
 Deno.test("import refuses to overwrite a profile without --force and writes nothing", async () => {
-  await withTempDir(async (dir) => {
+  await withTempDir(TEMP_PREFIX, async (dir) => {
     const clientConfig = join(dir, "client.yaml");
     const first = join(dir, "first.txt");
     await Deno.writeTextFile(first, await addClient(dir, "alice"));
-    assert.equal(
-      (await cli(["--client-config", clientConfig, "import", first])).code,
-      0,
-    );
+    await openmeOk(["--client-config", clientConfig, "import", first]);
     const before = await Deno.readTextFile(clientConfig);
     const second = join(dir, "second.txt");
     await Deno.writeTextFile(second, await addClient(dir, "bob"));
-    const result = await cli([
+    const result = await openme([
       "--client-config",
       clientConfig,
       "import",
@@ -291,7 +245,7 @@ Deno.test("import refuses to overwrite a profile without --force and writes noth
 });
 
 Deno.test("import --force replaces the profile and keeps comments, other profiles and its post_knock", async () => {
-  await withTempDir(async (dir) => {
+  await withTempDir(TEMP_PREFIX, async (dir) => {
     const clientConfig = join(dir, "client.yaml");
     const client = generateEd25519KeyPair();
     await Deno.writeTextFile(
@@ -319,7 +273,7 @@ Deno.test("import --force replaces the profile and keeps comments, other profile
     const file = join(dir, "new.txt");
     const printed = await addClient(dir, "alice");
     await Deno.writeTextFile(file, printed);
-    const result = await cli([
+    const result = await openme([
       "--client-config",
       clientConfig,
       "import",
@@ -347,7 +301,7 @@ Deno.test("import --force replaces the profile and keeps comments, other profile
 });
 
 Deno.test("import adds a new profile to a commented config without touching the rest", async () => {
-  await withTempDir(async (dir) => {
+  await withTempDir(TEMP_PREFIX, async (dir) => {
     const clientConfig = join(dir, "client.yaml");
     const client = generateEd25519KeyPair();
     await upsertClientProfile(clientConfig, {
@@ -365,7 +319,12 @@ Deno.test("import adds a new profile to a commented config without touching the 
       file,
       await addClient(dir, "alice", ["--profile", "work"]),
     );
-    const result = await cli(["--client-config", clientConfig, "import", file]);
+    const result = await openme([
+      "--client-config",
+      clientConfig,
+      "import",
+      file,
+    ]);
     assert.equal(result.code, 0, result.err);
     const text = await Deno.readTextFile(clientConfig);
     assert.ok(text.startsWith(original), text);
@@ -377,11 +336,11 @@ Deno.test("import adds a new profile to a commented config without touching the 
 });
 
 Deno.test("import --profile renames one profile and refuses to rename several", async () => {
-  await withTempDir(async (dir) => {
+  await withTempDir(TEMP_PREFIX, async (dir) => {
     const clientConfig = join(dir, "client.yaml");
     const one = join(dir, "one.txt");
     await Deno.writeTextFile(one, await addClient(dir, "alice"));
-    const renamed = await cli([
+    const renamed = await openme([
       "--client-config",
       clientConfig,
       "import",
@@ -404,7 +363,7 @@ Deno.test("import --profile renames one profile and refuses to rename several", 
       a.split("\n").filter((l) => !l.startsWith("#")).join("\n") + "\n" +
         b.split("\n").filter((l) => l !== "profiles:").join("\n") + "\n",
     );
-    const refused = await cli([
+    const refused = await openme([
       "--client-config",
       clientConfig,
       "import",
@@ -417,7 +376,7 @@ Deno.test("import --profile renames one profile and refuses to rename several", 
       refused.err,
       /--profile renames one profile, but .* holds 2 \(a, b\)/,
     );
-    const both = await cli(["--client-config", clientConfig, "import", two]);
+    const both = await openme(["--client-config", clientConfig, "import", two]);
     assert.equal(both.code, 0, both.err);
     assert.deepEqual(
       [...(await loadClientConfig(clientConfig)).profiles.keys()],
@@ -427,7 +386,7 @@ Deno.test("import --profile renames one profile and refuses to rename several", 
 });
 
 Deno.test("import checks every key before writing anything", async () => {
-  await withTempDir(async (dir) => {
+  await withTempDir(TEMP_PREFIX, async (dir) => {
     const clientConfig = join(dir, "client.yaml");
     const printed = await addClient(dir, "alice");
     const payload = payloadOfBlock(printed);
@@ -487,7 +446,7 @@ Deno.test("import checks every key before writing anything", async () => {
     for (const c of cases) {
       const file = join(dir, "bad.txt");
       await Deno.writeTextFile(file, c.text);
-      const result = await cli([
+      const result = await openme([
         "--client-config",
         clientConfig,
         "import",
@@ -505,7 +464,7 @@ Deno.test("import checks every key before writing anything", async () => {
 });
 
 Deno.test("import accepts a QR payload whose private key is a bare 32-byte seed", async () => {
-  await withTempDir(async (dir) => {
+  await withTempDir(TEMP_PREFIX, async (dir) => {
     const client = generateEd25519KeyPair();
     const payload = {
       profile: "seeded",
@@ -518,7 +477,12 @@ Deno.test("import accepts a QR payload whose private key is a bare 32-byte seed"
     const file = join(dir, "qr.json");
     await Deno.writeTextFile(file, JSON.stringify(payload) + "\n");
     const clientConfig = join(dir, "client.yaml");
-    const result = await cli(["--client-config", clientConfig, "import", file]);
+    const result = await openme([
+      "--client-config",
+      clientConfig,
+      "import",
+      file,
+    ]);
     assert.equal(result.code, 0, result.err);
     const profile = (await loadClientConfig(clientConfig)).profiles.get(
       "seeded",
@@ -529,8 +493,8 @@ Deno.test("import accepts a QR payload whose private key is a bare 32-byte seed"
 });
 
 Deno.test("import of a missing file says how to produce one", async () => {
-  await withTempDir(async (dir) => {
-    const result = await cli([
+  await withTempDir(TEMP_PREFIX, async (dir) => {
+    const result = await openme([
       "--client-config",
       join(dir, "client.yaml"),
       "import",

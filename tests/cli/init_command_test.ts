@@ -4,53 +4,27 @@
  * overwrite without --force, and flag validation.
  */
 import assert from "node:assert/strict";
-import { type CliIo, runCli } from "../../lib/cli/mod.ts";
 import { loadServerConfig } from "../../lib/config/server_config.ts";
 import { clampX25519Scalar, x25519PublicKey } from "../../lib/crypto.ts";
 import { encodeBase64 } from "../../lib/encoding.ts";
-import { setLogLevel, setLogSink } from "../../lib/log.ts";
+import { setLogSink } from "../../lib/log.ts";
+import { openme, openmeOk } from "../support/cli.ts";
+import { withTempDir } from "../support/files.ts";
 
 setLogSink(() => {});
 
+/** Prefix of this file's temporary directories. */
+const TEMP_PREFIX = "openme-cli-init-";
+
 const IS_POSIX = Deno.build.os !== "windows";
-
-interface Captured {
-  code: number;
-  out: string;
-  err: string;
-}
-
-async function cli(argv: string[]): Promise<Captured> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const io: CliIo = {
-    out: (text: string) => out.push(text),
-    err: (text: string) => err.push(text),
-  };
-  try {
-    const code = await runCli(argv, io);
-    return { code, out: out.join("\n"), err: err.join("\n") };
-  } finally {
-    setLogLevel("info");
-  }
-}
-
-async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "openme-cli-init-" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
 
 const INIT_USAGE =
   "Usage: openme init --server HOST [--port N] [--firewall nft|iptables] [--interface IF] [--force]";
 
 Deno.test("init writes a config that loads, with fresh matching X25519 keys and defaults", async () => {
-  await withTempDir(async (dir) => {
+  await withTempDir(TEMP_PREFIX, async (dir) => {
     const path = `${dir}/config.yaml`;
-    const result = await cli([
+    const result = await openme([
       "--config",
       path,
       "init",
@@ -91,9 +65,9 @@ Deno.test("init writes a config that loads, with fresh matching X25519 keys and 
 });
 
 Deno.test("init --port, --firewall and --interface end up in the config", async () => {
-  await withTempDir(async (dir) => {
+  await withTempDir(TEMP_PREFIX, async (dir) => {
     const path = `${dir}/config.yaml`;
-    const result = await cli([
+    const result = await openme([
       "init",
       "--server",
       "203.0.113.7",
@@ -117,12 +91,9 @@ Deno.test("init --port, --firewall and --interface end up in the config", async 
 });
 
 Deno.test("init annotates every key with a comment line above it", async () => {
-  await withTempDir(async (dir) => {
+  await withTempDir(TEMP_PREFIX, async (dir) => {
     const path = `${dir}/config.yaml`;
-    assert.equal(
-      (await cli(["--config", path, "init", "--server", "h.example"])).code,
-      0,
-    );
+    await openmeOk(["--config", path, "init", "--server", "h.example"]);
     const lines = (await Deno.readTextFile(path)).split("\n");
     const keys = [
       "host",
@@ -162,9 +133,9 @@ Deno.test({
     "init writes the file with mode 0600 and creates its directory with mode 0750",
   ignore: !IS_POSIX,
   fn: async () => {
-    await withTempDir(async (dir) => {
+    await withTempDir(TEMP_PREFIX, async (dir) => {
       const path = `${dir}/etc/openme/config.yaml`;
-      const result = await cli([
+      const result = await openme([
         "--config",
         path,
         "init",
@@ -184,14 +155,11 @@ Deno.test({
 });
 
 Deno.test("init refuses to overwrite an existing config without --force and leaves it unchanged", async () => {
-  await withTempDir(async (dir) => {
+  await withTempDir(TEMP_PREFIX, async (dir) => {
     const path = `${dir}/config.yaml`;
-    assert.equal(
-      (await cli(["--config", path, "init", "--server", "one.example"])).code,
-      0,
-    );
+    await openmeOk(["--config", path, "init", "--server", "one.example"]);
     const before = await Deno.readTextFile(path);
-    const again = await cli([
+    const again = await openme([
       "--config",
       path,
       "init",
@@ -207,16 +175,13 @@ Deno.test("init refuses to overwrite an existing config without --force and leav
 });
 
 Deno.test("init --force replaces the config with new keys and no clients", async () => {
-  await withTempDir(async (dir) => {
+  await withTempDir(TEMP_PREFIX, async (dir) => {
     const path = `${dir}/config.yaml`;
-    assert.equal(
-      (await cli(["--config", path, "init", "--server", "one.example"])).code,
-      0,
-    );
-    assert.equal((await cli(["--config", path, "add", "alice"])).code, 0);
+    await openmeOk(["--config", path, "init", "--server", "one.example"]);
+    await openmeOk(["--config", path, "add", "alice"]);
     const first = await loadServerConfig(path);
     assert.equal(first.clients.length, 1);
-    const forced = await cli([
+    const forced = await openme([
       "--config",
       path,
       "init",
@@ -233,7 +198,7 @@ Deno.test("init --force replaces the config with new keys and no clients", async
 });
 
 Deno.test("init: bad or missing flags exit 2 with the usage line and write nothing", async () => {
-  await withTempDir(async (dir) => {
+  await withTempDir(TEMP_PREFIX, async (dir) => {
     const path = `${dir}/sub/config.yaml`;
     const cases: [string[], RegExp][] = [
       [[], /--server HOST is required/],
@@ -269,7 +234,7 @@ Deno.test("init: bad or missing flags exit 2 with the usage line and write nothi
       [["--server", "h", "--force=1"], /does not take an argument/],
     ];
     for (const [args, message] of cases) {
-      const result = await cli(["--config", path, "init", ...args]);
+      const result = await openme(["--config", path, "init", ...args]);
       assert.equal(result.code, 2, `${args.join(" ")}: ${result.err}`);
       assert.match(result.err, message, args.join(" "));
       assert.ok(result.err.split("\n").includes(INIT_USAGE), result.err);
@@ -285,9 +250,9 @@ Deno.test("init: bad or missing flags exit 2 with the usage line and write nothi
 });
 
 Deno.test("init with a server name YAML would misread keeps it as text", async () => {
-  await withTempDir(async (dir) => {
+  await withTempDir(TEMP_PREFIX, async (dir) => {
     const path = `${dir}/config.yaml`;
-    const result = await cli(["--config", path, "init", "--server", "yes"]);
+    const result = await openme(["--config", path, "init", "--server", "yes"]);
     assert.equal(result.code, 0, result.err);
     assert.equal((await loadServerConfig(path)).host, "yes");
   });

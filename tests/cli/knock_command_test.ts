@@ -9,144 +9,28 @@
 import assert from "node:assert/strict";
 import { createSocket } from "node:dgram";
 import { join } from "node:path";
-import { type CliIo, runCli } from "../../lib/cli/mod.ts";
-import { upsertClientProfile } from "../../lib/config/client_config.ts";
-import {
-  generateEd25519KeyPair,
-  generateX25519KeyPair,
-} from "../../lib/crypto.ts";
-import { encodeBase64 } from "../../lib/encoding.ts";
-import { runTool } from "../../lib/firewall/exec.ts";
 import { KNOCK_PACKET_BYTES } from "../../lib/packet.ts";
+import {
+  acceptingTcpListener,
+  freeTcpPort,
+  openme,
+  runMain,
+  spawnMain,
+  writeTestProfile,
+} from "../support/cli.ts";
+import { canRunNetnsTests, IP_TOOL, withNamespace } from "../support/netns.ts";
+import { withTempDir } from "../support/files.ts";
 
-const MAIN_TS = new URL("../../main.ts", import.meta.url).pathname;
+/** Prefix of this file's temporary directories. */
+const TEMP_PREFIX = "openme-knock-cmd-";
 const PROCESS_TIMEOUT_MS = 30_000;
 
-async function detectNetnsSkip(): Promise<string | null> {
-  if (Deno.build.os !== "linux") return "needs Linux";
-  if (Deno.uid() !== 0) return "needs root (ip netns add, /etc/netns)";
-  const ip = await runTool("ip", ["-V"]);
-  if (!ip.success) return `ip is not usable: ${ip.error ?? ip.stderr}`;
-  return null;
-}
-const netnsSkip = await detectNetnsSkip();
-if (netnsSkip !== null) {
-  console.warn(`SKIP knock namespace tests: ${netnsSkip}`);
-}
-const canUseNetns = netnsSkip === null;
+const canUseNetns = await canRunNetnsTests("knock namespace tests", {
+  rootFor: "ip netns add, /etc/netns",
+  tools: [IP_TOOL],
+});
 const canSignal = Deno.build.os !== "windows";
 if (!canSignal) console.warn("SKIP knock SIGINT test: no SIGINT on Windows");
-
-interface Captured {
-  code: number;
-  out: string;
-  err: string;
-}
-
-async function cli(argv: string[]): Promise<Captured> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const io: CliIo = {
-    out: (text) => out.push(text),
-    err: (text) => err.push(text),
-  };
-  const code = await runCli(argv, io);
-  return { code, out: out.join("\n"), err: err.join("\n") };
-}
-
-interface ProfileOptions {
-  name?: string;
-  host: string;
-  port: number;
-  postKnock?: string;
-}
-
-async function writeProfile(path: string, p: ProfileOptions): Promise<void> {
-  const client = generateEd25519KeyPair();
-  await upsertClientProfile(path, {
-    name: p.name ?? "default",
-    serverHost: p.host,
-    serverUdpPort: p.port,
-    serverPubkeyB64: encodeBase64(generateX25519KeyPair().publicKey),
-    privateKeyB64: encodeBase64(client.privateKey),
-    publicKeyB64: encodeBase64(client.publicKey),
-    postKnock: p.postKnock,
-  });
-}
-
-async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "openme-knock-cmd-" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
-function freeTcpPort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
-
-/** A TCP listener on 127.0.0.1 that accepts and closes, like the health port. */
-function healthListener(): { port: number; close(): Promise<void> } {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const done = (async () => {
-    try {
-      for await (const conn of listener) conn.close();
-    } catch {
-      // closed
-    }
-  })();
-  return {
-    port: (listener.addr as Deno.NetAddr).port,
-    close: async () => {
-      listener.close();
-      await done;
-    },
-  };
-}
-
-/** Runs main.ts in a subprocess (optionally in a namespace) and collects its output. */
-async function runProcess(
-  args: string[],
-  options: { netns?: string } = {},
-): Promise<Captured> {
-  const command = options.netns === undefined
-    ? ["deno", "run", "-A", "--no-prompt", MAIN_TS, ...args]
-    : [
-      "ip",
-      "netns",
-      "exec",
-      options.netns,
-      "deno",
-      "run",
-      "-A",
-      "--no-prompt",
-      MAIN_TS,
-      ...args,
-    ];
-  const child = new Deno.Command(command[0], {
-    args: command.slice(1),
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).spawn();
-  const timer = setTimeout(() => child.kill("SIGKILL"), PROCESS_TIMEOUT_MS);
-  try {
-    const result = await child.output();
-    return {
-      code: result.code,
-      out: new TextDecoder().decode(result.stdout),
-      err: new TextDecoder().decode(result.stderr),
-    };
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /** A long-running CLI process whose output is collected while it runs. */
 interface Running {
@@ -156,27 +40,7 @@ interface Running {
 }
 
 function spawnProcess(args: string[], netns?: string): Running {
-  const command = netns === undefined
-    ? ["deno", "run", "-A", "--no-prompt", MAIN_TS, ...args]
-    : [
-      "ip",
-      "netns",
-      "exec",
-      netns,
-      "deno",
-      "run",
-      "-A",
-      "--no-prompt",
-      MAIN_TS,
-      ...args,
-    ];
-  const child = new Deno.Command(command[0], {
-    args: command.slice(1),
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).spawn();
+  const child = spawnMain(args, { netns });
   let out = "";
   let err = "";
   const decoder = new TextDecoder();
@@ -212,36 +76,30 @@ function spawnProcess(args: string[], netns?: string): Running {
   };
 }
 
-let namespaceCounter = 0;
-
 /** Runs fn in a fresh namespace with lo up and the given /etc/netns files; removes both afterwards. */
-async function withNamespace(
+async function withEtcNamespace(
   etcFiles: Record<string, string>,
   fn: (ns: string) => Promise<void>,
 ): Promise<void> {
-  const ns = `om-knock-${Deno.pid}-${++namespaceCounter}`;
-  const etcDir = `/etc/netns/${ns}`;
-  const added = await runTool("ip", ["netns", "add", ns]);
-  assert.ok(added.success, `ip netns add ${ns}: ${added.stderr}`);
-  try {
-    const up = await runTool("ip", ["-n", ns, "link", "set", "lo", "up"]);
-    assert.ok(up.success, up.stderr);
-    if (Object.keys(etcFiles).length > 0) {
-      await Deno.mkdir(etcDir, { recursive: true });
-      for (const [name, text] of Object.entries(etcFiles)) {
-        await Deno.writeTextFile(join(etcDir, name), text);
+  await withNamespace("knock", async (ns) => {
+    const etcDir = `/etc/netns/${ns}`;
+    try {
+      if (Object.keys(etcFiles).length > 0) {
+        await Deno.mkdir(etcDir, { recursive: true });
+        for (const [name, text] of Object.entries(etcFiles)) {
+          await Deno.writeTextFile(join(etcDir, name), text);
+        }
       }
+      await fn(ns);
+    } finally {
+      await Deno.remove(etcDir, { recursive: true }).catch(() => {});
+      await Deno.remove("/etc/netns").catch(() => {}); // only when empty
     }
-    await fn(ns);
-  } finally {
-    await Deno.remove(etcDir, { recursive: true }).catch(() => {});
-    await Deno.remove("/etc/netns").catch(() => {}); // only when empty
-    await runTool("ip", ["netns", "del", ns]);
-  }
+  }, { loopbackUp: true });
 }
 
 Deno.test("knock sends one 165-byte datagram to the profile's server and says where", async () => {
-  await withTempDir(async (dir) => {
+  await withTempDir(TEMP_PREFIX, async (dir) => {
     const socket = createSocket("udp4");
     const received: number[] = [];
     socket.on("message", (msg) => received.push(msg.length));
@@ -249,8 +107,8 @@ Deno.test("knock sends one 165-byte datagram to the profile's server and says wh
     try {
       const port = socket.address().port;
       const config = join(dir, "client.yaml");
-      await writeProfile(config, { host: "127.0.0.1", port });
-      const result = await cli(["--client-config", config, "knock"]);
+      await writeTestProfile(config, { host: "127.0.0.1", port });
+      const result = await openme(["--client-config", config, "knock"]);
       assert.equal(result.code, 0, result.err);
       assert.equal(result.out, `knocked 127.0.0.1:${port}`);
       const deadline = Date.now() + 2000;
@@ -265,12 +123,20 @@ Deno.test("knock sends one 165-byte datagram to the profile's server and says wh
 });
 
 Deno.test("knock --check prints ✓ with the time when the health port answers", async () => {
-  await withTempDir(async (dir) => {
-    const listener = healthListener();
+  await withTempDir(TEMP_PREFIX, async (dir) => {
+    const listener = acceptingTcpListener();
     try {
       const config = join(dir, "client.yaml");
-      await writeProfile(config, { host: "127.0.0.1", port: listener.port });
-      const result = await cli(["--client-config", config, "knock", "--check"]);
+      await writeTestProfile(config, {
+        host: "127.0.0.1",
+        port: listener.port,
+      });
+      const result = await openme([
+        "--client-config",
+        config,
+        "knock",
+        "--check",
+      ]);
       assert.equal(result.code, 0, result.err);
       assert.match(
         result.out,
@@ -285,16 +151,21 @@ Deno.test("knock --check prints ✓ with the time when the health port answers",
 });
 
 Deno.test("knock --check prints ✗ after 3 s and exits 1 when the health port never opens", async () => {
-  await withTempDir(async (dir) => {
+  await withTempDir(TEMP_PREFIX, async (dir) => {
     const port = freeTcpPort();
     const config = join(dir, "client.yaml");
-    await writeProfile(config, {
+    await writeTestProfile(config, {
       host: "127.0.0.1",
       port,
       postKnock: `touch '${join(dir, "ran")}'`,
     });
     const started = performance.now();
-    const result = await cli(["--client-config", config, "knock", "--check"]);
+    const result = await openme([
+      "--client-config",
+      config,
+      "knock",
+      "--check",
+    ]);
     const elapsed = performance.now() - started;
     assert.equal(result.code, 1);
     assert.match(
@@ -317,9 +188,12 @@ Deno.test({
     "knock --continuous prints a timestamped line per knock and exits 0 on SIGINT",
   ignore: !canSignal,
   fn: async () => {
-    await withTempDir(async (dir) => {
+    await withTempDir(TEMP_PREFIX, async (dir) => {
       const config = join(dir, "client.yaml");
-      await writeProfile(config, { host: "127.0.0.1", port: freeTcpPort() });
+      await writeTestProfile(config, {
+        host: "127.0.0.1",
+        port: freeTcpPort(),
+      });
       const proc = spawnProcess([
         "--client-config",
         config,
@@ -348,10 +222,10 @@ Deno.test({
   ignore: !canUseNetns || !canSignal,
   fn: async () => {
     // A namespace with only lo has no route to 192.0.2.1: every send fails.
-    await withNamespace({}, async (ns) => {
-      await withTempDir(async (dir) => {
+    await withEtcNamespace({}, async (ns) => {
+      await withTempDir(TEMP_PREFIX, async (dir) => {
         const config = join(dir, "client.yaml");
-        await writeProfile(config, { host: "192.0.2.1", port: 54154 });
+        await writeTestProfile(config, { host: "192.0.2.1", port: 54154 });
         const proc = spawnProcess([
           "--client-config",
           config,
@@ -381,11 +255,11 @@ Deno.test({
   name: "knock on a closed network exits 1 and says the network is unreachable",
   ignore: !canUseNetns,
   fn: async () => {
-    await withNamespace({}, async (ns) => {
-      await withTempDir(async (dir) => {
+    await withEtcNamespace({}, async (ns) => {
+      await withTempDir(TEMP_PREFIX, async (dir) => {
         const config = join(dir, "client.yaml");
-        await writeProfile(config, { host: "192.0.2.1", port: 54154 });
-        const result = await runProcess(["--client-config", config, "knock"], {
+        await writeTestProfile(config, { host: "192.0.2.1", port: 54154 });
+        const result = await runMain(["--client-config", config, "knock"], {
           netns: ns,
         });
         assert.equal(result.code, 1);
@@ -404,14 +278,17 @@ Deno.test({
   ignore: !canUseNetns,
   fn: async () => {
     // No DNS server answers in the namespace: the lookup fails at once.
-    await withNamespace({
+    await withEtcNamespace({
       "hosts": "127.0.0.1 localhost\n",
       "resolv.conf": "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n",
     }, async (ns) => {
-      await withTempDir(async (dir) => {
+      await withTempDir(TEMP_PREFIX, async (dir) => {
         const config = join(dir, "client.yaml");
-        await writeProfile(config, { host: "nowhere.invalid", port: 54154 });
-        const result = await runProcess(["--client-config", config, "knock"], {
+        await writeTestProfile(config, {
+          host: "nowhere.invalid",
+          port: 54154,
+        });
+        const result = await runMain(["--client-config", config, "knock"], {
           netns: ns,
         });
         assert.equal(result.code, 1);
@@ -429,18 +306,18 @@ Deno.test({
     "knock sends one datagram per family to a name with IPv4 and IPv6 addresses; -4 and -6 restrict it",
   ignore: !canUseNetns,
   fn: async () => {
-    await withNamespace({
+    await withEtcNamespace({
       "hosts": "127.0.0.1 localhost\n127.0.0.1 dual.test\n::1 dual.test\n",
     }, async (ns) => {
-      await withTempDir(async (dir) => {
+      await withTempDir(TEMP_PREFIX, async (dir) => {
         const port = 40000 + (Deno.pid % 20000);
         // Capture inside the namespace: udp4 127.0.0.1:P and udp6 [::1]:P.
         const capture = spawnCapture(ns, port);
         try {
           await capture.waitFor(/ready/, "capture sockets");
           const config = join(dir, "client.yaml");
-          await writeProfile(config, { host: "dual.test", port });
-          const both = await runProcess(
+          await writeTestProfile(config, { host: "dual.test", port });
+          const both = await runMain(
             ["--client-config", config, "knock"],
             { netns: ns },
           );
@@ -449,12 +326,12 @@ Deno.test({
             both.out.trim(),
             `knocked dual.test (127.0.0.1:${port}, [::1]:${port})`,
           );
-          const v4 = await runProcess(
+          const v4 = await runMain(
             ["--client-config", config, "knock", "-4"],
             { netns: ns },
           );
           assert.equal(v4.code, 0, v4.err);
-          const v6 = await runProcess(
+          const v6 = await runMain(
             ["--client-config", config, "knock", "-6"],
             { netns: ns },
           );
@@ -539,18 +416,18 @@ Deno.test({
     "post_knock runs after the check with OPENME_* set, inherits the terminal, and its exit code becomes openme's",
   ignore: Deno.build.os === "windows",
   fn: async () => {
-    await withTempDir(async (dir) => {
-      const listener = healthListener();
+    await withTempDir(TEMP_PREFIX, async (dir) => {
+      const listener = acceptingTcpListener();
       try {
         const config = join(dir, "client.yaml");
-        await writeProfile(config, {
+        await writeTestProfile(config, {
           name: "work",
           host: "127.0.0.1",
           port: listener.port,
           postKnock:
             'echo "post $OPENME_PROFILE $OPENME_SERVER $OPENME_PORT"; exit 3',
         });
-        const result = await runProcess([
+        const result = await runMain([
           "--client-config",
           config,
           "knock",
@@ -575,10 +452,10 @@ Deno.test({
     "knock waits for post_knock through a Ctrl-C and still exits with its code",
   ignore: !canSignal,
   fn: async () => {
-    await withTempDir(async (dir) => {
+    await withTempDir(TEMP_PREFIX, async (dir) => {
       const config = join(dir, "client.yaml");
       const started = join(dir, "started");
-      await writeProfile(config, {
+      await writeTestProfile(config, {
         host: "127.0.0.1",
         port: freeTcpPort(),
         postKnock: `touch '${started}'; sleep 1; echo done; exit 5`,
@@ -602,11 +479,19 @@ Deno.test({
 });
 
 Deno.test("knock with an unknown profile exits 1 and lists the profiles", async () => {
-  await withTempDir(async (dir) => {
+  await withTempDir(TEMP_PREFIX, async (dir) => {
     const config = join(dir, "client.yaml");
-    await writeProfile(config, { name: "work", host: "127.0.0.1", port: 9 });
-    await writeProfile(config, { name: "home", host: "127.0.0.1", port: 9 });
-    const result = await cli(["--client-config", config, "knock", "wrok"]);
+    await writeTestProfile(config, {
+      name: "work",
+      host: "127.0.0.1",
+      port: 9,
+    });
+    await writeTestProfile(config, {
+      name: "home",
+      host: "127.0.0.1",
+      port: 9,
+    });
+    const result = await openme(["--client-config", config, "knock", "wrok"]);
     assert.equal(result.code, 1);
     assert.equal(
       result.err,
@@ -616,9 +501,9 @@ Deno.test("knock with an unknown profile exits 1 and lists the profiles", async 
 });
 
 Deno.test("knock without a client config says how to get one", async () => {
-  await withTempDir(async (dir) => {
+  await withTempDir(TEMP_PREFIX, async (dir) => {
     const config = join(dir, "missing.yaml");
-    const result = await cli(["--client-config", config, "knock"]);
+    const result = await openme(["--client-config", config, "knock"]);
     assert.equal(result.code, 1);
     assert.match(
       result.err,
@@ -628,10 +513,10 @@ Deno.test("knock without a client config says how to get one", async () => {
 });
 
 Deno.test("knock -6 to an IPv4-only server says there is no IPv6 address", async () => {
-  await withTempDir(async (dir) => {
+  await withTempDir(TEMP_PREFIX, async (dir) => {
     const config = join(dir, "client.yaml");
-    await writeProfile(config, { host: "127.0.0.1", port: 9 });
-    const result = await cli(["--client-config", config, "knock", "-6"]);
+    await writeTestProfile(config, { host: "127.0.0.1", port: 9 });
+    const result = await openme(["--client-config", config, "knock", "-6"]);
     assert.equal(result.code, 1);
     assert.match(
       result.err,
@@ -641,9 +526,9 @@ Deno.test("knock -6 to an IPv4-only server says there is no IPv6 address", async
 });
 
 Deno.test("knock rejects bad flag combinations with exit 2", async () => {
-  await withTempDir(async (dir) => {
+  await withTempDir(TEMP_PREFIX, async (dir) => {
     const config = join(dir, "client.yaml");
-    await writeProfile(config, { host: "127.0.0.1", port: 9 });
+    await writeTestProfile(config, { host: "127.0.0.1", port: 9 });
     const cases: [string[], RegExp][] = [
       [["--interval", "10s"], /--interval goes with --continuous/],
       [
@@ -655,7 +540,12 @@ Deno.test("knock rejects bad flag combinations with exit 2", async () => {
       [["--ip", "not-an-ip"], /--ip "not-an-ip" is not an IP address/],
     ];
     for (const [args, pattern] of cases) {
-      const result = await cli(["--client-config", config, "knock", ...args]);
+      const result = await openme([
+        "--client-config",
+        config,
+        "knock",
+        ...args,
+      ]);
       assert.equal(result.code, 2, args.join(" "));
       assert.match(result.err, pattern);
     }

@@ -4,68 +4,29 @@
  * client; skipped clients and warnings; a missing config.
  */
 import assert from "node:assert/strict";
-import { type CliIo, runCli } from "../../lib/cli/mod.ts";
 import { parseClientConfig } from "../../lib/config/client_config.ts";
 import { keyFingerprint } from "../../lib/crypto.ts";
-import { setLogLevel, setLogSink } from "../../lib/log.ts";
+import { setLogSink } from "../../lib/log.ts";
+import { openme, openmeOk, withServerConfig } from "../support/cli.ts";
 
 setLogSink(() => {});
 
-interface Captured {
-  code: number;
-  out: string;
-  err: string;
-}
-
-async function cli(argv: string[]): Promise<Captured> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const io: CliIo = {
-    out: (text: string) => out.push(text),
-    err: (text: string) => err.push(text),
-  };
-  try {
-    const code = await runCli(argv, io);
-    return { code, out: out.join("\n"), err: err.join("\n") };
-  } finally {
-    setLogLevel("info");
-  }
-}
-
-async function withServer(
-  fn: (path: string) => Promise<void>,
-): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "openme-cli-list-" });
-  const path = `${dir}/config.yaml`;
-  try {
-    const init = await cli([
-      "--config",
-      path,
-      "init",
-      "--server",
-      "vpn.example.com",
-      "--port",
-      "40000",
-    ]);
-    assert.equal(init.code, 0, init.err);
-    const text = await Deno.readTextFile(path);
-    await Deno.writeTextFile(
-      path,
+/** Runs fn with a fresh `openme init` config (knock port 40000) that also has a devops port group. */
+async function withServer(fn: (path: string) => Promise<void>): Promise<void> {
+  await withServerConfig({
+    prefix: "openme-cli-list-",
+    initArgs: ["--server", "vpn.example.com", "--port", "40000"],
+    edit: (text) =>
       text.replace(
         "  default: [22/tcp]\n",
         "  default: [22/tcp]\n  devops: [443/tcp, 8080-8090/tcp]\n",
       ),
-    );
-    await fn(path);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  }, fn);
 }
 
 /** Adds a client and returns its fingerprint, computed from the printed public key. */
 async function add(path: string, args: string[]): Promise<string> {
-  const result = await cli(["--config", path, "add", ...args]);
-  assert.equal(result.code, 0, result.err);
+  const result = await openmeOk(["--config", path, "add", ...args]);
   const config = parseClientConfig(result.out, { path: "(add output)" });
   const profile = [...config.profiles.values()][0];
   return keyFingerprint(profile.publicKey!);
@@ -78,7 +39,7 @@ function rows(out: string): string[][] {
 
 Deno.test("list with no clients says so and how to add one", async () => {
   await withServer(async (path) => {
-    const result = await cli(["--config", path, "list"]);
+    const result = await openme(["--config", path, "list"]);
     assert.equal(result.code, 0, result.err);
     assert.match(
       result.out,
@@ -97,7 +58,7 @@ Deno.test("list shows name, fingerprint, effective ports with the health port, a
       "--expires",
       "2099-12-31T23:59:59Z",
     ]);
-    const result = await cli(["--config", path, "list"]);
+    const result = await openme(["--config", path, "list"]);
     assert.equal(result.code, 0, result.err);
     const table = rows(result.out);
     assert.deepEqual(table[0], ["NAME", "FINGERPRINT", "PORTS", "EXPIRES"]);
@@ -128,7 +89,7 @@ Deno.test("list leaves out the health port for disable_health_port clients and m
       "$1    disable_health_port: true\n",
     ).replace("2099-01-01T00:00:00Z", "2001-01-01T00:00:00Z");
     await Deno.writeTextFile(path, text);
-    const result = await cli(["--config", path, "list"]);
+    const result = await openme(["--config", path, "list"]);
     assert.equal(result.code, 0, result.err);
     const table = rows(result.out);
     const quiet = table.find((r) => r[0] === "quiet")!;
@@ -146,7 +107,7 @@ Deno.test("list names a client the server would skip, with the warning on stderr
       path,
       `${text.trimEnd()}\n  broken:\n    ed25519_pubkey: not-base64!\n`,
     );
-    const result = await cli(["--config", path, "list"]);
+    const result = await openme(["--config", path, "list"]);
     assert.equal(result.code, 0, result.err);
     assert.match(result.out, /^alice /m);
     assert.match(
@@ -158,7 +119,7 @@ Deno.test("list names a client the server would skip, with the warning on stderr
 });
 
 Deno.test("list without a config exits 1 naming the file and the fix", async () => {
-  const result = await cli([
+  const result = await openme([
     "--config",
     "/nonexistent/openme/config.yaml",
     "list",

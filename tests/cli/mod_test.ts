@@ -12,56 +12,16 @@ import {
   type CliIo,
   parseCommandLine,
   reportError,
-  runCli,
   VERSION,
   versionLine,
 } from "../../lib/cli/mod.ts";
 import { COMMANDS } from "../../lib/cli/spec.ts";
 import { ConfigError } from "../../lib/config/errors.ts";
-import { setLogLevel, setLogSink } from "../../lib/log.ts";
+import { setLogSink } from "../../lib/log.ts";
+import { type Captured, openme, runMain } from "../support/cli.ts";
+import { withTempDir } from "../support/files.ts";
 
 setLogSink(() => {});
-
-const MAIN_TS = new URL("../../main.ts", import.meta.url).pathname;
-
-/** What a CLI run printed and returned. */
-interface Captured {
-  code: number;
-  out: string;
-  err: string;
-}
-
-/** Runs the CLI in-process and captures what it prints. */
-async function cli(argv: string[]): Promise<Captured> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const io: CliIo = {
-    out: (text: string) => out.push(text),
-    err: (text: string) => err.push(text),
-  };
-  try {
-    const code = await runCli(argv, io);
-    return { code, out: out.join("\n"), err: err.join("\n") };
-  } finally {
-    setLogLevel("info");
-  }
-}
-
-/** Runs main.ts in a subprocess. */
-async function runMain(argv: string[]): Promise<Captured> {
-  const result = await new Deno.Command("deno", {
-    args: ["run", "--allow-all", "--no-prompt", MAIN_TS, ...argv],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).output();
-  return {
-    code: result.code,
-    out: new TextDecoder().decode(result.stdout),
-    err: new TextDecoder().decode(result.stderr),
-  };
-}
 
 const STACK_LINE = /^\s+at .+[:(]/m;
 
@@ -110,7 +70,7 @@ Deno.test("-v and --version print the version and target, before or after a comm
       ["--config", "/nonexistent/config.yaml", "add", "x", "--version"],
     ]
   ) {
-    const result = await cli(argv);
+    const result = await openme(argv);
     assert.equal(result.code, 0, argv.join(" "));
     assert.equal(
       result.out,
@@ -122,7 +82,7 @@ Deno.test("-v and --version print the version and target, before or after a comm
 
 Deno.test("no arguments, -h, --help and `help` print the top-level help listing every command", async () => {
   for (const argv of [[], ["-h"], ["--help"], ["help"]]) {
-    const result = await cli(argv);
+    const result = await openme(argv);
     assert.equal(result.code, 0);
     assert.match(result.out, /^Usage: openme COMMAND \[options\]$/m);
     for (const spec of COMMANDS) {
@@ -145,7 +105,7 @@ Deno.test("--help on every command prints its usage, options and examples", asyn
         ["help", spec.name],
       ]
     ) {
-      const result = await cli(argv);
+      const result = await openme(argv);
       assert.equal(result.code, 0, argv.join(" "));
       assert.equal(result.err, "");
       const lines = result.out.split("\n");
@@ -163,10 +123,10 @@ Deno.test("--help on every command prints its usage, options and examples", asyn
 });
 
 Deno.test("--help wins over missing or wrong arguments", async () => {
-  const result = await cli(["add", "--help", "--ports", "x"]);
+  const result = await openme(["add", "--help", "--ports", "x"]);
   assert.equal(result.code, 0);
   assert.match(result.out, /^Usage: openme add NAME/);
-  const revoke = await cli(["revoke", "--help"]);
+  const revoke = await openme(["revoke", "--help"]);
   assert.equal(revoke.code, 0, "missing NAME is not an error with --help");
 });
 
@@ -220,23 +180,27 @@ Deno.test("a global flag's value is not taken for the command name", () => {
 
 Deno.test("top-level usage errors: unknown command, no command, unknown flag, flag without value", async () => {
   assertUsageError(
-    await cli(["frobnicate"]),
+    await openme(["frobnicate"]),
     null,
     /unknown command "frobnicate" \(commands: init, serve/,
   );
   assertUsageError(
-    await cli(["help", "frobnicate"]),
+    await openme(["help", "frobnicate"]),
     null,
     /unknown command "frobnicate"/,
   );
   assertUsageError(
-    await cli(["--config", "/tmp/x.yaml"]),
+    await openme(["--config", "/tmp/x.yaml"]),
     null,
     /no command given/,
   );
-  assertUsageError(await cli(["--bogus"]), null, /unknown option '--bogus'/);
   assertUsageError(
-    await cli(["--config"]),
+    await openme(["--bogus"]),
+    null,
+    /unknown option '--bogus'/,
+  );
+  assertUsageError(
+    await openme(["--config"]),
     null,
     /option --config needs a value/,
   );
@@ -246,12 +210,12 @@ Deno.test("every command: an unknown flag exits 2 with its usage line and hint",
   for (const spec of COMMANDS) {
     const argv = [spec.name, ...requiredArgs(spec.name), "--no-such-flag"];
     assertUsageError(
-      await cli(argv),
+      await openme(argv),
       spec.name,
       /unknown option '--no-such-flag'/,
     );
     assertUsageError(
-      await cli([spec.name, ...requiredArgs(spec.name), "-Z"]),
+      await openme([spec.name, ...requiredArgs(spec.name), "-Z"]),
       spec.name,
       /unknown option '-Z'/,
     );
@@ -266,7 +230,7 @@ Deno.test("every command: one positional too many exits 2", async () => {
       "surplus",
     ];
     assertUsageError(
-      await cli(argv),
+      await openme(argv),
       spec.name,
       /unexpected argument\(s\): surplus/,
     );
@@ -281,7 +245,7 @@ Deno.test("every command with a required positional: leaving it out exits 2 nami
   );
   for (const spec of required) {
     assertUsageError(
-      await cli([spec.name]),
+      await openme([spec.name]),
       spec.name,
       new RegExp(`missing ${spec.positionals[0]}`),
     );
@@ -293,7 +257,7 @@ Deno.test("every command: a string flag without its value exits 2", async () => 
     for (const [name, option] of Object.entries(spec.options)) {
       if (option.type !== "string") continue;
       assertUsageError(
-        await cli([spec.name, ...requiredArgs(spec.name), `--${name}`]),
+        await openme([spec.name, ...requiredArgs(spec.name), `--${name}`]),
         spec.name,
         new RegExp(`option --${name} needs a value`),
       );
@@ -306,7 +270,7 @@ Deno.test("every command: a boolean flag given a value exits 2", async () => {
     for (const [name, option] of Object.entries(spec.options)) {
       if (option.type !== "boolean") continue;
       assertUsageError(
-        await cli([spec.name, ...requiredArgs(spec.name), `--${name}=yes`]),
+        await openme([spec.name, ...requiredArgs(spec.name), `--${name}=yes`]),
         spec.name,
         new RegExp(`--${name}' does not take an argument`),
       );
@@ -317,7 +281,12 @@ Deno.test("every command: a boolean flag given a value exits 2", async () => {
 Deno.test("every command: a bad --log-level exits 2", async () => {
   for (const spec of COMMANDS) {
     assertUsageError(
-      await cli([spec.name, ...requiredArgs(spec.name), "--log-level", "loud"]),
+      await openme([
+        spec.name,
+        ...requiredArgs(spec.name),
+        "--log-level",
+        "loud",
+      ]),
       spec.name,
       /--log-level "loud" is not a level \(expected debug, info, warn or error\)/,
     );
@@ -325,9 +294,8 @@ Deno.test("every command: a bad --log-level exits 2", async () => {
 });
 
 Deno.test("bad flag values exit 2 with the flag, the value and a good example", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "openme-cli-mod-" });
-  const config = `${dir}/config.yaml`;
-  try {
+  await withTempDir("openme-cli-mod-", async (dir) => {
+    const config = `${dir}/config.yaml`;
     const cases: [string[], string, RegExp][] = [
       [
         ["init", "--server", "h", "--port", "0"],
@@ -391,17 +359,15 @@ Deno.test("bad flag values exit 2 with the flag, the value and a good example", 
       [["knock", "--ip", "nope"], "knock", /--ip "nope" is not an IP address/],
     ];
     for (const [argv, command, message] of cases) {
-      const result = await cli(["--config", config, ...argv]);
+      const result = await openme(["--config", config, ...argv]);
       assertUsageError(result, command, message);
     }
     await assert.rejects(() => Deno.stat(config), Deno.errors.NotFound);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("a command failure exits 1 with one message line and no stack trace", async () => {
-  const result = await cli([
+  const result = await openme([
     "--config",
     "/nonexistent/openme/config.yaml",
     "list",

@@ -5,28 +5,11 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { type CliIo, runCli } from "../../lib/cli/mod.ts";
 import { REDACTED } from "../../lib/cli/profiles_command.ts";
-import { upsertClientProfile } from "../../lib/config/client_config.ts";
-import {
-  generateEd25519KeyPair,
-  generateX25519KeyPair,
-  keyFingerprint,
-} from "../../lib/crypto.ts";
+import { keyFingerprint } from "../../lib/crypto.ts";
 import { encodeBase64 } from "../../lib/encoding.ts";
-
-async function cli(
-  argv: string[],
-): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const io: CliIo = {
-    out: (text) => out.push(text),
-    err: (text) => err.push(text),
-  };
-  const code = await runCli(argv, io);
-  return { code, out: out.join("\n"), err: err.join("\n") };
-}
+import { openme, writeTestProfile } from "../support/cli.ts";
+import { withTempDir } from "../support/files.ts";
 
 async function withConfig(
   fn: (
@@ -35,8 +18,7 @@ async function withConfig(
     publicKey: Uint8Array,
   ) => Promise<void>,
 ): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "openme-profiles-" });
-  try {
+  await withTempDir("openme-profiles-", async (dir) => {
     const config = join(dir, "client.yaml");
     const privateKeys: string[] = [];
     let lastPublic: Uint8Array = new Uint8Array();
@@ -46,28 +28,22 @@ async function withConfig(
         ["home", "198.51.100.7", 40000],
       ] as const
     ) {
-      const client = generateEd25519KeyPair();
-      privateKeys.push(encodeBase64(client.privateKey));
-      lastPublic = client.publicKey;
-      await upsertClientProfile(config, {
+      const client = await writeTestProfile(config, {
         name,
-        serverHost: host,
-        serverUdpPort: port,
-        serverPubkeyB64: encodeBase64(generateX25519KeyPair().publicKey),
-        privateKeyB64: encodeBase64(client.privateKey),
-        publicKeyB64: encodeBase64(client.publicKey),
+        host,
+        port,
         postKnock: name === "home" ? "ssh me@198.51.100.7" : undefined,
       });
+      privateKeys.push(encodeBase64(client.privateKey));
+      lastPublic = client.publicKey;
     }
     await fn(config, privateKeys, lastPublic);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 }
 
 Deno.test("profiles lists every profile with its server", async () => {
   await withConfig(async (config) => {
-    const result = await cli(["--client-config", config, "profiles"]);
+    const result = await openme(["--client-config", config, "profiles"]);
     assert.equal(result.code, 0, result.err);
     assert.deepEqual(result.out.split("\n"), [
       `profiles in ${config}:`,
@@ -79,7 +55,12 @@ Deno.test("profiles lists every profile with its server", async () => {
 
 Deno.test("profiles NAME shows the profile with the private key redacted", async () => {
   await withConfig(async (config, privateKeys, publicKey) => {
-    const result = await cli(["--client-config", config, "profiles", "home"]);
+    const result = await openme([
+      "--client-config",
+      config,
+      "profiles",
+      "home",
+    ]);
     assert.equal(result.code, 0, result.err);
     assert.match(result.out, /server_host: +198\.51\.100\.7/);
     assert.match(result.out, /server_udp_port: +40000/);
@@ -95,7 +76,12 @@ Deno.test("profiles NAME shows the profile with the private key redacted", async
 
 Deno.test("profiles with an unknown name exits 1 and lists the profiles", async () => {
   await withConfig(async (config) => {
-    const result = await cli(["--client-config", config, "profiles", "nope"]);
+    const result = await openme([
+      "--client-config",
+      config,
+      "profiles",
+      "nope",
+    ]);
     assert.equal(result.code, 1);
     assert.match(
       result.err,
@@ -105,9 +91,8 @@ Deno.test("profiles with an unknown name exits 1 and lists the profiles", async 
 });
 
 Deno.test("profiles without a client config says how to create one", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "openme-profiles-" });
-  try {
-    const result = await cli([
+  await withTempDir("openme-profiles-", async (dir) => {
+    const result = await openme([
       "--client-config",
       join(dir, "none.yaml"),
       "profiles",
@@ -117,7 +102,5 @@ Deno.test("profiles without a client config says how to create one", async () =>
       result.err,
       /no client config at .*none\.yaml: import one with `openme import FILE`/,
     );
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });

@@ -4,55 +4,27 @@
  * name exits 1 listing the clients.
  */
 import assert from "node:assert/strict";
-import { type CliIo, runCli } from "../../lib/cli/mod.ts";
 import { loadServerConfig } from "../../lib/config/server_config.ts";
-import { setLogLevel, setLogSink } from "../../lib/log.ts";
+import { setLogSink } from "../../lib/log.ts";
+import { openme, openmeOk, withServerConfig } from "../support/cli.ts";
 
 setLogSink(() => {});
 
-interface Captured {
-  code: number;
-  out: string;
-  err: string;
-}
-
-async function cli(argv: string[]): Promise<Captured> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const io: CliIo = {
-    out: (text: string) => out.push(text),
-    err: (text: string) => err.push(text),
-  };
-  try {
-    const code = await runCli(argv, io);
-    return { code, out: out.join("\n"), err: err.join("\n") };
-  } finally {
-    setLogLevel("info");
-  }
-}
-
+/** Runs fn with a fresh `openme init` config holding the given clients. */
 async function withServer(
   clients: string[],
   fn: (path: string) => Promise<void>,
 ): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "openme-cli-revoke-" });
-  const path = `${dir}/config.yaml`;
-  try {
-    const init = await cli(["--config", path, "init", "--server", "h.example"]);
-    assert.equal(init.code, 0, init.err);
-    for (const name of clients) {
-      const add = await cli(["--config", path, "add", name]);
-      assert.equal(add.code, 0, add.err);
-    }
-    await fn(path);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  await withServerConfig({
+    prefix: "openme-cli-revoke-",
+    initArgs: ["--server", "h.example"],
+    clients,
+  }, fn);
 }
 
 Deno.test("revoke removes the client from the config and says a running server applies it", async () => {
   await withServer(["alice", "bob", "carol"], async (path) => {
-    const result = await cli(["--config", path, "revoke", "bob"]);
+    const result = await openme(["--config", path, "revoke", "bob"]);
     assert.equal(result.code, 0, result.err);
     assert.match(
       result.out,
@@ -60,7 +32,7 @@ Deno.test("revoke removes the client from the config and says a running server a
     );
     const config = await loadServerConfig(path);
     assert.deepEqual(config.clients.map((c) => c.name), ["alice", "carol"]);
-    const list = await cli(["--config", path, "list"]);
+    const list = await openme(["--config", path, "list"]);
     assert.doesNotMatch(list.out, /^bob /m);
     assert.match(list.out, /^alice /m);
   });
@@ -69,7 +41,7 @@ Deno.test("revoke removes the client from the config and says a running server a
 Deno.test("revoke keeps comments, other clients' entries and the file mode", async () => {
   await withServer(["alice", "bob"], async (path) => {
     const before = await Deno.readTextFile(path);
-    assert.equal((await cli(["--config", path, "revoke", "alice"])).code, 0);
+    await openmeOk(["--config", path, "revoke", "alice"]);
     const after = await Deno.readTextFile(path);
     for (const line of before.split("\n")) {
       if (line.trimStart().startsWith("#")) {
@@ -89,10 +61,10 @@ Deno.test("revoke keeps comments, other clients' entries and the file mode", asy
 
 Deno.test("revoking the last client leaves a valid config with no clients", async () => {
   await withServer(["alice"], async (path) => {
-    assert.equal((await cli(["--config", path, "revoke", "alice"])).code, 0);
+    await openmeOk(["--config", path, "revoke", "alice"]);
     const config = await loadServerConfig(path);
     assert.deepEqual(config.clients, []);
-    const add = await cli(["--config", path, "add", "alice"]);
+    const add = await openme(["--config", path, "add", "alice"]);
     assert.equal(add.code, 0, "the name can be added again");
   });
 });
@@ -100,7 +72,7 @@ Deno.test("revoking the last client leaves a valid config with no clients", asyn
 Deno.test("revoke of an unknown client exits 1 listing the clients, and changes nothing", async () => {
   await withServer(["alice", "bob"], async (path) => {
     const before = await Deno.readTextFile(path);
-    const result = await cli(["--config", path, "revoke", "carol"]);
+    const result = await openme(["--config", path, "revoke", "carol"]);
     assert.equal(result.code, 1);
     assert.match(
       result.err,
@@ -113,7 +85,7 @@ Deno.test("revoke of an unknown client exits 1 listing the clients, and changes 
 
 Deno.test("revoke with no clients at all says none", async () => {
   await withServer([], async (path) => {
-    const result = await cli(["--config", path, "revoke", "alice"]);
+    const result = await openme(["--config", path, "revoke", "alice"]);
     assert.equal(result.code, 1);
     assert.match(result.err, /\(clients: none\)/);
   });
@@ -121,18 +93,18 @@ Deno.test("revoke with no clients at all says none", async () => {
 
 Deno.test("revoke twice: the second run fails because the client is gone", async () => {
   await withServer(["alice", "bob"], async (path) => {
-    assert.equal((await cli(["--config", path, "revoke", "alice"])).code, 0);
-    const again = await cli(["--config", path, "revoke", "alice"]);
+    await openmeOk(["--config", path, "revoke", "alice"]);
+    const again = await openme(["--config", path, "revoke", "alice"]);
     assert.equal(again.code, 1);
     assert.match(again.err, /\(clients: bob\)/);
   });
 });
 
 Deno.test("revoke without NAME exits 2 with the usage line; without a config exits 1", async () => {
-  const missing = await cli(["revoke"]);
+  const missing = await openme(["revoke"]);
   assert.equal(missing.code, 2);
   assert.match(missing.err, /missing NAME\nUsage: openme revoke NAME\n/);
-  const noConfig = await cli([
+  const noConfig = await openme([
     "--config",
     "/nonexistent/openme/c.yaml",
     "revoke",

@@ -4,36 +4,15 @@
  * missing or broken state file, and `--watch` refreshing until Ctrl-C.
  */
 import assert from "node:assert/strict";
-import { type CliIo, runCli } from "../../lib/cli/mod.ts";
 import { renderSessions } from "../../lib/cli/sessions_command.ts";
 import type { StateFile } from "../../lib/server/state_file.ts";
-import { setLogLevel, setLogSink } from "../../lib/log.ts";
+import { setLogSink } from "../../lib/log.ts";
+import { openme, spawnMain } from "../support/cli.ts";
+import { withTempDir } from "../support/files.ts";
 
 setLogSink(() => {});
 
-const MAIN_TS = new URL("../../main.ts", import.meta.url).pathname;
 const NOW = Date.parse("2026-03-01T12:00:00Z");
-
-interface Captured {
-  code: number;
-  out: string;
-  err: string;
-}
-
-async function cli(argv: string[]): Promise<Captured> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const io: CliIo = {
-    out: (text: string) => out.push(text),
-    err: (text: string) => err.push(text),
-  };
-  try {
-    const code = await runCli(argv, io);
-    return { code, out: out.join("\n"), err: err.join("\n") };
-  } finally {
-    setLogLevel("info");
-  }
-}
 
 function iso(ms: number): string {
   return new Date(ms).toISOString().replace(/\.\d{3}Z$/, "Z");
@@ -126,12 +105,11 @@ Deno.test("renderSessions of SPEC §7's plain state file: no sessions, no counte
 });
 
 Deno.test("sessions --state-file prints the rendered state file", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "openme-cli-sessions-" });
-  try {
+  await withTempDir("openme-cli-sessions-", async (dir) => {
     const path = `${dir}/sessions.json`;
     const now = Date.now();
     await Deno.writeTextFile(path, JSON.stringify(sampleState(now)));
-    const result = await cli(["sessions", "--state-file", path]);
+    const result = await openme(["sessions", "--state-file", path]);
     assert.equal(result.code, 0, result.err);
     assert.match(
       result.out,
@@ -139,15 +117,16 @@ Deno.test("sessions --state-file prints the rendered state file", async () => {
     );
     assert.match(result.out, /^bob +2001:db8::7 +53\/udp /m);
     assert.match(result.out, /dropped datagrams: 5/);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("sessions with a missing, non-JSON or wrong-shaped state file exits 1 with the path and no stack trace", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "openme-cli-sessions-" });
-  try {
-    const missing = await cli(["sessions", "--state-file", `${dir}/none.json`]);
+  await withTempDir("openme-cli-sessions-", async (dir) => {
+    const missing = await openme([
+      "sessions",
+      "--state-file",
+      `${dir}/none.json`,
+    ]);
     assert.equal(missing.code, 1);
     assert.match(
       missing.err,
@@ -155,21 +134,19 @@ Deno.test("sessions with a missing, non-JSON or wrong-shaped state file exits 1 
     );
     const broken = `${dir}/broken.json`;
     await Deno.writeTextFile(broken, "{not json");
-    const bad = await cli(["sessions", "--state-file", broken]);
+    const bad = await openme(["sessions", "--state-file", broken]);
     assert.equal(bad.code, 1);
     assert.match(bad.err, /state file .*broken\.json: not valid JSON/);
     const shape = `${dir}/shape.json`;
     await Deno.writeTextFile(shape, '{"sessions": []}');
-    const wrong = await cli(["sessions", "--state-file", shape]);
+    const wrong = await openme(["sessions", "--state-file", shape]);
     assert.equal(wrong.code, 1);
     assert.match(wrong.err, /missing "active_sessions" list/);
     for (const r of [missing, bad, wrong]) {
       assert.doesNotMatch(r.err, /^\s+at /m);
       assert.equal(r.out, "");
     }
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("sessions: wrong arguments exit 2 with the usage line", async () => {
@@ -179,7 +156,7 @@ Deno.test("sessions: wrong arguments exit 2 with the usage line", async () => {
       "--watch=1",
     ]]
   ) {
-    const result = await cli(argv);
+    const result = await openme(argv);
     assert.equal(result.code, 2, argv.join(" "));
     assert.match(
       result.err,
@@ -200,22 +177,7 @@ Deno.test("sessions --watch shows changes to the state file and exits 0 on Ctrl-
       last_seen: {},
     }),
   );
-  const child = new Deno.Command("deno", {
-    args: [
-      "run",
-      "--allow-all",
-      "--no-prompt",
-      MAIN_TS,
-      "sessions",
-      "-w",
-      "--state-file",
-      path,
-    ],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).spawn();
+  const child = spawnMain(["sessions", "-w", "--state-file", path]);
   let out = "";
   const decoder = new TextDecoder();
   const pump = (async () => {

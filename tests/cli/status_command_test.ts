@@ -6,69 +6,32 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { type CliIo, runCli } from "../../lib/cli/mod.ts";
-import { upsertClientProfile } from "../../lib/config/client_config.ts";
 import {
-  generateEd25519KeyPair,
-  generateX25519KeyPair,
-} from "../../lib/crypto.ts";
-import { encodeBase64 } from "../../lib/encoding.ts";
+  acceptingTcpListener,
+  freeTcpPort,
+  openme,
+  writeTestProfile,
+} from "../support/cli.ts";
+import { withTempDir } from "../support/files.ts";
 
-async function cli(
-  argv: string[],
-): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const io: CliIo = {
-    out: (text) => out.push(text),
-    err: (text) => err.push(text),
-  };
-  const code = await runCli(argv, io);
-  return { code, out: out.join("\n"), err: err.join("\n") };
-}
-
+/** Runs fn with a client config holding profile "work" for 127.0.0.1:port. */
 async function withProfile(
   port: number,
   fn: (config: string) => Promise<void>,
 ): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "openme-status-" });
-  try {
+  await withTempDir("openme-status-", async (dir) => {
     const config = join(dir, "client.yaml");
-    const client = generateEd25519KeyPair();
-    await upsertClientProfile(config, {
-      name: "work",
-      serverHost: "127.0.0.1",
-      serverUdpPort: port,
-      serverPubkeyB64: encodeBase64(generateX25519KeyPair().publicKey),
-      privateKeyB64: encodeBase64(client.privateKey),
-      publicKeyB64: encodeBase64(client.publicKey),
-    });
+    await writeTestProfile(config, { name: "work", host: "127.0.0.1", port });
     await fn(config);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
+  });
 }
 
 Deno.test("status reports the reachable health port with its address and time", async () => {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const accepting = (async () => {
-    try {
-      for await (const conn of listener) conn.close();
-    } catch {
-      // closed
-    }
-  })();
-  const port = (listener.addr as Deno.NetAddr).port;
+  const listener = acceptingTcpListener();
+  const port = listener.port;
   try {
     await withProfile(port, async (config) => {
-      const result = await cli(["--client-config", config, "status"]);
+      const result = await openme(["--client-config", config, "status"]);
       assert.equal(result.code, 0, result.err);
       assert.match(
         result.out,
@@ -78,15 +41,14 @@ Deno.test("status reports the reachable health port with its address and time", 
       );
     });
   } finally {
-    listener.close();
-    await accepting;
+    await listener.close();
   }
 });
 
 Deno.test("status on a closed port names the address and port and suggests --knock", async () => {
-  const port = freePort();
+  const port = freeTcpPort();
   await withProfile(port, async (config) => {
-    const result = await cli(["--client-config", config, "status"]);
+    const result = await openme(["--client-config", config, "status"]);
     assert.equal(result.code, 1);
     const lines = result.out.split("\n");
     assert.equal(
@@ -101,9 +63,14 @@ Deno.test("status on a closed port names the address and port and suggests --kno
 });
 
 Deno.test("status --knock that does not open the port points at the server side", async () => {
-  const port = freePort();
+  const port = freeTcpPort();
   await withProfile(port, async (config) => {
-    const result = await cli(["--client-config", config, "status", "--knock"]);
+    const result = await openme([
+      "--client-config",
+      config,
+      "status",
+      "--knock",
+    ]);
     assert.equal(result.code, 1);
     assert.match(
       result.out,
@@ -117,7 +84,7 @@ Deno.test("status --knock that does not open the port points at the server side"
 
 Deno.test("status with an unknown profile lists the profiles", async () => {
   await withProfile(9, async (config) => {
-    const result = await cli(["--client-config", config, "status", "home"]);
+    const result = await openme(["--client-config", config, "status", "home"]);
     assert.equal(result.code, 1);
     assert.match(result.err, /no profile "home" in .* \(profiles: work\)/);
   });

@@ -11,8 +11,12 @@ import {
   upsertClientProfile,
   validateProfileName,
 } from "../../lib/config/client_config.ts";
+import { assertConfigErrorMessage, replaceLines } from "../support/config.ts";
+import { listDir, withTempDir } from "../support/files.ts";
 
 const IS_WINDOWS = Deno.build.os === "windows";
+/** Prefix of this file's temporary directories. */
+const TEMP_PREFIX = "openme-client-config-";
 const PATH = "/home/me/.openme/config.yaml";
 
 function randomBytes(length: number): Uint8Array {
@@ -41,11 +45,7 @@ function baseLines(): string[] {
 }
 
 function configText(replace: Record<number, string | null> = {}): string {
-  const lines = baseLines();
-  for (const [number, text] of Object.entries(replace)) {
-    lines[Number(number) - 1] = text === null ? "#" : text;
-  }
-  return lines.join("\n") + "\n";
+  return replaceLines(baseLines(), replace);
 }
 
 function newProfile(
@@ -62,12 +62,6 @@ function newProfile(
     publicKeyB64: encodeBase64(privateBytes.subarray(32)),
     ...overrides,
   };
-}
-
-async function listDir(path: string): Promise<string[]> {
-  const names: string[] = [];
-  for await (const entry of Deno.readDir(path)) names.push(entry.name);
-  return names.sort();
 }
 
 Deno.test("defaultClientConfigPath uses HOME, or USERPROFILE on Windows", () => {
@@ -270,20 +264,7 @@ Deno.test("an invalid profile throws a ConfigError with file, line and key path"
     assert.throws(
       () => parseClientConfig(c.text, { path: PATH }),
       (error: unknown) => {
-        assert.ok(error instanceof ConfigError, `${c.name}: ${error}`);
-        const prefix = `config ${PATH}${
-          c.line === undefined ? "" : `:${c.line}`
-        }: ${c.keyPath === undefined ? "" : `${c.keyPath}: `}`;
-        assert.ok(
-          error.message.startsWith(prefix),
-          `${c.name}: "${error.message}" should start with "${prefix}"`,
-        );
-        for (const part of c.parts) {
-          assert.ok(
-            error.message.includes(part),
-            `${c.name}: "${error.message}" lacks "${part}"`,
-          );
-        }
+        assertConfigErrorMessage(error, { ...c, file: PATH });
         return true;
       },
     );
@@ -321,8 +302,7 @@ Deno.test("renderClientConfig starts with profiles: and parses back to the same 
 });
 
 Deno.test("upsertClientProfile creates the directory 0700 and the file 0600", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+  await withTempDir(TEMP_PREFIX, async (dir) => {
     const path = `${dir}/home/.openme/config.yaml`;
     const profile = newProfile("default");
     await upsertClientProfile(path, profile);
@@ -340,14 +320,11 @@ Deno.test("upsertClientProfile creates the directory 0700 and the file 0600", as
       "config.yaml",
       "config.yaml.lock",
     ]);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("upsertClientProfile adds a profile keeping every other byte, and refuses an existing one without force", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+  await withTempDir(TEMP_PREFIX, async (dir) => {
     const path = `${dir}/config.yaml`;
     const original = [
       "# my profiles",
@@ -395,14 +372,11 @@ Deno.test("upsertClientProfile adds a profile keeping every other byte, and refu
       },
     );
     assert.equal(await Deno.readTextFile(path), after);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("upsertClientProfile with force replaces the known keys and keeps comments and unknown keys", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+  await withTempDir(TEMP_PREFIX, async (dir) => {
     const path = `${dir}/config.yaml`;
     await Deno.writeTextFile(
       path,
@@ -438,14 +412,11 @@ Deno.test("upsertClientProfile with force replaces the known keys and keeps comm
       null,
     );
     assert.ok((await Deno.readTextFile(path)).includes("colour: blue"));
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("upsertClientProfile refuses invalid values before touching the file", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+  await withTempDir(TEMP_PREFIX, async (dir) => {
     const path = `${dir}/sub/config.yaml`;
     const cases: { profile: NewClientProfile; part: string }[] = [
       { profile: newProfile("bad name"), part: "invalid profile name" },
@@ -470,14 +441,11 @@ Deno.test("upsertClientProfile refuses invalid values before touching the file",
       );
     }
     assert.deepEqual(await listDir(dir), []);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("concurrent upserts of different profiles all land", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+  await withTempDir(TEMP_PREFIX, async (dir) => {
     const path = `${dir}/.openme/config.yaml`;
     const names = Array.from({ length: 8 }, (_, i) => `p${i}`);
     await Promise.all(
@@ -489,14 +457,11 @@ Deno.test("concurrent upserts of different profiles all land", async () => {
       (await listDir(`${dir}/.openme`)).filter((n) => n.endsWith(".tmp")),
       [],
     );
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("loadClientConfig on a missing file explains where the profile comes from", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+  await withTempDir(TEMP_PREFIX, async (dir) => {
     await assert.rejects(
       loadClientConfig(`${dir}/config.yaml`),
       (error: unknown) =>
@@ -504,15 +469,12 @@ Deno.test("loadClientConfig on a missing file explains where the profile comes f
         error.message.includes("file not found") &&
         error.message.includes("openme add"),
     );
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("loadClientConfig warns when the file is readable by others", async () => {
   if (IS_WINDOWS) return;
-  const dir = await Deno.makeTempDir();
-  try {
+  await withTempDir(TEMP_PREFIX, async (dir) => {
     const path = `${dir}/config.yaml`;
     await Deno.writeTextFile(path, configText());
     await Deno.chmod(path, 0o644);
@@ -521,14 +483,11 @@ Deno.test("loadClientConfig warns when the file is readable by others", async ()
       config.warnings.some((w) => w.includes("mode 0644")),
       String(config.warnings),
     );
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("a profile refused before writing names the key path but no line of generated text", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+  await withTempDir(TEMP_PREFIX, async (dir) => {
     const path = `${dir}/config.yaml`;
     await assert.rejects(
       upsertClientProfile(path, newProfile("p", { serverPubkeyB64: "short" })),
@@ -544,7 +503,5 @@ Deno.test("a profile refused before writing names the key path but no line of ge
         return true;
       },
     );
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });

@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
 import { ConfigError } from "../../lib/config/errors.ts";
+import { loadServerConfig } from "../../lib/config/server_config.ts";
 import {
   addServerClient,
   initServerConfig,
-  loadServerConfig,
   removeServerClient,
-} from "../../lib/config/server_config.ts";
+} from "../../lib/config/server_config_edit.ts";
 import {
   generateEd25519KeyPair,
   generateX25519KeyPair,
@@ -23,22 +23,18 @@ import {
   withFileLock,
   yamlToValue,
 } from "../../lib/config/file_io.ts";
+import { listDir, withTempDir } from "../support/files.ts";
 
 const IS_WINDOWS = Deno.build.os === "windows";
-
-async function listDir(path: string): Promise<string[]> {
-  const names: string[] = [];
-  for await (const entry of Deno.readDir(path)) names.push(entry.name);
-  return names.sort();
-}
+/** Prefix of this file's temporary directories. */
+const TEMP_PREFIX = "openme-file-io-";
 
 function modeOf(info: Deno.FileInfo): number {
   return (info.mode ?? 0) & 0o777;
 }
 
 Deno.test("atomicWriteFile writes the text with the requested mode and leaves no temp file", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+  await withTempDir(TEMP_PREFIX, async (dir) => {
     const path = `${dir}/config.yaml`;
     await Deno.writeTextFile(path, "old\n", { mode: 0o644 });
     await Deno.chmod(path, 0o644);
@@ -50,9 +46,7 @@ Deno.test("atomicWriteFile writes the text with the requested mode and leaves no
       assert.equal(modeOf(await Deno.stat(`${dir}/other.json`)), 0o640);
     }
     assert.deepEqual(await listDir(dir), ["config.yaml", "other.json"]);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("atomicWriteFile defaults to mode 0600 even under a permissive umask", async () => {
@@ -69,43 +63,34 @@ Deno.test("atomicWriteFile defaults to mode 0600 even under a permissive umask",
 });
 
 Deno.test("atomicWriteFile removes its temp file when the rename fails", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+  await withTempDir(TEMP_PREFIX, async (dir) => {
     // The target is a non-empty directory: rename onto it fails.
     await Deno.mkdir(`${dir}/target`);
     await Deno.writeTextFile(`${dir}/target/keep`, "x");
     await assert.rejects(atomicWriteFile(`${dir}/target`, "text"));
     assert.deepEqual(await listDir(dir), ["target"]);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("atomicWriteFile fails cleanly when the directory does not exist", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+  await withTempDir(TEMP_PREFIX, async (dir) => {
     await assert.rejects(
       atomicWriteFile(`${dir}/missing/config.yaml`, "x"),
       Deno.errors.NotFound,
     );
     assert.deepEqual(await listDir(dir), []);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("atomicWriteFile through a symlink replaces the real file and keeps the link", async () => {
   if (IS_WINDOWS) return;
-  const dir = await Deno.makeTempDir();
-  try {
+  await withTempDir(TEMP_PREFIX, async (dir) => {
     await Deno.writeTextFile(`${dir}/real.yaml`, "old");
     await Deno.symlink(`${dir}/real.yaml`, `${dir}/link.yaml`);
     await atomicWriteFile(`${dir}/link.yaml`, "new");
     assert.ok((await Deno.lstat(`${dir}/link.yaml`)).isSymlink);
     assert.equal(await Deno.readTextFile(`${dir}/real.yaml`), "new");
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 // --- Ownership: root keeps a replaced file's owner, a new file takes its directory's.
@@ -146,11 +131,14 @@ function ownerOf(info: Deno.FileInfo): [number | null, number | null] {
   return [info.uid, info.gid];
 }
 
-/** A directory the test can hand to uid 65534: mode 0755 so that user can reach into it. */
-async function makeSharedTempDir(): Promise<string> {
-  const dir = await Deno.makeTempDir({ prefix: "openme-file-io-test-" });
-  await Deno.chmod(dir, 0o755);
-  return dir;
+/** Runs fn with a directory the test can hand to uid 65534 (mode 0755 so that user can reach into it); removes it afterwards. */
+async function withSharedTempDir(
+  fn: (dir: string) => Promise<void>,
+): Promise<void> {
+  await withTempDir("openme-file-io-test-", async (dir) => {
+    await Deno.chmod(dir, 0o755);
+    await fn(dir);
+  });
 }
 
 /** Valid `openme init` options with fresh keys. */
@@ -255,8 +243,7 @@ Deno.test({
     "atomicWriteFile run by root keeps the owner and group of the file it replaces",
   ignore: !isRoot,
   fn: async () => {
-    const dir = await makeSharedTempDir();
-    try {
+    await withSharedTempDir(async (dir) => {
       const path = `${dir}/config.yaml`;
       await Deno.writeTextFile(path, "old\n", { mode: 0o600 });
       await Deno.chown(path, NOBODY, NOBODY);
@@ -277,9 +264,7 @@ Deno.test({
       await atomicWriteFile(path, "root\n");
       assert.deepEqual(ownerOf(await Deno.stat(path)), [0, 0]);
       assert.deepEqual(await listDir(dir), ["config.yaml"]);
-    } finally {
-      await Deno.remove(dir, { recursive: true });
-    }
+    });
   },
 });
 
@@ -288,8 +273,7 @@ Deno.test({
     "atomicWriteFile run by root gives a new file its directory's owner and group",
   ignore: !isRoot,
   fn: async () => {
-    const dir = await makeSharedTempDir();
-    try {
+    await withSharedTempDir(async (dir) => {
       await Deno.mkdir(`${dir}/service`, { mode: 0o750 });
       await Deno.chown(`${dir}/service`, NOBODY, NOBODY);
       await atomicWriteFile(`${dir}/service/config.yaml`, "x: 1\n");
@@ -304,9 +288,7 @@ Deno.test({
         0,
         0,
       ]);
-    } finally {
-      await Deno.remove(dir, { recursive: true });
-    }
+    });
   },
 });
 
@@ -315,8 +297,7 @@ Deno.test({
     "openme init, add and revoke run as root keep /etc/openme/config.yaml owned by the service user",
   ignore: !isRoot,
   fn: async () => {
-    const dir = await makeSharedTempDir();
-    try {
+    await withSharedTempDir(async (dir) => {
       // What install.sh --server sets up: /etc/openme owned by the service user, 0750.
       await Deno.mkdir(`${dir}/etc`, { mode: 0o755 });
       const etc = `${dir}/etc/openme`;
@@ -349,9 +330,7 @@ Deno.test({
 
       await initServerConfig(path, { ...initOptions(), force: true });
       assert.deepEqual(ownerOf(await Deno.stat(path)), [NOBODY, NOBODY]);
-    } finally {
-      await Deno.remove(dir, { recursive: true });
-    }
+    });
   },
 });
 
@@ -360,8 +339,7 @@ Deno.test({
     "atomicWriteFile keeps owners with only --allow-read --allow-write (no --allow-sys, as the release binary)",
   ignore: !isRoot,
   fn: async () => {
-    const dir = await makeSharedTempDir();
-    try {
+    await withSharedTempDir(async (dir) => {
       const path = `${dir}/config.yaml`;
       await Deno.writeTextFile(path, "old\n", { mode: 0o600 });
       await Deno.chown(path, NOBODY, NOBODY);
@@ -369,9 +347,7 @@ Deno.test({
       assert.equal(result.code, 0, result.stderr);
       assert.equal(await Deno.readTextFile(path), "written\n");
       assert.deepEqual(ownerOf(await Deno.stat(path)), [NOBODY, NOBODY]);
-    } finally {
-      await Deno.remove(dir, { recursive: true });
-    }
+    });
   },
 });
 
@@ -380,8 +356,7 @@ Deno.test({
     "atomicWriteFile run by a non-root user keeps a file's group only when it is one of its groups, and never fails over it",
   ignore: !canRunAsNobody,
   fn: async () => {
-    const dir = await makeSharedTempDir();
-    try {
+    await withSharedTempDir(async (dir) => {
       const work = `${dir}/work`;
       await Deno.mkdir(work);
       await Deno.chown(work, NOBODY, NOBODY);
@@ -414,15 +389,12 @@ Deno.test({
       result = await runAtomicWrite(dir, path, { setpriv: asNobody });
       assert.notEqual(result.code, 0);
       assert.match(result.stderr, /PermissionDenied/);
-    } finally {
-      await Deno.remove(dir, { recursive: true });
-    }
+    });
   },
 });
 
 Deno.test("ensureDir creates missing directories with the given mode and leaves existing ones alone", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+  await withTempDir(TEMP_PREFIX, async (dir) => {
     await ensureDir(`${dir}/etc/openme`, { mode: 0o750 });
     await ensureDir(`${dir}/home/.openme`, { mode: 0o700 });
     assert.ok((await Deno.stat(`${dir}/etc/openme`)).isDirectory);
@@ -439,14 +411,11 @@ Deno.test("ensureDir creates missing directories with the given mode and leaves 
       ensureDir(`${dir}/file`, { mode: 0o700 }),
       /not a directory/,
     );
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("withFileLock runs holders one at a time and returns their result", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+  await withTempDir(TEMP_PREFIX, async (dir) => {
     const path = `${dir}/config.yaml`;
     let inside = 0;
     let maxInside = 0;
@@ -462,14 +431,11 @@ Deno.test("withFileLock runs holders one at a time and returns their result", as
     );
     assert.deepEqual(results, [0, 1, 2, 3, 4, 5]);
     assert.equal(maxInside, 1);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("withFileLock gives up with a ConfigError after its timeout and releases after a throw", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+  await withTempDir(TEMP_PREFIX, async (dir) => {
     const path = `${dir}/config.yaml`;
     let release = () => {};
     const held = new Promise<void>((resolve) => (release = resolve));
@@ -496,14 +462,11 @@ Deno.test("withFileLock gives up with a ConfigError after its timeout and releas
       }),
       "free",
     );
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("readYamlDocument reports missing, directory, non-UTF-8, oversized and malformed files", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+  await withTempDir(TEMP_PREFIX, async (dir) => {
     const cases: {
       name: string;
       setup: (path: string) => Promise<void>;
@@ -555,9 +518,7 @@ Deno.test("readYamlDocument reports missing, directory, non-UTF-8, oversized and
         },
       );
     }
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("parseYamlSource gives the line of a syntax error", () => {

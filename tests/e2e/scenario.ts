@@ -628,7 +628,14 @@ async function runScenario(
         const rules = await s.perKnockRules();
         return !rules.some((r) => /192\.0\.2\.3[ /]/.test(r));
       }, { timeoutMs: 2000, intervalMs: 100, what: "bob's rules removed" });
-      assert.match(serve.output(), /\(client bob\): client expired/);
+      // The close is logged once nft has returned, a moment after the rules went.
+      await waitFor(
+        () => /\(client bob\): client expired/.test(serve.output()),
+        {
+          timeoutMs: 2000,
+          what: "the close logged as client expired",
+        },
+      );
       const expired = drops(await s.state(), "expired");
       await s.knock("bob");
       await waitFor(
@@ -684,6 +691,15 @@ async function runScenario(
         what: "port 22 open for carol",
       });
       assert.ok(!/opened|INFO/.test(serve.output()), serve.output());
+      // Port 22 answers after its rule went in; the health port rule comes
+      // next: kill only once both are in (the session is then in the state).
+      await waitFor(
+        async () => sessionsOf(await s.state(), "carol").length > 0,
+        {
+          timeoutMs: 3000,
+          what: "carol's session (all its rules) in the state file",
+        },
+      );
       await serve.stop("SIGKILL");
       assert.ok((await s.perKnockRules()).length > 0, "kill -9 left the rules");
       assert.equal(await s.reachable(SERVER_V4), true);
@@ -710,15 +726,23 @@ async function runScenario(
         serve = await s.serve("info");
         const rules = (await s.bed.serverRules()).split("\n");
         const drop = rules.filter((r) => r.includes("openme-drop"));
-        // nft: one inet rule; iptables: one in iptables and one in ip6tables.
+        // 22/tcp and the health port: nft one inet rule each; iptables one
+        // each in iptables and in ip6tables.
         assert.equal(
           drop.length,
-          s.backend === "nft" ? 1 : 2,
+          s.backend === "nft" ? 2 : 4,
           drop.join("\n"),
         );
         assert.ok(
-          drop.every((r) => r.includes(iface) && /dport 22\b/.test(r)),
+          drop.every((r) =>
+            r.includes(iface) &&
+            new RegExp(`dport (22|${KNOCK_PORT})\\b`).test(r)
+          ),
           drop.join("\n"),
+        );
+        assert.ok(
+          drop.some((r) => new RegExp(`dport ${KNOCK_PORT}\\b`).test(r)),
+          "the health port is dropped too",
         );
         const knockRule = rules.filter((r) => r.includes("openme-knock"));
         assert.ok(
@@ -728,6 +752,11 @@ async function runScenario(
           await s.reachable(SERVER_V4),
           false,
           "closed by the drop rule",
+        );
+        assert.equal(
+          await s.reachable(SERVER_V4, { port: KNOCK_PORT }),
+          false,
+          "the health port is closed by its drop rule: status needs a knock",
         );
         await s.knock("carol");
         await waitFor(() => s.reachable(SERVER_V4, { timeoutMs: 500 }), {

@@ -5,7 +5,6 @@
  */
 
 import assert from "node:assert/strict";
-import { runTool } from "../../lib/firewall/exec.ts";
 import {
   acceptsNeighborDiscovery,
   acceptsUdpPort,
@@ -22,50 +21,20 @@ import {
   TIMESYNC_FLAG_FILE,
   toolVersion,
 } from "../../lib/firewall/inspect.ts";
+import { withTempDir } from "../support/files.ts";
+import {
+  canRunNetnsTests,
+  IP_TOOL,
+  IPTABLES_TOOLS,
+  NFT_TOOL,
+  nsExec,
+  withNamespace,
+} from "../support/netns.ts";
 
-async function detectSkipReason(): Promise<string | null> {
-  if (Deno.build.os !== "linux") return "needs Linux";
-  if (Deno.uid() !== 0) return "needs root (ip netns add, nft, iptables)";
-  for (
-    const [tool, flag] of [["ip", "-V"], ["nft", "--version"], [
-      "iptables",
-      "--version",
-    ], ["ip6tables", "--version"]]
-  ) {
-    const result = await runTool(tool, [flag]);
-    if (!result.success) {
-      return `${tool} is not usable: ${result.error ?? result.stderr.trim()}`;
-    }
-  }
-  return null;
-}
-const skipReason = await detectSkipReason();
-if (skipReason !== null) {
-  console.warn(`SKIP inspect namespace tests: ${skipReason}`);
-}
-const canRun = skipReason === null;
-
-let namespaceCounter = 0;
-
-async function withNamespace(fn: (ns: string) => Promise<void>): Promise<void> {
-  const ns = `om-insp-${Deno.pid}-${++namespaceCounter}`;
-  const added = await runTool("ip", ["netns", "add", ns]);
-  assert.ok(added.success, `ip netns add ${ns}: ${added.stderr}`);
-  try {
-    const up = await runTool("ip", ["-n", ns, "link", "set", "lo", "up"]);
-    assert.ok(up.success, up.stderr);
-    await fn(ns);
-  } finally {
-    await runTool("ip", ["netns", "del", ns]);
-  }
-}
-
-async function inNs(ns: string, args: string[], stdin?: string): Promise<void> {
-  const result = await runTool("ip", ["netns", "exec", ns, ...args], {
-    stdin,
-  });
-  assert.ok(result.success, `${args.join(" ")}: ${result.stderr}`);
-}
+const canRun = await canRunNetnsTests("inspect namespace tests", {
+  rootFor: "ip netns add, nft, iptables",
+  tools: [IP_TOOL, NFT_TOOL, ...IPTABLES_TOOLS],
+});
 
 /** A ruleset with every kind of rule the parser has to recognise. */
 const RICH_NFT_RULESET = `table inet filter {
@@ -263,19 +232,15 @@ Deno.test("isOpenmeServe recognises the binary and main.ts run by deno, not othe
 });
 
 Deno.test("toolVersion reports a missing tool with the PATH searched", async () => {
-  const empty = await Deno.makeTempDir({ prefix: "openme-empty-path-" });
-  try {
+  await withTempDir("openme-empty-path-", async (empty) => {
     const result = await toolVersion("nft", { env: { PATH: empty } });
     assert.equal(result.ok, false);
     if (!result.ok) assert.match(result.error, /command not found: nft/);
-  } finally {
-    await Deno.remove(empty, { recursive: true });
-  }
+  });
 });
 
 Deno.test("inspectClockSync without timedatectl says it cannot tell (unless timesyncd's flag file exists)", async () => {
-  const empty = await Deno.makeTempDir({ prefix: "openme-empty-path-" });
-  try {
+  await withTempDir("openme-empty-path-", async (empty) => {
     const clock = await inspectClockSync({ env: { PATH: empty } });
     let flagExists = true;
     try {
@@ -292,21 +257,19 @@ Deno.test("inspectClockSync without timedatectl says it cannot tell (unless time
       assert.equal(clock.synchronized, null);
       assert.match(clock.source, /command not found: timedatectl/);
     }
-  } finally {
-    await Deno.remove(empty, { recursive: true });
-  }
+  });
 });
 
 Deno.test({
   name: "inspectNftRuleset reads a ruleset built in a namespace",
   ignore: !canRun,
   fn: async () => {
-    await withNamespace(async (ns) => {
+    await withNamespace("insp", async (ns) => {
       const empty = await inspectNftRuleset({ netns: ns });
       assert.ok(empty.ok);
       if (empty.ok) assert.equal(empty.value.input.exists, false);
 
-      await inNs(ns, ["nft", "-f", "-"], RICH_NFT_RULESET);
+      await nsExec(ns, ["nft", "-f", "-"], { stdin: RICH_NFT_RULESET });
       const listed = await inspectNftRuleset({ netns: ns });
       assert.ok(listed.ok, listed.ok ? "" : listed.error);
       if (!listed.ok) return;
@@ -336,7 +299,7 @@ Deno.test({
         otherInputChains.map((c) => [c.where, c.defaultDeny]),
         [["table ip other chain INPUT", true]],
       );
-    });
+    }, { loopbackUp: true });
   },
 });
 
@@ -345,9 +308,9 @@ Deno.test({
     "inspectIptablesRuleset reads INPUT of iptables and ip6tables in a namespace",
   ignore: !canRun,
   fn: async () => {
-    await withNamespace(async (ns) => {
-      await inNs(ns, ["iptables", "-w", "-P", "INPUT", "DROP"]);
-      await inNs(ns, [
+    await withNamespace("insp", async (ns) => {
+      await nsExec(ns, ["iptables", "-w", "-P", "INPUT", "DROP"]);
+      await nsExec(ns, [
         "iptables",
         "-w",
         "-A",
@@ -359,7 +322,7 @@ Deno.test({
         "-j",
         "ACCEPT",
       ]);
-      await inNs(ns, [
+      await nsExec(ns, [
         "ip6tables",
         "-w",
         "-A",
@@ -379,7 +342,7 @@ Deno.test({
       assert.equal(listed.value.v6.policy, "accept");
       assert.equal(listed.value.v6.defaultDeny, false);
       assert.deepEqual(listed.value.v6.acceptedIcmpv6Types, [135]);
-    });
+    }, { loopbackUp: true });
   },
 });
 
@@ -388,7 +351,7 @@ Deno.test({
     "listBoundSockets sees a namespace's sockets and findSocketOwners finds the process",
   ignore: !canRun,
   fn: async () => {
-    await withNamespace(async (ns) => {
+    await withNamespace("insp", async (ns) => {
       const port = 41000 + (Deno.pid % 10000);
       const code = `import { createSocket } from "node:dgram";
 const u = createSocket("udp6");
@@ -436,6 +399,6 @@ setTimeout(() => Deno.exit(0), 20000);`;
         await child.status;
         await child.stdout.cancel().catch(() => {});
       }
-    });
+    }, { loopbackUp: true });
   },
 });

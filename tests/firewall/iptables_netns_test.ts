@@ -4,11 +4,17 @@
  * `netns` option), so the host's rules are never touched.
  */
 import assert from "node:assert/strict";
-import { runTool } from "../../lib/firewall/exec.ts";
 import type { BaseRulesOptions } from "../../lib/firewall/backend.ts";
 import { IptablesBackend } from "../../lib/firewall/iptables.ts";
 import type { IpAddress } from "../../lib/ip.ts";
 import { setLogSink } from "../../lib/log.ts";
+import {
+  canRunNetnsTests,
+  IP_TOOL,
+  IPTABLES_TOOLS,
+  nsExec,
+  withNamespace,
+} from "../support/netns.ts";
 
 setLogSink(() => {});
 
@@ -22,64 +28,18 @@ const BASE: BaseRulesOptions = {
 };
 const EMPTY = ["-P INPUT ACCEPT"];
 
-async function detectSkipReason(): Promise<string | null> {
-  if (Deno.build.os !== "linux") return "needs Linux";
-  if (Deno.uid() !== 0) return "needs root (ip netns add, iptables)";
-  for (
-    const [tool, flag] of [["ip", "-V"], ["iptables", "--version"], [
-      "ip6tables",
-      "--version",
-    ]]
-  ) {
-    const result = await runTool(tool, [flag]);
-    if (!result.success) {
-      return `${tool} is not usable: ${result.error ?? result.stderr.trim()}`;
-    }
-  }
-  return null;
-}
+const canRun = await canRunNetnsTests("iptables namespace tests", {
+  rootFor: "ip netns add, iptables",
+  tools: [IP_TOOL, ...IPTABLES_TOOLS],
+});
 
-const skipReason = await detectSkipReason();
-if (skipReason !== null) {
-  console.warn(`SKIP iptables namespace tests: ${skipReason}`);
-}
-const canRun = skipReason === null;
-
-let namespaceCounter = 0;
-
-/** Runs fn with a fresh namespace that is always deleted afterwards. */
-async function withNamespace(fn: (ns: string) => Promise<void>): Promise<void> {
-  const ns = `om-fw-${Deno.pid}-i${++namespaceCounter}`;
-  const added = await runTool("ip", ["netns", "add", ns]);
-  assert.ok(added.success, `ip netns add ${ns}: ${added.stderr}`);
-  try {
-    await fn(ns);
-  } finally {
-    const deleted = await runTool("ip", ["netns", "del", ns]);
-    if (!deleted.success) {
-      console.error(`could not delete namespace ${ns}: ${deleted.stderr}`);
-    }
-  }
-}
-
+/** Runs `iptables -w` or `ip6tables -w` in the namespace; returns its output. */
 async function tool(
   ns: string,
   name: "iptables" | "ip6tables",
   args: string[],
 ): Promise<string> {
-  const result = await runTool("ip", [
-    "netns",
-    "exec",
-    ns,
-    name,
-    "-w",
-    ...args,
-  ]);
-  assert.ok(
-    result.success,
-    `${name} ${args.join(" ")} failed: ${result.stderr}`,
-  );
-  return result.stdout;
+  return await nsExec(ns, [name, "-w", ...args]);
 }
 
 /** `-S INPUT` lines. */
@@ -143,7 +103,7 @@ Deno.test({
     "iptables setup on empty chains adds knock and drop rules in both families; teardown removes them",
   ignore: !canRun,
   fn: async () => {
-    await withNamespace(async (ns) => {
+    await withNamespace("fw-i", async (ns) => {
       const backend = new IptablesBackend({ netns: ns });
       try {
         await backend.setup({
@@ -177,7 +137,7 @@ Deno.test({
     "iptables opens v4, v6 and range rules before the drops and teardown keeps the operator's rules",
   ignore: !canRun,
   fn: async () => {
-    await withNamespace(async (ns) => {
+    await withNamespace("fw-i", async (ns) => {
       await addOperatorRules(ns);
       const v4Before = await inputLines(ns, "iptables");
       const v6Before = await inputLines(ns, "ip6tables");
@@ -246,7 +206,7 @@ Deno.test({
     "iptables close succeeds quietly when a rule was deleted behind the backend's back",
   ignore: !canRun,
   fn: async () => {
-    await withNamespace(async (ns) => {
+    await withNamespace("fw-i", async (ns) => {
       const backend = new IptablesBackend({ netns: ns });
       try {
         await backend.setup(BASE);
@@ -289,7 +249,7 @@ Deno.test({
     "iptables setup removes stale openme rules of a dead run and keeps the operator's rules",
   ignore: !canRun,
   fn: async () => {
-    await withNamespace(async (ns) => {
+    await withNamespace("fw-i", async (ns) => {
       await addOperatorRules(ns);
       const v4Before = await inputLines(ns, "iptables");
       const v6Before = await inputLines(ns, "ip6tables");
@@ -333,7 +293,7 @@ Deno.test({
   name: "iptables rules match the interface when one is set",
   ignore: !canRun,
   fn: async () => {
-    await withNamespace(async (ns) => {
+    await withNamespace("fw-i", async (ns) => {
       const backend = new IptablesBackend({ netns: ns });
       try {
         await backend.setup({
@@ -361,7 +321,7 @@ Deno.test({
     "iptables updateBaseRules replaces knock and drop rules and keeps open per-knock rules",
   ignore: !canRun,
   fn: async () => {
-    await withNamespace(async (ns) => {
+    await withNamespace("fw-i", async (ns) => {
       const backend = new IptablesBackend({ netns: ns });
       try {
         await backend.setup({
@@ -399,7 +359,7 @@ Deno.test({
   name: "iptables concurrent opens and closes are serialised",
   ignore: !canRun,
   fn: async () => {
-    await withNamespace(async (ns) => {
+    await withNamespace("fw-i", async (ns) => {
       const backend = new IptablesBackend({ netns: ns });
       try {
         await backend.setup(BASE);

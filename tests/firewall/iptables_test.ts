@@ -4,9 +4,11 @@ import {
   buildIptablesAcceptSpec,
   buildIptablesDropSpec,
   buildIptablesKnockSpec,
+  buildIptablesRestoreDeleteScript,
   iptablesArgs,
   IptablesBackend,
   iptablesPortArgs,
+  iptablesRuleKey,
   iptablesToolFor,
   parseIptablesRules,
   splitIptablesLine,
@@ -180,6 +182,7 @@ n=$(cat "$dir/count" 2>/dev/null || echo 0)
 n=$((n + 1))
 echo "$n" > "$dir/count"
 echo "$(basename "$0") $*" >> "$dir/calls.log"
+case "$(basename "$0")" in *-restore) cat > "$dir/stdin-$n.txt" ;; esac
 [ -f "$dir/out-$n.txt" ] && cat "$dir/out-$n.txt"
 [ -f "$dir/err-$n.txt" ] && cat "$dir/err-$n.txt" >&2
 if [ -f "$dir/code-$n.txt" ]; then exit "$(cat "$dir/code-$n.txt")"; fi
@@ -193,7 +196,12 @@ class FakeIptables {
   constructor(readonly dir: string) {}
 
   static async create(
-    tools: string[] = ["iptables", "ip6tables"],
+    tools: string[] = [
+      "iptables",
+      "ip6tables",
+      "iptables-restore",
+      "ip6tables-restore",
+    ],
   ): Promise<FakeIptables> {
     const dir = await Deno.makeTempDir({ prefix: "openme-fake-iptables-" });
     for (const tool of tools) {
@@ -235,6 +243,10 @@ class FakeIptables {
     }
   }
 
+  stdin(call: number): Promise<string> {
+    return Deno.readTextFile(`${this.dir}/stdin-${call}.txt`);
+  }
+
   async remove(): Promise<void> {
     await Deno.remove(this.dir, { recursive: true });
   }
@@ -265,16 +277,25 @@ Deno.test("IptablesBackend.setup removes stale tagged rules and adds knock and d
     );
     assert.deepEqual(await fake.calls(), [
       "iptables -w -S INPUT",
-      "iptables -w -D INPUT -s 192.0.2.2/32 -p tcp -m tcp --dport 8080:8090 -m comment --comment openme -j ACCEPT",
-      "iptables -w -D INPUT -s 192.0.2.2/32 -i eth0 -p tcp -m tcp --dport 22 -m comment --comment openme -j ACCEPT",
-      "iptables -w -D INPUT -p udp -m udp --dport 54154 -m comment --comment openme-knock -j ACCEPT",
-      "iptables -w -D INPUT -p tcp -m tcp --dport 22 -m comment --comment openme-drop -j DROP",
+      "iptables-restore --noflush -w",
       "iptables -w -I INPUT -i eth0 -p udp --dport 54154 -j ACCEPT -m comment --comment openme-knock",
       "iptables -w -A INPUT -i eth0 -p tcp --dport 22 -j DROP -m comment --comment openme-drop",
       "ip6tables -w -S INPUT",
       "ip6tables -w -I INPUT -i eth0 -p udp --dport 54154 -j ACCEPT -m comment --comment openme-knock",
       "ip6tables -w -A INPUT -i eth0 -p tcp --dport 22 -j DROP -m comment --comment openme-drop",
     ]);
+    assert.equal(
+      await fake.stdin(2),
+      [
+        "*filter",
+        "-D INPUT -s 192.0.2.2/32 -p tcp -m tcp --dport 8080:8090 -m comment --comment openme -j ACCEPT",
+        "-D INPUT -s 192.0.2.2/32 -i eth0 -p tcp -m tcp --dport 22 -m comment --comment openme -j ACCEPT",
+        "-D INPUT -p udp -m udp --dport 54154 -m comment --comment openme-knock -j ACCEPT",
+        "-D INPUT -p tcp -m tcp --dport 22 -m comment --comment openme-drop -j DROP",
+        "COMMIT",
+        "",
+      ].join("\n"),
+    );
     assert.ok(
       logs.some((line) =>
         line.startsWith("WARN") &&
@@ -410,24 +431,178 @@ Deno.test("IptablesBackend.close reports other failures and refuses handles it d
   }
 });
 
-Deno.test("IptablesBackend.teardown removes all three tags in both families and nothing else", async () => {
+Deno.test("IptablesBackend.teardown removes all three tags in both families and nothing else, one restore per family", async () => {
   const fake = await FakeIptables.create();
   try {
     const backend = new IptablesBackend({ env: fake.env });
     await backend.setup({ ...BASE, openKnockPort: false });
     await fake.respond(3, { out: IPTABLES_S_SAMPLE });
-    await fake.respond(8, { out: IP6TABLES_S_SAMPLE });
+    await fake.respond(5, { out: IP6TABLES_S_SAMPLE + IP6TABLES_S_SAMPLE });
     await backend.teardown();
-    const deletes = (await fake.calls()).slice(2).filter((call) =>
-      call.includes(" -D ")
-    );
-    assert.equal(deletes.length, 5);
+    assert.deepEqual((await fake.calls()).slice(2), [
+      "iptables -w -S INPUT",
+      "iptables-restore --noflush -w",
+      "ip6tables -w -S INPUT",
+      "ip6tables-restore --noflush -w",
+    ]);
+    const v4 = (await fake.stdin(4)).split("\n");
+    assert.equal(v4.length, 7, v4.join("\n"));
+    assert.equal(v4[0], "*filter");
+    assert.equal(v4[5], "COMMIT");
     assert.ok(
-      deletes.every((call) => / --comment openme(-knock|-drop)? /.test(call)),
+      v4.slice(1, 5).every((line) =>
+        line.startsWith("-D INPUT ") &&
+        / --comment openme(-knock|-drop)? /.test(line)
+      ),
     );
-    assert.ok(
-      deletes[4].startsWith("ip6tables -w -D INPUT -s 2001:db8::1/128"),
+    assert.ok(!v4.some((line) => /my rule|openme2/.test(line)));
+    assert.match(
+      await fake.stdin(6),
+      /^\*filter\n-D INPUT -s 2001:db8::1\/128 /,
     );
+  } finally {
+    await fake.remove();
+  }
+});
+
+Deno.test("IptablesBackend.teardown falls back to one -D per rule when iptables-restore fails", async () => {
+  const fake = await FakeIptables.create();
+  try {
+    const backend = new IptablesBackend({ env: fake.env });
+    await backend.setup({ ...BASE, openKnockPort: false });
+    await fake.respond(3, { out: IPTABLES_S_SAMPLE });
+    await fake.respond(4, {
+      code: 2,
+      err: "iptables-restore: unrecognized option '--wait'\n",
+    });
+    await fake.respond(6, { code: 1, err: BAD_RULE });
+    await backend.teardown();
+    assert.deepEqual((await fake.calls()).slice(2), [
+      "iptables -w -S INPUT",
+      "iptables-restore --noflush -w",
+      "iptables -w -D INPUT -s 192.0.2.2/32 -p tcp -m tcp --dport 8080:8090 -m comment --comment openme -j ACCEPT",
+      "iptables -w -D INPUT -s 192.0.2.2/32 -i eth0 -p tcp -m tcp --dport 22 -m comment --comment openme -j ACCEPT",
+      "iptables -w -D INPUT -p udp -m udp --dport 54154 -m comment --comment openme-knock -j ACCEPT",
+      "iptables -w -D INPUT -p tcp -m tcp --dport 22 -m comment --comment openme-drop -j DROP",
+      "ip6tables -w -S INPUT",
+    ]);
+  } finally {
+    await fake.remove();
+  }
+});
+
+Deno.test("IptablesBackend.teardown works without iptables-restore installed (one -D per rule)", async () => {
+  const fake = await FakeIptables.create(["iptables", "ip6tables"]);
+  try {
+    // PATH is the fake directory only (no real iptables-restore can be found
+    // there), with the two utilities the fake tool itself needs.
+    for (const utility of ["cat", "basename"]) {
+      const real = ["/usr/bin", "/bin"].map((dir) => `${dir}/${utility}`)
+        .find((path) => {
+          try {
+            return Deno.statSync(path).isFile;
+          } catch {
+            return false;
+          }
+        });
+      assert.ok(real !== undefined, `${utility} not found`);
+      await Deno.symlink(real, `${fake.dir}/${utility}`);
+    }
+    const backend = new IptablesBackend({
+      env: { ...fake.env, PATH: fake.dir },
+    });
+    await backend.setup({ ...BASE, openKnockPort: false });
+    await fake.respond(3, { out: IPTABLES_S_SAMPLE });
+    await backend.teardown();
+    const calls = (await fake.calls()).slice(2);
+    assert.equal(
+      calls.filter((c) => c.startsWith("iptables -w -D ")).length,
+      4,
+    );
+  } finally {
+    await fake.remove();
+  }
+});
+
+Deno.test("buildIptablesRestoreDeleteScript writes one -D line per listed rule in a *filter block", () => {
+  const rules = parseIptablesRules(IPTABLES_S_SAMPLE, {
+    comments: ["openme-drop", "my rule"],
+  });
+  assert.equal(
+    buildIptablesRestoreDeleteScript(rules),
+    "*filter\n" +
+      "-D INPUT -p tcp -m tcp --dport 22 -m comment --comment openme-drop -j DROP\n" +
+      '-D INPUT -p tcp -m tcp --dport 23 -m comment --comment "my rule" -j DROP\n' +
+      "COMMIT\n",
+  );
+});
+
+Deno.test("iptablesRuleKey matches a spec openme built with the line iptables -S lists for it", () => {
+  const listed = parseIptablesRules(IPTABLES_S_SAMPLE + IP6TABLES_S_SAMPLE, {
+    comments: ["openme", "openme-knock", "openme-drop"],
+  }).map((rule) => iptablesRuleKey(rule.spec));
+  const ours = [
+    buildIptablesAcceptSpec(
+      V4,
+      { port: 8080, endPort: 8090, proto: "tcp" },
+      NO_IF,
+    ),
+    buildIptablesAcceptSpec(V4, { port: 22, proto: "tcp" }, {
+      interface: "eth0",
+    }),
+    buildIptablesKnockSpec(54154, NO_IF),
+    buildIptablesDropSpec({ port: 22, proto: "tcp" }, NO_IF),
+    buildIptablesAcceptSpec(V6, { port: 22, proto: "tcp" }, NO_IF),
+  ].map(iptablesRuleKey);
+  assert.deepEqual(ours, listed);
+  assert.notEqual(
+    iptablesRuleKey(
+      buildIptablesAcceptSpec(V4, { port: 22, proto: "tcp" }, NO_IF),
+    ),
+    iptablesRuleKey(buildIptablesAcceptSpec(V4, { port: 22, proto: "tcp" }, {
+      interface: "eth0",
+    })),
+  );
+  assert.notEqual(
+    iptablesRuleKey(
+      buildIptablesAcceptSpec(V4, { port: 22, proto: "tcp" }, NO_IF),
+    ),
+    iptablesRuleKey(
+      buildIptablesAcceptSpec(V4, { port: 23, proto: "tcp" }, NO_IF),
+    ),
+  );
+});
+
+Deno.test("IptablesBackend.ensureBaseRules puts back a missing knock rule and reports per-knock rules that are gone", async () => {
+  const fake = await FakeIptables.create();
+  try {
+    const backend = new IptablesBackend({ env: fake.env });
+    await backend.setup(BASE);
+    // calls 1-4: setup (listing and knock rule per family); 5-6: two opens.
+    const kept = await backend.open(V4, [{ port: 22, proto: "tcp" }]);
+    const gone = await backend.open({ family: 4, text: "192.0.2.3" }, [{
+      port: 22,
+      proto: "tcp",
+    }]);
+    // 7: iptables -S after `iptables -F INPUT` and a partial restore.
+    await fake.respond(7, {
+      out: "-P INPUT DROP\n" +
+        "-A INPUT -s 192.0.2.2/32 -p tcp -m tcp --dport 22 -m comment --comment openme -j ACCEPT\n",
+    });
+    // 10: ip6tables -S still has the knock rule.
+    await fake.respond(10, {
+      out: "-P INPUT DROP\n" +
+        "-A INPUT -p udp -m udp --dport 54154 -m comment --comment openme-knock -j ACCEPT\n",
+    });
+    const check = await backend.ensureBaseRules([kept, gone]);
+    assert.deepEqual(check.repaired, ["knock and drop rules (iptables)"]);
+    assert.deepEqual(check.lost, [gone]);
+    assert.deepEqual((await fake.calls()).slice(6), [
+      "iptables -w -S INPUT",
+      "iptables -w -S INPUT",
+      "iptables -w -I INPUT -p udp --dport 54154 -j ACCEPT -m comment --comment openme-knock",
+      "ip6tables -w -S INPUT",
+    ]);
   } finally {
     await fake.remove();
   }

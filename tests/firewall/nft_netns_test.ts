@@ -4,11 +4,17 @@
  * host's ruleset is never touched.
  */
 import assert from "node:assert/strict";
-import { runTool } from "../../lib/firewall/exec.ts";
 import type { BaseRulesOptions } from "../../lib/firewall/backend.ts";
 import { NftBackend } from "../../lib/firewall/nft.ts";
 import type { IpAddress } from "../../lib/ip.ts";
 import { setLogSink } from "../../lib/log.ts";
+import {
+  canRunNetnsTests,
+  IP_TOOL,
+  NFT_TOOL,
+  nsExec,
+  withNamespace,
+} from "../support/netns.ts";
 
 setLogSink(() => {});
 
@@ -21,51 +27,18 @@ const BASE: BaseRulesOptions = {
   interface: null,
 };
 
-async function detectSkipReason(): Promise<string | null> {
-  if (Deno.build.os !== "linux") return "needs Linux";
-  if (Deno.uid() !== 0) return "needs root (ip netns add, nft)";
-  for (const [tool, flag] of [["ip", "-V"], ["nft", "--version"]]) {
-    const result = await runTool(tool, [flag]);
-    if (!result.success) {
-      return `${tool} is not usable: ${result.error ?? result.stderr.trim()}`;
-    }
-  }
-  return null;
-}
+const canRun = await canRunNetnsTests("nft namespace tests", {
+  rootFor: "ip netns add, nft",
+  tools: [IP_TOOL, NFT_TOOL],
+});
 
-const skipReason = await detectSkipReason();
-if (skipReason !== null) {
-  console.warn(`SKIP nft namespace tests: ${skipReason}`);
-}
-const canRun = skipReason === null;
-
-let namespaceCounter = 0;
-
-/** Runs fn with a fresh namespace that is always deleted afterwards. */
-async function withNamespace(fn: (ns: string) => Promise<void>): Promise<void> {
-  const ns = `om-fw-${Deno.pid}-n${++namespaceCounter}`;
-  const added = await runTool("ip", ["netns", "add", ns]);
-  assert.ok(added.success, `ip netns add ${ns}: ${added.stderr}`);
-  try {
-    await fn(ns);
-  } finally {
-    const deleted = await runTool("ip", ["netns", "del", ns]);
-    if (!deleted.success) {
-      console.error(`could not delete namespace ${ns}: ${deleted.stderr}`);
-    }
-  }
-}
-
+/** Runs nft in the namespace; returns its output. */
 async function nft(
   ns: string,
   args: string[],
   stdin?: string,
 ): Promise<string> {
-  const result = await runTool("ip", ["netns", "exec", ns, "nft", ...args], {
-    stdin,
-  });
-  assert.ok(result.success, `nft ${args.join(" ")} failed: ${result.stderr}`);
-  return result.stdout;
+  return await nsExec(ns, ["nft", ...args], { stdin });
 }
 
 /** The rule lines of a chain as `nft list chain` prints them, without handles. */
@@ -148,7 +121,7 @@ Deno.test({
     "nft setup on an empty ruleset creates table, chains and jump; teardown removes everything",
   ignore: !canRun,
   fn: async () => {
-    await withNamespace(async (ns) => {
+    await withNamespace("fw-n", async (ns) => {
       const backend = new NftBackend({ netns: ns });
       try {
         await backend.setup({
@@ -197,7 +170,7 @@ Deno.test({
     "nft opens v4, v6 and range rules in an operator ruleset, before the drops, and teardown keeps the operator's rules",
   ignore: !canRun,
   fn: async () => {
-    await withNamespace(async (ns) => {
+    await withNamespace("fw-n", async (ns) => {
       await nft(ns, ["-f", "-"], OPERATOR_RULESET);
       const inputBefore = await chainRules(ns, "input");
       const forwardBefore = await nft(ns, [
@@ -299,7 +272,7 @@ Deno.test({
     "nft close succeeds quietly when a rule was deleted behind the backend's back",
   ignore: !canRun,
   fn: async () => {
-    await withNamespace(async (ns) => {
+    await withNamespace("fw-n", async (ns) => {
       const backend = new NftBackend({ netns: ns });
       try {
         await backend.setup(BASE);
@@ -346,7 +319,7 @@ Deno.test({
     "nft setup removes stale openme rules of a dead run and keeps the operator's rules",
   ignore: !canRun,
   fn: async () => {
-    await withNamespace(async (ns) => {
+    await withNamespace("fw-n", async (ns) => {
       await nft(
         ns,
         ["-f", "-"],
@@ -394,7 +367,7 @@ Deno.test({
     "nft adds the jump before the operator's catch-all drop and removes only that jump on teardown",
   ignore: !canRun,
   fn: async () => {
-    await withNamespace(async (ns) => {
+    await withNamespace("fw-n", async (ns) => {
       await nft(
         ns,
         ["-f", "-"],
@@ -441,7 +414,7 @@ Deno.test({
   name: "nft rules match the interface when one is set",
   ignore: !canRun,
   fn: async () => {
-    await withNamespace(async (ns) => {
+    await withNamespace("fw-n", async (ns) => {
       const backend = new NftBackend({ netns: ns });
       try {
         await backend.setup({
@@ -468,7 +441,7 @@ Deno.test({
     "nft updateBaseRules replaces knock and drop rules and keeps open per-knock rules",
   ignore: !canRun,
   fn: async () => {
-    await withNamespace(async (ns) => {
+    await withNamespace("fw-n", async (ns) => {
       const backend = new NftBackend({ netns: ns });
       try {
         await backend.setup({
@@ -505,7 +478,7 @@ Deno.test({
     "nft concurrent opens and closes are serialised and each gets its own handles",
   ignore: !canRun,
   fn: async () => {
-    await withNamespace(async (ns) => {
+    await withNamespace("fw-n", async (ns) => {
       const backend = new NftBackend({ netns: ns });
       try {
         await backend.setup(BASE);
@@ -542,7 +515,7 @@ Deno.test({
     "nft open recreates the chain and jump when the ruleset was flushed behind the backend's back",
   ignore: !canRun,
   fn: async () => {
-    await withNamespace(async (ns) => {
+    await withNamespace("fw-n", async (ns) => {
       const backend = new NftBackend({ netns: ns });
       try {
         await backend.setup(BASE);

@@ -6,6 +6,7 @@ import {
   buildNftDropRule,
   buildNftKnockRule,
   buildNftOpenScript,
+  findMissingNftBase,
   NftBackend,
   type NftOwnedState,
   nftPortMatch,
@@ -948,6 +949,140 @@ Deno.test("NftBackend runs nft inside a network namespace through ip netns exec 
       () => new NftBackend({ netns: "-bad" }),
       /invalid network namespace name/,
     );
+  } finally {
+    await fake.remove();
+  }
+});
+
+/** A `nft -j list table inet filter` answer with chains openme (handle 1) and input (handle 2). */
+function listingJson(
+  tableHandle: number,
+  rules: { chain: string; handle: number; comment?: string; jump?: string }[],
+): string {
+  return JSON.stringify({
+    nftables: [
+      { metainfo: { version: "1.0.6", json_schema_version: 1 } },
+      { table: { family: "inet", name: "filter", handle: tableHandle } },
+      { chain: { family: "inet", table: "filter", name: "openme", handle: 1 } },
+      {
+        chain: {
+          family: "inet",
+          table: "filter",
+          name: "input",
+          handle: 2,
+          type: "filter",
+          hook: "input",
+          prio: 0,
+          policy: "drop",
+        },
+      },
+      ...rules.map((rule) => ({
+        rule: {
+          family: "inet",
+          table: "filter",
+          chain: rule.chain,
+          handle: rule.handle,
+          ...(rule.comment !== undefined ? { comment: rule.comment } : {}),
+          expr: rule.jump !== undefined
+            ? [{ jump: { target: rule.jump } }]
+            : [{ accept: null }],
+        },
+      })),
+    ],
+  });
+}
+
+Deno.test("parseNftTableListing reads the table handle and the openme chain handle", () => {
+  const listing = parseNftTableListing(LISTING_SAMPLE);
+  assert.equal(listing.tableHandle, "1");
+  assert.equal(listing.openmeChainHandle, "1");
+  const other = parseNftTableListing(listingJson(7, []));
+  assert.equal(other.tableHandle, "7");
+});
+
+Deno.test("findMissingNftBase names the table, chains, jump, knock and drop rules that are gone", () => {
+  const complete = [
+    { chain: "input", handle: 3, jump: "openme" },
+    { chain: "openme", handle: 4, comment: "openme-knock" },
+    { chain: "openme", handle: 5, comment: "openme-drop" },
+  ];
+  const options = { ...BASE, dropPorts: [{ port: 22, proto: "tcp" as const }] };
+  assert.deepEqual(findMissingNftBase(null, options), ["table inet filter"]);
+  assert.deepEqual(
+    findMissingNftBase(parseNftTableListing(listingJson(1, complete)), options),
+    [],
+  );
+  assert.deepEqual(
+    findMissingNftBase(parseNftTableListing(listingJson(1, [])), options),
+    [
+      "jump from input to openme",
+      "knock rule (udp/54154)",
+      "drop rules (1)",
+    ],
+  );
+  assert.deepEqual(
+    findMissingNftBase(
+      parseNftTableListing(listingJson(1, complete)),
+      { ...options, openKnockPort: false, dropPorts: [] },
+    ),
+    ["knock rule (udp/54154)", "drop rules (0)"],
+  );
+});
+
+Deno.test("NftBackend.ensureBaseRules reports lost handles and, after a ruleset reload, forgets every handle and puts the base rules back", async () => {
+  const fake = await FakeNft.create();
+  try {
+    const backend = await setUpFake(fake, { interface: null });
+    await fake.respond(3, {
+      out:
+        'insert rule inet filter openme ip saddr 192.0.2.2 tcp dport 22 accept comment "openme" # handle 7\n',
+    });
+    await fake.respond(4, {
+      out:
+        'insert rule inet filter openme ip saddr 192.0.2.3 tcp dport 22 accept comment "openme" # handle 8\n',
+    });
+    const kept = await backend.open(V4, [{ port: 22, proto: "tcp" }]);
+    const gone = await backend.open({ family: 4, text: "192.0.2.3" }, [{
+      port: 22,
+      proto: "tcp",
+    }]);
+    // 5: same table and chain; rule 8 was deleted by hand.
+    await fake.respond(5, {
+      out: listingJson(1, [
+        { chain: "input", handle: 3, jump: "openme", comment: "openme-jump" },
+        { chain: "openme", handle: 7, comment: "openme" },
+        { chain: "openme", handle: 4, comment: "openme-knock" },
+      ]),
+    });
+    let check = await backend.ensureBaseRules([kept, gone]);
+    assert.deepEqual(check, { repaired: [], lost: [gone] });
+    assert.equal(backend.openRuleCount, 1);
+    assert.equal((await fake.calls()).length, 5, "one listing, nothing else");
+    // 6: `nft flush ruleset` + the operator's file: a new table (handle 2)
+    // in which handle 7 happens to name a rule again; no knock rule.
+    await fake.respond(6, {
+      out: listingJson(2, [
+        { chain: "input", handle: 3, jump: "openme" },
+        { chain: "openme", handle: 7, comment: "openme" },
+      ]),
+    });
+    check = await backend.ensureBaseRules([kept]);
+    assert.deepEqual(check, {
+      repaired: ["knock rule (udp/54154)"],
+      lost: [kept],
+    });
+    assert.equal(backend.openRuleCount, 0, "stale handles forgotten");
+    assert.deepEqual((await fake.calls()).slice(5), [
+      "nft -t -j list table inet filter",
+      "nft -e -a -f -",
+    ]);
+    assert.equal(
+      await fake.stdin(7),
+      'add rule inet filter openme udp dport 54154 accept comment "openme-knock"\n',
+    );
+    // Closing the lost set deletes nothing (handle 7 is not ours any more).
+    await backend.close(kept);
+    assert.equal((await fake.calls()).length, 7);
   } finally {
     await fake.remove();
   }

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { connect } from "node:net";
 import { createSocket } from "node:dgram";
-import { keyFingerprint } from "../../lib/crypto.ts";
+import { keyFingerprint, prepareEd25519VerifyKey } from "../../lib/crypto.ts";
 import { buildKnock } from "../../lib/packet.ts";
 import { OpenmeServer, type ServerOptions } from "../../lib/server/daemon.ts";
 import { readStateFile } from "../../lib/server/state_file.ts";
@@ -256,7 +256,7 @@ Deno.test("a failed open records no session; a later knock opens once the firewa
   }
 });
 
-Deno.test("stop closes every session, tears the firewall down and writes an empty state", async () => {
+Deno.test("stop removes every session with one teardown (no close per session) and writes an empty state", async () => {
   const h = await startHarness({ names: ["alice", "bob"] });
   try {
     await h.send(
@@ -269,8 +269,10 @@ Deno.test("stop closes every session, tears the firewall down and writes an empt
     });
     await h.server.stop();
     const ops = h.backend.calls.map((c) => c.op);
-    assert.equal(ops.filter((op) => op === "close").length, 2);
+    assert.equal(ops.filter((op) => op === "close").length, 0);
+    assert.equal(ops.filter((op) => op === "teardown").length, 1);
     assert.equal(ops.at(-1), "teardown");
+    assert.equal(h.log.matching(/: shutdown$/).length, 2);
     assert.equal(h.backend.live.size, 0);
     assert.equal(h.server.sessions().length, 0);
     const state = await readStateFile(h.stateFile);
@@ -714,6 +716,307 @@ Deno.test("a reload that changes a client's ports moves its open session to them
     assert.equal(session.expiresAtMs, deadline);
     assert.equal(h.backend.live.size, 2);
     assert.equal(h.backend.callsOf("close").length, 1);
+  } finally {
+    await h.close();
+  }
+});
+
+Deno.test("drop_ports: the health port is in the drop set, so status needs a knock on an accept-policy host", async () => {
+  const h = await startHarness({ config: { dropPorts: true } });
+  try {
+    const setup = h.backend.callsOf("setup")[0];
+    assert.deepEqual(setup.base?.dropPorts, [
+      { port: 22, proto: "tcp" },
+      { port: h.server.healthPort, proto: "tcp" },
+    ]);
+    await h.rewrite({ dropPorts: false });
+    assert.equal(await h.server.reload("test"), true);
+    assert.deepEqual(
+      h.backend.callsOf("updateBaseRules")[0].base?.dropPorts,
+      [],
+    );
+  } finally {
+    await h.close();
+  }
+});
+
+Deno.test("a changed server private_key is warned about on reload and the key in force stays", async () => {
+  const h = await startHarness();
+  try {
+    const oldPublic = h.server.config.publicKey;
+    await h.rewrite({ server: freshKeys([]).server });
+    assert.equal(await h.server.reload("test"), true);
+    assert.equal(
+      h.log.matching(
+        /^WARN {2}server key changes take effect after a restart/,
+      ).length,
+      1,
+    );
+    assert.deepEqual(h.server.config.publicKey, oldPublic);
+    // Knocks built for the key the server started with still open.
+    await h.send(h.knock("alice"));
+    await waitFor(() => sessionOf(h, "alice") !== undefined, {
+      timeoutMs: 2000,
+      what: "a knock for the old key accepted",
+    });
+    // A reload that does not change the key does not warn again.
+    await h.rewrite({ knockTimeout: "20s" });
+    assert.equal(await h.server.reload("test"), true);
+    assert.equal(h.log.matching(/server key changes/).length, 2);
+  } finally {
+    await h.close();
+  }
+});
+
+Deno.test("a knock accepted before a restart is refused as a replay after it (nonces kept in the state file)", async () => {
+  const h = await startHarness({ config: { replayWindow: "60s" } });
+  let second: OpenmeServer | null = null;
+  try {
+    const packet = h.knock("alice");
+    await h.send(packet);
+    await waitFor(() => sessionOf(h, "alice") !== undefined, {
+      timeoutMs: 2000,
+      what: "the knock accepted by the first server",
+    });
+    await waitFor(async () => {
+      const state = await readStateFile(h.stateFile).catch(() => null);
+      return Object.keys(state?.replay_nonces ?? {}).length === 1;
+    }, { timeoutMs: 2000, what: "the nonce in the state file" });
+    const written = (await readStateFile(h.stateFile)).replay_nonces!;
+    const [hex, acceptedAt] = Object.entries(written)[0];
+    assert.match(hex, /^[0-9a-f]{32}$/);
+    assert.ok(Math.abs(acceptedAt - Date.now()) < 5000);
+    await h.server.stop();
+    const backend = new RecordingBackend();
+    second = await OpenmeServer.start(h.configPath, {
+      stateFile: h.stateFile,
+      backend,
+      hostname: "127.0.0.1",
+      udpPort: 0,
+      healthPort: 0,
+      rateLimit: null,
+      dropWriteDelayMs: 100,
+    });
+    assert.equal(
+      h.log.matching(/remembered 1 replay nonces accepted by the previous run/)
+        .length,
+      1,
+    );
+    await sendDatagrams(second.udpPort, [packet]);
+    await waitFor(() => (second!.drops().replay ?? 0) === 1, {
+      timeoutMs: 2000,
+      what: "the replay refused by the restarted server",
+    });
+    assert.equal(backend.callsOf("open").length, 0);
+    // A fresh knock still works, and the old nonce is written again.
+    await sendDatagrams(second.udpPort, [h.knock("alice")]);
+    await waitFor(() => second!.sessions().length === 1, {
+      timeoutMs: 2000,
+      what: "a fresh knock accepted",
+    });
+    await second.stop();
+    const final = (await readStateFile(h.stateFile)).replay_nonces!;
+    assert.equal(Object.keys(final).length, 2);
+    assert.ok(hex in final);
+  } finally {
+    await second?.stop();
+    await h.close();
+  }
+});
+
+Deno.test("old nonces in the state file (older than 2 x replay_window) are not loaded", async () => {
+  const h = await startHarness({ config: { replayWindow: "1s" } });
+  let second: OpenmeServer | null = null;
+  try {
+    await h.server.stop();
+    const state = await readStateFile(h.stateFile);
+    state.replay_nonces = {
+      ["11".repeat(16)]: Date.now() - 5000,
+      ["22".repeat(16)]: Date.now() - 500,
+      ["not-hex"]: Date.now(),
+    };
+    await Deno.writeTextFile(h.stateFile, JSON.stringify(state));
+    second = await OpenmeServer.start(h.configPath, {
+      stateFile: h.stateFile,
+      backend: new RecordingBackend(),
+      hostname: "127.0.0.1",
+      udpPort: 0,
+      healthPort: 0,
+    });
+    assert.equal(h.log.matching(/remembered 1 replay nonces/).length, 1);
+    assert.deepEqual(Object.keys(second.state().replay_nonces ?? {}), [
+      "22".repeat(16),
+    ]);
+  } finally {
+    await second?.stop();
+    await h.close();
+  }
+});
+
+/** 32 bytes that are not an Ed25519 curve point (found, not assumed). */
+function notACurvePoint(): Uint8Array {
+  for (let i = 0; i < 256; i++) {
+    const bytes = new Uint8Array(32);
+    bytes[0] = i;
+    bytes[31] = 0x7f;
+    try {
+      prepareEd25519VerifyKey(bytes);
+    } catch {
+      return bytes;
+    }
+  }
+  throw new Error("no invalid point found");
+}
+
+Deno.test("a client key that is 32 bytes but not a curve point is skipped with a warning; serve starts and reloads still close revoked sessions", async () => {
+  const bad: TestClient = {
+    name: "mallory",
+    keys: {
+      ...freshKeys(["x"]).clients.get("x")!,
+      publicKey: notACurvePoint(),
+    },
+  };
+  const h = await startHarness({
+    names: ["alice", "bob"],
+    config: {},
+  });
+  try {
+    // A config with the bad client from the start is served.
+    await h.rewrite({ clients: [...h.clients, bad] });
+    assert.equal(await h.server.reload("test"), true);
+    const skipped = h.log.matching(/client "mallory" skipped/);
+    assert.ok(skipped.length >= 1, h.log.lines.join("\n"));
+    assert.match(
+      skipped[0],
+      /clients\.mallory\.ed25519_pubkey: not a valid Ed25519 public key/,
+    );
+    await h.server.stop();
+    const restarted = await OpenmeServer.start(h.configPath, {
+      stateFile: h.stateFile,
+      backend: h.backend,
+      hostname: "127.0.0.1",
+      udpPort: 0,
+      healthPort: 0,
+      configPollMs: 100,
+      rateLimit: null,
+    });
+    try {
+      assert.deepEqual(restarted.config.clients.map((c) => c.name), [
+        "alice",
+        "bob",
+      ]);
+      await sendDatagrams(restarted.udpPort, [h.knock("alice")]);
+      await waitFor(() => restarted.sessions().length === 1, {
+        timeoutMs: 2000,
+        what: "alice's session",
+      });
+      // Revoke alice while mallory's bad key is still there.
+      await h.rewrite({ clients: [h.clients[1], bad] });
+      assert.equal(await restarted.reload("test"), true);
+      assert.equal(restarted.sessions().length, 0, "alice's session closed");
+      assert.equal(h.log.matching(/client alice\): client revoked$/).length, 1);
+    } finally {
+      await restarted.stop();
+    }
+  } finally {
+    await h.close();
+  }
+});
+
+Deno.test("a close the firewall refuses is retried and listed under pending_closes in the state file", async () => {
+  const h = await startHarness({
+    config: { knockTimeout: "200ms" },
+    server: { closeRetryDelaysMs: [300] },
+  });
+  try {
+    h.backend.failCloses = 1;
+    await h.send(h.knock("alice"));
+    await waitFor(async () => {
+      const state = await readStateFile(h.stateFile).catch(() => null);
+      return state?.pending_closes?.length === 1 &&
+        state.active_sessions.length === 0;
+    }, { timeoutMs: 2000, what: "the pending close in the state file" });
+    const pending = (await readStateFile(h.stateFile)).pending_closes![0];
+    assert.equal(pending.client_name, "alice");
+    assert.equal(pending.ip, "127.0.0.1");
+    assert.equal(pending.reason, "timeout");
+    assert.equal(pending.attempts, 1);
+    assert.match(pending.last_error, /did not finish within/);
+    assert.equal(h.log.matching(/^INFO {2}closed /).length, 0);
+    assert.equal(h.log.matching(/failed, will retry in 0\.3 s/).length, 1);
+    await waitFor(async () => {
+      const state = await readStateFile(h.stateFile).catch(() => null);
+      return state?.pending_closes?.length === 0;
+    }, { timeoutMs: 2000, what: "the retried close" });
+    assert.equal(h.backend.live.size, 0);
+    assert.equal(h.log.matching(/\(after 1 failed attempts\)$/).length, 1);
+  } finally {
+    await h.close();
+  }
+});
+
+Deno.test("stop with a pending failed close removes it with the teardown, not with another close", async () => {
+  const h = await startHarness({
+    config: { knockTimeout: "100ms" },
+    server: { closeRetryDelaysMs: [60_000] },
+  });
+  try {
+    h.backend.failCloses = 1;
+    await h.send(h.knock("alice"));
+    await waitFor(() => h.backend.callsOf("close").length === 1, {
+      timeoutMs: 2000,
+      what: "the failed close",
+    });
+    await h.server.stop();
+    assert.equal(h.backend.callsOf("close").length, 1);
+    assert.equal(h.backend.calls.at(-1)?.op, "teardown");
+    assert.equal(h.backend.live.size, 0);
+    assert.deepEqual((await readStateFile(h.stateFile)).pending_closes, []);
+    assert.equal(
+      h.log.matching(/removed the rules of 1 earlier failed close\(s\)/).length,
+      1,
+    );
+  } finally {
+    await h.close();
+  }
+});
+
+Deno.test("the periodic firewall check puts back what a ruleset reload removed and re-opens sessions", async () => {
+  const h = await startHarness({ server: { firewallCheckMs: 100 } });
+  try {
+    await h.send(h.knock("alice"));
+    await waitFor(() => sessionOf(h, "alice") !== undefined, {
+      timeoutMs: 2000,
+      what: "alice's session",
+    });
+    await waitFor(() => h.backend.callsOf("ensureBaseRules").length >= 2, {
+      timeoutMs: 2000,
+      what: "periodic checks",
+    });
+    assert.equal(h.log.matching(/^WARN /).length, 0, "nothing to repair");
+    const deadline = sessionOf(h, "alice")!.expiresAtMs;
+    h.backend.nextRepairs = ["table inet filter"];
+    h.backend.vanish([...h.backend.live]);
+    await waitFor(() => h.backend.callsOf("open").length === 2, {
+      timeoutMs: 2000,
+      what: "the session re-opened",
+    });
+    await waitFor(() => h.backend.live.size === 2, {
+      timeoutMs: 2000,
+      what: "the new rules live",
+    });
+    assert.equal(sessionOf(h, "alice")!.expiresAtMs, deadline);
+    assert.equal(
+      h.log.matching(
+        /^WARN {2}firewall: openme's rules were removed outside openme .*put back: table inet filter \(periodic check\)$/,
+      ).length,
+      1,
+    );
+    assert.equal(h.log.matching(/^WARN {2}re-opened .*client alice/).length, 1);
+    assert.equal(
+      h.log.matching(/1 session\(s\) re-opened, 0 dropped/).length,
+      1,
+    );
   } finally {
     await h.close();
   }

@@ -8,6 +8,7 @@
 
 import { createSocket } from "node:dgram";
 import type {
+  BaseRulesCheck,
   BaseRulesOptions,
   FirewallBackend,
   FirewallRulePort,
@@ -23,11 +24,18 @@ import {
 import { encodeBase64 } from "../../lib/encoding.ts";
 import type { IpAddress } from "../../lib/ip.ts";
 import { type LogLevel, setLogLevel, setLogSink } from "../../lib/log.ts";
+import { monotonicNow } from "../../lib/server/session_manager.ts";
 
 /** One call the recording backend received. */
 export interface BackendCall {
   /** Which method was called. */
-  op: "setup" | "updateBaseRules" | "open" | "close" | "teardown";
+  op:
+    | "setup"
+    | "updateBaseRules"
+    | "open"
+    | "close"
+    | "ensureBaseRules"
+    | "teardown";
   /** Address of an open or close. */
   address?: string;
   /** Ports of an open or close, as "22/tcp,8080-8090/tcp". */
@@ -36,7 +44,7 @@ export interface BackendCall {
   handles?: string[];
   /** Base rules of a setup or update. */
   base?: BaseRulesOptions;
-  /** When the call came (ms since the epoch). */
+  /** When the call came (the session manager's monotonic clock). */
   atMs: number;
 }
 
@@ -58,6 +66,10 @@ export class RecordingBackend implements FirewallBackend {
   failOpen = false;
   /** When true, open() waits until {@linkcode releaseHeld} is called. */
   hangOpen = false;
+  /** How many of the next close() calls reject (a firewall timeout); counts down. */
+  failCloses = 0;
+  /** What the next ensureBaseRules() reports as put back (then cleared). */
+  nextRepairs: string[] = [];
   /** Handles currently open (opened and not closed or torn down). */
   live = new Set<string>();
   #nextHandle = 1;
@@ -81,12 +93,16 @@ export class RecordingBackend implements FirewallBackend {
   }
 
   setup(options: BaseRulesOptions): Promise<void> {
-    this.calls.push({ op: "setup", base: options, atMs: Date.now() });
+    this.calls.push({ op: "setup", base: options, atMs: monotonicNow() });
     return Promise.resolve();
   }
 
   updateBaseRules(options: BaseRulesOptions): Promise<void> {
-    this.calls.push({ op: "updateBaseRules", base: options, atMs: Date.now() });
+    this.calls.push({
+      op: "updateBaseRules",
+      base: options,
+      atMs: monotonicNow(),
+    });
     return Promise.resolve();
   }
 
@@ -95,7 +111,7 @@ export class RecordingBackend implements FirewallBackend {
       op: "open",
       address: address.text,
       ports: portsText(ports),
-      atMs: Date.now(),
+      atMs: monotonicNow(),
     });
     if (this.failOpen) {
       return Promise.reject(
@@ -131,14 +147,39 @@ export class RecordingBackend implements FirewallBackend {
       address: rules.address.text,
       ports: portsText(rules.ports),
       handles: rules.handles,
-      atMs: Date.now(),
+      atMs: monotonicNow(),
     });
+    if (this.failCloses > 0) {
+      this.failCloses--;
+      return Promise.reject(
+        new FirewallError(
+          `firewall: deleting rules for ${rules.address.text}: nft -f - did not finish within 5000 ms and was killed`,
+          { tool: "nft", args: ["-f", "-"], exitCode: null },
+        ),
+      );
+    }
     for (const h of rules.handles) this.live.delete(h);
     return Promise.resolve();
   }
 
+  /** Reports the rule sets with a handle no longer live (see {@linkcode vanish}) and the queued repairs. */
+  ensureBaseRules(open: OpenedRules[]): Promise<BaseRulesCheck> {
+    this.calls.push({ op: "ensureBaseRules", atMs: monotonicNow() });
+    const repaired = this.nextRepairs;
+    this.nextRepairs = [];
+    const lost = open.filter((rules) =>
+      rules.handles.some((h) => !this.live.has(h))
+    );
+    return Promise.resolve({ repaired, lost });
+  }
+
+  /** Removes rules behind the manager's back, like an operator's firewall reload. */
+  vanish(handles: string[]): void {
+    for (const h of handles) this.live.delete(h);
+  }
+
   teardown(): Promise<void> {
-    this.calls.push({ op: "teardown", atMs: Date.now() });
+    this.calls.push({ op: "teardown", atMs: monotonicNow() });
     this.live.clear();
     return Promise.resolve();
   }

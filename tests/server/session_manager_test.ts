@@ -7,6 +7,7 @@ import type { FirewallRulePort } from "../../lib/firewall/backend.ts";
 import type { IpAddress } from "../../lib/ip.ts";
 import {
   describePorts,
+  MAX_SESSIONS_PER_CLIENT,
   SessionManager,
 } from "../../lib/server/session_manager.ts";
 import { waitFor } from "../../scripts/testbed.ts";
@@ -48,7 +49,7 @@ Deno.test("a first knock opens, a repeat refreshes without touching the firewall
     assert.equal(backend.callsOf("open").length, 3);
     assert.deepEqual([...manager.lastSeen().keys()].sort(), ["alice", "bob"]);
   } finally {
-    await manager.closeAll();
+    await manager.shutdown();
     log.restore();
   }
 });
@@ -65,7 +66,7 @@ Deno.test("knocks while the first open is in flight do not open twice", async ()
     assert.equal(await first, "opened");
     assert.equal(backend.callsOf("open").length, 1);
   } finally {
-    await manager.closeAll();
+    await manager.shutdown();
     log.restore();
   }
 });
@@ -93,7 +94,7 @@ Deno.test("first knocks beyond the bound on opens in flight are dropped as busy"
     assert.deepEqual(await Promise.all([a, b]), ["opened", "opened"]);
     assert.equal(await manager.knock("alice", v4(4), PORTS), "opened");
   } finally {
-    await manager.closeAll();
+    await manager.shutdown();
     log.restore();
   }
 });
@@ -111,7 +112,7 @@ Deno.test("a failed open records no session and logs the firewall's message", as
     backend.failOpen = false;
     assert.equal(await manager.knock("alice", v4(2), PORTS), "opened");
   } finally {
-    await manager.closeAll();
+    await manager.shutdown();
     log.restore();
   }
 });
@@ -142,7 +143,7 @@ Deno.test("sessions close at their deadline; a refresh moves the close", async (
     assert.ok(bobClosed.atMs - bobDeadline < 1000);
     assert.equal(manager.list().length, 0);
   } finally {
-    await manager.closeAll();
+    await manager.shutdown();
     log.restore();
   }
 });
@@ -168,7 +169,7 @@ Deno.test("closeWhere closes the sessions the predicate names and keeps the othe
       1,
     );
   } finally {
-    await manager.closeAll();
+    await manager.shutdown();
     log.restore();
   }
 });
@@ -191,12 +192,12 @@ Deno.test("an open that finishes after its client was refused is taken out at on
     assert.equal(backend.live.size, 0);
     assert.equal(backend.callsOf("close").length, 1);
   } finally {
-    await manager.closeAll();
+    await manager.shutdown();
     log.restore();
   }
 });
 
-Deno.test("closeAll closes every session, refuses later knocks and bounds its wait for hung opens", async () => {
+Deno.test("shutdown hands every session to the teardown without closing them one by one, refuses later knocks and bounds its wait for hung opens", async () => {
   const log = captureLog();
   const backend = new RecordingBackend();
   const manager = new SessionManager(backend, {
@@ -208,15 +209,18 @@ Deno.test("closeAll closes every session, refuses later knocks and bounds its wa
     backend.hangOpen = true;
     const hung = manager.knock("bob", v4(3), PORTS);
     const started = Date.now();
-    await manager.closeAll();
+    const result = await manager.shutdown();
     assert.ok(Date.now() - started < 1000);
+    assert.deepEqual(result.sessions.map((s) => s.clientName), ["alice"]);
+    assert.deepEqual(result.pendingCloses, []);
     assert.equal(manager.list().length, 0);
-    assert.equal(backend.callsOf("close").length, 1);
+    assert.equal(backend.callsOf("close").length, 0, "no close per session");
     assert.equal(await manager.knock("carol", v4(4), PORTS), "failed");
     backend.releaseHeld();
     assert.equal(await hung, "failed");
-    assert.equal(backend.callsOf("close").length, 2);
-    assert.equal(backend.live.size, 0);
+    // The open that finished after shutdown removes its own rules.
+    assert.equal(backend.callsOf("close").length, 1);
+    assert.equal(backend.callsOf("close")[0].address, "192.0.2.3");
   } finally {
     log.restore();
   }
@@ -253,7 +257,7 @@ Deno.test("regrant moves a session to its client's new ports and keeps its deadl
       1,
     );
   } finally {
-    await manager.closeAll();
+    await manager.shutdown();
     log.restore();
   }
 });
@@ -278,7 +282,257 @@ Deno.test("a failed regrant keeps the old rules; a later knock with the new port
     });
     assert.equal(backend.live.size, 1);
   } finally {
-    await manager.closeAll();
+    await manager.shutdown();
+    log.restore();
+  }
+});
+
+Deno.test("a client beyond MAX_SESSIONS_PER_CLIENT addresses loses its least recently knocked session; other clients are not affected", async () => {
+  const log = captureLog();
+  const backend = new RecordingBackend();
+  const manager = new SessionManager(backend, { knockTimeoutMs: 30_000 });
+  try {
+    assert.equal(MAX_SESSIONS_PER_CLIENT, 8);
+    assert.equal(await manager.knock("bob", v4(200), PORTS), "opened");
+    for (let i = 1; i <= MAX_SESSIONS_PER_CLIENT; i++) {
+      assert.equal(await manager.knock("alice", v4(i), PORTS), "opened");
+      await sleep(2);
+    }
+    // 192.0.2.1 is the oldest but knocks again: 192.0.2.2 is now the least recently knocked.
+    assert.equal(await manager.knock("alice", v4(1), PORTS), "refreshed");
+    assert.equal(await manager.knock("alice", v4(9), PORTS), "opened");
+    await waitFor(() => backend.callsOf("close").length === 1, {
+      timeoutMs: 1000,
+      what: "the eviction",
+    });
+    const alice = manager.list().filter((s) => s.clientName === "alice");
+    assert.equal(alice.length, MAX_SESSIONS_PER_CLIENT);
+    assert.ok(!alice.some((s) => s.address.text === "192.0.2.2"));
+    assert.ok(alice.some((s) => s.address.text === "192.0.2.9"));
+    assert.equal(backend.callsOf("close")[0].address, "192.0.2.2");
+    assert.equal(
+      manager.list().filter((s) => s.clientName === "bob").length,
+      1,
+    );
+    assert.equal(
+      log.matching(
+        /^WARN {2}client alice has 8 sessions, the most one client may hold: closing the one for 192\.0\.2\.2 .* to open 192\.0\.2\.9$/,
+      ).length,
+      1,
+    );
+    assert.equal(
+      log.matching(
+        /closed 22\/tcp,8080-8090\/tcp for 192\.0\.2\.2 \(client alice\): session limit \(8 per client\)/,
+      ).length,
+      1,
+    );
+    // Twenty more addresses: never more than the limit at once.
+    for (let i = 10; i < 30; i++) {
+      await manager.knock("alice", v4(i), PORTS);
+    }
+    await waitFor(
+      () =>
+        manager.list().filter((s) => s.clientName === "alice").length ===
+          MAX_SESSIONS_PER_CLIENT &&
+        backend.live.size === (MAX_SESSIONS_PER_CLIENT + 1) * PORTS.length,
+      { timeoutMs: 2000, what: "alice capped at the limit" },
+    );
+  } finally {
+    await manager.shutdown();
+    log.restore();
+  }
+});
+
+Deno.test("a failed close is not logged as closed, is listed as pending and is retried with backoff until it works", async () => {
+  const log = captureLog();
+  const backend = new RecordingBackend();
+  let changes = 0;
+  const manager = new SessionManager(backend, {
+    knockTimeoutMs: 100,
+    closeRetryDelaysMs: [100, 200, 400],
+    onChange: () => changes++,
+  });
+  try {
+    await manager.knock("alice", v4(2), PORTS);
+    backend.failCloses = 2;
+    await waitFor(() => manager.pendingCloses().length === 1, {
+      timeoutMs: 1500,
+      what: "the failed close listed as pending",
+    });
+    assert.equal(manager.list().length, 0, "no longer an active session");
+    assert.equal(log.matching(/^INFO {2}closed /).length, 0);
+    assert.equal(
+      log.matching(
+        /^ERROR closing 22\/tcp,8080-8090\/tcp for 192\.0\.2\.2 \(client alice\) \(timeout\) failed, will retry in 0\.1 s: .*did not finish/,
+      ).length,
+      1,
+    );
+    const pending = manager.pendingCloses()[0];
+    assert.equal(pending.clientName, "alice");
+    assert.equal(pending.reason, "timeout");
+    assert.equal(backend.live.size, 2, "the rules are still in");
+    await waitFor(() => manager.pendingCloses().length === 0, {
+      timeoutMs: 3000,
+      what: "the retries to succeed",
+    });
+    const closes = backend.callsOf("close");
+    assert.equal(closes.length, 3);
+    const gaps = [
+      closes[1].atMs - closes[0].atMs,
+      closes[2].atMs - closes[1].atMs,
+    ];
+    assert.ok(gaps[0] >= 95 && gaps[1] >= 195, `backoff gaps ${gaps}`);
+    assert.equal(backend.live.size, 0);
+    assert.equal(
+      log.matching(/failed again \(attempt 2\), will retry in 0\.2 s/).length,
+      1,
+    );
+    assert.equal(
+      log.matching(
+        /^INFO {2}closed 22\/tcp,8080-8090\/tcp for 192\.0\.2\.2 \(client alice\): timeout \(after 2 failed attempts\)$/,
+      ).length,
+      1,
+    );
+    assert.ok(changes >= 3, "state written on open, failure and final close");
+  } finally {
+    await manager.shutdown();
+    log.restore();
+  }
+});
+
+Deno.test("shutdown hands pending failed closes to the teardown and stops retrying them", async () => {
+  const log = captureLog();
+  const backend = new RecordingBackend();
+  const manager = new SessionManager(backend, {
+    knockTimeoutMs: 50,
+    closeRetryDelaysMs: [150],
+  });
+  try {
+    await manager.knock("alice", v4(2), PORTS);
+    backend.failCloses = 100;
+    await waitFor(() => manager.pendingCloses().length === 1, {
+      timeoutMs: 1500,
+      what: "a pending close",
+    });
+    const result = await manager.shutdown();
+    assert.equal(result.pendingCloses.length, 1);
+    assert.equal(result.pendingCloses[0].address.text, "192.0.2.2");
+    assert.deepEqual(manager.pendingCloses(), []);
+    const closesAtShutdown = backend.callsOf("close").length;
+    await sleep(400);
+    assert.equal(backend.callsOf("close").length, closesAtShutdown);
+  } finally {
+    log.restore();
+  }
+});
+
+Deno.test("deadlines use a monotonic clock: a wall clock stepped back does not keep ports open", async () => {
+  const log = captureLog();
+  const backend = new RecordingBackend();
+  const realNow = Date.now;
+  let offset = 0;
+  Date.now = () => realNow() - offset;
+  const manager = new SessionManager(backend, { knockTimeoutMs: 200 });
+  try {
+    await manager.knock("alice", v4(2), PORTS);
+    // The wall clock jumps one hour back (NTP, date -s) right after the knock.
+    offset = 3_600_000;
+    await waitFor(() => backend.callsOf("close").length === 1, {
+      timeoutMs: 1500,
+      what: "the close at the (monotonic) deadline",
+    });
+    assert.equal(manager.list().length, 0);
+  } finally {
+    Date.now = realNow;
+    await manager.shutdown();
+    log.restore();
+  }
+});
+
+Deno.test("toWallMs shows a deadline in wall time from the monotonic clock", async () => {
+  const log = captureLog();
+  const backend = new RecordingBackend();
+  let mono = 1_000;
+  const wall = Date.parse("2030-01-01T00:00:00Z");
+  const manager = new SessionManager(backend, {
+    knockTimeoutMs: 30_000,
+    now: () => mono,
+    wallNow: () => wall,
+  });
+  try {
+    await manager.knock("alice", v4(2), PORTS);
+    const session = manager.list()[0];
+    assert.equal(session.expiresAtMs, 31_000);
+    assert.equal(manager.toWallMs(session.expiresAtMs), wall + 30_000);
+    mono += 10_000;
+    assert.equal(manager.toWallMs(session.expiresAtMs), wall + 20_000);
+    assert.equal(manager.lastSeen().get("alice"), wall);
+    await manager.expireDue();
+    assert.equal(manager.list().length, 1, "not due on the monotonic clock");
+    mono += 20_000;
+    await manager.expireDue();
+    assert.equal(manager.list().length, 0);
+  } finally {
+    await manager.shutdown();
+    log.restore();
+  }
+});
+
+Deno.test("checkFirewall re-opens sessions whose rules vanished, keeping their deadline, and drops those it cannot re-open", async () => {
+  const log = captureLog();
+  const backend = new RecordingBackend();
+  let changes = 0;
+  const manager = new SessionManager(backend, {
+    knockTimeoutMs: 30_000,
+    onChange: () => changes++,
+  });
+  try {
+    await manager.knock("alice", v4(2), PORTS);
+    await manager.knock("bob", v4(3), PORTS);
+    await manager.knock("carol", v4(4), PORTS);
+    const byName = (name: string) =>
+      manager.list().find((s) => s.clientName === name)!;
+    const aliceBefore = { ...byName("alice") };
+    const bobRules = byName("bob").rules;
+    backend.vanish(aliceBefore.rules.handles);
+    backend.vanish([byName("carol").rules.handles[0]]);
+    backend.nextRepairs = ["knock rule (udp/54154)"];
+    const changesBefore = changes;
+    let result = await manager.checkFirewall();
+    assert.deepEqual(result, {
+      repaired: ["knock rule (udp/54154)"],
+      reopened: 2,
+      dropped: 0,
+    });
+    const alice = byName("alice");
+    assert.notDeepEqual(alice.rules.handles, aliceBefore.rules.handles);
+    assert.equal(alice.expiresAtMs, aliceBefore.expiresAtMs);
+    assert.ok(alice.rules.handles.every((h) => backend.live.has(h)));
+    assert.equal(byName("bob").rules, bobRules, "bob untouched");
+    assert.ok(byName("carol").rules.handles.every((h) => backend.live.has(h)));
+    assert.equal(backend.live.size, 6, "no rule left over or doubled");
+    assert.equal(log.matching(/^WARN {2}re-opened .*client alice/).length, 1);
+    assert.ok(changes > changesBefore);
+    // Nothing missing: nothing to do.
+    const opens = backend.callsOf("open").length;
+    result = await manager.checkFirewall();
+    assert.deepEqual(result, { repaired: [], reopened: 0, dropped: 0 });
+    assert.equal(backend.callsOf("open").length, opens);
+    // The firewall refuses the re-open: the session is dropped, not kept as a lie.
+    backend.vanish(byName("bob").rules.handles);
+    backend.failOpen = true;
+    result = await manager.checkFirewall();
+    assert.deepEqual(result, { repaired: [], reopened: 0, dropped: 1 });
+    assert.equal(manager.list().some((s) => s.clientName === "bob"), false);
+    assert.equal(
+      log.matching(
+        /^ERROR 22\/tcp.* \(client bob\) was removed .*session dropped/,
+      )
+        .length,
+      1,
+    );
+  } finally {
+    await manager.shutdown();
     log.restore();
   }
 });

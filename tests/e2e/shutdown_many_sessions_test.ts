@@ -1,0 +1,230 @@
+/**
+ * Shutdown with hundreds of sessions against the real firewall: an
+ * OpenmeServer whose nft or iptables backend runs the tools in a network
+ * namespace of its own (backend `netns` option), 504 sessions (63 clients,
+ * 8 target addresses each, IPv4 and IPv6), then stop(). It must finish within
+ * 2 s and leave no rule tagged openme, with the base ruleset as it was.
+ * Root only; skipped visibly otherwise.
+ */
+import assert from "node:assert/strict";
+import {
+  type Ed25519KeyPair,
+  generateEd25519KeyPair,
+  generateX25519KeyPair,
+} from "../../lib/crypto.ts";
+import { encodeBase64 } from "../../lib/encoding.ts";
+import type { FirewallBackend } from "../../lib/firewall/backend.ts";
+import { IptablesBackend } from "../../lib/firewall/iptables.ts";
+import { NftBackend } from "../../lib/firewall/nft.ts";
+import type { IpAddress } from "../../lib/ip.ts";
+import { setLogSink } from "../../lib/log.ts";
+import { buildKnock } from "../../lib/packet.ts";
+import { OpenmeServer } from "../../lib/server/daemon.ts";
+import { MAX_SESSIONS_PER_CLIENT } from "../../lib/server/session_manager.ts";
+import {
+  IPTABLES_DEFAULT_DENY,
+  NFT_DEFAULT_DENY,
+  run,
+  runOk,
+  type TestbedBackend,
+  testbedUnavailable,
+  waitFor,
+} from "../../scripts/testbed.ts";
+
+/** Clients × MAX_SESSIONS_PER_CLIENT sessions: 504. */
+const CLIENTS = 63;
+/** How many first knocks are handed to the server before waiting for their opens (below its bound of 64 in flight). */
+const BATCH = 48;
+/** The shutdown budget of SPEC-level `openme serve`. */
+const SHUTDOWN_BUDGET_MS = 2000;
+
+let namespaceCounter = 0;
+
+/** Target address number n (0-503): IPv4 from two documentation ranges, then IPv6. */
+function target(n: number): IpAddress {
+  if (n < 250) return { family: 4, text: `192.0.2.${n + 1}` };
+  if (n < 500) return { family: 4, text: `198.51.100.${n - 249}` };
+  return { family: 6, text: `2001:db8::${(n + 1).toString(16)}` };
+}
+
+function configText(
+  server: { privateKey: Uint8Array; publicKey: Uint8Array },
+  clients: Map<string, Ed25519KeyPair>,
+  firewall: TestbedBackend,
+): string {
+  const lines = [
+    "server:",
+    "  host: 192.0.2.1",
+    "  udp_port: 54154",
+    `  firewall: ${firewall}`,
+    "  knock_timeout: 5m",
+    "  replay_window: 60s",
+    "  open_knock_port: true",
+    "  drop_ports: true",
+    `  private_key: ${encodeBase64(server.privateKey)}`,
+    `  public_key: ${encodeBase64(server.publicKey)}`,
+    "ports:",
+    "  default: [22/tcp]",
+    "clients:",
+  ];
+  for (const [name, keys] of clients) {
+    lines.push(`  ${name}:`);
+    lines.push(`    ed25519_pubkey: ${encodeBase64(keys.publicKey)}`);
+    lines.push("    allowed_ports: [default]");
+    lines.push("    disable_health_port: true");
+  }
+  return lines.join("\n") + "\n";
+}
+
+async function ruleset(ns: string, backend: TestbedBackend): Promise<string> {
+  if (backend === "nft") {
+    return (await runOk(["ip", "netns", "exec", ns, "nft", "list", "ruleset"]))
+      .stdout;
+  }
+  let text = "";
+  for (const tool of ["iptables-save", "ip6tables-save"]) {
+    const out = (await runOk(["ip", "netns", "exec", ns, tool])).stdout;
+    // Drop the comment and counter lines, which change on every save.
+    text += out.split("\n").filter((line) =>
+      !line.startsWith("#") && !line.startsWith(":")
+    ).join("\n");
+  }
+  return text;
+}
+
+async function applyDefaultDeny(
+  ns: string,
+  backend: TestbedBackend,
+): Promise<void> {
+  if (backend === "nft") {
+    await runOk(["ip", "netns", "exec", ns, "nft", "-f", "-"], {
+      stdin: NFT_DEFAULT_DENY,
+    });
+    return;
+  }
+  for (const rule of IPTABLES_DEFAULT_DENY) {
+    await runOk(["ip", "netns", "exec", ns, rule.tool, ...rule.args]);
+  }
+}
+
+function skipReason(backend: TestbedBackend): string | null {
+  const reason = testbedUnavailable(backend);
+  if (reason !== null) return reason;
+  if (backend === "iptables") {
+    for (const tool of ["iptables-save", "iptables-restore"]) {
+      const found = ["/usr/sbin", "/usr/bin", "/sbin", "/bin"].some((dir) => {
+        try {
+          return Deno.statSync(`${dir}/${tool}`).isFile;
+        } catch {
+          return false;
+        }
+      });
+      if (!found) return `needs ${tool}`;
+    }
+  }
+  return null;
+}
+
+for (const backendKind of ["nft", "iptables"] as const) {
+  const skip = skipReason(backendKind);
+  if (skip !== null) {
+    console.warn(
+      `SKIP shutdown with 504 sessions (${backendKind}): ${skip}`,
+    );
+  }
+  Deno.test({
+    name:
+      `${backendKind}: stop with 504 sessions finishes within 2 s and leaves no openme rule`,
+    ignore: skip !== null,
+    fn: async () => {
+      const ns = `om-shut-${Deno.pid}-${++namespaceCounter}`;
+      const dir = await Deno.makeTempDir({ prefix: "openme-shutdown-" });
+      const logs: string[] = [];
+      const previousSink = setLogSink((line) => logs.push(line));
+      let server: OpenmeServer | null = null;
+      await runOk(["ip", "netns", "add", ns]);
+      try {
+        await applyDefaultDeny(ns, backendKind);
+        const baseline = await ruleset(ns, backendKind);
+        assert.ok(!baseline.includes("openme"));
+        const serverKeys = generateX25519KeyPair();
+        const clients = new Map<string, Ed25519KeyPair>();
+        for (let i = 0; i < CLIENTS; i++) {
+          clients.set(`c${i}`, generateEd25519KeyPair());
+        }
+        const configPath = `${dir}/config.yaml`;
+        await Deno.writeTextFile(
+          configPath,
+          configText(serverKeys, clients, backendKind),
+          { mode: 0o600 },
+        );
+        const backend: FirewallBackend = backendKind === "nft"
+          ? new NftBackend({ netns: ns })
+          : new IptablesBackend({ netns: ns });
+        server = await OpenmeServer.start(configPath, {
+          stateFile: `${dir}/state.json`,
+          backend,
+          hostname: "127.0.0.1",
+          udpPort: 0,
+          healthPort: 0,
+          rateLimit: null,
+          firewallCheckMs: 600_000,
+        });
+        const running = server;
+        const knocks: Uint8Array[] = [];
+        let n = 0;
+        for (const keys of clients.values()) {
+          for (let j = 0; j < MAX_SESSIONS_PER_CLIENT; j++) {
+            knocks.push(buildKnock({
+              serverPublicKey: serverKeys.publicKey,
+              clientPrivateKey: keys.privateKey,
+            }, { target: target(n++) }));
+          }
+        }
+        for (let start = 0; start < knocks.length; start += BATCH) {
+          for (const knock of knocks.slice(start, start + BATCH)) {
+            running.handleDatagram(knock, "127.0.0.1");
+          }
+          const want = Math.min(start + BATCH, knocks.length);
+          await waitFor(() => running.sessions().length === want, {
+            timeoutMs: 30_000,
+            what: `${want} sessions`,
+          });
+        }
+        assert.equal(
+          running.sessions().length,
+          CLIENTS * MAX_SESSIONS_PER_CLIENT,
+        );
+        const before = await ruleset(ns, backendKind);
+        const perKnock = before.split("\n").filter((line) =>
+          /comment "?openme"?( |$)/.test(line) && !/openme-/.test(line)
+        );
+        // 504 sessions × 22/tcp.
+        assert.equal(perKnock.length, CLIENTS * MAX_SESSIONS_PER_CLIENT);
+
+        const started = performance.now();
+        await running.stop();
+        const took = performance.now() - started;
+        assert.ok(
+          took < SHUTDOWN_BUDGET_MS,
+          `stop took ${Math.round(took)} ms`,
+        );
+        const after = await ruleset(ns, backendKind);
+        assert.ok(!after.includes("openme"), after);
+        assert.equal(after, baseline);
+        assert.equal(
+          logs.filter((line) => line.endsWith(": shutdown")).length,
+          CLIENTS * MAX_SESSIONS_PER_CLIENT,
+        );
+        assert.ok(
+          logs.some((line) => line.includes("every rule it added is removed")),
+        );
+      } finally {
+        await server?.stop().catch(() => {});
+        setLogSink(previousSink);
+        await run(["ip", "netns", "del", ns]);
+        await Deno.remove(dir, { recursive: true });
+      }
+    },
+  });
+}
