@@ -109,6 +109,12 @@ export interface KnockVerifierOptions {
   replayCacheSize?: number;
   /** Per-source rate limit; null or absent means none. */
   rateLimit?: KnockRateLimitOptions | null;
+  /**
+   * Server-wide budget of Ed25519 checks for packets that decrypt but whose
+   * signer is not yet known from their source (each costs one check per
+   * registered client); null or absent means none.
+   */
+  signatureBudget?: { perSecond: number; burst: number } | null;
 }
 
 /** Options for {@linkcode KnockVerifier.verify}. */
@@ -120,6 +126,8 @@ export interface VerifyOptions {
 /** Most source addresses whose last matching client is remembered. */
 const MAX_CLIENT_HINTS = 4096;
 const NS_PER_MS = 1_000_000n;
+/** The single key under which the server-wide signature budget is kept. */
+const SIGNATURE_BUDGET_KEY = "*";
 
 /** Checks knock datagrams against the server key and the registered clients. */
 export class KnockVerifier {
@@ -129,6 +137,8 @@ export class KnockVerifier {
   #clients: VerifierClient[];
   #replayCache: ReplayCache;
   #rateLimiter: RateLimiter | null;
+  /** One shared bucket (key {@linkcode SIGNATURE_BUDGET_KEY}) of signature checks. */
+  #signatureBudget: RateLimiter | null;
   /** Source address text -> client whose key last verified a knock from it (access order). */
   #clientHints = new Map<string, VerifierClient>();
 
@@ -166,6 +176,13 @@ export class KnockVerifier {
         perSecond: options.rateLimit.perSecond,
         burst: options.rateLimit.burst,
         maxSources: options.rateLimit.maxSources,
+      })
+      : null;
+    this.#signatureBudget = options.signatureBudget
+      ? new RateLimiter({
+        perSecond: options.signatureBudget.perSecond,
+        burst: options.signatureBudget.burst,
+        maxSources: 1,
       })
       : null;
   }
@@ -238,7 +255,8 @@ export class KnockVerifier {
     const absSkewNs = skewNs < 0n ? -skewNs : skewNs;
     if (absSkewNs > this.#replayWindowNs) return { ok: false, reason: "stale" };
 
-    const client = this.#findSigner(packet, source.text);
+    const client = this.#findSigner(packet, source.text, nowMs);
+    if (client === "over_budget") return { ok: false, reason: "rate_limit" };
     if (client === null) return { ok: false, reason: "unknown_client" };
 
     // Records the nonce, or reports that it was already there (one lookup).
@@ -260,8 +278,17 @@ export class KnockVerifier {
     };
   }
 
-  /** Finds the client whose key verifies the signature, trying the one last seen from this source first. */
-  #findSigner(packet: KnockPacket, sourceText: string): VerifierClient | null {
+  /**
+   * Finds the client whose key verifies the signature, trying the one last
+   * seen from this source first (free); every further check takes one token of
+   * the signature budget, and the search stops with "over_budget" when none
+   * is left, so forged packets cannot buy more than the budget of CPU.
+   */
+  #findSigner(
+    packet: KnockPacket,
+    sourceText: string,
+    nowMs: number,
+  ): VerifierClient | null | "over_budget" {
     const hint = this.#clientHints.get(sourceText);
     if (hint !== undefined && verifyKnockSignature(packet, hint.verifyKey)) {
       this.#rememberSigner(sourceText, hint);
@@ -269,6 +296,12 @@ export class KnockVerifier {
     }
     for (const client of this.#clients) {
       if (client === hint) continue;
+      if (
+        this.#signatureBudget !== null &&
+        !this.#signatureBudget.allow(SIGNATURE_BUDGET_KEY, nowMs)
+      ) {
+        return "over_budget";
+      }
       if (verifyKnockSignature(packet, client.verifyKey)) {
         this.#rememberSigner(sourceText, client);
         return client;

@@ -503,3 +503,39 @@ Deno.test("setReplayWindow widens the window and nonces are kept for twice the n
     { ok: false, reason: "replay" },
   );
 });
+
+Deno.test("the signature budget bounds checks for forged packets; a known source's client is tried for free", () => {
+  // Budget of 3 checks: bob is second in the list, mallory matches nobody.
+  const verifier = makeVerifier({
+    signatureBudget: { perSecond: 3, burst: 3 },
+  });
+  const other = ip("198.51.100.7");
+  // Forged (mallory) from one address: 2 checks (alice, bob) → unknown_client.
+  assert.deepEqual(
+    verifier.verify(knockFrom(mallory.privateKey), other, { nowMs: NOW_MS }),
+    { ok: false, reason: "unknown_client" },
+  );
+  // One token left: bob's knock from a new source needs 2 checks → refused.
+  assert.deepEqual(
+    verifier.verify(knockFrom(bob.privateKey), SOURCE, { nowMs: NOW_MS }),
+    { ok: false, reason: "rate_limit" },
+  );
+  // A second later the budget has refilled and bob gets in.
+  const later = NOW_MS + 1000;
+  const accepted = verifier.verify(
+    knockFrom(bob.privateKey, { timestampNs: BigInt(later) * 1_000_000n }),
+    SOURCE,
+    { nowMs: later },
+  );
+  assert.equal(accepted.ok, true);
+  // Spend the whole budget with forged packets, then bob's next knock from
+  // the same source still passes: his key is tried first, without a token.
+  verifier.verify(knockFrom(mallory.privateKey), other, { nowMs: later });
+  verifier.verify(knockFrom(mallory.privateKey), other, { nowMs: later });
+  const again = verifier.verify(
+    knockFrom(bob.privateKey, { timestampNs: BigInt(later) * 1_000_000n }),
+    SOURCE,
+    { nowMs: later },
+  );
+  assert.equal(again.ok, true);
+});

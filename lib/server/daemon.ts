@@ -58,6 +58,13 @@ export const RATE_LIMIT_PER_SECOND = 20;
 /** Per-source token bucket: burst size. */
 export const RATE_LIMIT_BURST = 40;
 
+/**
+ * Server-wide Ed25519 checks per second (and burst) for packets that decrypt
+ * but come from a source whose client is not yet known: about 0.4 of a core,
+ * so packets forged with the public server key cannot take the whole CPU.
+ */
+export const SIGNATURE_CHECKS_PER_SECOND = 10_000;
+
 /** How often the firewall is checked for openme rules removed from outside (a ruleset reload). */
 export const FIREWALL_CHECK_INTERVAL_MS = 5000;
 
@@ -73,7 +80,7 @@ export interface ServerOptions {
   hostname?: string;
   /** Config file poll interval (default 500 ms). */
   configPollMs?: number;
-  /** Per-source rate limit; null disables it. */
+  /** Per-source rate limit; null disables it and the server-wide signature budget. */
   rateLimit?: { perSecond: number; burst: number } | null;
   /** UDP port to bind instead of `udp_port` (0: any free port; tests). */
   udpPort?: number;
@@ -295,6 +302,10 @@ export class OpenmeServer {
       replayWindowMs: config.replayWindowMs,
       clients: verifierClientsOf(config),
       rateLimit,
+      signatureBudget: rateLimit === null ? null : {
+        perSecond: SIGNATURE_CHECKS_PER_SECOND,
+        burst: SIGNATURE_CHECKS_PER_SECOND,
+      },
     });
     this.#sessions = new SessionManager(this.#backend, {
       knockTimeoutMs: config.knockTimeoutMs,
