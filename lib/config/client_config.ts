@@ -287,7 +287,7 @@ export function validateProfileName(name: string): string | null {
     return `profile name is ${name.length} characters, longer than ${MAX_PROFILE_NAME_LENGTH}`;
   }
   if (!NAME_PATTERN.test(name)) {
-    return `invalid profile name ${JSON.stringify(name)}`;
+    return `invalid profile name ${describeValue(name)}`;
   }
   return null;
 }
@@ -381,7 +381,7 @@ export async function upsertClientProfile(
         file: path,
         line: lineOfKeyPath(source, ["profiles", name]),
         keyPath: formatKeyPath(["profiles", name]),
-        problem: `profile ${JSON.stringify(name)} already exists`,
+        problem: `profile ${describeValue(name)} already exists`,
         expected:
           "replace it with --force, or choose another profile name with --profile",
       });

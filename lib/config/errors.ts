@@ -72,34 +72,35 @@ export function formatConfigMessage(parts: ConfigMessageParts): string {
   return oneLine(message);
 }
 
+/**
+ * Strings longer than this many UTF-16 code units are shortened in messages;
+ * as long as the longest client or profile name, so that names are shown whole.
+ */
+const MAX_SHOWN_STRING = 64;
+
 const PLAIN_KEY_PATTERN = /^[\p{L}\p{N}_-]+$/u;
 
-/** Formats key path segments as `clients.bob.allowed_ports[1]`; odd keys are quoted: `clients["a.b"]`. */
+/** Formats key path segments as `clients.bob.allowed_ports[1]`; odd or long keys are quoted (and shortened): `clients["a.b"]`. */
 export function formatKeyPath(segments: readonly KeyPathSegment[]): string {
   let out = "";
   for (const segment of segments) {
     if (typeof segment === "number") {
       out += `[${segment}]`;
-    } else if (PLAIN_KEY_PATTERN.test(segment)) {
+    } else if (
+      segment.length <= MAX_SHOWN_STRING && PLAIN_KEY_PATTERN.test(segment)
+    ) {
       out += out === "" ? segment : `.${segment}`;
     } else {
-      out += `[${JSON.stringify(segment)}]`;
+      out += `[${describeText(segment)}]`;
     }
   }
   return out;
 }
 
-const MAX_SHOWN_STRING = 60;
-
 /** Describes a parsed YAML value for a message, on one line and shortened: `"dev0ps"`, `70000`, `a list`. */
 export function describeValue(value: unknown): string {
   if (value === null || value === undefined) return "nothing";
-  if (typeof value === "string") {
-    const shown = value.length > MAX_SHOWN_STRING
-      ? `${value.slice(0, MAX_SHOWN_STRING)}...`
-      : value;
-    return JSON.stringify(shown);
-  }
+  if (typeof value === "string") return describeText(value);
   if (typeof value === "number") {
     if (Number.isNaN(value)) return "NaN";
     if (!Number.isFinite(value)) return value > 0 ? "infinity" : "-infinity";
@@ -110,6 +111,28 @@ export function describeValue(value: unknown): string {
   if (value instanceof Uint8Array) return "binary data";
   if (typeof value === "object") return "a map";
   return typeof value;
+}
+
+/**
+ * Quotes text for a message as JSON does; text longer than 64 code units is
+ * cut to its first 64 (never inside a surrogate pair) and followed by its
+ * length: `"xxxx"…(70000 characters)`.
+ */
+function describeText(text: string): string {
+  if (text.length <= MAX_SHOWN_STRING) return JSON.stringify(text);
+  let end = MAX_SHOWN_STRING;
+  const last = text.charCodeAt(end - 1);
+  if (last >= 0xd800 && last <= 0xdbff) end -= 1;
+  return `${JSON.stringify(text.slice(0, end))}\u2026(${
+    countCharacters(text)
+  } characters)`;
+}
+
+/** Number of Unicode code points in `text`. */
+function countCharacters(text: string): number {
+  let count = 0;
+  for (const _ of text) count++;
+  return count;
 }
 
 /** Replaces line breaks and other control characters so that a message stays on one line. */

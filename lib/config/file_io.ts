@@ -13,13 +13,22 @@ import {
   type Document,
   isAlias,
   isMap,
+  isPair,
   isScalar,
   isSeq,
   LineCounter,
   type Pair,
   parseDocument,
+  type Scalar,
+  visit,
+  type YAMLMap,
 } from "yaml";
-import { ConfigError, type KeyPathSegment } from "./errors.ts";
+import {
+  ConfigError,
+  describeValue,
+  formatKeyPath,
+  type KeyPathSegment,
+} from "./errors.ts";
 
 /** Config files larger than this are refused before parsing. */
 export const MAX_CONFIG_FILE_BYTES = 1024 * 1024;
@@ -65,16 +74,18 @@ export function parseYamlSource(
   const lineCounter = new LineCounter();
   let doc: Document;
   try {
+    // The yaml package's own duplicate-key check (uniqueKeys: true) compares
+    // every key of a map with every other; checkUniqueKeys does it in one pass.
     doc = parseDocument(text, {
       lineCounter,
       prettyErrors: false,
-      uniqueKeys: true,
+      uniqueKeys: false,
       logLevel: "error",
     });
   } catch (error) {
     throw new ConfigError({
       file: options.path,
-      problem: `invalid YAML: ${errorText(error)}`,
+      problem: `invalid YAML: ${yamlMessage(errorText(error))}`,
       expected: "fix the YAML syntax",
       cause: error,
     });
@@ -87,19 +98,20 @@ export function parseYamlSource(
       line: lineCounter.linePos(first.pos[0]).line,
       problem: multiple
         ? "invalid YAML: the file holds more than one YAML document"
-        : `invalid YAML: ${firstLine(first.message)}`,
+        : `invalid YAML: ${yamlMessage(first.message)}`,
       expected: multiple
         ? "keep a single document: remove the --- line and what follows it, or merge them"
         : "fix the YAML syntax at that line",
       cause: first,
     });
   }
+  checkUniqueKeys(doc, lineCounter, options.path);
   const warnings: string[] = [];
   for (const warning of doc.warnings) {
     const line = lineCounter.linePos(warning.pos[0]).line;
     warnings.push(
       `config ${options.path}:${line}: YAML warning: ${
-        firstLine(warning.message)
+        yamlMessage(warning.message)
       }`,
     );
   }
@@ -111,6 +123,88 @@ export function parseYamlSource(
     warnings,
     mode: null,
   };
+}
+
+/** A key that appears twice in one map, with the ancestors of that map. */
+interface DuplicateKey {
+  /** The second occurrence of the key. */
+  key: Scalar;
+  /** Its text as the key of a plain object. */
+  name: string;
+  /** Offset of the key in the text (Infinity when unknown). */
+  offset: number;
+  /** The map holding it. */
+  map: YAMLMap;
+  /** The map's ancestors, from the Document down, as `visit` reports them. */
+  ancestors: readonly unknown[];
+}
+
+/**
+ * Throws ConfigError for the first (in file order) key that appears twice in
+ * one map. Keys are compared as the text they become in a plain object (so
+ * `1` and `"1"` are the same key), with one Set per map: linear in the
+ * number of keys. Aliases are not followed, so each map is checked once.
+ */
+function checkUniqueKeys(
+  doc: Document,
+  lineCounter: LineCounter,
+  path: string,
+): void {
+  // At most one entry per map: its first duplicate key.
+  const duplicates: DuplicateKey[] = [];
+  visit(doc, {
+    Map(_key, map, ancestors) {
+      const seen = new Set<string>();
+      for (const pair of map.items) {
+        if (!isScalar(pair.key)) continue; // a collection or alias as key
+        const name = yamlKeyText(pair.key) ?? "";
+        if (!seen.has(name)) {
+          seen.add(name);
+          continue;
+        }
+        const offset = rangeOf(pair.key)?.[0] ?? Infinity;
+        duplicates.push({ key: pair.key, name, offset, map, ancestors });
+        return;
+      }
+    },
+  });
+  if (duplicates.length === 0) return;
+  let first = duplicates[0];
+  for (const duplicate of duplicates) {
+    if (duplicate.offset < first.offset) first = duplicate;
+  }
+  const range = rangeOf(first.key);
+  throw new ConfigError({
+    file: path,
+    line: range === null ? undefined : lineCounter.linePos(range[0]).line,
+    keyPath: formatKeyPath([
+      ...keyPathOfNode(first.ancestors, first.map),
+      first.name,
+    ]),
+    problem: `invalid YAML: duplicate key ${describeValue(first.name)}`,
+    expected: "map keys must be unique: remove or rename one of them",
+  });
+}
+
+/**
+ * The key path of `node` from the ancestors `visit` reported for it
+ * (Document, then maps, pairs and sequences down to its parent).
+ */
+function keyPathOfNode(
+  ancestors: readonly unknown[],
+  node: unknown,
+): KeyPathSegment[] {
+  const segments: KeyPathSegment[] = [];
+  for (let index = 0; index < ancestors.length; index++) {
+    const ancestor = ancestors[index];
+    const child = index + 1 < ancestors.length ? ancestors[index + 1] : node;
+    if (isSeq(ancestor)) {
+      segments.push(ancestor.items.indexOf(child));
+    } else if (isPair(ancestor) && child === ancestor.value) {
+      segments.push(yamlKeyText(ancestor.key) ?? "?");
+    }
+  }
+  return segments;
 }
 
 /** Options for {@linkcode readYamlDocument}. */
@@ -215,7 +309,7 @@ export function yamlToValue(source: YamlSource): unknown {
     }
     throw new ConfigError({
       file: source.path,
-      problem: `invalid YAML: ${firstLine(message)}`,
+      problem: `invalid YAML: ${yamlMessage(message)}`,
       expected: "fix the YAML",
       cause: error,
     });
@@ -779,4 +873,20 @@ export function errorText(error: unknown): string {
 function firstLine(text: string): string {
   const index = text.indexOf("\n");
   return (index === -1 ? text : text.slice(0, index)).trim();
+}
+
+/**
+ * Longest yaml package message shown in a config message. Longer ones quote
+ * something from the file (an alias, tag or version) and are cut.
+ */
+const MAX_YAML_MESSAGE_CHARS = 200;
+
+/** The first line of a yaml package message, cut to {@linkcode MAX_YAML_MESSAGE_CHARS} with its length noted. */
+function yamlMessage(message: string): string {
+  const line = firstLine(message);
+  if (line.length <= MAX_YAML_MESSAGE_CHARS) return line;
+  let end = MAX_YAML_MESSAGE_CHARS;
+  const last = line.charCodeAt(end - 1);
+  if (last >= 0xd800 && last <= 0xdbff) end -= 1;
+  return `${line.slice(0, end)}\u2026(${line.length} characters)`;
 }

@@ -5,6 +5,8 @@
  * @module
  */
 
+import { describeValue } from "./errors.ts";
+
 /** Lowest valid port number. */
 export const MIN_PORT = 1;
 /** Highest valid port number. */
@@ -45,7 +47,7 @@ export function parsePortSpec(text: string): PortRange[] | string {
   const parts = spec.split("/");
   if (parts.length > 2) {
     return `port spec ${
-      JSON.stringify(spec)
+      describeValue(spec)
     } has more than one "/" (${PORT_SPEC_HINT})`;
   }
   const portPart = parts[0].trim();
@@ -55,10 +57,8 @@ export function parsePortSpec(text: string): PortRange[] | string {
     if (protocolText === "tcp" || protocolText === "udp") {
       protocols = [protocolText];
     } else {
-      return `unknown protocol ${
-        JSON.stringify(parts[1].trim())
-      } in port spec ${
-        JSON.stringify(spec)
+      return `unknown protocol ${describeValue(parts[1].trim())} in port spec ${
+        describeValue(spec)
       } (expected tcp or udp, e.g. 22/tcp)`;
     }
   } else {
@@ -68,7 +68,7 @@ export function parsePortSpec(text: string): PortRange[] | string {
   const bounds = portPart.split("-");
   if (bounds.length > 2) {
     return `port spec ${
-      JSON.stringify(spec)
+      describeValue(spec)
     } has more than one "-" (${PORT_SPEC_HINT})`;
   }
   const lowText = bounds[0].trim();
@@ -92,7 +92,7 @@ export function parsePortSpec(text: string): PortRange[] | string {
 function parsePortNumber(text: string): number | string {
   if (!DIGITS_PATTERN.test(text)) {
     return `${
-      JSON.stringify(text)
+      describeValue(text)
     } is not a port number or range (${PORT_SPEC_HINT})`;
   }
   const digits = text.replace(/^0+(?=[0-9])/, "");

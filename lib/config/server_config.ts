@@ -10,7 +10,7 @@
 import { Document } from "yaml";
 import { prepareEd25519VerifyKey } from "../crypto.ts";
 import { INTERFACE_NAME_PATTERN } from "../firewall/backend.ts";
-import { parseDuration } from "./duration.ts";
+import { formatDuration, parseDuration } from "./duration.ts";
 import { ConfigError, describeValue, type KeyPathSegment } from "./errors.ts";
 import {
   parseYamlSource,
@@ -145,6 +145,8 @@ const CLIENT_KEYS: readonly string[] = [
 ];
 
 const DURATION_HINT = "a duration such as 30s, 1m30s or 1h";
+/** Durations written longer than this are shown formatted (e.g. 30s) in messages. */
+const MAX_DURATION_TEXT_SHOWN = 20;
 const BOOL_HINT = "true or false";
 /** What a good `expires` value looks like, for messages. */
 export const EXPIRES_HINT =
@@ -305,10 +307,10 @@ export function buildServerConfig(source: YamlSource): ServerConfig {
             warningAt(source, {
               keyPath: ["clients", name, "ed25519_pubkey"],
               problem: `client ${
-                JSON.stringify(name)
+                describeValue(name)
               } has the same key as client ${
-                JSON.stringify(owner)
-              }; its knocks are attributed to ${JSON.stringify(owner)}`,
+                describeValue(owner)
+              }; its knocks are attributed to ${describeValue(owner)}`,
               expected: "give each client its own key",
             }),
           );
@@ -321,7 +323,7 @@ export function buildServerConfig(source: YamlSource): ServerConfig {
         skippedClients.push(name);
         warnings.push(
           `${error.message}; client ${
-            JSON.stringify(name)
+            describeValue(name)
           } skipped, the other clients are served`,
         );
       }
@@ -368,7 +370,7 @@ function parsePortGroups(
     if (!isGroupName(name)) {
       throw configErrorAt(source, {
         keyPath: ["ports", name],
-        problem: `group name ${JSON.stringify(name)} looks like a port spec`,
+        problem: `group name ${describeValue(name)} looks like a port spec`,
         expected:
           "group names contain no / or - and are not all digits, e.g. devops",
       });
@@ -399,7 +401,7 @@ function parsePortGroups(
         throw configErrorAt(source, {
           keyPath,
           problem: `${
-            JSON.stringify(spec)
+            describeValue(spec)
           } is not a port spec (groups cannot contain groups)`,
           expected: "list port specs such as 22/tcp or 8080-8090/tcp",
         });
@@ -559,7 +561,7 @@ export function resolveAllowedPorts(
         return {
           ok: false,
           index,
-          problem: `unknown port group ${JSON.stringify(entry)}`,
+          problem: `unknown port group ${describeValue(entry)}`,
           expected: definedGroupsText(portGroups),
         };
       }
@@ -601,7 +603,7 @@ export function validateClientName(name: string): string | null {
     return `client name is ${name.length} characters, longer than ${MAX_CLIENT_NAME_LENGTH}`;
   }
   if (!NAME_PATTERN.test(name)) {
-    return `invalid client name ${JSON.stringify(name)}`;
+    return `invalid client name ${describeValue(name)}`;
   }
   return null;
 }
@@ -840,9 +842,12 @@ function portEntryText(value: unknown): string | null {
   return null;
 }
 
-/** The duration as written, for messages. */
+/** The duration as written, for messages; a long text is shown as its formatted value instead. */
 function durationText(value: unknown, ms: number): string {
-  if (typeof value === "string") return value;
+  if (typeof value === "string" && value.length <= MAX_DURATION_TEXT_SHOWN) {
+    return value;
+  }
+  if (typeof value === "string") return formatDuration(ms);
   return `${ms}ms`;
 }
 

@@ -178,7 +178,7 @@ export async function addServerClient(
         file: path,
         line: lineOfKeyPath(source, baseKeyPath),
         keyPath: formatKeyPath(baseKeyPath),
-        problem: `client ${JSON.stringify(name)} already exists`,
+        problem: `client ${describeValue(name)} already exists`,
         expected:
           `revoke it first with "openme revoke ${name}", or pick another name`,
       });

@@ -60,6 +60,21 @@ Deno.test("formatKeyPath joins keys with dots, indexes with brackets and quotes 
     { segments: ["clients", "a.b"], want: 'clients["a.b"]' },
     { segments: ["clients", "bad name"], want: 'clients["bad name"]' },
     { segments: [], want: "" },
+    // The longest valid client name is shown whole.
+    {
+      segments: ["clients", "n".repeat(64)],
+      want: `clients.${"n".repeat(64)}`,
+    },
+    {
+      segments: ["clients", "k".repeat(70_000), "ed25519_pubkey"],
+      want: `clients["${
+        "k".repeat(64)
+      }"\u2026(70000 characters)].ed25519_pubkey`,
+    },
+    {
+      segments: ["ports", "a b".repeat(30_000)],
+      want: `ports["${"a b".repeat(21)}a"\u2026(90000 characters)]`,
+    },
   ];
   for (const { segments, want } of cases) {
     assert.equal(formatKeyPath(segments), want);
@@ -75,7 +90,20 @@ Deno.test("describeValue names values shortly and on one line", () => {
     { value: null, want: "nothing" },
     { value: [1], want: "a list" },
     { value: { a: 1 }, want: "a map" },
-    { value: "x".repeat(100), want: `"${"x".repeat(60)}..."` },
+    { value: "x".repeat(64), want: `"${"x".repeat(64)}"` },
+    {
+      value: "x".repeat(100),
+      want: `"${"x".repeat(64)}"\u2026(100 characters)`,
+    },
+    {
+      value: "x".repeat(70_000),
+      want: `"${"x".repeat(64)}"\u2026(70000 characters)`,
+    },
+    // Cut before a surrogate pair that would be split; count code points.
+    {
+      value: "x".repeat(63) + "\u{1f642}".repeat(10),
+      want: `"${"x".repeat(63)}"\u2026(73 characters)`,
+    },
     { value: "a\nb", want: '"a\\nb"' },
   ];
   for (const { value, want } of cases) {

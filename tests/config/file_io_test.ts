@@ -523,7 +523,6 @@ Deno.test("readYamlDocument reports missing, directory, non-UTF-8, oversized and
 
 Deno.test("parseYamlSource gives the line of a syntax error", () => {
   const cases: { text: string; line: number }[] = [
-    { text: "a: 1\nb: 2\nb: 3\n", line: 3 },
     { text: "a:\n  b: 1\n c: 2\n", line: 3 },
     { text: "a: 1\n---\nb: 2\n", line: 2 },
   ];
@@ -541,6 +540,154 @@ Deno.test("parseYamlSource gives the line of a syntax error", () => {
         return true;
       },
     );
+  }
+});
+
+Deno.test("parseYamlSource refuses a duplicate key with the line and key path of its second occurrence", () => {
+  const cases: { text: string; line: number; keyPath: string; key: string }[] =
+    [
+      { text: "a: 1\nb: 2\nb: 3\n", line: 3, keyPath: "b", key: "b" },
+      {
+        text: "server:\n  host: a\n  port: 1\n  host: b\n",
+        line: 4,
+        keyPath: "server.host",
+        key: "host",
+      },
+      {
+        text: "list:\n  - x: 1\n  - {y: 1, y: 2}\n",
+        line: 3,
+        keyPath: "list[1].y",
+        key: "y",
+      },
+      // Keys that become the same object key: 1 and "1", null and "".
+      { text: 'm:\n  1: a\n  "1": b\n', line: 3, keyPath: "m.1", key: "1" },
+      { text: 'm:\n  ~: a\n  "": b\n', line: 3, keyPath: 'm[""]', key: "" },
+      // The first duplicate in the file is reported, inner map or outer.
+      {
+        text: "a:\n  x: 1\n  x: 2\na: 3\n",
+        line: 3,
+        keyPath: "a.x",
+        key: "x",
+      },
+      {
+        text: "a: 1\na: 2\nb:\n  x: 1\n  x: 2\n",
+        line: 2,
+        keyPath: "a",
+        key: "a",
+      },
+    ];
+  for (const c of cases) {
+    assert.throws(
+      () => parseYamlSource(c.text, { path: "/t.yaml" }),
+      (error: unknown) => {
+        assert.ok(error instanceof ConfigError, String(error));
+        assert.equal(error.line, c.line, error.message);
+        assert.equal(error.keyPath, c.keyPath, error.message);
+        assert.equal(
+          error.message,
+          `config /t.yaml:${c.line}: ${c.keyPath}: invalid YAML: duplicate key ${
+            JSON.stringify(c.key)
+          } (map keys must be unique: remove or rename one of them)`,
+        );
+        return true;
+      },
+    );
+  }
+});
+
+Deno.test("parseYamlSource accepts the same key in different maps and through aliases", () => {
+  const text = [
+    "a: &shared {x: 1, y: 2}",
+    "b: {x: 1, y: 2}",
+    "c: *shared",
+    "d:",
+    "  - {x: 1}",
+    "  - {x: 2}",
+    "",
+  ].join("\n");
+  const source = parseYamlSource(text, { path: "/t.yaml" });
+  assert.deepEqual(yamlToValue(source), {
+    a: { x: 1, y: 2 },
+    b: { x: 1, y: 2 },
+    c: { x: 1, y: 2 },
+    d: [{ x: 1 }, { x: 2 }],
+  });
+});
+
+Deno.test("parseYamlSource shortens a long duplicate key in the message", () => {
+  const key = "k".repeat(70_000);
+  assert.throws(
+    // Explicit keys: an implicit key may be at most 1024 characters long.
+    () =>
+      parseYamlSource(`? ${key}\n: 1\n? ${key}\n: 2\n`, {
+        path: "/t.yaml",
+      }),
+    (error: unknown) => {
+      assert.ok(error instanceof ConfigError, String(error));
+      assert.equal(error.line, 3);
+      assert.ok(error.message.length < 400, error.message);
+      assert.ok(error.message.includes("(70000 characters)"), error.message);
+      return true;
+    },
+  );
+});
+
+/**
+ * Longest a 20,000-key parse may take: the yaml package's own quadratic
+ * duplicate-key check took about 6 s; a linear parse takes 150-600 ms on a
+ * busy two-core machine.
+ */
+const LINEAR_PARSE_LIMIT_MS = 1000;
+
+Deno.test("parseYamlSource checks 20,000 keys of one map in linear time", () => {
+  const lines: string[] = [];
+  for (let i = 0; i < 20_000; i++) lines.push(`k${i}: ${i}`);
+  const unique = lines.join("\n") + "\n";
+  let start = performance.now();
+  const source = parseYamlSource(unique, { path: "/t.yaml" });
+  const uniqueMs = performance.now() - start;
+  assert.equal(Object.keys(yamlToValue(source) as object).length, 20_000);
+  // A duplicate as the very last key: every key is looked at.
+  start = performance.now();
+  assert.throws(
+    () => parseYamlSource(unique + "k0: again\n", { path: "/t.yaml" }),
+    (error: unknown) => {
+      assert.ok(error instanceof ConfigError, String(error));
+      assert.equal(error.line, 20_001);
+      assert.equal(error.keyPath, "k0");
+      return true;
+    },
+  );
+  const duplicateMs = performance.now() - start;
+  assert.ok(
+    uniqueMs < LINEAR_PARSE_LIMIT_MS,
+    `unique keys took ${uniqueMs.toFixed(0)} ms`,
+  );
+  assert.ok(
+    duplicateMs < LINEAR_PARSE_LIMIT_MS,
+    `duplicate check took ${duplicateMs.toFixed(0)} ms`,
+  );
+});
+
+Deno.test("yaml package messages that quote a long alias, tag or version are cut", () => {
+  const long = "k".repeat(70_000);
+  const warned = parseYamlSource(`a: !${long} x\n`, { path: "/t.yaml" });
+  assert.equal(warned.warnings.length, 1);
+  assert.ok(warned.warnings[0].length < 400, warned.warnings[0].slice(0, 400));
+  assert.match(warned.warnings[0], /…\(\d+ characters\)$/);
+  for (
+    const run of [
+      () => yamlToValue(parseYamlSource(`a: *${long}\n`, { path: "/t.yaml" })),
+      () => parseYamlSource(`%YAML ${long}\n---\na: 1\n`, { path: "/t.yaml" }),
+    ]
+  ) {
+    assert.throws(run, (error: unknown) => {
+      assert.ok(error instanceof ConfigError, String(error));
+      assert.ok(error.message.length < 400, error.message.slice(0, 400));
+      assert.match(error.message, /^config \/t\.yaml(:\d+)?: invalid YAML: /);
+      assert.match(error.message, /…\(\d+ characters\)/);
+      return true;
+    });
   }
 });
 

@@ -79,6 +79,27 @@ Deno.test("parsePortSpec explains bad specs and shows a good one", () => {
   }
 });
 
+Deno.test("parsePortSpec shortens a long spec in its reason", () => {
+  const long = "x".repeat(70_000);
+  for (
+    const spec of [
+      `${long}/tcp`,
+      `22/${long}`,
+      `1/2/${long}`,
+      `1-2-${long}`,
+      `${long}-22/tcp`,
+    ]
+  ) {
+    const reason = parsePortSpec(spec);
+    assert.equal(typeof reason, "string", spec.slice(0, 20));
+    assert.ok(
+      (reason as string).length < 400,
+      (reason as string).slice(0, 400),
+    );
+    assert.match(reason as string, /…\(\d+ characters\)/);
+  }
+});
+
 Deno.test("formatPortRange writes single ports and ranges as specs", () => {
   assert.equal(formatPortRange({ port: 22, proto: "tcp" }), "22/tcp");
   assert.equal(

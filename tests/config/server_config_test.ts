@@ -143,7 +143,8 @@ Deno.test("server-level problems throw a ConfigError naming file, line, key path
       name: "duplicate key",
       text: configText({ 5: "  host: other" }),
       line: 5,
-      parts: ["invalid YAML", "unique"],
+      keyPath: "server.host",
+      parts: ['invalid YAML: duplicate key "host"', "unique"],
     },
     {
       name: "empty file",
