@@ -308,3 +308,65 @@ export function describeRulePort(port: FirewallRulePort): string {
 export function describeRulePorts(ports: FirewallRulePort[]): string {
   return ports.map((port) => describeRulePort(port)).join(", ");
 }
+
+/** Summarises base rules for the "rules ready" log line, e.g. "knock port 54154/udp open, 2 drop rules, all interfaces". */
+export function describeBaseRules(options: BaseRulesOptions): string {
+  const parts = [
+    options.openKnockPort
+      ? `knock port ${options.knockPort}/udp open`
+      : "knock port not managed",
+    `${options.dropPorts.length} drop rules`,
+    options.interface === null
+      ? "all interfaces"
+      : `interface ${options.interface}`,
+  ];
+  return parts.join(", ");
+}
+
+/** The address and ports of an open() call after {@linkcode validateOpenRequest}. */
+export interface OpenRequest {
+  /** Canonical address. */
+  address: IpAddress;
+  /** Clean copies of the ports. */
+  ports: FirewallRulePort[];
+}
+
+/** Options for {@linkcode validateOpenRequest}. */
+export interface ValidateOpenRequestOptions {
+  /** Tool named in the FirewallError, e.g. "nft" or "ip6tables". */
+  tool: string;
+}
+
+/** Checks the address, then each port, of an open() call and returns clean copies; throws FirewallError. */
+export function validateOpenRequest(
+  address: IpAddress,
+  ports: FirewallRulePort[],
+  options: ValidateOpenRequestOptions,
+): OpenRequest {
+  const cleanAddress = validateAddress(address, options.tool);
+  const cleanPorts = ports.map((port) => validateRulePort(port, options.tool));
+  return { address: cleanAddress, ports: cleanPorts };
+}
+
+/** Options for {@linkcode invalidRuleHandleError}. */
+export interface InvalidRuleHandleErrorOptions {
+  /** Backend whose handle it is, as in the message: "nft" or "iptables". */
+  backend: string;
+  /** Tool named in the error. */
+  tool: string;
+}
+
+/** Builds the FirewallError close() throws for a handle that open() cannot have returned. */
+export function invalidRuleHandleError(
+  rules: OpenedRules,
+  handle: string,
+  options: InvalidRuleHandleErrorOptions,
+): FirewallError {
+  return new FirewallError(
+    `firewall: invalid ${options.backend} rule handle ${
+      JSON.stringify(handle)
+    } for ${rules.address.text}: ` +
+      "pass the OpenedRules that open() returned",
+    { tool: options.tool, args: [] },
+  );
+}

@@ -11,6 +11,7 @@
  * @module
  */
 
+import * as log from "../log.ts";
 import { FirewallError } from "./backend.ts";
 
 /** Default time limit for one tool run, in milliseconds. */
@@ -236,6 +237,67 @@ export async function runTool(
     timedOut,
     error: null,
   };
+}
+
+/** Options for {@linkcode netnsCommandLine}. */
+export interface NetnsCommandLineOptions {
+  /** Network namespace the tool runs in, or null to run it directly. Must already be validated. */
+  netns: string | null;
+}
+
+/** A command and its arguments, ready for {@linkcode runTool}. */
+export interface CommandLine {
+  /** The program to start. */
+  command: string;
+  /** Its arguments. */
+  args: string[];
+}
+
+/** Returns the command line that runs a tool, as `ip netns exec NETNS TOOL ...` when a namespace is given. */
+export function netnsCommandLine(
+  tool: string,
+  args: string[],
+  options: NetnsCommandLineOptions,
+): CommandLine {
+  if (options.netns === null) return { command: tool, args };
+  return {
+    command: "ip",
+    args: ["netns", "exec", options.netns, tool, ...args],
+  };
+}
+
+/** Options for {@linkcode runFirewallTool}. */
+export interface RunFirewallToolOptions {
+  /** Network namespace the tool runs in, or null to run it directly. Must already be validated. */
+  netns: string | null;
+  /** Text written to the tool's standard input; no stdin when absent. */
+  stdin?: string;
+  /** Time limit in milliseconds (default 5000). */
+  timeoutMs?: number;
+  /** Extra environment variables for the tool. */
+  env?: Record<string, string>;
+}
+
+/** Runs a firewall tool, in a network namespace when one is given, and logs the command line at debug level. */
+export function runFirewallTool(
+  tool: string,
+  args: string[],
+  options: RunFirewallToolOptions,
+): Promise<ToolResult> {
+  const line = netnsCommandLine(tool, args, { netns: options.netns });
+  if (log.isLogEnabled("debug")) {
+    const script = options.stdin === undefined
+      ? ""
+      : ` <<< ${JSON.stringify(options.stdin.trimEnd())}`;
+    log.debug(
+      `firewall: running ${[line.command, ...line.args].join(" ")}${script}`,
+    );
+  }
+  return runTool(line.command, line.args, {
+    stdin: options.stdin,
+    timeoutMs: options.timeoutMs,
+    env: options.env,
+  });
 }
 
 /** Options for {@linkcode OperationQueue}. */

@@ -27,6 +27,7 @@ import * as log from "../log.ts";
 import {
   type BaseRulesCheck,
   type BaseRulesOptions,
+  describeBaseRules,
   describeRulePorts,
   DROP_RULE_COMMENT,
   type FirewallBackend,
@@ -34,18 +35,19 @@ import {
   FirewallError,
   firewallErrorFromResult,
   type FirewallRulePort,
+  invalidRuleHandleError,
   KNOCK_RULE_COMMENT,
   type OpenedRules,
+  type OpenRequest,
   RULE_COMMENT,
-  validateAddress,
   validateBaseRulesOptions,
   validateNetnsName,
-  validateRulePort,
+  validateOpenRequest,
 } from "./backend.ts";
 import {
   DEFAULT_TOOL_TIMEOUT_MS,
   OperationQueue,
-  runTool,
+  runFirewallTool,
   type ToolResult,
 } from "./exec.ts";
 
@@ -340,39 +342,25 @@ export class IptablesBackend implements FirewallBackend {
 
   /** Removes rules of a run that died and adds knock and drop rules in both families. */
   setup(options: BaseRulesOptions): Promise<void> {
-    let validated: BaseRulesOptions;
-    try {
-      validated = validateBaseRulesOptions(options, "iptables");
-    } catch (err) {
-      return Promise.reject(err);
-    }
-    return this.#queue.run(() => this.#setup(validated));
+    return this.#queueBase(options, true);
   }
 
   /** Replaces the knock and drop rules in both families. */
   updateBaseRules(options: BaseRulesOptions): Promise<void> {
-    let validated: BaseRulesOptions;
-    try {
-      validated = validateBaseRulesOptions(options, "iptables");
-    } catch (err) {
-      return Promise.reject(err);
-    }
-    return this.#queue.run(() => this.#updateBaseRules(validated));
+    return this.#queueBase(options, false);
   }
 
   /** Inserts one accept rule per port for the address; removes the added ones again if any fails. */
   open(address: IpAddress, ports: FirewallRulePort[]): Promise<OpenedRules> {
-    let cleanAddress: IpAddress;
-    let cleanPorts: FirewallRulePort[];
+    let request: OpenRequest;
     try {
-      cleanAddress = validateAddress(address, iptablesToolFor(address));
-      cleanPorts = ports.map((port) =>
-        validateRulePort(port, iptablesToolFor(address))
-      );
+      request = validateOpenRequest(address, ports, {
+        tool: iptablesToolFor(address),
+      });
     } catch (err) {
       return Promise.reject(err);
     }
-    return this.#queue.run(() => this.#open(cleanAddress, cleanPorts));
+    return this.#queue.run(() => this.#open(request.address, request.ports));
   }
 
   /** Deletes the rules of one knock with `-D`; rules already gone are ignored. */
@@ -380,13 +368,10 @@ export class IptablesBackend implements FirewallBackend {
     for (const handle of rules.handles) {
       if (!HANDLE_PATTERN.test(handle) || !handle.endsWith(HANDLE_SUFFIX)) {
         return Promise.reject(
-          new FirewallError(
-            `firewall: invalid iptables rule handle ${
-              JSON.stringify(handle)
-            } for ${rules.address.text}: ` +
-              "pass the OpenedRules that open() returned",
-            { tool: iptablesToolFor(rules.address), args: [] },
-          ),
+          invalidRuleHandleError(rules, handle, {
+            backend: "iptables",
+            tool: iptablesToolFor(rules.address),
+          }),
         );
       }
     }
@@ -407,24 +392,26 @@ export class IptablesBackend implements FirewallBackend {
     return this.#queue.run(() => this.#teardown());
   }
 
+  /** Validates the options and queues setting up (or updating) the knock and drop rules. */
+  #queueBase(options: BaseRulesOptions, isSetup: boolean): Promise<void> {
+    let validated: BaseRulesOptions;
+    try {
+      validated = validateBaseRulesOptions(options, "iptables");
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.#queue.run(() =>
+      isSetup ? this.#setup(validated) : this.#updateBaseRules(validated)
+    );
+  }
+
   #run(
     tool: IptablesTool | string,
     args: string[],
     stdin?: string,
   ): Promise<ToolResult> {
-    const command = this.#netns === null ? tool : "ip";
-    const fullArgs = this.#netns === null
-      ? args
-      : ["netns", "exec", this.#netns, tool, ...args];
-    if (log.isLogEnabled("debug")) {
-      const script = stdin === undefined
-        ? ""
-        : ` <<< ${JSON.stringify(stdin.trimEnd())}`;
-      log.debug(
-        `firewall: running ${[command, ...fullArgs].join(" ")}${script}`,
-      );
-    }
-    return runTool(command, fullArgs, {
+    return runFirewallTool(tool, args, {
+      netns: this.#netns,
       stdin,
       timeoutMs: this.#timeoutMs,
       env: this.#env,
@@ -539,17 +526,12 @@ export class IptablesBackend implements FirewallBackend {
         );
       }
     }
-    const parts = [
-      options.openKnockPort
-        ? `knock port ${options.knockPort}/udp open`
-        : "knock port not managed",
-      `${options.dropPorts.length} drop rules`,
-      options.interface === null
-        ? "all interfaces"
-        : `interface ${options.interface}`,
-      this.#ipv6Problem === null ? "IPv4 and IPv6" : "IPv4 only",
-    ];
-    log.info(`firewall: iptables rules ready (${parts.join(", ")})`);
+    const families = this.#ipv6Problem === null ? "IPv4 and IPv6" : "IPv4 only";
+    log.info(
+      `firewall: iptables rules ready (${
+        describeBaseRules(options)
+      }, ${families})`,
+    );
     this.#options = options;
   }
 

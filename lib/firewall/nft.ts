@@ -37,6 +37,7 @@ import * as log from "../log.ts";
 import {
   type BaseRulesCheck,
   type BaseRulesOptions,
+  describeBaseRules,
   describeRulePorts,
   DROP_RULE_COMMENT,
   type FirewallBackend,
@@ -44,19 +45,20 @@ import {
   FirewallError,
   firewallErrorFromResult,
   type FirewallRulePort,
+  invalidRuleHandleError,
   JUMP_RULE_COMMENT,
   KNOCK_RULE_COMMENT,
   type OpenedRules,
+  type OpenRequest,
   RULE_COMMENT,
-  validateAddress,
   validateBaseRulesOptions,
   validateNetnsName,
-  validateRulePort,
+  validateOpenRequest,
 } from "./backend.ts";
 import {
   DEFAULT_TOOL_TIMEOUT_MS,
   OperationQueue,
-  runTool,
+  runFirewallTool,
   type ToolResult,
 } from "./exec.ts";
 
@@ -625,37 +627,23 @@ export class NftBackend implements FirewallBackend {
 
   /** Ensures table, chains and jump exist, removes rules of a run that died, adds knock and drop rules. */
   setup(options: BaseRulesOptions): Promise<void> {
-    let validated: BaseRulesOptions;
-    try {
-      validated = validateBaseRulesOptions(options, NFT_TOOL);
-    } catch (err) {
-      return Promise.reject(err);
-    }
-    return this.#queue.run(() => this.#applyBase(validated, true));
+    return this.#queueApplyBase(options, true);
   }
 
   /** Replaces the knock and drop rules (and recreates table, chain and jump when they vanished). */
   updateBaseRules(options: BaseRulesOptions): Promise<void> {
-    let validated: BaseRulesOptions;
-    try {
-      validated = validateBaseRulesOptions(options, NFT_TOOL);
-    } catch (err) {
-      return Promise.reject(err);
-    }
-    return this.#queue.run(() => this.#applyBase(validated, false));
+    return this.#queueApplyBase(options, false);
   }
 
   /** Inserts one accept rule per port for the address in one atomic transaction. */
   open(address: IpAddress, ports: FirewallRulePort[]): Promise<OpenedRules> {
-    let cleanAddress: IpAddress;
-    let cleanPorts: FirewallRulePort[];
+    let request: OpenRequest;
     try {
-      cleanAddress = validateAddress(address, NFT_TOOL);
-      cleanPorts = ports.map((port) => validateRulePort(port, NFT_TOOL));
+      request = validateOpenRequest(address, ports, { tool: NFT_TOOL });
     } catch (err) {
       return Promise.reject(err);
     }
-    return this.#queue.run(() => this.#open(cleanAddress, cleanPorts));
+    return this.#queue.run(() => this.#open(request.address, request.ports));
   }
 
   /** Deletes the rules of one knock by handle; rules already gone are ignored. */
@@ -663,13 +651,10 @@ export class NftBackend implements FirewallBackend {
     for (const handle of rules.handles) {
       if (!HANDLE_PATTERN.test(handle)) {
         return Promise.reject(
-          new FirewallError(
-            `firewall: invalid nft rule handle ${
-              JSON.stringify(handle)
-            } for ${rules.address.text}: ` +
-              "pass the OpenedRules that open() returned",
-            { tool: NFT_TOOL, args: [] },
-          ),
+          invalidRuleHandleError(rules, handle, {
+            backend: "nft",
+            tool: NFT_TOOL,
+          }),
         );
       }
     }
@@ -691,20 +676,20 @@ export class NftBackend implements FirewallBackend {
     return this.#queue.run(() => this.#teardown());
   }
 
-  #run(args: string[], stdin?: string): Promise<ToolResult> {
-    const command = this.#netns === null ? NFT_TOOL : "ip";
-    const fullArgs = this.#netns === null
-      ? args
-      : ["netns", "exec", this.#netns, NFT_TOOL, ...args];
-    if (log.isLogEnabled("debug")) {
-      const script = stdin === undefined
-        ? ""
-        : ` <<< ${JSON.stringify(stdin.trimEnd())}`;
-      log.debug(
-        `firewall: running ${[command, ...fullArgs].join(" ")}${script}`,
-      );
+  /** Validates the options and queues setting up (or updating) the base rules. */
+  #queueApplyBase(options: BaseRulesOptions, isSetup: boolean): Promise<void> {
+    let validated: BaseRulesOptions;
+    try {
+      validated = validateBaseRulesOptions(options, NFT_TOOL);
+    } catch (err) {
+      return Promise.reject(err);
     }
-    return runTool(command, fullArgs, {
+    return this.#queue.run(() => this.#applyBase(validated, isSetup));
+  }
+
+  #run(args: string[], stdin?: string): Promise<ToolResult> {
+    return runFirewallTool(NFT_TOOL, args, {
+      netns: this.#netns,
       stdin,
       timeoutMs: this.#timeoutMs,
       env: this.#env,
@@ -807,18 +792,9 @@ export class NftBackend implements FirewallBackend {
         `firewall: removed ${stale} stale per-knock nft rules left by an earlier run`,
       );
     }
-    const parts = [
-      options.openKnockPort
-        ? `knock port ${options.knockPort}/udp open`
-        : "knock port not managed",
-      `${options.dropPorts.length} drop rules`,
-      options.interface === null
-        ? "all interfaces"
-        : `interface ${options.interface}`,
-    ];
     log.info(
       `firewall: nft chain ${TABLE_REF} ${NFT_CHAIN} ready (${
-        parts.join(", ")
+        describeBaseRules(options)
       })`,
     );
     this.#options = options;

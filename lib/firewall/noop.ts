@@ -14,9 +14,9 @@ import {
   type FirewallBackend,
   type FirewallRulePort,
   type OpenedRules,
-  validateAddress,
+  type OpenRequest,
   validateBaseRulesOptions,
-  validateRulePort,
+  validateOpenRequest,
 } from "./backend.ts";
 
 /** Firewall backend that changes nothing. */
@@ -62,14 +62,14 @@ export class NoopBackend implements FirewallBackend {
 
   /** Returns ids for the rules it would have opened. */
   open(address: IpAddress, ports: FirewallRulePort[]): Promise<OpenedRules> {
-    let cleanAddress: IpAddress;
-    let cleanPorts: FirewallRulePort[];
+    let request: OpenRequest;
     try {
-      cleanAddress = validateAddress(address, "noop");
-      cleanPorts = ports.map((port) => validateRulePort(port, "noop"));
+      request = validateOpenRequest(address, ports, { tool: "noop" });
     } catch (err) {
       return Promise.reject(err);
     }
+    const cleanAddress = request.address;
+    const cleanPorts = request.ports;
     const handles: string[] = [];
     for (let i = 0; i < cleanPorts.length; i++) {
       const id = `noop-${this.#nextId++}`;

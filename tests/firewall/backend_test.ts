@@ -1,14 +1,17 @@
 import assert from "node:assert/strict";
 import {
+  describeBaseRules,
   describeRulePort,
   describeRulePorts,
   FirewallError,
   firewallErrorFromResult,
+  invalidRuleHandleError,
   stderrOneLine,
   validateAddress,
   validateBaseRulesOptions,
   validateInterfaceName,
   validateNetnsName,
+  validateOpenRequest,
   validateRulePort,
 } from "../../lib/firewall/backend.ts";
 import type { ToolResult } from "../../lib/firewall/exec.ts";
@@ -234,4 +237,84 @@ Deno.test("describeRulePort formats single ports and ranges", () => {
     describeRulePorts([{ port: 22, proto: "tcp" }, { port: 53, proto: "udp" }]),
     "22/tcp, 53/udp",
   );
+});
+
+Deno.test("describeBaseRules summarises knock port, drop rule count and interface", () => {
+  assert.equal(
+    describeBaseRules({
+      knockPort: 54154,
+      openKnockPort: true,
+      dropPorts: [{ port: 22, proto: "tcp" }, { port: 80, proto: "tcp" }],
+      interface: null,
+    }),
+    "knock port 54154/udp open, 2 drop rules, all interfaces",
+  );
+  assert.equal(
+    describeBaseRules({
+      knockPort: 7000,
+      openKnockPort: false,
+      dropPorts: [],
+      interface: "eth0",
+    }),
+    "knock port not managed, 0 drop rules, interface eth0",
+  );
+});
+
+Deno.test("validateOpenRequest returns the canonical address and clean ports", () => {
+  assert.deepEqual(
+    validateOpenRequest({ family: 6, text: "2001:DB8::2" }, [
+      { port: 22, endPort: 22, proto: "tcp" },
+      { port: 8080, endPort: 8090, proto: "udp" },
+    ], { tool: "ip6tables" }),
+    {
+      address: { family: 6, text: "2001:db8::2" },
+      ports: [
+        { port: 22, proto: "tcp" },
+        { port: 8080, endPort: 8090, proto: "udp" },
+      ],
+    },
+  );
+});
+
+Deno.test("validateOpenRequest rejects a bad address before the ports, naming the tool", () => {
+  assert.throws(
+    () =>
+      validateOpenRequest({ family: 4, text: "192.0.2.2;" }, [
+        { port: 0, proto: "tcp" },
+      ], { tool: "iptables" }),
+    (err: unknown) =>
+      err instanceof FirewallError && err.tool === "iptables" &&
+      err.message.includes("invalid address"),
+  );
+  assert.throws(
+    () =>
+      validateOpenRequest({ family: 4, text: "192.0.2.2" }, [
+        { port: 22, proto: "tcp" },
+        { port: 70000, proto: "tcp" },
+      ], { tool: "nft" }),
+    (err: unknown) =>
+      err instanceof FirewallError && err.tool === "nft" &&
+      err.message.includes("invalid port"),
+  );
+});
+
+Deno.test("invalidRuleHandleError names the backend, the handle, the address and the tool", () => {
+  const err = invalidRuleHandleError(
+    {
+      address: { family: 6, text: "2001:db8::2" },
+      ports: [{ port: 22, proto: "tcp" }],
+      handles: ["x; y"],
+    },
+    "x; y",
+    { backend: "iptables", tool: "ip6tables" },
+  );
+  assert.ok(err instanceof FirewallError);
+  assert.equal(
+    err.message,
+    'firewall: invalid iptables rule handle "x; y" for 2001:db8::2: ' +
+      "pass the OpenedRules that open() returned",
+  );
+  assert.equal(err.tool, "ip6tables");
+  assert.deepEqual(err.args, []);
+  assert.equal(err.exitCode, null);
 });

@@ -1,6 +1,12 @@
 import assert from "node:assert/strict";
 import { FirewallError } from "../../lib/firewall/backend.ts";
-import { OperationQueue, runTool } from "../../lib/firewall/exec.ts";
+import {
+  netnsCommandLine,
+  OperationQueue,
+  runFirewallTool,
+  runTool,
+} from "../../lib/firewall/exec.ts";
+import { getLogLevel, setLogLevel, setLogSink } from "../../lib/log.ts";
 
 /** Writes executable scripts into a fresh temp dir and returns the dir. */
 async function makeToolDir(scripts: Record<string, string>): Promise<string> {
@@ -207,4 +213,68 @@ Deno.test("OperationQueue rejects operations beyond its bound with a FirewallErr
   await second;
   assert.equal(queue.pending, 0);
   await queue.run(() => Promise.resolve());
+});
+
+Deno.test("netnsCommandLine runs the tool directly without a namespace", () => {
+  assert.deepEqual(netnsCommandLine("nft", ["-f", "-"], { netns: null }), {
+    command: "nft",
+    args: ["-f", "-"],
+  });
+});
+
+Deno.test("netnsCommandLine wraps the tool in ip netns exec when a namespace is given", () => {
+  const args = ["-w", "-S", "INPUT"];
+  assert.deepEqual(netnsCommandLine("ip6tables", args, { netns: "om-a" }), {
+    command: "ip",
+    args: ["netns", "exec", "om-a", "ip6tables", "-w", "-S", "INPUT"],
+  });
+  assert.deepEqual(args, ["-w", "-S", "INPUT"]);
+});
+
+Deno.test("runFirewallTool runs the tool with stdin and env and logs the command line at debug level", async () => {
+  const dir = await makeToolDir({ "fake-fw": 'echo "args:$*"; cat' });
+  const lines: string[] = [];
+  const previousSink = setLogSink((line) => lines.push(line));
+  const previousLevel = getLogLevel();
+  setLogLevel("debug");
+  try {
+    const result = await runFirewallTool("fake-fw", ["-f", "-"], {
+      netns: null,
+      stdin: "flush ruleset\n",
+      timeoutMs: 2000,
+      env: pathWith(dir),
+    });
+    assert.equal(result.success, true);
+    assert.equal(result.command, "fake-fw");
+    assert.equal(result.timeoutMs, 2000);
+    assert.equal(result.stdout, "args:-f -\nflush ruleset\n");
+    assert.ok(
+      lines.some((line) =>
+        line.includes('firewall: running fake-fw -f - <<< "flush ruleset"')
+      ),
+      lines.join("\n"),
+    );
+  } finally {
+    setLogLevel(previousLevel);
+    setLogSink(previousSink);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("runFirewallTool starts ip netns exec when a namespace is given", async () => {
+  const dir = await makeToolDir({ "ip": 'echo "ip:$*"' });
+  try {
+    const result = await runFirewallTool("nft", ["list", "ruleset"], {
+      netns: "om-exec-test",
+      env: pathWith(dir),
+    });
+    assert.equal(result.success, true);
+    assert.equal(result.command, "ip");
+    assert.equal(
+      result.stdout,
+      "ip:netns exec om-exec-test nft list ruleset\n",
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
