@@ -29,4 +29,8 @@ here="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$here"
 # The demo does not need shellcheck; setup installs only what is missing.
 OPENME_SETUP_SHELLCHECK=0 bash scripts/setup.sh
+# npm's global bin may not be on PATH yet in a fresh shell.
+if ! command -v deno >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
+  PATH="$(npm prefix -g)/bin:$PATH"
+fi
 exec deno run --allow-all scripts/demo.ts "$@"
