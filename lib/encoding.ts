@@ -79,3 +79,10 @@ export function decodeBase64Key(
   }
   return { ok: true, bytes };
 }
+
+/** Whether two byte arrays hold the same bytes (not constant-time: for keys already trusted, not secrets under attack). */
+export function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}

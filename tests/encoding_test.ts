@@ -6,6 +6,7 @@ import {
   decodeHex,
   encodeBase64,
   encodeHex,
+  equalBytes,
 } from "../lib/encoding.ts";
 
 const bytes = (values: number[]): Uint8Array => new Uint8Array(values);
@@ -107,4 +108,20 @@ Deno.test("decodeBase64Key explains missing and malformed keys", () => {
   const junk = decodeBase64Key("not base64!", { sizes: [32] });
   assert.equal(junk.ok, false);
   assert.match(!junk.ok ? junk.reason : "", /not valid base64/);
+});
+
+Deno.test("equalBytes compares length and every byte", () => {
+  assert.equal(
+    equalBytes(new Uint8Array([1, 2, 3]), new Uint8Array([1, 2, 3])),
+    true,
+  );
+  assert.equal(
+    equalBytes(new Uint8Array([1, 2, 3]), new Uint8Array([1, 2, 4])),
+    false,
+  );
+  assert.equal(
+    equalBytes(new Uint8Array([1, 2]), new Uint8Array([1, 2, 3])),
+    false,
+  );
+  assert.equal(equalBytes(new Uint8Array(0), new Uint8Array(0)), true);
 });

@@ -33,7 +33,7 @@ import {
   validateProfileName,
 } from "../config/client_config.ts";
 import { ed25519KeyPairFromPrivateKey, keyFingerprint } from "../crypto.ts";
-import { decodeBase64Key, encodeBase64 } from "../encoding.ts";
+import { decodeBase64Key, encodeBase64, equalBytes } from "../encoding.ts";
 import { clientConfigPath, isMissingConfigFile } from "./client_profile.ts";
 import { CommandError, UsageError } from "./errors.ts";
 import type { CliIo, ParsedCommand } from "./mod.ts";
@@ -155,7 +155,7 @@ function checkedProfile(
       }); copy it again from the \`openme add\` output`,
     );
   }
-  if (profile.publicKey !== null && !sameBytes(profile.publicKey, derived)) {
+  if (profile.publicKey !== null && !equalBytes(profile.publicKey, derived)) {
     throw new CommandError(
       `${source.name}: profile ${profile.name}: public_key does not belong to private_key; copy both from the same \`openme add\` output`,
     );
@@ -288,12 +288,6 @@ function qrKey(
     );
   }
   return decoded.bytes;
-}
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }
 
 /** Reads at most MAX_IMPORT_BYTES from a reader; throws CommandError when there is more. */

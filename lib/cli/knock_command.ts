@@ -18,6 +18,7 @@ import { type IpAddress, parseIp } from "../ip.ts";
 import { selectProfile } from "./client_profile.ts";
 import { CommandError, UsageError } from "./errors.ts";
 import type { CliIo, ParsedCommand } from "./mod.ts";
+import { formatRfc3339 } from "../time.ts";
 
 /** Default time between knocks with `--continuous`. */
 export const DEFAULT_INTERVAL_MS = 25_000;
@@ -82,7 +83,7 @@ function describe(profile: ClientProfile, report: KnockReport): string {
 }
 
 function timestamp(): string {
-  return new Date().toISOString().replace(/\.\d{3}Z$/, "Z");
+  return formatRfc3339(Date.now());
 }
 
 async function checkAfterKnock(

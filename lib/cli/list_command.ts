@@ -12,6 +12,7 @@ import {
 import { formatPortRange } from "../config/ports.ts";
 import { keyFingerprint } from "../crypto.ts";
 import type { CliIo, ParsedCommand } from "./mod.ts";
+import { formatRfc3339 } from "../time.ts";
 
 /** Runs `openme list`. */
 export async function runListCommand(
@@ -31,7 +32,7 @@ export async function runListCommand(
     if (!c.disableHealthPort) ports.push(`${config.healthPort}/tcp (health)`);
     const expires = c.expires === null
       ? "never"
-      : c.expires.toISOString().replace(/\.\d{3}Z$/, "Z") +
+      : formatRfc3339(c.expires.getTime()) +
         (c.expires.getTime() <= now ? " (expired)" : "");
     rows.push([
       c.name,

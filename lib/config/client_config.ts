@@ -42,6 +42,7 @@ import {
   requireKey,
   withoutGeneratedLine,
 } from "./validate.ts";
+import { equalBytes } from "../encoding.ts";
 
 /** Default `server_udp_port` of a profile. */
 export const CLIENT_DEFAULT_SERVER_UDP_PORT = 54154;
@@ -244,7 +245,7 @@ function parseProfile(
     });
     if (
       privateKey.length === 64 &&
-      !sameBytes(privateKey.subarray(32), publicKey)
+      !equalBytes(privateKey.subarray(32), publicKey)
     ) {
       throw configErrorAt(source, {
         keyPath: [...base, "public_key"],
@@ -504,12 +505,4 @@ function checkNewProfile(path: string, profile: NewClientProfile): void {
     // Line numbers of the generated text would point into the wrong file.
     throw withoutGeneratedLine(error, path);
   }
-}
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) {
-    if (a[i] !== b[i]) return false;
-  }
-  return true;
 }

@@ -13,7 +13,13 @@
 import { validateNetnsName } from "./backend.ts";
 import { runTool, type ToolResult } from "./exec.ts";
 import { IPTABLES_CHAIN, splitIptablesLine } from "./iptables.ts";
-import { NFT_CHAIN, NFT_FAMILY, NFT_INPUT_CHAIN, NFT_TABLE } from "./nft.ts";
+import {
+  asRecord,
+  NFT_CHAIN,
+  NFT_FAMILY,
+  NFT_INPUT_CHAIN,
+  NFT_TABLE,
+} from "./nft.ts";
 
 /** Time limit for one inspection tool run. */
 export const INSPECT_TIMEOUT_MS = 5000;
@@ -226,12 +232,6 @@ interface NftRule {
   matches: NftMatch[];
   verdict: string | null;
   target: string | null;
-}
-
-function asRecord(value: unknown): Record<string, unknown> | null {
-  return typeof value === "object" && value !== null && !Array.isArray(value)
-    ? value as Record<string, unknown>
-    : null;
 }
 
 /** `{ct:{key:"state"}}` → "ct.state", `{payload:{protocol:"udp",field:"dport"}}` → "udp.dport". */

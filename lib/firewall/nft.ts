@@ -224,7 +224,8 @@ export interface NftTableListing {
   openmeChainHandle: string | null;
 }
 
-function asRecord(value: unknown): Record<string, unknown> | null {
+/** The value as a plain object (an nft JSON listing entry), or null when it is not one. */
+export function asRecord(value: unknown): Record<string, unknown> | null {
   return typeof value === "object" && value !== null && !Array.isArray(value)
     ? value as Record<string, unknown>
     : null;

@@ -19,7 +19,7 @@ import {
   type ServerConfig,
 } from "../config/server_config.ts";
 import { keyFingerprint, prepareEd25519VerifyKey } from "../crypto.ts";
-import { encodeHex } from "../encoding.ts";
+import { encodeHex, equalBytes } from "../encoding.ts";
 import type {
   BaseRulesOptions,
   FirewallBackend,
@@ -48,6 +48,7 @@ import {
   writeStateFile,
 } from "./state_file.ts";
 import { DROP_SUMMARY_INTERVAL_MS, KnockStats } from "./stats.ts";
+import { formatRfc3339 } from "../time.ts";
 
 /** How often the config file is checked for changes. */
 export const CONFIG_POLL_INTERVAL_MS = 500;
@@ -171,10 +172,6 @@ function baseRulesOf(
   };
 }
 
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && a.every((byte, i) => byte === b[i]);
-}
-
 function statePorts(ports: FirewallRulePort[]): StatePort[] {
   return ports.map((p) =>
     p.endPort !== undefined && p.endPort > p.port
@@ -193,10 +190,6 @@ function oneLine(text: string): string {
   return text.split("\n").map((line) => line.trim()).filter((line) =>
     line !== ""
   ).join(" | ");
-}
-
-function rfc3339(ms: number): string {
-  return new Date(ms).toISOString().replace(/\.\d{3}Z$/, "Z");
 }
 
 /** What identifies one version of the config file: a rename-over-write changes the inode. */
@@ -606,7 +599,7 @@ export class OpenmeServer {
         `firewall changes take effect after a restart (still ${this.#backend.name})`,
       );
     }
-    if (!sameBytes(next.privateKey, this.#config.privateKey)) {
+    if (!equalBytes(next.privateKey, this.#config.privateKey)) {
       warn(
         "server key changes take effect after a restart (knocks are still decrypted with the key the server started with)",
       );
@@ -689,20 +682,20 @@ export class OpenmeServer {
   state(): StateFile {
     const lastSeen: Record<string, string> = {};
     for (const [name, ms] of this.#sessions.lastSeen()) {
-      lastSeen[name] = rfc3339(ms);
+      lastSeen[name] = formatRfc3339(ms);
     }
     const replayNonces: Record<string, number> = {};
     for (const entry of this.#verifier.recentNonces()) {
       replayNonces[encodeHex(entry.nonce)] = Math.round(entry.addedMs);
     }
     return {
-      updated_at: rfc3339(Date.now()),
+      updated_at: formatRfc3339(Date.now()),
       active_sessions: this.#sessions.list().map((s) => ({
         client_name: s.clientName,
         ip: s.address.text,
         ports: statePorts(s.ports),
-        opened_at: rfc3339(this.#sessions.toWallMs(s.openedAtMs)),
-        expires_at: rfc3339(this.#sessions.toWallMs(s.expiresAtMs)),
+        opened_at: formatRfc3339(this.#sessions.toWallMs(s.openedAtMs)),
+        expires_at: formatRfc3339(this.#sessions.toWallMs(s.expiresAtMs)),
       })),
       last_seen: lastSeen,
       accepted: this.#stats.accepted,

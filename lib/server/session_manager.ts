@@ -23,6 +23,7 @@ import type {
 } from "../firewall/backend.ts";
 import type { IpAddress } from "../ip.ts";
 import { error, info, warn } from "../log.ts";
+import { formatRfc3339 } from "../time.ts";
 
 /** How many firewall opens may wait at once; further first knocks are dropped as busy. */
 export const DEFAULT_MAX_PENDING_OPENS = 64;
@@ -164,10 +165,6 @@ function describeKnock(
   return `for ${address.text} (client ${clientName}${fp}${from})`;
 }
 
-function rfc3339(ms: number): string {
-  return new Date(ms).toISOString().replace(/\.\d{3}Z$/, "Z");
-}
-
 /** Formats ports for logs: "22/tcp,8080-8090/tcp". */
 export function describePorts(ports: FirewallRulePort[]): string {
   return ports.map((p) =>
@@ -226,7 +223,7 @@ export class SessionManager {
   }
 
   #until(ms: number): string {
-    return rfc3339(this.toWallMs(ms));
+    return formatRfc3339(this.toWallMs(ms));
   }
 
   /** Opens (or refreshes) the session for a verified knock. */
