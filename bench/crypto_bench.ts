@@ -10,6 +10,9 @@
  *   knock by the client that matches last (a new source each time, so the
  *   per-source cache cannot help), the same from a source whose last match is
  *   cached, and 165-byte junk (which never reaches the client scan).
+ * - group "x25519": the floor's X25519 split into its two `node:crypto`
+ *   calls (wrapping the ephemeral key in a KeyObject, then diffieHellman),
+ *   and WebCrypto's X25519 (asynchronous) for comparison.
  *
  * Knocks are built before timing starts; each measured call gets a distinct
  * packet (the verifier is replaced when a pool wraps, so no call is a replay).
@@ -28,6 +31,8 @@ import {
   x25519SharedSecretPrepared,
 } from "../lib/crypto.ts";
 import type { IpAddress } from "../lib/ip.ts";
+import { Buffer } from "node:buffer";
+import { createPrivateKey, createPublicKey, diffieHellman } from "node:crypto";
 import {
   AEAD_NONCE_BYTES,
   AEAD_NONCE_OFFSET,
@@ -227,6 +232,98 @@ Deno.bench({
       floorVerifyKey,
       samplePacket.subarray(0, SIGNED_BYTES),
       field(samplePacket, SIGNATURE_OFFSET, SIGNATURE_BYTES),
+    );
+  },
+});
+
+// ---------------------------------------------------------------------------
+// x25519: where the X25519 of the floor goes, and the alternatives Deno has
+
+/** SPKI DER prefix of a raw X25519 public key (as lib/crypto.ts wraps it). */
+const X25519_SPKI_PREFIX_HEX = "302a300506032b656e032100";
+/** PKCS#8 DER prefix of a raw X25519 private key. */
+const X25519_PKCS8_PREFIX_HEX = "302e020100300506032b656e04220420";
+const spkiScratch = Buffer.alloc(12 + EPHEMERAL_KEY_BYTES);
+spkiScratch.set(Buffer.from(X25519_SPKI_PREFIX_HEX, "hex"), 0);
+const nodeServerKey = createPrivateKey({
+  key: Buffer.concat([
+    Buffer.from(X25519_PKCS8_PREFIX_HEX, "hex"),
+    server.privateKey,
+  ]),
+  format: "der",
+  type: "pkcs8",
+});
+const ephemeralKeyObjects = floorPackets.slice(0, POOL).map((packet) => {
+  spkiScratch.set(field(packet, EPHEMERAL_KEY_OFFSET, EPHEMERAL_KEY_BYTES), 12);
+  return createPublicKey({ key: spkiScratch, format: "der", type: "spki" });
+});
+const ephemeralRaw = floorPackets.slice(0, POOL).map((packet) =>
+  packet.slice(EPHEMERAL_KEY_OFFSET, EPHEMERAL_KEY_OFFSET + EPHEMERAL_KEY_BYTES)
+);
+let ephemeralIndex = 0;
+const webServerKey = await crypto.subtle.importKey(
+  "pkcs8",
+  Buffer.concat([
+    Buffer.from(X25519_PKCS8_PREFIX_HEX, "hex"),
+    server.privateKey,
+  ]),
+  { name: "X25519" },
+  false,
+  ["deriveBits"],
+);
+
+Deno.bench({
+  name: "x25519: x25519SharedSecretPrepared (as the floor)",
+  group: "x25519",
+  baseline: true,
+  fn(): void {
+    const packet = nextFloorPacket();
+    x25519SharedSecretPrepared(
+      serverKey,
+      field(packet, EPHEMERAL_KEY_OFFSET, EPHEMERAL_KEY_BYTES),
+    );
+  },
+});
+
+Deno.bench({
+  name: "x25519: createPublicKey from SPKI DER alone",
+  group: "x25519",
+  fn(): void {
+    const packet = nextFloorPacket();
+    spkiScratch.set(
+      field(packet, EPHEMERAL_KEY_OFFSET, EPHEMERAL_KEY_BYTES),
+      12,
+    );
+    createPublicKey({ key: spkiScratch, format: "der", type: "spki" });
+  },
+});
+
+Deno.bench({
+  name: "x25519: diffieHellman alone (KeyObjects made beforehand)",
+  group: "x25519",
+  fn(): void {
+    const publicKey =
+      ephemeralKeyObjects[ephemeralIndex++ % ephemeralKeyObjects.length];
+    diffieHellman({ privateKey: nodeServerKey, publicKey });
+  },
+});
+
+Deno.bench({
+  name: "x25519: WebCrypto importKey (raw) + deriveBits, awaited",
+  group: "x25519",
+  async fn(): Promise<void> {
+    const raw = ephemeralRaw[ephemeralIndex++ % ephemeralRaw.length];
+    const publicKey = await crypto.subtle.importKey(
+      "raw",
+      raw,
+      { name: "X25519" },
+      false,
+      [],
+    );
+    await crypto.subtle.deriveBits(
+      { name: "X25519", public: publicKey },
+      webServerKey,
+      256,
     );
   },
 });

@@ -59,6 +59,10 @@ export interface StartServerOptions {
   stateFile?: string;
   /** Read the server's pid from the state file (default true; needs a writable state file). */
   pidFromStateFile?: boolean;
+  /** `main.ts` to run (default this checkout's; A/B runs pass another checkout's). */
+  mainTs?: string;
+  /** Extra `deno run` flags (e.g. `--cpu-prof`). */
+  denoFlags?: string[];
 }
 
 /** A running `openme serve`. */
@@ -308,7 +312,8 @@ export class ServerBed {
       "run",
       "--allow-all",
       "--no-prompt",
-      MAIN_TS,
+      ...(options.denoFlags ?? []),
+      options.mainTs ?? MAIN_TS,
       "--config",
       this.configPath,
       "--log-level",

@@ -10,7 +10,8 @@
  * feeding, and how long it took.
  *
  * - `valid`: distinct valid knocks (default 100,000) from 1,000 IPv6 source
- *   addresses, each for its own source (so 1,000 sessions stay open).
+ *   addresses, each for its own source, by 200 clients with 5 addresses each
+ *   (so 1,000 sessions stay open, each client under its limit of 8).
  * - `junk`: 165-byte datagrams with version 1 (default 1,000,000), each from a
  *   different IPv6 source address, so every one reaches the crypto and the
  *   per-source tables see a new address every time.
@@ -43,6 +44,8 @@ const VALID_BATCH = 50;
 const JUNK_BATCH = 1000;
 /** Distinct source addresses of the valid knocks. */
 const VALID_SOURCES = 1000;
+/** Clients the valid knocks come from; source i belongs to client i % VALID_CLIENTS. */
+const VALID_CLIENTS = 200;
 
 /** What the probe prints. */
 export interface MemoryReport {
@@ -95,18 +98,22 @@ async function main(): Promise<void> {
   setLogLevel("error");
   const dir = await Deno.makeTempDir({ prefix: "openme-memory-" });
   const server = generateX25519KeyPair();
-  const client = generateEd25519KeyPair();
+  // Idle and junk keep one client, so their figures stay comparable.
+  const clients = Array.from(
+    { length: mode === "valid" ? VALID_CLIENTS : 1 },
+    () => generateEd25519KeyPair(),
+  );
   const configPath = `${dir}/config.yaml`;
+  const clientLines = clients.map((client, index) =>
+    `  client${index}:\n    ed25519_pubkey: ${
+      encodeBase64(client.publicKey)
+    }\n    allowed_ports: [default]`
+  );
   const text = renderInitialServerConfig({
     host: "192.0.2.1",
     privateKeyB64: encodeBase64(server.privateKey),
     publicKeyB64: encodeBase64(server.publicKey),
-  }).replace(
-    /^clients: \{\}$/m,
-    `clients:\n  alice:\n    ed25519_pubkey: ${
-      encodeBase64(client.publicKey)
-    }\n    allowed_ports: [default]`,
-  );
+  }).replace(/^clients: \{\}$/m, `clients:\n${clientLines.join("\n")}`);
   await Deno.writeTextFile(configPath, text, { mode: 0o600 });
   const openme = await OpenmeServer.start(configPath, {
     stateFile: `${dir}/state.json`,
@@ -116,10 +123,10 @@ async function main(): Promise<void> {
     healthPort: 0,
   });
   let peak = Deno.memoryUsage().rss;
-  const keys = {
+  const keys = clients.map((client) => ({
     serverPublicKey: server.publicKey,
     clientPrivateKey: client.privateKey,
-  };
+  }));
   const junk = new Uint8Array(KNOCK_PACKET_BYTES);
   crypto.getRandomValues(junk);
   junk[0] = PROTOCOL_VERSION;
@@ -128,7 +135,11 @@ async function main(): Promise<void> {
   try {
     for (let i = 0; i < count; i++) {
       if (mode === "valid") {
-        openme.handleDatagram(buildKnock(keys), v6Source(i % VALID_SOURCES));
+        const source = i % VALID_SOURCES;
+        openme.handleDatagram(
+          buildKnock(keys[source % keys.length]),
+          v6Source(source),
+        );
       } else {
         // A different ephemeral key each time, from a different source.
         junkView.setUint32(1, i);

@@ -358,7 +358,10 @@ async function latencyFor(
   try {
     const spec = sb.probeSpec(CLIENT_V4, targets);
     spec.timeoutMs = 2000;
-    spec.gapMs = 100;
+    // Longer than the bed's knock_timeout: each session has closed before
+    // the next knock, so every knock opens a session with a free slot (a
+    // client holds at most 8; a ninth first closes the oldest).
+    spec.gapMs = LATENCY_GAP_MS;
     const result = await sb.probe(spec);
     const ok = result.latenciesMs.filter((v): v is number => v !== null);
     out.push(
@@ -374,22 +377,29 @@ async function latencyFor(
   }
 }
 
-async function latencySection(sb: ServerBed, out: string[]): Promise<void> {
+/** knock_timeout of the latency beds: short, so sessions close between knocks. */
+const LATENCY_KNOCK_TIMEOUT = "1s";
+/** Pause between two latency knocks: the knock timeout plus time to close. */
+const LATENCY_GAP_MS = 1300;
+
+async function latencySection(out: string[]): Promise<void> {
   out.push("### Knock-to-open latency (20 knocks)\n");
   out.push(
-    "From sending the knock to the first successful TCP connect to port 22 from the knocked address (a new connect is started every millisecond).\n",
+    `From sending the knock to the first successful TCP connect to port 22 from the knocked address (a new connect is started every millisecond). \`knock_timeout: ${LATENCY_KNOCK_TIMEOUT}\` and ${LATENCY_GAP_MS} ms between knocks, so each knock opens a new session while the client has free session slots.\n`,
   );
   out.push("| firewall | opened | p50 ms | p95 ms | min ms | max ms |");
   out.push("|---|---:|---:|---:|---:|---:|");
-  await latencyFor(sb, out, "nft");
-  const ipt = await ServerBed.create({
-    prefix: "om-bench-ipt",
-    backend: "iptables",
-  });
-  try {
-    await latencyFor(ipt, out, "iptables");
-  } finally {
-    await ipt.destroy();
+  for (const backend of ["nft", "iptables"] as const) {
+    const bed = await ServerBed.create({
+      prefix: `om-bench-lat-${backend === "nft" ? "n" : "i"}`,
+      backend,
+      knockTimeout: LATENCY_KNOCK_TIMEOUT,
+    });
+    try {
+      await latencyFor(bed, out, backend);
+    } finally {
+      await bed.destroy();
+    }
   }
   out.push("");
 }
@@ -422,6 +432,18 @@ async function startupSection(sb: ServerBed, out: string[]): Promise<void> {
     "--no-prompt",
     empty,
   ];
+  const version = [
+    "ip",
+    "netns",
+    "exec",
+    sb.bed.clientNs,
+    "deno",
+    "run",
+    "--allow-all",
+    "--no-prompt",
+    MAIN_TS,
+    "--version",
+  ];
   const time = async (command: string[]): Promise<number> => {
     const t0 = performance.now();
     const result = await run(command);
@@ -432,28 +454,28 @@ async function startupSection(sb: ServerBed, out: string[]): Promise<void> {
   };
   await time(knock);
   await time(bare);
+  await time(version);
   const knockTimes: number[] = [];
   const bareTimes: number[] = [];
-  const rounds = quick ? 3 : 10;
+  const versionTimes: number[] = [];
+  const rounds = quick ? 3 : 20;
   for (let i = 0; i < rounds; i++) {
     knockTimes.push(await time(knock));
     bareTimes.push(await time(bare));
+    versionTimes.push(await time(version));
   }
   const k = median(knockTimes);
   const b = median(bareTimes);
+  const row = (label: string, times: number[]): string =>
+    `| ${label} | ${fmt(median(times))} | ${fmt(Math.min(...times))} | ${
+      fmt(Math.max(...times))
+    } | ${fmt(median(times) / b, 2)} |`;
   out.push(`### Client start-up (${rounds} runs each, alternating)\n`);
-  out.push("| command | median ms | min ms | max ms |");
-  out.push("|---|---:|---:|---:|");
-  out.push(
-    `| \`deno run\` of an empty script | ${fmt(b)} | ${
-      fmt(Math.min(...bareTimes))
-    } | ${fmt(Math.max(...bareTimes))} |`,
-  );
-  out.push(
-    `| \`openme knock\` (from source) | ${fmt(k)} | ${
-      fmt(Math.min(...knockTimes))
-    } | ${fmt(Math.max(...knockTimes))} |`,
-  );
+  out.push("| command | median ms | min ms | max ms | × empty script |");
+  out.push("|---|---:|---:|---:|---:|");
+  out.push(row("`deno run` of an empty script", bareTimes));
+  out.push(row("`openme --version` (from source)", versionTimes));
+  out.push(row("`openme knock` (from source)", knockTimes));
   out.push(`\nRatio knock / empty script: **${fmt(k / b, 2)}×**.\n`);
   progress(`startup ratio ${fmt(k / b, 2)}`);
 }
@@ -639,7 +661,7 @@ async function main(): Promise<void> {
   const sb = await ServerBed.create({ prefix: "om-bench" });
   try {
     if (sections.includes("cpu")) junkManyUs = await cpuSection(sb, out);
-    if (sections.includes("latency")) await latencySection(sb, out);
+    if (sections.includes("latency")) await latencySection(out);
     if (sections.includes("startup")) await startupSection(sb, out);
     if (sections.includes("flood")) await floodSection(sb, out, junkManyUs);
   } finally {

@@ -24,17 +24,29 @@ import {
 } from "node:crypto";
 import { Buffer } from "node:buffer";
 import { encodeHex } from "./encoding.ts";
+import {
+  checkX25519SharedSecret,
+  clampX25519Scalar,
+  ED25519_PKCS8_PREFIX,
+  ED25519_PRIVATE_KEY_BYTES,
+  ED25519_PUBLIC_KEY_BYTES,
+  ED25519_SEED_BYTES,
+  ED25519_SIGNATURE_BYTES,
+  ED25519_SPKI_PREFIX,
+  SPKI_PREFIX_BYTES,
+  X25519_KEY_BYTES,
+  X25519_PKCS8_PREFIX,
+  X25519_SPKI_PREFIX,
+} from "./key_format.ts";
 
-/** Size of an X25519 private scalar and of an X25519 public key. */
-export const X25519_KEY_BYTES = 32;
-/** Size of an Ed25519 seed (the bare private key form). */
-export const ED25519_SEED_BYTES = 32;
-/** Size of an Ed25519 private key in its 64-byte form (seed then public key). */
-export const ED25519_PRIVATE_KEY_BYTES = 64;
-/** Size of an Ed25519 public key. */
-export const ED25519_PUBLIC_KEY_BYTES = 32;
-/** Size of an Ed25519 signature. */
-export const ED25519_SIGNATURE_BYTES = 64;
+export {
+  clampX25519Scalar,
+  ED25519_PRIVATE_KEY_BYTES,
+  ED25519_PUBLIC_KEY_BYTES,
+  ED25519_SEED_BYTES,
+  ED25519_SIGNATURE_BYTES,
+  X25519_KEY_BYTES,
+} from "./key_format.ts";
 /** Size of a ChaCha20-Poly1305 key. */
 export const CHACHA_KEY_BYTES = 32;
 /** Size of a ChaCha20-Poly1305 nonce. */
@@ -46,76 +58,6 @@ export const SHA256_BYTES = 32;
 /** Number of SHA-256 bytes a key fingerprint shows (as 16 hex digits). */
 export const FINGERPRINT_BYTES = 8;
 
-/** PKCS#8 DER prefix for a raw X25519 private key (OID 1.3.101.110). */
-const X25519_PKCS8_PREFIX = new Uint8Array([
-  0x30,
-  0x2e,
-  0x02,
-  0x01,
-  0x00,
-  0x30,
-  0x05,
-  0x06,
-  0x03,
-  0x2b,
-  0x65,
-  0x6e,
-  0x04,
-  0x22,
-  0x04,
-  0x20,
-]);
-/** SPKI DER prefix for a raw X25519 public key (OID 1.3.101.110). */
-const X25519_SPKI_PREFIX = new Uint8Array([
-  0x30,
-  0x2a,
-  0x30,
-  0x05,
-  0x06,
-  0x03,
-  0x2b,
-  0x65,
-  0x6e,
-  0x03,
-  0x21,
-  0x00,
-]);
-/** PKCS#8 DER prefix for a raw Ed25519 seed (OID 1.3.101.112). */
-const ED25519_PKCS8_PREFIX = new Uint8Array([
-  0x30,
-  0x2e,
-  0x02,
-  0x01,
-  0x00,
-  0x30,
-  0x05,
-  0x06,
-  0x03,
-  0x2b,
-  0x65,
-  0x70,
-  0x04,
-  0x22,
-  0x04,
-  0x20,
-]);
-/** SPKI DER prefix for a raw Ed25519 public key (OID 1.3.101.112). */
-const ED25519_SPKI_PREFIX = new Uint8Array([
-  0x30,
-  0x2a,
-  0x30,
-  0x05,
-  0x06,
-  0x03,
-  0x2b,
-  0x65,
-  0x70,
-  0x03,
-  0x21,
-  0x00,
-]);
-/** Length of every SPKI prefix above; the raw public key follows it. */
-const SPKI_PREFIX_BYTES = 12;
 /** HKDF's default salt for SHA-256 (RFC 5869 §2.2): HashLen zero bytes. */
 const HKDF_DEFAULT_SALT = new Uint8Array(SHA256_BYTES);
 /** Largest request `crypto.getRandomValues` serves in one call. */
@@ -259,27 +201,11 @@ function ed25519PublicKeyObject(publicKey: Uint8Array): KeyObject {
   });
 }
 
-function isAllZero(bytes: Uint8Array): boolean {
-  let acc = 0;
-  for (const byte of bytes) acc |= byte;
-  return acc === 0;
-}
-
 function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
   let diff = 0;
   for (let i = 0; i < a.length; i++) diff |= a[i] ^ b[i];
   return diff === 0;
-}
-
-/** Returns a copy of a 32-byte scalar clamped per RFC 7748 §5 (X25519). */
-export function clampX25519Scalar(scalar: Uint8Array): Uint8Array {
-  checkLength("X25519 scalar", scalar, X25519_KEY_BYTES);
-  const out = scalar.slice();
-  out[0] &= 248;
-  out[31] &= 127;
-  out[31] |= 64;
-  return out;
 }
 
 /** Generates a fresh X25519 key pair with a clamped private key. */
@@ -345,11 +271,7 @@ export function x25519SharedSecretPrepared(
       }`,
     );
   }
-  if (isAllZero(shared)) {
-    throw new RangeError(
-      "X25519 key agreement produced an all-zero secret: the public key has low order",
-    );
-  }
+  checkX25519SharedSecret(shared);
   return shared;
 }
 

@@ -5,22 +5,23 @@
  * @module
  */
 
-import { Buffer } from "node:buffer";
-
+/**
+ * Padded standard base64 and nothing else: no whitespace inside, no URL-safe
+ * `-`/`_`, no missing or extra `=`. Bits past the last whole byte are ignored.
+ */
 const BASE64_PATTERN =
   /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
 /** Encodes bytes as standard base64 with padding. */
 export function encodeBase64(bytes: Uint8Array): string {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
-    .toString("base64");
+  return bytes.toBase64();
 }
 
 /** Decodes standard padded base64, or returns null when the text is not valid base64. */
 export function decodeBase64(text: string): Uint8Array | null {
   const trimmed = text.trim();
   if (!BASE64_PATTERN.test(trimmed)) return null;
-  return new Uint8Array(Buffer.from(trimmed, "base64"));
+  return Uint8Array.fromBase64(trimmed);
 }
 
 /** Encodes bytes as lowercase hex. */

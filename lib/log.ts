@@ -1,6 +1,18 @@
 /**
  * Levelled logging to standard error, one line per event, for journald.
  *
+ * The default sink writes straight to standard error, one synchronous write
+ * per line, except in a burst: once {@linkcode LOG_BURST_LINES} lines came
+ * within {@linkcode LOG_FLUSH_DELAY_MS}, further lines in that time are
+ * collected and written together when it is up (or at once when they reach
+ * {@linkcode LOG_FLUSH_BYTES}), so a server logging every knock at line rate
+ * makes one write per batch instead of one per line, while a command that
+ * logs a few lines writes each at once. Warnings and errors are never held
+ * back: they write whatever is collected, then themselves. What is collected
+ * is also written when the process exits (the `unload` event: the end of the
+ * program, `Deno.exit`, a signal handler that exits) and on an uncaught
+ * error, so no line is lost short of a SIGKILL.
+ *
  * @module
  */
 
@@ -15,13 +27,97 @@ export const LOG_LEVELS: readonly LogLevel[] = [
   "error",
 ];
 
+/** Longest time the default sink holds a line back (it then writes all it holds at once). */
+export const LOG_FLUSH_DELAY_MS = 100;
+
+/** Lines the default sink writes one by one within LOG_FLUSH_DELAY_MS before it starts collecting. */
+export const LOG_BURST_LINES = 5;
+
+/** Characters the default sink collects before it writes them without waiting. */
+export const LOG_FLUSH_BYTES = 16_384;
+
 const RANK: Record<LogLevel, number> = { debug: 0, info: 1, warn: 2, error: 3 };
+/** Each level's line prefix, padded to one width. */
+const PREFIX: Record<LogLevel, string> = {
+  debug: "DEBUG ",
+  info: "INFO  ",
+  warn: "WARN  ",
+  error: "ERROR ",
+};
 
 let currentLevel: LogLevel = "info";
+let currentRank = RANK.info;
 let sink: (line: string) => void = defaultSink;
+const encoder = new TextEncoder();
+/** Lines (each ending in a newline) held back by the default sink. */
+let held = "";
+/** Set while a burst window is open: the timer that ends it and writes what is held. */
+let flushTimer: ReturnType<typeof setTimeout> | null = null;
+/** Lines written one by one in the current window. */
+let windowLines = 0;
+let exitHooked = false;
+
+/** Writes text to standard error, all of it, synchronously; write errors are ignored (nowhere to report them). */
+function writeStderr(text: string): void {
+  let bytes = encoder.encode(text);
+  try {
+    while (bytes.length > 0) {
+      const written = Deno.stderr.writeSync(bytes);
+      if (written <= 0) return;
+      bytes = bytes.subarray(written);
+    }
+  } catch {
+    // Standard error closed: the line cannot go anywhere.
+  }
+}
+
+/** Writes the lines the default sink holds now (it holds them at most LOG_FLUSH_DELAY_MS). */
+export function flushLog(): void {
+  if (flushTimer !== null) {
+    clearTimeout(flushTimer);
+    flushTimer = null;
+  }
+  windowLines = 0;
+  if (held === "") return;
+  const text = held;
+  held = "";
+  writeStderr(text);
+}
+
+/** Ends a window: writes what was held; the next line is written at once. */
+function endWindow(): void {
+  flushTimer = null;
+  flushLog();
+}
+
+/** Makes sure held lines are written when the process exits or dies of an uncaught error. */
+function hookExit(): void {
+  exitHooked = true;
+  // Listeners that do not call preventDefault change nothing else.
+  globalThis.addEventListener("unload", flushLog);
+  globalThis.addEventListener("error", flushLog);
+  globalThis.addEventListener("unhandledrejection", flushLog);
+}
 
 function defaultSink(line: string): void {
-  console.error(line);
+  if (windowLines < LOG_BURST_LINES) {
+    writeStderr(`${line}\n`);
+    windowLines++;
+    if (flushTimer === null) {
+      if (!exitHooked) hookExit();
+      const timer = setTimeout(endWindow, LOG_FLUSH_DELAY_MS);
+      // The timer never keeps the process alive; unload writes what is held.
+      Deno.unrefTimer(timer);
+      flushTimer = timer;
+    }
+    return;
+  }
+  held += `${line}\n`;
+  if (held.length >= LOG_FLUSH_BYTES) {
+    const text = held;
+    held = "";
+    writeStderr(text);
+  }
 }
 
 /** Whether the text names a log level. */
@@ -33,6 +129,7 @@ export function isLogLevel(text: string): text is LogLevel {
 /** Sets the lowest level that is written. */
 export function setLogLevel(level: LogLevel): void {
   currentLevel = level;
+  currentRank = RANK[level];
 }
 
 /** Returns the lowest level that is written. */
@@ -45,19 +142,23 @@ export function setLogSink(
   next: (line: string) => void,
 ): (line: string) => void {
   const previous = sink;
+  if (previous === defaultSink) flushLog();
   sink = next;
   return previous;
 }
 
 /** Whether a message at this level would be written. */
 export function isLogEnabled(level: LogLevel): boolean {
-  return RANK[level] >= RANK[currentLevel];
+  return RANK[level] >= currentRank;
 }
 
 /** Writes one log line at the given level. */
 export function log(level: LogLevel, message: string): void {
-  if (!isLogEnabled(level)) return;
-  sink(`${level.toUpperCase().padEnd(5)} ${message}`);
+  const rank = RANK[level];
+  if (rank < currentRank) return;
+  sink(PREFIX[level] + message);
+  // Warnings and errors are not held back (nor are the lines before them).
+  if (rank >= RANK.warn && held !== "") flushLog();
 }
 
 /** Writes a debug line. */

@@ -15,6 +15,11 @@
  * (replay nonce), 16-byte target address (IPv4-mapped for IPv4, all zero for
  * "the packet's source address").
  *
+ * The layout itself (sizes, offsets, plaintext encoding, field splitting)
+ * lives in the crypto-free `packet_format.ts` and is re-exported here; this
+ * module adds the `node:crypto` sealing and opening. The client's fast path
+ * seals with WebCrypto instead (`client/web_seal.ts`).
+ *
  * @module
  */
 
@@ -37,157 +42,62 @@ import {
   x25519SharedSecretPrepared,
 } from "./crypto.ts";
 import {
-  type IpAddress,
-  ipFromBytes,
-  ipToBytes,
-  isWildcardTarget,
-} from "./ip.ts";
+  AEAD_NONCE_BYTES,
+  assembleUnsignedKnock,
+  type BuildKnockOptions,
+  currentTimestampNs,
+  encodeKnockPlaintext,
+  KDF_INFO,
+  type KnockKeys,
+  type KnockPacket,
+  type KnockPlaintext,
+  parseKnockPacket,
+  parseKnockPlaintext,
+  REPLAY_NONCE_BYTES,
+  type SealKnockOptions,
+  SIGNATURE_OFFSET,
+  SIGNED_BYTES,
+} from "./packet_format.ts";
 
 export type { IpAddress } from "./ip.ts";
+export {
+  AEAD_NONCE_BYTES,
+  AEAD_NONCE_OFFSET,
+  assembleUnsignedKnock,
+  CIPHERTEXT_BYTES,
+  CIPHERTEXT_OFFSET,
+  currentTimestampNs,
+  encodeKnockPlaintext,
+  EPHEMERAL_KEY_BYTES,
+  EPHEMERAL_KEY_OFFSET,
+  KDF_INFO,
+  KDF_OUTPUT_BYTES,
+  KNOCK_PACKET_BYTES,
+  parseKnockPacket,
+  parseKnockPlaintext,
+  PLAINTEXT_BYTES,
+  PROTOCOL_VERSION,
+  REPLAY_NONCE_BYTES,
+  REPLAY_NONCE_OFFSET,
+  SIGNATURE_BYTES,
+  SIGNATURE_OFFSET,
+  SIGNED_BYTES,
+  TARGET_BYTES,
+  TARGET_OFFSET,
+  TIMESTAMP_BYTES,
+  TIMESTAMP_OFFSET,
+  VERSION_BYTES,
+  VERSION_OFFSET,
+} from "./packet_format.ts";
+export type {
+  BuildKnockOptions,
+  KnockKeys,
+  KnockPacket,
+  KnockPlaintext,
+  SealKnockOptions,
+} from "./packet_format.ts";
 
-/** Total size of a knock packet. */
-export const KNOCK_PACKET_BYTES = 165;
-/** The only protocol version this implementation speaks. */
-export const PROTOCOL_VERSION = 1;
-
-/** Offset of the version byte. */
-export const VERSION_OFFSET = 0;
-/** Size of the version field. */
-export const VERSION_BYTES = 1;
-/** Offset of the client's ephemeral X25519 public key. */
-export const EPHEMERAL_KEY_OFFSET = 1;
-/** Size of the ephemeral X25519 public key. */
-export const EPHEMERAL_KEY_BYTES = 32;
-/** Offset of the ChaCha20-Poly1305 nonce. */
-export const AEAD_NONCE_OFFSET = 33;
-/** Size of the ChaCha20-Poly1305 nonce. */
-export const AEAD_NONCE_BYTES = 12;
-/** Offset of the ciphertext (encrypted plaintext then tag). */
-export const CIPHERTEXT_OFFSET = 45;
-/** Size of the plaintext inside the packet. */
-export const PLAINTEXT_BYTES = 40;
-/** Size of the ciphertext including its 16-byte tag. */
-export const CIPHERTEXT_BYTES = 56;
-/** Number of leading bytes the signature covers (bytes 0..100). */
-export const SIGNED_BYTES = 101;
-/** Offset of the Ed25519 signature. */
-export const SIGNATURE_OFFSET = 101;
-/** Size of the Ed25519 signature. */
-export const SIGNATURE_BYTES = 64;
-
-/** Offset of the timestamp inside the plaintext. */
-export const TIMESTAMP_OFFSET = 0;
-/** Size of the timestamp (signed 64-bit big-endian nanoseconds). */
-export const TIMESTAMP_BYTES = 8;
-/** Offset of the replay nonce inside the plaintext. */
-export const REPLAY_NONCE_OFFSET = 8;
-/** Size of the replay nonce. */
-export const REPLAY_NONCE_BYTES = 16;
-/** Offset of the target address inside the plaintext. */
-export const TARGET_OFFSET = 24;
-/** Size of the target address. */
-export const TARGET_BYTES = 16;
-
-/** HKDF info string that binds the derived key to this protocol version. */
-export const KDF_INFO = "openme-v1-chacha20poly1305";
 const KDF_INFO_BYTES = new TextEncoder().encode(KDF_INFO);
-
-const NS_PER_MS = 1_000_000n;
-const INT64_MIN = -(2n ** 63n);
-const INT64_MAX = 2n ** 63n - 1n;
-
-/** The keys a client needs to build a knock. */
-export interface KnockKeys {
-  /** Server's 32-byte X25519 public key. */
-  serverPublicKey: Uint8Array;
-  /** Client's Ed25519 private key: 32-byte seed or 64-byte form. */
-  clientPrivateKey: Uint8Array;
-}
-
-/** Options for {@linkcode buildKnock}. */
-export interface BuildKnockOptions {
-  /** Address to open; null or absent means "the packet's source address". */
-  target?: IpAddress | null;
-  /** Unix time in nanoseconds; absent means now. */
-  timestampNs?: bigint;
-}
-
-/** The decrypted 40-byte plaintext of a knock. */
-export interface KnockPlaintext {
-  /** Unix time in nanoseconds the client stamped. */
-  timestampNs: bigint;
-  /** 16 random bytes identifying this knock. */
-  replayNonce: Uint8Array;
-  /** Address to open; null means "the packet's source address". */
-  target: IpAddress | null;
-}
-
-/** A knock datagram split into its fields (views into the datagram, not copies). */
-export interface KnockPacket {
-  /** The version byte (always {@linkcode PROTOCOL_VERSION} once parsed). */
-  version: number;
-  /** Client's ephemeral X25519 public key (32 bytes). */
-  ephemeralPublicKey: Uint8Array;
-  /** ChaCha20-Poly1305 nonce (12 bytes). */
-  aeadNonce: Uint8Array;
-  /** Ciphertext then tag (56 bytes). */
-  ciphertext: Uint8Array;
-  /** The bytes the signature covers: bytes 0..100. */
-  signedBytes: Uint8Array;
-  /** Ed25519 signature (64 bytes). */
-  signature: Uint8Array;
-}
-
-function checkTimestamp(timestampNs: bigint): void {
-  if (
-    typeof timestampNs !== "bigint" || timestampNs < INT64_MIN ||
-    timestampNs > INT64_MAX
-  ) {
-    throw new RangeError(
-      `knock timestamp ${timestampNs} ns does not fit a signed 64-bit integer`,
-    );
-  }
-}
-
-/** Encodes a plaintext into its 40 bytes. */
-export function encodeKnockPlaintext(plaintext: KnockPlaintext): Uint8Array {
-  checkTimestamp(plaintext.timestampNs);
-  if (plaintext.replayNonce.length !== REPLAY_NONCE_BYTES) {
-    throw new RangeError(
-      `knock replay nonce: expected ${REPLAY_NONCE_BYTES} bytes, got ${plaintext.replayNonce.length}`,
-    );
-  }
-  const out = new Uint8Array(PLAINTEXT_BYTES);
-  new DataView(out.buffer).setBigInt64(
-    TIMESTAMP_OFFSET,
-    plaintext.timestampNs,
-    false,
-  );
-  out.set(plaintext.replayNonce, REPLAY_NONCE_OFFSET);
-  if (plaintext.target !== null) {
-    out.set(ipToBytes(plaintext.target), TARGET_OFFSET);
-  }
-  return out;
-}
-
-/** Parses a decrypted 40-byte plaintext; returns null when the length is wrong. */
-export function parseKnockPlaintext(bytes: Uint8Array): KnockPlaintext | null {
-  if (bytes.length !== PLAINTEXT_BYTES) return null;
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const timestampNs = view.getBigInt64(TIMESTAMP_OFFSET, false);
-  const replayNonce = bytes.slice(
-    REPLAY_NONCE_OFFSET,
-    REPLAY_NONCE_OFFSET + REPLAY_NONCE_BYTES,
-  );
-  const targetBytes = bytes.subarray(
-    TARGET_OFFSET,
-    TARGET_OFFSET + TARGET_BYTES,
-  );
-  const target = isWildcardTarget(targetBytes)
-    ? null
-    : ipFromBytes(targetBytes);
-  return { timestampNs, replayNonce, target };
-}
 
 function deriveKnockKey(shared: Uint8Array): Uint8Array {
   return hkdfSha256(shared, { info: KDF_INFO_BYTES, length: CHACHA_KEY_BYTES });
@@ -195,26 +105,26 @@ function deriveKnockKey(shared: Uint8Array): Uint8Array {
 
 /**
  * Builds a knock carrying the given plaintext: fresh ephemeral key and AEAD
- * nonce, encrypted for the server, signed by the client.
+ * nonce (unless a test fixes them through `options`), encrypted for the
+ * server, signed by the client.
  */
 export function sealKnock(
   keys: KnockKeys,
   plaintext: KnockPlaintext,
+  options?: SealKnockOptions,
 ): Uint8Array {
   const clientKeys = ed25519KeyPairFromPrivateKey(keys.clientPrivateKey);
   const plainBytes = encodeKnockPlaintext(plaintext);
-  const ephemeralPrivate = clampX25519Scalar(randomBytes(X25519_KEY_BYTES));
+  const ephemeralPrivate = clampX25519Scalar(
+    options?.ephemeralPrivateKey ?? randomBytes(X25519_KEY_BYTES),
+  );
   const ephemeralPublic = x25519PublicKey(ephemeralPrivate);
   const shared = x25519SharedSecret(ephemeralPrivate, keys.serverPublicKey);
   const key = deriveKnockKey(shared);
-  const aeadNonce = randomBytes(AEAD_NONCE_BYTES);
+  const aeadNonce = options?.aeadNonce ?? randomBytes(AEAD_NONCE_BYTES);
   const ciphertext = chacha20Poly1305Seal(key, aeadNonce, plainBytes);
 
-  const packet = new Uint8Array(KNOCK_PACKET_BYTES);
-  packet[VERSION_OFFSET] = PROTOCOL_VERSION;
-  packet.set(ephemeralPublic, EPHEMERAL_KEY_OFFSET);
-  packet.set(aeadNonce, AEAD_NONCE_OFFSET);
-  packet.set(ciphertext, CIPHERTEXT_OFFSET);
+  const packet = assembleUnsignedKnock(ephemeralPublic, aeadNonce, ciphertext);
   const signature = ed25519Sign(
     clientKeys.privateKey,
     packet.subarray(0, SIGNED_BYTES),
@@ -228,39 +138,15 @@ export function buildKnock(
   keys: KnockKeys,
   options?: BuildKnockOptions,
 ): Uint8Array {
-  const timestampNs = options?.timestampNs ??
-    BigInt(Date.now()) * NS_PER_MS;
+  const timestampNs = options?.timestampNs ?? currentTimestampNs();
   return sealKnock(keys, {
     timestampNs,
-    replayNonce: randomBytes(REPLAY_NONCE_BYTES),
+    replayNonce: options?.replayNonce ?? randomBytes(REPLAY_NONCE_BYTES),
     target: options?.target ?? null,
+  }, {
+    ephemeralPrivateKey: options?.ephemeralPrivateKey,
+    aeadNonce: options?.aeadNonce,
   });
-}
-
-/** Splits a datagram into knock fields; returns null unless it is 165 bytes with version 1. */
-export function parseKnockPacket(datagram: Uint8Array): KnockPacket | null {
-  if (datagram.length !== KNOCK_PACKET_BYTES) return null;
-  if (datagram[VERSION_OFFSET] !== PROTOCOL_VERSION) return null;
-  return {
-    version: datagram[VERSION_OFFSET],
-    ephemeralPublicKey: datagram.subarray(
-      EPHEMERAL_KEY_OFFSET,
-      EPHEMERAL_KEY_OFFSET + EPHEMERAL_KEY_BYTES,
-    ),
-    aeadNonce: datagram.subarray(
-      AEAD_NONCE_OFFSET,
-      AEAD_NONCE_OFFSET + AEAD_NONCE_BYTES,
-    ),
-    ciphertext: datagram.subarray(
-      CIPHERTEXT_OFFSET,
-      CIPHERTEXT_OFFSET + CIPHERTEXT_BYTES,
-    ),
-    signedBytes: datagram.subarray(0, SIGNED_BYTES),
-    signature: datagram.subarray(
-      SIGNATURE_OFFSET,
-      SIGNATURE_OFFSET + SIGNATURE_BYTES,
-    ),
-  };
 }
 
 /**

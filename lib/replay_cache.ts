@@ -4,7 +4,9 @@
  * Entries live in a `Map` in insertion order, so the oldest entry is always
  * the first one: expiry and capacity eviction both remove from the front,
  * and every operation is O(1) (amortised for expiry). With a clock that goes
- * backwards, entries expire late, never early.
+ * backwards, entries expire late, never early. Each nonce is keyed by its
+ * lowercase hex text, which is also how the state file stores it, so
+ * writing the nonces out costs no encoding.
  *
  * @module
  */
@@ -13,6 +15,12 @@
 export const REPLAY_CACHE_NONCE_BYTES = 16;
 /** Default number of nonces kept. */
 export const DEFAULT_REPLAY_CACHE_SIZE = 65536;
+
+/** Lowercase hex of every byte value: "00" … "ff". */
+const HEX_PAIRS: readonly string[] = Array.from(
+  { length: 256 },
+  (_, byte) => byte.toString(16).padStart(2, "0"),
+);
 
 /** A nonce and when it was accepted (ms since the epoch). */
 export interface ReplayCacheEntry {
@@ -112,11 +120,24 @@ export class ReplayCache {
       if (nowMs - addedMs >= this.#retentionMs) continue;
       const nonce = new Uint8Array(REPLAY_CACHE_NONCE_BYTES);
       for (let i = 0; i < REPLAY_CACHE_NONCE_BYTES; i++) {
-        nonce[i] = key.charCodeAt(i);
+        nonce[i] = parseInt(key.slice(2 * i, 2 * i + 2), 16);
       }
       list.push({ nonce, addedMs });
     }
     return list;
+  }
+
+  /**
+   * The same nonces as {@linkcode entries}, as the state file stores them:
+   * lowercase hex → when added (ms since the epoch, rounded), oldest first.
+   */
+  hexRecord(nowMs: number): Record<string, number> {
+    const record: Record<string, number> = {};
+    for (const [key, addedMs] of this.#entries) {
+      if (nowMs - addedMs >= this.#retentionMs) continue;
+      record[key] = Math.round(addedMs);
+    }
+    return record;
   }
 
   /**
@@ -155,24 +176,10 @@ function nonceKey(nonce: Uint8Array): string {
       `ReplayCache: nonce must be ${REPLAY_CACHE_NONCE_BYTES} bytes, got ${nonce.length}`,
     );
   }
-  // 16 bytes as 16 UTF-16 code units (one per byte): a Map key that costs
-  // one short string, without hex-encoding every byte.
-  return String.fromCharCode(
-    nonce[0],
-    nonce[1],
-    nonce[2],
-    nonce[3],
-    nonce[4],
-    nonce[5],
-    nonce[6],
-    nonce[7],
-    nonce[8],
-    nonce[9],
-    nonce[10],
-    nonce[11],
-    nonce[12],
-    nonce[13],
-    nonce[14],
-    nonce[15],
-  );
+  return HEX_PAIRS[nonce[0]] + HEX_PAIRS[nonce[1]] + HEX_PAIRS[nonce[2]] +
+    HEX_PAIRS[nonce[3]] + HEX_PAIRS[nonce[4]] + HEX_PAIRS[nonce[5]] +
+    HEX_PAIRS[nonce[6]] + HEX_PAIRS[nonce[7]] + HEX_PAIRS[nonce[8]] +
+    HEX_PAIRS[nonce[9]] + HEX_PAIRS[nonce[10]] + HEX_PAIRS[nonce[11]] +
+    HEX_PAIRS[nonce[12]] + HEX_PAIRS[nonce[13]] + HEX_PAIRS[nonce[14]] +
+    HEX_PAIRS[nonce[15]];
 }

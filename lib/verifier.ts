@@ -324,6 +324,11 @@ export class KnockVerifier {
     return this.#replayCache.entries(nowMs);
   }
 
+  /** {@linkcode recentNonces} as the state file stores them: lowercase hex → accepted at (ms since the epoch, rounded), oldest first. */
+  recentNonceRecord(nowMs: number = Date.now()): Record<string, number> {
+    return this.#replayCache.hexRecord(nowMs);
+  }
+
   /** Remembers nonces an earlier run accepted (call before the first verify) so their knocks are refused as replays; returns how many were kept. */
   rememberNonces(
     entries: readonly ReplayCacheEntry[],

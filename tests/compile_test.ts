@@ -240,7 +240,7 @@ Deno.test("compile: the binary needs no files beyond the module graph", async ()
   for (const [path, text] of await sources()) {
     for (const match of text.matchAll(/\bimport\(\s*([^)\s][^)]*)\)/g)) {
       assert.match(
-        match[1],
+        match[1].trim(),
         /^(["'])[^"'`$]+\1$/,
         `${path}: import(${match[1]}) is not a string literal`,
       );
@@ -377,4 +377,12 @@ Deno.test({
 
 Deno.test("compile bakes in the V8 young-generation cap that keeps flood memory under 150 MB", () => {
   assert.ok(BUILD_FLAGS.includes("--v8-flags=--max-semi-space-size=2"));
+});
+
+Deno.test("compile enables Deno.listenDatagram, which the knock sends with, in the binary and in deno.json", async () => {
+  assert.ok(BUILD_FLAGS.includes("--unstable-net"));
+  const config = JSON.parse(
+    await Deno.readTextFile(new URL("../deno.json", import.meta.url)),
+  );
+  assert.deepEqual(config.unstable, ["net"]);
 });

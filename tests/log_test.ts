@@ -62,3 +62,127 @@ Deno.test("isLogLevel accepts the four levels only", () => {
     assert.equal(isLogLevel(level), false);
   }
 });
+
+const LOG_MODULE = new URL("../lib/log.ts", import.meta.url).href;
+
+/** Runs a script that imports lib/log.ts as `log`; returns its exit code and standard error. */
+async function runLogScript(
+  body: string,
+  signal?: Deno.Signal,
+): Promise<{ code: number; stderr: string }> {
+  const dir = await Deno.makeTempDir({ prefix: "openme-log-test-" });
+  try {
+    const path = `${dir}/script.ts`;
+    await Deno.writeTextFile(
+      path,
+      `import * as log from ${JSON.stringify(LOG_MODULE)};\n${body}\n`,
+    );
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-all", "--no-prompt", "--quiet", path],
+      stdout: "piped",
+      stderr: "piped",
+      env: { NO_COLOR: "1" },
+    }).spawn();
+    if (signal !== undefined) {
+      // The script says "ready" on stdout once its lines are logged.
+      const reader = child.stdout.getReader();
+      let seen = "";
+      while (!seen.includes("ready")) {
+        const chunk = await reader.read();
+        if (chunk.done) break;
+        seen += new TextDecoder().decode(chunk.value);
+      }
+      reader.releaseLock();
+      child.kill(signal);
+    }
+    const out = await child.output();
+    return { code: out.code, stderr: new TextDecoder().decode(out.stderr) };
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+function numberedLines(count: number): string[] {
+  return Array.from({ length: count }, (_, i) => `INFO  line ${i}`);
+}
+
+const LOG_MANY = `for (let i = 0; i < 200; i++) log.info(\`line \${i}\`);`;
+
+Deno.test("the default sink writes every line, in order, when the program ends, exits, is stopped by SIGTERM or dies of an uncaught error", async () => {
+  const ended = await runLogScript(LOG_MANY);
+  assert.equal(ended.code, 0);
+  assert.deepEqual(ended.stderr.trimEnd().split("\n"), numberedLines(200));
+
+  const exited = await runLogScript(`${LOG_MANY}\nDeno.exit(3);`);
+  assert.equal(exited.code, 3);
+  assert.deepEqual(exited.stderr.trimEnd().split("\n"), numberedLines(200));
+
+  const stopped = await runLogScript(
+    `Deno.addSignalListener("SIGTERM", () => Deno.exit(0));
+     ${LOG_MANY}
+     console.log("ready");
+     setTimeout(() => {}, 60_000);`,
+    "SIGTERM",
+  );
+  assert.equal(stopped.code, 0);
+  assert.deepEqual(stopped.stderr.trimEnd().split("\n"), numberedLines(200));
+
+  const died = await runLogScript(
+    `${LOG_MANY}\nsetTimeout(() => { throw new Error("boom"); }, 0);`,
+  );
+  assert.equal(died.code, 1);
+  const lines = died.stderr.trimEnd().split("\n");
+  assert.deepEqual(lines.slice(0, 200), numberedLines(200));
+  assert.ok(died.stderr.includes("boom"), died.stderr);
+});
+
+Deno.test("the default sink writes a few lines at once, holds a burst at most LOG_FLUSH_DELAY_MS, and never holds back a warning", async () => {
+  // A few lines: each is out before anything printed after it.
+  const few = await runLogScript(
+    `log.info("one"); log.info("two"); console.error("direct");`,
+  );
+  assert.deepEqual(few.stderr.trimEnd().split("\n"), [
+    "INFO  one",
+    "INFO  two",
+    "direct",
+  ]);
+  // A burst is written within the delay, while the program still runs.
+  const burst = await runLogScript(
+    `${LOG_MANY}
+     setTimeout(() => console.error("later"), 2 * log.LOG_FLUSH_DELAY_MS);
+     setTimeout(() => {}, 4 * log.LOG_FLUSH_DELAY_MS);`,
+  );
+  assert.deepEqual(burst.stderr.trimEnd().split("\n"), [
+    ...numberedLines(200),
+    "later",
+  ]);
+  // A warning writes what is held, then itself, at once.
+  const warned = await runLogScript(
+    `${LOG_MANY}\nlog.warn("careful");\nconsole.error("direct");`,
+  );
+  assert.deepEqual(warned.stderr.trimEnd().split("\n"), [
+    ...numberedLines(200),
+    "WARN  careful",
+    "direct",
+  ]);
+  // Replacing the sink writes what the default sink holds first.
+  const replaced = await runLogScript(
+    `${LOG_MANY}
+     log.setLogSink((line) => console.error(\`captured \${line}\`));
+     log.info("after");`,
+  );
+  assert.deepEqual(replaced.stderr.trimEnd().split("\n"), [
+    ...numberedLines(200),
+    "captured INFO  after",
+  ]);
+});
+
+Deno.test("flushLog writes held lines at once", async () => {
+  const flushed = await runLogScript(
+    `${LOG_MANY}\nlog.flushLog();\nconsole.error("direct");\nDeno.exit(0);`,
+  );
+  assert.deepEqual(flushed.stderr.trimEnd().split("\n"), [
+    ...numberedLines(200),
+    "direct",
+  ]);
+});

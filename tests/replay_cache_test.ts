@@ -97,3 +97,23 @@ Deno.test("setRetention changes how long held nonces are kept", () => {
   assert.equal(cache.has(nonce, 5000), false);
   assert.throws(() => cache.setRetention(0), /retentionMs/);
 });
+
+Deno.test("hexRecord lists the unexpired nonces as lowercase hex with their rounded time, oldest first, like entries", () => {
+  const cache = new ReplayCache({ retentionMs: 1000 });
+  const odd = Uint8Array.from(
+    { length: 16 },
+    (_, i) => [0x00, 0x0f, 0xa0, 0xff][i % 4],
+  );
+  cache.add(nonce(1), 0.4);
+  cache.add(odd, 500.6);
+  cache.add(nonce(3), 900);
+  assert.deepEqual(Object.entries(cache.hexRecord(1000.5)), [
+    ["000fa0ff000fa0ff000fa0ff000fa0ff", 501],
+    ["00000000000000000000000000000003", 900],
+  ]);
+  assert.deepEqual(
+    cache.entries(1000.5).map((e) => [...e.nonce]),
+    [[...odd], [...nonce(3)]],
+  );
+  assert.equal(cache.has(odd, 1000.5), true);
+});

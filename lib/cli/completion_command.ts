@@ -14,7 +14,7 @@
  * @module
  */
 
-import type { ParseArgsOptionsConfig } from "node:util";
+import type { OptionTable } from "./args.ts";
 import { UsageError } from "./errors.ts";
 import type { CliIo, ParsedCommand } from "./mod.ts";
 import {
@@ -86,7 +86,7 @@ function helpFor(
 }
 
 function flagsOf(
-  options: ParseArgsOptionsConfig,
+  options: OptionTable,
   help: { flag: string; text: string }[],
 ): CompletionFlag[] {
   const out: CompletionFlag[] = [];

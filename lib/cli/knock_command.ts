@@ -5,14 +5,13 @@
  * @module
  */
 
-import { checkHealth, STATUS_TIMEOUT_MS } from "../client/health_check.ts";
 import {
   type KnockReport,
   knockServer,
   type ServerAddress,
 } from "../client/knock.ts";
 import { runPostKnock } from "../client/post_knock.ts";
-import type { ClientProfile } from "../config/client_config.ts";
+import type { ClientProfile } from "../config/client_profiles.ts";
 import { formatDuration, parseDuration } from "../config/duration.ts";
 import { type IpAddress, parseIp } from "../ip.ts";
 import { selectProfile } from "./client_profile.ts";
@@ -93,6 +92,10 @@ async function checkAfterKnock(
   signal?: AbortSignal,
 ): Promise<boolean> {
   const port = profile.serverUdpPort;
+  // Loaded only with --check: it needs node:net, which slows start-up.
+  const { checkHealth, STATUS_TIMEOUT_MS } = await import(
+    "../client/health_check.ts"
+  );
   const result = await checkHealth(addresses, port, {
     poll: true,
     timeoutMs: STATUS_TIMEOUT_MS,

@@ -1,15 +1,16 @@
 /**
- * The command line: parses global and command flags with `node:util`
- * parseArgs, then loads and runs the one command asked for. Server-side
+ * The command line: parses global and command flags with `./args.ts` (which
+ * imports no Node built-in, so the Node compatibility layer is not loaded),
+ * then loads and runs the one command asked for. Server-side
  * modules are imported only by the commands that need them, so `knock` starts
  * fast.
  *
  * @module
  */
 
-import { parseArgs } from "node:util";
 import denoConfig from "../../deno.json" with { type: "json" };
 import { isLogLevel, setLogLevel } from "../log.ts";
+import { ArgsError, parseArgv, type ParsedArgs } from "./args.ts";
 import { CommandError, UsageError } from "./errors.ts";
 import {
   commandHelp,
@@ -73,17 +74,6 @@ function usageHint(command: string | null): string {
   const spec = findCommand(command);
   if (spec === undefined) return usageHint(null);
   return `Usage: openme ${spec.usage}\nRun \`openme ${spec.name} --help\` for options and examples.`;
-}
-
-function parseErrorMessage(error: unknown): string {
-  const text = error instanceof Error ? error.message : String(error);
-  // node:util messages look like "Unknown option '--foo'. To specify ..."
-  const firstSentence = text.split(". ")[0];
-  const message = firstSentence.replace(
-    /^Option '(-[^' ]+)(?: <value>)?' argument missing$/,
-    "option $1 needs a value",
-  );
-  return message.charAt(0).toLowerCase() + message.slice(1);
 }
 
 /** Global flags that take a value. */
@@ -167,18 +157,16 @@ export function parseCommandLine(
     ...argv.slice(0, commandIndex),
     ...argv.slice(commandIndex + 1),
   ];
-  let parsed;
+  let parsed: ParsedArgs;
   try {
-    parsed = parseArgs({
-      args: rest,
-      options: { ...GLOBAL_OPTIONS, ...spec.options },
-      allowPositionals: true,
-      strict: true,
-    });
+    parsed = parseArgv(rest, { ...GLOBAL_OPTIONS, ...spec.options });
   } catch (error) {
-    throw new UsageError(parseErrorMessage(error), spec.name);
+    if (error instanceof ArgsError) {
+      throw new UsageError(error.message, spec.name);
+    }
+    throw error;
   }
-  const values = parsed.values as Record<string, string | boolean | undefined>;
+  const values = parsed.values;
   if (values.help === true) {
     return { spec, values, positionals: [], globals: globalsOf(values) };
   }

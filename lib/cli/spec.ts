@@ -6,7 +6,7 @@
  */
 
 import { clientConfigPathDisplay } from "../platform.ts";
-import type { ParseArgsOptionsConfig } from "node:util";
+import type { OptionTable } from "./args.ts";
 
 /** One flag as shown in help and completions. */
 export interface FlagHelp {
@@ -27,7 +27,7 @@ export interface CommandSpec {
   /** A paragraph shown by `--help`. */
   description: string;
   /** Flags the command takes besides the global ones. */
-  options: ParseArgsOptionsConfig;
+  options: OptionTable;
   /** Help lines for those flags, in the order shown. */
   flags: FlagHelp[];
   /** Names of the positional arguments, in order; at most this many are accepted. */
@@ -41,7 +41,7 @@ export interface CommandSpec {
 }
 
 /** Global flags every command accepts. */
-export const GLOBAL_OPTIONS: ParseArgsOptionsConfig = {
+export const GLOBAL_OPTIONS: OptionTable = {
   config: { type: "string" },
   "client-config": { type: "string" },
   "log-level": { type: "string" },

@@ -3,14 +3,19 @@
  * dynamic DNS), build one fresh packet per address family and send it. One
  * datagram, no reply expected.
  *
+ * Start-up time matters here more than anywhere: nothing on this path
+ * imports a `node:` module up front. The packet is built with WebCrypto
+ * (lib/client/web_seal.ts) and sent with `Deno.listenDatagram` when the
+ * runtime has it (`--unstable-net`, set in deno.json and in release
+ * builds); `node:dgram`, `node:dns` and `node:net` are loaded only when
+ * needed: a host name to resolve, a runtime without `Deno.listenDatagram`,
+ * a failed send to explain.
+ *
  * @module
  */
 
-import { createSocket } from "node:dgram";
-import { lookup } from "node:dns/promises";
-import { connect as netConnect } from "node:net";
 import { type IpAddress, parseIp } from "../ip.ts";
-import { buildKnock } from "../packet.ts";
+import { buildKnockWeb } from "./web_seal.ts";
 
 /** One resolved server address. */
 export interface ServerAddress {
@@ -43,8 +48,9 @@ export interface LookupAddress {
 /** Resolves a host name to every address it has; throws an error with a `code` (e.g. ENOTFOUND) when it cannot. */
 export type HostLookup = (host: string) => Promise<LookupAddress[]>;
 
-/** The system resolver (getaddrinfo through `node:dns`), every address in the resolver's order. */
+/** The system resolver (getaddrinfo through `node:dns`, loaded on first use), every address in the resolver's order. */
 export async function systemLookup(host: string): Promise<LookupAddress[]> {
+  const { lookup } = await import("node:dns/promises");
   return await lookup(host, { all: true, verbatim: true });
 }
 
@@ -142,8 +148,12 @@ const LOCAL_NETWORK_ERRORS: readonly string[] = [
  * address fails at once with the routing error (ENETUNREACH, ...). Runs only
  * after a send already failed locally; null when it tells nothing.
  */
-function probeRoute(to: ServerAddress, port: number): Promise<string | null> {
-  return new Promise((resolve) => {
+async function probeRoute(
+  to: ServerAddress,
+  port: number,
+): Promise<string | null> {
+  const { connect: netConnect } = await import("node:net");
+  return await new Promise((resolve) => {
     const socket = netConnect({ host: to.address, port, family: to.family });
     const done = (code: string | null): void => {
       clearTimeout(timer);
@@ -161,23 +171,74 @@ function probeRoute(to: ServerAddress, port: number): Promise<string | null> {
   });
 }
 
+/** The error for a send the system refused, with the system's code. */
+function sendError(to: ServerAddress, port: number, code: string): KnockError {
+  return new KnockError(
+    `sending the knock to ${to.address} port ${port} failed (${code}): is the network up and the address reachable?`,
+  );
+}
+
+/** `Deno.listenDatagram`, or null when this runtime runs without `--unstable-net`. */
+function nativeListenDatagram(): typeof Deno.listenDatagram | null {
+  const listen = (Deno as { listenDatagram?: typeof Deno.listenDatagram })
+    .listenDatagram;
+  return typeof listen === "function" ? listen : null;
+}
+
+/** Options for {@linkcode sendDatagram}. */
+export interface SendDatagramOptions {
+  /** Send through `node:dgram` even when `Deno.listenDatagram` is there (tests). */
+  forceNodeDgram?: boolean;
+}
+
 /** Sends one datagram to an address; rejects with a clear message when the network refuses. */
-export function sendDatagram(
+export async function sendDatagram(
+  to: ServerAddress,
+  port: number,
+  datagram: Uint8Array,
+  options: SendDatagramOptions = {},
+): Promise<void> {
+  const listen = options.forceNodeDgram === true
+    ? null
+    : nativeListenDatagram();
+  if (listen === null) {
+    await sendWithNodeDgram(to, port, datagram);
+    return;
+  }
+  let socket: Deno.DatagramConn | null = null;
+  try {
+    socket = listen({
+      transport: "udp",
+      hostname: to.family === 6 ? "::" : "0.0.0.0",
+      port: 0,
+    });
+    await socket.send(datagram, {
+      transport: "udp",
+      hostname: to.address,
+      port,
+    });
+  } catch (err) {
+    const code = (err as { code?: string }).code ?? (err as Error).message;
+    throw sendError(to, port, code);
+  } finally {
+    socket?.close();
+  }
+}
+
+/** Sends one datagram with `node:dgram` (runtimes without `Deno.listenDatagram`). */
+async function sendWithNodeDgram(
   to: ServerAddress,
   port: number,
   datagram: Uint8Array,
 ): Promise<void> {
-  return new Promise((resolve, reject) => {
+  const { createSocket } = await import("node:dgram");
+  await new Promise<void>((resolve, reject) => {
     const socket = createSocket(to.family === 6 ? "udp6" : "udp4");
     const fail = async (err: Error): Promise<void> => {
       socket.close();
       let code = (err as { code?: string }).code ?? err.message;
       if (code === "UNKNOWN") code = (await probeRoute(to, port)) ?? code;
-      reject(
-        new KnockError(
-          `sending the knock to ${to.address} port ${port} failed (${code}): is the network up and the address reachable?`,
-        ),
-      );
+      reject(sendError(to, port, code));
     };
     socket.once("error", (err) => void fail(err));
     socket.send(datagram, port, to.address, (err) => {
@@ -227,7 +288,7 @@ export async function knockServer(
   const sent: SentKnock[] = [];
   const failures: string[] = [];
   for (const to of addresses) {
-    const packet = buildKnock(
+    const packet = await buildKnockWeb(
       {
         serverPublicKey: profile.serverPublicKey,
         clientPrivateKey: profile.privateKey,

@@ -10,13 +10,14 @@
 import { dirname } from "node:path";
 import { isDeepStrictEqual } from "node:util";
 import { Document, isMap, YAMLMap } from "yaml";
-import { defaultClientConfigPathFor, type Platform } from "../platform.ts";
 import {
-  ConfigError,
-  describeValue,
-  formatKeyPath,
-  type KeyPathSegment,
-} from "./errors.ts";
+  checkClientProfiles,
+  CLIENT_CONFIG_DIR_MODE,
+  CLIENT_CONFIG_FILE_MODE,
+  type ClientConfig,
+  validateProfileName,
+} from "./client_profiles.ts";
+import { ConfigError, describeValue, formatKeyPath } from "./errors.ts";
 import {
   ensureDir,
   errorText,
@@ -32,89 +33,27 @@ import {
   yamlToValue,
 } from "./file_io.ts";
 import {
-  configErrorAt,
-  HOST_PATTERN,
   isRecord,
   looseModeWarning,
-  NAME_PATTERN,
-  optionalPort,
   passesCheck,
-  requireKey,
+  reportAt,
   withoutGeneratedLine,
 } from "./validate.ts";
-import { equalBytes } from "../encoding.ts";
 
-/** Default `server_udp_port` of a profile. */
-export const CLIENT_DEFAULT_SERVER_UDP_PORT = 54154;
-/** Mode of the client config directory (`~/.openme`) when openme creates it. */
-export const CLIENT_CONFIG_DIR_MODE = 0o700;
-/** Mode of the client config file (it holds the private key). */
-export const CLIENT_CONFIG_FILE_MODE = 0o600;
-/** Server X25519 public key size. */
-export const SERVER_PUBLIC_KEY_BYTES = 32;
-/** Accepted client private key sizes: 64-byte Ed25519 key (seed || public) or a bare 32-byte seed. */
-export const CLIENT_PRIVATE_KEY_SIZES: readonly number[] = [64, 32];
-/** Client Ed25519 public key size. */
-export const CLIENT_PUBLIC_KEY_BYTES = 32;
-/** Longest profile name. */
-export const MAX_PROFILE_NAME_LENGTH = 64;
-
-/** One validated profile. */
-export interface ClientProfile {
-  /** Key under `profiles:`. */
-  name: string;
-  /** `server_host`: name or IP address knocks are sent to. */
-  serverHost: string;
-  /** `server_udp_port`: the server's knock port. */
-  serverUdpPort: number;
-  /** Decoded `server_pubkey` (32-byte X25519 public key). */
-  serverPublicKey: Uint8Array;
-  /** Decoded `private_key`: 64 bytes (seed || public key) or a 32-byte seed. */
-  privateKey: Uint8Array;
-  /** Decoded `public_key`; taken from a 64-byte private key when absent; null if unknown (bare seed, no public_key). */
-  publicKey: Uint8Array | null;
-  /** `post_knock` command, or null. */
-  postKnock: string | null;
-}
-
-/** A validated client config. */
-export interface ClientConfig {
-  /** File the config was read from. */
-  path: string;
-  /** Profiles by name, in file order. */
-  profiles: Map<string, ClientProfile>;
-  /** Non-fatal YAML warnings and loose file mode. */
-  warnings: string[];
-}
-
-/** Options for {@linkcode defaultClientConfigPath}. */
-export interface ClientConfigPathOptions {
-  /** Operating system as `Deno.build.os` names it; default the current one. */
-  platform?: string;
-  /** Environment lookup; default `Deno.env.get`. */
-  env?: (name: string) => string | undefined;
-}
-
-/**
- * The default client config path: `$HOME/.openme/config.yaml`, or
- * `%USERPROFILE%\.openme\config.yaml` on Windows (the per-platform rule
- * lives in lib/platform.ts). Throws ConfigError when the home directory is
- * unknown.
- */
-export function defaultClientConfigPath(
-  options: ClientConfigPathOptions = {},
-): string {
-  const result = defaultClientConfigPathFor({
-    platform: options.platform as Platform | undefined,
-    env: options.env,
-  });
-  if (result.ok) return result.path;
-  throw new ConfigError({
-    file: result.display,
-    problem: `${result.variable} is not set, so the default path is unknown`,
-    expected: `set ${result.variable} or pass --client-config PATH`,
-  });
-}
+export {
+  CLIENT_CONFIG_DIR_MODE,
+  CLIENT_CONFIG_FILE_MODE,
+  CLIENT_DEFAULT_SERVER_UDP_PORT,
+  CLIENT_PRIVATE_KEY_SIZES,
+  CLIENT_PUBLIC_KEY_BYTES,
+  type ClientConfig,
+  type ClientConfigPathOptions,
+  type ClientProfile,
+  defaultClientConfigPath,
+  MAX_PROFILE_NAME_LENGTH,
+  SERVER_PUBLIC_KEY_BYTES,
+  validateProfileName,
+} from "./client_profiles.ts";
 
 /** Options for {@linkcode parseClientConfig}. */
 export interface ParseClientConfigOptions {
@@ -142,155 +81,13 @@ export async function loadClientConfig(path: string): Promise<ClientConfig> {
   return config;
 }
 
-/** Validates a parsed client config. */
+/** Validates a parsed client config; throws ConfigError at the line of the first problem. */
 function buildClientConfig(source: YamlSource): ClientConfig {
-  const root = yamlToValue(source);
-  const profiles = new Map<string, ClientProfile>();
-  const config: ClientConfig = {
+  return {
     path: source.path,
-    profiles,
+    profiles: checkClientProfiles(yamlToValue(source), reportAt(source)),
     warnings: [...source.warnings],
   };
-  if (root === null || root === undefined) return config;
-  if (!isRecord(root)) {
-    throw configErrorAt(source, {
-      keyPath: [],
-      problem: `the top level is ${describeValue(root)}`,
-      expected: 'a map with a profiles: section, as printed by "openme add"',
-    });
-  }
-  const section = root.profiles;
-  if (section === undefined || section === null) return config;
-  if (!isRecord(section)) {
-    throw configErrorAt(source, {
-      keyPath: ["profiles"],
-      problem: `expected a map of profile names, got ${describeValue(section)}`,
-      expected:
-        'e.g. profiles: {default: {server_host: ...}}, as printed by "openme add"',
-    });
-  }
-  for (const [name, entry] of Object.entries(section)) {
-    profiles.set(name, parseProfile(source, name, entry));
-  }
-  return config;
-}
-
-/** Validates one profile; throws ConfigError. */
-function parseProfile(
-  source: YamlSource,
-  name: string,
-  entry: unknown,
-): ClientProfile {
-  const base: KeyPathSegment[] = ["profiles", name];
-  const nameProblem = validateProfileName(name);
-  if (nameProblem !== null) {
-    throw configErrorAt(source, {
-      keyPath: base,
-      problem: nameProblem,
-      expected:
-        "letters, digits, '.', '_', '-' or '@', starting with a letter or digit",
-    });
-  }
-  if (!isRecord(entry)) {
-    throw configErrorAt(source, {
-      keyPath: base,
-      problem: `expected a map, got ${describeValue(entry)}`,
-      expected: "a map with server_host, server_pubkey and private_key",
-    });
-  }
-
-  const hostValue = entry.server_host;
-  const hostHint = "the server's name or IP address, e.g. myserver.example.com";
-  if (hostValue === undefined || hostValue === null || hostValue === "") {
-    throw configErrorAt(source, {
-      keyPath: [...base, "server_host"],
-      problem: "missing server_host",
-      expected: hostHint,
-    });
-  }
-  if (typeof hostValue !== "string" || !HOST_PATTERN.test(hostValue.trim())) {
-    throw configErrorAt(source, {
-      keyPath: [...base, "server_host"],
-      problem: `invalid host ${describeValue(hostValue)}`,
-      expected: hostHint,
-    });
-  }
-
-  const serverUdpPort = optionalPort(source, {
-    keyPath: [...base, "server_udp_port"],
-    value: entry.server_udp_port,
-    fallback: CLIENT_DEFAULT_SERVER_UDP_PORT,
-  });
-
-  const serverPublicKey = requireKey(source, {
-    keyPath: [...base, "server_pubkey"],
-    value: entry.server_pubkey,
-    sizes: [SERVER_PUBLIC_KEY_BYTES],
-    hint:
-      "the server's base64 X25519 public key (server.public_key on the server)",
-  });
-  const privateKey = requireKey(source, {
-    keyPath: [...base, "private_key"],
-    value: entry.private_key,
-    sizes: CLIENT_PRIVATE_KEY_SIZES,
-    hint: "your base64 Ed25519 private key (64 bytes, or a 32-byte seed)",
-  });
-  let publicKey: Uint8Array | null = null;
-  if (entry.public_key !== undefined && entry.public_key !== null) {
-    publicKey = requireKey(source, {
-      keyPath: [...base, "public_key"],
-      value: entry.public_key,
-      sizes: [CLIENT_PUBLIC_KEY_BYTES],
-      hint: "your base64 Ed25519 public key (32 bytes)",
-    });
-    if (
-      privateKey.length === 64 &&
-      !equalBytes(privateKey.subarray(32), publicKey)
-    ) {
-      throw configErrorAt(source, {
-        keyPath: [...base, "public_key"],
-        problem: "public_key does not match the public half of private_key",
-        expected: "copy both keys from the same openme add output",
-      });
-    }
-  } else if (privateKey.length === 64) {
-    publicKey = privateKey.slice(32);
-  }
-
-  let postKnock: string | null = null;
-  const postValue = entry.post_knock;
-  if (postValue !== undefined && postValue !== null && postValue !== "") {
-    if (typeof postValue !== "string") {
-      throw configErrorAt(source, {
-        keyPath: [...base, "post_knock"],
-        problem: `expected a command line, got ${describeValue(postValue)}`,
-        expected: 'a quoted command, e.g. "ssh me@myserver.example.com"',
-      });
-    }
-    postKnock = postValue;
-  }
-
-  return {
-    name,
-    serverHost: hostValue.trim(),
-    serverUdpPort,
-    serverPublicKey,
-    privateKey,
-    publicKey,
-    postKnock,
-  };
-}
-
-/** Returns why a profile name is not allowed, or null when it is fine. */
-export function validateProfileName(name: string): string | null {
-  if (typeof name !== "string" || name === "") return "empty profile name";
-  if (name.length > MAX_PROFILE_NAME_LENGTH) {
-    return `profile name is ${name.length} characters, longer than ${MAX_PROFILE_NAME_LENGTH}`;
-  }
-  if (!NAME_PATTERN.test(name)) {
-    return `invalid profile name ${describeValue(name)}`;
-  }
-  return null;
 }
 
 /** A profile to write with {@linkcode upsertClientProfile} or {@linkcode renderClientConfig}. */

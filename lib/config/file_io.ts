@@ -30,8 +30,9 @@ import {
   type KeyPathSegment,
 } from "./errors.ts";
 
-/** Config files larger than this are refused before parsing. */
-export const MAX_CONFIG_FILE_BYTES = 1024 * 1024;
+import { MAX_CONFIG_FILE_BYTES } from "./value_checks.ts";
+
+export { MAX_CONFIG_FILE_BYTES } from "./value_checks.ts";
 
 /** Most alias expansions allowed when converting YAML to values (bounds "billion laughs" files). */
 export const MAX_YAML_ALIAS_COUNT = 100;

@@ -19,14 +19,14 @@ import {
   type ServerConfig,
 } from "../config/server_config.ts";
 import { keyFingerprint, prepareEd25519VerifyKey } from "../crypto.ts";
-import { encodeHex, equalBytes } from "../encoding.ts";
+import { equalBytes } from "../encoding.ts";
 import type {
   BaseRulesOptions,
   FirewallBackend,
   FirewallRulePort,
 } from "../firewall/backend.ts";
 import { createFirewallBackend } from "../firewall/mod.ts";
-import { normalizePeerAddress } from "../ip.ts";
+import { type IpAddress, normalizePeerAddress } from "../ip.ts";
 import { error, info, isLogEnabled, warn } from "../log.ts";
 import {
   KNOCK_PACKET_BYTES,
@@ -99,11 +99,39 @@ export interface ServerOptions {
   closeRetryDelaysMs?: readonly number[];
 }
 
+/**
+ * Most peer address texts whose parsed form is kept (the table is emptied
+ * when full: a flood of new addresses only costs the parsing it saves).
+ */
+export const PEER_ADDRESS_CACHE_SIZE = 4096;
+
 /** Longest delay before new drop counters are written to the state file. */
 export const DROP_STATE_WRITE_DELAY_MS = 1000;
 
 /** Shortest time between two state file writes while changes keep coming (the first is written at once). */
 export const STATE_WRITE_MIN_INTERVAL_MS = 200;
+
+/**
+ * While changes keep coming, the next write waits this many times as long as
+ * the last write took, so writing the state file (which grows with the
+ * replay nonces, up to tens of milliseconds) takes at most about a tenth of
+ * the server's time.
+ */
+export const STATE_WRITE_COST_FACTOR = 10;
+
+/** Longest time between two state file writes while changes keep coming. */
+export const STATE_WRITE_MAX_INTERVAL_MS = 5000;
+
+/** How long to wait before writing the state file again after a write that took `lastWriteMs`, while changes keep coming. */
+export function stateWriteDelayMs(lastWriteMs: number): number {
+  return Math.min(
+    STATE_WRITE_MAX_INTERVAL_MS,
+    Math.max(
+      STATE_WRITE_MIN_INTERVAL_MS,
+      STATE_WRITE_COST_FACTOR * lastWriteMs,
+    ),
+  );
+}
 
 interface ClientGrant {
   ports: FirewallRulePort[];
@@ -268,6 +296,8 @@ export class OpenmeServer {
   #firewallTimer: ReturnType<typeof setInterval> | null = null;
   #checking: Promise<FirewallCheckResult | null> | null = null;
   #checkFailed = false;
+  /** Peer address text as the socket reports it -> parsed address (never changed once made). */
+  #peers = new Map<string, IpAddress>();
 
   private constructor(
     configPath: string,
@@ -505,7 +535,7 @@ export class OpenmeServer {
       );
       return;
     }
-    const source = normalizePeerAddress(peer);
+    const source = this.#peerAddress(peer);
     if (source === null) {
       this.#drop("source", peer);
       return;
@@ -521,6 +551,18 @@ export class OpenmeServer {
       return;
     }
     this.#stats.accept();
+    // An open session is refreshed synchronously: no promise per knock.
+    if (
+      this.#sessions.refresh(
+        result.clientName,
+        result.target,
+        grant.ports,
+        source.text,
+        grant.fingerprint,
+      )
+    ) {
+      return;
+    }
     this.#sessions.knock(result.clientName, result.target, grant.ports, {
       source: source.text,
       fingerprint: grant.fingerprint,
@@ -528,6 +570,17 @@ export class OpenmeServer {
       if (outcome === "failed") this.#drop("firewall", source.text);
       if (outcome === "busy") this.#drop("busy", source.text);
     }).catch((err) => error(`knock handling failed: ${err}`));
+  }
+
+  /** The peer's address, parsed once per distinct text; null when it is not an IP address. */
+  #peerAddress(peer: string): IpAddress | null {
+    const known = this.#peers.get(peer);
+    if (known !== undefined) return known;
+    const parsed = normalizePeerAddress(peer);
+    if (parsed === null) return null;
+    if (this.#peers.size >= PEER_ADDRESS_CACHE_SIZE) this.#peers.clear();
+    this.#peers.set(peer, parsed);
+    return parsed;
   }
 
   /** Counts a drop and makes sure the counters reach the state file soon. */
@@ -666,11 +719,13 @@ export class OpenmeServer {
     this.#stateWriting = (async () => {
       while (this.#stateDirty) {
         this.#stateDirty = false;
+        const started = performance.now();
         await this.#writeState();
+        const tookMs = performance.now() - started;
         // A lone change is written at once; a storm of them (refreshes at
-        // line rate) is written at most once per STATE_WRITE_MIN_INTERVAL_MS.
+        // line rate) is written at most once per stateWriteDelayMs.
         if (this.#stateDirty && !this.#stopping) {
-          await new Promise((r) => setTimeout(r, STATE_WRITE_MIN_INTERVAL_MS));
+          await new Promise((r) => setTimeout(r, stateWriteDelayMs(tookMs)));
         }
       }
     })().finally(() => {
@@ -684,10 +739,7 @@ export class OpenmeServer {
     for (const [name, ms] of this.#sessions.lastSeen()) {
       lastSeen[name] = formatRfc3339(ms);
     }
-    const replayNonces: Record<string, number> = {};
-    for (const entry of this.#verifier.recentNonces()) {
-      replayNonces[encodeHex(entry.nonce)] = Math.round(entry.addedMs);
-    }
+    const replayNonces = this.#verifier.recentNonceRecord();
     return {
       updated_at: formatRfc3339(Date.now()),
       active_sessions: this.#sessions.list().map((s) => ({

@@ -34,6 +34,9 @@ export const DEFAULT_SHUTDOWN_WAIT_MS = 1000;
 /** Most sessions (target addresses) one client may hold; a knock for one more closes its least recently knocked session. */
 export const MAX_SESSIONS_PER_CLIENT = 8;
 
+/** Milliseconds per second: deadlines are shown to the second. */
+const MS_PER_SECOND = 1000;
+
 /** Waits before the first, second, ... retry of a failed close; the last one repeats. */
 export const CLOSE_RETRY_DELAYS_MS: readonly number[] = [
   1000,
@@ -165,6 +168,22 @@ function describeKnock(
   return `for ${address.text} (client ${clientName}${fp}${from})`;
 }
 
+/**
+ * {@linkcode describePorts} of the port lists refreshes log, computed once
+ * per list: a port list is never changed in place once a session holds it
+ * (new grants are new lists).
+ */
+const PORTS_TEXT = new WeakMap<readonly FirewallRulePort[], string>();
+
+function portsText(ports: FirewallRulePort[]): string {
+  let text = PORTS_TEXT.get(ports);
+  if (text === undefined) {
+    text = describePorts(ports);
+    PORTS_TEXT.set(ports, text);
+  }
+  return text;
+}
+
 /** Formats ports for logs: "22/tcp,8080-8090/tcp". */
 export function describePorts(ports: FirewallRulePort[]): string {
   return ports.map((p) =>
@@ -196,6 +215,9 @@ export class SessionManager {
   #timer: ReturnType<typeof setTimeout> | null = null;
   #timerAt = Infinity;
   #stopped = false;
+  /** The second (wall clock) of the latest deadline shown, and how it was shown. */
+  #untilSecond = NaN;
+  #untilText = "";
 
   /** Creates a manager that opens and closes rules through the backend. */
   constructor(backend: FirewallBackend, options: SessionManagerOptions) {
@@ -223,7 +245,70 @@ export class SessionManager {
   }
 
   #until(ms: number): string {
-    return formatRfc3339(this.toWallMs(ms));
+    const wallMs = this.toWallMs(ms);
+    // Shown to the second: one formatting per second of deadlines.
+    const second = Math.floor(wallMs / MS_PER_SECOND);
+    if (second !== this.#untilSecond) {
+      this.#untilSecond = second;
+      this.#untilText = formatRfc3339(wallMs);
+    }
+    return this.#untilText;
+  }
+
+  /**
+   * The synchronous fast path of {@linkcode knock} for a session that is
+   * open: moves its deadline, exactly as `knock` would, and returns true.
+   * Returns false, having done nothing, when there is no such session or the
+   * manager is shutting down (then call `knock`).
+   */
+  refresh(
+    clientName: string,
+    address: IpAddress,
+    ports: FirewallRulePort[],
+    source?: string,
+    fingerprint?: string,
+  ): boolean {
+    if (this.#stopped) return false;
+    const key = sessionKey(clientName, address);
+    const existing = this.#sessions.get(key);
+    if (existing === undefined) return false;
+    this.#lastSeen.set(clientName, this.#wallNow());
+    this.#refreshSession(key, existing, ports, source, fingerprint);
+    return true;
+  }
+
+  #refreshSession(
+    key: string,
+    existing: Session,
+    ports: FirewallRulePort[],
+    source: string | undefined,
+    fingerprint: string | undefined,
+  ): void {
+    existing.expiresAtMs = this.#now() + this.#knockTimeoutMs;
+    const fp = fingerprint !== undefined ? ` key ${fingerprint}` : "";
+    const from = source !== undefined ? ` from ${source}` : "";
+    info(
+      `refreshed ${
+        portsText(existing.ports)
+      } for ${existing.address.text} (client ${existing.clientName}${fp}${from}) until ${
+        this.#until(existing.expiresAtMs)
+      }`,
+    );
+    // The timer already fires at or before the soonest deadline unless this
+    // one moved before it (a reload shortened knock_timeout).
+    if (this.#timer === null || this.#timerAt > existing.expiresAtMs) {
+      this.#schedule();
+    }
+    this.#onChange();
+    if (
+      ports !== existing.ports &&
+      describePorts(ports) !== describePorts(existing.ports)
+    ) {
+      // The grant changed and the reload could not move the rules yet.
+      this.#swapPorts(key, existing, ports).catch((err) =>
+        error(`changing ports failed: ${err}`)
+      );
+    }
   }
 
   /** Opens (or refreshes) the session for a verified knock. */
@@ -233,26 +318,18 @@ export class SessionManager {
     ports: FirewallRulePort[],
     details: KnockDetails = {},
   ): Promise<KnockOutcome> {
-    const now = this.#now();
     this.#lastSeen.set(clientName, this.#wallNow());
     const key = sessionKey(clientName, address);
     const existing = this.#sessions.get(key);
     if (this.#stopped) return Promise.resolve("failed");
     if (existing !== undefined) {
-      existing.expiresAtMs = now + this.#knockTimeoutMs;
-      info(
-        `refreshed ${describePorts(existing.ports)} ${
-          describeKnock(clientName, address, details)
-        } until ${this.#until(existing.expiresAtMs)}`,
+      this.#refreshSession(
+        key,
+        existing,
+        ports,
+        details.source,
+        details.fingerprint,
       );
-      this.#schedule();
-      this.#onChange();
-      if (describePorts(ports) !== describePorts(existing.ports)) {
-        // The grant changed and the reload could not move the rules yet.
-        this.#swapPorts(key, existing, ports).catch((err) =>
-          error(`changing ports failed: ${err}`)
-        );
-      }
       return Promise.resolve("refreshed");
     }
     const pending = this.#pending.get(key);

@@ -551,3 +551,58 @@ Deno.test("knock rejects bad flag combinations with exit 2", async () => {
     }
   });
 });
+
+interface InfoModule {
+  specifier: string;
+  dependencies?: {
+    code?: { specifier: string };
+    isDynamic?: boolean;
+  }[];
+}
+
+/** Every module loaded, without dynamic imports, when `root` is imported. */
+function staticClosure(modules: InfoModule[], root: string): Set<string> {
+  const bySpecifier = new Map(modules.map((m) => [m.specifier, m]));
+  const seen = new Set<string>();
+  const queue = [root];
+  while (queue.length > 0) {
+    const specifier = queue.pop()!;
+    if (seen.has(specifier)) continue;
+    seen.add(specifier);
+    for (const dependency of bySpecifier.get(specifier)?.dependencies ?? []) {
+      if (dependency.isDynamic === true || dependency.code === undefined) {
+        continue;
+      }
+      queue.push(dependency.code.specifier);
+    }
+  }
+  return seen;
+}
+
+Deno.test("openme knock loads no node: module and no npm package before it sends (start-up time)", async () => {
+  const main = new URL("../../main.ts", import.meta.url).href;
+  const command = new URL("../../lib/cli/knock_command.ts", import.meta.url)
+    .href;
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["info", "--json", main],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(output.code, 0, new TextDecoder().decode(output.stderr));
+  const graph = JSON.parse(new TextDecoder().decode(output.stdout)) as {
+    modules: InfoModule[];
+  };
+  const loaded = new Set([
+    ...staticClosure(graph.modules, main),
+    ...staticClosure(graph.modules, command),
+  ]);
+  assert.ok(loaded.has(command));
+  assert.ok([...loaded].some((s) => s.endsWith("/lib/client/web_seal.ts")));
+  assert.ok(
+    [...loaded].some((s) => s.endsWith("/lib/config/client_config_fast.ts")),
+  );
+  const heavy = [...loaded].filter((s) =>
+    s.startsWith("node:") || s.startsWith("npm:")
+  );
+  assert.deepEqual(heavy, []);
+});

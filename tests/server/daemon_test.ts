@@ -8,7 +8,13 @@ import { connect } from "node:net";
 import { createSocket } from "node:dgram";
 import { keyFingerprint, prepareEd25519VerifyKey } from "../../lib/crypto.ts";
 import { buildKnock } from "../../lib/packet.ts";
-import { OpenmeServer, type ServerOptions } from "../../lib/server/daemon.ts";
+import {
+  OpenmeServer,
+  type ServerOptions,
+  STATE_WRITE_MAX_INTERVAL_MS,
+  STATE_WRITE_MIN_INTERVAL_MS,
+  stateWriteDelayMs,
+} from "../../lib/server/daemon.ts";
 import { readStateFile } from "../../lib/server/state_file.ts";
 import { waitFor } from "../../scripts/testbed.ts";
 import {
@@ -1020,4 +1026,37 @@ Deno.test("the periodic firewall check puts back what a ruleset reload removed a
   } finally {
     await h.close();
   }
+});
+
+Deno.test("peer addresses are normalised the same on every datagram (IPv4-mapped, repeated, unparsable)", async () => {
+  const h = await startHarness();
+  try {
+    h.server.handleDatagram(h.knock("alice"), "::ffff:192.0.2.7");
+    await waitFor(() => sessionOf(h, "alice", "192.0.2.7") !== undefined, {
+      timeoutMs: 2000,
+      what: "session for 192.0.2.7",
+    });
+    h.server.handleDatagram(h.knock("alice"), "::ffff:192.0.2.7");
+    h.server.handleDatagram(h.knock("alice"), "192.0.2.7");
+    assert.equal(h.server.accepted(), 3);
+    assert.equal(
+      h.log.matching(
+        /^INFO {2}refreshed .* for 192\.0\.2\.7 \(client alice key [0-9a-f]{16} from 192\.0\.2\.7\) until /,
+      ).length,
+      2,
+    );
+    h.server.handleDatagram(h.knock("alice"), "not-an-address");
+    h.server.handleDatagram(h.knock("alice"), "not-an-address");
+    assert.equal(h.server.drops().source, 2);
+    assert.equal(h.backend.callsOf("open").length, 1);
+  } finally {
+    await h.close();
+  }
+});
+
+Deno.test("stateWriteDelayMs spaces state file writes by ten times their cost, between 200 ms and 5 s", () => {
+  assert.equal(stateWriteDelayMs(0), STATE_WRITE_MIN_INTERVAL_MS);
+  assert.equal(stateWriteDelayMs(5), STATE_WRITE_MIN_INTERVAL_MS);
+  assert.equal(stateWriteDelayMs(46), 460);
+  assert.equal(stateWriteDelayMs(2000), STATE_WRITE_MAX_INTERVAL_MS);
 });

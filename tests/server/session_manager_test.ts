@@ -10,6 +10,7 @@ import {
   MAX_SESSIONS_PER_CLIENT,
   SessionManager,
 } from "../../lib/server/session_manager.ts";
+import { formatRfc3339 } from "../../lib/time.ts";
 import { waitFor } from "../../scripts/testbed.ts";
 import { captureLog, RecordingBackend, sleep } from "./recording_backend.ts";
 
@@ -531,6 +532,106 @@ Deno.test("checkFirewall re-opens sessions whose rules vanished, keeping their d
         .length,
       1,
     );
+  } finally {
+    await manager.shutdown();
+    log.restore();
+  }
+});
+
+Deno.test("refresh moves an open session's deadline at once and logs what knock logs; without a session or after shutdown it does nothing", async () => {
+  const log = captureLog();
+  const backend = new RecordingBackend();
+  let mono = 1_000;
+  const wall = Date.parse("2030-01-01T00:00:00Z");
+  let changes = 0;
+  const manager = new SessionManager(backend, {
+    knockTimeoutMs: 30_000,
+    now: () => mono,
+    wallNow: () => wall + mono,
+    onChange: () => changes++,
+  });
+  try {
+    assert.equal(
+      manager.refresh("alice", v4(2), PORTS, "192.0.2.9", "00aa"),
+      false,
+    );
+    assert.equal(manager.list().length, 0);
+    assert.equal(manager.lastSeen().size, 0);
+    assert.equal(await manager.knock("alice", v4(2), PORTS), "opened");
+    mono += 5_000;
+    assert.equal(
+      manager.refresh("alice", v4(2), PORTS, "192.0.2.9", "00aa"),
+      true,
+    );
+    assert.equal(manager.list()[0].expiresAtMs, 36_000);
+    assert.equal(manager.lastSeen().get("alice"), wall + 6_000);
+    assert.equal(changes, 2);
+    mono += 1_000;
+    assert.equal(
+      await manager.knock("alice", v4(2), PORTS, {
+        source: "192.0.2.9",
+        fingerprint: "00aa",
+      }),
+      "refreshed",
+    );
+    const refreshed = log.matching("refreshed");
+    assert.deepEqual(refreshed, [
+      `INFO  refreshed 22/tcp,8080-8090/tcp for 192.0.2.2 (client alice key 00aa from 192.0.2.9) until ${
+        formatRfc3339(wall + 36_000)
+      }`,
+      `INFO  refreshed 22/tcp,8080-8090/tcp for 192.0.2.2 (client alice key 00aa from 192.0.2.9) until ${
+        formatRfc3339(wall + 37_000)
+      }`,
+    ]);
+    assert.equal(backend.callsOf("open").length, 1);
+    await manager.shutdown();
+    assert.equal(manager.refresh("alice", v4(2), PORTS), false);
+  } finally {
+    await manager.shutdown();
+    log.restore();
+  }
+});
+
+Deno.test("the deadline shown follows the wall clock to the second across refreshes", async () => {
+  const log = captureLog();
+  const backend = new RecordingBackend();
+  let mono = 0;
+  const wall = Date.parse("2030-01-01T00:00:00Z");
+  const manager = new SessionManager(backend, {
+    knockTimeoutMs: 10_000,
+    now: () => mono,
+    wallNow: () => wall + mono,
+  });
+  try {
+    await manager.knock("alice", v4(2), PORTS);
+    for (const step of [1, 998, 1, 1, 2_500, 0, 999]) {
+      mono += step;
+      assert.equal(manager.refresh("alice", v4(2), PORTS), true);
+      const line = log.lines[log.lines.length - 1];
+      const shown = formatRfc3339(
+        manager.toWallMs(manager.list()[0].expiresAtMs),
+      );
+      assert.ok(line.endsWith(`until ${shown}`), `${line} vs ${shown}`);
+    }
+  } finally {
+    await manager.shutdown();
+    log.restore();
+  }
+});
+
+Deno.test("a refresh after a reload shortened knock_timeout closes at the new, earlier deadline", async () => {
+  const log = captureLog();
+  const backend = new RecordingBackend();
+  const manager = new SessionManager(backend, { knockTimeoutMs: 30_000 });
+  try {
+    await manager.knock("alice", v4(2), PORTS);
+    manager.setKnockTimeout(200);
+    assert.equal(manager.refresh("alice", v4(2), PORTS), true);
+    await waitFor(() => backend.callsOf("close").length === 1, {
+      timeoutMs: 1500,
+      what: "the close at the shortened deadline",
+    });
+    assert.equal(manager.list().length, 0);
   } finally {
     await manager.shutdown();
     log.restore();
