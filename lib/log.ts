@@ -2,16 +2,20 @@
  * Levelled logging to standard error, one line per event, for journald.
  *
  * The default sink writes straight to standard error, one synchronous write
- * per line, except in a burst: once {@linkcode LOG_BURST_LINES} lines came
- * within {@linkcode LOG_FLUSH_DELAY_MS}, further lines in that time are
- * collected and written together when it is up (or at once when they reach
- * {@linkcode LOG_FLUSH_BYTES}), so a server logging every knock at line rate
- * makes one write per batch instead of one per line, while a command that
- * logs a few lines writes each at once. Warnings and errors are never held
- * back: they write whatever is collected, then themselves. What is collected
- * is also written when the process exits (the `unload` event: the end of the
- * program, `Deno.exit`, a signal handler that exits) and on an uncaught
- * error, so no line is lost short of a SIGKILL.
+ * per line. A long-running command that handles its own termination signals
+ * (`serve`) may call {@linkcode enableLogBatching}: then, once
+ * {@linkcode LOG_BURST_LINES} lines came within {@linkcode LOG_FLUSH_DELAY_MS},
+ * further lines in that time are collected and written together when it is
+ * up (or at once when they reach {@linkcode LOG_FLUSH_BYTES}), so a server
+ * logging every knock at line rate makes one write per batch instead of one
+ * per line. Warnings and errors are never held back: they write whatever is
+ * collected, then themselves. What is collected is also written by
+ * {@linkcode flushLog} (the CLI calls it before printing anything itself),
+ * when the process exits (the `unload` event: the end of the program,
+ * `Deno.exit`, a signal handler that exits) and on an uncaught error. Only
+ * a process killed by a signal it does not handle (SIGKILL, or a signal
+ * before its owner installed a handler) loses held lines; commands that do
+ * not opt in hold nothing.
  *
  * @module
  */
@@ -56,6 +60,8 @@ let flushTimer: ReturnType<typeof setTimeout> | null = null;
 /** Lines written one by one in the current window. */
 let windowLines = 0;
 let exitHooked = false;
+/** Whether the default sink may hold lines back (see enableLogBatching). */
+let batching = false;
 
 /** Writes text to standard error, all of it, synchronously; write errors are ignored (nowhere to report them). */
 function writeStderr(text: string): void {
@@ -99,12 +105,26 @@ function hookExit(): void {
   globalThis.addEventListener("unhandledrejection", flushLog);
 }
 
+/**
+ * Lets the default sink collect lines in bursts (at most
+ * {@linkcode LOG_FLUSH_DELAY_MS}); for a long-running command that has
+ * installed its own handlers for termination signals, so that held lines
+ * are written at exit.
+ */
+export function enableLogBatching(): void {
+  if (!exitHooked) hookExit();
+  batching = true;
+}
+
 function defaultSink(line: string): void {
+  if (!batching) {
+    writeStderr(`${line}\n`);
+    return;
+  }
   if (windowLines < LOG_BURST_LINES) {
     writeStderr(`${line}\n`);
     windowLines++;
     if (flushTimer === null) {
-      if (!exitHooked) hookExit();
       const timer = setTimeout(endWindow, LOG_FLUSH_DELAY_MS);
       // The timer never keeps the process alive; unload writes what is held.
       Deno.unrefTimer(timer);

@@ -107,18 +107,48 @@ function numberedLines(count: number): string[] {
 }
 
 const LOG_MANY = `for (let i = 0; i < 200; i++) log.info(\`line \${i}\`);`;
+/** What `serve` does once its signal handlers are in place. */
+const BATCHING = "log.enableLogBatching();";
+const CLI_MODULE = new URL("../lib/cli/mod.ts", import.meta.url).href;
 
-Deno.test("the default sink writes every line, in order, when the program ends, exits, is stopped by SIGTERM or dies of an uncaught error", async () => {
-  const ended = await runLogScript(LOG_MANY);
+Deno.test("without enableLogBatching every line is written at once, so a signal without a handler loses none", async () => {
+  const killed = await runLogScript(
+    `${LOG_MANY}
+     console.log("ready");
+     setTimeout(() => {}, 60_000);`,
+    "SIGTERM",
+  );
+  assert.notEqual(killed.code, 0);
+  assert.deepEqual(killed.stderr.trimEnd().split("\n"), numberedLines(200));
+});
+
+Deno.test("the CLI's own output comes after the log lines logged before it (held lines are written first)", async () => {
+  const result = await runLogScript(
+    `import { CONSOLE_IO } from ${JSON.stringify(CLI_MODULE)};
+     ${BATCHING}
+     ${LOG_MANY}
+     CONSOLE_IO.err("openme: boom");
+     Deno.exit(1);`,
+  );
+  assert.equal(result.code, 1);
+  assert.deepEqual(result.stderr.trimEnd().split("\n"), [
+    ...numberedLines(200),
+    "openme: boom",
+  ]);
+});
+
+Deno.test("with batching, the default sink writes every line, in order, when the program ends, exits, is stopped by SIGTERM or dies of an uncaught error", async () => {
+  const ended = await runLogScript(`${BATCHING}\n${LOG_MANY}`);
   assert.equal(ended.code, 0);
   assert.deepEqual(ended.stderr.trimEnd().split("\n"), numberedLines(200));
 
-  const exited = await runLogScript(`${LOG_MANY}\nDeno.exit(3);`);
+  const exited = await runLogScript(`${BATCHING}\n${LOG_MANY}\nDeno.exit(3);`);
   assert.equal(exited.code, 3);
   assert.deepEqual(exited.stderr.trimEnd().split("\n"), numberedLines(200));
 
   const stopped = await runLogScript(
     `Deno.addSignalListener("SIGTERM", () => Deno.exit(0));
+     ${BATCHING}
      ${LOG_MANY}
      console.log("ready");
      setTimeout(() => {}, 60_000);`,
@@ -128,7 +158,7 @@ Deno.test("the default sink writes every line, in order, when the program ends, 
   assert.deepEqual(stopped.stderr.trimEnd().split("\n"), numberedLines(200));
 
   const died = await runLogScript(
-    `${LOG_MANY}\nsetTimeout(() => { throw new Error("boom"); }, 0);`,
+    `${BATCHING}\n${LOG_MANY}\nsetTimeout(() => { throw new Error("boom"); }, 0);`,
   );
   assert.equal(died.code, 1);
   const lines = died.stderr.trimEnd().split("\n");
@@ -136,10 +166,10 @@ Deno.test("the default sink writes every line, in order, when the program ends, 
   assert.ok(died.stderr.includes("boom"), died.stderr);
 });
 
-Deno.test("the default sink writes a few lines at once, holds a burst at most LOG_FLUSH_DELAY_MS, and never holds back a warning", async () => {
+Deno.test("with batching, the default sink writes a few lines at once, holds a burst at most LOG_FLUSH_DELAY_MS, and never holds back a warning", async () => {
   // A few lines: each is out before anything printed after it.
   const few = await runLogScript(
-    `log.info("one"); log.info("two"); console.error("direct");`,
+    `${BATCHING} log.info("one"); log.info("two"); console.error("direct");`,
   );
   assert.deepEqual(few.stderr.trimEnd().split("\n"), [
     "INFO  one",
@@ -148,7 +178,8 @@ Deno.test("the default sink writes a few lines at once, holds a burst at most LO
   ]);
   // A burst is written within the delay, while the program still runs.
   const burst = await runLogScript(
-    `${LOG_MANY}
+    `${BATCHING}
+     ${LOG_MANY}
      setTimeout(() => console.error("later"), 2 * log.LOG_FLUSH_DELAY_MS);
      setTimeout(() => {}, 4 * log.LOG_FLUSH_DELAY_MS);`,
   );
@@ -158,7 +189,7 @@ Deno.test("the default sink writes a few lines at once, holds a burst at most LO
   ]);
   // A warning writes what is held, then itself, at once.
   const warned = await runLogScript(
-    `${LOG_MANY}\nlog.warn("careful");\nconsole.error("direct");`,
+    `${BATCHING}\n${LOG_MANY}\nlog.warn("careful");\nconsole.error("direct");`,
   );
   assert.deepEqual(warned.stderr.trimEnd().split("\n"), [
     ...numberedLines(200),
@@ -167,7 +198,8 @@ Deno.test("the default sink writes a few lines at once, holds a burst at most LO
   ]);
   // Replacing the sink writes what the default sink holds first.
   const replaced = await runLogScript(
-    `${LOG_MANY}
+    `${BATCHING}
+     ${LOG_MANY}
      log.setLogSink((line) => console.error(\`captured \${line}\`));
      log.info("after");`,
   );
@@ -179,7 +211,7 @@ Deno.test("the default sink writes a few lines at once, holds a burst at most LO
 
 Deno.test("flushLog writes held lines at once", async () => {
   const flushed = await runLogScript(
-    `${LOG_MANY}\nlog.flushLog();\nconsole.error("direct");\nDeno.exit(0);`,
+    `${BATCHING}\n${LOG_MANY}\nlog.flushLog();\nconsole.error("direct");\nDeno.exit(0);`,
   );
   assert.deepEqual(flushed.stderr.trimEnd().split("\n"), [
     ...numberedLines(200),

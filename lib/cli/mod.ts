@@ -9,7 +9,7 @@
  */
 
 import denoConfig from "../../deno.json" with { type: "json" };
-import { isLogLevel, setLogLevel } from "../log.ts";
+import { flushLog, isLogLevel, setLogLevel } from "../log.ts";
 import { ArgsError, parseArgv, type ParsedArgs } from "./args.ts";
 import { CommandError, UsageError } from "./errors.ts";
 import {
@@ -55,9 +55,11 @@ export interface ParsedCommand {
 /** Output to the process's stdout and stderr. */
 export const CONSOLE_IO: CliIo = {
   out(text: string): void {
+    flushLog();
     console.log(text);
   },
   err(text: string): void {
+    flushLog();
     console.error(text);
   },
 };

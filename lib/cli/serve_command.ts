@@ -7,7 +7,7 @@
 
 import { INTERFACE_NAME_PATTERN } from "../firewall/backend.ts";
 import { DEFAULT_SERVER_CONFIG_PATH } from "../config/server_config.ts";
-import { error, info, warn } from "../log.ts";
+import { enableLogBatching, error, info, warn } from "../log.ts";
 import { serverSupported } from "../platform.ts";
 import { OpenmeServer } from "../server/daemon.ts";
 import { DEFAULT_STATE_FILE } from "../server/state_file.ts";
@@ -58,6 +58,9 @@ export async function runServeCommand(
   Deno.addSignalListener("SIGTERM", onTerm);
   Deno.addSignalListener("SIGINT", onInt);
   Deno.addSignalListener("SIGHUP", onHup);
+  // Signals now end the program through stop() and a normal exit, which
+  // writes held lines: knocks may be logged in batches from here on.
+  enableLogBatching();
   const signal = await stopped;
   info(`${signal} received: removing openme's rules and stopping`);
   // Never exit before the teardown ran: each firewall tool run has its own

@@ -76,12 +76,15 @@ const CODE_LINE_SEPARATOR = 0x2028;
 const CODE_PARAGRAPH_SEPARATOR = 0x2029;
 const CODE_BYTE_ORDER_MARK = 0xfeff;
 
-/** Whether the text holds a character the full reader treats specially or rejects: a tab or other control character, a line or paragraph separator, a byte order mark. */
+/** Whether the text holds a character the full reader treats specially or rejects: a tab or other control character (a carriage return outside CRLF), a line or paragraph separator, a byte order mark. */
 function hasAwkwardCharacter(text: string): boolean {
   for (let i = 0; i < text.length; i++) {
     const code = text.charCodeAt(i);
     if (code < CODE_SPACE) {
-      if (code === CODE_LF || code === CODE_CR) continue;
+      if (code === CODE_LF) continue;
+      // A carriage return only as part of CRLF: YAML reads a lone one as
+      // content, which this reader would not.
+      if (code === CODE_CR && text.charCodeAt(i + 1) === CODE_LF) continue;
       return true;
     }
     if (code >= CODE_DEL && code <= CODE_LAST_C1) return true;
@@ -114,6 +117,20 @@ function isKeyCharacter(char: string): boolean {
     char === "_" || char === "@" || char === "-";
 }
 
+/** How many U+0020 spaces stand in `text` from `start` on. */
+function countSpaces(text: string, start: number): number {
+  let end = start;
+  while (end < text.length && text[end] === " ") end++;
+  return end - start;
+}
+
+/** The text without the U+0020 spaces at its end (other white space stays: YAML reads it as content). */
+function trimTrailingSpaces(text: string): string {
+  let end = text.length;
+  while (end > 0 && text[end - 1] === " ") end--;
+  return text.slice(0, end);
+}
+
 /** A `key: value` line split in two, or null when it is not one (the value is "" for `key:`). */
 function splitKeyLine(line: string): { key: string; value: string } | null {
   if (line.length === 0 || !isKeyStart(line[0])) return null;
@@ -123,8 +140,7 @@ function splitKeyLine(line: string): { key: string; value: string } | null {
   const key = line.slice(0, end);
   if (end + 1 === line.length) return { key, value: "" };
   if (line[end + 1] !== " ") return null;
-  let start = end + 1;
-  while (start < line.length && line[start] === " ") start++;
+  const start = end + 1 + countSpaces(line, end + 1);
   return { key, value: line.slice(start) };
 }
 
@@ -148,9 +164,8 @@ function mayNotBeString(text: string): boolean {
 
 /** What may follow a quoted string on its line: spaces, or spaces and a comment. */
 function isQuotedStringEnd(rest: string): boolean {
-  let i = 0;
-  while (i < rest.length && rest[i] === " ") i++;
-  return i === rest.length || (i > 0 && rest[i] === "#");
+  const spaces = countSpaces(rest, 0);
+  return spaces === rest.length || (spaces > 0 && rest[spaces] === "#");
 }
 
 /** A scalar read from a value, the marker for "no value" (a map may follow), or why it is unsupported. */
@@ -185,9 +200,11 @@ export function readPlainYaml(text: string): PlainYamlResult {
   for (let index = 0; index < lines.length; index++) {
     let line = lines[index];
     if (line.endsWith("\r")) line = line.slice(0, -1);
-    const rest = line.trimStart();
+    // Only U+0020 indents or ends a line in YAML; other white space (tab,
+    // no-break space, ...) is content or an error, and goes to the full reader.
+    const indent = countSpaces(line, 0);
+    const rest = line.slice(indent);
     if (rest === "" || rest.startsWith("#")) continue;
-    const indent = line.length - rest.length;
     const where = `line ${index + 1}`;
     const split = splitKeyLine(rest);
     if (split === null) return unsupported(`${where} is not a plain key`);
@@ -237,7 +254,7 @@ function readScalar(text: string): ScalarResult {
   if (text.startsWith('"')) return readDoubleQuoted(text);
   if (text.startsWith("'")) return readSingleQuoted(text);
   const comment = text.indexOf(" #");
-  const value = (comment < 0 ? text : text.slice(0, comment)).trimEnd();
+  const value = trimTrailingSpaces(comment < 0 ? text : text.slice(0, comment));
   if (isPlainInteger(value)) return { kind: "value", value: Number(value) };
   if (value.length > 0 && INDICATORS.includes(value[0])) {
     return {

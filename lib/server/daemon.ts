@@ -43,9 +43,10 @@ import {
 } from "./session_manager.ts";
 import {
   readStateReplayNonces,
+  renderStateFile,
   type StateFile,
   type StatePort,
-  writeStateFile,
+  writeStateText,
 } from "./state_file.ts";
 import { DROP_SUMMARY_INTERVAL_MS, KnockStats } from "./stats.ts";
 import { formatRfc3339 } from "../time.ts";
@@ -113,16 +114,16 @@ export const STATE_WRITE_MIN_INTERVAL_MS = 200;
 
 /**
  * While changes keep coming, the next write waits this many times as long as
- * the last write took, so writing the state file (which grows with the
- * replay nonces, up to tens of milliseconds) takes at most about a tenth of
- * the server's time.
+ * building the last write's text took, so the state file (which grows with
+ * the replay nonces, up to tens of milliseconds to build) takes at most about
+ * a tenth of the server's time.
  */
 export const STATE_WRITE_COST_FACTOR = 10;
 
 /** Longest time between two state file writes while changes keep coming. */
 export const STATE_WRITE_MAX_INTERVAL_MS = 5000;
 
-/** How long to wait before writing the state file again after a write that took `lastWriteMs`, while changes keep coming. */
+/** How long to wait before writing the state file again after a write whose text took `lastWriteMs` to build, while changes keep coming. */
 export function stateWriteDelayMs(lastWriteMs: number): number {
   return Math.min(
     STATE_WRITE_MAX_INTERVAL_MS,
@@ -719,13 +720,11 @@ export class OpenmeServer {
     this.#stateWriting = (async () => {
       while (this.#stateDirty) {
         this.#stateDirty = false;
-        const started = performance.now();
-        await this.#writeState();
-        const tookMs = performance.now() - started;
+        const costMs = await this.#writeState();
         // A lone change is written at once; a storm of them (refreshes at
         // line rate) is written at most once per stateWriteDelayMs.
         if (this.#stateDirty && !this.#stopping) {
-          await new Promise((r) => setTimeout(r, stateWriteDelayMs(tookMs)));
+          await new Promise((r) => setTimeout(r, stateWriteDelayMs(costMs)));
         }
       }
     })().finally(() => {
@@ -765,9 +764,15 @@ export class OpenmeServer {
     };
   }
 
-  async #writeState(): Promise<void> {
+  /** Writes the state file; returns the CPU time building its text took (ms), which spaces the next write. */
+  async #writeState(): Promise<number> {
+    // Timed without the write itself: across that await the event loop
+    // also serves datagrams, which is not the state file's cost.
+    const started = performance.now();
+    const text = renderStateFile(this.state());
+    const costMs = performance.now() - started;
     try {
-      await writeStateFile(this.#options.stateFile, this.state());
+      await writeStateText(this.#options.stateFile, text);
       this.#stateWarned = false;
     } catch (err) {
       if (!this.#stateWarned) {
@@ -779,6 +784,7 @@ export class OpenmeServer {
         this.#stateWarned = true;
       }
     }
+    return costMs;
   }
 
   /** Accepted knocks since start. */

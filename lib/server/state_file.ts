@@ -76,12 +76,24 @@ export interface StatePendingClose {
   last_error: string;
 }
 
+/** The state file's text for a state. */
+export function renderStateFile(state: StateFile): string {
+  return JSON.stringify(state, null, 2) + "\n";
+}
+
 /** Writes the state file atomically: a temp file in the same directory, then rename. */
 export async function writeStateFile(
   path: string,
   state: StateFile,
 ): Promise<void> {
-  const text = JSON.stringify(state, null, 2) + "\n";
+  await writeStateText(path, renderStateFile(state));
+}
+
+/** Writes state file text (from {@linkcode renderStateFile}) atomically: a temp file in the same directory, then rename. */
+export async function writeStateText(
+  path: string,
+  text: string,
+): Promise<void> {
   const dir = path.includes("/")
     ? path.slice(0, path.lastIndexOf("/")) || "/"
     : ".";

@@ -81,6 +81,12 @@ Deno.test("readPlainYaml reads comments, blank lines, CRLF, quotes and IP hosts 
   );
 });
 
+Deno.test("readPlainYaml keeps white space other than U+0020 as content, as yaml does", () => {
+  assertSameAsYaml("a: ssh me\u00a0\n");
+  assertSameAsYaml("a: x\u3000 # c\n");
+  assertSameAsYaml("a: \u2003x\n");
+});
+
 Deno.test("readPlainYaml reads an empty or comment-only file as null, as yaml does", () => {
   assert.deepEqual(readPlainYaml(""), { ok: true, value: null });
   assert.deepEqual(readPlainYaml("# nothing\n\n"), { ok: true, value: null });
@@ -126,6 +132,10 @@ Deno.test("readPlainYaml gives up on YAML beyond plain maps", () => {
     "? a\n: b\n", // complex key
     "a: ::1\n", // a plain value starting with an indicator YAML allows there
     "büro: 1\n", // a key beyond ASCII
+    "a:\n\u00a0\u00a0b: 1\n", // indented with no-break spaces
+    "a: x \r", // a carriage return outside CRLF
+    "a:      \r",
+    "a: 'x'    \rb: 1\n",
   ];
   for (const text of cases) assertUnsupported(text);
 });
@@ -204,6 +214,12 @@ const VALUES = [
   "ünï",
   "a\tb",
   "a\u0085b",
+  "x\u00a0",
+  "\u00a0x",
+  "x \r",
+  "\r",
+  "'a#b'    \r",
+  "x\u3000",
 ];
 
 const lineArbitrary = fc.oneof(
@@ -219,7 +235,14 @@ const lineArbitrary = fc.oneof(
   },
   {
     weight: 1,
-    arbitrary: fc.constantFrom("", "# comment", "   # indented comment", "  "),
+    arbitrary: fc.constantFrom(
+      "",
+      "# comment",
+      "   # indented comment",
+      "  ",
+      "\u00a0\u00a0a: 1",
+      "\u00a0",
+    ),
   },
   { weight: 1, arbitrary: fc.string({ maxLength: 12 }) },
 );

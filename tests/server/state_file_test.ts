@@ -6,8 +6,10 @@ import assert from "node:assert/strict";
 import { renderSessions } from "../../lib/cli/sessions_command.ts";
 import {
   readStateFile,
+  renderStateFile,
   type StateFile,
   writeStateFile,
+  writeStateText,
 } from "../../lib/server/state_file.ts";
 
 const STATE: StateFile = {
@@ -109,4 +111,18 @@ Deno.test("renderSessions says when nothing is open", () => {
     last_seen: {},
   }, Date.parse("2026-01-02T03:04:10Z"));
   assert.equal(text, "no active sessions\nupdated 2026-01-02T03:04:05Z");
+});
+
+Deno.test("renderStateFile is the indented JSON writeStateText writes and readStateFile reads back", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "openme-state-text-" });
+  try {
+    const text = renderStateFile(STATE);
+    assert.ok(text.endsWith("}\n"));
+    assert.deepEqual(JSON.parse(text), STATE);
+    await writeStateText(`${dir}/s.json`, text);
+    assert.equal(await Deno.readTextFile(`${dir}/s.json`), text);
+    assert.deepEqual(await readStateFile(`${dir}/s.json`), STATE);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
