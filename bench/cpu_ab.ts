@@ -13,13 +13,13 @@
  * @module
  */
 
-import { CLIENT_V4, CLIENT_V4_ALT } from "../scripts/testbed.ts";
+import { CLIENT_V4, CLIENT_V4_ALT, MAIN_TS } from "../scripts/testbed.ts";
 import {
+  cpuPerDatagram,
+  idleCpuRate,
   type LoadKind,
   median,
-  readCpuTime,
   ServerBed,
-  sleep,
   sourceAddresses,
 } from "./harness.ts";
 
@@ -32,6 +32,8 @@ const DENO_FLAGS = (Deno.env.get("OPENME_AB_DENO_FLAGS") ?? "").split(" ")
   .filter((flag) => flag !== "");
 /** Sources of the many-source loads. */
 const MANY_SOURCES = 200;
+/** How long the server's idle CPU use is measured before each load. */
+const IDLE_MS = 1000;
 
 interface Plan {
   kind: LoadKind;
@@ -39,14 +41,6 @@ interface Plan {
   target: string | null;
   prime: boolean;
   logLevel: "info" | "warn";
-}
-
-async function idleRateOf(pid: number, ms: number): Promise<number> {
-  const a = readCpuTime(pid);
-  const t0 = performance.now();
-  await sleep(ms);
-  const b = readCpuTime(pid);
-  return (b.schedMs - a.schedMs) / (performance.now() - t0);
 }
 
 async function measure(
@@ -60,8 +54,8 @@ async function measure(
     denoFlags: DENO_FLAGS,
   });
   try {
-    const idle = await idleRateOf(server.pid, 1000);
-    const load = await sb.startLoad({
+    const idle = await idleCpuRate(server.pid, IDLE_MS);
+    const measured = await cpuPerDatagram(sb, server.pid, idle, {
       ...sb.loadSpec(plan.kind, {
         rate: CPU_RATE,
         durationMs: DURATION_MS,
@@ -70,15 +64,7 @@ async function measure(
       target: plan.target,
       prime: plan.prime,
     });
-    await sleep(500);
-    const before = readCpuTime(server.pid);
-    const t0 = performance.now();
-    const result = await load.go();
-    await sleep(300);
-    const after = readCpuTime(server.pid);
-    const wall = performance.now() - t0;
-    return ((after.schedMs - before.schedMs - idle * wall) * 1000) /
-      result.sent;
+    return measured.usPerDatagram;
   } finally {
     await server.proc.stop("SIGTERM");
   }
@@ -124,7 +110,7 @@ async function main(): Promise<void> {
   const names = Deno.args.length > 2 ? Deno.args.slice(2) : Object.keys(plans);
   const mains = {
     A: `${other.replace(/\/$/, "")}/main.ts`,
-    B: new URL("../main.ts", import.meta.url).pathname,
+    B: MAIN_TS,
   };
   const sb = await ServerBed.create({ prefix: "om-ab" });
   const figures: Record<string, { A: number[]; B: number[] }> = {};

@@ -41,7 +41,6 @@ import {
   CIPHERTEXT_OFFSET,
   EPHEMERAL_KEY_BYTES,
   EPHEMERAL_KEY_OFFSET,
-  KDF_INFO,
   KNOCK_PACKET_BYTES,
   PROTOCOL_VERSION,
   SIGNATURE_BYTES,
@@ -49,6 +48,7 @@ import {
   SIGNED_BYTES,
 } from "../lib/packet.ts";
 import { KnockVerifier, type VerifierClient } from "../lib/verifier.ts";
+import { cryptoFloor, field, KDF_INFO_BYTES } from "./crypto_floor.ts";
 
 /** Distinct valid knocks per pool. */
 const POOL = 1000;
@@ -56,7 +56,6 @@ const POOL = 1000;
 const CLIENT_COUNTS = [1, 100, 1000];
 /** Replay window of the bench verifiers: long enough for the whole run. */
 const REPLAY_WINDOW_MS = 3_600_000;
-const KDF_INFO_BYTES = new TextEncoder().encode(KDF_INFO);
 const SOURCE: IpAddress = { family: 4, text: "192.0.2.2" };
 
 const server = generateX25519KeyPair();
@@ -136,8 +135,19 @@ function nextFloorPacket(): Uint8Array {
   return floorPackets[floorIndex];
 }
 
-function field(packet: Uint8Array, offset: number, size: number): Uint8Array {
-  return packet.subarray(offset, offset + size);
+/** The whole floor on the next packet; throws when the knock does not open and verify. */
+function floorKnock(): void {
+  if (!cryptoFloor(serverKey, floorVerifyKey, nextFloorPacket())) {
+    throw new Error("floor: the knock did not open and verify");
+  }
+}
+
+/** The floor's X25519 alone, on the next packet. */
+function floorX25519(): void {
+  x25519SharedSecretPrepared(
+    serverKey,
+    field(nextFloorPacket(), EPHEMERAL_KEY_OFFSET, EPHEMERAL_KEY_BYTES),
+  );
 }
 
 const samplePacket = floorPackets[0];
@@ -154,38 +164,13 @@ Deno.bench({
   name: "floor: X25519 + HKDF + ChaCha20-Poly1305 open + Ed25519 verify",
   group: "floor",
   baseline: true,
-  fn(): void {
-    const packet = nextFloorPacket();
-    const shared = x25519SharedSecretPrepared(
-      serverKey,
-      field(packet, EPHEMERAL_KEY_OFFSET, EPHEMERAL_KEY_BYTES),
-    );
-    const key = hkdfSha256(shared, { info: KDF_INFO_BYTES, length: 32 });
-    const plaintext = chacha20Poly1305Open(
-      key,
-      field(packet, AEAD_NONCE_OFFSET, AEAD_NONCE_BYTES),
-      field(packet, CIPHERTEXT_OFFSET, CIPHERTEXT_BYTES),
-    );
-    if (plaintext === null) throw new Error("floor: AEAD open failed");
-    const ok = ed25519Verify(
-      floorVerifyKey,
-      packet.subarray(0, SIGNED_BYTES),
-      field(packet, SIGNATURE_OFFSET, SIGNATURE_BYTES),
-    );
-    if (!ok) throw new Error("floor: signature did not verify");
-  },
+  fn: floorKnock,
 });
 
 Deno.bench({
   name: "floor: X25519 alone",
   group: "floor",
-  fn(): void {
-    const packet = nextFloorPacket();
-    x25519SharedSecretPrepared(
-      serverKey,
-      field(packet, EPHEMERAL_KEY_OFFSET, EPHEMERAL_KEY_BYTES),
-    );
-  },
+  fn: floorX25519,
 });
 
 Deno.bench({
@@ -276,13 +261,7 @@ Deno.bench({
   name: "x25519: x25519SharedSecretPrepared (as the floor)",
   group: "x25519",
   baseline: true,
-  fn(): void {
-    const packet = nextFloorPacket();
-    x25519SharedSecretPrepared(
-      serverKey,
-      field(packet, EPHEMERAL_KEY_OFFSET, EPHEMERAL_KEY_BYTES),
-    );
-  },
+  fn: floorX25519,
 });
 
 Deno.bench({
@@ -354,24 +333,7 @@ Deno.bench({
   name: "verify: crypto floor (same as group floor)",
   group: "verify",
   baseline: true,
-  fn(): void {
-    const packet = nextFloorPacket();
-    const shared = x25519SharedSecretPrepared(
-      serverKey,
-      field(packet, EPHEMERAL_KEY_OFFSET, EPHEMERAL_KEY_BYTES),
-    );
-    const key = hkdfSha256(shared, { info: KDF_INFO_BYTES, length: 32 });
-    chacha20Poly1305Open(
-      key,
-      field(packet, AEAD_NONCE_OFFSET, AEAD_NONCE_BYTES),
-      field(packet, CIPHERTEXT_OFFSET, CIPHERTEXT_BYTES),
-    );
-    ed25519Verify(
-      floorVerifyKey,
-      packet.subarray(0, SIGNED_BYTES),
-      field(packet, SIGNATURE_OFFSET, SIGNATURE_BYTES),
-    );
-  },
+  fn: floorKnock,
 });
 
 Deno.bench({

@@ -15,9 +15,11 @@ import { loadClientConfig } from "../lib/config/client_config.ts";
 import { encodeBase64 } from "../lib/encoding.ts";
 import {
   CLIENT_V4,
+  CLIENT_V4_ALT,
+  DENO_RUN,
   MAIN_TS,
   type NsProcess,
-  run,
+  openmeCommand,
   runOk,
   SERVER_V4,
   Testbed,
@@ -111,6 +113,79 @@ export function readCpuTime(pid: number): CpuTime {
     statMs: (ticks * 1000) / CLOCK_TICKS_PER_SECOND,
     schedMs: schedNs / 1e6,
   };
+}
+
+/** A process's CPU use while left alone for ms milliseconds, in ms of CPU time per ms of wall time. */
+export async function idleCpuRate(pid: number, ms: number): Promise<number> {
+  const before = readCpuTime(pid);
+  const t0 = performance.now();
+  await sleep(ms);
+  const after = readCpuTime(pid);
+  return (after.schedMs - before.schedMs) / (performance.now() - t0);
+}
+
+/** A process's CPU time per datagram of one load, in µs. */
+export interface CpuPerDatagram {
+  /** Datagrams the load generator sent. */
+  sent: number;
+  /** From the threads' schedstat (ns resolution). */
+  usPerDatagram: number;
+  /** From utime+stime of /proc/PID/stat (10 ms ticks). */
+  statUs: number;
+}
+
+/** Time the load generator gets after it is ready, before the CPU time is read. */
+const LOAD_SETTLE_MS = 500;
+/** Time the process gets to finish the last datagrams after the load, before the CPU time is read again. */
+const LOAD_DRAIN_MS = 300;
+
+/**
+ * Runs one load from the client namespace and returns the CPU time process
+ * pid spent per datagram; idleRate (from {@linkcode idleCpuRate}) times the
+ * wall time is subtracted.
+ */
+export async function cpuPerDatagram(
+  serverBed: ServerBed,
+  pid: number,
+  idleRate: number,
+  spec: LoadSpec,
+): Promise<CpuPerDatagram> {
+  const load = await serverBed.startLoad(spec);
+  await sleep(LOAD_SETTLE_MS);
+  const before = readCpuTime(pid);
+  const t0 = performance.now();
+  const result = await load.go();
+  await sleep(LOAD_DRAIN_MS);
+  const after = readCpuTime(pid);
+  const idleMs = idleRate * (performance.now() - t0);
+  return {
+    sent: result.sent,
+    usPerDatagram: ((after.schedMs - before.schedMs - idleMs) * 1000) /
+      result.sent,
+    statUs: ((after.statMs - before.statMs - idleMs) * 1000) / result.sent,
+  };
+}
+
+/** What a load sent and the CPU a process used meanwhile. */
+export interface CpuUtilisation {
+  /** Datagrams the load generator sent. */
+  sent: number;
+  /** CPU time per wall time from the start of sending to the end (1 = one core busy). */
+  utilisation: number;
+}
+
+/** Runs one load from the client namespace and returns how busy process pid was meanwhile. */
+export async function cpuUtilisationUnder(
+  serverBed: ServerBed,
+  pid: number,
+  spec: LoadSpec,
+): Promise<CpuUtilisation> {
+  const load = await serverBed.startLoad(spec);
+  const before = readCpuTime(pid);
+  const t0 = performance.now();
+  const result = await load.go();
+  const used = readCpuTime(pid).schedMs - before.schedMs;
+  return { sent: result.sent, utilisation: used / (performance.now() - t0) };
 }
 
 /** Resident set size of a process in MiB (VmRSS from /proc/PID/status). */
@@ -218,12 +293,7 @@ export class ServerBed {
     try {
       const configPath = `${bed.dir}/config.yaml`;
       const clientConfigPath = `${bed.dir}/alice.yaml`;
-      await runOk([
-        "deno",
-        "run",
-        "--allow-all",
-        "--no-prompt",
-        MAIN_TS,
+      await runOk(openmeCommand([
         "--config",
         configPath,
         "init",
@@ -231,7 +301,7 @@ export class ServerBed {
         SERVER_V4,
         "--firewall",
         backend,
-      ]);
+      ]));
       if (options.knockTimeout !== undefined) {
         const text = await Deno.readTextFile(configPath);
         const edited = text.replace(
@@ -243,17 +313,9 @@ export class ServerBed {
         }
         await Deno.writeTextFile(configPath, edited);
       }
-      const added = await runOk([
-        "deno",
-        "run",
-        "--allow-all",
-        "--no-prompt",
-        MAIN_TS,
-        "--config",
-        configPath,
-        "add",
-        "alice",
-      ]);
+      const added = await runOk(
+        openmeCommand(["--config", configPath, "add", "alice"]),
+      );
       await Deno.writeTextFile(clientConfigPath, added.stdout, { mode: 0o600 });
       const client = await loadClientConfig(clientConfigPath);
       const profile = client.profiles.get("default");
@@ -292,7 +354,7 @@ export class ServerBed {
   /** Adds IPv4 addresses (as /32) to the client's veth, in one `ip -batch` call; skips ones already added. */
   async addClientAddresses(addresses: string[]): Promise<void> {
     const fresh = addresses.filter((a) =>
-      !this.#extraAddresses.has(a) && a !== CLIENT_V4 && a !== "192.0.2.3"
+      !this.#extraAddresses.has(a) && a !== CLIENT_V4 && a !== CLIENT_V4_ALT
     );
     if (fresh.length === 0) return;
     const script = fresh.map((a) => `addr add ${a}/32 dev ${this.clientIf}`)
@@ -308,10 +370,7 @@ export class ServerBed {
     const stateFile = options.stateFile ?? `${this.bed.dir}/state.json`;
     await Deno.remove(stateFile).catch(() => {});
     const proc = this.bed.spawn(this.bed.serverNs, [
-      "deno",
-      "run",
-      "--allow-all",
-      "--no-prompt",
+      ...DENO_RUN,
       ...(options.denoFlags ?? []),
       options.mainTs ?? MAIN_TS,
       "--config",
@@ -371,10 +430,7 @@ export class ServerBed {
         "netns",
         "exec",
         this.bed.clientNs,
-        "deno",
-        "run",
-        "--allow-all",
-        "--no-prompt",
+        ...DENO_RUN,
         LOAD_GENERATOR_TS,
         JSON.stringify(spec),
       ],
@@ -438,15 +494,8 @@ export class ServerBed {
 
   /** Runs the knock probe in the client namespace and returns one latency (or null) per target. */
   async probe(spec: ProbeSpec): Promise<ProbeResult> {
-    const result = await run([
-      "ip",
-      "netns",
-      "exec",
-      this.bed.clientNs,
-      "deno",
-      "run",
-      "--allow-all",
-      "--no-prompt",
+    const result = await this.bed.exec(this.bed.clientNs, [
+      ...DENO_RUN,
       KNOCK_PROBE_TS,
       JSON.stringify(spec),
     ], {

@@ -13,28 +13,18 @@
  * @module
  */
 
-import { createSocket, type Socket } from "node:dgram";
+import type { Socket } from "node:dgram";
 import { connect, type Socket as TcpSocket } from "node:net";
 import { loadClientConfig } from "../lib/config/client_config.ts";
 import { parseIp } from "../lib/ip.ts";
 import { buildKnock } from "../lib/packet.ts";
 import type { ProbeResult, ProbeSpec } from "./harness.ts";
+import { bindUdpSocket } from "./udp_socket.ts";
 
 /** A new connect attempt starts this often. */
 const ATTEMPT_INTERVAL_MS = 1;
 /** Each attempt is abandoned after this long (a dropped SYN is retried only after ~1 s). */
 const ATTEMPT_TIMEOUT_MS = 150;
-
-function bindSocket(address: string): Promise<Socket> {
-  return new Promise((resolve, reject) => {
-    const socket = createSocket(address.includes(":") ? "udp6" : "udp4");
-    socket.once("error", reject);
-    socket.bind({ address, port: 0 }, () => {
-      socket.removeAllListeners("error");
-      resolve(socket);
-    });
-  });
-}
 
 /** Sends the knock and races connect attempts; resolves with the latency in ms or null. */
 function tryOnce(
@@ -99,7 +89,7 @@ async function main(): Promise<void> {
     serverPublicKey: profile.serverPublicKey,
     clientPrivateKey: profile.privateKey,
   };
-  const socket = await bindSocket(spec.from);
+  const socket = await bindUdpSocket(spec.from);
   const latenciesMs: (number | null)[] = [];
   for (const target of spec.targets) {
     const address = parseIp(target);

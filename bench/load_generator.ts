@@ -11,7 +11,7 @@
  * @module
  */
 
-import { createSocket, type Socket } from "node:dgram";
+import type { Socket } from "node:dgram";
 import { decodeBase64 } from "../lib/encoding.ts";
 import { parseIp } from "../lib/ip.ts";
 import {
@@ -20,6 +20,7 @@ import {
   PROTOCOL_VERSION,
 } from "../lib/packet.ts";
 import type { LoadResult, LoadSpec } from "./harness.ts";
+import { bindUdpSocket } from "./udp_socket.ts";
 
 /** Size of a short junk datagram. */
 const SHORT_JUNK_BYTES = 40;
@@ -63,17 +64,6 @@ function buildDatagrams(spec: LoadSpec, count: number): Uint8Array[] {
   return out;
 }
 
-function bindSocket(address: string): Promise<Socket> {
-  return new Promise((resolve, reject) => {
-    const socket = createSocket(address.includes(":") ? "udp6" : "udp4");
-    socket.once("error", reject);
-    socket.bind({ address, port: 0 }, () => {
-      socket.removeAllListeners("error");
-      resolve(socket);
-    });
-  });
-}
-
 async function readGo(): Promise<void> {
   const buffer = new Uint8Array(16);
   await Deno.stdin.read(buffer);
@@ -92,7 +82,7 @@ async function main(): Promise<void> {
   );
   const datagrams = buildDatagrams(spec, total);
   const sockets: Socket[] = [];
-  for (const source of spec.sources) sockets.push(await bindSocket(source));
+  for (const source of spec.sources) sockets.push(await bindUdpSocket(source));
 
   if (spec.prime) {
     const keys = {

@@ -19,20 +19,17 @@
  * @module
  */
 
-import { renderInitialServerConfig } from "../lib/config/server_config.ts";
 import {
   generateEd25519KeyPair,
   generateX25519KeyPair,
 } from "../lib/crypto.ts";
-import { encodeBase64 } from "../lib/encoding.ts";
-import { NoopBackend } from "../lib/firewall/noop.ts";
 import { setLogLevel } from "../lib/log.ts";
 import {
   buildKnock,
   KNOCK_PACKET_BYTES,
   PROTOCOL_VERSION,
 } from "../lib/packet.ts";
-import { OpenmeServer } from "../lib/server/daemon.ts";
+import { startNoopServer } from "./noop_server.ts";
 
 /**
  * Valid knocks handled between two yields to the event loop: below the
@@ -103,25 +100,14 @@ async function main(): Promise<void> {
     { length: mode === "valid" ? VALID_CLIENTS : 1 },
     () => generateEd25519KeyPair(),
   );
-  const configPath = `${dir}/config.yaml`;
-  const clientLines = clients.map((client, index) =>
-    `  client${index}:\n    ed25519_pubkey: ${
-      encodeBase64(client.publicKey)
-    }\n    allowed_ports: [default]`
+  const openme = await startNoopServer(
+    dir,
+    server,
+    new Map(clients.map((client, index) => [
+      `client${index}`,
+      client.publicKey,
+    ])),
   );
-  const text = renderInitialServerConfig({
-    host: "192.0.2.1",
-    privateKeyB64: encodeBase64(server.privateKey),
-    publicKeyB64: encodeBase64(server.publicKey),
-  }).replace(/^clients: \{\}$/m, `clients:\n${clientLines.join("\n")}`);
-  await Deno.writeTextFile(configPath, text, { mode: 0o600 });
-  const openme = await OpenmeServer.start(configPath, {
-    stateFile: `${dir}/state.json`,
-    backend: new NoopBackend(),
-    hostname: "127.0.0.1",
-    udpPort: 0,
-    healthPort: 0,
-  });
   let peak = Deno.memoryUsage().rss;
   const keys = clients.map((client) => ({
     serverPublicKey: server.publicKey,

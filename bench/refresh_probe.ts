@@ -13,19 +13,16 @@
  * @module
  */
 
-import { renderInitialServerConfig } from "../lib/config/server_config.ts";
 import {
   generateEd25519KeyPair,
   generateX25519KeyPair,
   prepareEd25519VerifyKey,
 } from "../lib/crypto.ts";
-import { encodeBase64 } from "../lib/encoding.ts";
-import { NoopBackend } from "../lib/firewall/noop.ts";
 import { parseIp } from "../lib/ip.ts";
 import { isLogLevel, setLogLevel } from "../lib/log.ts";
 import { buildKnock } from "../lib/packet.ts";
-import { OpenmeServer } from "../lib/server/daemon.ts";
 import { KnockVerifier } from "../lib/verifier.ts";
+import { startNoopServer } from "./noop_server.ts";
 
 /** Distinct source addresses, as in `bench/server_load.ts`. */
 const SOURCES = 200;
@@ -51,26 +48,12 @@ async function main(): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "openme-refresh-" });
   const server = generateX25519KeyPair();
   const client = generateEd25519KeyPair();
-  const configPath = `${dir}/config.yaml`;
-  const text = renderInitialServerConfig({
-    host: "192.0.2.1",
-    privateKeyB64: encodeBase64(server.privateKey),
-    publicKeyB64: encodeBase64(server.publicKey),
-  }).replace(
-    /^clients: \{\}$/m,
-    `clients:\n  alice:\n    ed25519_pubkey: ${
-      encodeBase64(client.publicKey)
-    }\n    allowed_ports: [default]`,
+  const openme = await startNoopServer(
+    dir,
+    server,
+    new Map([["alice", client.publicKey]]),
+    { rateLimit: null },
   );
-  await Deno.writeTextFile(configPath, text, { mode: 0o600 });
-  const openme = await OpenmeServer.start(configPath, {
-    stateFile: `${dir}/state.json`,
-    backend: new NoopBackend(),
-    hostname: "127.0.0.1",
-    udpPort: 0,
-    healthPort: 0,
-    rateLimit: null,
-  });
   const keys = {
     serverPublicKey: server.publicKey,
     clientPrivateKey: client.privateKey,

@@ -25,38 +25,37 @@
  */
 
 import {
-  chacha20Poly1305Open,
-  ed25519Verify,
   generateEd25519KeyPair,
   generateX25519KeyPair,
-  hkdfSha256,
   prepareEd25519VerifyKey,
   prepareX25519PrivateKey,
-  x25519SharedSecretPrepared,
 } from "../lib/crypto.ts";
-import { buildKnock, KDF_INFO } from "../lib/packet.ts";
+import { buildKnock } from "../lib/packet.ts";
 import {
   CLIENT_V4,
   CLIENT_V4_ALT,
-  MAIN_TS,
+  DENO_RUN,
+  openmeCommand,
   run,
-  runOk,
   testbedUnavailable,
   waitFor,
 } from "../scripts/testbed.ts";
 import {
+  type CpuPerDatagram,
+  cpuPerDatagram,
+  cpuUtilisationUnder,
+  idleCpuRate,
   type LoadKind,
   median,
   percentile,
-  readCpuTime,
   readRssMiB,
   readUdpCounters,
   runFlood,
   type RunningServer,
   ServerBed,
-  sleep,
   sourceAddresses,
 } from "./harness.ts";
+import { cryptoFloor } from "./crypto_floor.ts";
 import type { MemoryReport } from "./memory_probe.ts";
 
 const UDP_SINK_TS = new URL("./udp_sink.ts", import.meta.url).pathname;
@@ -92,7 +91,6 @@ function cryptoFloorUs(): number {
   const serverKey = prepareX25519PrivateKey(server.privateKey);
   const client = generateEd25519KeyPair();
   const verifyKey = prepareEd25519VerifyKey(client.publicKey);
-  const info = new TextEncoder().encode(KDF_INFO);
   const packets: Uint8Array[] = [];
   for (let i = 0; i < 500; i++) {
     packets.push(
@@ -106,10 +104,7 @@ function cryptoFloorUs(): number {
   for (let round = 0; round < 5; round++) {
     const start = performance.now();
     for (const p of packets) {
-      const shared = x25519SharedSecretPrepared(serverKey, p.subarray(1, 33));
-      const key = hkdfSha256(shared, { info, length: 32 });
-      chacha20Poly1305Open(key, p.subarray(33, 45), p.subarray(45, 101));
-      ed25519Verify(verifyKey, p.subarray(0, 101), p.subarray(101, 165));
+      cryptoFloor(serverKey, verifyKey, p);
     }
     rounds.push(((performance.now() - start) * 1000) / packets.length);
   }
@@ -136,7 +131,7 @@ async function measureCpu(
     prime?: boolean;
     port?: number;
   },
-): Promise<{ sent: number; usPerDatagram: number; statUs: number }> {
+): Promise<CpuPerDatagram> {
   const spec = {
     ...sb.loadSpec(options.kind, {
       rate: CPU_RATE,
@@ -147,29 +142,7 @@ async function measureCpu(
     prime: options.prime ?? false,
   };
   if (options.port !== undefined) spec.port = options.port;
-  const load = await sb.startLoad(spec);
-  await sleep(500);
-  const before = readCpuTime(pid);
-  const t0 = performance.now();
-  const result = await load.go();
-  await sleep(300);
-  const after = readCpuTime(pid);
-  const wall = performance.now() - t0;
-  const idleMs = idleRate * wall;
-  return {
-    sent: result.sent,
-    usPerDatagram: ((after.schedMs - before.schedMs - idleMs) * 1000) /
-      result.sent,
-    statUs: ((after.statMs - before.statMs - idleMs) * 1000) / result.sent,
-  };
-}
-
-async function idleRateOf(pid: number, ms: number): Promise<number> {
-  const a = readCpuTime(pid);
-  const t0 = performance.now();
-  await sleep(ms);
-  const b = readCpuTime(pid);
-  return (b.schedMs - a.schedMs) / (performance.now() - t0);
+  return await cpuPerDatagram(sb, pid, idleRate, spec);
 }
 
 async function stopAndReadState(
@@ -200,11 +173,7 @@ async function cpuSection(sb: ServerBed, out: string[]): Promise<number> {
   progress(`crypto floor ${fmt(floorBefore)} µs`);
 
   // Baseline: a bare receive loop on another port (opened in the base ruleset).
-  await runOk([
-    "ip",
-    "netns",
-    "exec",
-    sb.bed.serverNs,
+  await sb.bed.execOk(sb.bed.serverNs, [
     "nft",
     "add",
     "rule",
@@ -217,10 +186,7 @@ async function cpuSection(sb: ServerBed, out: string[]): Promise<number> {
     "accept",
   ]);
   const sink = sb.bed.spawn(sb.bed.serverNs, [
-    "deno",
-    "run",
-    "--allow-all",
-    "--no-prompt",
+    ...DENO_RUN,
     UDP_SINK_TS,
     String(SINK_PORT),
   ]);
@@ -228,7 +194,7 @@ async function cpuSection(sb: ServerBed, out: string[]): Promise<number> {
     timeoutMs: 20_000,
     what: "udp sink",
   });
-  const sinkIdle = await idleRateOf(sink.child.pid, 1000);
+  const sinkIdle = await idleCpuRate(sink.child.pid, 1000);
   const sinkRun = await measureCpu(sb, sink.child.pid, sinkIdle, {
     kind: "short",
     sources: [CLIENT_V4_ALT],
@@ -297,7 +263,7 @@ async function cpuSection(sb: ServerBed, out: string[]): Promise<number> {
   let rssAfterLoads = 0;
   for (const plan of plans) {
     const server = await sb.startServer({ logLevel: plan.logLevel ?? "info" });
-    const idle = await idleRateOf(server.pid, 1000);
+    const idle = await idleCpuRate(server.pid, 1000);
     if (Number.isNaN(idleRss)) {
       idleRss = readRssMiB(server.pid);
       idleCpu = idle;
@@ -407,46 +373,16 @@ async function latencySection(out: string[]): Promise<void> {
 async function startupSection(sb: ServerBed, out: string[]): Promise<void> {
   const empty = `${sb.bed.dir}/empty.ts`;
   await Deno.writeTextFile(empty, "// intentionally empty\n");
-  const knock = [
-    "ip",
-    "netns",
-    "exec",
-    sb.bed.clientNs,
-    "deno",
-    "run",
-    "--allow-all",
-    "--no-prompt",
-    MAIN_TS,
+  const knock = openmeCommand([
     "--client-config",
     sb.clientConfigPath,
     "knock",
-  ];
-  const bare = [
-    "ip",
-    "netns",
-    "exec",
-    sb.bed.clientNs,
-    "deno",
-    "run",
-    "--allow-all",
-    "--no-prompt",
-    empty,
-  ];
-  const version = [
-    "ip",
-    "netns",
-    "exec",
-    sb.bed.clientNs,
-    "deno",
-    "run",
-    "--allow-all",
-    "--no-prompt",
-    MAIN_TS,
-    "--version",
-  ];
+  ]);
+  const bare = [...DENO_RUN, empty];
+  const version = openmeCommand(["--version"]);
   const time = async (command: string[]): Promise<number> => {
     const t0 = performance.now();
-    const result = await run(command);
+    const result = await sb.bed.exec(sb.bed.clientNs, command);
     if (result.code !== 0) {
       throw new Error(`${command.join(" ")} failed: ${result.stderr}`);
     }
@@ -485,16 +421,14 @@ async function memoryProbe(
   count: number | null,
   v8Flags: string,
 ): Promise<MemoryReport> {
-  const args = [
-    "run",
-    "--allow-all",
-    "--no-prompt",
+  const command = [
+    ...DENO_RUN,
     `--v8-flags=--expose-gc${v8Flags === "" ? "" : `,${v8Flags}`}`,
     MEMORY_PROBE_TS,
     mode,
   ];
-  if (count !== null) args.push(String(count));
-  const result = await run(["deno", ...args], { timeoutMs: 600_000 });
+  if (count !== null) command.push(String(count));
+  const result = await run(command, { timeoutMs: 600_000 });
   const line = result.stdout.trim().split("\n").pop() ?? "";
   if (result.code !== 0 || !line.startsWith("{")) {
     throw new Error(
@@ -555,19 +489,18 @@ async function floodSection(
   const calibrationRate = Number.isFinite(junkUsHint) && junkUsHint > 0
     ? Math.round(0.5e6 / junkUsHint)
     : 3000;
-  const load = await sb.startLoad(
+  const udp0 = await readUdpCounters(sb.bed.serverNs);
+  const calibration = await cpuUtilisationUnder(
+    sb,
+    server.pid,
     sb.loadSpec("junk165", {
       rate: calibrationRate,
       durationMs: 3000,
       sources: flood,
     }),
   );
-  const a = readCpuTime(server.pid);
-  const t0 = performance.now();
-  const udp0 = await readUdpCounters(sb.bed.serverNs);
-  const sentCal = (await load.go()).sent;
-  const util = (readCpuTime(server.pid).schedMs - a.schedMs) /
-    (performance.now() - t0);
+  const sentCal = calibration.sent;
+  const util = calibration.utilisation;
   const udp1 = await readUdpCounters(sb.bed.serverNs);
   const saturation = Math.round(calibrationRate / util);
   await server.proc.stop("SIGTERM");

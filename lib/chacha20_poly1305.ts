@@ -17,6 +17,8 @@
  * @module
  */
 
+import { checkByteLength } from "./encoding.ts";
+
 /** Size of a ChaCha20 (and ChaCha20-Poly1305) key. */
 export const CHACHA20_KEY_BYTES = 32;
 /** Size of a ChaCha20 (and ChaCha20-Poly1305) nonce. */
@@ -68,15 +70,6 @@ export interface AeadOptions {
   aad?: Uint8Array;
 }
 
-function checkLength(what: string, bytes: Uint8Array, want: number): void {
-  if (!(bytes instanceof Uint8Array) || bytes.length !== want) {
-    const got = bytes instanceof Uint8Array
-      ? `${bytes.length} bytes`
-      : typeof bytes;
-    throw new RangeError(`${what}: expected ${want} bytes, got ${got}`);
-  }
-}
-
 function readUint32LE(bytes: Uint8Array, offset: number): number {
   return (bytes[offset] | (bytes[offset + 1] << 8) |
     (bytes[offset + 2] << 16) | (bytes[offset + 3] << 24)) >>> 0;
@@ -120,8 +113,8 @@ export function chacha20Block(
   counter: number,
   nonce: Uint8Array,
 ): Uint8Array {
-  checkLength("ChaCha20 key", key, CHACHA20_KEY_BYTES);
-  checkLength("ChaCha20 nonce", nonce, CHACHA20_NONCE_BYTES);
+  checkByteLength("ChaCha20 key", key, CHACHA20_KEY_BYTES);
+  checkByteLength("ChaCha20 nonce", nonce, CHACHA20_NONCE_BYTES);
   if (
     !Number.isInteger(counter) || counter < 0 || counter > MAX_BLOCK_COUNTER
   ) {
@@ -288,7 +281,7 @@ function reduceModP(h: number[]): number[] {
  * one-time key (`r` then `s`).
  */
 export function poly1305(key: Uint8Array, message: Uint8Array): Uint8Array {
-  checkLength("Poly1305 key", key, POLY1305_KEY_BYTES);
+  checkByteLength("Poly1305 key", key, POLY1305_KEY_BYTES);
   // r with the bits RFC 8439 §2.5 requires cleared.
   const rBytes = key.slice(0, POLY1305_HALF_KEY_BYTES);
   rBytes[3] &= 0x0f;
@@ -377,8 +370,8 @@ export function chacha20Poly1305Seal(
   plaintext: Uint8Array,
   options?: AeadOptions,
 ): Uint8Array {
-  checkLength("ChaCha20-Poly1305 key", key, CHACHA20_KEY_BYTES);
-  checkLength("ChaCha20-Poly1305 nonce", nonce, CHACHA20_NONCE_BYTES);
+  checkByteLength("ChaCha20-Poly1305 key", key, CHACHA20_KEY_BYTES);
+  checkByteLength("ChaCha20-Poly1305 nonce", nonce, CHACHA20_NONCE_BYTES);
   const ciphertext = chacha20Xor(key, nonce, 1, plaintext);
   const tag = aeadTag(
     key,
@@ -403,8 +396,8 @@ export function chacha20Poly1305Open(
   sealed: Uint8Array,
   options?: AeadOptions,
 ): Uint8Array | null {
-  checkLength("ChaCha20-Poly1305 key", key, CHACHA20_KEY_BYTES);
-  checkLength("ChaCha20-Poly1305 nonce", nonce, CHACHA20_NONCE_BYTES);
+  checkByteLength("ChaCha20-Poly1305 key", key, CHACHA20_KEY_BYTES);
+  checkByteLength("ChaCha20-Poly1305 nonce", nonce, CHACHA20_NONCE_BYTES);
   if (!(sealed instanceof Uint8Array) || sealed.length < POLY1305_TAG_BYTES) {
     return null;
   }

@@ -23,12 +23,18 @@ import {
   verify as nodeVerify,
 } from "node:crypto";
 import { Buffer } from "node:buffer";
-import { encodeHex } from "./encoding.ts";
 import {
+  checkByteLength,
+  concatBytes,
+  encodeHex,
+  randomBytes,
+} from "./encoding.ts";
+import {
+  checkEd25519PrivateKey,
+  checkEd25519PublicHalf,
   checkX25519SharedSecret,
   clampX25519Scalar,
   ED25519_PKCS8_PREFIX,
-  ED25519_PRIVATE_KEY_BYTES,
   ED25519_PUBLIC_KEY_BYTES,
   ED25519_SEED_BYTES,
   ED25519_SIGNATURE_BYTES,
@@ -39,6 +45,7 @@ import {
   X25519_SPKI_PREFIX,
 } from "./key_format.ts";
 
+export { randomBytes } from "./encoding.ts";
 export {
   clampX25519Scalar,
   ED25519_PRIVATE_KEY_BYTES,
@@ -60,8 +67,6 @@ export const FINGERPRINT_BYTES = 8;
 
 /** HKDF's default salt for SHA-256 (RFC 5869 §2.2): HashLen zero bytes. */
 const HKDF_DEFAULT_SALT = new Uint8Array(SHA256_BYTES);
-/** Largest request `crypto.getRandomValues` serves in one call. */
-const MAX_RANDOM_CHUNK = 65536;
 
 /** An X25519 key pair as raw bytes; the private key is clamped. */
 export interface X25519KeyPair {
@@ -127,22 +132,6 @@ class PreparedX25519PrivateKey implements X25519PrivateKey {
   }
 }
 
-function concatBytes(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a, 0);
-  out.set(b, a.length);
-  return out;
-}
-
-function checkLength(what: string, bytes: Uint8Array, want: number): void {
-  if (!(bytes instanceof Uint8Array) || bytes.length !== want) {
-    const got = bytes instanceof Uint8Array
-      ? `${bytes.length} bytes`
-      : typeof bytes;
-    throw new RangeError(`${what}: expected ${want} bytes, got ${got}`);
-  }
-}
-
 function toUint8Array(buffer: ArrayBuffer | Uint8Array): Uint8Array {
   if (buffer instanceof Uint8Array) {
     return new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength)
@@ -157,7 +146,7 @@ function rawPublicKeyFromKeyObject(keyObject: KeyObject): Uint8Array {
 }
 
 function x25519PrivateKeyObject(privateKey: Uint8Array): KeyObject {
-  checkLength("X25519 private key", privateKey, X25519_KEY_BYTES);
+  checkByteLength("X25519 private key", privateKey, X25519_KEY_BYTES);
   return createPrivateKey({
     key: Buffer.from(concatBytes(X25519_PKCS8_PREFIX, privateKey)),
     format: "der",
@@ -174,7 +163,7 @@ const X25519_SPKI_SCRATCH = Buffer.alloc(SPKI_PREFIX_BYTES + X25519_KEY_BYTES);
 X25519_SPKI_SCRATCH.set(X25519_SPKI_PREFIX, 0);
 
 function x25519PublicKeyObject(publicKey: Uint8Array): KeyObject {
-  checkLength("X25519 public key", publicKey, X25519_KEY_BYTES);
+  checkByteLength("X25519 public key", publicKey, X25519_KEY_BYTES);
   X25519_SPKI_SCRATCH.set(publicKey, SPKI_PREFIX_BYTES);
   return createPublicKey({
     key: X25519_SPKI_SCRATCH,
@@ -184,7 +173,7 @@ function x25519PublicKeyObject(publicKey: Uint8Array): KeyObject {
 }
 
 function ed25519PrivateKeyObject(seed: Uint8Array): KeyObject {
-  checkLength("Ed25519 seed", seed, ED25519_SEED_BYTES);
+  checkByteLength("Ed25519 seed", seed, ED25519_SEED_BYTES);
   return createPrivateKey({
     key: Buffer.from(concatBytes(ED25519_PKCS8_PREFIX, seed)),
     format: "der",
@@ -193,7 +182,7 @@ function ed25519PrivateKeyObject(seed: Uint8Array): KeyObject {
 }
 
 function ed25519PublicKeyObject(publicKey: Uint8Array): KeyObject {
-  checkLength("Ed25519 public key", publicKey, ED25519_PUBLIC_KEY_BYTES);
+  checkByteLength("Ed25519 public key", publicKey, ED25519_PUBLIC_KEY_BYTES);
   return createPublicKey({
     key: Buffer.from(concatBytes(ED25519_SPKI_PREFIX, publicKey)),
     format: "der",
@@ -201,6 +190,31 @@ function ed25519PublicKeyObject(publicKey: Uint8Array): KeyObject {
   });
 }
 
+/** An Ed25519 private key as a `KeyObject`, with its public key. */
+interface Ed25519PrivateKeyObject {
+  /** The private key, built from the seed. */
+  keyObject: KeyObject;
+  /** The 32-byte public key computed from the seed. */
+  publicKey: Uint8Array;
+}
+
+/**
+ * Checks an Ed25519 private key (32-byte seed or 64-byte form, whose public
+ * half must belong to its seed) and wraps its seed.
+ */
+function checkedEd25519PrivateKey(
+  privateKey: Uint8Array,
+): Ed25519PrivateKeyObject {
+  checkEd25519PrivateKey(privateKey);
+  const keyObject = ed25519PrivateKeyObject(
+    privateKey.subarray(0, ED25519_SEED_BYTES),
+  );
+  const publicKey = rawPublicKeyFromKeyObject(createPublicKey(keyObject));
+  checkEd25519PublicHalf(privateKey, publicKey);
+  return { keyObject, publicKey };
+}
+
+/** Whether two byte arrays are equal, in time independent of where they differ. */
 function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
   let diff = 0;
@@ -288,31 +302,14 @@ export function generateEd25519KeyPair(): Ed25519KeyPair {
 export function ed25519KeyPairFromPrivateKey(
   privateKey: Uint8Array,
 ): Ed25519KeyPair {
-  if (
-    !(privateKey instanceof Uint8Array) ||
-    (privateKey.length !== ED25519_SEED_BYTES &&
-      privateKey.length !== ED25519_PRIVATE_KEY_BYTES)
-  ) {
-    const got = privateKey instanceof Uint8Array
-      ? `${privateKey.length} bytes`
-      : typeof privateKey;
-    throw new RangeError(
-      `Ed25519 private key: expected ${ED25519_SEED_BYTES} bytes (seed) or ${ED25519_PRIVATE_KEY_BYTES} bytes (seed then public key), got ${got}`,
-    );
-  }
-  const seed = privateKey.slice(0, ED25519_SEED_BYTES);
-  const publicKey = rawPublicKeyFromKeyObject(
-    createPublicKey(ed25519PrivateKeyObject(seed)),
-  );
-  if (
-    privateKey.length === ED25519_PRIVATE_KEY_BYTES &&
-    !bytesEqual(privateKey.subarray(ED25519_SEED_BYTES), publicKey)
-  ) {
-    throw new RangeError(
-      "Ed25519 private key: the last 32 bytes are not the public key of the first 32 (seed); the key is corrupt, generate a new one",
-    );
-  }
-  return { privateKey: concatBytes(seed, publicKey), publicKey };
+  const { publicKey } = checkedEd25519PrivateKey(privateKey);
+  return {
+    privateKey: concatBytes(
+      privateKey.subarray(0, ED25519_SEED_BYTES),
+      publicKey,
+    ),
+    publicKey,
+  };
 }
 
 /** Signs a message with an Ed25519 private key (32-byte seed or 64-byte form). */
@@ -320,10 +317,7 @@ export function ed25519Sign(
   privateKey: Uint8Array,
   message: Uint8Array,
 ): Uint8Array {
-  const pair = ed25519KeyPairFromPrivateKey(privateKey);
-  const keyObject = ed25519PrivateKeyObject(
-    pair.privateKey.subarray(0, ED25519_SEED_BYTES),
-  );
+  const { keyObject } = checkedEd25519PrivateKey(privateKey);
   return toUint8Array(nodeSign(null, message, keyObject));
 }
 
@@ -331,7 +325,7 @@ export function ed25519Sign(
 export function prepareEd25519VerifyKey(
   publicKey: Uint8Array,
 ): Ed25519VerifyKey {
-  checkLength("Ed25519 public key", publicKey, ED25519_PUBLIC_KEY_BYTES);
+  checkByteLength("Ed25519 public key", publicKey, ED25519_PUBLIC_KEY_BYTES);
   let keyObject: KeyObject;
   try {
     keyObject = ed25519PublicKeyObject(publicKey);
@@ -386,8 +380,8 @@ export function chacha20Poly1305Seal(
   plaintext: Uint8Array,
   options?: AeadOptions,
 ): Uint8Array {
-  checkLength("ChaCha20-Poly1305 key", key, CHACHA_KEY_BYTES);
-  checkLength("ChaCha20-Poly1305 nonce", nonce, CHACHA_NONCE_BYTES);
+  checkByteLength("ChaCha20-Poly1305 key", key, CHACHA_KEY_BYTES);
+  checkByteLength("ChaCha20-Poly1305 nonce", nonce, CHACHA_NONCE_BYTES);
   const cipher = createCipheriv("chacha20-poly1305", key, nonce, {
     authTagLength: POLY1305_TAG_BYTES,
   });
@@ -425,8 +419,8 @@ export function chacha20Poly1305Open(
   sealed: Uint8Array,
   options?: AeadOptions,
 ): Uint8Array | null {
-  checkLength("ChaCha20-Poly1305 key", key, CHACHA_KEY_BYTES);
-  checkLength("ChaCha20-Poly1305 nonce", nonce, CHACHA_NONCE_BYTES);
+  checkByteLength("ChaCha20-Poly1305 key", key, CHACHA_KEY_BYTES);
+  checkByteLength("ChaCha20-Poly1305 nonce", nonce, CHACHA_NONCE_BYTES);
   if (!(sealed instanceof Uint8Array) || sealed.length < POLY1305_TAG_BYTES) {
     return null;
   }
@@ -469,19 +463,4 @@ export function sha256(data: Uint8Array): Uint8Array {
 /** Returns a key's fingerprint: lowercase hex of the first 8 bytes of its SHA-256. */
 export function keyFingerprint(publicKey: Uint8Array): string {
   return encodeHex(sha256(publicKey).subarray(0, FINGERPRINT_BYTES));
-}
-
-/** Returns cryptographically secure random bytes. */
-export function randomBytes(length: number): Uint8Array {
-  if (!Number.isInteger(length) || length < 0) {
-    throw new RangeError(
-      `randomBytes: length must be a non-negative integer, got ${length}`,
-    );
-  }
-  const out = new Uint8Array(length);
-  for (let offset = 0; offset < length; offset += MAX_RANDOM_CHUNK) {
-    const end = Math.min(length, offset + MAX_RANDOM_CHUNK);
-    crypto.getRandomValues(out.subarray(offset, end));
-  }
-  return out;
 }

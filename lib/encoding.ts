@@ -1,9 +1,15 @@
 /**
  * Base64 (standard alphabet, with padding) and hex helpers that check what
- * they decode, so that a short or mangled key is reported, never used.
+ * they decode, so that a short or mangled key is reported, never used; and
+ * the small byte helpers (length check, concatenation, comparison, secure
+ * random bytes) shared by the server's `node:crypto` code and the client's
+ * knock path. No `node:` import here, directly or indirectly.
  *
  * @module
  */
+
+/** Largest request `crypto.getRandomValues` serves in one call. */
+const MAX_RANDOM_CHUNK = 65536;
 
 /**
  * Padded standard base64 and nothing else: no whitespace inside, no URL-safe
@@ -86,4 +92,44 @@ export function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
+}
+
+/** Throws a RangeError naming `what` unless `bytes` is a Uint8Array of exactly `want` bytes. */
+export function checkByteLength(
+  what: string,
+  bytes: Uint8Array,
+  want: number,
+): void {
+  if (!(bytes instanceof Uint8Array) || bytes.length !== want) {
+    const got = bytes instanceof Uint8Array
+      ? `${bytes.length} bytes`
+      : typeof bytes;
+    throw new RangeError(`${what}: expected ${want} bytes, got ${got}`);
+  }
+}
+
+/** Returns a new array holding the bytes of `a` then those of `b`. */
+export function concatBytes(
+  a: Uint8Array,
+  b: Uint8Array,
+): Uint8Array<ArrayBuffer> {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a, 0);
+  out.set(b, a.length);
+  return out;
+}
+
+/** Returns cryptographically secure random bytes. */
+export function randomBytes(length: number): Uint8Array<ArrayBuffer> {
+  if (!Number.isInteger(length) || length < 0) {
+    throw new RangeError(
+      `randomBytes: length must be a non-negative integer, got ${length}`,
+    );
+  }
+  const out = new Uint8Array(length);
+  for (let offset = 0; offset < length; offset += MAX_RANDOM_CHUNK) {
+    const end = Math.min(length, offset + MAX_RANDOM_CHUNK);
+    crypto.getRandomValues(out.subarray(offset, end));
+  }
+  return out;
 }

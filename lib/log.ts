@@ -49,7 +49,6 @@ const PREFIX: Record<LogLevel, string> = {
   error: "ERROR ",
 };
 
-let currentLevel: LogLevel = "info";
 let currentRank = RANK.info;
 let sink: (line: string) => void = defaultSink;
 const encoder = new TextEncoder();
@@ -59,8 +58,7 @@ let held = "";
 let flushTimer: ReturnType<typeof setTimeout> | null = null;
 /** Lines written one by one in the current window. */
 let windowLines = 0;
-let exitHooked = false;
-/** Whether the default sink may hold lines back (see enableLogBatching). */
+/** Whether the default sink may hold lines back (see enableLogBatching); set once, with the exit hooks. */
 let batching = false;
 
 /** Writes text to standard error, all of it, synchronously; write errors are ignored (nowhere to report them). */
@@ -84,25 +82,15 @@ export function flushLog(): void {
     flushTimer = null;
   }
   windowLines = 0;
+  writeHeld();
+}
+
+/** Writes the lines held back, if any. */
+function writeHeld(): void {
   if (held === "") return;
   const text = held;
   held = "";
   writeStderr(text);
-}
-
-/** Ends a window: writes what was held; the next line is written at once. */
-function endWindow(): void {
-  flushTimer = null;
-  flushLog();
-}
-
-/** Makes sure held lines are written when the process exits or dies of an uncaught error. */
-function hookExit(): void {
-  exitHooked = true;
-  // Listeners that do not call preventDefault change nothing else.
-  globalThis.addEventListener("unload", flushLog);
-  globalThis.addEventListener("error", flushLog);
-  globalThis.addEventListener("unhandledrejection", flushLog);
 }
 
 /**
@@ -112,8 +100,13 @@ function hookExit(): void {
  * are written at exit.
  */
 export function enableLogBatching(): void {
-  if (!exitHooked) hookExit();
+  if (batching) return;
   batching = true;
+  // Held lines are written when the process exits or dies of an uncaught
+  // error; listeners that do not call preventDefault change nothing else.
+  globalThis.addEventListener("unload", flushLog);
+  globalThis.addEventListener("error", flushLog);
+  globalThis.addEventListener("unhandledrejection", flushLog);
 }
 
 function defaultSink(line: string): void {
@@ -125,7 +118,8 @@ function defaultSink(line: string): void {
     writeStderr(`${line}\n`);
     windowLines++;
     if (flushTimer === null) {
-      const timer = setTimeout(endWindow, LOG_FLUSH_DELAY_MS);
+      // The window ends by writing what was held; the next line is written at once.
+      const timer = setTimeout(flushLog, LOG_FLUSH_DELAY_MS);
       // The timer never keeps the process alive; unload writes what is held.
       Deno.unrefTimer(timer);
       flushTimer = timer;
@@ -133,11 +127,7 @@ function defaultSink(line: string): void {
     return;
   }
   held += `${line}\n`;
-  if (held.length >= LOG_FLUSH_BYTES) {
-    const text = held;
-    held = "";
-    writeStderr(text);
-  }
+  if (held.length >= LOG_FLUSH_BYTES) writeHeld();
 }
 
 /** Whether the text names a log level. */
@@ -148,13 +138,12 @@ export function isLogLevel(text: string): text is LogLevel {
 
 /** Sets the lowest level that is written. */
 export function setLogLevel(level: LogLevel): void {
-  currentLevel = level;
   currentRank = RANK[level];
 }
 
 /** Returns the lowest level that is written. */
 export function getLogLevel(): LogLevel {
-  return currentLevel;
+  return LOG_LEVELS[currentRank];
 }
 
 /** Replaces where log lines go (tests capture them); returns the previous sink. */

@@ -47,7 +47,7 @@ import {
   type BuildKnockOptions,
   currentTimestampNs,
   encodeKnockPlaintext,
-  KDF_INFO,
+  KDF_INFO_BYTES,
   type KnockKeys,
   type KnockPacket,
   type KnockPlaintext,
@@ -71,6 +71,7 @@ export {
   EPHEMERAL_KEY_BYTES,
   EPHEMERAL_KEY_OFFSET,
   KDF_INFO,
+  KDF_INFO_BYTES,
   KDF_OUTPUT_BYTES,
   KNOCK_PACKET_BYTES,
   parseKnockPacket,
@@ -96,8 +97,6 @@ export type {
   KnockPlaintext,
   SealKnockOptions,
 } from "./packet_format.ts";
-
-const KDF_INFO_BYTES = new TextEncoder().encode(KDF_INFO);
 
 function deriveKnockKey(shared: Uint8Array): Uint8Array {
   return hkdfSha256(shared, { info: KDF_INFO_BYTES, length: CHACHA_KEY_BYTES });

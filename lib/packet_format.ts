@@ -21,6 +21,7 @@
  * @module
  */
 
+import { checkByteLength } from "./encoding.ts";
 import {
   type IpAddress,
   ipFromBytes,
@@ -75,6 +76,9 @@ export const TARGET_BYTES = 16;
 
 /** HKDF info string that binds the derived key to this protocol version. */
 export const KDF_INFO = "openme-v1-chacha20poly1305";
+/** {@linkcode KDF_INFO} as the bytes HKDF takes. */
+export const KDF_INFO_BYTES: Uint8Array<ArrayBuffer> = new TextEncoder()
+  .encode(KDF_INFO);
 /** Size of the symmetric key HKDF derives (a ChaCha20-Poly1305 key). */
 export const KDF_OUTPUT_BYTES = 32;
 
@@ -148,19 +152,6 @@ function checkTimestamp(timestampNs: bigint): void {
   }
 }
 
-function checkFieldLength(
-  what: string,
-  bytes: Uint8Array,
-  want: number,
-): void {
-  if (!(bytes instanceof Uint8Array) || bytes.length !== want) {
-    const got = bytes instanceof Uint8Array
-      ? `${bytes.length} bytes`
-      : typeof bytes;
-    throw new RangeError(`${what}: expected ${want} bytes, got ${got}`);
-  }
-}
-
 /** The current Unix time in nanoseconds, as a knock stamps it (millisecond resolution). */
 export function currentTimestampNs(): bigint {
   return BigInt(Date.now()) * NS_PER_MS;
@@ -218,13 +209,13 @@ export function assembleUnsignedKnock(
   aeadNonce: Uint8Array,
   ciphertext: Uint8Array,
 ): Uint8Array<ArrayBuffer> {
-  checkFieldLength(
+  checkByteLength(
     "knock ephemeral public key",
     ephemeralPublicKey,
     EPHEMERAL_KEY_BYTES,
   );
-  checkFieldLength("knock AEAD nonce", aeadNonce, AEAD_NONCE_BYTES);
-  checkFieldLength("knock ciphertext", ciphertext, CIPHERTEXT_BYTES);
+  checkByteLength("knock AEAD nonce", aeadNonce, AEAD_NONCE_BYTES);
+  checkByteLength("knock ciphertext", ciphertext, CIPHERTEXT_BYTES);
   const packet = new Uint8Array(KNOCK_PACKET_BYTES);
   packet[VERSION_OFFSET] = PROTOCOL_VERSION;
   packet.set(ephemeralPublicKey, EPHEMERAL_KEY_OFFSET);

@@ -49,11 +49,7 @@ export class ReplayCache {
   /** Creates an empty cache; throws RangeError on a bad retention or capacity. */
   constructor(options: ReplayCacheOptions) {
     const capacity = options.capacity ?? DEFAULT_REPLAY_CACHE_SIZE;
-    if (!Number.isFinite(options.retentionMs) || options.retentionMs <= 0) {
-      throw new RangeError(
-        `ReplayCache: retentionMs must be a positive number of milliseconds, got ${options.retentionMs}`,
-      );
-    }
+    checkRetention("ReplayCache", options.retentionMs);
     if (!Number.isInteger(capacity) || capacity < 1) {
       throw new RangeError(
         `ReplayCache: capacity must be a positive integer, got ${capacity}`,
@@ -70,11 +66,7 @@ export class ReplayCache {
 
   /** Changes how long nonces are kept (config reload); nonces already held are kept and use the new time. */
   setRetention(retentionMs: number): void {
-    if (!Number.isFinite(retentionMs) || retentionMs <= 0) {
-      throw new RangeError(
-        `ReplayCache.setRetention: retentionMs must be a positive number of milliseconds, got ${retentionMs}`,
-      );
-    }
+    checkRetention("ReplayCache.setRetention", retentionMs);
     this.#retentionMs = retentionMs;
   }
 
@@ -167,6 +159,15 @@ export class ReplayCache {
       if (nowMs - addedMs < this.#retentionMs) return;
       this.#entries.delete(key);
     }
+  }
+}
+
+/** Throws RangeError, naming `where`, unless the retention is a positive number of milliseconds. */
+function checkRetention(where: string, retentionMs: number): void {
+  if (!Number.isFinite(retentionMs) || retentionMs <= 0) {
+    throw new RangeError(
+      `${where}: retentionMs must be a positive number of milliseconds, got ${retentionMs}`,
+    );
   }
 }
 

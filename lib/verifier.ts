@@ -41,7 +41,7 @@ import {
   ReplayCache,
   type ReplayCacheEntry,
 } from "./replay_cache.ts";
-import { RateLimiter } from "./rate_limit.ts";
+import { RateLimiter, type RateLimiterOptions } from "./rate_limit.ts";
 
 /** Why a datagram was dropped. */
 export type RejectReason =
@@ -87,15 +87,8 @@ export type VerifyResult =
   }
   | { ok: false; reason: RejectReason };
 
-/** Per-source token bucket settings for {@linkcode KnockVerifierOptions}. */
-export interface KnockRateLimitOptions {
-  /** Datagrams per second refilled per source. */
-  perSecond: number;
-  /** Most datagrams a quiet source may send at once. */
-  burst: number;
-  /** Most sources tracked at once; default 4096. */
-  maxSources?: number;
-}
+/** Per-source token bucket settings for {@linkcode KnockVerifierOptions}: those of the rate limiter itself. */
+export type KnockRateLimitOptions = RateLimiterOptions;
 
 /** Options for {@linkcode KnockVerifier}. */
 export interface KnockVerifierOptions {
@@ -129,6 +122,16 @@ const NS_PER_MS = 1_000_000n;
 /** The single key under which the server-wide signature budget is kept. */
 const SIGNATURE_BUDGET_KEY = "*";
 
+/** The replay window in nanoseconds; throws RangeError, naming `where`, unless it is a positive number of milliseconds. */
+function replayWindowNs(where: string, replayWindowMs: number): bigint {
+  if (!Number.isFinite(replayWindowMs) || replayWindowMs <= 0) {
+    throw new RangeError(
+      `${where}: replayWindowMs must be a positive number of milliseconds, got ${replayWindowMs}`,
+    );
+  }
+  return BigInt(Math.round(replayWindowMs * Number(NS_PER_MS)));
+}
+
 /** Checks knock datagrams against the server key and the registered clients. */
 export class KnockVerifier {
   #replayWindowMs: number;
@@ -156,34 +159,22 @@ export class KnockVerifier {
         }`,
       );
     }
-    if (
-      !Number.isFinite(options.replayWindowMs) || options.replayWindowMs <= 0
-    ) {
-      throw new RangeError(
-        `KnockVerifier: replayWindowMs must be a positive number of milliseconds, got ${options.replayWindowMs}`,
-      );
-    }
+    this.#replayWindowNs = replayWindowNs(
+      "KnockVerifier",
+      options.replayWindowMs,
+    );
     this.#replayWindowMs = options.replayWindowMs;
     this.#serverKey = prepareX25519PrivateKey(options.serverPrivateKey);
-    this.#replayWindowNs = BigInt(Math.round(options.replayWindowMs * 1e6));
     this.#clients = [...options.clients];
     this.#replayCache = new ReplayCache({
       retentionMs: 2 * options.replayWindowMs,
       capacity: options.replayCacheSize ?? DEFAULT_REPLAY_CACHE_SIZE,
     });
     this.#rateLimiter = options.rateLimit
-      ? new RateLimiter({
-        perSecond: options.rateLimit.perSecond,
-        burst: options.rateLimit.burst,
-        maxSources: options.rateLimit.maxSources,
-      })
+      ? new RateLimiter(options.rateLimit)
       : null;
     this.#signatureBudget = options.signatureBudget
-      ? new RateLimiter({
-        perSecond: options.signatureBudget.perSecond,
-        burst: options.signatureBudget.burst,
-        maxSources: 1,
-      })
+      ? new RateLimiter({ ...options.signatureBudget, maxSources: 1 })
       : null;
   }
 
@@ -199,13 +190,11 @@ export class KnockVerifier {
    * through again; throws RangeError on a bad window.
    */
   setReplayWindow(replayWindowMs: number): void {
-    if (!Number.isFinite(replayWindowMs) || replayWindowMs <= 0) {
-      throw new RangeError(
-        `KnockVerifier.setReplayWindow: replayWindowMs must be a positive number of milliseconds, got ${replayWindowMs}`,
-      );
-    }
+    this.#replayWindowNs = replayWindowNs(
+      "KnockVerifier.setReplayWindow",
+      replayWindowMs,
+    );
     this.#replayWindowMs = replayWindowMs;
-    this.#replayWindowNs = BigInt(Math.round(replayWindowMs * 1e6));
     if (2 * replayWindowMs > this.#replayCache.retentionMs) {
       this.#replayCache.setRetention(2 * replayWindowMs);
     }
@@ -319,12 +308,7 @@ export class KnockVerifier {
     this.#clientHints.set(sourceText, client);
   }
 
-  /** The accepted replay nonces still within their retention (2 × replay_window) at `nowMs`, oldest first, to persist across a restart. */
-  recentNonces(nowMs: number = Date.now()): ReplayCacheEntry[] {
-    return this.#replayCache.entries(nowMs);
-  }
-
-  /** {@linkcode recentNonces} as the state file stores them: lowercase hex → accepted at (ms since the epoch, rounded), oldest first. */
+  /** The accepted replay nonces still within their retention (2 × replay_window) at `nowMs`, as the state file stores them: lowercase hex → accepted at (ms since the epoch, rounded), oldest first. */
   recentNonceRecord(nowMs: number = Date.now()): Record<string, number> {
     return this.#replayCache.hexRecord(nowMs);
   }

@@ -24,8 +24,8 @@ import { encodeBase64 } from "../lib/encoding.ts";
 import { buildKnock } from "../lib/packet.ts";
 import {
   CLIENT_V4,
-  MAIN_TS,
   type NsProcess,
+  openmeCommand,
   run,
   SERVER_V4,
   Testbed,
@@ -87,7 +87,7 @@ class StepFailed extends Error {
 }
 
 /** Terminal styles; every function returns the text unchanged in plain mode. */
-interface Style {
+export interface Style {
   /** A step heading. */
   heading(text: string): string;
   /** A ✓ line. */
@@ -98,7 +98,8 @@ interface Style {
   dim(text: string): string;
 }
 
-function makeStyle(color: boolean): Style {
+/** The demo's text styles: ANSI colours when `color`, plain text otherwise. */
+export function makeStyle(color: boolean): Style {
   const wrap = (code: string) => (text: string): string =>
     color ? `\x1b[${code}m${text}\x1b[0m` : text;
   return {
@@ -499,14 +500,7 @@ async function story(state: DemoState): Promise<void> {
       statePath,
     ];
     command(state, "server", `openme ${args.join(" ")} &`);
-    const serve = bed.spawn(bed.serverNs, [
-      "deno",
-      "run",
-      "--allow-all",
-      "--no-prompt",
-      MAIN_TS,
-      ...args,
-    ]);
+    const serve = bed.spawn(bed.serverNs, openmeCommand(args));
     state.serve = serve;
     serve.child.status.then(() => {
       state.serveExited = true;

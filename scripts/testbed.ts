@@ -22,6 +22,19 @@ export const CLIENT_V6 = "2001:db8::2";
 /** Absolute path of main.ts in this checkout. */
 export const MAIN_TS: string = new URL("../main.ts", import.meta.url).pathname;
 
+/** `deno run` with every permission and no prompts: how the testbed runs scripts from source. */
+export const DENO_RUN: readonly string[] = [
+  "deno",
+  "run",
+  "--allow-all",
+  "--no-prompt",
+];
+
+/** The command line that runs the openme CLI from source (main.ts) with the given arguments. */
+export function openmeCommand(args: string[]): string[] {
+  return [...DENO_RUN, MAIN_TS, ...args];
+}
+
 /** Absolute path of the checkout. */
 export const REPO_DIR: string = new URL("..", import.meta.url).pathname.replace(
   /\/$/,
@@ -32,7 +45,7 @@ export const REPO_DIR: string = new URL("..", import.meta.url).pathname.replace(
 export type TestbedBackend = "nft" | "iptables";
 
 /** The README's default-deny ruleset for nftables (with ICMPv6 neighbour discovery). */
-export const NFT_DEFAULT_DENY = `table inet filter {
+const NFT_DEFAULT_DENY = `table inet filter {
   chain input {
     type filter hook input priority 0; policy drop;
     ct state established,related accept
@@ -48,73 +61,58 @@ export const NFT_DEFAULT_DENY = `table inet filter {
 }
 `;
 
+/** One iptables or ip6tables command of a ruleset. */
+interface IptablesCommand {
+  /** `iptables` or `ip6tables`. */
+  tool: string;
+  /** Its arguments. */
+  args: string[];
+}
+
+/** The part of the README's default-deny ruleset that iptables and ip6tables share. */
+function sharedDefaultDeny(tool: string): IptablesCommand[] {
+  const rules = [
+    ["-P", "INPUT", "DROP"],
+    ["-P", "FORWARD", "DROP"],
+    [
+      "-A",
+      "INPUT",
+      "-m",
+      "conntrack",
+      "--ctstate",
+      "ESTABLISHED,RELATED",
+      "-j",
+      "ACCEPT",
+    ],
+    ["-A", "INPUT", "-i", "lo", "-j", "ACCEPT"],
+  ];
+  return rules.map((rule) => ({ tool, args: ["-w", ...rule] }));
+}
+
+/** ICMPv6 neighbour discovery, which ip6tables must accept for IPv6 to work on the link. */
+function neighbourDiscovery(type: string): IptablesCommand {
+  return {
+    tool: "ip6tables",
+    args: [
+      "-w",
+      "-A",
+      "INPUT",
+      "-p",
+      "ipv6-icmp",
+      "--icmpv6-type",
+      type,
+      "-j",
+      "ACCEPT",
+    ],
+  };
+}
+
 /** The README's default-deny ruleset for iptables and ip6tables, one argument list per command. */
-export const IPTABLES_DEFAULT_DENY: { tool: string; args: string[] }[] = [
-  { tool: "iptables", args: ["-w", "-P", "INPUT", "DROP"] },
-  { tool: "iptables", args: ["-w", "-P", "FORWARD", "DROP"] },
-  {
-    tool: "iptables",
-    args: [
-      "-w",
-      "-A",
-      "INPUT",
-      "-m",
-      "conntrack",
-      "--ctstate",
-      "ESTABLISHED,RELATED",
-      "-j",
-      "ACCEPT",
-    ],
-  },
-  { tool: "iptables", args: ["-w", "-A", "INPUT", "-i", "lo", "-j", "ACCEPT"] },
-  { tool: "ip6tables", args: ["-w", "-P", "INPUT", "DROP"] },
-  { tool: "ip6tables", args: ["-w", "-P", "FORWARD", "DROP"] },
-  {
-    tool: "ip6tables",
-    args: [
-      "-w",
-      "-A",
-      "INPUT",
-      "-m",
-      "conntrack",
-      "--ctstate",
-      "ESTABLISHED,RELATED",
-      "-j",
-      "ACCEPT",
-    ],
-  },
-  {
-    tool: "ip6tables",
-    args: ["-w", "-A", "INPUT", "-i", "lo", "-j", "ACCEPT"],
-  },
-  {
-    tool: "ip6tables",
-    args: [
-      "-w",
-      "-A",
-      "INPUT",
-      "-p",
-      "ipv6-icmp",
-      "--icmpv6-type",
-      "neighbour-solicitation",
-      "-j",
-      "ACCEPT",
-    ],
-  },
-  {
-    tool: "ip6tables",
-    args: [
-      "-w",
-      "-A",
-      "INPUT",
-      "-p",
-      "ipv6-icmp",
-      "--icmpv6-type",
-      "neighbour-advertisement",
-      "-j",
-      "ACCEPT",
-    ],
-  },
+const IPTABLES_DEFAULT_DENY: IptablesCommand[] = [
+  ...sharedDefaultDeny("iptables"),
+  ...sharedDefaultDeny("ip6tables"),
+  neighbourDiscovery("neighbour-solicitation"),
+  neighbourDiscovery("neighbour-advertisement"),
 ];
 
 /** Output of a finished command. */
@@ -198,17 +196,42 @@ export function testbedUnavailable(
   const tools = ["ip", backend === "nft" ? "nft" : "iptables"];
   if (backend === "iptables") tools.push("ip6tables");
   for (const tool of tools) {
-    const found = (Deno.env.get("PATH") ?? "/usr/sbin:/usr/bin:/sbin:/bin")
-      .split(":").some((dir) => {
-        try {
-          return Deno.statSync(`${dir}/${tool}`).isFile;
-        } catch {
-          return false;
-        }
-      });
-    if (!found) return `needs ${tool} on PATH`;
+    if (findOnPath(tool) === null) return `needs ${tool} on PATH`;
   }
   return null;
+}
+
+/** The path of the first executable file of that name in the directories of PATH, or null. */
+export function findOnPath(tool: string): string | null {
+  const path = Deno.env.get("PATH") ?? "/usr/sbin:/usr/bin:/sbin:/bin";
+  for (const dir of path.split(":")) {
+    if (dir === "") continue;
+    try {
+      const info = Deno.statSync(`${dir}/${tool}`);
+      if (info.isFile && ((info.mode ?? 0) & 0o111) !== 0) {
+        return `${dir}/${tool}`;
+      }
+    } catch {
+      // not in this directory
+    }
+  }
+  return null;
+}
+
+/** Applies the README's default-deny ruleset in a namespace. */
+export async function applyDefaultDeny(
+  ns: string,
+  backend: TestbedBackend,
+): Promise<void> {
+  if (backend === "nft") {
+    await runOk(["ip", "netns", "exec", ns, "nft", "-f", "-"], {
+      stdin: NFT_DEFAULT_DENY,
+    });
+    return;
+  }
+  for (const rule of IPTABLES_DEFAULT_DENY) {
+    await runOk(["ip", "netns", "exec", ns, rule.tool, ...rule.args]);
+  }
 }
 
 /** Options for {@linkcode Testbed.create}. */
@@ -335,23 +358,8 @@ export class Testbed {
   }
 
   /** Applies the README's default-deny ruleset in the server namespace. */
-  async applyDefaultDeny(): Promise<void> {
-    if (this.backend === "nft") {
-      await runOk(["ip", "netns", "exec", this.serverNs, "nft", "-f", "-"], {
-        stdin: NFT_DEFAULT_DENY,
-      });
-      return;
-    }
-    for (const rule of IPTABLES_DEFAULT_DENY) {
-      await runOk([
-        "ip",
-        "netns",
-        "exec",
-        this.serverNs,
-        rule.tool,
-        ...rule.args,
-      ]);
-    }
+  applyDefaultDeny(): Promise<void> {
+    return applyDefaultDeny(this.serverNs, this.backend);
   }
 
   /** Starts a TCP listener that accepts and closes connections on a port in the server namespace. */
@@ -429,18 +437,7 @@ export class Testbed {
     args: string[],
     options: RunOptions = {},
   ): Promise<RunResult> {
-    return run([
-      "ip",
-      "netns",
-      "exec",
-      ns,
-      "deno",
-      "run",
-      "--allow-all",
-      "--no-prompt",
-      MAIN_TS,
-      ...args,
-    ], options);
+    return this.exec(ns, openmeCommand(args), options);
   }
 
   /** Runs a command in a namespace. */
@@ -452,6 +449,15 @@ export class Testbed {
     return run(["ip", "netns", "exec", ns, ...command], options);
   }
 
+  /** Runs a command in a namespace and throws with its output when it fails. */
+  execOk(
+    ns: string,
+    command: string[],
+    options: RunOptions = {},
+  ): Promise<RunResult> {
+    return runOk(["ip", "netns", "exec", ns, ...command], options);
+  }
+
   /** Tries a TCP connect from the client namespace (optionally from a given source address); true when it connects in time. */
   async tcpOpen(
     address: string,
@@ -460,11 +466,7 @@ export class Testbed {
   ): Promise<boolean> {
     const timeoutMs = options.timeoutMs ?? 1000;
     if (options.from === undefined) {
-      const result = await run([
-        "ip",
-        "netns",
-        "exec",
-        this.clientNs,
+      const result = await this.exec(this.clientNs, [
         "timeout",
         (timeoutMs / 1000).toFixed(2),
         "bash",
@@ -480,11 +482,7 @@ const s = connect({ host: ${
 const t = setTimeout(() => Deno.exit(1), ${timeoutMs});
 s.on("connect", () => { clearTimeout(t); s.destroy(); Deno.exit(0); });
 s.on("error", () => Deno.exit(1));`;
-    const result = await run([
-      "ip",
-      "netns",
-      "exec",
-      this.clientNs,
+    const result = await this.exec(this.clientNs, [
       "deno",
       "eval",
       "--no-config",
@@ -498,34 +496,11 @@ s.on("error", () => Deno.exit(1));`;
   /** The server namespace's ruleset as text (`nft list ruleset` or `iptables-save`/`ip6tables-save`). */
   async serverRules(): Promise<string> {
     if (this.backend === "nft") {
-      return (await runOk([
-        "ip",
-        "netns",
-        "exec",
-        this.serverNs,
-        "nft",
-        "list",
-        "ruleset",
-      ])).stdout;
+      return (await this.execOk(this.serverNs, ["nft", "list", "ruleset"]))
+        .stdout;
     }
-    const v4 = await runOk([
-      "ip",
-      "netns",
-      "exec",
-      this.serverNs,
-      "iptables",
-      "-w",
-      "-S",
-    ]);
-    const v6 = await runOk([
-      "ip",
-      "netns",
-      "exec",
-      this.serverNs,
-      "ip6tables",
-      "-w",
-      "-S",
-    ]);
+    const v4 = await this.execOk(this.serverNs, ["iptables", "-w", "-S"]);
+    const v6 = await this.execOk(this.serverNs, ["ip6tables", "-w", "-S"]);
     return `${v4.stdout}${v6.stdout}`;
   }
 

@@ -14,15 +14,10 @@ import {
   POLY1305_KEY_BYTES,
   POLY1305_TAG_BYTES,
 } from "../lib/chacha20_poly1305.ts";
-import { decodeHex, encodeHex } from "../lib/encoding.ts";
+import { encodeHex } from "../lib/encoding.ts";
+import { hex } from "./support/literals.ts";
 
 /** Hex from RFC text: spaces, colons and newlines are ignored. */
-function hex(text: string): Uint8Array {
-  const bytes = decodeHex(text.replace(/[\s:]/g, ""));
-  if (bytes === null) throw new Error(`bad hex in test: ${text}`);
-  return bytes;
-}
-
 const SUNSCREEN = new TextEncoder().encode(
   "Ladies and Gentlemen of the class of '99: If I could offer you only one tip for the future, sunscreen would be it.",
 );

@@ -19,13 +19,8 @@ import {
   x25519SharedSecret,
   x25519SharedSecretPrepared,
 } from "../lib/crypto.ts";
-import { decodeHex, encodeHex } from "../lib/encoding.ts";
-
-function hex(text: string): Uint8Array {
-  const bytes = decodeHex(text.replace(/\s+/g, ""));
-  if (bytes === null) throw new Error(`bad hex in test: ${text}`);
-  return bytes;
-}
+import { encodeHex } from "../lib/encoding.ts";
+import { hex } from "./support/literals.ts";
 
 // RFC 7748 §6.1
 const ALICE_PRIVATE = hex(

@@ -9,10 +9,15 @@ import {
   DEMO_NS_PREFIX,
   EXIT_INTERRUPTED,
   findClientRule,
+  makeStyle,
   openmeRuleLines,
   parseDemoArgs,
 } from "../scripts/demo.ts";
-import { REPO_DIR, testbedUnavailable } from "../scripts/testbed.ts";
+import {
+  REPO_DIR,
+  type RunResult,
+  testbedUnavailable,
+} from "../scripts/testbed.ts";
 
 const DEMO_SH = `${REPO_DIR}/scripts/demo.sh`;
 const DEMO_TS = `${REPO_DIR}/scripts/demo.ts`;
@@ -28,15 +33,8 @@ if (iptablesSkip !== null) {
   console.warn(`SKIP demo run on iptables: ${iptablesSkip}`);
 }
 
-/** Output and exit code of a demo run. */
-interface DemoRun {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
 /** Runs a command from the checkout with the caller's environment (no NO_COLOR: the output is a pipe, so it must be plain anyway). */
-async function runDemo(command: string[]): Promise<DemoRun> {
+async function runDemo(command: string[]): Promise<RunResult> {
   const child = new Deno.Command(command[0], {
     args: command.slice(1),
     cwd: REPO_DIR,
@@ -475,4 +473,17 @@ Deno.test({
       clearTimeout(killer);
     }
   },
+});
+
+Deno.test("makeStyle colours ✓ green, ✗ red, headings bold and details dim when colour is on, and adds nothing when off", () => {
+  const colour = makeStyle(true);
+  assert.equal(colour.ok("✓ open"), "\x1b[32m✓ open\x1b[0m");
+  assert.equal(colour.fail("✗ closed"), "\x1b[31m✗ closed\x1b[0m");
+  assert.equal(colour.heading("Step"), "\x1b[1mStep\x1b[0m");
+  assert.equal(colour.dim("nft"), "\x1b[2mnft\x1b[0m");
+  const plain = makeStyle(false);
+  for (const text of ["✓ open", "✗ closed"]) {
+    assert.equal(plain.ok(text), text);
+    assert.equal(plain.fail(text), text);
+  }
 });

@@ -9,7 +9,7 @@ import {
 import {
   CLIENT_V4,
   CLIENT_V4_ALT,
-  runOk,
+  findOnPath,
   SERVER_V4,
   testbedUnavailable,
   waitFor,
@@ -25,10 +25,11 @@ import {
 const skip = testbedUnavailable("nft");
 if (skip !== null) console.warn(`SKIP fault injection tests: ${skip}`);
 
-/** Where the real tools live (the fake nft wraps the real one). */
-async function toolPath(name: string): Promise<string> {
-  const result = await runOk(["bash", "-c", `command -v ${name}`]);
-  return result.stdout.trim();
+/** Where a real tool lives (the fake nft wraps the real one). */
+function toolPath(name: string): string {
+  const path = findOnPath(name);
+  if (path === null) throw new Error(`no ${name} on PATH`);
+  return path;
 }
 
 /**
@@ -40,8 +41,8 @@ async function toolPath(name: string): Promise<string> {
 async function fakeToolDir(parent: string): Promise<string> {
   const dir = `${parent}/fakebin`;
   await Deno.mkdir(dir);
-  const realNft = await toolPath("nft");
-  const sleepBin = await toolPath("sleep");
+  const realNft = toolPath("nft");
+  const sleepBin = toolPath("sleep");
   const script = `#!/bin/bash
 dir="\${0%/*}"
 if [ -e "$dir/fail" ]; then
@@ -56,8 +57,8 @@ exec ${realNft} "$@"
 `;
   await Deno.writeTextFile(`${dir}/nft`, script, { mode: 0o755 });
   // The server is started as `ip netns exec NS deno ...` with this PATH.
-  await Deno.symlink(await toolPath("ip"), `${dir}/ip`);
-  await Deno.symlink(await toolPath("deno"), `${dir}/deno`);
+  await Deno.symlink(toolPath("ip"), `${dir}/ip`);
+  await Deno.symlink(toolPath("deno"), `${dir}/deno`);
   return dir;
 }
 
@@ -264,11 +265,7 @@ Deno.test({
         `no per-knock rules in:\n${listing.stdout}`,
       );
       for (const handle of handles) {
-        await runOk([
-          "ip",
-          "netns",
-          "exec",
-          sb.bed.serverNs,
+        await sb.bed.execOk(sb.bed.serverNs, [
           "nft",
           "delete",
           "rule",

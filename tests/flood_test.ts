@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import {
+  cpuUtilisationUnder,
   processAlive,
-  readCpuTime,
   runFlood,
   type RunningServer,
   ServerBed,
@@ -52,18 +52,15 @@ async function calibrate(
   sb: ServerBed,
   server: RunningServer,
 ): Promise<number> {
-  const load = await sb.startLoad(
+  const { utilisation } = await cpuUtilisationUnder(
+    sb,
+    server.pid,
     sb.loadSpec("junk165", {
       rate: CALIBRATION_RATE,
       durationMs: 2000,
       sources: FLOOD_SOURCES,
     }),
   );
-  const before = readCpuTime(server.pid);
-  const t0 = performance.now();
-  await load.go();
-  const used = readCpuTime(server.pid).schedMs - before.schedMs;
-  const utilisation = used / (performance.now() - t0);
   const saturation = Math.round(CALIBRATION_RATE / Math.max(utilisation, 0.05));
   // Keep the floods within what a 2-core test machine can generate.
   return Math.min(Math.max(saturation, 1000), 20_000);

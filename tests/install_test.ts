@@ -5,6 +5,7 @@
  */
 
 import assert from "node:assert/strict";
+import { findOnPath } from "../scripts/testbed.ts";
 
 const REPO = new URL("..", import.meta.url);
 const INSTALL_SH = decodeURIComponent(new URL("install.sh", REPO).pathname);
@@ -151,7 +152,7 @@ async function runInstaller(
       program,
       ...programArgs,
     ];
-    program = which("setpriv") ?? "setpriv";
+    program = findOnPath("setpriv") ?? "setpriv";
   }
   const out = await new Deno.Command(program, {
     args: programArgs,
@@ -204,25 +205,11 @@ async function runVersion(binary: string): Promise<string> {
   return new TextDecoder().decode(out.stdout).trim();
 }
 
-/** Full path of a program on the test's PATH, or null. */
-function which(name: string): string | null {
-  for (const dir of (Deno.env.get("PATH") ?? "").split(":")) {
-    if (dir === "") continue;
-    try {
-      const info = Deno.statSync(`${dir}/${name}`);
-      if (info.isFile && (info.mode ?? 0) & 0o111) return `${dir}/${name}`;
-    } catch {
-      // Not in this directory.
-    }
-  }
-  return null;
-}
-
 /** A directory holding symlinks to exactly `tools`, for use as PATH. */
 async function toolDir(path: string, tools: string[]): Promise<string> {
   await Deno.mkdir(path, { recursive: true });
   for (const tool of tools) {
-    const target = which(tool);
+    const target = findOnPath(tool);
     assert.ok(target !== null, `test needs ${tool} on PATH`);
     await Deno.symlink(target, `${path}/${tool}`);
   }
@@ -450,7 +437,7 @@ Deno.test("install.sh: downloads from the GitHub release of the chosen version",
 });
 
 const haveAllTools = ["wget", "shasum", "sha256sum", "curl"].every((t) =>
-  which(t) !== null
+  findOnPath(t) !== null
 );
 if (!haveAllTools) {
   console.warn(
@@ -641,7 +628,7 @@ Deno.test("install.sh: --server installs the unit and /etc/openme under OPENME_R
   });
 });
 
-const canDropRoot = Deno.uid() === 0 && which("setpriv") !== null;
+const canDropRoot = Deno.uid() === 0 && findOnPath("setpriv") !== null;
 if (!canDropRoot) {
   console.warn(
     "SKIP install.sh ~/.local/bin fallback: needs root and setpriv to run as nobody",
@@ -679,7 +666,7 @@ Deno.test({
   },
 });
 
-const shellcheck = which("shellcheck");
+const shellcheck = findOnPath("shellcheck");
 if (shellcheck === null) {
   console.warn("SKIP shellcheck install.sh: shellcheck is not installed");
 }
@@ -698,7 +685,7 @@ Deno.test({
   },
 });
 
-const canUnshare = Deno.uid() === 0 && which("unshare") !== null &&
+const canUnshare = Deno.uid() === 0 && findOnPath("unshare") !== null &&
   (await new Deno.Command("unshare", {
     args: ["-m", "--propagation", "private", "mount", "--bind", "/tmp", "/mnt"],
     stdout: "null",

@@ -8,13 +8,8 @@ import {
   normalizePeerAddress,
   parseIp,
 } from "../lib/ip.ts";
-import { decodeHex, encodeHex } from "../lib/encoding.ts";
-
-function hex(text: string): Uint8Array {
-  const out = decodeHex(text);
-  if (out === null) throw new Error(`bad hex in test: ${text}`);
-  return out;
-}
+import { encodeHex } from "../lib/encoding.ts";
+import { hex } from "./support/literals.ts";
 
 Deno.test("parseIp accepts dotted-quad IPv4 and trims whitespace", () => {
   assert.deepEqual(parseIp("192.0.2.1"), { family: 4, text: "192.0.2.1" });

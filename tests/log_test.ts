@@ -5,6 +5,7 @@ import {
   info,
   isLogEnabled,
   isLogLevel,
+  LOG_BURST_LINES,
   setLogLevel,
   setLogSink,
   warn,
@@ -216,5 +217,21 @@ Deno.test("flushLog writes held lines at once", async () => {
   assert.deepEqual(flushed.stderr.trimEnd().split("\n"), [
     ...numberedLines(200),
     "direct",
+  ]);
+});
+
+Deno.test("with batching, lines after the first LOG_BURST_LINES of a burst are held, then written within LOG_FLUSH_DELAY_MS", async () => {
+  const result = await runLogScript(
+    `${BATCHING}
+     for (let i = 0; i < 10; i++) log.info(\`line \${i}\`);
+     console.error("direct");
+     setTimeout(() => console.error("later"), 2 * log.LOG_FLUSH_DELAY_MS);
+     setTimeout(() => {}, 3 * log.LOG_FLUSH_DELAY_MS);`,
+  );
+  assert.deepEqual(result.stderr.trimEnd().split("\n"), [
+    ...numberedLines(10).slice(0, LOG_BURST_LINES),
+    "direct",
+    ...numberedLines(10).slice(LOG_BURST_LINES),
+    "later",
   ]);
 });

@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import { type IpAddress, parseIp } from "../lib/ip.ts";
 import * as packet from "../lib/packet.ts";
 import {
   AEAD_NONCE_OFFSET,
@@ -16,12 +15,7 @@ import {
   SIGNATURE_OFFSET,
 } from "../lib/packet_format.ts";
 import * as format from "../lib/packet_format.ts";
-
-function ip(text: string): IpAddress {
-  const parsed = parseIp(text);
-  if (parsed === null) throw new Error(`bad address in test: ${text}`);
-  return parsed;
-}
+import { ip } from "./support/literals.ts";
 
 function filled(length: number, value: number): Uint8Array {
   return new Uint8Array(length).fill(value);

@@ -5,15 +5,9 @@ import {
   generateX25519KeyPair,
   prepareEd25519VerifyKey,
 } from "../lib/crypto.ts";
-import { type IpAddress, parseIp } from "../lib/ip.ts";
 import { buildKnock, KNOCK_PACKET_BYTES } from "../lib/packet.ts";
 import { KnockVerifier, REJECT_REASONS } from "../lib/verifier.ts";
-
-function ip(text: string): IpAddress {
-  const parsed = parseIp(text);
-  if (parsed === null) throw new Error(`bad address in test: ${text}`);
-  return parsed;
-}
+import { ip } from "./support/literals.ts";
 
 const NOW_MS = 1_750_000_000_000;
 const NOW_NS = BigInt(NOW_MS) * 1_000_000n;

@@ -22,9 +22,8 @@ import {
   randomBytes,
   X25519_KEY_BYTES,
 } from "../lib/crypto.ts";
-import { decodeHex, encodeHex } from "../lib/encoding.ts";
-import { IP_BYTES, parseIp } from "../lib/ip.ts";
-import type { IpAddress } from "../lib/ip.ts";
+import { encodeHex } from "../lib/encoding.ts";
+import { IP_BYTES } from "../lib/ip.ts";
 import {
   AEAD_NONCE_BYTES,
   AEAD_NONCE_OFFSET,
@@ -56,18 +55,7 @@ import {
   VERSION_BYTES,
   VERSION_OFFSET,
 } from "../lib/packet.ts";
-
-function ip(text: string): IpAddress {
-  const parsed = parseIp(text);
-  if (parsed === null) throw new Error(`bad address in test: ${text}`);
-  return parsed;
-}
-
-function hex(text: string): Uint8Array {
-  const bytes = decodeHex(text);
-  if (bytes === null) throw new Error(`bad hex in test: ${text}`);
-  return bytes;
-}
+import { hex, ip } from "./support/literals.ts";
 
 const server = generateX25519KeyPair();
 const client = generateEd25519KeyPair();

@@ -5,11 +5,21 @@
  */
 
 import assert from "node:assert/strict";
+import { run, type RunResult, waitFor } from "../scripts/testbed.ts";
 
 const REPO = new URL("..", import.meta.url);
 const UNIT_TEXT = await Deno.readTextFile(new URL("openme.service", REPO));
 const INSTALL_SH = await Deno.readTextFile(new URL("install.sh", REPO));
 const TIMEOUT_MS = 60_000;
+
+/** Runs a command (NO_COLOR set, killed after TIMEOUT_MS) and collects its output. */
+function runCommand(
+  command: string,
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<RunResult> {
+  return run([command, ...args], { env, timeoutMs: TIMEOUT_MS });
+}
 
 /** Directive values by "Section.Key", in file order (keys may repeat). */
 function parseUnit(text: string): Map<string, string[]> {
@@ -63,6 +73,22 @@ Deno.test("openme.service: runs `openme serve` and reloads with SIGHUP", () => {
   assert.equal(value("Service.RuntimeDirectory"), "openme");
   assert.equal(value("Unit.ConditionPathExists"), "/etc/openme/config.yaml");
   assert.equal(value("Install.WantedBy"), "multi-user.target");
+});
+
+Deno.test("openme.service: starts after the network and the firewall services that load a saved ruleset", () => {
+  const after = words("Unit.After");
+  for (
+    const unit of [
+      "network.target",
+      "nftables.service",
+      "netfilter-persistent.service",
+      "iptables.service",
+      "ip6tables.service",
+      "firewalld.service",
+    ]
+  ) {
+    assert.ok(after.includes(unit), `After= lacks ${unit}: ${after.join(" ")}`);
+  }
 });
 
 Deno.test("openme.service: runs as the openme user with only the network capabilities", () => {
@@ -150,14 +176,12 @@ Deno.test({
       }
       const path = `${dir}/openme.service`;
       await Deno.writeTextFile(path, text);
-      const out = await new Deno.Command("systemd-analyze", {
-        args: ["verify", "--man=no", path],
-        stdout: "piped",
-        stderr: "piped",
-        signal: AbortSignal.timeout(TIMEOUT_MS),
-      }).output();
-      const output = new TextDecoder().decode(out.stdout) +
-        new TextDecoder().decode(out.stderr);
+      const out = await runCommand("systemd-analyze", [
+        "verify",
+        "--man=no",
+        path,
+      ]);
+      const output = out.stdout + out.stderr;
       const ours = output.split("\n").filter((l) => l.includes("openme"));
       assert.equal(out.code, 0, output);
       assert.deepEqual(ours, [], output);
@@ -233,34 +257,24 @@ function execStartPreLines(): string[] {
  * /run is an empty tmpfs (mode 0755, as on a real system); `$AS` in the
  * script expands to the setpriv prefix for the service user with `caps`.
  */
-async function inNamespaces(
+function inNamespaces(
   caps: string[],
   script: string,
-): Promise<{ code: number; stdout: string; stderr: string }> {
+): Promise<RunResult> {
   const prefix = [
     "set -eu",
     "mount -t tmpfs -o mode=0755 tmpfs /run",
     `AS=${shellQuote(asServiceUser(caps).join(" "))}`,
   ];
-  const out = await new Deno.Command("unshare", {
-    args: [
-      "--net",
-      "--mount",
-      "--propagation",
-      "private",
-      "sh",
-      "-c",
-      [...prefix, script].join("\n"),
-    ],
-    stdout: "piped",
-    stderr: "piped",
-    signal: AbortSignal.timeout(TIMEOUT_MS),
-  }).output();
-  return {
-    code: out.code,
-    stdout: new TextDecoder().decode(out.stdout),
-    stderr: new TextDecoder().decode(out.stderr),
-  };
+  return runCommand("unshare", [
+    "--net",
+    "--mount",
+    "--propagation",
+    "private",
+    "sh",
+    "-c",
+    [...prefix, script].join("\n"),
+  ]);
 }
 
 /** Firewall commands the backends run, as the service user. */
@@ -328,39 +342,6 @@ async function copyNpmCache(into: string): Promise<void> {
   assert.equal(copied.code, 0, `cannot copy ${denoDir}/npm`);
 }
 
-async function run(
-  command: string,
-  args: string[],
-  env: Record<string, string> = {},
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out = await new Deno.Command(command, {
-    args,
-    env: { NO_COLOR: "1", ...env },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    signal: AbortSignal.timeout(TIMEOUT_MS),
-  }).output();
-  return {
-    code: out.code,
-    stdout: new TextDecoder().decode(out.stdout),
-    stderr: new TextDecoder().decode(out.stderr),
-  };
-}
-
-/** Polls `check` every 100 ms until it is true or `timeoutMs` passes. */
-async function waitUntil(
-  check: () => Promise<boolean>,
-  timeoutMs: number,
-  what: string,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
-
 Deno.test({
   name:
     "openme.service: the service user reads the config root's `openme init/add/revoke` write, and serves with the unit's capabilities",
@@ -375,7 +356,7 @@ Deno.test({
       await Deno.chmod(dir, 0o755);
       const denoDir = `${dir}/deno`;
       await copyNpmCache(denoDir);
-      const ownCommand = await run("chown", [
+      const ownCommand = await runCommand("chown", [
         "-R",
         `${SERVICE_ID}:${SERVICE_ID}`,
         denoDir,
@@ -402,10 +383,10 @@ Deno.test({
       const serviceEnv = { HOME: denoDir, DENO_DIR: denoDir };
       /** The CLI as root, the way `sudo openme ...` runs it. */
       const openmeAsRoot = (args: string[]) =>
-        run(Deno.execPath(), [...denoRun, ...args]);
+        runCommand(Deno.execPath(), [...denoRun, ...args]);
       /** The CLI as the service user. */
       const openmeAsService = (args: string[]) =>
-        run(
+        runCommand(
           asService[0],
           [...asService.slice(1), Deno.execPath(), ...denoRun, ...args],
           serviceEnv,
@@ -435,7 +416,7 @@ Deno.test({
       await Deno.copyFile(config, rootOwned);
       await Deno.chown(rootOwned, 0, 0);
       await Deno.chmod(rootOwned, 0o600);
-      const denied = await run(
+      const denied = await runCommand(
         asService[0],
         [
           ...asService.slice(1),
@@ -454,10 +435,10 @@ Deno.test({
       const runtime = `${dir}/run-openme`;
       await Deno.mkdir(runtime, { mode: 0o750 });
       await Deno.chown(runtime, SERVICE_ID, SERVICE_ID);
-      const added = await run("ip", ["netns", "add", ns]);
+      const added = await runCommand("ip", ["netns", "add", ns]);
       assert.equal(added.code, 0, added.stderr);
       nsCreated = true;
-      await run("ip", ["-n", ns, "link", "set", "lo", "up"]);
+      await runCommand("ip", ["-n", ns, "link", "set", "lo", "up"]);
       const server = new Deno.Command("ip", {
         args: [
           "netns",
@@ -478,7 +459,7 @@ Deno.test({
       let stopped = false;
       try {
         const chain = () =>
-          run("ip", [
+          runCommand("ip", [
             "netns",
             "exec",
             ns,
@@ -489,10 +470,13 @@ Deno.test({
             "filter",
             "openme",
           ]);
-        await waitUntil(
+        await waitFor(
           async () => /openme-knock/.test((await chain()).stdout),
-          20_000,
-          "openme serve (as the service user) to install its nft chain",
+          {
+            timeoutMs: 20_000,
+            intervalMs: 100,
+            what: "openme serve (as the service user) to install its nft chain",
+          },
         );
         server.kill("SIGTERM");
         const result = await Promise.race([
@@ -527,7 +511,7 @@ Deno.test({
         }
       }
     } finally {
-      if (nsCreated) await run("ip", ["netns", "del", ns]);
+      if (nsCreated) await runCommand("ip", ["netns", "del", ns]);
       await Deno.remove(dir, { recursive: true });
     }
   },

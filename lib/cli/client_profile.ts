@@ -68,15 +68,7 @@ export async function selectProfile(
       `client config ${path} has no profiles: add one with \`openme import FILE\``,
     );
   }
-  if (name !== undefined) {
-    const profile = config.profiles.get(name);
-    if (profile === undefined) {
-      throw new CommandError(
-        `no profile "${name}" in ${path} (profiles: ${names.join(", ")})`,
-      );
-    }
-    return profile;
-  }
+  if (name !== undefined) return profileNamed(config, name);
   const fallback = config.profiles.get("default") ??
     (names.length === 1 ? config.profiles.get(names[0]) : undefined);
   if (fallback === undefined) {
@@ -87,4 +79,18 @@ export async function selectProfile(
     );
   }
   return fallback;
+}
+
+/** The profile called `name` in the config; throws a CommandError that lists the profiles there. */
+export function profileNamed(
+  config: ClientConfig,
+  name: string,
+): ClientProfile {
+  const profile = config.profiles.get(name);
+  if (profile !== undefined) return profile;
+  throw new CommandError(
+    `no profile "${name}" in ${config.path} (profiles: ${
+      [...config.profiles.keys()].join(", ")
+    })`,
+  );
 }

@@ -25,13 +25,17 @@
  */
 
 import {
+  CLIENT_PRIVATE_KEY_SIZES,
+  CLIENT_PUBLIC_KEY_BYTES,
   type ClientProfile,
   loadClientConfig,
   type NewClientProfile,
   parseClientConfig,
+  SERVER_PUBLIC_KEY_BYTES,
   upsertClientProfile,
   validateProfileName,
 } from "../config/client_config.ts";
+import { NAME_HINT } from "../config/value_checks.ts";
 import { ed25519KeyPairFromPrivateKey, keyFingerprint } from "../crypto.ts";
 import { decodeBase64Key, encodeBase64, equalBytes } from "../encoding.ts";
 import { clientConfigPath, isMissingConfigFile } from "./client_profile.ts";
@@ -92,7 +96,7 @@ export function parseImportText(
     const problem = validateProfileName(options.rename);
     if (problem !== null) {
       throw new UsageError(
-        `--profile: ${problem} (letters, digits, '.', '_', '-' or '@', starting with a letter or digit)`,
+        `--profile: ${problem} (${NAME_HINT})`,
         "import",
       );
     }
@@ -236,9 +240,18 @@ function profileFromQrPayload(source: ImportSource): ImportedProfile {
       }`,
     );
   }
-  const serverKey = qrKey(where, payload, "server_pubkey", [32]);
-  const privateKey = qrKey(where, payload, "client_privkey", [64, 32]);
-  const publicKey = qrKey(where, payload, "client_pubkey", [32]);
+  const serverKey = qrKey(where, payload, "server_pubkey", [
+    SERVER_PUBLIC_KEY_BYTES,
+  ]);
+  const privateKey = qrKey(
+    where,
+    payload,
+    "client_privkey",
+    CLIENT_PRIVATE_KEY_SIZES,
+  );
+  const publicKey = qrKey(where, payload, "client_pubkey", [
+    CLIENT_PUBLIC_KEY_BYTES,
+  ]);
   const profile: ClientProfile = {
     name,
     serverHost: host.trim(),
@@ -269,7 +282,7 @@ function qrKey(
   where: string,
   payload: Record<string, unknown>,
   field: string,
-  sizes: number[],
+  sizes: readonly number[],
 ): Uint8Array {
   const text = payload[field];
   if (typeof text !== "string") {
@@ -279,7 +292,7 @@ function qrKey(
       }`,
     );
   }
-  const decoded = decodeBase64Key(text.trim(), { sizes });
+  const decoded = decodeBase64Key(text.trim(), { sizes: [...sizes] });
   if (!decoded.ok) {
     throw new CommandError(
       `${where}: "${field}": ${decoded.reason} (expected base64 of ${

@@ -6,6 +6,7 @@
 
 import { INTERFACE_NAME_PATTERN } from "../firewall/backend.ts";
 import {
+  DEFAULT_FIREWALL,
   DEFAULT_SERVER_CONFIG_PATH,
   DEFAULT_UDP_PORT,
 } from "../config/server_config.ts";
@@ -45,7 +46,9 @@ export async function runInitCommand(
   const port = typeof v.port === "string"
     ? parsePortFlag(v.port, "--port", "init")
     : DEFAULT_UDP_PORT;
-  const firewall = typeof v.firewall === "string" ? v.firewall : "nft";
+  const firewall = typeof v.firewall === "string"
+    ? v.firewall
+    : DEFAULT_FIREWALL;
   if (firewall !== "nft" && firewall !== "iptables") {
     throw new UsageError(
       `--firewall "${firewall}" is not a backend (expected nft or iptables)`,

@@ -6,6 +6,7 @@
  */
 
 import {
+  formatServerAddress,
   type KnockReport,
   knockServer,
   type ServerAddress,
@@ -67,13 +68,11 @@ function parseFlags(parsed: ParsedCommand): KnockFlags {
   return { target, family, intervalMs };
 }
 
-function showAddress(a: ServerAddress, port: number): string {
-  return a.family === 6 ? `[${a.address}]:${port}` : `${a.address}:${port}`;
-}
-
 /** "host (addr:port, [addr6]:port) for 198.51.100.20" — what one knock round did. */
 function describe(profile: ClientProfile, report: KnockReport): string {
-  const where = report.sent.map((k) => showAddress(k.to, k.port)).join(", ");
+  const where = report.sent.map((k) => formatServerAddress(k.to, k.port)).join(
+    ", ",
+  );
   const literal = report.sent.length === 1 &&
     report.sent[0].to.address === profile.serverHost.replace(/^\[|\]$/g, "");
   const target = report.sent[0]?.target ?? null;
@@ -105,13 +104,13 @@ async function checkAfterKnock(
   if (result.ok) {
     io.out(
       `✓ health port tcp ${
-        showAddress(result.address, port)
+        formatServerAddress(result.address, port)
       } open after ${ms} ms`,
     );
     return true;
   }
   if (result.reason === "aborted") return false;
-  const where = addresses.map((a) => showAddress(a, port)).join(" or ");
+  const where = addresses.map((a) => formatServerAddress(a, port)).join(" or ");
   io.out(
     `✗ health port tcp ${where} still closed after ${ms} ms (${result.reason}): ` +
       `check that the server runs (\`journalctl -u openme\` there), that UDP ${port} reaches it ` +

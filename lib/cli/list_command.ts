@@ -12,6 +12,7 @@ import {
 import { formatPortRange } from "../config/ports.ts";
 import { keyFingerprint } from "../crypto.ts";
 import type { CliIo, ParsedCommand } from "./mod.ts";
+import { formatTable } from "./table.ts";
 import { formatRfc3339 } from "../time.ts";
 
 /** Runs `openme list`. */
@@ -41,15 +42,7 @@ export async function runListCommand(
       expires,
     ]);
   }
-  const widths = rows[0].map((_, i) =>
-    Math.max(...rows.map((r) => r[i].length))
-  );
-  for (const r of rows) {
-    io.out(
-      r.map((cell, i) => i === r.length - 1 ? cell : cell.padEnd(widths[i]))
-        .join("  "),
-    );
-  }
+  for (const line of formatTable(rows)) io.out(line);
   for (const name of config.skippedClients) {
     io.out(
       `${name}  (invalid entry: skipped by the server; see the warning below)`,

@@ -115,9 +115,7 @@ export function parseCommandLine(
   let commandIndex = -1;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
-    if (
-      arg === "--config" || arg === "--client-config" || arg === "--log-level"
-    ) {
+    if (GLOBAL_VALUE_FLAGS.includes(arg)) {
       i++;
       continue;
     }

@@ -10,8 +10,8 @@ import { encodeBase64 } from "../encoding.ts";
 import {
   clientConfigPath,
   loadClientConfigOrExplain,
+  profileNamed,
 } from "./client_profile.ts";
-import { CommandError } from "./errors.ts";
 import type { CliIo, ParsedCommand } from "./mod.ts";
 
 /** What stands in for a private key in any output. */
@@ -36,14 +36,7 @@ export async function runProfilesCommand(
     }
     return 0;
   }
-  const p = config.profiles.get(name);
-  if (p === undefined) {
-    throw new CommandError(
-      `no profile "${name}" in ${path} (profiles: ${
-        [...config.profiles.keys()].join(", ")
-      })`,
-    );
-  }
+  const p = profileNamed(config, name);
   io.out(`profile ${p.name} (${path})`);
   io.out(`  server_host:     ${p.serverHost}`);
   io.out(`  server_udp_port: ${p.serverUdpPort}`);

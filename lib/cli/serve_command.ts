@@ -8,7 +8,7 @@
 import { INTERFACE_NAME_PATTERN } from "../firewall/backend.ts";
 import { DEFAULT_SERVER_CONFIG_PATH } from "../config/server_config.ts";
 import { enableLogBatching, error, info, warn } from "../log.ts";
-import { serverSupported } from "../platform.ts";
+import { type Platform, serverSupported } from "../platform.ts";
 import { OpenmeServer } from "../server/daemon.ts";
 import { DEFAULT_STATE_FILE } from "../server/state_file.ts";
 import { CommandError, UsageError } from "./errors.ts";
@@ -17,12 +17,19 @@ import type { CliIo, ParsedCommand } from "./mod.ts";
 /** How long shutdown should take; past it a warning is logged, and shutdown goes on until the rules are removed. */
 export const SHUTDOWN_DEADLINE_MS = 2000;
 
+/** Options for {@linkcode runServeCommand}. */
+export interface ServeCommandOptions {
+  /** Operating system as `Deno.build.os` names it; default the current one (tests pass another). */
+  platform?: Platform;
+}
+
 /** Runs `openme serve`. */
 export async function runServeCommand(
   parsed: ParsedCommand,
   _io: CliIo,
+  options: ServeCommandOptions = {},
 ): Promise<number> {
-  const support = serverSupported();
+  const support = serverSupported({ platform: options.platform });
   if (!support.ok) throw new CommandError(support.message);
   const configPath = parsed.globals.config ?? DEFAULT_SERVER_CONFIG_PATH;
   const stateFile = typeof parsed.values["state-file"] === "string"

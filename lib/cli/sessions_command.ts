@@ -12,6 +12,7 @@ import {
 } from "../server/state_file.ts";
 import type { CliIo, ParsedCommand } from "./mod.ts";
 import { CommandError } from "./errors.ts";
+import { formatTable } from "./table.ts";
 
 /** Refresh interval of `--watch`. */
 export const WATCH_INTERVAL_MS = 1000;
@@ -50,16 +51,7 @@ export function renderSessions(state: StateFile, nowMs: number): string {
         ago(Date.parse(s.expires_at) - nowMs),
       ]);
     }
-    const widths = rows[0].map((_, i) =>
-      Math.max(...rows.map((r) => r[i].length))
-    );
-    for (const r of rows) {
-      lines.push(
-        r.map((c, i) => i === r.length - 1 ? c : c.padEnd(widths[i])).join(
-          "  ",
-        ),
-      );
-    }
+    lines.push(...formatTable(rows));
   }
   const active = new Set(state.active_sessions.map((s) => s.client_name));
   const seen = Object.entries(state.last_seen).filter(([name]) =>

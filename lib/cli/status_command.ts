@@ -7,6 +7,7 @@
 
 import { checkHealth, STATUS_TIMEOUT_MS } from "../client/health_check.ts";
 import {
+  formatServerAddress,
   knockServer,
   resolveServer,
   type ServerAddress,
@@ -14,10 +15,6 @@ import {
 import { selectProfile } from "./client_profile.ts";
 import { CommandError } from "./errors.ts";
 import type { CliIo, ParsedCommand } from "./mod.ts";
-
-function show(a: ServerAddress, port: number): string {
-  return a.family === 6 ? `[${a.address}]:${port}` : `${a.address}:${port}`;
-}
 
 /** Runs `openme status`. */
 export async function runStatusCommand(
@@ -31,7 +28,11 @@ export async function runStatusCommand(
     if (parsed.values.knock === true) {
       const report = await knockServer(profile);
       addresses = report.sent.map((k) => k.to);
-      io.out(`knocked ${addresses.map((a) => show(a, port)).join(", ")}`);
+      io.out(
+        `knocked ${
+          addresses.map((a) => formatServerAddress(a, port)).join(", ")
+        }`,
+      );
     } else {
       addresses = await resolveServer(profile.serverHost);
     }
@@ -42,11 +43,13 @@ export async function runStatusCommand(
     timeoutMs: STATUS_TIMEOUT_MS,
     poll: parsed.values.knock === true,
   });
-  const where = addresses.map((a) => show(a, port)).join(" and ");
+  const where = addresses.map((a) => formatServerAddress(a, port)).join(
+    " and ",
+  );
   if (result.ok) {
     io.out(
       `✓ ${profile.serverHost}: health port ${
-        show(result.address, port)
+        formatServerAddress(result.address, port)
       } reachable (${Math.round(result.elapsedMs)} ms) — your knock is open`,
     );
     return 0;

@@ -25,6 +25,11 @@ export interface ServerAddress {
   family: 4 | 6;
 }
 
+/** An address and port as text, IPv6 in brackets: `192.0.2.1:54154`, `[2001:db8::1]:54154`. */
+export function formatServerAddress(to: ServerAddress, port: number): string {
+  return to.family === 6 ? `[${to.address}]:${port}` : `${to.address}:${port}`;
+}
+
 /** What a profile needs for knocking. */
 export interface KnockProfile {
   /** Server name or address. */
@@ -152,23 +157,13 @@ async function probeRoute(
   to: ServerAddress,
   port: number,
 ): Promise<string | null> {
-  const { connect: netConnect } = await import("node:net");
-  return await new Promise((resolve) => {
-    const socket = netConnect({ host: to.address, port, family: to.family });
-    const done = (code: string | null): void => {
-      clearTimeout(timer);
-      socket.removeAllListeners();
-      socket.on("error", () => {});
-      socket.destroy();
-      resolve(code);
-    };
-    const timer = setTimeout(() => done(null), ROUTE_PROBE_TIMEOUT_MS);
-    socket.once("connect", () => done(null));
-    socket.once("error", (err: Error & { code?: string }) => {
-      const code = err.code ?? "";
-      done(LOCAL_NETWORK_ERRORS.includes(code) ? code : null);
-    });
+  const { tryConnect } = await import("./health_check.ts");
+  const reason = await tryConnect(to, port, {
+    timeoutMs: ROUTE_PROBE_TIMEOUT_MS,
   });
+  return reason !== null && LOCAL_NETWORK_ERRORS.includes(reason)
+    ? reason
+    : null;
 }
 
 /** The error for a send the system refused, with the system's code. */

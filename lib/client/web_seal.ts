@@ -15,7 +15,10 @@
  */
 
 import { chacha20Poly1305Seal } from "../chacha20_poly1305.ts";
+import { checkByteLength, concatBytes, randomBytes } from "../encoding.ts";
 import {
+  checkEd25519PrivateKey,
+  checkEd25519PublicHalf,
   checkX25519SharedSecret,
   clampX25519Scalar,
   ED25519_PKCS8_PREFIX,
@@ -31,7 +34,7 @@ import {
   currentTimestampNs,
   encodeKnockPlaintext,
   EPHEMERAL_KEY_BYTES,
-  KDF_INFO,
+  KDF_INFO_BYTES,
   KDF_OUTPUT_BYTES,
   type KnockKeys,
   type KnockPlaintext,
@@ -55,47 +58,6 @@ const DERIVED_BITS = KDF_OUTPUT_BYTES * 8;
 const X25519_SHARED_BITS = X25519_KEY_BYTES * 8;
 /** HKDF's default salt for SHA-256 (RFC 5869 §2.2): HashLen zero bytes. */
 const HKDF_DEFAULT_SALT = new Uint8Array(32);
-const KDF_INFO_BYTES = new TextEncoder().encode(KDF_INFO);
-
-function randomBytes(length: number): Uint8Array {
-  return crypto.getRandomValues(new Uint8Array(length));
-}
-
-function checkLength(what: string, bytes: Uint8Array, want: number): void {
-  if (!(bytes instanceof Uint8Array) || bytes.length !== want) {
-    const got = bytes instanceof Uint8Array
-      ? `${bytes.length} bytes`
-      : typeof bytes;
-    throw new RangeError(`${what}: expected ${want} bytes, got ${got}`);
-  }
-}
-
-function concatBytes(
-  a: Uint8Array,
-  b: Uint8Array,
-): Uint8Array<ArrayBuffer> {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a, 0);
-  out.set(b, a.length);
-  return out;
-}
-
-/** Encodes bytes as unpadded base64url, the form of JWK's `x` member. */
-function encodeBase64Url(bytes: Uint8Array): string {
-  let binary = "";
-  for (const byte of bytes) binary += String.fromCharCode(byte);
-  return btoa(binary).replaceAll("+", "-").replaceAll("/", "_")
-    .replace(/=+$/, "");
-}
-
-/** Decodes unpadded base64url (as found in a JWK). */
-function decodeBase64Url(text: string): Uint8Array {
-  const base64 = text.replaceAll("-", "+").replaceAll("_", "/");
-  const binary = atob(base64 + "=".repeat((4 - base64.length % 4) % 4));
-  const out = new Uint8Array(binary.length);
-  for (let i = 0; i < binary.length; i++) out[i] = binary.charCodeAt(i);
-  return out;
-}
 
 /** The public key of an extractable WebCrypto OKP private key (JWK `x`). */
 async function publicKeyOf(privateKey: CryptoKey): Promise<Uint8Array> {
@@ -105,7 +67,8 @@ async function publicKeyOf(privateKey: CryptoKey): Promise<Uint8Array> {
       `WebCrypto exported a ${jwk.crv} key without its public part`,
     );
   }
-  return decodeBase64Url(jwk.x);
+  // JWK's `x` is unpadded base64url (RFC 7517 §2).
+  return Uint8Array.fromBase64(jwk.x, { alphabet: "base64url" });
 }
 
 /**
@@ -114,18 +77,7 @@ async function publicKeyOf(privateKey: CryptoKey): Promise<Uint8Array> {
  * belong to its seed, as `../crypto.ts` does.
  */
 async function importSigningKey(privateKey: Uint8Array): Promise<CryptoKey> {
-  if (
-    !(privateKey instanceof Uint8Array) ||
-    (privateKey.length !== ED25519_SEED_BYTES &&
-      privateKey.length !== ED25519_PRIVATE_KEY_BYTES)
-  ) {
-    const got = privateKey instanceof Uint8Array
-      ? `${privateKey.length} bytes`
-      : typeof privateKey;
-    throw new RangeError(
-      `Ed25519 private key: expected ${ED25519_SEED_BYTES} bytes (seed) or ${ED25519_PRIVATE_KEY_BYTES} bytes (seed then public key), got ${got}`,
-    );
-  }
+  checkEd25519PrivateKey(privateKey);
   const hasPublicHalf = privateKey.length === ED25519_PRIVATE_KEY_BYTES;
   const key = await crypto.subtle.importKey(
     "pkcs8",
@@ -138,13 +90,7 @@ async function importSigningKey(privateKey: Uint8Array): Promise<CryptoKey> {
     ["sign"],
   );
   if (hasPublicHalf) {
-    const publicKey = await publicKeyOf(key);
-    const given = privateKey.subarray(ED25519_SEED_BYTES);
-    if (encodeBase64Url(publicKey) !== encodeBase64Url(given)) {
-      throw new RangeError(
-        "Ed25519 private key: the last 32 bytes are not the public key of the first 32 (seed); the key is corrupt, generate a new one",
-      );
-    }
+    checkEd25519PublicHalf(privateKey, await publicKeyOf(key));
   }
   return key;
 }
@@ -178,7 +124,7 @@ async function sharedSecret(
   ephemeralPrivateKey: CryptoKey,
   serverPublicKey: Uint8Array,
 ): Promise<Uint8Array<ArrayBuffer>> {
-  checkLength("X25519 public key", serverPublicKey, X25519_KEY_BYTES);
+  checkByteLength("X25519 public key", serverPublicKey, X25519_KEY_BYTES);
   let shared: Uint8Array<ArrayBuffer>;
   try {
     const serverKey = await crypto.subtle.importKey(
@@ -246,7 +192,7 @@ export async function sealKnockWeb(
 ): Promise<Uint8Array> {
   const plainBytes = encodeKnockPlaintext(plaintext);
   const aeadNonce = options?.aeadNonce ?? randomBytes(AEAD_NONCE_BYTES);
-  checkLength("knock AEAD nonce", aeadNonce, AEAD_NONCE_BYTES);
+  checkByteLength("knock AEAD nonce", aeadNonce, AEAD_NONCE_BYTES);
   const [signingKey, ephemeral] = await Promise.all([
     importSigningKey(keys.clientPrivateKey),
     ephemeralKeyPair(
@@ -272,7 +218,7 @@ export async function sealKnockWeb(
       packet.subarray(0, SIGNED_BYTES),
     ),
   );
-  checkLength("Ed25519 signature", signature, SIGNATURE_BYTES);
+  checkByteLength("Ed25519 signature", signature, SIGNATURE_BYTES);
   packet.set(signature, SIGNATURE_OFFSET);
   return packet;
 }

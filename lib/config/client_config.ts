@@ -7,9 +7,8 @@
  * @module
  */
 
-import { dirname } from "node:path";
 import { isDeepStrictEqual } from "node:util";
-import { Document, isMap, YAMLMap } from "yaml";
+import { Document, YAMLMap } from "yaml";
 import {
   checkClientProfiles,
   CLIENT_CONFIG_DIR_MODE,
@@ -19,13 +18,13 @@ import {
 } from "./client_profiles.ts";
 import { ConfigError, describeValue, formatKeyPath } from "./errors.ts";
 import {
-  ensureDir,
-  errorText,
+  ensureConfigDir,
   fileExists,
   type FileLockOptions,
   lineOfKeyPath,
   parseYamlSource,
   readYamlDocument,
+  setSectionEntry,
   spliceInsertMapEntry,
   withFileLock,
   writeConfigFile,
@@ -35,6 +34,7 @@ import {
 import {
   isRecord,
   looseModeWarning,
+  NAME_HINT,
   passesCheck,
   reportAt,
   withoutGeneratedLine,
@@ -122,11 +122,18 @@ export interface UpsertProfileOptions extends FileLockOptions {
 export function renderClientConfig(
   profiles: readonly NewClientProfile[],
 ): string {
+  for (const profile of profiles) {
+    checkNewProfile("(new client config)", profile);
+  }
+  return profilesText(profiles);
+}
+
+/** Renders profiles as a client config without checking them. */
+function profilesText(profiles: readonly NewClientProfile[]): string {
   const doc = new Document();
   const root = new YAMLMap();
   const section = new YAMLMap();
   for (const profile of profiles) {
-    checkNewProfile("(new client config)", profile);
     section.set(profile.name, doc.createNode(profileValue(profile)));
   }
   root.set("profiles", section);
@@ -146,16 +153,10 @@ export async function upsertClientProfile(
   options: UpsertProfileOptions = {},
 ): Promise<void> {
   checkNewProfile(path, profile);
-  try {
-    await ensureDir(dirname(path), { mode: CLIENT_CONFIG_DIR_MODE });
-  } catch (error) {
-    throw new ConfigError({
-      file: path,
-      problem: `cannot create directory ${dirname(path)}: ${errorText(error)}`,
-      expected: "check the path and permissions",
-      cause: error,
-    });
-  }
+  await ensureConfigDir(path, {
+    mode: CLIENT_CONFIG_DIR_MODE,
+    expected: "check the path and permissions",
+  });
 
   await withFileLock(path, async () => {
     const name = profile.name;
@@ -241,16 +242,7 @@ function editWithDocumentApi(
   const doc = source.doc.clone();
   const value = profileValue(profile);
   if (!exists) {
-    let section = doc.get("profiles", true);
-    if (!isMap(section)) {
-      const created = new YAMLMap();
-      doc.set("profiles", created);
-      section = created;
-    }
-    if (isMap(section)) {
-      if (section.items.length === 0) section.flow = false;
-      section.set(profile.name, doc.createNode(value));
-    }
+    setSectionEntry(doc, "profiles", profile.name, doc.createNode(value));
   } else {
     for (const [key, item] of Object.entries(value)) {
       doc.setIn(["profiles", profile.name, key], item);
@@ -285,18 +277,11 @@ function checkNewProfile(path: string, profile: NewClientProfile): void {
       file: path,
       keyPath: formatKeyPath(["profiles", profile.name]),
       problem: nameProblem,
-      expected:
-        "letters, digits, '.', '_', '-' or '@', starting with a letter or digit",
+      expected: NAME_HINT,
     });
   }
-  const doc = new Document();
-  const root = new YAMLMap();
-  const section = new YAMLMap();
-  section.set(profile.name, doc.createNode(profileValue(profile)));
-  root.set("profiles", section);
-  doc.contents = root;
   try {
-    parseClientConfig(doc.toString({ lineWidth: 0 }), { path });
+    parseClientConfig(profilesText([profile]), { path });
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     // Line numbers of the generated text would point into the wrong file.

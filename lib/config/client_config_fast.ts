@@ -11,12 +11,13 @@
 
 import { checkClientProfiles, type ClientConfig } from "./client_profiles.ts";
 import { readPlainYaml } from "./plain_yaml.ts";
-import { MAX_CONFIG_FILE_BYTES, type ProblemAt } from "./value_checks.ts";
+import {
+  LOOSE_MODE_BITS,
+  MAX_CONFIG_FILE_BYTES,
+  type ProblemAt,
+} from "./value_checks.ts";
 
 const IS_WINDOWS = Deno.build.os === "windows";
-
-/** Permission bits that let other users read a file; the full loader warns about them. */
-const LOOSE_MODE_BITS = 0o077;
 
 /** Thrown by the fast path's problem report: the full loader must explain. */
 class NeedsFullLoader extends Error {

@@ -17,6 +17,7 @@ import {
   checkOptionalPort,
   HOST_PATTERN,
   isRecord,
+  NAME_HINT,
   NAME_PATTERN,
   type ReportProblem,
 } from "./value_checks.ts";
@@ -138,8 +139,7 @@ function checkProfile(
     report({
       keyPath: base,
       problem: nameProblem,
-      expected:
-        "letters, digits, '.', '_', '-' or '@', starting with a letter or digit",
+      expected: NAME_HINT,
     });
   }
   if (!isRecord(entry)) {

@@ -21,7 +21,7 @@ import {
   parseDocument,
   type Scalar,
   visit,
-  type YAMLMap,
+  YAMLMap,
 } from "yaml";
 import {
   ConfigError,
@@ -378,6 +378,31 @@ function rangeOf(node: unknown): [number, number, number] | null {
   if (node === null || typeof node !== "object") return null;
   const range = (node as { range?: [number, number, number] | null }).range;
   return range ?? null;
+}
+
+/**
+ * Sets `key` to `node` in the top-level map `section` of `doc` with the
+ * Document API (comments and unknown keys kept, spacing may be normalised):
+ * a missing section, or one that is not a map, becomes a new map, and an
+ * empty one is written in block style. The fallback when
+ * {@linkcode spliceInsertMapEntry} cannot be used.
+ */
+export function setSectionEntry(
+  doc: Document,
+  section: string,
+  key: string,
+  node: unknown,
+): void {
+  const found = doc.get(section, true);
+  let map: YAMLMap;
+  if (isMap(found)) {
+    map = found;
+  } else {
+    map = new YAMLMap();
+    doc.set(section, map);
+  }
+  if (map.items.length === 0) map.flow = false;
+  map.set(key, node);
 }
 
 /** What {@linkcode spliceInsertMapEntry} inserts where. */
@@ -749,6 +774,33 @@ export async function ensureDir(
   }
   await Deno.mkdir(path, { recursive: true, mode: options.mode });
   if (!IS_WINDOWS) await Deno.chmod(path, options.mode);
+}
+
+/** Options for {@linkcode ensureConfigDir}. */
+export interface EnsureConfigDirOptions extends EnsureDirOptions {
+  /** What to tell the user when the directory cannot be created. */
+  expected: string;
+}
+
+/**
+ * Creates the directory that holds the config file `path` when missing (see
+ * {@linkcode ensureDir}); throws a ConfigError naming the file when it cannot.
+ */
+export async function ensureConfigDir(
+  path: string,
+  options: EnsureConfigDirOptions,
+): Promise<void> {
+  const directory = dirname(path);
+  try {
+    await ensureDir(directory, { mode: options.mode });
+  } catch (error) {
+    throw new ConfigError({
+      file: path,
+      problem: `cannot create directory ${directory}: ${errorText(error)}`,
+      expected: options.expected,
+      cause: error,
+    });
+  }
 }
 
 /** Options for {@linkcode withFileLock}. */

@@ -29,6 +29,7 @@ import {
   HOST_PATTERN,
   isRecord,
   looseModeWarning,
+  NAME_HINT,
   NAME_PATTERN,
   optionalPort,
   type ProblemAt,
@@ -430,8 +431,7 @@ function parseClientEntry(
     throw configErrorAt(source, {
       keyPath: ["clients", name],
       problem: nameProblem,
-      expected:
-        "letters, digits, '.', '_', '-' or '@', starting with a letter or digit",
+      expected: NAME_HINT,
     });
   }
   if (!isRecord(entry)) {

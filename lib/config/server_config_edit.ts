@@ -8,9 +8,8 @@
  * @module
  */
 
-import { dirname } from "node:path";
 import { isDeepStrictEqual } from "node:util";
-import { Document, isMap, Scalar, YAMLMap, type YAMLSeq } from "yaml";
+import { Document, Scalar, YAMLMap, type YAMLSeq } from "yaml";
 import { decodeBase64Key } from "../encoding.ts";
 import {
   ConfigError,
@@ -19,13 +18,13 @@ import {
   type KeyPathSegment,
 } from "./errors.ts";
 import {
-  ensureDir,
-  errorText,
+  ensureConfigDir,
   fileExists,
   type FileLockOptions,
   lineOfKeyPath,
   parseYamlSource,
   readYamlDocument,
+  setSectionEntry,
   spliceInsertMapEntry,
   spliceRemoveMapEntry,
   withFileLock,
@@ -38,12 +37,13 @@ import {
   CLIENT_PUBLIC_KEY_BYTES,
   EXPIRES_HINT,
   type InitialServerConfigOptions,
+  MAX_CLIENT_NAME_LENGTH,
   parseRfc3339Timestamp,
   renderInitialServerConfig,
   resolveAllowedPorts,
   validateClientName,
 } from "./server_config.ts";
-import { isRecord, passesCheck } from "./validate.ts";
+import { isRecord, NAME_HINT, passesCheck } from "./validate.ts";
 
 /** Mode of the server config directory when openme creates it. */
 export const SERVER_CONFIG_DIR_MODE = 0o750;
@@ -67,16 +67,10 @@ export async function initServerConfig(
   options: InitServerConfigOptions,
 ): Promise<string> {
   const text = renderInitialServerConfig({ ...options, path });
-  try {
-    await ensureDir(dirname(path), { mode: SERVER_CONFIG_DIR_MODE });
-  } catch (error) {
-    throw new ConfigError({
-      file: path,
-      problem: `cannot create directory ${dirname(path)}: ${errorText(error)}`,
-      expected: "run as root, or pass --config PATH in a writable directory",
-      cause: error,
-    });
-  }
+  await ensureConfigDir(path, {
+    mode: SERVER_CONFIG_DIR_MODE,
+    expected: "run as root, or pass --config PATH in a writable directory",
+  });
   await withFileLock(path, async () => {
     if (options.force !== true && await fileExists(path)) {
       throw new ConfigError({
@@ -130,8 +124,7 @@ export async function addServerClient(
       file: path,
       keyPath: formatKeyPath(baseKeyPath),
       problem: nameProblem,
-      expected:
-        "letters, digits, '.', '_', '-' or '@', starting with a letter or digit, at most 64",
+      expected: `${NAME_HINT}, at most ${MAX_CLIENT_NAME_LENGTH}`,
     });
   }
   const key = decodeBase64Key(client.ed25519PublicKeyB64, {
@@ -345,15 +338,6 @@ function addWithDocumentApi(
   entryValue: Record<string, unknown>,
 ): string {
   const doc = source.doc.clone();
-  let clients = doc.get("clients", true);
-  if (!isMap(clients)) {
-    const created = new YAMLMap();
-    doc.set("clients", created);
-    clients = created;
-  }
-  if (isMap(clients)) {
-    if (clients.items.length === 0) clients.flow = false;
-    clients.set(name, buildEntryNode(doc, entryValue));
-  }
+  setSectionEntry(doc, "clients", name, buildEntryNode(doc, entryValue));
   return doc.toString({ flowCollectionPadding: false });
 }

@@ -13,6 +13,7 @@ import {
   checkKey,
   checkOptionalPort,
   type KeyField,
+  LOOSE_MODE_BITS,
   type PortField,
   type ProblemAt,
   type ReportProblem,
@@ -22,6 +23,7 @@ export {
   HOST_PATTERN,
   isRecord,
   type KeyField,
+  NAME_HINT,
   NAME_PATTERN,
   PORT_HINT,
   type PortField,
@@ -65,7 +67,9 @@ export function looseModeWarning(
   source: YamlSource,
   secret: string,
 ): string | null {
-  if (source.mode === null || (source.mode & 0o077) === 0) return null;
+  if (source.mode === null || (source.mode & LOOSE_MODE_BITS) === 0) {
+    return null;
+  }
   return `config ${source.path}: file mode ${
     source.mode.toString(8).padStart(4, "0")
   } lets other users read ${secret} (run chmod 600 ${source.path})`;

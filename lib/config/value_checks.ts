@@ -14,6 +14,9 @@ import { describeValue, type KeyPathSegment } from "./errors.ts";
 /** Config files larger than this are refused before parsing. */
 export const MAX_CONFIG_FILE_BYTES = 1024 * 1024;
 
+/** Permission bits that let other users read a config file, which holds a private key. */
+export const LOOSE_MODE_BITS = 0o077;
+
 /** Host names and IP literals: no whitespace, quotes or control characters, at most 253 characters. */
 // deno-lint-ignore no-control-regex
 export const HOST_PATTERN = /^[^\s"'`\\\u0000-\u001f\u007f]{1,253}$/;
@@ -21,6 +24,9 @@ export const HOST_PATTERN = /^[^\s"'`\\\u0000-\u001f\u007f]{1,253}$/;
 export const NAME_PATTERN = /^[\p{L}\p{N}][\p{L}\p{N}._@-]*$/u;
 /** The ASCII names {@linkcode NAME_PATTERN} accepts, tested first: it compiles in a fraction of the time, which `openme knock` start-up notices. */
 export const ASCII_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._@-]*$/;
+/** What a good client or profile name looks like, for messages. */
+export const NAME_HINT =
+  "letters, digits, '.', '_', '-' or '@', starting with a letter or digit";
 /** What a good port value looks like, for messages. */
 export const PORT_HINT = "an integer 1-65535, e.g. 54154";
 

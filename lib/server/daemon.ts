@@ -221,6 +221,16 @@ function oneLine(text: string): string {
   ).join(" | ");
 }
 
+/** Logs why a reload failed (the previous config stays in force); returns false, the reload's result. */
+function reloadFailed(why: string, err: unknown): false {
+  error(
+    `reload (${why}) failed, the previous config stays in force: ${
+      oneLine((err as Error).message)
+    }`,
+  );
+  return false;
+}
+
 /** What identifies one version of the config file: a rename-over-write changes the inode. */
 interface FileStamp {
   mtime: number;
@@ -629,12 +639,7 @@ export class OpenmeServer {
     try {
       next = await loadServerConfig(this.#configPath);
     } catch (err) {
-      error(
-        `reload (${why}) failed, the previous config stays in force: ${
-          oneLine((err as Error).message)
-        }`,
-      );
-      return false;
+      return reloadFailed(why, err);
     }
     if (this.#stopping) return false;
     for (const w of next.warnings) warn(w);
@@ -673,12 +678,7 @@ export class OpenmeServer {
       grants = grantsOf(config);
       verifierClients = verifierClientsOf(config);
     } catch (err) {
-      error(
-        `reload (${why}) failed, the previous config stays in force: ${
-          oneLine((err as Error).message)
-        }`,
-      );
-      return false;
+      return reloadFailed(why, err);
     }
     this.#config = config;
     this.#grants = grants;

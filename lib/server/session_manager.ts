@@ -159,19 +159,18 @@ function describeRules(
 function describeKnock(
   clientName: string,
   address: IpAddress,
-  details: KnockDetails,
+  source: string | undefined,
+  fingerprint: string | undefined,
 ): string {
-  const fp = details.fingerprint !== undefined
-    ? ` key ${details.fingerprint}`
-    : "";
-  const from = details.source !== undefined ? ` from ${details.source}` : "";
+  const fp = fingerprint !== undefined ? ` key ${fingerprint}` : "";
+  const from = source !== undefined ? ` from ${source}` : "";
   return `for ${address.text} (client ${clientName}${fp}${from})`;
 }
 
 /**
- * {@linkcode describePorts} of the port lists refreshes log, computed once
- * per list: a port list is never changed in place once a session holds it
- * (new grants are new lists).
+ * {@linkcode describePorts} of the port lists refreshes log and compare,
+ * computed once per list: a port list is never changed in place once a
+ * session or a grant holds it (new grants are new lists).
  */
 const PORTS_TEXT = new WeakMap<readonly FirewallRulePort[], string>();
 
@@ -245,7 +244,11 @@ export class SessionManager {
   }
 
   #until(ms: number): string {
-    const wallMs = this.toWallMs(ms);
+    return this.#untilWall(this.toWallMs(ms));
+  }
+
+  /** A deadline in wall-clock ms, as logs show it. */
+  #untilWall(wallMs: number): string {
     // Shown to the second: one formatting per second of deadlines.
     const second = Math.floor(wallMs / MS_PER_SECOND);
     if (second !== this.#untilSecond) {
@@ -272,27 +275,20 @@ export class SessionManager {
     const key = sessionKey(clientName, address);
     const existing = this.#sessions.get(key);
     if (existing === undefined) return false;
-    this.#lastSeen.set(clientName, this.#wallNow());
-    this.#refreshSession(key, existing, ports, source, fingerprint);
-    return true;
-  }
-
-  #refreshSession(
-    key: string,
-    existing: Session,
-    ports: FirewallRulePort[],
-    source: string | undefined,
-    fingerprint: string | undefined,
-  ): void {
-    existing.expiresAtMs = this.#now() + this.#knockTimeoutMs;
-    const fp = fingerprint !== undefined ? ` key ${fingerprint}` : "";
-    const from = source !== undefined ? ` from ${source}` : "";
+    // One reading of each clock serves the deadline, last seen and the log.
+    const now = this.#now();
+    const wallNow = this.#wallNow();
+    this.#lastSeen.set(clientName, wallNow);
+    existing.expiresAtMs = now + this.#knockTimeoutMs;
     info(
-      `refreshed ${
-        portsText(existing.ports)
-      } for ${existing.address.text} (client ${existing.clientName}${fp}${from}) until ${
-        this.#until(existing.expiresAtMs)
-      }`,
+      `refreshed ${portsText(existing.ports)} ${
+        describeKnock(
+          existing.clientName,
+          existing.address,
+          source,
+          fingerprint,
+        )
+      } until ${this.#untilWall(wallNow + this.#knockTimeoutMs)}`,
     );
     // The timer already fires at or before the soonest deadline unless this
     // one moved before it (a reload shortened knock_timeout).
@@ -301,14 +297,14 @@ export class SessionManager {
     }
     this.#onChange();
     if (
-      ports !== existing.ports &&
-      describePorts(ports) !== describePorts(existing.ports)
+      ports !== existing.ports && portsText(ports) !== portsText(existing.ports)
     ) {
       // The grant changed and the reload could not move the rules yet.
       this.#swapPorts(key, existing, ports).catch((err) =>
         error(`changing ports failed: ${err}`)
       );
     }
+    return true;
   }
 
   /** Opens (or refreshes) the session for a verified knock. */
@@ -318,26 +314,30 @@ export class SessionManager {
     ports: FirewallRulePort[],
     details: KnockDetails = {},
   ): Promise<KnockOutcome> {
-    this.#lastSeen.set(clientName, this.#wallNow());
-    const key = sessionKey(clientName, address);
-    const existing = this.#sessions.get(key);
-    if (this.#stopped) return Promise.resolve("failed");
-    if (existing !== undefined) {
-      this.#refreshSession(
-        key,
-        existing,
+    if (
+      this.refresh(
+        clientName,
+        address,
         ports,
         details.source,
         details.fingerprint,
-      );
+      )
+    ) {
       return Promise.resolve("refreshed");
     }
-    const pending = this.#pending.get(key);
-    if (pending !== undefined) {
+    this.#lastSeen.set(clientName, this.#wallNow());
+    if (this.#stopped) return Promise.resolve("failed");
+    const key = sessionKey(clientName, address);
+    if (this.#pending.has(key)) {
       // The open in flight sets the deadline from its own completion time.
       info(
         `knock ${
-          describeKnock(clientName, address, details)
+          describeKnock(
+            clientName,
+            address,
+            details.source,
+            details.fingerprint,
+          )
         } while its ports are being opened`,
       );
       return Promise.resolve("refreshed");
@@ -438,7 +438,12 @@ export class SessionManager {
       });
       info(
         `opened ${describePorts(ports)} ${
-          describeKnock(clientName, address, details)
+          describeKnock(
+            clientName,
+            address,
+            details.source,
+            details.fingerprint,
+          )
         } until ${this.#until(now + this.#knockTimeoutMs)}`,
       );
       this.#schedule();

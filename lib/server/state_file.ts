@@ -7,7 +7,10 @@
  */
 
 import { decodeHex } from "../encoding.ts";
-import type { ReplayCacheEntry } from "../replay_cache.ts";
+import {
+  REPLAY_CACHE_NONCE_BYTES,
+  type ReplayCacheEntry,
+} from "../replay_cache.ts";
 
 /** Default state file path. */
 export const DEFAULT_STATE_FILE = "/run/openme/sessions.json";
@@ -109,25 +112,30 @@ export async function writeStateText(
   }
 }
 
-/** Reads and checks the state file; throws with the path and what is wrong. */
-export async function readStateFile(path: string): Promise<StateFile> {
+/** The state file's parsed JSON, or undefined when the file does not exist; throws with the path when it is not JSON. */
+async function readStateJson(path: string): Promise<unknown> {
   let text: string;
   try {
     text = await Deno.readTextFile(path);
   } catch (err) {
-    if (err instanceof Deno.errors.NotFound) {
-      throw new Error(
-        `state file ${path} does not exist: is \`openme serve\` running? (use --state-file to read another)`,
-      );
-    }
+    if (err instanceof Deno.errors.NotFound) return undefined;
     throw err;
   }
-  let data: unknown;
   try {
-    data = JSON.parse(text);
+    return JSON.parse(text);
   } catch (err) {
     throw new Error(
       `state file ${path}: not valid JSON: ${(err as Error).message}`,
+    );
+  }
+}
+
+/** Reads and checks the state file; throws with the path and what is wrong. */
+export async function readStateFile(path: string): Promise<StateFile> {
+  const data = await readStateJson(path);
+  if (data === undefined) {
+    throw new Error(
+      `state file ${path} does not exist: is \`openme serve\` running? (use --state-file to read another)`,
     );
   }
   if (
@@ -143,9 +151,6 @@ export async function readStateFile(path: string): Promise<StateFile> {
   return state;
 }
 
-/** Size of a replay nonce in `replay_nonces` (32 hex digits). */
-const STATE_NONCE_BYTES = 16;
-
 /**
  * Reads the `replay_nonces` an earlier run wrote to the state file; [] when
  * the file does not exist. Malformed entries are skipped; throws with the
@@ -154,27 +159,13 @@ const STATE_NONCE_BYTES = 16;
 export async function readStateReplayNonces(
   path: string,
 ): Promise<ReplayCacheEntry[]> {
-  let text: string;
-  try {
-    text = await Deno.readTextFile(path);
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return [];
-    throw err;
-  }
-  let data: unknown;
-  try {
-    data = JSON.parse(text);
-  } catch (err) {
-    throw new Error(
-      `state file ${path}: not valid JSON: ${(err as Error).message}`,
-    );
-  }
+  const data = await readStateJson(path);
   const nonces = (data as StateFile | null)?.replay_nonces;
   if (typeof nonces !== "object" || nonces === null) return [];
   const entries: ReplayCacheEntry[] = [];
   for (const [hex, addedMs] of Object.entries(nonces)) {
     const nonce = decodeHex(hex);
-    if (nonce === null || nonce.length !== STATE_NONCE_BYTES) continue;
+    if (nonce === null || nonce.length !== REPLAY_CACHE_NONCE_BYTES) continue;
     if (typeof addedMs !== "number" || !Number.isFinite(addedMs)) continue;
     entries.push({ nonce, addedMs });
   }

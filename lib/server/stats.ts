@@ -16,13 +16,11 @@ export class KnockStats {
   accepted = 0;
   #total = new Map<string, number>();
   #recent = new Map<string, number>();
-  #recentCount = 0;
 
   /** Counts one dropped datagram. */
   drop(reason: string, source: string): void {
     this.#total.set(reason, (this.#total.get(reason) ?? 0) + 1);
     this.#recent.set(reason, (this.#recent.get(reason) ?? 0) + 1);
-    this.#recentCount++;
     if (isLogEnabled("debug")) {
       debug(`dropped datagram from ${source}: ${reason}`);
     }
@@ -42,15 +40,16 @@ export class KnockStats {
 
   /** The summary line for drops since the last call (null when none), and resets that window. */
   takeSummary(windowMs: number): string | null {
-    if (this.#recentCount === 0) return null;
+    let dropped = 0;
+    for (const n of this.#recent.values()) dropped += n;
+    if (dropped === 0) return null;
     const parts = [...this.#recent.entries()]
       .sort((a, b) => b[1] - a[1])
       .map(([reason, count]) => `${count} ${reason}`);
-    const line = `dropped ${this.#recentCount} datagrams in the last ${
+    const line = `dropped ${dropped} datagrams in the last ${
       Math.round(windowMs / 1000)
     } s: ${parts.join(", ")}`;
     this.#recent.clear();
-    this.#recentCount = 0;
     return line;
   }
 

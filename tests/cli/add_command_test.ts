@@ -20,7 +20,12 @@ import {
 } from "../../lib/crypto.ts";
 import { encodeBase64 } from "../../lib/encoding.ts";
 import { setLogSink } from "../../lib/log.ts";
-import { openme, openmeOk, withServerConfig } from "../support/cli.ts";
+import {
+  type Captured,
+  openme,
+  openmeOk,
+  withServerConfig,
+} from "../support/cli.ts";
 import { withTempDir } from "../support/files.ts";
 
 setLogSink(() => {});
@@ -38,6 +43,11 @@ async function withServer(
     initArgs: ["--server", "vpn.example.com"],
     edit,
   }, fn);
+}
+
+/** Runs `openme --config PATH add ARGS` in-process. */
+function addTo(path: string, ...args: string[]): Promise<Captured> {
+  return openme(["--config", path, "add", ...args]);
 }
 
 function withDevopsGroup(text: string): string {
@@ -58,7 +68,7 @@ function onlyProfile(block: string): ClientProfile {
 
 Deno.test("add prints a client config block starting with `profiles:`, then the key fingerprint", async () => {
   await withServer(async (path) => {
-    const result = await openme(["--config", path, "add", "alice"]);
+    const result = await addTo(path, "alice");
     assert.equal(result.code, 0, result.err);
     const lines = result.out.split("\n");
     assert.equal(lines[0], "profiles:");
@@ -87,7 +97,7 @@ Deno.test("add prints a client config block starting with `profiles:`, then the 
 
 Deno.test("add registers the client's public key in the server config, never its private key", async () => {
   await withServer(async (path) => {
-    const result = await openme(["--config", path, "add", "alice"]);
+    const result = await addTo(path, "alice");
     assert.equal(result.code, 0, result.err);
     const profile = onlyProfile(result.out);
     const server = await loadServerConfig(path);
@@ -109,10 +119,10 @@ Deno.test("add registers the client's public key in the server config, never its
 Deno.test("two adds make two different key pairs", async () => {
   await withServer(async (path) => {
     const a = onlyProfile(
-      (await openme(["--config", path, "add", "a"])).out,
+      (await addTo(path, "a")).out,
     );
     const b = onlyProfile(
-      (await openme(["--config", path, "add", "b"])).out,
+      (await addTo(path, "b")).out,
     );
     assert.notDeepEqual(a.privateKey, b.privateKey);
     assert.notDeepEqual(a.publicKey, b.publicKey);
@@ -140,7 +150,7 @@ Deno.test("add refuses an existing name with exit 1 and leaves the config unchan
   await withServer(async (path) => {
     await openmeOk(["--config", path, "add", "alice"]);
     const before = await Deno.readTextFile(path);
-    const again = await openme(["--config", path, "add", "alice"]);
+    const again = await addTo(path, "alice");
     assert.equal(again.code, 1);
     assert.match(again.err, /client "alice" already exists/);
     assert.match(again.err, /openme revoke alice/);
@@ -152,14 +162,7 @@ Deno.test("add refuses an existing name with exit 1 and leaves the config unchan
 Deno.test("add rejects an unknown port group, listing the defined groups, and changes nothing", async () => {
   await withServer(async (path) => {
     const before = await Deno.readTextFile(path);
-    const result = await openme([
-      "--config",
-      path,
-      "add",
-      "bob",
-      "--ports",
-      "dev0ps,2222/tcp",
-    ]);
+    const result = await addTo(path, "bob", "--ports", "dev0ps,2222/tcp");
     assert.equal(result.code, 2, result.err);
     assert.match(
       result.err,
@@ -174,14 +177,7 @@ Deno.test("add rejects an unknown port group, listing the defined groups, and ch
 Deno.test("add with an unknown group when no group is defined says so", async () => {
   await withServer(
     async (path) => {
-      const result = await openme([
-        "--config",
-        path,
-        "add",
-        "bob",
-        "--ports",
-        "web",
-      ]);
+      const result = await addTo(path, "bob", "--ports", "web");
       assert.equal(result.code, 2);
       assert.match(
         result.err,
@@ -198,14 +194,7 @@ Deno.test("add with an unknown group when no group is defined says so", async ()
 
 Deno.test("add --ports stores groups and specs; the client's effective ports resolve them", async () => {
   await withServer(async (path) => {
-    const result = await openme([
-      "--config",
-      path,
-      "add",
-      "bob",
-      "--ports",
-      "devops, 2222/tcp,53",
-    ]);
+    const result = await addTo(path, "bob", "--ports", "devops, 2222/tcp,53");
     assert.equal(result.code, 0, result.err);
     const server = await loadServerConfig(path);
     const bob = server.clients.find((c) => c.name === "bob")!;
@@ -228,27 +217,18 @@ Deno.test("add --ports stores groups and specs; the client's effective ports res
 
 Deno.test("add --expires stores the expiry; past or malformed times exit 2", async () => {
   await withServer(async (path) => {
-    const ok = await openme([
-      "--config",
-      path,
-      "add",
-      "carol",
-      "--expires",
-      "2099-12-31T23:59:59Z",
-    ]);
+    const ok = await addTo(path, "carol", "--expires", "2099-12-31T23:59:59Z");
     assert.equal(ok.code, 0, ok.err);
     const carol = (await loadServerConfig(path)).clients.find((c) =>
       c.name === "carol"
     )!;
     assert.equal(carol.expires?.toISOString(), "2099-12-31T23:59:59.000Z");
-    const offset = await openme([
-      "--config",
+    const offset = await addTo(
       path,
-      "add",
       "dave",
       "--expires",
       "2099-06-01T12:00:00+02:00",
-    ]);
+    );
     assert.equal(offset.code, 0, offset.err);
     const dave = (await loadServerConfig(path)).clients.find((c) =>
       c.name === "dave"
@@ -264,14 +244,7 @@ Deno.test("add --expires stores the expiry; past or malformed times exit 2", asy
         ["soon", /is not an RFC 3339 time/],
       ] as const
     ) {
-      const bad = await openme([
-        "--config",
-        path,
-        "add",
-        "eve",
-        "--expires",
-        value,
-      ]);
+      const bad = await addTo(path, "eve", "--expires", value);
       assert.equal(bad.code, 2, value);
       assert.match(bad.err, message, value);
       assert.ok(bad.err.split("\n").includes(ADD_USAGE));
@@ -283,27 +256,13 @@ Deno.test("add --expires stores the expiry; past or malformed times exit 2", asy
 Deno.test("add --profile names the printed profile; without it server.default_profile is used", async () => {
   await withServer(
     async (path) => {
-      const named = await openme([
-        "--config",
-        path,
-        "add",
-        "alice",
-        "--profile",
-        "work",
-      ]);
+      const named = await addTo(path, "alice", "--profile", "work");
       assert.equal(named.code, 0, named.err);
       assert.equal(onlyProfile(named.out).name, "work");
-      const fallback = await openme(["--config", path, "add", "bob"]);
+      const fallback = await addTo(path, "bob");
       assert.equal(fallback.code, 0, fallback.err);
       assert.equal(onlyProfile(fallback.out).name, "office");
-      const bad = await openme([
-        "--config",
-        path,
-        "add",
-        "carol",
-        "--profile",
-        "a b",
-      ]);
+      const bad = await addTo(path, "carol", "--profile", "a b");
       assert.equal(bad.code, 2);
       assert.match(bad.err, /--profile: invalid profile name "a b"/);
     },
@@ -323,14 +282,14 @@ Deno.test("add accepts the client names the config accepts and refuses the other
         "Ünal",
       ]
     ) {
-      const result = await openme(["--config", path, "add", name]);
+      const result = await addTo(path, name);
       assert.equal(result.code, 0, `${name}: ${result.err}`);
     }
     const server = await loadServerConfig(path);
     assert.equal(server.clients.length, 5);
     assert.deepEqual(server.skippedClients, []);
     for (const name of [".hidden", "a b", "x/y", "a".repeat(65), 'q"uote']) {
-      const result = await openme(["--config", path, "add", name]);
+      const result = await addTo(path, name);
       assert.equal(result.code, 2, name);
       assert.ok(result.err.split("\n").includes(ADD_USAGE), name);
     }
@@ -340,12 +299,7 @@ Deno.test("add accepts the client names the config accepts and refuses the other
 
 Deno.test("add without a server config exits 1 and says how to create one", async () => {
   await withTempDir("openme-cli-add-", async (dir) => {
-    const result = await openme([
-      "--config",
-      `${dir}/missing.yaml`,
-      "add",
-      "alice",
-    ]);
+    const result = await addTo(`${dir}/missing.yaml`, "alice");
     assert.equal(result.code, 1);
     assert.match(result.err, /missing\.yaml/);
     assert.match(result.err, /openme init --server HOST/);
@@ -366,16 +320,14 @@ function decodePng(bytes: Uint8Array): string | null {
 Deno.test("add --qr-out writes a PNG QR code holding the SPEC §6 payload of the printed profile", async () => {
   await withServer(async (path, dir) => {
     const png = `${dir}/alice.png`;
-    const result = await openme([
-      "--config",
+    const result = await addTo(
       path,
-      "add",
       "alice",
       "--qr-out",
       png,
       "--profile",
       "phone",
-    ]);
+    );
     assert.equal(result.code, 0, result.err);
     const profile = onlyProfile(
       result.out.split("\n").filter((l) => !l.startsWith("#")).join("\n"),
@@ -403,7 +355,7 @@ Deno.test("add --qr-out writes a PNG QR code holding the SPEC §6 payload of the
 
 Deno.test("add --qr prints a terminal QR code after the fingerprint", async () => {
   await withServer(async (path) => {
-    const result = await openme(["--config", path, "add", "alice", "--qr"]);
+    const result = await addTo(path, "alice", "--qr");
     assert.equal(result.code, 0, result.err);
     const lines = result.out.split("\n");
     assert.equal(lines[0], "profiles:");

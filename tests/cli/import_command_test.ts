@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { Buffer } from "node:buffer";
 import jsQRModule from "jsqr";
 import { PNG } from "pngjs";
+import type { QrPayload } from "../../lib/cli/add_command.ts";
 import {
   loadClientConfig,
   upsertClientProfile,
@@ -21,7 +22,7 @@ import {
   keyFingerprint,
 } from "../../lib/crypto.ts";
 import { decodeBase64, encodeBase64 } from "../../lib/encoding.ts";
-import { openme, openmeOk, runMain } from "../support/cli.ts";
+import { type Captured, openme, openmeOk, runMain } from "../support/cli.ts";
 import { withTempDir } from "../support/files.ts";
 
 /** jsqr is CommonJS: its default export is the decoder function (typed as the module). */
@@ -53,17 +54,16 @@ async function addClient(
   return add.out;
 }
 
+/** Runs `openme --client-config CLIENT_CONFIG import ARGS` in-process. */
+function importInto(
+  clientConfig: string,
+  ...args: string[]
+): Promise<Captured> {
+  return openme(["--client-config", clientConfig, "import", ...args]);
+}
+
 /** The QR payload the `profiles:` block printed by add stands for, with keys in SPEC §6 order. */
-function payloadOfBlock(
-  block: string,
-): {
-  profile: string;
-  host: string;
-  udp_port: number;
-  server_pubkey: string;
-  client_privkey: string;
-  client_pubkey: string;
-} {
+function payloadOfBlock(block: string): QrPayload {
   const get = (key: string): string => {
     const m = new RegExp(`^    ${key}: (.+)$`, "m").exec(block);
     assert.ok(m !== null, `no ${key} in ${block}`);
@@ -96,12 +96,7 @@ Deno.test("import takes the block `openme add` printed and the profile knocks wi
     const file = join(dir, "alice.txt");
     await Deno.writeTextFile(file, printed + "\n");
     const clientConfig = join(dir, "home", ".openme", "config.yaml");
-    const result = await openme([
-      "--client-config",
-      clientConfig,
-      "import",
-      file,
-    ]);
+    const result = await importInto(clientConfig, file);
     assert.equal(result.code, 0, result.err);
     const expected = payloadOfBlock(printed);
     const fingerprint = /^# fingerprint: ([0-9a-f]{16})$/m.exec(printed)![1];
@@ -160,12 +155,7 @@ Deno.test("add --qr-out writes a PNG that decodes to the exact SPEC §6 payload,
     const payloadFile = join(dir, "payload.json");
     await Deno.writeTextFile(payloadFile, decoded.data);
     const clientConfig = join(dir, "client.yaml");
-    const result = await openme([
-      "--client-config",
-      clientConfig,
-      "import",
-      payloadFile,
-    ]);
+    const result = await importInto(clientConfig, payloadFile);
     assert.equal(result.code, 0, result.err);
     const profile = (await loadClientConfig(clientConfig)).profiles.get(
       "mobile",
@@ -209,12 +199,7 @@ Deno.test("import skips what surrounds the block: a note before it, the fingerpr
     const file = join(dir, "mixed.txt");
     await Deno.writeTextFile(file, text);
     const clientConfig = join(dir, "client.yaml");
-    const result = await openme([
-      "--client-config",
-      clientConfig,
-      "import",
-      file,
-    ]);
+    const result = await importInto(clientConfig, file);
     assert.equal(result.code, 0, result.err);
     assert.ok((await loadClientConfig(clientConfig)).profiles.has("default"));
   });
@@ -229,12 +214,7 @@ Deno.test("import refuses to overwrite a profile without --force and writes noth
     const before = await Deno.readTextFile(clientConfig);
     const second = join(dir, "second.txt");
     await Deno.writeTextFile(second, await addClient(dir, "bob"));
-    const result = await openme([
-      "--client-config",
-      clientConfig,
-      "import",
-      second,
-    ]);
+    const result = await importInto(clientConfig, second);
     assert.equal(result.code, 1);
     assert.equal(
       result.err,
@@ -273,13 +253,7 @@ Deno.test("import --force replaces the profile and keeps comments, other profile
     const file = join(dir, "new.txt");
     const printed = await addClient(dir, "alice");
     await Deno.writeTextFile(file, printed);
-    const result = await openme([
-      "--client-config",
-      clientConfig,
-      "import",
-      file,
-      "--force",
-    ]);
+    const result = await importInto(clientConfig, file, "--force");
     assert.equal(result.code, 0, result.err);
     assert.match(
       result.out,
@@ -319,12 +293,7 @@ Deno.test("import adds a new profile to a commented config without touching the 
       file,
       await addClient(dir, "alice", ["--profile", "work"]),
     );
-    const result = await openme([
-      "--client-config",
-      clientConfig,
-      "import",
-      file,
-    ]);
+    const result = await importInto(clientConfig, file);
     assert.equal(result.code, 0, result.err);
     const text = await Deno.readTextFile(clientConfig);
     assert.ok(text.startsWith(original), text);
@@ -340,14 +309,7 @@ Deno.test("import --profile renames one profile and refuses to rename several", 
     const clientConfig = join(dir, "client.yaml");
     const one = join(dir, "one.txt");
     await Deno.writeTextFile(one, await addClient(dir, "alice"));
-    const renamed = await openme([
-      "--client-config",
-      clientConfig,
-      "import",
-      one,
-      "--profile",
-      "office",
-    ]);
+    const renamed = await importInto(clientConfig, one, "--profile", "office");
     assert.equal(renamed.code, 0, renamed.err);
     assert.deepEqual(
       [...(await loadClientConfig(clientConfig)).profiles.keys()],
@@ -363,20 +325,13 @@ Deno.test("import --profile renames one profile and refuses to rename several", 
       a.split("\n").filter((l) => !l.startsWith("#")).join("\n") + "\n" +
         b.split("\n").filter((l) => l !== "profiles:").join("\n") + "\n",
     );
-    const refused = await openme([
-      "--client-config",
-      clientConfig,
-      "import",
-      two,
-      "--profile",
-      "x",
-    ]);
+    const refused = await importInto(clientConfig, two, "--profile", "x");
     assert.equal(refused.code, 2);
     assert.match(
       refused.err,
       /--profile renames one profile, but .* holds 2 \(a, b\)/,
     );
-    const both = await openme(["--client-config", clientConfig, "import", two]);
+    const both = await importInto(clientConfig, two);
     assert.equal(both.code, 0, both.err);
     assert.deepEqual(
       [...(await loadClientConfig(clientConfig)).profiles.keys()],
@@ -446,12 +401,7 @@ Deno.test("import checks every key before writing anything", async () => {
     for (const c of cases) {
       const file = join(dir, "bad.txt");
       await Deno.writeTextFile(file, c.text);
-      const result = await openme([
-        "--client-config",
-        clientConfig,
-        "import",
-        file,
-      ]);
+      const result = await importInto(clientConfig, file);
       assert.equal(result.code, 1, `${c.name}: ${result.out}`);
       assert.match(result.err, c.error, c.name);
       await assert.rejects(
@@ -477,12 +427,7 @@ Deno.test("import accepts a QR payload whose private key is a bare 32-byte seed"
     const file = join(dir, "qr.json");
     await Deno.writeTextFile(file, JSON.stringify(payload) + "\n");
     const clientConfig = join(dir, "client.yaml");
-    const result = await openme([
-      "--client-config",
-      clientConfig,
-      "import",
-      file,
-    ]);
+    const result = await importInto(clientConfig, file);
     assert.equal(result.code, 0, result.err);
     const profile = (await loadClientConfig(clientConfig)).profiles.get(
       "seeded",

@@ -9,6 +9,7 @@ import { clampX25519Scalar, x25519PublicKey } from "../../lib/crypto.ts";
 import { encodeBase64 } from "../../lib/encoding.ts";
 import { setLogSink } from "../../lib/log.ts";
 import { openme, openmeOk } from "../support/cli.ts";
+import { SERVER_SECTION_KEYS } from "../support/config.ts";
 import { withTempDir } from "../support/files.ts";
 
 setLogSink(() => {});
@@ -95,21 +96,7 @@ Deno.test("init annotates every key with a comment line above it", async () => {
     const path = `${dir}/config.yaml`;
     await openmeOk(["--config", path, "init", "--server", "h.example"]);
     const lines = (await Deno.readTextFile(path)).split("\n");
-    const keys = [
-      "host",
-      "udp_port",
-      "health_port",
-      "firewall",
-      "knock_timeout",
-      "replay_window",
-      "open_knock_port",
-      "drop_ports",
-      "default_profile",
-      "interface",
-      "private_key",
-      "public_key",
-    ];
-    for (const key of keys) {
+    for (const key of SERVER_SECTION_KEYS) {
       const at = lines.findIndex((l) => l.startsWith(`  ${key}:`));
       assert.ok(at > 0, `server.${key} present`);
       assert.match(lines[at - 1], /^ {2}# \S/, `comment above server.${key}`);

@@ -39,8 +39,14 @@ interface Running {
   stop(signal: Deno.Signal): Promise<number>;
 }
 
-function spawnProcess(args: string[], netns?: string): Running {
-  const child = spawnMain(args, { netns });
+/** A child's standard output and error as collected so far, and the promise that ends with them. */
+interface CollectedOutput {
+  output(): { out: string; err: string };
+  pumps: Promise<unknown>;
+}
+
+/** Collects a child's piped standard output and error as they arrive. */
+function collectOutput(child: Deno.ChildProcess): CollectedOutput {
   let out = "";
   let err = "";
   const decoder = new TextDecoder();
@@ -52,13 +58,20 @@ function spawnProcess(args: string[], netns?: string): Running {
       for await (const chunk of child.stderr) err += decoder.decode(chunk);
     })(),
   ]);
+  return { output: () => ({ out, err }), pumps };
+}
+
+function spawnProcess(args: string[], netns?: string): Running {
+  const child = spawnMain(args, { netns });
+  const { output, pumps } = collectOutput(child);
   const killer = setTimeout(() => child.kill("SIGKILL"), PROCESS_TIMEOUT_MS);
   return {
-    output: () => ({ out, err }),
+    output,
     waitFor: async (pattern, what) => {
       const deadline = Date.now() + 20_000;
-      while (!pattern.test(out + err)) {
+      while (!pattern.test(output().out + output().err)) {
         if (Date.now() > deadline) {
+          const { out, err } = output();
           throw new Error(
             `timed out waiting for ${what}; output:\n${out}\n${err}`,
           );
@@ -212,6 +225,39 @@ Deno.test({
       assert.ok(knocks.length >= 2, out);
       assert.match(out, /^knocking default every 1s; Ctrl-C to stop$/m);
       assert.match(out, /Z stopped\n$/);
+    });
+  },
+});
+
+Deno.test({
+  name:
+    "knock --continuous knocks every 25 s by default and does not run post_knock, saying so on stderr",
+  ignore: !canSignal,
+  fn: async () => {
+    await withTempDir(TEMP_PREFIX, async (dir) => {
+      const config = join(dir, "client.yaml");
+      const marker = join(dir, "post_knock_ran");
+      await writeTestProfile(config, {
+        host: "127.0.0.1",
+        port: freeTcpPort(),
+        postKnock: `touch ${marker}`,
+      });
+      const proc = spawnProcess([
+        "--client-config",
+        config,
+        "knock",
+        "--continuous",
+      ]);
+      await proc.waitFor(/Z knocked /, "the first knock line");
+      const code = await proc.stop("SIGINT");
+      const { out, err } = proc.output();
+      assert.equal(code, 0, out + err);
+      assert.match(out, /^knocking default every 25s; Ctrl-C to stop$/m);
+      assert.match(
+        err,
+        /post_knock of profile default is not run with --continuous/,
+      );
+      await assert.rejects(Deno.stat(marker), Deno.errors.NotFound);
     });
   },
 });
@@ -376,23 +422,14 @@ setTimeout(() => Deno.exit(0), 25000);`;
     stdout: "piped",
     stderr: "piped",
   }).spawn();
-  let out = "";
-  let err = "";
-  const decoder = new TextDecoder();
-  const pumps = Promise.all([
-    (async () => {
-      for await (const chunk of child.stdout) out += decoder.decode(chunk);
-    })(),
-    (async () => {
-      for await (const chunk of child.stderr) err += decoder.decode(chunk);
-    })(),
-  ]);
+  const { output, pumps } = collectOutput(child);
   return {
-    output: () => ({ out, err }),
+    output,
     waitFor: async (pattern, what) => {
       const deadline = Date.now() + 20_000;
-      while (!pattern.test(out)) {
+      while (!pattern.test(output().out)) {
         if (Date.now() > deadline) {
+          const { out, err } = output();
           throw new Error(`timed out waiting for ${what}: ${out} ${err}`);
         }
         await new Promise((r) => setTimeout(r, 50));

@@ -1,4 +1,7 @@
 import assert from "node:assert/strict";
+import { CommandError } from "../../lib/cli/errors.ts";
+import { parseCommandLine } from "../../lib/cli/mod.ts";
+import { runServeCommand } from "../../lib/cli/serve_command.ts";
 import { openme } from "../support/cli.ts";
 
 Deno.test("serve --interface with an invalid name is a usage error before any config or firewall work", async () => {
@@ -26,4 +29,24 @@ Deno.test("serve with a missing config file exits 1 naming the file", async () =
   ]);
   assert.equal(result.code, 1);
   assert.match(result.err, /\/nonexistent\/openme\.yaml/);
+});
+
+Deno.test("serve off Linux refuses with a message that says it needs Linux, before reading any config", async () => {
+  const parsed = parseCommandLine([
+    "serve",
+    "--config",
+    "/nonexistent/openme.yaml",
+  ]);
+  assert.ok("spec" in parsed);
+  const io = { out: () => {}, err: () => {} };
+  for (const platform of ["darwin", "windows"] as const) {
+    await assert.rejects(
+      runServeCommand(parsed, io, { platform }),
+      (error: unknown) =>
+        error instanceof CommandError &&
+        error.message.includes("the openme server needs Linux") &&
+        error.message.includes(`this is ${platform}`) &&
+        !error.message.includes("nonexistent"),
+    );
+  }
 });

@@ -4,6 +4,7 @@
  */
 
 import assert from "node:assert/strict";
+import net from "node:net";
 import {
   CHECK_POLL_INTERVAL_MS,
   checkHealth,
@@ -120,4 +121,36 @@ Deno.test("checkHealth stops when its signal aborts", async () => {
   assert.equal(result.ok, false);
   assert.equal(result.reason, "aborted");
   assert.ok(result.elapsedMs < 1000, `took ${result.elapsedMs} ms`);
+});
+
+Deno.test("checkHealth polling starts a connect attempt every 100 ms: about 10 against a closed port in 1 s", async () => {
+  // Count the attempts: every one goes through net.Socket's connect.
+  const proto = net.Socket.prototype as unknown as {
+    connect: (...args: unknown[]) => unknown;
+  };
+  const realConnect = proto.connect;
+  const attemptsAtMs: number[] = [];
+  proto.connect = function (this: unknown, ...args: unknown[]) {
+    attemptsAtMs.push(performance.now());
+    return realConnect.apply(this, args);
+  };
+  let result;
+  try {
+    result = await checkHealth([LOCAL], freePort(), {
+      timeoutMs: 1000,
+      poll: true,
+    });
+  } finally {
+    proto.connect = realConnect;
+  }
+  assert.equal(result.ok, false);
+  assert.equal(result.reason, "ECONNREFUSED");
+  assert.ok(result.elapsedMs < 1500, `took ${result.elapsedMs} ms`);
+  // At 0, 100, ..., 900 ms; a late timer may lose the last one or two.
+  assert.ok(
+    attemptsAtMs.length >= 8 && attemptsAtMs.length <= 10,
+    `${attemptsAtMs.length} attempts`,
+  );
+  const firstGapMs = attemptsAtMs[1] - attemptsAtMs[0];
+  assert.ok(firstGapMs >= 90 && firstGapMs < 250, `first gap ${firstGapMs} ms`);
 });

@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { createSocket, type Socket } from "node:dgram";
 import {
+  formatServerAddress,
   type HostLookup,
   KnockError,
   type KnockProfile,
@@ -351,4 +352,15 @@ Deno.test("sendDatagram delivers the datagram on both families, natively and thr
   } finally {
     await capture.close();
   }
+});
+
+Deno.test("formatServerAddress brackets IPv6 addresses and leaves IPv4 bare", () => {
+  assert.equal(
+    formatServerAddress({ address: "192.0.2.1", family: 4 }, 54154),
+    "192.0.2.1:54154",
+  );
+  assert.equal(
+    formatServerAddress({ address: "2001:db8::1", family: 6 }, 54154),
+    "[2001:db8::1]:54154",
+  );
 });

@@ -6,7 +6,6 @@ import {
   randomBytes,
 } from "../../lib/crypto.ts";
 import { encodeHex } from "../../lib/encoding.ts";
-import { type IpAddress, parseIp } from "../../lib/ip.ts";
 import {
   buildKnock,
   type BuildKnockOptions,
@@ -17,12 +16,7 @@ import {
 } from "../../lib/packet.ts";
 import { KnockVerifier } from "../../lib/verifier.ts";
 import { buildKnockWeb, sealKnockWeb } from "../../lib/client/web_seal.ts";
-
-function ip(text: string): IpAddress {
-  const parsed = parseIp(text);
-  if (parsed === null) throw new Error(`bad address in test: ${text}`);
-  return parsed;
-}
+import { ip } from "../support/literals.ts";
 
 const NOW_MS = 1_750_000_000_000;
 const NOW_NS = BigInt(NOW_MS) * 1_000_000n;

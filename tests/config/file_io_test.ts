@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { type FileHandle, open as openNodeFile } from "node:fs/promises";
 import { ConfigError } from "../../lib/config/errors.ts";
 import { loadServerConfig } from "../../lib/config/server_config.ts";
 import {
@@ -13,11 +14,13 @@ import {
 import { encodeBase64 } from "../../lib/encoding.ts";
 import {
   atomicWriteFile,
+  ensureConfigDir,
   ensureDir,
   lineOfKeyPath,
   MAX_CONFIG_FILE_BYTES,
   parseYamlSource,
   readYamlDocument,
+  setSectionEntry,
   spliceInsertMapEntry,
   spliceRemoveMapEntry,
   withFileLock,
@@ -90,6 +93,58 @@ Deno.test("atomicWriteFile through a symlink replaces the real file and keeps th
     await atomicWriteFile(`${dir}/link.yaml`, "new");
     assert.ok((await Deno.lstat(`${dir}/link.yaml`)).isSymlink);
     assert.equal(await Deno.readTextFile(`${dir}/real.yaml`), "new");
+  });
+});
+
+Deno.test({
+  name:
+    "atomicWriteFile syncs the temp file's full text before the rename, and the directory after it",
+  // Reads which file a descriptor is through /proc.
+  ignore: Deno.build.os !== "linux",
+}, async () => {
+  await withTempDir(TEMP_PREFIX, async (dir) => {
+    const path = `${dir}/config.yaml`;
+    const text = "server:\n  udp_port: 54154\n";
+    const events: string[] = [];
+    const probe = await openNodeFile(`${dir}/probe`, "w");
+    const handleProto = Object.getPrototypeOf(probe) as FileHandle;
+    await probe.close();
+    await Deno.remove(`${dir}/probe`);
+    const realHandleSync = handleProto.sync;
+    const realFsFileSync = Deno.FsFile.prototype.sync;
+    const realRename = Deno.rename;
+    handleProto.sync = async function (this: FileHandle) {
+      const file = Deno.readLinkSync(`/proc/self/fd/${this.fd}`);
+      await realHandleSync.call(this);
+      events.push(
+        `fsync ${file}: ${JSON.stringify(Deno.readTextFileSync(file))}`,
+      );
+    };
+    Deno.FsFile.prototype.sync = async function (this: Deno.FsFile) {
+      const info = await this.stat();
+      await realFsFileSync.call(this);
+      const isDir = info.isDirectory && info.ino === Deno.statSync(dir).ino;
+      events.push(isDir ? "fsync directory" : "fsync other");
+    };
+    Deno.rename = async (from: string | URL, to: string | URL) => {
+      await realRename(from, to);
+      events.push(`rename ${from} -> ${to}`);
+    };
+    try {
+      await atomicWriteFile(path, text);
+    } finally {
+      handleProto.sync = realHandleSync;
+      Deno.FsFile.prototype.sync = realFsFileSync;
+      Deno.rename = realRename;
+    }
+    assert.equal(events.length, 3, events.join("\n"));
+    const temp = /^fsync (\/.+\.tmp): /.exec(events[0])?.[1];
+    assert.ok(temp !== undefined && temp.startsWith(`${dir}/`), events[0]);
+    assert.deepEqual(events, [
+      `fsync ${temp}: ${JSON.stringify(text)}`,
+      `rename ${temp} -> ${path}`,
+      "fsync directory",
+    ]);
   });
 });
 
@@ -412,6 +467,48 @@ Deno.test("ensureDir creates missing directories with the given mode and leaves 
       /not a directory/,
     );
   });
+});
+
+Deno.test("ensureConfigDir creates the file's directory and names the file when it cannot", async () => {
+  await withTempDir(TEMP_PREFIX, async (dir) => {
+    await ensureConfigDir(`${dir}/etc/openme/config.yaml`, {
+      mode: 0o750,
+      expected: "pass --config PATH",
+    });
+    assert.ok((await Deno.stat(`${dir}/etc/openme`)).isDirectory);
+    if (!IS_WINDOWS) {
+      assert.equal(modeOf(await Deno.stat(`${dir}/etc/openme`)), 0o750);
+    }
+    await Deno.writeTextFile(`${dir}/file`, "x");
+    await assert.rejects(
+      ensureConfigDir(`${dir}/file/config.yaml`, {
+        mode: 0o700,
+        expected: "pass --config PATH",
+      }),
+      (error: unknown) =>
+        error instanceof ConfigError &&
+        error.message.startsWith(`config ${dir}/file/config.yaml: `) &&
+        error.message.includes(`cannot create directory ${dir}/file`) &&
+        error.message.includes("pass --config PATH"),
+    );
+  });
+});
+
+Deno.test("setSectionEntry adds to a section, creating it or turning {} into a block map", () => {
+  const cases: { text: string; expected: string }[] = [
+    {
+      text: "# keep\nclients:\n  a: 1\n",
+      expected: "# keep\nclients:\n  a: 1\n  b: 2\n",
+    },
+    { text: "clients: {}\n", expected: "clients:\n  b: 2\n" },
+    { text: "clients: 7\n", expected: "clients:\n  b: 2\n" },
+    { text: "other: x\n", expected: "other: x\nclients:\n  b: 2\n" },
+  ];
+  for (const c of cases) {
+    const doc = parseYamlSource(c.text, { path: "t.yaml" }).doc.clone();
+    setSectionEntry(doc, "clients", "b", doc.createNode(2));
+    assert.equal(doc.toString(), c.expected, c.text);
+  }
 });
 
 Deno.test("withFileLock runs holders one at a time and returns their result", async () => {

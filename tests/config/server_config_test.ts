@@ -19,7 +19,10 @@ import {
   type ServerConfig,
   validateClientName,
 } from "../../lib/config/server_config.ts";
-import { assertConfigErrorMessage } from "../support/config.ts";
+import {
+  assertConfigErrorMessage,
+  SERVER_SECTION_KEYS,
+} from "../support/config.ts";
 import {
   ALICE_KEY,
   baseLines,
@@ -693,18 +696,7 @@ Deno.test("renderInitialServerConfig parses back with every server key set and c
   for (
     const key of [
       "server",
-      "host",
-      "udp_port",
-      "health_port",
-      "firewall",
-      "knock_timeout",
-      "replay_window",
-      "open_knock_port",
-      "drop_ports",
-      "default_profile",
-      "interface",
-      "private_key",
-      "public_key",
+      ...SERVER_SECTION_KEYS,
       "ports",
       "default",
       "clients",
@@ -762,20 +754,6 @@ Deno.test("loadServerConfig warns when the file is readable by others", async ()
 });
 
 Deno.test("any value in any key gives a config or a one-line ConfigError, never another error", () => {
-  const keys = [
-    "host",
-    "udp_port",
-    "health_port",
-    "firewall",
-    "knock_timeout",
-    "replay_window",
-    "open_knock_port",
-    "drop_ports",
-    "default_profile",
-    "interface",
-    "private_key",
-    "public_key",
-  ];
   const values = fc.oneof(
     fc.anything(),
     fc.string(),
@@ -796,7 +774,7 @@ Deno.test("any value in any key gives a config or a one-line ConfigError, never 
   );
   fc.assert(
     fc.property(
-      fc.constantFrom(...keys),
+      fc.constantFrom(...SERVER_SECTION_KEYS),
       values,
       fc.constantFrom("server", "client", "group"),
       (key, value, where) => {

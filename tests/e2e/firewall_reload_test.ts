@@ -10,8 +10,8 @@
 import assert from "node:assert/strict";
 import {
   CLIENT_V4_ALT,
-  MAIN_TS,
   type NsProcess,
+  openmeCommand,
   SERVER_V4,
   Testbed,
   type TestbedBackend,
@@ -99,20 +99,18 @@ for (const backend of ["nft", "iptables"] as const) {
         assert.equal(add.code, 0, add.stderr);
         await Deno.writeTextFile(profile, add.stdout, { mode: 0o600 });
 
-        const proc = bed.spawn(bed.serverNs, [
-          "deno",
-          "run",
-          "--allow-all",
-          "--no-prompt",
-          MAIN_TS,
-          "--config",
-          config,
-          "--log-level",
-          "debug",
-          "serve",
-          "--state-file",
-          stateFile,
-        ]);
+        const proc = bed.spawn(
+          bed.serverNs,
+          openmeCommand([
+            "--config",
+            config,
+            "--log-level",
+            "debug",
+            "serve",
+            "--state-file",
+            stateFile,
+          ]),
+        );
         serve = proc;
         await waitFor(async () => {
           try {

@@ -17,8 +17,8 @@ import type { StateFile } from "../../lib/server/state_file.ts";
 import {
   CLIENT_V4,
   CLIENT_V4_ALT,
-  MAIN_TS,
   type NsProcess,
+  openmeCommand,
   type RunResult,
   SERVER_V4,
   SERVER_V6,
@@ -154,21 +154,19 @@ class ServeScenario {
 
   /** Starts `openme serve` in the server namespace and waits until it wrote its state file. */
   async serve(logLevel: string, extra: string[] = []): Promise<NsProcess> {
-    const proc = this.bed.spawn(this.bed.serverNs, [
-      "deno",
-      "run",
-      "--allow-all",
-      "--no-prompt",
-      MAIN_TS,
-      "--config",
-      this.config,
-      "--log-level",
-      logLevel,
-      "serve",
-      "--state-file",
-      this.stateFile,
-      ...extra,
-    ]);
+    const proc = this.bed.spawn(
+      this.bed.serverNs,
+      openmeCommand([
+        "--config",
+        this.config,
+        "--log-level",
+        logLevel,
+        "serve",
+        "--state-file",
+        this.stateFile,
+        ...extra,
+      ]),
+    );
     proc.child.status.then(() => this.#exited.add(proc));
     await waitFor(async () => {
       if (this.#exited.has(proc)) {

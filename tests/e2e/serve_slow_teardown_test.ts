@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import {
-  MAIN_TS,
+  openmeCommand,
   run,
   runOk,
   testbedUnavailable,
@@ -44,12 +44,7 @@ Deno.test({
         await Deno.writeTextFile(`${dir}/${tool}`, FAKE_TOOL);
         await Deno.chmod(`${dir}/${tool}`, 0o755);
       }
-      const init = await run([
-        "deno",
-        "run",
-        "--allow-all",
-        "--no-prompt",
-        MAIN_TS,
+      const init = await run(openmeCommand([
         "--config",
         config,
         "init",
@@ -57,7 +52,7 @@ Deno.test({
         "192.0.2.1",
         "--firewall",
         "iptables",
-      ]);
+      ]));
       assert.equal(init.code, 0, init.stderr);
       const path = `${dir}:${Deno.env.get("PATH") ?? "/usr/bin:/bin"}`;
       child = new Deno.Command("ip", {
@@ -65,16 +60,13 @@ Deno.test({
           "netns",
           "exec",
           ns,
-          "deno",
-          "run",
-          "--allow-all",
-          "--no-prompt",
-          MAIN_TS,
-          "--config",
-          config,
-          "serve",
-          "--state-file",
-          stateFile,
+          ...openmeCommand([
+            "--config",
+            config,
+            "serve",
+            "--state-file",
+            stateFile,
+          ]),
         ],
         env: { NO_COLOR: "1", PATH: path, FAKE_DIR: dir },
         stdin: "null",

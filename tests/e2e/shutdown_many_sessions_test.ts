@@ -22,8 +22,8 @@ import { buildKnock } from "../../lib/packet.ts";
 import { OpenmeServer } from "../../lib/server/daemon.ts";
 import { MAX_SESSIONS_PER_CLIENT } from "../../lib/server/session_manager.ts";
 import {
-  IPTABLES_DEFAULT_DENY,
-  NFT_DEFAULT_DENY,
+  applyDefaultDeny,
+  findOnPath,
   run,
   runOk,
   type TestbedBackend,
@@ -92,34 +92,12 @@ async function ruleset(ns: string, backend: TestbedBackend): Promise<string> {
   return text;
 }
 
-async function applyDefaultDeny(
-  ns: string,
-  backend: TestbedBackend,
-): Promise<void> {
-  if (backend === "nft") {
-    await runOk(["ip", "netns", "exec", ns, "nft", "-f", "-"], {
-      stdin: NFT_DEFAULT_DENY,
-    });
-    return;
-  }
-  for (const rule of IPTABLES_DEFAULT_DENY) {
-    await runOk(["ip", "netns", "exec", ns, rule.tool, ...rule.args]);
-  }
-}
-
 function skipReason(backend: TestbedBackend): string | null {
   const reason = testbedUnavailable(backend);
   if (reason !== null) return reason;
   if (backend === "iptables") {
     for (const tool of ["iptables-save", "iptables-restore"]) {
-      const found = ["/usr/sbin", "/usr/bin", "/sbin", "/bin"].some((dir) => {
-        try {
-          return Deno.statSync(`${dir}/${tool}`).isFile;
-        } catch {
-          return false;
-        }
-      });
-      if (!found) return `needs ${tool}`;
+      if (findOnPath(tool) === null) return `needs ${tool}`;
     }
   }
   return null;

@@ -6,11 +6,16 @@
 import assert from "node:assert/strict";
 import { connect } from "node:net";
 import { createSocket } from "node:dgram";
-import { keyFingerprint, prepareEd25519VerifyKey } from "../../lib/crypto.ts";
+import {
+  generateEd25519KeyPair,
+  keyFingerprint,
+  prepareEd25519VerifyKey,
+} from "../../lib/crypto.ts";
 import { buildKnock } from "../../lib/packet.ts";
 import {
   OpenmeServer,
   type ServerOptions,
+  SIGNATURE_CHECKS_PER_SECOND,
   STATE_WRITE_MAX_INTERVAL_MS,
   STATE_WRITE_MIN_INTERVAL_MS,
   stateWriteDelayMs,
@@ -144,6 +149,19 @@ function sessionOf(h: Harness, name: string, ip = "127.0.0.1") {
   return h.server.sessions().find((s) =>
     s.clientName === name && s.address.text === ip
   );
+}
+
+/** Opens a session for alice (127.0.0.1) and one for bob (192.0.2.9); returns bob's deadline. */
+async function openAliceAndBob(h: Harness): Promise<number> {
+  await h.send(
+    h.knock("alice"),
+    h.knock("bob", { target: { family: 4, text: "192.0.2.9" } }),
+  );
+  await waitFor(() => h.server.sessions().length === 2, {
+    timeoutMs: 2000,
+    what: "two sessions",
+  });
+  return sessionOf(h, "bob", "192.0.2.9")!.expiresAtMs;
 }
 
 Deno.test("first knock opens the client's ports plus the health port; a repeat knock only moves the deadline", async () => {
@@ -316,15 +334,7 @@ Deno.test("stop does not wait forever for an open that hangs, and removes its ru
 Deno.test("revoking a client (file renamed over) closes its session and refuses it; other sessions keep their deadlines", async () => {
   const h = await startHarness({ names: ["alice", "bob"] });
   try {
-    await h.send(
-      h.knock("alice"),
-      h.knock("bob", { target: { family: 4, text: "192.0.2.9" } }),
-    );
-    await waitFor(() => h.server.sessions().length === 2, {
-      timeoutMs: 2000,
-      what: "two sessions",
-    });
-    const bobDeadline = sessionOf(h, "bob", "192.0.2.9")!.expiresAtMs;
+    const bobDeadline = await openAliceAndBob(h);
     const revokedAt = Date.now();
     await h.rewrite({ clients: h.clients.filter((c) => c.name !== "alice") });
     await waitFor(() => sessionOf(h, "alice") === undefined, {
@@ -352,15 +362,7 @@ Deno.test("revoking a client (file renamed over) closes its session and refuses 
 Deno.test("an expires edit in the past (written in place) closes the session and refuses new knocks", async () => {
   const h = await startHarness({ names: ["alice", "bob"] });
   try {
-    await h.send(
-      h.knock("alice"),
-      h.knock("bob", { target: { family: 4, text: "192.0.2.9" } }),
-    );
-    await waitFor(() => h.server.sessions().length === 2, {
-      timeoutMs: 2000,
-      what: "two sessions",
-    });
-    const bobDeadline = sessionOf(h, "bob", "192.0.2.9")!.expiresAtMs;
+    const bobDeadline = await openAliceAndBob(h);
     await h.rewrite({
       clients: h.clients.map((c) =>
         c.name === "alice" ? { ...c, expires: "2001-01-01T00:00:00Z" } : c
@@ -1059,4 +1061,88 @@ Deno.test("stateWriteDelayMs spaces state file writes by ten times their cost, b
   assert.equal(stateWriteDelayMs(5), STATE_WRITE_MIN_INTERVAL_MS);
   assert.equal(stateWriteDelayMs(46), 460);
   assert.equal(stateWriteDelayMs(2000), STATE_WRITE_MAX_INTERVAL_MS);
+});
+
+Deno.test("without summaryIntervalMs drops are summarised once a minute", async () => {
+  // Record the intervals the server arms while it starts (timers still run).
+  const realSetInterval = globalThis.setInterval;
+  const armed: { ms: number | undefined; fn: () => void }[] = [];
+  globalThis.setInterval = ((fn: () => void, ms?: number) => {
+    armed.push({ ms, fn });
+    return realSetInterval(fn, ms);
+  }) as typeof setInterval;
+  let h: Harness;
+  try {
+    h = await startHarness(); // no summaryIntervalMs
+  } finally {
+    globalThis.setInterval = realSetInterval;
+  }
+  try {
+    const perMinute = armed.filter((timer) => timer.ms === 60_000);
+    assert.equal(
+      perMinute.length,
+      1,
+      `intervals armed: ${armed.map((timer) => timer.ms)}`,
+    );
+    h.server.handleDatagram(new Uint8Array(1), "127.0.0.1");
+    h.server.handleDatagram(new Uint8Array(2), "127.0.0.1");
+    // What the timer does when the minute is up.
+    perMinute[0].fn();
+    assert.deepEqual(h.log.matching(/^INFO {2}dropped \d+ datagrams/), [
+      "INFO  dropped 2 datagrams in the last 60 s: 2 size",
+    ]);
+  } finally {
+    await h.close();
+  }
+});
+
+Deno.test("with the default rate limit, forged packets from new sources get past at most 10,000 signature checks, a known client from its usual address still gets in", async () => {
+  assert.equal(SIGNATURE_CHECKS_PER_SECOND, 10_000);
+  // Ten clients: a packet that decrypts but matches no key costs ten checks.
+  const names = ["alice", ...Array.from({ length: 9 }, (_, i) => `c${i}`)];
+  const h = await startHarness({
+    names,
+    // undefined, not the harness's null: the server's default rate limit,
+    // which comes with the server-wide signature budget.
+    server: { rateLimit: undefined },
+  });
+  const mallory = generateEd25519KeyPair();
+  const realNow = Date.now;
+  const frozenMs = realNow();
+  const forged = Array.from({ length: 1100 }, () =>
+    buildKnock({
+      serverPublicKey: h.keys.server.publicKey,
+      clientPrivateKey: mallory.privateKey,
+    }, { target: null, timestampNs: BigInt(frozenMs) * 1_000_000n }));
+  // The clock stands still, so the budget does not refill during the flood.
+  Date.now = () => frozenMs;
+  try {
+    h.server.handleDatagram(h.knock("alice"), "192.0.2.10");
+    forged.forEach((packet, i) =>
+      h.server.handleDatagram(packet, `10.0.${i >> 8}.${i & 255}`)
+    );
+    // Alice from the address she knocked from before: her key is tried first.
+    h.server.handleDatagram(h.knock("alice"), "192.0.2.10");
+    // Alice from a new address needs the budget, which is spent.
+    h.server.handleDatagram(h.knock("alice"), "192.0.2.11");
+  } finally {
+    Date.now = realNow;
+  }
+  try {
+    const drops = h.server.drops();
+    // 11,000 checks asked for: about 10,000 given (ten per packet).
+    assert.ok(
+      drops.unknown_client >= 990 && drops.unknown_client <= 1000,
+      JSON.stringify(drops),
+    );
+    assert.equal(drops.unknown_client + drops.rate_limit, 1100 + 1);
+    assert.equal(h.server.accepted(), 2);
+    await waitFor(() => sessionOf(h, "alice", "192.0.2.10") !== undefined, {
+      timeoutMs: 2000,
+      what: "alice's session",
+    });
+    assert.equal(sessionOf(h, "alice", "192.0.2.11"), undefined);
+  } finally {
+    await h.close();
+  }
 });

@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import type { FirewallRulePort } from "../../lib/firewall/backend.ts";
 import type { IpAddress } from "../../lib/ip.ts";
 import {
+  CLOSE_RETRY_DELAYS_MS,
   describePorts,
   MAX_SESSIONS_PER_CLIENT,
   SessionManager,
@@ -632,6 +633,56 @@ Deno.test("a refresh after a reload shortened knock_timeout closes at the new, e
       what: "the close at the shortened deadline",
     });
     assert.equal(manager.list().length, 0);
+  } finally {
+    await manager.shutdown();
+    log.restore();
+  }
+});
+
+Deno.test("without closeRetryDelaysMs a failed close is retried after 1 s, 2 s, 5 s, then every 10 s", async () => {
+  assert.deepEqual(CLOSE_RETRY_DELAYS_MS, [1000, 2000, 5000, 10_000]);
+  const log = captureLog();
+  const backend = new RecordingBackend();
+  let mono = 1_000_000;
+  // No closeRetryDelaysMs: the manager's own default schedule. The clock is
+  // injected and retries are driven by hand, so nothing waits for real.
+  const manager = new SessionManager(backend, {
+    knockTimeoutMs: 30_000,
+    now: () => mono,
+  });
+  try {
+    await manager.knock("alice", v4(2), PORTS);
+    backend.failCloses = 100;
+    mono += 30_000;
+    await manager.expireDue();
+    assert.equal(backend.callsOf("close").length, 1);
+    assert.equal(
+      log.matching(/\(timeout\) failed, will retry in 1 s: /).length,
+      1,
+      log.lines.join("\n"),
+    );
+    const waits: number[] = [];
+    for (const [attempt, delay] of [[2, 2], [3, 5], [4, 10], [5, 10]]) {
+      const pending = manager.pendingCloses()[0];
+      const wait = pending.nextAttemptMs - mono;
+      waits.push(wait);
+      // Not due a millisecond early.
+      mono += wait - 1;
+      await manager.retryCloses();
+      assert.equal(backend.callsOf("close").length, attempt - 1);
+      mono += 1;
+      await manager.retryCloses();
+      assert.equal(backend.callsOf("close").length, attempt);
+      assert.equal(
+        log.matching(
+          `failed again (attempt ${attempt}), will retry in ${delay} s: `,
+        ).length,
+        1,
+        log.lines.join("\n"),
+      );
+    }
+    waits.push(manager.pendingCloses()[0].nextAttemptMs - mono);
+    assert.deepEqual(waits, [1000, 2000, 5000, 10_000, 10_000]);
   } finally {
     await manager.shutdown();
     log.restore();

@@ -1,12 +1,29 @@
 /**
- * Helpers the config table tests share: a config text built from numbered
- * lines with some replaced, and the check of one expected ConfigError.
+ * Helpers the config tests share: the keys of the `server:` section, a
+ * config text built from numbered lines with some replaced, and the check of
+ * one expected ConfigError.
  *
  * @module
  */
 
 import assert from "node:assert/strict";
 import { ConfigError } from "../../lib/config/errors.ts";
+
+/** Every key of the server config's `server:` section (SPEC §4), in the order `openme init` writes them. */
+export const SERVER_SECTION_KEYS: readonly string[] = [
+  "host",
+  "udp_port",
+  "health_port",
+  "firewall",
+  "knock_timeout",
+  "replay_window",
+  "open_knock_port",
+  "drop_ports",
+  "default_profile",
+  "interface",
+  "private_key",
+  "public_key",
+];
 
 /**
  * Joins the lines into a file text (ending in a newline) after replacing

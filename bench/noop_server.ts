@@ -1,0 +1,56 @@
+/**
+ * The real `OpenmeServer` with the no-op firewall backend, as the in-process
+ * probes (bench/memory_probe.ts, bench/refresh_probe.ts) start it: a config
+ * written from `openme init`'s template naming the given clients, sockets on
+ * free ports of 127.0.0.1.
+ *
+ * @module
+ */
+
+import { renderInitialServerConfig } from "../lib/config/server_config.ts";
+import type { X25519KeyPair } from "../lib/crypto.ts";
+import { encodeBase64 } from "../lib/encoding.ts";
+import { NoopBackend } from "../lib/firewall/noop.ts";
+import { OpenmeServer, type ServerOptions } from "../lib/server/daemon.ts";
+
+/** Options for {@linkcode startNoopServer}. */
+export interface NoopServerOptions {
+  /** Per-source rate limit (default: the server's; null disables it). */
+  rateLimit?: ServerOptions["rateLimit"];
+}
+
+/**
+ * Writes config.yaml and state.json paths into dir, with one client per
+ * entry of clients (name to Ed25519 public key, each allowed the default
+ * ports), and starts the server on them.
+ */
+export async function startNoopServer(
+  dir: string,
+  server: X25519KeyPair,
+  clients: Map<string, Uint8Array>,
+  options: NoopServerOptions = {},
+): Promise<OpenmeServer> {
+  const configPath = `${dir}/config.yaml`;
+  const clientLines = [...clients].map(([name, publicKey]) =>
+    `  ${name}:\n    ed25519_pubkey: ${
+      encodeBase64(publicKey)
+    }\n    allowed_ports: [default]`
+  );
+  const text = renderInitialServerConfig({
+    host: "192.0.2.1",
+    privateKeyB64: encodeBase64(server.privateKey),
+    publicKeyB64: encodeBase64(server.publicKey),
+  }).replace(/^clients: \{\}$/m, `clients:\n${clientLines.join("\n")}`);
+  await Deno.writeTextFile(configPath, text, { mode: 0o600 });
+  const serverOptions: ServerOptions = {
+    stateFile: `${dir}/state.json`,
+    backend: new NoopBackend(),
+    hostname: "127.0.0.1",
+    udpPort: 0,
+    healthPort: 0,
+  };
+  if (options.rateLimit !== undefined) {
+    serverOptions.rateLimit = options.rateLimit;
+  }
+  return await OpenmeServer.start(configPath, serverOptions);
+}
