@@ -29,7 +29,7 @@ import {
   prepareEd25519VerifyKey,
   prepareX25519PrivateKey,
   x25519SharedSecretPrepared,
-} from "../lib/crypto.ts";
+} from "../lib/protocol/crypto.ts";
 import type { IpAddress } from "../lib/ip.ts";
 import { Buffer } from "node:buffer";
 import { createPrivateKey, createPublicKey, diffieHellman } from "node:crypto";
@@ -46,8 +46,8 @@ import {
   SIGNATURE_BYTES,
   SIGNATURE_OFFSET,
   SIGNED_BYTES,
-} from "../lib/packet.ts";
-import { KnockVerifier, type VerifierClient } from "../lib/verifier.ts";
+} from "../lib/protocol/packet.ts";
+import { KnockVerifier, type VerifierClient } from "../lib/server/verifier.ts";
 import { cryptoFloor, field, KDF_INFO_BYTES } from "./crypto_floor.ts";
 
 /** Distinct valid knocks per pool. */

@@ -13,7 +13,7 @@ import {
   hkdfSha256,
   type X25519PrivateKey,
   x25519SharedSecretPrepared,
-} from "../lib/crypto.ts";
+} from "../lib/protocol/crypto.ts";
 import {
   AEAD_NONCE_BYTES,
   AEAD_NONCE_OFFSET,
@@ -26,7 +26,7 @@ import {
   SIGNATURE_BYTES,
   SIGNATURE_OFFSET,
   SIGNED_BYTES,
-} from "../lib/packet.ts";
+} from "../lib/protocol/packet.ts";
 
 /** The HKDF info of knock keys, as bytes. */
 export const KDF_INFO_BYTES: Uint8Array = new TextEncoder().encode(KDF_INFO);

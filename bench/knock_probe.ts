@@ -17,7 +17,7 @@ import type { Socket } from "node:dgram";
 import { connect, type Socket as TcpSocket } from "node:net";
 import { loadClientConfig } from "../lib/config/client_config.ts";
 import { parseIp } from "../lib/ip.ts";
-import { buildKnock } from "../lib/packet.ts";
+import { buildKnock } from "../lib/protocol/packet.ts";
 import type { ProbeResult, ProbeSpec } from "./harness.ts";
 import { bindUdpSocket } from "./udp_socket.ts";
 

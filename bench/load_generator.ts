@@ -18,7 +18,7 @@ import {
   buildKnock,
   KNOCK_PACKET_BYTES,
   PROTOCOL_VERSION,
-} from "../lib/packet.ts";
+} from "../lib/protocol/packet.ts";
 import type { LoadResult, LoadSpec } from "./harness.ts";
 import { bindUdpSocket } from "./udp_socket.ts";
 

@@ -22,13 +22,13 @@
 import {
   generateEd25519KeyPair,
   generateX25519KeyPair,
-} from "../lib/crypto.ts";
+} from "../lib/protocol/crypto.ts";
 import { setLogLevel } from "../lib/log.ts";
 import {
   buildKnock,
   KNOCK_PACKET_BYTES,
   PROTOCOL_VERSION,
-} from "../lib/packet.ts";
+} from "../lib/protocol/packet.ts";
 import { startNoopServer } from "./noop_server.ts";
 
 /**

@@ -8,7 +8,7 @@
  */
 
 import { renderInitialServerConfig } from "../lib/config/server_config.ts";
-import type { X25519KeyPair } from "../lib/crypto.ts";
+import type { X25519KeyPair } from "../lib/protocol/crypto.ts";
 import { encodeBase64 } from "../lib/encoding.ts";
 import { NoopBackend } from "../lib/firewall/noop.ts";
 import { OpenmeServer, type ServerOptions } from "../lib/server/daemon.ts";

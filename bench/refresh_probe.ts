@@ -17,11 +17,11 @@ import {
   generateEd25519KeyPair,
   generateX25519KeyPair,
   prepareEd25519VerifyKey,
-} from "../lib/crypto.ts";
+} from "../lib/protocol/crypto.ts";
 import { parseIp } from "../lib/ip.ts";
 import { isLogLevel, setLogLevel } from "../lib/log.ts";
-import { buildKnock } from "../lib/packet.ts";
-import { KnockVerifier } from "../lib/verifier.ts";
+import { buildKnock } from "../lib/protocol/packet.ts";
+import { KnockVerifier } from "../lib/server/verifier.ts";
 import { startNoopServer } from "./noop_server.ts";
 
 /** Distinct source addresses, as in `bench/server_load.ts`. */

@@ -29,8 +29,8 @@ import {
   generateX25519KeyPair,
   prepareEd25519VerifyKey,
   prepareX25519PrivateKey,
-} from "../lib/crypto.ts";
-import { buildKnock } from "../lib/packet.ts";
+} from "../lib/protocol/crypto.ts";
+import { buildKnock } from "../lib/protocol/packet.ts";
 import {
   CLIENT_V4,
   CLIENT_V4_ALT,

@@ -17,8 +17,8 @@
 import {
   generateEd25519KeyPair,
   generateX25519KeyPair,
-} from "../lib/crypto.ts";
-import { buildKnock } from "../lib/packet.ts";
+} from "../lib/protocol/crypto.ts";
+import { buildKnock } from "../lib/protocol/packet.ts";
 import { testbedUnavailable } from "../scripts/testbed.ts";
 
 const SERVER_LOAD_TS = new URL("./server_load.ts", import.meta.url).pathname;

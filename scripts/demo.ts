@@ -21,7 +21,7 @@ import {
   parseClientConfig,
 } from "../lib/config/client_config.ts";
 import { encodeBase64 } from "../lib/encoding.ts";
-import { buildKnock } from "../lib/packet.ts";
+import { buildKnock } from "../lib/protocol/packet.ts";
 import {
   CLIENT_V4,
   type NsProcess,

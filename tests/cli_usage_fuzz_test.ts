@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { type CliIo, runCli } from "../lib/cli/mod.ts";
+import type { CliIo } from "../lib/cli/io.ts";
+import { runCli } from "../lib/cli/mod.ts";
 import { COMMANDS, GLOBAL_OPTIONS } from "../lib/cli/spec.ts";
 
 // Random command lines, run in-process. Every generated argv contains an

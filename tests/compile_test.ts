@@ -277,7 +277,7 @@ const CLI_MODULES = [
   "status",
   "sessions",
 ]
-  .map((c) => `lib/cli/${c}_command.ts`);
+  .map((c) => `lib/cli/commands/${c}.ts`);
 const missingModules = CLI_MODULES.filter((m) => {
   try {
     Deno.statSync(`${REPO_DIR}/${m}`);

@@ -16,7 +16,7 @@ import {
 import {
   generateEd25519KeyPair,
   generateX25519KeyPair,
-} from "../lib/crypto.ts";
+} from "../lib/protocol/crypto.ts";
 import { encodeBase64 } from "../lib/encoding.ts";
 
 // Mutated, truncated and hostile configs must load or fail with a ConfigError

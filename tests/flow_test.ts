@@ -18,11 +18,11 @@ import {
   generateX25519KeyPair,
   keyFingerprint,
   prepareEd25519VerifyKey,
-} from "../lib/crypto.ts";
+} from "../lib/protocol/crypto.ts";
 import { parseIp } from "../lib/ip.ts";
 import { setLogSink } from "../lib/log.ts";
-import { buildKnock, KNOCK_PACKET_BYTES } from "../lib/packet.ts";
-import { KnockVerifier, type VerifierClient } from "../lib/verifier.ts";
+import { buildKnock, KNOCK_PACKET_BYTES } from "../lib/protocol/packet.ts";
+import { KnockVerifier, type VerifierClient } from "../lib/server/verifier.ts";
 import { openmeOk, withServerConfig } from "./support/cli.ts";
 
 setLogSink(() => {});

@@ -13,7 +13,7 @@ import {
 } from "../config/client_profiles.ts";
 import { warn } from "../log.ts";
 import { CommandError } from "./errors.ts";
-import type { ParsedCommand } from "./mod.ts";
+import type { ParsedCommand } from "./io.ts";
 
 /** The client config path a command uses: `--client-config` or the platform default. */
 export function clientConfigPath(parsed: ParsedCommand): string {

@@ -12,10 +12,10 @@ import denoConfig from "../../deno.json" with { type: "json" };
 import { flushLog, isLogLevel, setLogLevel } from "../log.ts";
 import { ArgsError, parseArgv, type ParsedArgs } from "./args.ts";
 import { CommandError, UsageError } from "./errors.ts";
+import type { CliIo, GlobalOptions, ParsedCommand } from "./io.ts";
 import {
   commandHelp,
   COMMANDS,
-  type CommandSpec,
   findCommand,
   GLOBAL_OPTIONS,
   topLevelHelp,
@@ -23,34 +23,6 @@ import {
 
 /** The version from deno.json. */
 export const VERSION: string = denoConfig.version;
-
-/** Where command output goes; tests pass their own to capture it. */
-export interface CliIo {
-  /** Writes one chunk of normal output (a newline is added). */
-  out(text: string): void;
-  /** Writes one chunk of error output (a newline is added). */
-  err(text: string): void;
-}
-
-/** Global options after parsing. */
-export interface GlobalOptions {
-  /** Server config path, when given. */
-  config: string | null;
-  /** Client config path, when given. */
-  clientConfig: string | null;
-}
-
-/** A parsed command line, handed to the command that runs it. */
-export interface ParsedCommand {
-  /** The command's table entry. */
-  spec: CommandSpec;
-  /** Flag values by long name. */
-  values: Record<string, string | boolean | undefined>;
-  /** Positional arguments after the command name. */
-  positionals: string[];
-  /** Global options. */
-  globals: GlobalOptions;
-}
 
 /** Output to the process's stdout and stderr. */
 export const CONSOLE_IO: CliIo = {
@@ -210,51 +182,51 @@ function globalsOf(
 async function dispatch(parsed: ParsedCommand, io: CliIo): Promise<number> {
   switch (parsed.spec.name) {
     case "init": {
-      const m = await import("./init_command.ts");
+      const m = await import("./commands/init.ts");
       return await m.runInitCommand(parsed, io);
     }
     case "serve": {
-      const m = await import("./serve_command.ts");
+      const m = await import("./commands/serve.ts");
       return await m.runServeCommand(parsed, io);
     }
     case "sessions": {
-      const m = await import("./sessions_command.ts");
+      const m = await import("./commands/sessions.ts");
       return await m.runSessionsCommand(parsed, io);
     }
     case "add": {
-      const m = await import("./add_command.ts");
+      const m = await import("./commands/add.ts");
       return await m.runAddCommand(parsed, io);
     }
     case "list": {
-      const m = await import("./list_command.ts");
+      const m = await import("./commands/list.ts");
       return await m.runListCommand(parsed, io);
     }
     case "revoke": {
-      const m = await import("./revoke_command.ts");
+      const m = await import("./commands/revoke.ts");
       return await m.runRevokeCommand(parsed, io);
     }
     case "knock": {
-      const m = await import("./knock_command.ts");
+      const m = await import("./commands/knock.ts");
       return await m.runKnockCommand(parsed, io);
     }
     case "status": {
-      const m = await import("./status_command.ts");
+      const m = await import("./commands/status.ts");
       return await m.runStatusCommand(parsed, io);
     }
     case "profiles": {
-      const m = await import("./profiles_command.ts");
+      const m = await import("./commands/profiles.ts");
       return await m.runProfilesCommand(parsed, io);
     }
     case "import": {
-      const m = await import("./import_command.ts");
+      const m = await import("./commands/import.ts");
       return await m.runImportCommand(parsed, io);
     }
     case "doctor": {
-      const m = await import("./doctor_command.ts");
+      const m = await import("./commands/doctor.ts");
       return await m.runDoctorCommand(parsed, io);
     }
     case "completion": {
-      const m = await import("./completion_command.ts");
+      const m = await import("./commands/completion.ts");
       return await m.runCompletionCommand(parsed, io);
     }
   }

@@ -26,7 +26,7 @@ import {
   ED25519_SEED_BYTES,
   X25519_KEY_BYTES,
   X25519_PKCS8_PREFIX,
-} from "../key_format.ts";
+} from "../protocol/keys.ts";
 import {
   AEAD_NONCE_BYTES,
   assembleUnsignedKnock,
@@ -43,14 +43,14 @@ import {
   SIGNATURE_BYTES,
   SIGNATURE_OFFSET,
   SIGNED_BYTES,
-} from "../packet_format.ts";
+} from "../protocol/packet_format.ts";
 
 export type {
   BuildKnockOptions,
   KnockKeys,
   KnockPlaintext,
   SealKnockOptions,
-} from "../packet_format.ts";
+} from "../protocol/packet_format.ts";
 
 /** Bits HKDF and X25519 `deriveBits` produce: 32 bytes. */
 const DERIVED_BITS = KDF_OUTPUT_BYTES * 8;

@@ -8,7 +8,7 @@
  */
 
 import { Document } from "yaml";
-import { prepareEd25519VerifyKey } from "../crypto.ts";
+import { prepareEd25519VerifyKey } from "../protocol/crypto.ts";
 import { INTERFACE_NAME_PATTERN } from "../firewall/backend.ts";
 import { formatDuration, parseDuration } from "./duration.ts";
 import { ConfigError, describeValue, type KeyPathSegment } from "./errors.ts";

@@ -18,7 +18,7 @@ import {
   loadServerConfig,
   type ServerConfig,
 } from "../config/server_config.ts";
-import { keyFingerprint, prepareEd25519VerifyKey } from "../crypto.ts";
+import { keyFingerprint, prepareEd25519VerifyKey } from "../protocol/crypto.ts";
 import { equalBytes } from "../encoding.ts";
 import type {
   BaseRulesOptions,
@@ -32,8 +32,8 @@ import {
   KNOCK_PACKET_BYTES,
   PROTOCOL_VERSION,
   VERSION_OFFSET,
-} from "../packet.ts";
-import { KnockVerifier, type VerifierClient } from "../verifier.ts";
+} from "../protocol/packet.ts";
+import { KnockVerifier, type VerifierClient } from "./verifier.ts";
 import { type HealthListener, startHealthListener } from "./health.ts";
 import {
   describePorts,

@@ -10,7 +10,7 @@ import { decodeHex } from "../encoding.ts";
 import {
   REPLAY_CACHE_NONCE_BYTES,
   type ReplayCacheEntry,
-} from "../replay_cache.ts";
+} from "./replay_cache.ts";
 
 /** Default state file path. */
 export const DEFAULT_STATE_FILE = "/run/openme/sessions.json";

@@ -6,7 +6,8 @@ import {
   selectProfile,
 } from "../../lib/cli/client_profile.ts";
 import { CommandError } from "../../lib/cli/errors.ts";
-import { parseCommandLine, type ParsedCommand } from "../../lib/cli/mod.ts";
+import type { ParsedCommand } from "../../lib/cli/io.ts";
+import { parseCommandLine } from "../../lib/cli/mod.ts";
 import { writeTestProfile } from "../support/cli.ts";
 import { withTempDir } from "../support/files.ts";
 

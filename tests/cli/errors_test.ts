@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { CommandError, UsageError } from "../../lib/cli/errors.ts";
-import { type CliIo, reportError } from "../../lib/cli/mod.ts";
+import type { CliIo } from "../../lib/cli/io.ts";
+import { reportError } from "../../lib/cli/mod.ts";
 
 function capture(): { io: CliIo; err: string[] } {
   const err: string[] = [];

@@ -8,8 +8,8 @@
 import assert from "node:assert/strict";
 import denoConfig from "../../deno.json" with { type: "json" };
 import { CommandError, UsageError } from "../../lib/cli/errors.ts";
+import type { CliIo } from "../../lib/cli/io.ts";
 import {
-  type CliIo,
   parseCommandLine,
   reportError,
   VERSION,

@@ -19,10 +19,10 @@ import {
   generateEd25519KeyPair,
   generateX25519KeyPair,
   prepareEd25519VerifyKey,
-} from "../../lib/crypto.ts";
+} from "../../lib/protocol/crypto.ts";
 import { parseIp } from "../../lib/ip.ts";
-import { KNOCK_PACKET_BYTES } from "../../lib/packet.ts";
-import { KnockVerifier } from "../../lib/verifier.ts";
+import { KNOCK_PACKET_BYTES } from "../../lib/protocol/packet.ts";
+import { KnockVerifier } from "../../lib/server/verifier.ts";
 
 const CAPTURE_TIMEOUT_MS = 3000;
 

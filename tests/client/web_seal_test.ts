@@ -4,7 +4,7 @@ import {
   generateX25519KeyPair,
   prepareEd25519VerifyKey,
   randomBytes,
-} from "../../lib/crypto.ts";
+} from "../../lib/protocol/crypto.ts";
 import { encodeHex } from "../../lib/encoding.ts";
 import {
   buildKnock,
@@ -13,8 +13,8 @@ import {
   openKnock,
   sealKnock,
   verifyKnockSignature,
-} from "../../lib/packet.ts";
-import { KnockVerifier } from "../../lib/verifier.ts";
+} from "../../lib/protocol/packet.ts";
+import { KnockVerifier } from "../../lib/server/verifier.ts";
 import { buildKnockWeb, sealKnockWeb } from "../../lib/client/web_seal.ts";
 import { ip } from "../support/literals.ts";
 

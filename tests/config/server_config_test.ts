@@ -4,7 +4,7 @@ import { stringify } from "yaml";
 import {
   generateEd25519KeyPair,
   prepareEd25519VerifyKey,
-} from "../../lib/crypto.ts";
+} from "../../lib/protocol/crypto.ts";
 import { encodeBase64 } from "../../lib/encoding.ts";
 import { ConfigError } from "../../lib/config/errors.ts";
 import {

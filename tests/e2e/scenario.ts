@@ -12,7 +12,7 @@
 import assert from "node:assert/strict";
 import { parse as parseYaml, parseDocument } from "yaml";
 import { decodeBase64 } from "../../lib/encoding.ts";
-import { buildKnock, KNOCK_PACKET_BYTES } from "../../lib/packet.ts";
+import { buildKnock, KNOCK_PACKET_BYTES } from "../../lib/protocol/packet.ts";
 import type { StateFile } from "../../lib/server/state_file.ts";
 import {
   CLIENT_V4,

@@ -11,14 +11,14 @@ import {
   type Ed25519KeyPair,
   generateEd25519KeyPair,
   generateX25519KeyPair,
-} from "../../lib/crypto.ts";
+} from "../../lib/protocol/crypto.ts";
 import { encodeBase64 } from "../../lib/encoding.ts";
 import type { FirewallBackend } from "../../lib/firewall/backend.ts";
 import { IptablesBackend } from "../../lib/firewall/iptables.ts";
 import { NftBackend } from "../../lib/firewall/nft.ts";
 import type { IpAddress } from "../../lib/ip.ts";
 import { setLogSink } from "../../lib/log.ts";
-import { buildKnock } from "../../lib/packet.ts";
+import { buildKnock } from "../../lib/protocol/packet.ts";
 import { OpenmeServer } from "../../lib/server/daemon.ts";
 import { MAX_SESSIONS_PER_CLIENT } from "../../lib/server/session_manager.ts";
 import {

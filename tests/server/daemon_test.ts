@@ -10,8 +10,8 @@ import {
   generateEd25519KeyPair,
   keyFingerprint,
   prepareEd25519VerifyKey,
-} from "../../lib/crypto.ts";
-import { buildKnock } from "../../lib/packet.ts";
+} from "../../lib/protocol/crypto.ts";
+import { buildKnock } from "../../lib/protocol/packet.ts";
 import {
   OpenmeServer,
   type ServerOptions,

@@ -20,7 +20,7 @@ import {
   generateEd25519KeyPair,
   generateX25519KeyPair,
   type X25519KeyPair,
-} from "../../lib/crypto.ts";
+} from "../../lib/protocol/crypto.ts";
 import { encodeBase64 } from "../../lib/encoding.ts";
 import type { IpAddress } from "../../lib/ip.ts";
 import { type LogLevel, setLogLevel, setLogSink } from "../../lib/log.ts";

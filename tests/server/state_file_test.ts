@@ -3,7 +3,7 @@
  * text `openme sessions` renders from it.
  */
 import assert from "node:assert/strict";
-import { renderSessions } from "../../lib/cli/sessions_command.ts";
+import { renderSessions } from "../../lib/cli/commands/sessions.ts";
 import {
   readStateFile,
   renderStateFile,

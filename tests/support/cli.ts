@@ -7,13 +7,14 @@
  */
 
 import assert from "node:assert/strict";
-import { type CliIo, runCli } from "../../lib/cli/mod.ts";
+import type { CliIo } from "../../lib/cli/io.ts";
+import { runCli } from "../../lib/cli/mod.ts";
 import { upsertClientProfile } from "../../lib/config/client_config.ts";
 import {
   type Ed25519KeyPair,
   generateEd25519KeyPair,
   generateX25519KeyPair,
-} from "../../lib/crypto.ts";
+} from "../../lib/protocol/crypto.ts";
 import { encodeBase64 } from "../../lib/encoding.ts";
 import { setLogLevel } from "../../lib/log.ts";
 import { MAIN_TS, run } from "../../scripts/testbed.ts";

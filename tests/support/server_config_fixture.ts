@@ -7,7 +7,7 @@
  */
 
 import { formatPortRange } from "../../lib/config/ports.ts";
-import { generateEd25519KeyPair } from "../../lib/crypto.ts";
+import { generateEd25519KeyPair } from "../../lib/protocol/crypto.ts";
 import { encodeBase64 } from "../../lib/encoding.ts";
 import { replaceLines } from "./config.ts";
 import { withTempDir } from "./files.ts";

@@ -1,0 +1,86 @@
+/**
+ * `openme init`: a fresh X25519 key pair and an annotated server config.
+ *
+ * @module
+ */
+
+import { INTERFACE_NAME_PATTERN } from "../../firewall/backend.ts";
+import {
+  DEFAULT_FIREWALL,
+  DEFAULT_SERVER_CONFIG_PATH,
+  DEFAULT_UDP_PORT,
+} from "../../config/server_config.ts";
+import { initServerConfig } from "../../config/server_config_edit.ts";
+import { generateX25519KeyPair } from "../../protocol/crypto.ts";
+import { encodeBase64 } from "../../encoding.ts";
+import { UsageError } from "../errors.ts";
+import type { CliIo, ParsedCommand } from "../io.ts";
+
+/** Parses a port number flag (1-65535) or throws a usage error naming the flag. */
+export function parsePortFlag(
+  text: string,
+  flag: string,
+  command: string,
+): number {
+  if (!/^[0-9]{1,5}$/.test(text) || Number(text) < 1 || Number(text) > 65535) {
+    throw new UsageError(
+      `${flag} "${text}" is not a port (expected 1-65535)`,
+      command,
+    );
+  }
+  return Number(text);
+}
+
+/** Runs `openme init`. */
+export async function runInitCommand(
+  parsed: ParsedCommand,
+  io: CliIo,
+): Promise<number> {
+  const v = parsed.values;
+  if (typeof v.server !== "string" || v.server.trim() === "") {
+    throw new UsageError(
+      "--server HOST is required (the public name or IP clients knock at)",
+      "init",
+    );
+  }
+  const port = typeof v.port === "string"
+    ? parsePortFlag(v.port, "--port", "init")
+    : DEFAULT_UDP_PORT;
+  const firewall = typeof v.firewall === "string"
+    ? v.firewall
+    : DEFAULT_FIREWALL;
+  if (firewall !== "nft" && firewall !== "iptables") {
+    throw new UsageError(
+      `--firewall "${firewall}" is not a backend (expected nft or iptables)`,
+      "init",
+    );
+  }
+  const iface = typeof v.interface === "string" ? v.interface : null;
+  if (iface !== null && !INTERFACE_NAME_PATTERN.test(iface)) {
+    throw new UsageError(
+      `--interface "${iface}" is not an interface name (e.g. eth0)`,
+      "init",
+    );
+  }
+  const path = parsed.globals.config ?? DEFAULT_SERVER_CONFIG_PATH;
+  const keys = generateX25519KeyPair();
+  await initServerConfig(path, {
+    host: v.server.trim(),
+    udpPort: port,
+    firewall,
+    interface: iface,
+    privateKeyB64: encodeBase64(keys.privateKey),
+    publicKeyB64: encodeBase64(keys.publicKey),
+    force: v.force === true,
+  });
+  io.out(`wrote ${path} (mode 0600) with a new server key pair`);
+  io.out(`server public key: ${encodeBase64(keys.publicKey)}`);
+  io.out("next:");
+  io.out(
+    `  sudo openme add alice            # register a client, prints its config`,
+  );
+  io.out(
+    `  sudo openme serve                # or: sudo systemctl enable --now openme`,
+  );
+  return 0;
+}

@@ -1,0 +1,53 @@
+/**
+ * `openme list`: every client with its key fingerprint, effective ports and
+ * expiry; clients the server would skip are listed with the reason.
+ *
+ * @module
+ */
+
+import {
+  DEFAULT_SERVER_CONFIG_PATH,
+  loadServerConfig,
+} from "../../config/server_config.ts";
+import { formatPortRange } from "../../config/ports.ts";
+import { keyFingerprint } from "../../protocol/crypto.ts";
+import type { CliIo, ParsedCommand } from "../io.ts";
+import { formatTable } from "../table.ts";
+import { formatRfc3339 } from "../../time.ts";
+
+/** Runs `openme list`. */
+export async function runListCommand(
+  parsed: ParsedCommand,
+  io: CliIo,
+): Promise<number> {
+  const path = parsed.globals.config ?? DEFAULT_SERVER_CONFIG_PATH;
+  const config = await loadServerConfig(path);
+  if (config.clients.length === 0 && config.skippedClients.length === 0) {
+    io.out(`no clients in ${path}; add one with \`openme add NAME\``);
+    return 0;
+  }
+  const rows: string[][] = [["NAME", "FINGERPRINT", "PORTS", "EXPIRES"]];
+  const now = Date.now();
+  for (const c of config.clients) {
+    const ports = c.ports.map(formatPortRange);
+    if (!c.disableHealthPort) ports.push(`${config.healthPort}/tcp (health)`);
+    const expires = c.expires === null
+      ? "never"
+      : formatRfc3339(c.expires.getTime()) +
+        (c.expires.getTime() <= now ? " (expired)" : "");
+    rows.push([
+      c.name,
+      keyFingerprint(c.ed25519PublicKey),
+      ports.join(",") || "-",
+      expires,
+    ]);
+  }
+  for (const line of formatTable(rows)) io.out(line);
+  for (const name of config.skippedClients) {
+    io.out(
+      `${name}  (invalid entry: skipped by the server; see the warning below)`,
+    );
+  }
+  for (const w of config.warnings) io.err(`warning: ${w}`);
+  return 0;
+}

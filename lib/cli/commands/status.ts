@@ -1,0 +1,73 @@
+/**
+ * `openme status`: is the server's health port reachable from here right now
+ * (that is, is a knock of ours open)? `--knock` knocks first.
+ *
+ * @module
+ */
+
+import { checkHealth, STATUS_TIMEOUT_MS } from "../../client/health_check.ts";
+import {
+  formatServerAddress,
+  knockServer,
+  resolveServer,
+  type ServerAddress,
+} from "../../client/knock.ts";
+import { selectProfile } from "../client_profile.ts";
+import { CommandError } from "../errors.ts";
+import type { CliIo, ParsedCommand } from "../io.ts";
+
+/** Runs `openme status`. */
+export async function runStatusCommand(
+  parsed: ParsedCommand,
+  io: CliIo,
+): Promise<number> {
+  const profile = await selectProfile(parsed, parsed.positionals[0]);
+  const port = profile.serverUdpPort;
+  let addresses: ServerAddress[];
+  try {
+    if (parsed.values.knock === true) {
+      const report = await knockServer(profile);
+      addresses = report.sent.map((k) => k.to);
+      io.out(
+        `knocked ${
+          addresses.map((a) => formatServerAddress(a, port)).join(", ")
+        }`,
+      );
+    } else {
+      addresses = await resolveServer(profile.serverHost);
+    }
+  } catch (err) {
+    throw new CommandError((err as Error).message);
+  }
+  const result = await checkHealth(addresses, port, {
+    timeoutMs: STATUS_TIMEOUT_MS,
+    poll: parsed.values.knock === true,
+  });
+  const where = addresses.map((a) => formatServerAddress(a, port)).join(
+    " and ",
+  );
+  if (result.ok) {
+    io.out(
+      `✓ ${profile.serverHost}: health port ${
+        formatServerAddress(result.address, port)
+      } reachable (${Math.round(result.elapsedMs)} ms) — your knock is open`,
+    );
+    return 0;
+  }
+  io.out(
+    `✗ ${profile.serverHost}: health port tcp ${where} not reachable within ${
+      STATUS_TIMEOUT_MS / 1000
+    } s (${result.reason})`,
+  );
+  if (parsed.values.knock !== true) {
+    io.out(
+      `  try: openme status ${profile.name} --knock   (the port opens only after a knock)`,
+    );
+  } else {
+    io.out(
+      "  try: check the server log (`journalctl -u openme -f`), that the server runs and UDP " +
+        `${port} reaches it (router port forwarding, firewall), and that this profile's keys match the server`,
+    );
+  }
+  return 1;
+}
