@@ -6,7 +6,14 @@
  */
 
 import { connect } from "node:net";
-import type { ServerAddress } from "./knock.ts";
+
+/** One resolved server address. */
+export interface ServerAddress {
+  /** Address text. */
+  address: string;
+  /** 4 or 6. */
+  family: 4 | 6;
+}
 
 /** How long `status` and `knock --check` wait for the health port. */
 export const STATUS_TIMEOUT_MS = 3000;
@@ -69,11 +76,7 @@ export function tryConnect(
 export interface CheckHealthOptions {
   /** Total time to wait (default 3 s). */
   timeoutMs?: number;
-  /**
-   * Start a new connect attempt every 100 ms until one connects or the time
-   * is up (for `knock --check`, where the port opens a moment after the
-   * knock); default one attempt per address.
-   */
+  /** Start a new attempt every 100 ms until one connects or the time is up (`knock --check`); default one attempt per address. */
   poll?: boolean;
   /** Stop waiting (not ok, reason "aborted") when this signal aborts, e.g. on Ctrl-C. */
   signal?: AbortSignal;
@@ -81,9 +84,8 @@ export interface CheckHealthOptions {
 
 /**
  * Checks the health port on each address; ok as soon as any one accepts a
- * connection. When polling, attempts overlap: one that hangs on a dropped
- * SYN does not delay the next, so the time reported is within about 100 ms
- * of the moment the port opened.
+ * connection. Polling attempts overlap, so one that hangs on a dropped SYN
+ * does not delay the next.
  */
 export function checkHealth(
   addresses: ServerAddress[],
