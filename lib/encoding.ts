@@ -5,10 +5,7 @@
  * @module
  */
 
-/**
- * Padded standard base64 and nothing else: no whitespace inside, no URL-safe
- * `-`/`_`, no missing or extra `=`. Bits past the last whole byte are ignored.
- */
+/** Padded standard base64 only: no inner whitespace, no `-`/`_`, no missing or extra `=`. */
 const BASE64_PATTERN =
   /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 

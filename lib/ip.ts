@@ -55,12 +55,13 @@ export function ipFromBytes(bytes: Uint8Array): IpAddress {
   if (bytes.length !== IP_BYTES) {
     throw new RangeError(`ipFromBytes: expected 16 bytes, got ${bytes.length}`);
   }
-  const prefix = bytes.subarray(0, V4_MAPPED_PREFIX.length);
-  if (prefix.toHex() === V4_MAPPED_PREFIX.toHex()) {
-    const v4 = bytes.subarray(V4_MAPPED_PREFIX.length);
-    return { family: 4, text: v4.join(".") };
-  }
   const hex = bytes.toHex();
+  if (hex.startsWith(V4_MAPPED_PREFIX.toHex())) {
+    return {
+      family: 4,
+      text: bytes.subarray(V4_MAPPED_PREFIX.length).join("."),
+    };
+  }
   const groups = [];
   for (let i = 0; i < hex.length; i += 4) groups.push(hex.slice(i, i + 4));
   return { family: 6, text: canonicalIpv6(groups.join(":")) };

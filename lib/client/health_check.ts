@@ -94,64 +94,54 @@ export function checkHealth(
 ): Promise<HealthResult> {
   const timeoutMs = options.timeoutMs ?? STATUS_TIMEOUT_MS;
   const poll = options.poll === true;
-  const start = performance.now();
-  const deadline = start + timeoutMs;
-  const stop = new AbortController();
   // Bounded: at most one round per interval within the timeout.
   const maxRounds = poll ? Math.ceil(timeoutMs / CHECK_POLL_INTERVAL_MS) : 1;
+  const start = performance.now();
+  const stop = new AbortController();
 
   return new Promise((resolve) => {
-    let settled = false;
     let rounds = 0;
     let pending = 0;
     let lastReason = "timed out";
-    let interval: ReturnType<typeof setInterval> | undefined;
-
-    const finish = (ok: boolean, address: ServerAddress): void => {
-      if (settled) return;
-      settled = true;
+    /** Resolves once, with the address that answered or null. */
+    const finish = (answered: ServerAddress | null): void => {
+      if (stop.signal.aborted) return;
+      stop.abort();
       clearTimeout(overall);
       clearInterval(interval);
       options.signal?.removeEventListener("abort", onAbort);
-      stop.abort();
       resolve({
-        ok,
-        address,
+        ok: answered !== null,
+        address: answered ?? addresses[0],
         elapsedMs: performance.now() - start,
-        reason: ok ? null : lastReason,
+        reason: answered !== null ? null : lastReason,
       });
     };
     const onAbort = (): void => {
       lastReason = "aborted";
-      finish(false, addresses[0]);
+      finish(null);
     };
     const launch = (): void => {
-      if (settled) return;
-      const left = deadline - performance.now();
-      if (left <= 0 || rounds >= maxRounds) return;
+      const left = start + timeoutMs - performance.now();
+      if (stop.signal.aborted || left <= 0 || rounds >= maxRounds) return;
       rounds++;
       for (const address of addresses) {
         pending++;
         tryConnect(address, port, { timeoutMs: left, signal: stop.signal })
           .then((reason) => {
             pending--;
-            if (reason === null) {
-              finish(true, address);
-              return;
-            }
+            if (reason === null) return finish(address);
             if (reason !== "aborted") lastReason = reason;
-            if (!poll && pending === 0) finish(false, addresses[0]);
+            if (!poll && pending === 0) finish(null);
           });
       }
     };
-
-    const overall = setTimeout(() => finish(false, addresses[0]), timeoutMs);
-    if (options.signal?.aborted) {
-      onAbort();
-      return;
-    }
+    const overall = setTimeout(() => finish(null), timeoutMs);
+    const interval = poll
+      ? setInterval(launch, CHECK_POLL_INTERVAL_MS)
+      : undefined;
+    if (options.signal?.aborted) return onAbort();
     options.signal?.addEventListener("abort", onAbort, { once: true });
     launch();
-    if (poll) interval = setInterval(launch, CHECK_POLL_INTERVAL_MS);
   });
 }

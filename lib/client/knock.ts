@@ -42,11 +42,6 @@ export interface LookupAddress {
 /** Resolves a host name to every address it has; throws an error with a `code` (e.g. ENOTFOUND) when it cannot. */
 export type HostLookup = (host: string) => Promise<LookupAddress[]>;
 
-/** The system resolver (getaddrinfo, so `/etc/hosts` applies), every address in the resolver's order. */
-export async function systemLookup(host: string): Promise<LookupAddress[]> {
-  return await lookup(host, { all: true, verbatim: true });
-}
-
 /** Options for {@linkcode resolveServer}. */
 export interface ResolveOptions {
   /** Only this family; default both. */
@@ -80,14 +75,15 @@ export async function resolveServer(
   options: ResolveOptions = {},
 ): Promise<ServerAddress[]> {
   const literal = parseIp(host.replace(/^\[|\]$/g, ""));
-  let found: ServerAddress[];
+  let results: LookupAddress[];
   if (literal !== null) {
-    found = [{ address: literal.text, family: literal.family }];
+    results = [{ address: literal.text, family: literal.family }];
   } else {
-    let results: LookupAddress[];
-    const resolve = options.lookup ?? systemLookup;
     try {
-      results = await resolve(host);
+      // By default the system resolver (getaddrinfo: /etc/hosts applies).
+      results = options.lookup
+        ? await options.lookup(host)
+        : await lookup(host, { all: true, verbatim: true });
     } catch (err) {
       const code = (err as { code?: string }).code ?? "";
       throw new KnockError(
@@ -96,13 +92,12 @@ export async function resolveServer(
         }: check the name in your profile (server_host) and your DNS/network`,
       );
     }
-    found = [];
-    for (const r of results) {
-      const ip = parseIp(r.address);
-      if (ip === null) continue;
-      if (found.some((f) => f.family === ip.family)) continue;
-      found.push({ address: ip.text, family: ip.family });
-    }
+  }
+  const found: ServerAddress[] = [];
+  for (const result of results) {
+    const ip = parseIp(result.address);
+    if (ip === null || found.some((f) => f.family === ip.family)) continue;
+    found.push({ address: ip.text, family: ip.family });
   }
   found.sort((a, b) => a.family - b.family);
   const wanted = options.family ?? null;
@@ -122,18 +117,11 @@ export async function resolveServer(
 }
 
 /** How long the local route check after a failed send may take. */
-export const ROUTE_PROBE_TIMEOUT_MS = 500;
+const ROUTE_PROBE_TIMEOUT_MS = 500;
 
 /** Error codes that tell the network, not the server, refused. */
-const LOCAL_NETWORK_ERRORS: readonly string[] = [
-  "ENETUNREACH",
-  "EHOSTUNREACH",
-  "EADDRNOTAVAIL",
-  "EAFNOSUPPORT",
-  "EPERM",
-  "EACCES",
-  "ENETDOWN",
-];
+const LOCAL_NETWORK_ERROR =
+  /^E(NETUNREACH|HOSTUNREACH|ADDRNOTAVAIL|AFNOSUPPORT|PERM|ACCES|NETDOWN)$/;
 
 /**
  * Finds out why the system refused a datagram when the UDP error carries no
@@ -147,9 +135,7 @@ async function probeRoute(
   const reason = await tryConnect(to, port, {
     timeoutMs: ROUTE_PROBE_TIMEOUT_MS,
   });
-  return reason !== null && LOCAL_NETWORK_ERRORS.includes(reason)
-    ? reason
-    : null;
+  return reason !== null && LOCAL_NETWORK_ERROR.test(reason) ? reason : null;
 }
 
 /** Sends one datagram to an address; rejects with a clear message when the network refuses. */

@@ -2,10 +2,6 @@
  * The knock protocol's keys and primitives (X25519, Ed25519, HKDF-SHA256,
  * ChaCha20-Poly1305, SHA-256 fingerprints), all through `node:crypto`.
  *
- * Raw 32-byte keys become `KeyObject`s inside the DER structures of RFC 8410
- * (PKCS#8 for private keys, SPKI for public keys), whose bytes before the raw
- * key are fixed.
- *
  * @module
  */
 
@@ -25,25 +21,17 @@ import { Buffer } from "node:buffer";
 
 /** Size of an X25519 private scalar and of an X25519 public key. */
 export const X25519_KEY_BYTES = 32;
-/** Size of an Ed25519 seed, the bare private key form. */
-export const ED25519_SEED_BYTES = 32;
-/** Size of an Ed25519 private key in its 64-byte form (seed then public key). */
-export const ED25519_PRIVATE_KEY_BYTES = 64;
-/** Size of an Ed25519 public key. */
-export const ED25519_PUBLIC_KEY_BYTES = 32;
-/** Size of an Ed25519 signature. */
-export const ED25519_SIGNATURE_BYTES = 64;
-/** Size of a ChaCha20-Poly1305 key. */
-export const CHACHA_KEY_BYTES = 32;
-/** Size of a ChaCha20-Poly1305 nonce. */
-export const CHACHA_NONCE_BYTES = 12;
-/** Size of the Poly1305 tag that follows the ciphertext. */
-export const POLY1305_TAG_BYTES = 16;
+const ED25519_SEED_BYTES = 32;
+/** The 64-byte form is the seed then the public key. */
+const ED25519_PRIVATE_KEY_BYTES = 64;
+const ED25519_PUBLIC_KEY_BYTES = 32;
+const ED25519_SIGNATURE_BYTES = 64;
+const POLY1305_TAG_BYTES = 16;
 /** Number of SHA-256 bytes a key fingerprint shows. */
-export const FINGERPRINT_BYTES = 8;
+const FINGERPRINT_BYTES = 8;
 
-// RFC 8410 §7 (PKCS#8) and §4 (SPKI) up to the raw key; OID 1.3.101.110 is
-// X25519, 1.3.101.112 Ed25519.
+// Raw keys become KeyObjects in the DER structures of RFC 8410 §7 (PKCS#8) and
+// §4 (SPKI), fixed up to the raw key; OID 1.3.101.110 is X25519, .112 Ed25519.
 const X25519_PKCS8_PREFIX = Uint8Array.fromHex(
   "302e020100300506032b656e04220420",
 );
@@ -72,16 +60,10 @@ export interface Ed25519KeyPair {
 }
 
 /** An Ed25519 public key parsed once for repeated verification. */
-export interface Ed25519VerifyKey {
-  /** The key as `node:crypto` uses it. */
-  readonly keyObject: KeyObject;
-}
+export type Ed25519VerifyKey = KeyObject;
 
 /** An X25519 private key parsed once for repeated key agreement. */
-export interface X25519PrivateKey {
-  /** The key as `node:crypto` uses it. */
-  readonly keyObject: KeyObject;
-}
+export type X25519PrivateKey = KeyObject;
 
 /** Options for {@linkcode hkdfSha256}. */
 export interface HkdfOptions {
@@ -98,11 +80,10 @@ export interface AeadOptions {
 }
 
 function checkLength(what: string, bytes: Uint8Array, want: number): void {
-  if (!(bytes instanceof Uint8Array) || bytes.length !== want) {
-    const got = bytes instanceof Uint8Array
-      ? `${bytes.length} bytes`
-      : typeof bytes;
-    throw new RangeError(`${what}: expected ${want} bytes, got ${got}`);
+  if (bytes.length !== want) {
+    throw new RangeError(
+      `${what}: expected ${want} bytes, got ${bytes.length} bytes`,
+    );
   }
 }
 
@@ -126,15 +107,11 @@ function rawPublicKey(key: KeyObject): Uint8Array {
 /** The seed of an Ed25519 private key (32-byte seed or 64-byte form) as a `KeyObject`, after checking that a 64-byte key's public half belongs to its seed. */
 function ed25519SigningKey(privateKey: Uint8Array): KeyObject {
   if (
-    !(privateKey instanceof Uint8Array) ||
-    (privateKey.length !== ED25519_SEED_BYTES &&
-      privateKey.length !== ED25519_PRIVATE_KEY_BYTES)
+    privateKey.length !== ED25519_SEED_BYTES &&
+    privateKey.length !== ED25519_PRIVATE_KEY_BYTES
   ) {
-    const got = privateKey instanceof Uint8Array
-      ? `${privateKey.length} bytes`
-      : typeof privateKey;
     throw new RangeError(
-      `Ed25519 private key: expected ${ED25519_SEED_BYTES} bytes (seed) or ${ED25519_PRIVATE_KEY_BYTES} bytes (seed then public key), got ${got}`,
+      `Ed25519 private key: expected ${ED25519_SEED_BYTES} bytes (seed) or ${ED25519_PRIVATE_KEY_BYTES} bytes (seed then public key), got ${privateKey.length} bytes`,
     );
   }
   const seed = privateKey.subarray(0, ED25519_SEED_BYTES);
@@ -174,7 +151,7 @@ export function generateX25519KeyPair(): X25519KeyPair {
 
 /** Computes the X25519 public key of a 32-byte private scalar. */
 export function x25519PublicKey(privateKey: Uint8Array): Uint8Array {
-  return rawPublicKey(prepareX25519PrivateKey(privateKey).keyObject);
+  return rawPublicKey(prepareX25519PrivateKey(privateKey));
 }
 
 /** Parses a 32-byte X25519 private scalar for repeated key agreement. */
@@ -182,7 +159,7 @@ export function prepareX25519PrivateKey(
   privateKey: Uint8Array,
 ): X25519PrivateKey {
   checkLength("X25519 private key", privateKey, X25519_KEY_BYTES);
-  return { keyObject: privateKeyObject(X25519_PKCS8_PREFIX, privateKey) };
+  return privateKeyObject(X25519_PKCS8_PREFIX, privateKey);
 }
 
 /** Computes X25519 with a peer's public key; throws a RangeError for a low-order key (all-zero result, RFC 7748 §6.1). */
@@ -193,7 +170,7 @@ export function x25519SharedSecret(
   checkLength("X25519 public key", publicKey, X25519_KEY_BYTES);
   try {
     return new Uint8Array(diffieHellman({
-      privateKey: privateKey.keyObject,
+      privateKey,
       publicKey: publicKeyObject(X25519_SPKI_PREFIX, publicKey),
     }));
   } catch (error) {
@@ -234,7 +211,7 @@ export function prepareEd25519VerifyKey(
 ): Ed25519VerifyKey {
   checkLength("Ed25519 public key", publicKey, ED25519_PUBLIC_KEY_BYTES);
   try {
-    return { keyObject: publicKeyObject(ED25519_SPKI_PREFIX, publicKey) };
+    return publicKeyObject(ED25519_SPKI_PREFIX, publicKey);
   } catch (error) {
     throw new RangeError(
       `Ed25519 public key ${publicKey.toHex()} is not a valid curve point (${
@@ -252,7 +229,7 @@ export function ed25519Verify(
 ): boolean {
   if (signature.length !== ED25519_SIGNATURE_BYTES) return false;
   try {
-    return verify(null, message, key.keyObject, signature);
+    return verify(null, message, key, signature);
   } catch {
     return false;
   }
@@ -272,8 +249,6 @@ export function chacha20Poly1305Seal(
   plaintext: Uint8Array,
   options: AeadOptions = {},
 ): Uint8Array {
-  checkLength("ChaCha20-Poly1305 key", key, CHACHA_KEY_BYTES);
-  checkLength("ChaCha20-Poly1305 nonce", nonce, CHACHA_NONCE_BYTES);
   const cipher = createCipheriv("chacha20-poly1305", key, nonce, {
     authTagLength: POLY1305_TAG_BYTES,
   });
@@ -292,8 +267,6 @@ export function chacha20Poly1305Open(
   sealed: Uint8Array,
   options: AeadOptions = {},
 ): Uint8Array | null {
-  checkLength("ChaCha20-Poly1305 key", key, CHACHA_KEY_BYTES);
-  checkLength("ChaCha20-Poly1305 nonce", nonce, CHACHA_NONCE_BYTES);
   if (sealed.length < POLY1305_TAG_BYTES) return null;
   const split = sealed.length - POLY1305_TAG_BYTES;
   const decipher = createDecipheriv("chacha20-poly1305", key, nonce, {

@@ -58,16 +58,12 @@ export const SIGNATURE_OFFSET = 101;
 /** Size of the Ed25519 signature. */
 export const SIGNATURE_BYTES = 64;
 
-/** Size of the plaintext inside the packet. */
-export const PLAINTEXT_BYTES = 40;
-/** Offset of the timestamp (signed 64-bit big-endian nanoseconds) in the plaintext. */
-export const TIMESTAMP_OFFSET = 0;
-/** Offset of the replay nonce in the plaintext. */
-export const REPLAY_NONCE_OFFSET = 8;
-/** Size of the replay nonce. */
-export const REPLAY_NONCE_BYTES = 16;
-/** Offset of the 16-byte target address in the plaintext. */
-export const TARGET_OFFSET = 24;
+// The plaintext: timestamp (signed 64-bit big-endian ns), replay nonce, target.
+const PLAINTEXT_BYTES = 40;
+const TIMESTAMP_OFFSET = 0;
+const REPLAY_NONCE_OFFSET = 8;
+const REPLAY_NONCE_BYTES = 16;
+const TARGET_OFFSET = 24;
 
 /** HKDF info string that binds the derived key to this protocol version. */
 export const KDF_INFO = "openme-v1-chacha20poly1305";
@@ -76,8 +72,6 @@ export const KDF_OUTPUT_BYTES = 32;
 
 const KDF_INFO_BYTES = new TextEncoder().encode(KDF_INFO);
 const NS_PER_MS = 1_000_000n;
-const INT64_MIN = -(2n ** 63n);
-const INT64_MAX = 2n ** 63n - 1n;
 
 /** The keys a client needs to build a knock. */
 export interface KnockKeys {
@@ -107,8 +101,6 @@ export interface KnockPlaintext {
 
 /** A knock datagram split into its fields (views into the datagram). */
 export interface KnockPacket {
-  /** The version byte. */
-  version: number;
   /** Client's ephemeral X25519 public key. */
   ephemeralPublicKey: Uint8Array;
   /** ChaCha20-Poly1305 nonce. */
@@ -127,7 +119,7 @@ function knockKey(shared: Uint8Array): Uint8Array {
 
 function encodePlaintext(plaintext: KnockPlaintext): Uint8Array {
   const { timestampNs, replayNonce, target } = plaintext;
-  if (timestampNs < INT64_MIN || timestampNs > INT64_MAX) {
+  if (BigInt.asIntN(64, timestampNs) !== timestampNs) {
     throw new RangeError(
       `knock timestamp ${timestampNs} ns does not fit a signed 64-bit integer`,
     );
@@ -202,7 +194,6 @@ export function parseKnockPacket(datagram: Uint8Array): KnockPacket | null {
   const field = (offset: number, size: number): Uint8Array =>
     datagram.subarray(offset, offset + size);
   return {
-    version: datagram[VERSION_OFFSET],
     ephemeralPublicKey: field(EPHEMERAL_KEY_OFFSET, EPHEMERAL_KEY_BYTES),
     aeadNonce: field(AEAD_NONCE_OFFSET, AEAD_NONCE_BYTES),
     ciphertext: field(CIPHERTEXT_OFFSET, CIPHERTEXT_BYTES),
