@@ -28,7 +28,7 @@ import {
   hkdfSha256,
   prepareEd25519VerifyKey,
   prepareX25519PrivateKey,
-  x25519SharedSecretPrepared,
+  x25519SharedSecret,
 } from "../lib/protocol/crypto.ts";
 import type { IpAddress } from "../lib/ip.ts";
 import { Buffer } from "node:buffer";
@@ -144,14 +144,14 @@ function floorKnock(): void {
 
 /** The floor's X25519 alone, on the next packet. */
 function floorX25519(): void {
-  x25519SharedSecretPrepared(
+  x25519SharedSecret(
     serverKey,
     field(nextFloorPacket(), EPHEMERAL_KEY_OFFSET, EPHEMERAL_KEY_BYTES),
   );
 }
 
 const samplePacket = floorPackets[0];
-const sampleShared = x25519SharedSecretPrepared(
+const sampleShared = x25519SharedSecret(
   serverKey,
   field(samplePacket, EPHEMERAL_KEY_OFFSET, EPHEMERAL_KEY_BYTES),
 );
@@ -258,7 +258,7 @@ const webServerKey = await crypto.subtle.importKey(
 );
 
 Deno.bench({
-  name: "x25519: x25519SharedSecretPrepared (as the floor)",
+  name: "x25519: x25519SharedSecret (as the floor)",
   group: "x25519",
   baseline: true,
   fn: floorX25519,

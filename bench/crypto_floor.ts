@@ -12,7 +12,7 @@ import {
   type Ed25519VerifyKey,
   hkdfSha256,
   type X25519PrivateKey,
-  x25519SharedSecretPrepared,
+  x25519SharedSecret,
 } from "../lib/protocol/crypto.ts";
 import {
   AEAD_NONCE_BYTES,
@@ -50,7 +50,7 @@ export function cryptoFloor(
   verifyKey: Ed25519VerifyKey,
   packet: Uint8Array,
 ): boolean {
-  const shared = x25519SharedSecretPrepared(
+  const shared = x25519SharedSecret(
     serverKey,
     field(packet, EPHEMERAL_KEY_OFFSET, EPHEMERAL_KEY_BYTES),
   );

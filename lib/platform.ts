@@ -1,8 +1,6 @@
 /**
- * Everything that differs between Linux, macOS and Windows, in one place:
- * whether the server can run, the shell for `post_knock`, and the default
- * client config path. Each function takes the platform (and, where it reads
- * the environment, an environment lookup) so tests can inject them.
+ * Everything that differs between Linux, macOS and Windows: whether the
+ * server can run, the shell for `post_knock`, the default client config path.
  *
  * @module
  */
@@ -41,11 +39,7 @@ export interface ShellCommand {
   program: string;
   /** Its arguments, ending with the command line. */
   args: string[];
-  /**
-   * Pass the arguments to Windows as written (Deno.Command's
-   * `windowsRawArguments`): cmd.exe does not parse the C runtime's quoting,
-   * so the command line is handed over inside one pair of quotes with `/s`.
-   */
+  /** Pass the arguments to Windows as written: cmd.exe does not parse the C runtime's quoting. */
   windowsRawArguments: boolean;
 }
 
@@ -90,24 +84,18 @@ export function defaultClientConfigPathFor(
   const env = options.env ?? ((name: string) => Deno.env.get(name));
   const display = clientConfigPathDisplay({ platform });
   if (platform === "windows") {
-    let home = env("USERPROFILE");
-    if (home === undefined || home === "") {
-      const drive = env("HOMEDRIVE");
-      const homePath = env("HOMEPATH");
-      if (drive && homePath) home = `${drive}${homePath}`;
-    }
-    if (home === undefined || home === "") {
-      return { ok: false, variable: "USERPROFILE", display };
-    }
+    const drive = env("HOMEDRIVE");
+    const homePath = env("HOMEPATH");
+    const home = env("USERPROFILE") ||
+      (drive && homePath ? `${drive}${homePath}` : "");
+    if (home === "") return { ok: false, variable: "USERPROFILE", display };
     return {
       ok: true,
       path: `${home.replace(/[\\/]+$/, "")}\\.openme\\config.yaml`,
     };
   }
   const home = env("HOME");
-  if (home === undefined || home === "") {
-    return { ok: false, variable: "HOME", display };
-  }
+  if (!home) return { ok: false, variable: "HOME", display };
   const trimmed = home === "/" ? "" : home.replace(/\/+$/, "");
   return { ok: true, path: `${trimmed}/.openme/config.yaml` };
 }

@@ -1,6 +1,5 @@
 /**
- * QR codes of the provisioning payload (SPEC §6), error correction M: as text
- * for an 80-column terminal, or as a PNG file.
+ * QR codes of the provisioning payload (SPEC §6) for a terminal or a PNG file.
  *
  * @module
  */
@@ -8,7 +7,7 @@
 import QRCode from "qrcode";
 
 /** Error correction level the apps expect. */
-export const QR_ERROR_CORRECTION = "M";
+const QR_ERROR_CORRECTION = "M";
 
 /** Renders text as a QR code of half-height block characters for a terminal. */
 export async function qrTerminal(text: string): Promise<string> {

@@ -74,14 +74,11 @@ export const PERMISSION_FLAGS: readonly string[] = [
  * which silences Deno's "Failed to resolve 'nft' for allow-run" notice on
  * machines without that tool; `--frozen` fails the build instead of changing
  * deno.lock; `--v8-flags=--max-semi-space-size=2` keeps the server's memory
- * under 150 MB during floods at no measurable CPU cost (bench/RESULTS.md);
- * `--unstable-net` gives `openme knock` `Deno.listenDatagram`, so a knock
- * is sent without loading Node's `dgram` (start-up time, bench/RESULTS.md).
+ * under 150 MB during floods at no measurable CPU cost (bench/RESULTS.md).
  */
 export const BUILD_FLAGS: readonly string[] = [
   "--quiet",
   "--frozen",
-  "--unstable-net",
   "--v8-flags=--max-semi-space-size=2",
 ];
 

@@ -378,11 +378,3 @@ Deno.test({
 Deno.test("compile bakes in the V8 young-generation cap that keeps flood memory under 150 MB", () => {
   assert.ok(BUILD_FLAGS.includes("--v8-flags=--max-semi-space-size=2"));
 });
-
-Deno.test("compile enables Deno.listenDatagram, which the knock sends with, in the binary and in deno.json", async () => {
-  assert.ok(BUILD_FLAGS.includes("--unstable-net"));
-  const config = JSON.parse(
-    await Deno.readTextFile(new URL("../deno.json", import.meta.url)),
-  );
-  assert.deepEqual(config.unstable, ["net"]);
-});

@@ -6,7 +6,14 @@
  */
 
 import { connect } from "node:net";
-import type { ServerAddress } from "./knock.ts";
+
+/** One resolved server address. */
+export interface ServerAddress {
+  /** Address text. */
+  address: string;
+  /** 4 or 6. */
+  family: 4 | 6;
+}
 
 /** How long `status` and `knock --check` wait for the health port. */
 export const STATUS_TIMEOUT_MS = 3000;
@@ -69,11 +76,7 @@ export function tryConnect(
 export interface CheckHealthOptions {
   /** Total time to wait (default 3 s). */
   timeoutMs?: number;
-  /**
-   * Start a new connect attempt every 100 ms until one connects or the time
-   * is up (for `knock --check`, where the port opens a moment after the
-   * knock); default one attempt per address.
-   */
+  /** Start a new attempt every 100 ms until one connects or the time is up (`knock --check`); default one attempt per address. */
   poll?: boolean;
   /** Stop waiting (not ok, reason "aborted") when this signal aborts, e.g. on Ctrl-C. */
   signal?: AbortSignal;
@@ -81,9 +84,8 @@ export interface CheckHealthOptions {
 
 /**
  * Checks the health port on each address; ok as soon as any one accepts a
- * connection. When polling, attempts overlap: one that hangs on a dropped
- * SYN does not delay the next, so the time reported is within about 100 ms
- * of the moment the port opened.
+ * connection. Polling attempts overlap, so one that hangs on a dropped SYN
+ * does not delay the next.
  */
 export function checkHealth(
   addresses: ServerAddress[],
@@ -92,64 +94,54 @@ export function checkHealth(
 ): Promise<HealthResult> {
   const timeoutMs = options.timeoutMs ?? STATUS_TIMEOUT_MS;
   const poll = options.poll === true;
-  const start = performance.now();
-  const deadline = start + timeoutMs;
-  const stop = new AbortController();
   // Bounded: at most one round per interval within the timeout.
   const maxRounds = poll ? Math.ceil(timeoutMs / CHECK_POLL_INTERVAL_MS) : 1;
+  const start = performance.now();
+  const stop = new AbortController();
 
   return new Promise((resolve) => {
-    let settled = false;
     let rounds = 0;
     let pending = 0;
     let lastReason = "timed out";
-    let interval: ReturnType<typeof setInterval> | undefined;
-
-    const finish = (ok: boolean, address: ServerAddress): void => {
-      if (settled) return;
-      settled = true;
+    /** Resolves once, with the address that answered or null. */
+    const finish = (answered: ServerAddress | null): void => {
+      if (stop.signal.aborted) return;
+      stop.abort();
       clearTimeout(overall);
       clearInterval(interval);
       options.signal?.removeEventListener("abort", onAbort);
-      stop.abort();
       resolve({
-        ok,
-        address,
+        ok: answered !== null,
+        address: answered ?? addresses[0],
         elapsedMs: performance.now() - start,
-        reason: ok ? null : lastReason,
+        reason: answered !== null ? null : lastReason,
       });
     };
     const onAbort = (): void => {
       lastReason = "aborted";
-      finish(false, addresses[0]);
+      finish(null);
     };
     const launch = (): void => {
-      if (settled) return;
-      const left = deadline - performance.now();
-      if (left <= 0 || rounds >= maxRounds) return;
+      const left = start + timeoutMs - performance.now();
+      if (stop.signal.aborted || left <= 0 || rounds >= maxRounds) return;
       rounds++;
       for (const address of addresses) {
         pending++;
         tryConnect(address, port, { timeoutMs: left, signal: stop.signal })
           .then((reason) => {
             pending--;
-            if (reason === null) {
-              finish(true, address);
-              return;
-            }
+            if (reason === null) return finish(address);
             if (reason !== "aborted") lastReason = reason;
-            if (!poll && pending === 0) finish(false, addresses[0]);
+            if (!poll && pending === 0) finish(null);
           });
       }
     };
-
-    const overall = setTimeout(() => finish(false, addresses[0]), timeoutMs);
-    if (options.signal?.aborted) {
-      onAbort();
-      return;
-    }
+    const overall = setTimeout(() => finish(null), timeoutMs);
+    const interval = poll
+      ? setInterval(launch, CHECK_POLL_INTERVAL_MS)
+      : undefined;
+    if (options.signal?.aborted) return onAbort();
     options.signal?.addEventListener("abort", onAbort, { once: true });
     launch();
-    if (poll) interval = setInterval(launch, CHECK_POLL_INTERVAL_MS);
   });
 }

@@ -24,12 +24,7 @@ function terminalSignals(): Deno.Signal[] {
   return Deno.build.os === "windows" ? ["SIGINT"] : ["SIGINT", "SIGQUIT"];
 }
 
-/**
- * Runs the command and returns its exit code (128 + signal number when a
- * signal ended it). While it runs, Ctrl-C is the command's business (an ssh
- * session handles it itself): openme ignores SIGINT and SIGQUIT and waits.
- * Throws an Error naming the shell when it cannot be started.
- */
+/** Runs the command, ignoring Ctrl-C (the command's business) meanwhile, and returns its exit code (128 + signal number when a signal ended it). */
 export async function runPostKnock(
   command: string,
   options: PostKnockOptions,

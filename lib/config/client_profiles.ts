@@ -8,7 +8,6 @@
  * @module
  */
 
-import { equalBytes } from "../encoding.ts";
 import { defaultClientConfigPathFor, type Platform } from "../platform.ts";
 import { ConfigError, describeValue, type KeyPathSegment } from "./errors.ts";
 import {
@@ -196,7 +195,7 @@ function checkProfile(
     }, report);
     if (
       privateKey.length === 64 &&
-      !equalBytes(privateKey.subarray(32), publicKey)
+      privateKey.subarray(32).toHex() !== publicKey.toHex()
     ) {
       report({
         keyPath: [...base, "public_key"],

@@ -19,14 +19,13 @@ import {
   type ServerConfig,
 } from "../config/server_config.ts";
 import { keyFingerprint, prepareEd25519VerifyKey } from "../protocol/crypto.ts";
-import { equalBytes } from "../encoding.ts";
 import type {
   BaseRulesOptions,
   FirewallBackend,
   FirewallRulePort,
 } from "../firewall/backend.ts";
 import { createFirewallBackend } from "../firewall/mod.ts";
-import { type IpAddress, normalizePeerAddress } from "../ip.ts";
+import { type IpAddress, parseIp } from "../ip.ts";
 import { error, info, isLogEnabled, warn } from "../log.ts";
 import {
   KNOCK_PACKET_BYTES,
@@ -537,9 +536,7 @@ export class OpenmeServer {
       datagram.length !== KNOCK_PACKET_BYTES ||
       datagram[VERSION_OFFSET] !== PROTOCOL_VERSION
     ) {
-      const shown = isLogEnabled("debug")
-        ? normalizePeerAddress(peer)?.text ?? peer
-        : peer;
+      const shown = isLogEnabled("debug") ? parseIp(peer)?.text ?? peer : peer;
       this.#drop(
         datagram.length !== KNOCK_PACKET_BYTES ? "size" : "version",
         shown,
@@ -587,7 +584,7 @@ export class OpenmeServer {
   #peerAddress(peer: string): IpAddress | null {
     const known = this.#peers.get(peer);
     if (known !== undefined) return known;
-    const parsed = normalizePeerAddress(peer);
+    const parsed = parseIp(peer);
     if (parsed === null) return null;
     if (this.#peers.size >= PEER_ADDRESS_CACHE_SIZE) this.#peers.clear();
     this.#peers.set(peer, parsed);
@@ -658,7 +655,7 @@ export class OpenmeServer {
         `firewall changes take effect after a restart (still ${this.#backend.name})`,
       );
     }
-    if (!equalBytes(next.privateKey, this.#config.privateKey)) {
+    if (next.privateKey.toHex() !== this.#config.privateKey.toHex()) {
       warn(
         "server key changes take effect after a restart (knocks are still decrypted with the key the server started with)",
       );

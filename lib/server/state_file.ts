@@ -6,7 +6,6 @@
  * @module
  */
 
-import { decodeHex } from "../encoding.ts";
 import {
   REPLAY_CACHE_NONCE_BYTES,
   type ReplayCacheEntry,
@@ -164,8 +163,13 @@ export async function readStateReplayNonces(
   if (typeof nonces !== "object" || nonces === null) return [];
   const entries: ReplayCacheEntry[] = [];
   for (const [hex, addedMs] of Object.entries(nonces)) {
-    const nonce = decodeHex(hex);
-    if (nonce === null || nonce.length !== REPLAY_CACHE_NONCE_BYTES) continue;
+    let nonce: Uint8Array;
+    try {
+      nonce = Uint8Array.fromHex(hex);
+    } catch {
+      continue; // not hex
+    }
+    if (nonce.length !== REPLAY_CACHE_NONCE_BYTES) continue;
     if (typeof addedMs !== "number" || !Number.isFinite(addedMs)) continue;
     entries.push({ nonce, addedMs });
   }

@@ -5,7 +5,6 @@
  * @module
  */
 
-import { decodeHex } from "../../lib/encoding.ts";
 import { type IpAddress, parseIp } from "../../lib/ip.ts";
 
 /** Parses an address written in a test; throws when it is not one. */
@@ -17,7 +16,5 @@ export function ip(text: string): IpAddress {
 
 /** Decodes hex written in a test, ignoring whitespace and `:` separators; throws when it is not hex. */
 export function hex(text: string): Uint8Array {
-  const bytes = decodeHex(text.replace(/[\s:]/g, ""));
-  if (bytes === null) throw new Error(`bad hex in test: ${text}`);
-  return bytes;
+  return Uint8Array.fromHex(text.replace(/[\s:]/g, ""));
 }

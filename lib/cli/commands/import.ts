@@ -40,7 +40,7 @@ import {
   ed25519KeyPairFromPrivateKey,
   keyFingerprint,
 } from "../../protocol/crypto.ts";
-import { decodeBase64Key, encodeBase64, equalBytes } from "../../encoding.ts";
+import { decodeBase64Key, encodeBase64 } from "../../encoding.ts";
 import { clientConfigPath, isMissingConfigFile } from "../client_profile.ts";
 import { CommandError, UsageError } from "../errors.ts";
 import type { CliIo, ParsedCommand } from "../io.ts";
@@ -162,7 +162,9 @@ function checkedProfile(
       }); copy it again from the \`openme add\` output`,
     );
   }
-  if (profile.publicKey !== null && !equalBytes(profile.publicKey, derived)) {
+  if (
+    profile.publicKey !== null && profile.publicKey.toHex() !== derived.toHex()
+  ) {
     throw new CommandError(
       `${source.name}: profile ${profile.name}: public_key does not belong to private_key; copy both from the same \`openme add\` output`,
     );
