@@ -23,7 +23,7 @@ import {
   generateEd25519KeyPair,
   keyFingerprint,
 } from "../../protocol/crypto.ts";
-import { encodeBase64 } from "../../encoding.ts";
+import { qrPngFile, qrTerminal } from "../../qr.ts";
 import { CommandError, UsageError } from "../errors.ts";
 import type { CliIo, ParsedCommand } from "../io.ts";
 
@@ -122,7 +122,7 @@ export async function runAddCommand(
   const config = await loadServerConfig(path);
   checkGroupsExist(ports, config);
   const keys = generateEd25519KeyPair();
-  const publicB64 = encodeBase64(keys.publicKey);
+  const publicB64 = keys.publicKey.toBase64();
   await addServerClient(path, {
     name,
     ed25519PublicKeyB64: publicB64,
@@ -136,8 +136,8 @@ export async function runAddCommand(
     profile,
     host: config.host,
     udp_port: config.udpPort,
-    server_pubkey: encodeBase64(config.publicKey),
-    client_privkey: encodeBase64(keys.privateKey),
+    server_pubkey: config.publicKey.toBase64(),
+    client_privkey: keys.privateKey.toBase64(),
     client_pubkey: publicB64,
   };
   io.err(
@@ -157,12 +157,11 @@ export async function runAddCommand(
   const wantQr = v.qr === true;
   const qrOut = typeof v["qr-out"] === "string" ? v["qr-out"] : null;
   if (wantQr || qrOut !== null) {
-    const qr = await import("../../qr.ts");
     const text = JSON.stringify(payload);
-    if (wantQr) io.out(await qr.qrTerminal(text));
+    if (wantQr) io.out(await qrTerminal(text));
     if (qrOut !== null) {
       try {
-        await qr.qrPngFile(text, qrOut);
+        await qrPngFile(text, qrOut);
       } catch (err) {
         throw new CommandError(
           `writing QR code to ${qrOut} failed: ${

@@ -12,7 +12,6 @@ import {
 } from "../../config/server_config.ts";
 import { initServerConfig } from "../../config/server_config_edit.ts";
 import { generateX25519KeyPair } from "../../protocol/crypto.ts";
-import { encodeBase64 } from "../../encoding.ts";
 import { UsageError } from "../errors.ts";
 import type { CliIo, ParsedCommand } from "../io.ts";
 
@@ -69,12 +68,12 @@ export async function runInitCommand(
     udpPort: port,
     firewall,
     interface: iface,
-    privateKeyB64: encodeBase64(keys.privateKey),
-    publicKeyB64: encodeBase64(keys.publicKey),
+    privateKeyB64: keys.privateKey.toBase64(),
+    publicKeyB64: keys.publicKey.toBase64(),
     force: v.force === true,
   });
   io.out(`wrote ${path} (mode 0600) with a new server key pair`);
-  io.out(`server public key: ${encodeBase64(keys.publicKey)}`);
+  io.out(`server public key: ${keys.publicKey.toBase64()}`);
   io.out("next:");
   io.out(
     `  sudo openme add alice            # register a client, prints its config`,
