@@ -5,7 +5,7 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
+import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
 import denoConfig from "../../deno.json" with { type: "json" };
 import { flushLog, isLogLevel, setLogLevel } from "../log.ts";
 import { runAddCommand } from "./commands/add.ts";
@@ -30,6 +30,7 @@ import {
   commandHelp,
   COMMANDS,
   findCommand,
+  flagLabel,
   type FlagSpec,
   GLOBAL_FLAGS,
   topLevelHelp,
@@ -89,7 +90,6 @@ function unknownCommand(name: string): UsageError {
 
 /** A command line split by parseArgs, with the first problem found in it. */
 interface ScannedArgs {
-  /** Flag values by long name. */
   values: ParsedCommand["values"];
   /** Arguments that are not flags, with their index in the command line. */
   words: { value: string; index: number }[];
@@ -99,13 +99,12 @@ interface ScannedArgs {
 
 /** Splits args with parseArgs against the flags and finds the first problem with them. */
 function scanArgs(args: string[], flags: FlagSpec[]): ScannedArgs {
-  const options: Record<
-    string,
-    { type: "string" | "boolean"; short?: string }
-  > = {};
+  const options: ParseArgsOptionsConfig = {};
   for (const f of flags) {
-    options[f.name] = { type: f.value === undefined ? "boolean" : "string" };
-    if (f.short !== undefined) options[f.name].short = f.short;
+    const type = f.value === undefined ? "boolean" : "string";
+    options[f.name] = f.short === undefined
+      ? { type }
+      : { type, short: f.short };
   }
   const { values, tokens } = parseArgs({
     args,
@@ -118,20 +117,19 @@ function scanArgs(args: string[], flags: FlagSpec[]): ScannedArgs {
   for (const token of tokens) {
     if (token.kind === "positional") words.push(token);
     if (token.kind !== "option" || problem !== null) continue;
-    const option = options[token.name];
+    const flag = flags.find((f) => f.name === token.name);
     const raw = token.rawName;
     const value = token.value ?? "";
-    if (!Object.hasOwn(options, token.name)) {
+    if (flag === undefined) {
       problem = `unknown option '${raw}'`;
-    } else if (option.type === "boolean" && token.value !== undefined) {
-      const short = option.short === undefined ? "" : `-${option.short}, `;
-      problem = `option '${short}--${token.name}' does not take an argument`;
-    } else if (option.type === "string" && token.value === undefined) {
+    } else if (flag.value === undefined && token.value !== undefined) {
+      problem = `option '${flagLabel(flag)}' does not take an argument`;
+    } else if (flag.value !== undefined && token.value === undefined) {
       problem = `option ${raw} needs a value`;
     } else if (!token.inlineValue && value.length > 1 && value[0] === "-") {
       problem = `option '${raw}' argument is ambiguous.\n` +
         `Did you forget to specify the option argument for '${raw}'?\n` +
-        `To specify an option argument starting with a dash use '--${token.name}=-XYZ'.`;
+        `To specify an option argument starting with a dash use '--${flag.name}=-XYZ'.`;
     }
   }
   return { values, words, problem };
@@ -236,10 +234,6 @@ export function reportError(error: unknown, io: CliIo): number {
     io.err(`openme: ${error.message}`);
     return error.exitCode;
   }
-  if (error instanceof Error && error.name === "ConfigError") {
-    io.err(`openme: ${error.message}`);
-    return 1;
-  }
   if (error instanceof Deno.errors.PermissionDenied) {
     io.err(
       `openme: permission denied: ${error.message} (run as root, or with sudo)`,
@@ -252,7 +246,11 @@ export function reportError(error: unknown, io: CliIo): number {
   }
   const message = error instanceof Error ? error.message : String(error);
   io.err(`openme: ${message}`);
-  if (Deno.env.get("OPENME_DEBUG") === "1" && error instanceof Error) {
+  // A ConfigError's message says it all; others show their stack on request.
+  if (
+    error instanceof Error && error.name !== "ConfigError" &&
+    Deno.env.get("OPENME_DEBUG") === "1"
+  ) {
     io.err(error.stack ?? "");
   }
   return 1;

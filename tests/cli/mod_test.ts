@@ -15,7 +15,7 @@ import {
   VERSION,
   versionLine,
 } from "../../lib/cli/mod.ts";
-import { COMMANDS } from "../../lib/cli/spec.ts";
+import { COMMANDS, flagLabel } from "../../lib/cli/spec.ts";
 import { ConfigError } from "../../lib/config/errors.ts";
 import { setLogSink } from "../../lib/log.ts";
 import { type Captured, openme, runMain } from "../support/cli.ts";
@@ -115,7 +115,8 @@ Deno.test("--help on every command prints its usage, options and examples", asyn
       assert.ok(lines.length > examples + 1);
       assert.match(lines[examples + 1], /^ {2}\S/);
       for (const f of spec.flags) {
-        assert.ok(result.out.includes(f.flag), `${spec.name} help: ${f.flag}`);
+        const label = flagLabel(f);
+        assert.ok(result.out.includes(label), `${spec.name} help: ${label}`);
       }
       assert.ok(result.out.includes("--config PATH"), "global options listed");
     }
@@ -169,6 +170,30 @@ Deno.test("global flags are accepted before and after the command", () => {
   assert.ok(!("topLevel" in mixed));
   assert.equal(mixed.values.ports, "22");
   assert.equal(mixed.globals.config, "/x.yaml");
+});
+
+Deno.test("flag syntax: --name=value, grouped short switches, a dash value only after =, and -- ends the flags", async () => {
+  const parse = (argv: string[]) => {
+    const parsed = parseCommandLine(argv);
+    assert.ok(!("topLevel" in parsed), argv.join(" "));
+    return parsed;
+  };
+  assert.equal(parse(["knock", "--ip=198.51.100.7"]).values.ip, "198.51.100.7");
+  assert.equal(parse(["knock", "--ip=-x"]).values.ip, "-x");
+  assert.equal(parse(["sessions", "-w"]).values.watch, true);
+  const grouped = parse(["knock", "-46"]).values;
+  assert.deepEqual([grouped.ipv4, grouped.ipv6], [true, true]);
+  assert.deepEqual(parse(["revoke", "--", "-x"]).positionals, ["-x"]);
+  assertUsageError(
+    await openme(["knock", "--ip", "-4"]),
+    "knock",
+    /^openme: option '--ip' argument is ambiguous\.\n.*\n.*use '--ip=-XYZ'\.$/m,
+  );
+  assertUsageError(
+    await openme(["sessions", "-w=1"]),
+    "sessions",
+    /unknown option '-='/,
+  );
 });
 
 Deno.test("a global flag's value is not taken for the command name", () => {
@@ -254,12 +279,12 @@ Deno.test("every command with a required positional: leaving it out exits 2 nami
 
 Deno.test("every command: a string flag without its value exits 2", async () => {
   for (const spec of COMMANDS) {
-    for (const [name, option] of Object.entries(spec.options)) {
-      if (option.type !== "string") continue;
+    for (const flag of spec.flags) {
+      if (flag.value === undefined) continue;
       assertUsageError(
-        await openme([spec.name, ...requiredArgs(spec.name), `--${name}`]),
+        await openme([spec.name, ...requiredArgs(spec.name), `--${flag.name}`]),
         spec.name,
-        new RegExp(`option --${name} needs a value`),
+        new RegExp(`option --${flag.name} needs a value`),
       );
     }
   }
@@ -267,12 +292,16 @@ Deno.test("every command: a string flag without its value exits 2", async () => 
 
 Deno.test("every command: a boolean flag given a value exits 2", async () => {
   for (const spec of COMMANDS) {
-    for (const [name, option] of Object.entries(spec.options)) {
-      if (option.type !== "boolean") continue;
+    for (const flag of spec.flags) {
+      if (flag.value !== undefined) continue;
       assertUsageError(
-        await openme([spec.name, ...requiredArgs(spec.name), `--${name}=yes`]),
+        await openme([
+          spec.name,
+          ...requiredArgs(spec.name),
+          `--${flag.name}=yes`,
+        ]),
         spec.name,
-        new RegExp(`--${name}' does not take an argument`),
+        new RegExp(`option '${flagLabel(flag)}' does not take an argument`),
       );
     }
   }

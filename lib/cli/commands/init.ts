@@ -15,21 +15,6 @@ import { generateX25519KeyPair } from "../../protocol/crypto.ts";
 import { UsageError } from "../errors.ts";
 import type { CliIo, ParsedCommand } from "../io.ts";
 
-/** Parses a port number flag (1-65535) or throws a usage error naming the flag. */
-export function parsePortFlag(
-  text: string,
-  flag: string,
-  command: string,
-): number {
-  if (!/^[0-9]{1,5}$/.test(text) || Number(text) < 1 || Number(text) > 65535) {
-    throw new UsageError(
-      `${flag} "${text}" is not a port (expected 1-65535)`,
-      command,
-    );
-  }
-  return Number(text);
-}
-
 /** Runs `openme init`. */
 export async function runInitCommand(
   parsed: ParsedCommand,
@@ -42,9 +27,14 @@ export async function runInitCommand(
       "init",
     );
   }
-  const port = typeof v.port === "string"
-    ? parsePortFlag(v.port, "--port", "init")
-    : DEFAULT_UDP_PORT;
+  const port = typeof v.port === "string" ? Number(v.port) : DEFAULT_UDP_PORT;
+  const digits = typeof v.port !== "string" || /^[0-9]{1,5}$/.test(v.port);
+  if (!digits || port < 1 || port > 65535) {
+    throw new UsageError(
+      `--port "${v.port}" is not a port (expected 1-65535)`,
+      "init",
+    );
+  }
   const firewall = typeof v.firewall === "string"
     ? v.firewall
     : DEFAULT_FIREWALL;
