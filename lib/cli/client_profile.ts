@@ -15,6 +15,9 @@ import { warn } from "../log.ts";
 import { CommandError } from "./errors.ts";
 import type { ParsedCommand } from "./io.ts";
 
+// The functions below return these.
+export type { ClientConfig, ClientProfile };
+
 /** The client config path a command uses: `--client-config` or the platform default. */
 export function clientConfigPath(parsed: ParsedCommand): string {
   return parsed.globals.clientConfig ?? defaultClientConfigPath();

@@ -8,7 +8,7 @@
 import { INTERFACE_NAME_PATTERN } from "../../firewall/backend.ts";
 import { DEFAULT_SERVER_CONFIG_PATH } from "../../config/server_config.ts";
 import { enableLogBatching, error, info, warn } from "../../log.ts";
-import { type Platform, serverSupported } from "../../platform.ts";
+import { serverSupported } from "../../platform.ts";
 import { OpenmeServer } from "../../server/daemon.ts";
 import { DEFAULT_STATE_FILE } from "../../server/state_file.ts";
 import { CommandError, UsageError } from "../errors.ts";
@@ -20,7 +20,7 @@ export const SHUTDOWN_DEADLINE_MS = 2000;
 /** Options for {@linkcode runServeCommand}. */
 export interface ServeCommandOptions {
   /** Operating system as `Deno.build.os` names it; default the current one (tests pass another). */
-  platform?: Platform;
+  platform?: typeof Deno.build.os;
 }
 
 /** Runs `openme serve`. */

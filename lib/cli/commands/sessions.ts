@@ -10,9 +10,15 @@ import {
   DEFAULT_STATE_FILE,
   readStateFile,
   type StateFile,
+  type StatePendingClose,
+  type StatePort,
+  type StateSession,
 } from "../../server/state_file.ts";
 import type { CliIo, ParsedCommand } from "../io.ts";
 import { formatTable } from "../table.ts";
+
+// renderSessions takes a StateFile.
+export type { StateFile, StatePendingClose, StatePort, StateSession };
 
 /** Refresh interval of `--watch`. */
 const WATCH_INTERVAL_MS = 1000;
