@@ -12,8 +12,7 @@ import {
   loadClientConfig,
 } from "../config/client_config.ts";
 import { warn } from "../log.ts";
-import { CommandError } from "./errors.ts";
-import type { ParsedCommand } from "./io.ts";
+import { CommandError, type ParsedCommand } from "./io.ts";
 
 // The functions below return these.
 export type { ClientConfig, ClientProfile };

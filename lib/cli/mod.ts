@@ -7,6 +7,7 @@
 
 import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
 import denoConfig from "../../deno.json" with { type: "json" };
+import { DEFAULT_SERVER_CONFIG_PATH } from "../config/server_config.ts";
 import { flushLog, isLogLevel, setLogLevel } from "../log.ts";
 import { runAddCommand } from "./commands/add.ts";
 import {
@@ -24,8 +25,12 @@ import { runRevokeCommand } from "./commands/revoke.ts";
 import { runServeCommand } from "./commands/serve.ts";
 import { runSessionsCommand } from "./commands/sessions.ts";
 import { runStatusCommand } from "./commands/status.ts";
-import { CommandError, UsageError } from "./errors.ts";
-import type { CliIo, ParsedCommand } from "./io.ts";
+import {
+  type CliIo,
+  CommandError,
+  type ParsedCommand,
+  UsageError,
+} from "./io.ts";
 import {
   commandHelp,
   COMMANDS,
@@ -166,7 +171,9 @@ export function parseCommandLine(
   if (problem !== null) throw new UsageError(problem, spec.name);
   const positionals = words.map((w) => w.value);
   const globals = {
-    config: typeof values.config === "string" ? values.config : null,
+    config: typeof values.config === "string"
+      ? values.config
+      : DEFAULT_SERVER_CONFIG_PATH,
     clientConfig: typeof values["client-config"] === "string"
       ? values["client-config"]
       : null,
@@ -225,30 +232,25 @@ export async function runCli(
 
 /** Prints an error the way the CLI does and returns its exit code. */
 export function reportError(error: unknown, io: CliIo): number {
+  const message = error instanceof Error ? error.message : String(error);
   if (error instanceof UsageError) {
-    io.err(`openme: ${error.message}`);
+    io.err(`openme: ${message}`);
     io.err(usageHint(error.command));
     return 2;
   }
-  if (error instanceof CommandError) {
-    io.err(`openme: ${error.message}`);
-    return error.exitCode;
-  }
   if (error instanceof Deno.errors.PermissionDenied) {
-    io.err(
-      `openme: permission denied: ${error.message} (run as root, or with sudo)`,
-    );
-    return 1;
+    io.err(`openme: permission denied: ${message} (run as root, or with sudo)`);
+  } else if (error instanceof Deno.errors.NotFound) {
+    io.err(`openme: not found: ${message}`);
+  } else {
+    io.err(`openme: ${message}`);
   }
-  if (error instanceof Deno.errors.NotFound) {
-    io.err(`openme: not found: ${error.message}`);
-    return 1;
-  }
-  const message = error instanceof Error ? error.message : String(error);
-  io.err(`openme: ${message}`);
-  // A ConfigError's message says it all; others show their stack on request.
+  // A CommandError or ConfigError says all there is; others give their stack
+  // on request.
+  const explained = error instanceof CommandError ||
+    (error instanceof Error && error.name === "ConfigError");
   if (
-    error instanceof Error && error.name !== "ConfigError" &&
+    !explained && error instanceof Error &&
     Deno.env.get("OPENME_DEBUG") === "1"
   ) {
     io.err(error.stack ?? "");

@@ -5,7 +5,12 @@
  * @module
  */
 
+import {
+  DEFAULT_SERVER_CONFIG_PATH,
+  DEFAULT_UDP_PORT,
+} from "../config/server_config.ts";
 import { clientConfigPathDisplay } from "../platform.ts";
+import { DEFAULT_STATE_FILE } from "../server/state_file.ts";
 
 /** One flag as the parser, `--help` and completion see it. */
 export interface FlagSpec {
@@ -46,7 +51,7 @@ export const GLOBAL_FLAGS: FlagSpec[] = [
   {
     name: "config",
     value: "PATH",
-    text: "server config (default /etc/openme/config.yaml)",
+    text: `server config (default ${DEFAULT_SERVER_CONFIG_PATH})`,
   },
   {
     name: "client-config",
@@ -77,7 +82,11 @@ export const COMMANDS: CommandSpec[] = [
         value: "HOST",
         text: "public name or IP written into client configs (required)",
       },
-      { name: "port", value: "N", text: "UDP knock port (default 54154)" },
+      {
+        name: "port",
+        value: "N",
+        text: `UDP knock port (default ${DEFAULT_UDP_PORT})`,
+      },
       {
         name: "firewall",
         value: "nft|iptables",
@@ -112,7 +121,7 @@ export const COMMANDS: CommandSpec[] = [
       {
         name: "state-file",
         value: "PATH",
-        text: "session state file (default /run/openme/sessions.json)",
+        text: `session state file (default ${DEFAULT_STATE_FILE})`,
       },
       {
         name: "interface",
@@ -135,7 +144,7 @@ export const COMMANDS: CommandSpec[] = [
       {
         name: "state-file",
         value: "PATH",
-        text: "session state file (default /run/openme/sessions.json)",
+        text: `session state file (default ${DEFAULT_STATE_FILE})`,
       },
       { name: "watch", short: "w", text: "refresh every second until Ctrl-C" },
     ],

@@ -11,7 +11,6 @@ import {
   validateProfileName,
 } from "../../config/client_config.ts";
 import {
-  DEFAULT_SERVER_CONFIG_PATH,
   loadServerConfig,
   parseRfc3339Timestamp,
   type ServerConfig,
@@ -24,8 +23,12 @@ import {
   keyFingerprint,
 } from "../../protocol/crypto.ts";
 import { qrPngFile, qrTerminal } from "../../qr.ts";
-import { CommandError, UsageError } from "../errors.ts";
-import type { CliIo, ParsedCommand } from "../io.ts";
+import {
+  type CliIo,
+  CommandError,
+  type ParsedCommand,
+  UsageError,
+} from "../io.ts";
 
 function parsePortsFlag(text: string): string[] {
   const entries = text.split(",").map((s) => s.trim()).filter((s) => s !== "");
@@ -102,7 +105,7 @@ export async function runAddCommand(
       "add",
     );
   }
-  const path = parsed.globals.config ?? DEFAULT_SERVER_CONFIG_PATH;
+  const path = parsed.globals.config;
   const config = await loadServerConfig(path);
   checkGroupsExist(ports, config);
   const keys = generateEd25519KeyPair();

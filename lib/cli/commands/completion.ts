@@ -11,8 +11,7 @@ import {
   loadClientConfig,
 } from "../../config/client_config.ts";
 import { LOG_LEVELS } from "../../log.ts";
-import { UsageError } from "../errors.ts";
-import type { CliIo, ParsedCommand } from "../io.ts";
+import { type CliIo, type ParsedCommand, UsageError } from "../io.ts";
 import { COMMANDS, findCommand, type FlagSpec, GLOBAL_FLAGS } from "../spec.ts";
 
 /** The hidden command the scripts run: `openme __complete WORD...`, the last word being the one under the cursor. */
@@ -20,9 +19,6 @@ export const COMPLETE_COMMAND = "__complete";
 
 /** What `__complete` prints, alone, when the shell should complete file names. */
 export const COMPLETE_FILES = ":files";
-
-/** Shells a script can be printed for. */
-export const COMPLETION_SHELLS: readonly string[] = ["bash", "zsh", "fish"];
 
 /** Flags whose value is a file path. */
 const FILE_FLAGS: readonly string[] = [
@@ -96,13 +92,12 @@ function __openme_complete
 end
 complete -c openme -f -a '(__openme_complete)'`;
 
-/** Returns the completion script for a shell, or null for an unknown shell. */
-export function completionScript(shell: string): string | null {
-  if (shell === "bash") return BASH_SCRIPT;
-  if (shell === "zsh") return ZSH_SCRIPT;
-  if (shell === "fish") return FISH_SCRIPT;
-  return null;
-}
+/** The script for each shell. */
+const SCRIPTS: Record<string, string> = {
+  bash: BASH_SCRIPT,
+  zsh: ZSH_SCRIPT,
+  fish: FISH_SCRIPT,
+};
 
 /** Runs `openme completion`. */
 export function runCompletionCommand(
@@ -110,16 +105,14 @@ export function runCompletionCommand(
   io: CliIo,
 ): Promise<number> {
   const shell = parsed.positionals[0];
-  const script = completionScript(shell);
-  if (script === null) {
+  if (!Object.hasOwn(SCRIPTS, shell)) {
+    const shells = Object.keys(SCRIPTS).join(", ");
     throw new UsageError(
-      `no completion for shell "${shell}" (shells: ${
-        COMPLETION_SHELLS.join(", ")
-      })`,
+      `no completion for shell "${shell}" (shells: ${shells})`,
       "completion",
     );
   }
-  io.out(script);
+  io.out(SCRIPTS[shell]);
   return Promise.resolve(0);
 }
 
@@ -171,7 +164,7 @@ export async function completeWords(words: string[]): Promise<string[]> {
   if (command === "help") return matching(current, commands);
   const first = spec?.positionals[0];
   if (first === "FILE") return [COMPLETE_FILES];
-  if (first === "SHELL") return matching(current, COMPLETION_SHELLS);
+  if (first === "SHELL") return matching(current, Object.keys(SCRIPTS));
   if (first === "PROFILE" || command === "profiles") {
     return matching(current, await profileNames(clientConfig));
   }

@@ -21,8 +21,12 @@ import {
   keyFingerprint,
 } from "../../protocol/crypto.ts";
 import { clientConfigPath, isMissingConfigFile } from "../client_profile.ts";
-import { CommandError, UsageError } from "../errors.ts";
-import type { CliIo, ParsedCommand } from "../io.ts";
+import {
+  type CliIo,
+  CommandError,
+  type ParsedCommand,
+  UsageError,
+} from "../io.ts";
 
 /** Most bytes read from the input. */
 const MAX_IMPORT_BYTES = 1024 * 1024;
@@ -77,7 +81,7 @@ function profilesIn(name: string, text: string): ClientProfile[] {
 
 /** The profile a QR payload describes, checked as a client config is. */
 function profileFromQrPayload(name: string, text: string): ClientProfile {
-  let payload: Record<string, unknown>;
+  let payload: Record<string, unknown>; // an object: the text starts with {
   try {
     payload = JSON.parse(text);
   } catch (err) {
@@ -85,15 +89,6 @@ function profileFromQrPayload(name: string, text: string): ClientProfile {
       `${name} is not valid JSON (${
         (err as Error).message
       }): expected the QR payload {"profile":...,"host":...,"udp_port":...,"server_pubkey":...,"client_privkey":...,"client_pubkey":...}`,
-    );
-  }
-  if (
-    payload === null || typeof payload !== "object" || Array.isArray(payload)
-  ) {
-    throw new CommandError(
-      `${name}: the QR payload must be a JSON object with ${
-        QR_FIELDS.join(", ")
-      }`,
     );
   }
   const missing = QR_FIELDS.filter((field) => payload[field] === undefined);

@@ -7,13 +7,11 @@
 import { INTERFACE_NAME_PATTERN } from "../../firewall/backend.ts";
 import {
   DEFAULT_FIREWALL,
-  DEFAULT_SERVER_CONFIG_PATH,
   DEFAULT_UDP_PORT,
 } from "../../config/server_config.ts";
 import { initServerConfig } from "../../config/server_config_edit.ts";
 import { generateX25519KeyPair } from "../../protocol/crypto.ts";
-import { UsageError } from "../errors.ts";
-import type { CliIo, ParsedCommand } from "../io.ts";
+import { type CliIo, type ParsedCommand, UsageError } from "../io.ts";
 
 /** Runs `openme init`. */
 export async function runInitCommand(
@@ -51,7 +49,7 @@ export async function runInitCommand(
       "init",
     );
   }
-  const path = parsed.globals.config ?? DEFAULT_SERVER_CONFIG_PATH;
+  const path = parsed.globals.config;
   const keys = generateX25519KeyPair();
   await initServerConfig(path, {
     host: v.server.trim(),

@@ -17,8 +17,12 @@ import type { ClientProfile } from "../../config/client_config.ts";
 import { formatDuration, parseDuration } from "../../config/duration.ts";
 import { type IpAddress, parseIp } from "../../ip.ts";
 import { selectProfile } from "../client_profile.ts";
-import { CommandError, UsageError } from "../errors.ts";
-import type { CliIo, ParsedCommand } from "../io.ts";
+import {
+  type CliIo,
+  CommandError,
+  type ParsedCommand,
+  UsageError,
+} from "../io.ts";
 import { formatRfc3339 } from "../../time.ts";
 
 /** Default time between knocks with `--continuous`. */

@@ -14,8 +14,7 @@ import {
   type StatePort,
   type StateSession,
 } from "../../server/state_file.ts";
-import type { CliIo, ParsedCommand } from "../io.ts";
-import { formatTable } from "../table.ts";
+import { type CliIo, formatTable, type ParsedCommand } from "../io.ts";
 
 // renderSessions takes a StateFile.
 export type { StateFile, StatePendingClose, StatePort, StateSession };
