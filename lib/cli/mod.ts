@@ -41,9 +41,6 @@ import {
   topLevelHelp,
 } from "./spec.ts";
 
-/** The version from deno.json. */
-export const VERSION: string = denoConfig.version;
-
 /** Output to the process's stdout and stderr. */
 export const CONSOLE_IO: CliIo = {
   out(text: string): void {
@@ -75,10 +72,8 @@ const RUNNERS: Record<
   completion: runCompletionCommand,
 };
 
-/** The version line: version and build target. */
-export function versionLine(): string {
-  return `openme ${VERSION} (${Deno.build.target})`;
-}
+/** What `--version` prints: the version and build target. */
+const VERSION_LINE = `openme ${denoConfig.version} (${Deno.build.target})`;
 
 function usageHint(command: string | null): string {
   const spec = command === null ? undefined : findCommand(command);
@@ -211,7 +206,7 @@ export async function runCli(
     }
     const parsed = parseCommandLine(argv);
     if ("topLevel" in parsed) {
-      io.out(parsed.topLevel === "version" ? versionLine() : topLevelHelp());
+      io.out(parsed.topLevel === "version" ? VERSION_LINE : topLevelHelp());
       return 0;
     }
     if (parsed.values.help === true) {
@@ -219,7 +214,7 @@ export async function runCli(
       return 0;
     }
     if (parsed.values.version === true) {
-      io.out(versionLine());
+      io.out(VERSION_LINE);
       return 0;
     }
     const level = parsed.values["log-level"];

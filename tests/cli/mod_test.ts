@@ -8,12 +8,7 @@
 import assert from "node:assert/strict";
 import denoConfig from "../../deno.json" with { type: "json" };
 import { type CliIo, CommandError, UsageError } from "../../lib/cli/io.ts";
-import {
-  parseCommandLine,
-  reportError,
-  VERSION,
-  versionLine,
-} from "../../lib/cli/mod.ts";
+import { parseCommandLine, reportError } from "../../lib/cli/mod.ts";
 import { COMMANDS, flagLabel } from "../../lib/cli/spec.ts";
 import { ConfigError } from "../../lib/config/errors.ts";
 import { setLogSink } from "../../lib/log.ts";
@@ -53,11 +48,6 @@ function assertUsageError(
   assert.doesNotMatch(result.err, STACK_LINE, "no stack trace");
   assert.equal(result.out, "", "nothing on stdout");
 }
-
-Deno.test("VERSION is deno.json's version", () => {
-  assert.equal(VERSION, denoConfig.version);
-  assert.equal(versionLine(), `openme ${VERSION} (${Deno.build.target})`);
-});
 
 Deno.test("-v and --version print the version and target, before or after a command", async () => {
   for (

@@ -35,13 +35,7 @@ export function renderSessions(state: StateFile, nowMs: number): string {
   if (state.active_sessions.length === 0) {
     lines.push("no active sessions");
   } else {
-    const rows: string[][] = [[
-      "CLIENT",
-      "IP",
-      "PORTS",
-      "OPENED",
-      "EXPIRES IN",
-    ]];
+    const rows = [["CLIENT", "IP", "PORTS", "OPENED", "EXPIRES IN"]];
     for (const s of state.active_sessions) {
       const ports = s.ports.map((p) =>
         p.end_port !== undefined
