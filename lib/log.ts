@@ -14,7 +14,13 @@
 /** Log levels, in increasing severity. */
 export type LogLevel = "debug" | "info" | "warn" | "error";
 
-const LEVELS: readonly LogLevel[] = ["debug", "info", "warn", "error"];
+/** Every log level, most verbose first. */
+export const LOG_LEVELS: readonly LogLevel[] = [
+  "debug",
+  "info",
+  "warn",
+  "error",
+];
 
 /** Longest time the default sink holds a line back when batching. */
 export const LOG_FLUSH_DELAY_MS = 100;
@@ -25,7 +31,7 @@ export const LOG_BURST_LINES = 5;
 /** Characters held before they are written without waiting. */
 const LOG_FLUSH_BYTES = 16_384;
 
-let currentRank = LEVELS.indexOf("info");
+let currentRank = LOG_LEVELS.indexOf("info");
 let sink: (line: string) => void = defaultSink;
 const encoder = new TextEncoder();
 let batching = false;
@@ -96,17 +102,17 @@ function defaultSink(line: string): void {
 
 /** Whether the text names a log level. */
 export function isLogLevel(text: string): text is LogLevel {
-  return (LEVELS as readonly string[]).includes(text);
+  return (LOG_LEVELS as readonly string[]).includes(text);
 }
 
 /** Sets the lowest level that is written. */
 export function setLogLevel(level: LogLevel): void {
-  currentRank = LEVELS.indexOf(level);
+  currentRank = LOG_LEVELS.indexOf(level);
 }
 
 /** Returns the lowest level that is written. */
 export function getLogLevel(): LogLevel {
-  return LEVELS[currentRank];
+  return LOG_LEVELS[currentRank];
 }
 
 /** Replaces where log lines go (tests capture them); returns the previous sink. */
@@ -121,7 +127,7 @@ export function setLogSink(
 
 /** Whether a message at this level would be written. */
 export function isLogEnabled(level: LogLevel): boolean {
-  return LEVELS.indexOf(level) >= currentRank;
+  return LOG_LEVELS.indexOf(level) >= currentRank;
 }
 
 /** Writes one log line at the given level. */

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import type { CliIo } from "../lib/cli/io.ts";
 import { runCli } from "../lib/cli/mod.ts";
-import { COMMANDS, GLOBAL_OPTIONS } from "../lib/cli/spec.ts";
+import { COMMANDS, GLOBAL_FLAGS } from "../lib/cli/spec.ts";
 
 // Random command lines, run in-process. Every generated argv contains an
 // option no command knows (or names no command at all), so the parser
@@ -45,14 +45,10 @@ async function runCaptured(argv: string[]): Promise<Captured> {
 
 function knownFlags(): string[] {
   const flags = new Set<string>();
-  const add = (options: Record<string, { short?: string }>): void => {
-    for (const [name, option] of Object.entries(options)) {
-      flags.add(`--${name}`);
-      if (option.short !== undefined) flags.add(`-${option.short}`);
-    }
-  };
-  add(GLOBAL_OPTIONS);
-  for (const command of COMMANDS) add(command.options);
+  for (const flag of [...GLOBAL_FLAGS, ...COMMANDS.flatMap((c) => c.flags)]) {
+    flags.add(`--${flag.name}`);
+    if (flag.short !== undefined) flags.add(`-${flag.short}`);
+  }
   return [...flags];
 }
 

@@ -65,6 +65,8 @@ Deno.test("isLogLevel accepts the four levels only", () => {
 });
 
 const LOG_MODULE = new URL("../lib/log.ts", import.meta.url).href;
+/** The project's config: the CLI's imports ("yaml", ...) resolve through it. */
+const DENO_JSON = new URL("../deno.json", import.meta.url).pathname;
 
 /** Runs a script that imports lib/log.ts as `log`; returns its exit code and standard error. */
 async function runLogScript(
@@ -79,7 +81,15 @@ async function runLogScript(
       `import * as log from ${JSON.stringify(LOG_MODULE)};\n${body}\n`,
     );
     const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "--allow-all", "--no-prompt", "--quiet", path],
+      args: [
+        "run",
+        "--allow-all",
+        "--no-prompt",
+        "--quiet",
+        "--config",
+        DENO_JSON,
+        path,
+      ],
       stdout: "piped",
       stderr: "piped",
       env: { NO_COLOR: "1" },

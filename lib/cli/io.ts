@@ -1,6 +1,7 @@
 /**
- * The types every command shares: where output goes and the parsed command
- * line. Commands import these from here, never from the dispatcher.
+ * What every command shares: where output goes, the parsed command line, the
+ * errors the CLI turns into exit codes, and plain-text tables. Commands import
+ * these from here, never from the dispatcher.
  *
  * @module
  */
@@ -15,14 +16,6 @@ export interface CliIo {
   err(text: string): void;
 }
 
-/** Global options after parsing. */
-export interface GlobalOptions {
-  /** Server config path, when given. */
-  config: string | null;
-  /** Client config path, when given. */
-  clientConfig: string | null;
-}
-
 /** A parsed command line, handed to the command that runs it. */
 export interface ParsedCommand {
   /** The command's table entry. */
@@ -31,6 +24,39 @@ export interface ParsedCommand {
   values: Record<string, string | boolean | undefined>;
   /** Positional arguments after the command name. */
   positionals: string[];
-  /** Global options. */
-  globals: GlobalOptions;
+  /** The server config path (`--config` or the default) and `--client-config` (null when not given). */
+  globals: { config: string; clientConfig: string | null };
+}
+
+/** A wrong command line: the CLI prints the message, the usage line and a hint, then exits 2. */
+export class UsageError extends Error {
+  /** The command whose usage is shown, or null for the top level. */
+  command: string | null;
+
+  /** Creates a usage error for a command (or the top level when null). */
+  constructor(message: string, command: string | null) {
+    super(message);
+    this.name = "UsageError";
+    this.command = command;
+  }
+}
+
+/** A command that failed for a reason the user can act on: the CLI prints the message and exits 1. */
+export class CommandError extends Error {
+  /** Creates a command failure. */
+  constructor(message: string) {
+    super(message);
+    this.name = "CommandError";
+  }
+}
+
+/** Lays out rows in columns padded to the widest cell (the last column is not padded), one line per row. */
+export function formatTable(rows: readonly (readonly string[])[]): string[] {
+  const widths = rows[0]?.map((_, i) =>
+    Math.max(...rows.map((row) => row[i].length))
+  );
+  return rows.map((row) =>
+    row.map((cell, i) => i === row.length - 1 ? cell : cell.padEnd(widths[i]))
+      .join("  ")
+  );
 }

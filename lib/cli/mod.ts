@@ -1,28 +1,45 @@
 /**
- * The command line: parses global and command flags with `./args.ts` (which
- * imports no Node built-in, so the Node compatibility layer is not loaded),
- * then loads and runs the one command asked for. Server-side
- * modules are imported only by the commands that need them, so `knock` starts
- * fast.
+ * The command line: parses flags with `node:util` parseArgs against the
+ * command table, runs the command and turns errors into exit codes.
  *
  * @module
  */
 
+import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
 import denoConfig from "../../deno.json" with { type: "json" };
+import { DEFAULT_SERVER_CONFIG_PATH } from "../config/server_config.ts";
 import { flushLog, isLogLevel, setLogLevel } from "../log.ts";
-import { ArgsError, parseArgv, type ParsedArgs } from "./args.ts";
-import { CommandError, UsageError } from "./errors.ts";
-import type { CliIo, GlobalOptions, ParsedCommand } from "./io.ts";
+import { runAddCommand } from "./commands/add.ts";
+import {
+  COMPLETE_COMMAND,
+  runCompleteCommand,
+  runCompletionCommand,
+} from "./commands/completion.ts";
+import { runDoctorCommand } from "./commands/doctor.ts";
+import { runImportCommand } from "./commands/import.ts";
+import { runInitCommand } from "./commands/init.ts";
+import { runKnockCommand } from "./commands/knock.ts";
+import { runListCommand } from "./commands/list.ts";
+import { runProfilesCommand } from "./commands/profiles.ts";
+import { runRevokeCommand } from "./commands/revoke.ts";
+import { runServeCommand } from "./commands/serve.ts";
+import { runSessionsCommand } from "./commands/sessions.ts";
+import { runStatusCommand } from "./commands/status.ts";
+import {
+  type CliIo,
+  CommandError,
+  type ParsedCommand,
+  UsageError,
+} from "./io.ts";
 import {
   commandHelp,
   COMMANDS,
   findCommand,
-  GLOBAL_OPTIONS,
+  flagLabel,
+  type FlagSpec,
+  GLOBAL_FLAGS,
   topLevelHelp,
 } from "./spec.ts";
-
-/** The version from deno.json. */
-export const VERSION: string = denoConfig.version;
 
 /** Output to the process's stdout and stderr. */
 export const CONSOLE_IO: CliIo = {
@@ -36,119 +53,134 @@ export const CONSOLE_IO: CliIo = {
   },
 };
 
-/** The version line: version and build target. */
-export function versionLine(): string {
-  return `openme ${VERSION} (${Deno.build.target})`;
-}
+/** What runs each command. */
+const RUNNERS: Record<
+  string,
+  (parsed: ParsedCommand, io: CliIo) => Promise<number>
+> = {
+  init: runInitCommand,
+  serve: runServeCommand,
+  sessions: runSessionsCommand,
+  add: runAddCommand,
+  list: runListCommand,
+  revoke: runRevokeCommand,
+  knock: runKnockCommand,
+  status: runStatusCommand,
+  profiles: runProfilesCommand,
+  import: runImportCommand,
+  doctor: runDoctorCommand,
+  completion: runCompletionCommand,
+};
+
+/** What `--version` prints: the version and build target. */
+const VERSION_LINE = `openme ${denoConfig.version} (${Deno.build.target})`;
 
 function usageHint(command: string | null): string {
-  if (command === null) {
+  const spec = command === null ? undefined : findCommand(command);
+  if (spec === undefined) {
     return "Usage: openme COMMAND [options]\nRun `openme --help` for the list of commands.";
   }
-  const spec = findCommand(command);
-  if (spec === undefined) return usageHint(null);
   return `Usage: openme ${spec.usage}\nRun \`openme ${spec.name} --help\` for options and examples.`;
 }
 
-/** Global flags that take a value. */
-const GLOBAL_VALUE_FLAGS: readonly string[] = [
-  "--config",
-  "--client-config",
-  "--log-level",
-];
+function unknownCommand(name: string): UsageError {
+  const names = COMMANDS.map((c) => c.name).join(", ");
+  return new UsageError(`unknown command "${name}" (commands: ${names})`, null);
+}
 
-/** Global flags that take no value. */
-const GLOBAL_SWITCHES: readonly string[] = ["-h", "--help", "-v", "--version"];
+/** A command line split by parseArgs, with the first problem found in it. */
+interface ScannedArgs {
+  values: ParsedCommand["values"];
+  /** Arguments that are not flags, with their index in the command line. */
+  words: { value: string; index: number }[];
+  /** Why the flags are wrong (unknown flag, missing or unwanted value), or null. */
+  problem: string | null;
+}
 
-/** Why a command line without a command is wrong: an unknown flag, a global flag without its value, or no command at all. */
-function noCommandProblem(argv: string[]): string {
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    const flag = arg.split("=")[0];
-    if (GLOBAL_VALUE_FLAGS.includes(flag)) {
-      if (!arg.includes("=") && i + 1 >= argv.length) {
-        return `option ${flag} needs a value`;
-      }
-      if (!arg.includes("=")) i++;
-      continue;
-    }
-    if (arg === "--") break;
-    if (!GLOBAL_SWITCHES.includes(arg)) return `unknown option '${arg}'`;
+/** Splits args with parseArgs against the flags and finds the first problem with them. */
+function scanArgs(args: string[], flags: FlagSpec[]): ScannedArgs {
+  const options: ParseArgsOptionsConfig = {};
+  for (const f of flags) {
+    const type = f.value === undefined ? "boolean" : "string";
+    options[f.name] = f.short === undefined
+      ? { type }
+      : { type, short: f.short };
   }
-  return "no command given";
+  const { values, tokens } = parseArgs({
+    args,
+    options,
+    strict: false,
+    tokens: true,
+  });
+  const words: ScannedArgs["words"] = [];
+  let problem: string | null = null;
+  for (const token of tokens) {
+    if (token.kind === "positional") words.push(token);
+    if (token.kind !== "option" || problem !== null) continue;
+    const flag = flags.find((f) => f.name === token.name);
+    const raw = token.rawName;
+    const value = token.value ?? "";
+    if (flag === undefined) {
+      problem = `unknown option '${raw}'`;
+    } else if (flag.value === undefined && token.value !== undefined) {
+      problem = `option '${flagLabel(flag)}' does not take an argument`;
+    } else if (flag.value !== undefined && token.value === undefined) {
+      problem = `option ${raw} needs a value`;
+    } else if (!token.inlineValue && value.length > 1 && value[0] === "-") {
+      problem = `option '${raw}' argument is ambiguous.\n` +
+        `Did you forget to specify the option argument for '${raw}'?\n` +
+        `To specify an option argument starting with a dash use '--${flag.name}=-XYZ'.`;
+    }
+  }
+  return { values, words, problem };
 }
 
 /** Parses argv into a command, or returns "help"/"version" for the top-level flags; throws UsageError. */
 export function parseCommandLine(
   argv: string[],
 ): ParsedCommand | { topLevel: "help" | "version" } {
-  // Global flags may stand before the command; find the command name by
-  // skipping flags and the values of global flags that take one.
-  let commandIndex = -1;
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    if (GLOBAL_VALUE_FLAGS.includes(arg)) {
-      i++;
-      continue;
-    }
-    if (arg.startsWith("-")) continue;
-    commandIndex = i;
-    break;
-  }
-  if (commandIndex < 0) {
-    if (argv.includes("-v") || argv.includes("--version")) {
-      return { topLevel: "version" };
-    }
-    if (argv.length === 0 || argv.includes("-h") || argv.includes("--help")) {
+  // Global flags may stand before the command: the first word that is no
+  // flag and no global flag's value names the command.
+  const top = scanArgs(argv, GLOBAL_FLAGS);
+  if (top.words.length === 0) {
+    if (top.values.version === true) return { topLevel: "version" };
+    if (argv.length === 0 || top.values.help === true) {
       return { topLevel: "help" };
     }
-    throw new UsageError(noCommandProblem(argv), null);
+    throw new UsageError(top.problem ?? "no command given", null);
   }
-  const name = argv[commandIndex];
+  const name = top.words[0].value;
   if (name === "help") {
-    const target = argv[commandIndex + 1];
+    const target = top.words[1]?.value;
     if (target === undefined) return { topLevel: "help" };
-    if (findCommand(target) === undefined) {
-      const names = COMMANDS.map((c) => c.name).join(", ");
-      throw new UsageError(
-        `unknown command "${target}" (commands: ${names})`,
-        null,
-      );
-    }
+    if (findCommand(target) === undefined) throw unknownCommand(target);
     return parseCommandLine([target, "--help"]);
   }
   const spec = findCommand(name);
-  if (spec === undefined) {
-    const names = COMMANDS.map((c) => c.name).join(", ");
-    throw new UsageError(
-      `unknown command "${name}" (commands: ${names})`,
-      null,
-    );
-  }
-  const rest = [
-    ...argv.slice(0, commandIndex),
-    ...argv.slice(commandIndex + 1),
-  ];
-  let parsed: ParsedArgs;
-  try {
-    parsed = parseArgv(rest, { ...GLOBAL_OPTIONS, ...spec.options });
-  } catch (error) {
-    if (error instanceof ArgsError) {
-      throw new UsageError(error.message, spec.name);
-    }
-    throw error;
-  }
-  const values = parsed.values;
-  if (values.help === true) {
-    return { spec, values, positionals: [], globals: globalsOf(values) };
-  }
-  if (parsed.positionals.length > spec.positionals.length) {
-    const extra = parsed.positionals.slice(spec.positionals.length).join(" ");
+  if (spec === undefined) throw unknownCommand(name);
+  const rest = argv.filter((_, i) => i !== top.words[0].index);
+  const { values, words, problem } = scanArgs(rest, [
+    ...GLOBAL_FLAGS,
+    ...spec.flags,
+  ]);
+  if (problem !== null) throw new UsageError(problem, spec.name);
+  const positionals = words.map((w) => w.value);
+  const globals = {
+    config: typeof values.config === "string"
+      ? values.config
+      : DEFAULT_SERVER_CONFIG_PATH,
+    clientConfig: typeof values["client-config"] === "string"
+      ? values["client-config"]
+      : null,
+  };
+  if (values.help === true) return { spec, values, positionals: [], globals };
+  if (positionals.length > spec.positionals.length) {
+    const extra = positionals.slice(spec.positionals.length).join(" ");
     throw new UsageError(`unexpected argument(s): ${extra}`, spec.name);
   }
-  if (parsed.positionals.length < spec.requiredPositionals) {
+  if (positionals.length < spec.requiredPositionals) {
     const missing = spec.positionals.slice(
-      parsed.positionals.length,
+      positionals.length,
       spec.requiredPositionals,
     );
     throw new UsageError(`missing ${missing.join(" ")}`, spec.name);
@@ -160,77 +192,7 @@ export function parseCommandLine(
       spec.name,
     );
   }
-  return {
-    spec,
-    values,
-    positionals: parsed.positionals,
-    globals: globalsOf(values),
-  };
-}
-
-function globalsOf(
-  values: Record<string, string | boolean | undefined>,
-): GlobalOptions {
-  const config = values.config;
-  const clientConfig = values["client-config"];
-  return {
-    config: typeof config === "string" ? config : null,
-    clientConfig: typeof clientConfig === "string" ? clientConfig : null,
-  };
-}
-
-async function dispatch(parsed: ParsedCommand, io: CliIo): Promise<number> {
-  switch (parsed.spec.name) {
-    case "init": {
-      const m = await import("./commands/init.ts");
-      return await m.runInitCommand(parsed, io);
-    }
-    case "serve": {
-      const m = await import("./commands/serve.ts");
-      return await m.runServeCommand(parsed, io);
-    }
-    case "sessions": {
-      const m = await import("./commands/sessions.ts");
-      return await m.runSessionsCommand(parsed, io);
-    }
-    case "add": {
-      const m = await import("./commands/add.ts");
-      return await m.runAddCommand(parsed, io);
-    }
-    case "list": {
-      const m = await import("./commands/list.ts");
-      return await m.runListCommand(parsed, io);
-    }
-    case "revoke": {
-      const m = await import("./commands/revoke.ts");
-      return await m.runRevokeCommand(parsed, io);
-    }
-    case "knock": {
-      const m = await import("./commands/knock.ts");
-      return await m.runKnockCommand(parsed, io);
-    }
-    case "status": {
-      const m = await import("./commands/status.ts");
-      return await m.runStatusCommand(parsed, io);
-    }
-    case "profiles": {
-      const m = await import("./commands/profiles.ts");
-      return await m.runProfilesCommand(parsed, io);
-    }
-    case "import": {
-      const m = await import("./commands/import.ts");
-      return await m.runImportCommand(parsed, io);
-    }
-    case "doctor": {
-      const m = await import("./commands/doctor.ts");
-      return await m.runDoctorCommand(parsed, io);
-    }
-    case "completion": {
-      const m = await import("./commands/completion.ts");
-      return await m.runCompletionCommand(parsed, io);
-    }
-  }
-  throw new UsageError(`unknown command "${parsed.spec.name}"`, null);
+  return { spec, values, positionals, globals };
 }
 
 /** Runs the CLI with the given arguments and returns the exit code (0 ok, 1 failure, 2 usage). */
@@ -239,9 +201,12 @@ export async function runCli(
   io: CliIo = CONSOLE_IO,
 ): Promise<number> {
   try {
+    if (argv[0] === COMPLETE_COMMAND) {
+      return await runCompleteCommand(argv.slice(1), io);
+    }
     const parsed = parseCommandLine(argv);
     if ("topLevel" in parsed) {
-      io.out(parsed.topLevel === "version" ? versionLine() : topLevelHelp());
+      io.out(parsed.topLevel === "version" ? VERSION_LINE : topLevelHelp());
       return 0;
     }
     if (parsed.values.help === true) {
@@ -249,12 +214,12 @@ export async function runCli(
       return 0;
     }
     if (parsed.values.version === true) {
-      io.out(versionLine());
+      io.out(VERSION_LINE);
       return 0;
     }
     const level = parsed.values["log-level"];
     if (typeof level === "string" && isLogLevel(level)) setLogLevel(level);
-    return await dispatch(parsed, io);
+    return await RUNNERS[parsed.spec.name](parsed, io);
   } catch (error) {
     return reportError(error, io);
   }
@@ -262,32 +227,27 @@ export async function runCli(
 
 /** Prints an error the way the CLI does and returns its exit code. */
 export function reportError(error: unknown, io: CliIo): number {
+  const message = error instanceof Error ? error.message : String(error);
   if (error instanceof UsageError) {
-    io.err(`openme: ${error.message}`);
+    io.err(`openme: ${message}`);
     io.err(usageHint(error.command));
     return 2;
   }
-  if (error instanceof CommandError) {
-    io.err(`openme: ${error.message}`);
-    return error.exitCode;
-  }
-  if (error instanceof Error && error.name === "ConfigError") {
-    io.err(`openme: ${error.message}`);
-    return 1;
-  }
   if (error instanceof Deno.errors.PermissionDenied) {
-    io.err(
-      `openme: permission denied: ${error.message} (run as root, or with sudo)`,
-    );
-    return 1;
+    io.err(`openme: permission denied: ${message} (run as root, or with sudo)`);
+  } else if (error instanceof Deno.errors.NotFound) {
+    io.err(`openme: not found: ${message}`);
+  } else {
+    io.err(`openme: ${message}`);
   }
-  if (error instanceof Deno.errors.NotFound) {
-    io.err(`openme: not found: ${error.message}`);
-    return 1;
-  }
-  const message = error instanceof Error ? error.message : String(error);
-  io.err(`openme: ${message}`);
-  if (Deno.env.get("OPENME_DEBUG") === "1" && error instanceof Error) {
+  // A CommandError or ConfigError says all there is; others give their stack
+  // on request.
+  const explained = error instanceof CommandError ||
+    (error instanceof Error && error.name === "ConfigError");
+  if (
+    !explained && error instanceof Error &&
+    Deno.env.get("OPENME_DEBUG") === "1"
+  ) {
     io.err(error.stack ?? "");
   }
   return 1;

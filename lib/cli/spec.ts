@@ -1,22 +1,30 @@
 /**
  * The command table: every command's name, flags, usage line, help text and
- * examples. It imports nothing heavy, so `--help` and completions stay fast.
+ * examples; parsing, `--help` and shell completion all read it.
  *
  * @module
  */
 
+import {
+  DEFAULT_SERVER_CONFIG_PATH,
+  DEFAULT_UDP_PORT,
+} from "../config/server_config.ts";
 import { clientConfigPathDisplay } from "../platform.ts";
-import type { OptionTable } from "./args.ts";
+import { DEFAULT_STATE_FILE } from "../server/state_file.ts";
 
-/** One flag as shown in help and completions. */
-export interface FlagHelp {
-  /** Long flag with its value placeholder, e.g. `--ip IP`. */
-  flag: string;
-  /** One line saying what it does. */
+/** One flag as the parser, `--help` and completion see it. */
+export interface FlagSpec {
+  /** Long name without the dashes, e.g. "client-config". */
+  name: string;
+  /** One-letter alias, e.g. "w" for `-w`. */
+  short?: string;
+  /** Placeholder for the flag's value, e.g. "PATH"; a flag without one is a switch. */
+  value?: string;
+  /** One line on what the flag does. */
   text: string;
 }
 
-/** A command's description: parser options, usage, help and examples. */
+/** A command's entry in the table. */
 export interface CommandSpec {
   /** Command name as typed. */
   name: string;
@@ -26,10 +34,8 @@ export interface CommandSpec {
   usage: string;
   /** A paragraph shown by `--help`. */
   description: string;
-  /** Flags the command takes besides the global ones. */
-  options: OptionTable;
-  /** Help lines for those flags, in the order shown. */
-  flags: FlagHelp[];
+  /** Flags the command takes besides the global ones, in help order. */
+  flags: FlagSpec[];
   /** Names of the positional arguments, in order; at most this many are accepted. */
   positionals: string[];
   /** How many positionals are required. */
@@ -41,30 +47,24 @@ export interface CommandSpec {
 }
 
 /** Global flags every command accepts. */
-export const GLOBAL_OPTIONS: OptionTable = {
-  config: { type: "string" },
-  "client-config": { type: "string" },
-  "log-level": { type: "string" },
-  help: { type: "boolean", short: "h" },
-  version: { type: "boolean", short: "v" },
-};
-
-/** Help lines for the global flags. */
-export const GLOBAL_FLAGS: FlagHelp[] = [
+export const GLOBAL_FLAGS: FlagSpec[] = [
   {
-    flag: "--config PATH",
-    text: "server config (default /etc/openme/config.yaml)",
+    name: "config",
+    value: "PATH",
+    text: `server config (default ${DEFAULT_SERVER_CONFIG_PATH})`,
   },
   {
-    flag: "--client-config PATH",
+    name: "client-config",
+    value: "PATH",
     text: `client config (default ${clientConfigPathDisplay()})`,
   },
   {
-    flag: "--log-level LEVEL",
+    name: "log-level",
+    value: "LEVEL",
     text: "debug, info, warn or error (default info)",
   },
-  { flag: "-v, --version", text: "print the version and exit" },
-  { flag: "-h, --help", text: "show help" },
+  { name: "version", short: "v", text: "print the version and exit" },
+  { name: "help", short: "h", text: "show help" },
 ];
 
 /** Every command, in the order `openme --help` lists them. */
@@ -76,26 +76,29 @@ export const COMMANDS: CommandSpec[] = [
       "init --server HOST [--port N] [--firewall nft|iptables] [--interface IF] [--force]",
     description:
       "Writes an annotated server config with a fresh X25519 key pair. HOST is the public name or address clients knock at. Refuses to overwrite an existing config unless --force is given.",
-    options: {
-      server: { type: "string" },
-      port: { type: "string" },
-      firewall: { type: "string" },
-      interface: { type: "string" },
-      force: { type: "boolean" },
-    },
     flags: [
       {
-        flag: "--server HOST",
+        name: "server",
+        value: "HOST",
         text: "public name or IP written into client configs (required)",
       },
-      { flag: "--port N", text: "UDP knock port (default 54154)" },
       {
-        flag: "--firewall nft|iptables",
+        name: "port",
+        value: "N",
+        text: `UDP knock port (default ${DEFAULT_UDP_PORT})`,
+      },
+      {
+        name: "firewall",
+        value: "nft|iptables",
         text: "firewall backend (default nft)",
       },
-      { flag: "--interface IF", text: "rules match only this input interface" },
       {
-        flag: "--force",
+        name: "interface",
+        value: "IF",
+        text: "rules match only this input interface",
+      },
+      {
+        name: "force",
         text:
           "overwrite an existing config (new keys: every client must be re-provisioned)",
       },
@@ -114,17 +117,15 @@ export const COMMANDS: CommandSpec[] = [
     usage: "serve [--state-file PATH] [--interface IF]",
     description:
       "Listens for knocks on the UDP port, opens the client's ports for its address for knock_timeout, and removes every rule it added on SIGINT/SIGTERM. Reloads the config on SIGHUP and when the file changes.",
-    options: {
-      "state-file": { type: "string" },
-      interface: { type: "string" },
-    },
     flags: [
       {
-        flag: "--state-file PATH",
-        text: "session state file (default /run/openme/sessions.json)",
+        name: "state-file",
+        value: "PATH",
+        text: `session state file (default ${DEFAULT_STATE_FILE})`,
       },
       {
-        flag: "--interface IF",
+        name: "interface",
+        value: "IF",
         text: "rules match only this input interface (overrides the config)",
       },
     ],
@@ -139,16 +140,13 @@ export const COMMANDS: CommandSpec[] = [
     usage: "sessions [--state-file PATH] [-w|--watch]",
     description:
       "Reads the state file the server writes and shows each open session (client, address, ports, opened, expires in), the last time every other client knocked, and how many datagrams were dropped and why.",
-    options: {
-      "state-file": { type: "string" },
-      watch: { type: "boolean", short: "w" },
-    },
     flags: [
       {
-        flag: "--state-file PATH",
-        text: "session state file (default /run/openme/sessions.json)",
+        name: "state-file",
+        value: "PATH",
+        text: `session state file (default ${DEFAULT_STATE_FILE})`,
       },
-      { flag: "-w, --watch", text: "refresh every second until Ctrl-C" },
+      { name: "watch", short: "w", text: "refresh every second until Ctrl-C" },
     ],
     positionals: [],
     requiredPositionals: 0,
@@ -162,30 +160,30 @@ export const COMMANDS: CommandSpec[] = [
       "add NAME [--ports CSV] [--expires RFC3339] [--profile NAME] [--qr] [--qr-out FILE]",
     description:
       "Creates an Ed25519 key pair for a new client, adds it to the server config and prints the client config (a YAML block starting with `profiles:`) followed by the key fingerprint. The private key is printed once and not stored on the server.",
-    options: {
-      ports: { type: "string" },
-      expires: { type: "string" },
-      profile: { type: "string" },
-      qr: { type: "boolean" },
-      "qr-out": { type: "string" },
-    },
     flags: [
       {
-        flag: "--ports CSV",
+        name: "ports",
+        value: "CSV",
         text:
           "port groups and/or specs, e.g. default,2222/tcp (default: the default group)",
       },
       {
-        flag: "--expires RFC3339",
+        name: "expires",
+        value: "RFC3339",
         text: "refuse knocks after this time, e.g. 2026-12-31T23:59:59Z",
       },
       {
-        flag: "--profile NAME",
+        name: "profile",
+        value: "NAME",
         text:
           "profile name in the printed client config (default: server.default_profile)",
       },
-      { flag: "--qr", text: "also print a QR code for the mobile apps" },
-      { flag: "--qr-out FILE", text: "write the QR code to a PNG file" },
+      { name: "qr", text: "also print a QR code for the mobile apps" },
+      {
+        name: "qr-out",
+        value: "FILE",
+        text: "write the QR code to a PNG file",
+      },
     ],
     positionals: ["NAME"],
     requiredPositionals: 1,
@@ -202,7 +200,6 @@ export const COMMANDS: CommandSpec[] = [
     usage: "list",
     description:
       "Shows each client's name, key fingerprint, effective ports and expiry.",
-    options: {},
     flags: [],
     positionals: [],
     requiredPositionals: 0,
@@ -215,7 +212,6 @@ export const COMMANDS: CommandSpec[] = [
     usage: "revoke NAME",
     description:
       "Removes the client from the server config. A running server reloads the file, refuses the client's knocks and closes its open sessions.",
-    options: {},
     flags: [],
     positionals: ["NAME"],
     requiredPositionals: 1,
@@ -229,28 +225,22 @@ export const COMMANDS: CommandSpec[] = [
       "knock [PROFILE] [--ip IP] [-4|-6] [--continuous] [--interval DURATION] [--check]",
     description:
       "Sends one signed, encrypted UDP packet to the server. The server opens your ports for the packet's source address (or --ip) for a few seconds. When the server name has IPv4 and IPv6 addresses, one knock goes to each.",
-    options: {
-      ip: { type: "string" },
-      ipv4: { type: "boolean", short: "4" },
-      ipv6: { type: "boolean", short: "6" },
-      continuous: { type: "boolean" },
-      interval: { type: "string" },
-      check: { type: "boolean" },
-    },
     flags: [
       {
-        flag: "--ip IP",
+        name: "ip",
+        value: "IP",
         text: "open for this address instead of the packet's source address",
       },
-      { flag: "-4, --ipv4", text: "knock over IPv4 only" },
-      { flag: "-6, --ipv6", text: "knock over IPv6 only" },
-      { flag: "--continuous", text: "knock again every interval until Ctrl-C" },
+      { name: "ipv4", short: "4", text: "knock over IPv4 only" },
+      { name: "ipv6", short: "6", text: "knock over IPv6 only" },
+      { name: "continuous", text: "knock again every interval until Ctrl-C" },
       {
-        flag: "--interval DURATION",
+        name: "interval",
+        value: "DURATION",
         text: "time between knocks with --continuous (default 25s)",
       },
       {
-        flag: "--check",
+        name: "check",
         text:
           "wait up to 3 s for the health port to open; exit 1 if it does not",
       },
@@ -271,8 +261,7 @@ export const COMMANDS: CommandSpec[] = [
     usage: "status [PROFILE] [--knock]",
     description:
       "Connects to the server's health port over TCP within 3 s. It is reachable only while a knock of yours is open, so this tells whether your ports are open now.",
-    options: { knock: { type: "boolean" } },
-    flags: [{ flag: "--knock", text: "knock first, then check" }],
+    flags: [{ name: "knock", text: "knock first, then check" }],
     positionals: ["PROFILE"],
     requiredPositionals: 0,
     examples: ["openme status", "openme status work --knock"],
@@ -284,7 +273,6 @@ export const COMMANDS: CommandSpec[] = [
     usage: "profiles [NAME]",
     description:
       "Lists the profiles in the client config, or shows one. Private keys are always redacted.",
-    options: {},
     flags: [],
     positionals: ["NAME"],
     requiredPositionals: 0,
@@ -297,13 +285,13 @@ export const COMMANDS: CommandSpec[] = [
     usage: "import [FILE|-] [--profile NAME] [--force]",
     description:
       "Reads the `profiles:` block printed by `openme add` (or the QR JSON payload) from FILE or standard input and merges it into the client config, keeping comments.",
-    options: {
-      profile: { type: "string" },
-      force: { type: "boolean" },
-    },
     flags: [
-      { flag: "--profile NAME", text: "store it under this profile name" },
-      { flag: "--force", text: "overwrite a profile of the same name" },
+      {
+        name: "profile",
+        value: "NAME",
+        text: "store it under this profile name",
+      },
+      { name: "force", text: "overwrite a profile of the same name" },
     ],
     positionals: ["FILE"],
     requiredPositionals: 0,
@@ -319,7 +307,6 @@ export const COMMANDS: CommandSpec[] = [
     usage: "doctor",
     description:
       "Checks the server config, privileges, firewall tools, the base ruleset (default deny, jump to openme, established traffic, ICMPv6 neighbour discovery), the knock and health ports and clock sync. Prints one line per finding with the command to fix it; exits 1 on any ✗.",
-    options: {},
     flags: [],
     positionals: [],
     requiredPositionals: 0,
@@ -332,7 +319,6 @@ export const COMMANDS: CommandSpec[] = [
     usage: "completion bash|zsh|fish",
     description:
       "Prints a completion script for commands, flags and profile names.",
-    options: {},
     flags: [],
     positionals: ["SHELL"],
     requiredPositionals: 1,
@@ -346,51 +332,50 @@ export const COMMANDS: CommandSpec[] = [
 
 /** Finds a command by name, or returns undefined. */
 export function findCommand(name: string): CommandSpec | undefined {
-  for (const spec of COMMANDS) {
-    if (spec.name === name) return spec;
-  }
-  return undefined;
+  return COMMANDS.find((spec) => spec.name === name);
+}
+
+/** A flag as help shows it, e.g. `-w, --watch` or `--ip IP`. */
+export function flagLabel(flag: FlagSpec): string {
+  const short = flag.short === undefined ? "" : `-${flag.short}, `;
+  const value = flag.value === undefined ? "" : ` ${flag.value}`;
+  return `${short}--${flag.name}${value}`;
+}
+
+function flagLines(flags: FlagSpec[]): string[] {
+  return flags.map((f) => `  ${flagLabel(f).padEnd(26)} ${f.text}`);
 }
 
 /** Renders a command's `--help` text. */
 export function commandHelp(spec: CommandSpec): string {
-  const lines: string[] = [];
-  lines.push(`Usage: openme ${spec.usage}`, "", spec.description, "");
+  const lines = [`Usage: openme ${spec.usage}`, "", spec.description, ""];
   if (spec.flags.length > 0) {
-    lines.push("Options:");
-    for (const f of spec.flags) lines.push(`  ${f.flag.padEnd(26)} ${f.text}`);
-    lines.push("");
+    lines.push("Options:", ...flagLines(spec.flags), "");
   }
-  lines.push("Global options:");
-  for (const f of GLOBAL_FLAGS) lines.push(`  ${f.flag.padEnd(26)} ${f.text}`);
-  lines.push("", "Examples:");
+  lines.push("Global options:", ...flagLines(GLOBAL_FLAGS), "", "Examples:");
   for (const e of spec.examples) lines.push(`  ${e}`);
   return lines.join("\n");
 }
 
 /** Renders the top-level `openme --help` text. */
 export function topLevelHelp(): string {
-  const lines: string[] = [
+  const list = (serverSide: boolean): string[] =>
+    COMMANDS.filter((spec) => spec.serverSide === serverSide).map((spec) =>
+      `  ${spec.name.padEnd(11)} ${spec.summary}`
+    );
+  return [
     "openme — single packet authorization: ports stay closed until you knock.",
     "",
     "Usage: openme COMMAND [options]",
     "",
     "Server commands (Linux):",
-  ];
-  for (const spec of COMMANDS) {
-    if (spec.serverSide) {
-      lines.push(`  ${spec.name.padEnd(11)} ${spec.summary}`);
-    }
-  }
-  lines.push("", "Client commands:");
-  for (const spec of COMMANDS) {
-    if (!spec.serverSide) {
-      lines.push(`  ${spec.name.padEnd(11)} ${spec.summary}`);
-    }
-  }
-  lines.push("", "Global options:");
-  for (const f of GLOBAL_FLAGS) lines.push(`  ${f.flag.padEnd(26)} ${f.text}`);
-  lines.push(
+    ...list(true),
+    "",
+    "Client commands:",
+    ...list(false),
+    "",
+    "Global options:",
+    ...flagLines(GLOBAL_FLAGS),
     "",
     "Run `openme COMMAND --help` for a command's options and examples.",
     "",
@@ -399,6 +384,5 @@ export function topLevelHelp(): string {
     "  sudo openme add alice        # prints alice's client config",
     "  sudo openme serve",
     "  openme knock                 # on alice's machine",
-  );
-  return lines.join("\n");
+  ].join("\n");
 }

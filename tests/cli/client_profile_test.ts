@@ -5,8 +5,7 @@ import {
   loadClientConfigOrExplain,
   selectProfile,
 } from "../../lib/cli/client_profile.ts";
-import { CommandError } from "../../lib/cli/errors.ts";
-import type { ParsedCommand } from "../../lib/cli/io.ts";
+import { CommandError, type ParsedCommand } from "../../lib/cli/io.ts";
 import { parseCommandLine } from "../../lib/cli/mod.ts";
 import { writeTestProfile } from "../support/cli.ts";
 import { withTempDir } from "../support/files.ts";

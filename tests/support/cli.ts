@@ -15,7 +15,6 @@ import {
   generateEd25519KeyPair,
   generateX25519KeyPair,
 } from "../../lib/protocol/crypto.ts";
-import { encodeBase64 } from "../../lib/encoding.ts";
 import { setLogLevel } from "../../lib/log.ts";
 import { MAIN_TS, run } from "../../scripts/testbed.ts";
 import { withTempDir } from "./files.ts";
@@ -163,9 +162,9 @@ export async function writeTestProfile(
     name: profile.name ?? "default",
     serverHost: profile.host,
     serverUdpPort: profile.port,
-    serverPubkeyB64: encodeBase64(generateX25519KeyPair().publicKey),
-    privateKeyB64: encodeBase64(client.privateKey),
-    publicKeyB64: encodeBase64(client.publicKey),
+    serverPubkeyB64: generateX25519KeyPair().publicKey.toBase64(),
+    privateKeyB64: client.privateKey.toBase64(),
+    publicKeyB64: client.publicKey.toBase64(),
     postKnock: profile.postKnock,
   });
   return client;

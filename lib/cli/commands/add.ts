@@ -11,7 +11,6 @@ import {
   validateProfileName,
 } from "../../config/client_config.ts";
 import {
-  DEFAULT_SERVER_CONFIG_PATH,
   loadServerConfig,
   parseRfc3339Timestamp,
   type ServerConfig,
@@ -23,25 +22,13 @@ import {
   generateEd25519KeyPair,
   keyFingerprint,
 } from "../../protocol/crypto.ts";
-import { encodeBase64 } from "../../encoding.ts";
-import { CommandError, UsageError } from "../errors.ts";
-import type { CliIo, ParsedCommand } from "../io.ts";
-
-/** The QR provisioning payload (SPEC §6), with keys in the order the apps expect. */
-export interface QrPayload {
-  /** Profile name. */
-  profile: string;
-  /** Server host. */
-  host: string;
-  /** Server UDP port. */
-  udp_port: number;
-  /** Server X25519 public key, base64. */
-  server_pubkey: string;
-  /** Client Ed25519 private key, base64. */
-  client_privkey: string;
-  /** Client Ed25519 public key, base64. */
-  client_pubkey: string;
-}
+import { qrPngFile, qrTerminal } from "../../qr.ts";
+import {
+  type CliIo,
+  CommandError,
+  type ParsedCommand,
+  UsageError,
+} from "../io.ts";
 
 function parsePortsFlag(text: string): string[] {
   const entries = text.split(",").map((s) => s.trim()).filter((s) => s !== "");
@@ -97,6 +84,7 @@ export async function runAddCommand(
   io: CliIo,
 ): Promise<number> {
   const name = parsed.positionals[0];
+  const v = parsed.values;
   const nameProblem = validateClientName(name);
   if (nameProblem !== null) {
     throw new UsageError(
@@ -104,76 +92,65 @@ export async function runAddCommand(
       "add",
     );
   }
-  const v = parsed.values;
   const ports = typeof v.ports === "string" ? parsePortsFlag(v.ports) : [];
   const expires = typeof v.expires === "string"
     ? parseExpires(v.expires, Date.now())
     : null;
-  if (typeof v.profile === "string") {
-    const profileProblem = validateProfileName(v.profile);
-    if (profileProblem !== null) {
-      throw new UsageError(
-        `--profile: ${profileProblem} (use letters, digits, ".", "_", "-" or "@", e.g. work)`,
-        "add",
-      );
-    }
+  const profileProblem = typeof v.profile === "string"
+    ? validateProfileName(v.profile)
+    : null;
+  if (profileProblem !== null) {
+    throw new UsageError(
+      `--profile: ${profileProblem} (use letters, digits, ".", "_", "-" or "@", e.g. work)`,
+      "add",
+    );
   }
-  const path = parsed.globals.config ?? DEFAULT_SERVER_CONFIG_PATH;
+  const path = parsed.globals.config;
   const config = await loadServerConfig(path);
   checkGroupsExist(ports, config);
   const keys = generateEd25519KeyPair();
-  const publicB64 = encodeBase64(keys.publicKey);
   await addServerClient(path, {
     name,
-    ed25519PublicKeyB64: publicB64,
+    ed25519PublicKeyB64: keys.publicKey.toBase64(),
     allowedPorts: ports,
     expires,
   });
-  const profile = typeof v.profile === "string"
-    ? v.profile
-    : config.defaultProfile;
-  const payload: QrPayload = {
-    profile,
+  // The QR payload (SPEC §6), keys in the order the apps expect.
+  const payload = {
+    profile: typeof v.profile === "string" ? v.profile : config.defaultProfile,
     host: config.host,
     udp_port: config.udpPort,
-    server_pubkey: encodeBase64(config.publicKey),
-    client_privkey: encodeBase64(keys.privateKey),
-    client_pubkey: publicB64,
+    server_pubkey: config.publicKey.toBase64(),
+    client_privkey: keys.privateKey.toBase64(),
+    client_pubkey: keys.publicKey.toBase64(),
   };
   io.err(
     `added client ${name} to ${path}; save this as the client's ~/.openme/config.yaml (or \`openme import\` it):`,
   );
-  io.out(
-    renderClientConfig([{
-      name: profile,
-      serverHost: payload.host,
-      serverUdpPort: payload.udp_port,
-      serverPubkeyB64: payload.server_pubkey,
-      privateKeyB64: payload.client_privkey,
-      publicKeyB64: payload.client_pubkey,
-    }]).trimEnd(),
-  );
+  const profile = {
+    name: payload.profile,
+    serverHost: payload.host,
+    serverUdpPort: payload.udp_port,
+    serverPubkeyB64: payload.server_pubkey,
+    privateKeyB64: payload.client_privkey,
+    publicKeyB64: payload.client_pubkey,
+  };
+  io.out(renderClientConfig([profile]).trimEnd());
   io.out(`# fingerprint: ${keyFingerprint(keys.publicKey)}`);
-  const wantQr = v.qr === true;
-  const qrOut = typeof v["qr-out"] === "string" ? v["qr-out"] : null;
-  if (wantQr || qrOut !== null) {
-    const qr = await import("../../qr.ts");
-    const text = JSON.stringify(payload);
-    if (wantQr) io.out(await qr.qrTerminal(text));
-    if (qrOut !== null) {
-      try {
-        await qr.qrPngFile(text, qrOut);
-      } catch (err) {
-        throw new CommandError(
-          `writing QR code to ${qrOut} failed: ${
-            (err as Error).message
-          } (the client was added)`,
-        );
-      }
-      io.err(
-        `wrote QR code to ${qrOut} (it holds the client's private key: delete it once scanned)`,
-      );
-    }
+  if (v.qr === true) io.out(await qrTerminal(JSON.stringify(payload)));
+  const qrOut = v["qr-out"];
+  if (typeof qrOut !== "string") return 0;
+  try {
+    await qrPngFile(JSON.stringify(payload), qrOut);
+  } catch (err) {
+    throw new CommandError(
+      `writing QR code to ${qrOut} failed: ${
+        (err as Error).message
+      } (the client was added)`,
+    );
   }
+  io.err(
+    `wrote QR code to ${qrOut} (it holds the client's private key: delete it once scanned)`,
+  );
   return 0;
 }

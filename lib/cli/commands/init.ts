@@ -7,29 +7,11 @@
 import { INTERFACE_NAME_PATTERN } from "../../firewall/backend.ts";
 import {
   DEFAULT_FIREWALL,
-  DEFAULT_SERVER_CONFIG_PATH,
   DEFAULT_UDP_PORT,
 } from "../../config/server_config.ts";
 import { initServerConfig } from "../../config/server_config_edit.ts";
 import { generateX25519KeyPair } from "../../protocol/crypto.ts";
-import { encodeBase64 } from "../../encoding.ts";
-import { UsageError } from "../errors.ts";
-import type { CliIo, ParsedCommand } from "../io.ts";
-
-/** Parses a port number flag (1-65535) or throws a usage error naming the flag. */
-export function parsePortFlag(
-  text: string,
-  flag: string,
-  command: string,
-): number {
-  if (!/^[0-9]{1,5}$/.test(text) || Number(text) < 1 || Number(text) > 65535) {
-    throw new UsageError(
-      `${flag} "${text}" is not a port (expected 1-65535)`,
-      command,
-    );
-  }
-  return Number(text);
-}
+import { type CliIo, type ParsedCommand, UsageError } from "../io.ts";
 
 /** Runs `openme init`. */
 export async function runInitCommand(
@@ -43,9 +25,14 @@ export async function runInitCommand(
       "init",
     );
   }
-  const port = typeof v.port === "string"
-    ? parsePortFlag(v.port, "--port", "init")
-    : DEFAULT_UDP_PORT;
+  const port = typeof v.port === "string" ? Number(v.port) : DEFAULT_UDP_PORT;
+  const digits = typeof v.port !== "string" || /^[0-9]{1,5}$/.test(v.port);
+  if (!digits || port < 1 || port > 65535) {
+    throw new UsageError(
+      `--port "${v.port}" is not a port (expected 1-65535)`,
+      "init",
+    );
+  }
   const firewall = typeof v.firewall === "string"
     ? v.firewall
     : DEFAULT_FIREWALL;
@@ -62,19 +49,19 @@ export async function runInitCommand(
       "init",
     );
   }
-  const path = parsed.globals.config ?? DEFAULT_SERVER_CONFIG_PATH;
+  const path = parsed.globals.config;
   const keys = generateX25519KeyPair();
   await initServerConfig(path, {
     host: v.server.trim(),
     udpPort: port,
     firewall,
     interface: iface,
-    privateKeyB64: encodeBase64(keys.privateKey),
-    publicKeyB64: encodeBase64(keys.publicKey),
+    privateKeyB64: keys.privateKey.toBase64(),
+    publicKeyB64: keys.publicKey.toBase64(),
     force: v.force === true,
   });
   io.out(`wrote ${path} (mode 0600) with a new server key pair`);
-  io.out(`server public key: ${encodeBase64(keys.publicKey)}`);
+  io.out(`server public key: ${keys.publicKey.toBase64()}`);
   io.out("next:");
   io.out(
     `  sudo openme add alice            # register a client, prints its config`,

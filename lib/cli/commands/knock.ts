@@ -5,74 +5,77 @@
  * @module
  */
 
+import { setTimeout as delay } from "node:timers/promises";
+import { checkHealth, STATUS_TIMEOUT_MS } from "../../client/health_check.ts";
 import {
   formatServerAddress,
   type KnockReport,
   knockServer,
-  type ServerAddress,
 } from "../../client/knock.ts";
 import { runPostKnock } from "../../client/post_knock.ts";
-import type { ClientProfile } from "../../config/client_profiles.ts";
+import type { ClientProfile } from "../../config/client_config.ts";
 import { formatDuration, parseDuration } from "../../config/duration.ts";
 import { type IpAddress, parseIp } from "../../ip.ts";
 import { selectProfile } from "../client_profile.ts";
-import { CommandError, UsageError } from "../errors.ts";
-import type { CliIo, ParsedCommand } from "../io.ts";
+import {
+  type CliIo,
+  CommandError,
+  type ParsedCommand,
+  UsageError,
+} from "../io.ts";
 import { formatRfc3339 } from "../../time.ts";
 
 /** Default time between knocks with `--continuous`. */
-export const DEFAULT_INTERVAL_MS = 25_000;
+const DEFAULT_INTERVAL_MS = 25_000;
 
 /** Shortest interval accepted with `--continuous`. */
-export const MIN_INTERVAL_MS = 1_000;
+const MIN_INTERVAL_MS = 1_000;
 
 /** Longest interval accepted with `--continuous` (a day). */
-export const MAX_INTERVAL_MS = 24 * 60 * 60 * 1000;
+const MAX_INTERVAL_MS = 24 * 60 * 60 * 1000;
 
 interface KnockFlags {
   target: IpAddress | null;
   family: 4 | 6 | null;
   intervalMs: number;
+  check: boolean;
 }
 
 function parseFlags(parsed: ParsedCommand): KnockFlags {
   const v = parsed.values;
-  let target: IpAddress | null = null;
-  if (typeof v.ip === "string") {
-    target = parseIp(v.ip);
-    if (target === null) {
-      throw new UsageError(
-        `--ip "${v.ip}" is not an IP address (e.g. 198.51.100.20 or 2001:db8::20)`,
-        "knock",
-      );
-    }
+  const target = typeof v.ip === "string" ? parseIp(v.ip) : null;
+  if (typeof v.ip === "string" && target === null) {
+    throw new UsageError(
+      `--ip "${v.ip}" is not an IP address (e.g. 198.51.100.20 or 2001:db8::20)`,
+      "knock",
+    );
   }
   if (v.ipv4 === true && v.ipv6 === true) {
     throw new UsageError("-4 and -6 exclude each other", "knock");
   }
-  const family = v.ipv4 === true ? 4 : v.ipv6 === true ? 6 : null;
-  let intervalMs = DEFAULT_INTERVAL_MS;
-  if (typeof v.interval === "string") {
-    if (v.continuous !== true) {
-      throw new UsageError("--interval goes with --continuous", "knock");
-    }
-    const ms = parseDuration(v.interval);
-    if (ms === null || ms < MIN_INTERVAL_MS || ms > MAX_INTERVAL_MS) {
-      throw new UsageError(
-        `--interval "${v.interval}" is not a duration between 1s and 24h (e.g. 25s, 1m)`,
-        "knock",
-      );
-    }
-    intervalMs = ms;
+  if (typeof v.interval === "string" && v.continuous !== true) {
+    throw new UsageError("--interval goes with --continuous", "knock");
   }
-  return { target, family, intervalMs };
+  const intervalMs = typeof v.interval === "string"
+    ? parseDuration(v.interval)
+    : DEFAULT_INTERVAL_MS;
+  if (
+    intervalMs === null || intervalMs < MIN_INTERVAL_MS ||
+    intervalMs > MAX_INTERVAL_MS
+  ) {
+    throw new UsageError(
+      `--interval "${v.interval}" is not a duration between 1s and 24h (e.g. 25s, 1m)`,
+      "knock",
+    );
+  }
+  const family = v.ipv4 === true ? 4 : v.ipv6 === true ? 6 : null;
+  return { target, family, intervalMs, check: v.check === true };
 }
 
-/** "host (addr:port, [addr6]:port) for 198.51.100.20" — what one knock round did. */
+/** "host (addr:port, [addr6]:port) to open for 198.51.100.20": what one knock did. */
 function describe(profile: ClientProfile, report: KnockReport): string {
-  const where = report.sent.map((k) => formatServerAddress(k.to, k.port)).join(
-    ", ",
-  );
+  const where = report.sent.map((k) => formatServerAddress(k.to, k.port))
+    .join(", ");
   const literal = report.sent.length === 1 &&
     report.sent[0].to.address === profile.serverHost.replace(/^\[|\]$/g, "");
   const target = report.sent[0]?.target ?? null;
@@ -80,21 +83,25 @@ function describe(profile: ClientProfile, report: KnockReport): string {
     (target !== null ? ` to open for ${target.text}` : "");
 }
 
-function timestamp(): string {
-  return formatRfc3339(Date.now());
-}
-
-async function checkAfterKnock(
+/** Knocks, says where (lines start with prefix) and, with --check, whether the health port opened; false when it did not. */
+async function knockAndCheck(
   profile: ClientProfile,
-  addresses: ServerAddress[],
+  flags: KnockFlags,
   io: CliIo,
+  prefix: string,
   signal?: AbortSignal,
 ): Promise<boolean> {
+  const report = await knockServer(profile, {
+    target: flags.target,
+    family: flags.family,
+  });
+  for (const failure of report.failures) {
+    io.err(`${prefix}openme: warning: ${failure}`);
+  }
+  io.out(`${prefix}knocked ${describe(profile, report)}`);
+  if (!flags.check || signal?.aborted) return true;
   const port = profile.serverUdpPort;
-  // Loaded only with --check: it needs node:net, which slows start-up.
-  const { checkHealth, STATUS_TIMEOUT_MS } = await import(
-    "../../client/health_check.ts"
-  );
+  const addresses = report.sent.map((k) => k.to);
   const result = await checkHealth(addresses, port, {
     poll: true,
     timeoutMs: STATUS_TIMEOUT_MS,
@@ -102,11 +109,8 @@ async function checkAfterKnock(
   });
   const ms = Math.round(result.elapsedMs);
   if (result.ok) {
-    io.out(
-      `✓ health port tcp ${
-        formatServerAddress(result.address, port)
-      } open after ${ms} ms`,
-    );
+    const at = formatServerAddress(result.address, port);
+    io.out(`✓ health port tcp ${at} open after ${ms} ms`);
     return true;
   }
   if (result.reason === "aborted") return false;
@@ -119,50 +123,18 @@ async function checkAfterKnock(
   return false;
 }
 
-async function knockOnce(
+/** Knocks every interval until SIGINT or SIGTERM; a failed knock is reported and retried. */
+async function knockContinuously(
   profile: ClientProfile,
   flags: KnockFlags,
-  io: CliIo,
-  prefix: string,
-): Promise<KnockReport> {
-  const report = await knockServer(profile, {
-    target: flags.target,
-    family: flags.family,
-  });
-  for (const failure of report.failures) {
-    io.err(`${prefix}openme: warning: ${failure}`);
-  }
-  return report;
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise<void>((resolve) => {
-    if (signal.aborted) {
-      resolve();
-      return;
-    }
-    const onAbort = (): void => {
-      clearTimeout(timer);
-      resolve();
-    };
-    const timer = setTimeout(() => {
-      signal.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
-}
-
-async function runContinuous(
-  profile: ClientProfile,
-  flags: KnockFlags,
-  check: boolean,
   io: CliIo,
 ): Promise<number> {
+  const signals: Deno.Signal[] = Deno.build.os === "windows"
+    ? ["SIGINT"]
+    : ["SIGINT", "SIGTERM"];
   const stop = new AbortController();
   const onSignal = (): void => stop.abort();
-  Deno.addSignalListener("SIGINT", onSignal);
-  if (Deno.build.os !== "windows") Deno.addSignalListener("SIGTERM", onSignal);
+  for (const signal of signals) Deno.addSignalListener(signal, onSignal);
   const every = formatDuration(flags.intervalMs);
   io.out(`knocking ${profile.name} every ${every}; Ctrl-C to stop`);
   if (profile.postKnock !== null) {
@@ -172,34 +144,19 @@ async function runContinuous(
   }
   try {
     while (!stop.signal.aborted) {
-      const at = timestamp();
-      try {
-        const report = await knockOnce(profile, flags, io, `${at} `);
-        io.out(`${at} knocked ${describe(profile, report)}`);
-        if (check && !stop.signal.aborted) {
-          await checkAfterKnock(
-            profile,
-            report.sent.map((k) => k.to),
-            io,
-            stop.signal,
-          );
-        }
-      } catch (err) {
-        io.err(
-          `${at} knock failed: ${
-            (err as Error).message
-          } (retrying in ${every})`,
-        );
-      }
-      await sleep(flags.intervalMs, stop.signal);
+      const at = formatRfc3339(Date.now());
+      await knockAndCheck(profile, flags, io, `${at} `, stop.signal).catch(
+        (err) =>
+          io.err(`${at} knock failed: ${err.message} (retrying in ${every})`),
+      );
+      await delay(flags.intervalMs, null, { signal: stop.signal }).catch(
+        () => {},
+      );
     }
   } finally {
-    Deno.removeSignalListener("SIGINT", onSignal);
-    if (Deno.build.os !== "windows") {
-      Deno.removeSignalListener("SIGTERM", onSignal);
-    }
+    for (const signal of signals) Deno.removeSignalListener(signal, onSignal);
   }
-  io.out(`${timestamp()} stopped`);
+  io.out(`${formatRfc3339(Date.now())} stopped`);
   return 0;
 }
 
@@ -210,35 +167,22 @@ export async function runKnockCommand(
 ): Promise<number> {
   const flags = parseFlags(parsed);
   const profile = await selectProfile(parsed, parsed.positionals[0]);
-  const check = parsed.values.check === true;
   if (parsed.values.continuous === true) {
-    return await runContinuous(profile, flags, check, io);
+    return await knockContinuously(profile, flags, io);
   }
-  let report: KnockReport;
+  if (!await knockAndCheck(profile, flags, io, "")) return 1;
+  if (profile.postKnock === null || profile.postKnock === "") return 0;
   try {
-    report = await knockOnce(profile, flags, io, "");
+    return await runPostKnock(profile.postKnock, {
+      profile: profile.name,
+      server: profile.serverHost,
+      port: profile.serverUdpPort,
+    });
   } catch (err) {
-    throw new CommandError((err as Error).message);
+    throw new CommandError(
+      `${
+        (err as Error).message
+      } (the knock was sent; fix post_knock in profile ${profile.name})`,
+    );
   }
-  io.out(`knocked ${describe(profile, report)}`);
-  if (check) {
-    const ok = await checkAfterKnock(profile, report.sent.map((k) => k.to), io);
-    if (!ok) return 1;
-  }
-  if (profile.postKnock !== null && profile.postKnock !== "") {
-    try {
-      return await runPostKnock(profile.postKnock, {
-        profile: profile.name,
-        server: profile.serverHost,
-        port: profile.serverUdpPort,
-      });
-    } catch (err) {
-      throw new CommandError(
-        `${
-          (err as Error).message
-        } (the knock was sent; fix post_knock in profile ${profile.name})`,
-      );
-    }
-  }
-  return 0;
 }

@@ -5,14 +5,10 @@
  * @module
  */
 
-import {
-  DEFAULT_SERVER_CONFIG_PATH,
-  loadServerConfig,
-} from "../../config/server_config.ts";
+import { loadServerConfig } from "../../config/server_config.ts";
 import { formatPortRange } from "../../config/ports.ts";
 import { keyFingerprint } from "../../protocol/crypto.ts";
-import type { CliIo, ParsedCommand } from "../io.ts";
-import { formatTable } from "../table.ts";
+import { type CliIo, formatTable, type ParsedCommand } from "../io.ts";
 import { formatRfc3339 } from "../../time.ts";
 
 /** Runs `openme list`. */
@@ -20,7 +16,7 @@ export async function runListCommand(
   parsed: ParsedCommand,
   io: CliIo,
 ): Promise<number> {
-  const path = parsed.globals.config ?? DEFAULT_SERVER_CONFIG_PATH;
+  const path = parsed.globals.config;
   const config = await loadServerConfig(path);
   if (config.clients.length === 0 && config.skippedClients.length === 0) {
     io.out(`no clients in ${path}; add one with \`openme add NAME\``);

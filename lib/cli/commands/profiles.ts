@@ -6,7 +6,6 @@
  */
 
 import { keyFingerprint } from "../../protocol/crypto.ts";
-import { encodeBase64 } from "../../encoding.ts";
 import {
   clientConfigPath,
   loadClientConfigOrExplain,
@@ -40,10 +39,10 @@ export async function runProfilesCommand(
   io.out(`profile ${p.name} (${path})`);
   io.out(`  server_host:     ${p.serverHost}`);
   io.out(`  server_udp_port: ${p.serverUdpPort}`);
-  io.out(`  server_pubkey:   ${encodeBase64(p.serverPublicKey)}`);
+  io.out(`  server_pubkey:   ${p.serverPublicKey.toBase64()}`);
   io.out(`  private_key:     ${REDACTED}`);
   if (p.publicKey !== null) {
-    io.out(`  public_key:      ${encodeBase64(p.publicKey)}`);
+    io.out(`  public_key:      ${p.publicKey.toBase64()}`);
     io.out(`  fingerprint:     ${keyFingerprint(p.publicKey)}`);
   }
   if (p.postKnock !== null) io.out(`  post_knock:      ${p.postKnock}`);

@@ -5,13 +5,9 @@
  * @module
  */
 
-import {
-  DEFAULT_SERVER_CONFIG_PATH,
-  loadServerConfig,
-} from "../../config/server_config.ts";
+import { loadServerConfig } from "../../config/server_config.ts";
 import { removeServerClient } from "../../config/server_config_edit.ts";
-import { CommandError } from "../errors.ts";
-import type { CliIo, ParsedCommand } from "../io.ts";
+import { type CliIo, CommandError, type ParsedCommand } from "../io.ts";
 
 /** Runs `openme revoke`. */
 export async function runRevokeCommand(
@@ -19,7 +15,7 @@ export async function runRevokeCommand(
   io: CliIo,
 ): Promise<number> {
   const name = parsed.positionals[0];
-  const path = parsed.globals.config ?? DEFAULT_SERVER_CONFIG_PATH;
+  const path = parsed.globals.config;
   const removed = await removeServerClient(path, name);
   if (!removed) {
     const config = await loadServerConfig(path);

@@ -5,14 +5,18 @@
  * @module
  */
 
+import { dirname } from "node:path";
 import { INTERFACE_NAME_PATTERN } from "../../firewall/backend.ts";
-import { DEFAULT_SERVER_CONFIG_PATH } from "../../config/server_config.ts";
 import { enableLogBatching, error, info, warn } from "../../log.ts";
-import { type Platform, serverSupported } from "../../platform.ts";
+import { serverSupported } from "../../platform.ts";
 import { OpenmeServer } from "../../server/daemon.ts";
 import { DEFAULT_STATE_FILE } from "../../server/state_file.ts";
-import { CommandError, UsageError } from "../errors.ts";
-import type { CliIo, ParsedCommand } from "../io.ts";
+import {
+  type CliIo,
+  CommandError,
+  type ParsedCommand,
+  UsageError,
+} from "../io.ts";
 
 /** How long shutdown should take; past it a warning is logged, and shutdown goes on until the rules are removed. */
 export const SHUTDOWN_DEADLINE_MS = 2000;
@@ -20,7 +24,7 @@ export const SHUTDOWN_DEADLINE_MS = 2000;
 /** Options for {@linkcode runServeCommand}. */
 export interface ServeCommandOptions {
   /** Operating system as `Deno.build.os` names it; default the current one (tests pass another). */
-  platform?: Platform;
+  platform?: typeof Deno.build.os;
 }
 
 /** Runs `openme serve`. */
@@ -31,7 +35,7 @@ export async function runServeCommand(
 ): Promise<number> {
   const support = serverSupported({ platform: options.platform });
   if (!support.ok) throw new CommandError(support.message);
-  const configPath = parsed.globals.config ?? DEFAULT_SERVER_CONFIG_PATH;
+  const configPath = parsed.globals.config;
   const stateFile = typeof parsed.values["state-file"] === "string"
     ? parsed.values["state-file"]
     : DEFAULT_STATE_FILE;
@@ -45,9 +49,8 @@ export async function runServeCommand(
     );
   }
   if (stateFile === DEFAULT_STATE_FILE) {
-    await Deno.mkdir("/run/openme", { recursive: true, mode: 0o755 }).catch(
-      () => {},
-    );
+    await Deno.mkdir(dirname(stateFile), { recursive: true, mode: 0o755 })
+      .catch(() => {});
   }
   const server = await OpenmeServer.start(configPath, {
     stateFile,

@@ -5,17 +5,22 @@
  * @module
  */
 
+import { setTimeout as delay } from "node:timers/promises";
 import {
   DEFAULT_STATE_FILE,
   readStateFile,
   type StateFile,
+  type StatePendingClose,
+  type StatePort,
+  type StateSession,
 } from "../../server/state_file.ts";
-import type { CliIo, ParsedCommand } from "../io.ts";
-import { CommandError } from "../errors.ts";
-import { formatTable } from "../table.ts";
+import { type CliIo, formatTable, type ParsedCommand } from "../io.ts";
+
+// renderSessions takes a StateFile.
+export type { StateFile, StatePendingClose, StatePort, StateSession };
 
 /** Refresh interval of `--watch`. */
-export const WATCH_INTERVAL_MS = 1000;
+const WATCH_INTERVAL_MS = 1000;
 
 function ago(ms: number): string {
   const s = Math.max(0, Math.round(ms / 1000));
@@ -30,13 +35,7 @@ export function renderSessions(state: StateFile, nowMs: number): string {
   if (state.active_sessions.length === 0) {
     lines.push("no active sessions");
   } else {
-    const rows: string[][] = [[
-      "CLIENT",
-      "IP",
-      "PORTS",
-      "OPENED",
-      "EXPIRES IN",
-    ]];
+    const rows = [["CLIENT", "IP", "PORTS", "OPENED", "EXPIRES IN"]];
     for (const s of state.active_sessions) {
       const ports = s.ports.map((p) =>
         p.end_port !== undefined
@@ -88,37 +87,23 @@ export async function runSessionsCommand(
   const path = typeof parsed.values["state-file"] === "string"
     ? parsed.values["state-file"]
     : DEFAULT_STATE_FILE;
-  const load = async (): Promise<StateFile> => {
-    try {
-      return await readStateFile(path);
-    } catch (err) {
-      throw new CommandError((err as Error).message);
-    }
-  };
   if (parsed.values.watch !== true) {
-    io.out(renderSessions(await load(), Date.now()));
+    io.out(renderSessions(await readStateFile(path), Date.now()));
     return 0;
   }
   const stop = new AbortController();
   const onSignal = (): void => stop.abort();
   Deno.addSignalListener("SIGINT", onSignal);
-  const tty = Deno.stdout.isTerminal();
+  const clear = Deno.stdout.isTerminal() ? "\x1b[H\x1b[2J" : "";
   try {
     while (!stop.signal.aborted) {
-      let text: string;
-      try {
-        text = renderSessions(await load(), Date.now());
-      } catch (err) {
-        text = (err as Error).message;
-      }
-      io.out((tty ? "\x1b[H\x1b[2J" : "") + text);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, WATCH_INTERVAL_MS);
-        stop.signal.addEventListener("abort", () => {
-          clearTimeout(timer);
-          resolve();
-        }, { once: true });
-      });
+      const text = await readStateFile(path).then(
+        (state) => renderSessions(state, Date.now()),
+        (err) => err.message,
+      );
+      io.out(clear + text);
+      await delay(WATCH_INTERVAL_MS, null, { signal: stop.signal })
+        .catch(() => {});
     }
   } finally {
     Deno.removeSignalListener("SIGINT", onSignal);

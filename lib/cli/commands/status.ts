@@ -13,7 +13,6 @@ import {
   type ServerAddress,
 } from "../../client/knock.ts";
 import { selectProfile } from "../client_profile.ts";
-import { CommandError } from "../errors.ts";
 import type { CliIo, ParsedCommand } from "../io.ts";
 
 /** Runs `openme status`. */
@@ -23,51 +22,37 @@ export async function runStatusCommand(
 ): Promise<number> {
   const profile = await selectProfile(parsed, parsed.positionals[0]);
   const port = profile.serverUdpPort;
+  const knock = parsed.values.knock === true;
+  const show = (a: ServerAddress): string => formatServerAddress(a, port);
   let addresses: ServerAddress[];
-  try {
-    if (parsed.values.knock === true) {
-      const report = await knockServer(profile);
-      addresses = report.sent.map((k) => k.to);
-      io.out(
-        `knocked ${
-          addresses.map((a) => formatServerAddress(a, port)).join(", ")
-        }`,
-      );
-    } else {
-      addresses = await resolveServer(profile.serverHost);
-    }
-  } catch (err) {
-    throw new CommandError((err as Error).message);
+  if (knock) {
+    addresses = (await knockServer(profile)).sent.map((k) => k.to);
+    io.out(`knocked ${addresses.map(show).join(", ")}`);
+  } else {
+    addresses = await resolveServer(profile.serverHost);
   }
   const result = await checkHealth(addresses, port, {
     timeoutMs: STATUS_TIMEOUT_MS,
-    poll: parsed.values.knock === true,
+    poll: knock,
   });
-  const where = addresses.map((a) => formatServerAddress(a, port)).join(
-    " and ",
-  );
   if (result.ok) {
     io.out(
       `✓ ${profile.serverHost}: health port ${
-        formatServerAddress(result.address, port)
+        show(result.address)
       } reachable (${Math.round(result.elapsedMs)} ms) — your knock is open`,
     );
     return 0;
   }
   io.out(
-    `✗ ${profile.serverHost}: health port tcp ${where} not reachable within ${
-      STATUS_TIMEOUT_MS / 1000
-    } s (${result.reason})`,
+    `✗ ${profile.serverHost}: health port tcp ${
+      addresses.map(show).join(" and ")
+    } not reachable within ${STATUS_TIMEOUT_MS / 1000} s (${result.reason})`,
   );
-  if (parsed.values.knock !== true) {
-    io.out(
-      `  try: openme status ${profile.name} --knock   (the port opens only after a knock)`,
-    );
-  } else {
-    io.out(
-      "  try: check the server log (`journalctl -u openme -f`), that the server runs and UDP " +
-        `${port} reaches it (router port forwarding, firewall), and that this profile's keys match the server`,
-    );
-  }
+  io.out(
+    knock
+      ? "  try: check the server log (`journalctl -u openme -f`), that the server runs and UDP " +
+        `${port} reaches it (router port forwarding, firewall), and that this profile's keys match the server`
+      : `  try: openme status ${profile.name} --knock   (the port opens only after a knock)`,
+  );
   return 1;
 }

@@ -1,105 +1,157 @@
 /**
- * Tests of `openme completion`: the scripts name every command and flag of
- * the command table, load in bash (`bash -n`, `complete -p openme`) and
- * complete commands, flags and profile names when driven the way bash, zsh
- * and fish drive them (zsh and fish only when installed).
+ * Tests of shell completion: what `openme __complete` offers for commands,
+ * flags, flag values and positional arguments (all from the command table
+ * and the client config), and that the bash, zsh and fish scripts load and
+ * hand the shell those candidates (each shell only when installed).
  */
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import {
-  bashCompletionScript,
-  commandCompletionFlags,
-  fishCompletionScript,
-  globalCompletionFlags,
-  PROFILE_NAMES_AWK,
-  zshCompletionScript,
+  COMPLETE_FILES,
+  completeWords,
 } from "../../../lib/cli/commands/completion.ts";
-import { COMMANDS } from "../../../lib/cli/spec.ts";
-import { runTool } from "../../../lib/firewall/exec.ts";
-import { openme } from "../../support/cli.ts";
+import { COMMANDS, findCommand, GLOBAL_FLAGS } from "../../../lib/cli/spec.ts";
+import { findOnPath, MAIN_TS, run } from "../../../scripts/testbed.ts";
+import { openme, writeTestProfile } from "../../support/cli.ts";
 import { withTempDir } from "../../support/files.ts";
 
-const MAIN_TS = new URL("../../../main.ts", import.meta.url).pathname;
-
-async function available(tool: string): Promise<boolean> {
-  const result = await runTool(tool, ["--version"]);
-  return result.success;
-}
-const hasBash = await available("bash");
-const hasZsh = await available("zsh");
-const hasFish = await available("fish");
-const hasAwk = (await runTool("awk", ["BEGIN { exit 0 }"])).success;
-for (
-  const [ok, what] of [[hasBash, "bash"], [hasZsh, "zsh"], [hasFish, "fish"], [
-    hasAwk,
-    "awk",
-  ]] as const
-) {
-  if (!ok) {
-    console.warn(`SKIP completion tests that need ${what}: not installed`);
+const SHELLS = { bash: findOnPath("bash"), zsh: findOnPath("zsh") };
+const FISH = findOnPath("fish");
+for (const [shell, path] of Object.entries({ ...SHELLS, fish: FISH })) {
+  if (path === null) {
+    console.warn(`SKIP ${shell} completion tests: ${shell} is not installed`);
   }
 }
 
-const CLIENT_CONFIG = `# profiles of mine
-profiles:
-  # the office
-  work:
-    server_host: vpn.example.com
-  "home-1":
-    server_host: 198.51.100.7
-  lab: {server_host: lab.example.com}
-other:
-  notaprofile:
-    x: 1
-`;
+/** The words of the candidates, without their descriptions, sorted. */
+async function complete(...words: string[]): Promise<string[]> {
+  return (await completeWords(words)).map((c) => c.split("\t")[0]).sort();
+}
 
-async function withClientConfig(
-  text: string,
-  fn: (path: string, dir: string) => Promise<void>,
+/**
+ * Runs fn with a temporary directory holding a client config with the
+ * profiles work and home-1 (also at HOME/.openme/config.yaml, HOME being the
+ * directory) and an `openme` on PATH that runs main.ts; env is what the
+ * shells need.
+ */
+async function withCompletionHome(
+  fn: (
+    env: Record<string, string>,
+    config: string,
+    dir: string,
+  ) => Promise<void>,
 ): Promise<void> {
   await withTempDir("openme-completion-", async (dir) => {
-    const path = join(dir, "config.yaml");
-    await Deno.writeTextFile(path, text);
-    await fn(path, dir);
+    const config = join(dir, ".openme", "config.yaml");
+    await writeTestProfile(config, {
+      name: "work",
+      host: "192.0.2.1",
+      port: 1,
+    });
+    await writeTestProfile(config, {
+      name: "home-1",
+      host: "192.0.2.2",
+      port: 1,
+    });
+    await Deno.mkdir(join(dir, "bin"));
+    await Deno.writeTextFile(
+      join(dir, "bin", "openme"),
+      `#!/bin/sh\nexec '${Deno.execPath()}' run -A --no-prompt '${MAIN_TS}' "$@"\n`,
+      { mode: 0o755 },
+    );
+    const env = {
+      HOME: dir,
+      PATH: `${join(dir, "bin")}:${Deno.env.get("PATH")}`,
+    };
+    await fn(env, config, dir);
   });
 }
 
-async function run(
-  command: string,
-  args: string[],
-  env: Record<string, string> = {},
-): Promise<string> {
-  const result = await runTool(command, args, { env, timeoutMs: 20_000 });
-  assert.ok(result.success, `${command} ${args.join(" ")}: ${result.stderr}`);
-  return result.stdout;
-}
-
-Deno.test("every script names every command and every flag of the command table", () => {
-  const scripts = {
-    bash: bashCompletionScript(),
-    zsh: zshCompletionScript(),
-    fish: fishCompletionScript(),
-  };
-  for (const [shell, script] of Object.entries(scripts)) {
-    for (const spec of COMMANDS) {
-      assert.ok(script.includes(spec.name), `${shell}: ${spec.name}`);
-      for (const flag of commandCompletionFlags(spec)) {
-        const needle = shell === "fish" ? `-l ${flag.long}` : `--${flag.long}`;
-        assert.ok(script.includes(needle), `${shell}: ${spec.name} ${needle}`);
-      }
-    }
-    for (const flag of globalCompletionFlags()) {
-      const needle = shell === "fish" ? `-l ${flag.long}` : `--${flag.long}`;
-      assert.ok(script.includes(needle), `${shell}: global ${needle}`);
-    }
+Deno.test("__complete offers commands, and a command's own and the global flags", async () => {
+  assert.deepEqual(
+    await complete(""),
+    [
+      ...COMMANDS.map((c) => c.name),
+      "help",
+    ].sort(),
+  );
+  assert.deepEqual(await complete("kn"), ["knock"]);
+  assert.deepEqual(await complete("help", "st"), ["status"]);
+  assert.deepEqual(await complete("knock", "--i"), [
+    "--interval",
+    "--ip",
+    "--ipv4",
+    "--ipv6",
+  ]);
+  const all = await complete("knock", "-");
+  for (const flag of [...GLOBAL_FLAGS, ...findCommand("knock")!.flags]) {
+    assert.ok(all.includes(`--${flag.name}`), `--${flag.name}`);
+    if (flag.short !== undefined) assert.ok(all.includes(`-${flag.short}`));
   }
+  assert.ok(!all.includes("--force"), "another command's flag");
+  const described = await completeWords(["sessions", "--w"]);
+  assert.deepEqual(described, ["--watch\trefresh every second until Ctrl-C"]);
 });
 
-Deno.test("openme completion prints the script and rejects an unknown shell with exit 2", async () => {
-  const bash = await openme(["completion", "bash"]);
-  assert.equal(bash.code, 0);
-  assert.equal(bash.out, bashCompletionScript().trimEnd());
+Deno.test("__complete offers flag values: fixed choices, files for paths, nothing for free text", async () => {
+  assert.deepEqual(await complete("--log-level", "w"), ["warn"]);
+  assert.deepEqual(await complete("init", "--firewall", ""), [
+    "iptables",
+    "nft",
+  ]);
+  assert.deepEqual(await completeWords(["--config", ""]), [COMPLETE_FILES]);
+  assert.deepEqual(await completeWords(["add", "x", "--qr-out", "a"]), [
+    COMPLETE_FILES,
+  ]);
+  assert.deepEqual(await complete("knock", "--ip", ""), []);
+});
+
+Deno.test("__complete offers profile names from --client-config, shells, files, and nothing past the positionals", async () => {
+  await withCompletionHome(async (_env, config) => {
+    for (const command of ["knock", "status", "profiles"]) {
+      assert.deepEqual(
+        await complete("--client-config", config, command, ""),
+        ["home-1", "work"],
+        command,
+      );
+    }
+    assert.deepEqual(
+      await complete(
+        "knock",
+        "--client-config",
+        config,
+        "--ip",
+        "192.0.2.9",
+        "w",
+      ),
+      ["work"],
+      "flag values are not counted as positionals",
+    );
+    assert.deepEqual(
+      await complete("--client-config", config, "knock", "work", ""),
+      [],
+    );
+    assert.deepEqual(
+      await complete("--client-config", join(config, "missing"), "knock", ""),
+      [],
+    );
+  });
+  assert.deepEqual(await complete("completion", ""), ["bash", "fish", "zsh"]);
+  assert.deepEqual(await completeWords(["import", ""]), [COMPLETE_FILES]);
+  assert.deepEqual(await complete("revoke", ""), []);
+});
+
+Deno.test("openme completion prints a script per shell and rejects an unknown shell with exit 2", async () => {
+  for (const shell of ["bash", "zsh", "fish"]) {
+    const result = await openme(["completion", shell]);
+    assert.equal(result.code, 0);
+    assert.match(
+      result.out,
+      new RegExp(`^#.*${shell} completion for openme`, "m"),
+    );
+    assert.ok(result.out.includes("openme __complete"), shell);
+  }
   const bad = await openme(["completion", "tcsh"]);
   assert.equal(bad.code, 2);
   assert.match(
@@ -109,141 +161,65 @@ Deno.test("openme completion prints the script and rejects an unknown shell with
 });
 
 Deno.test({
-  name: "the awk program lists the keys one level under profiles:",
-  ignore: !hasAwk,
-  fn: async () => {
-    await withClientConfig(CLIENT_CONFIG, async (path) => {
-      const out = await run("awk", [PROFILE_NAMES_AWK, path]);
-      assert.deepEqual(out.trim().split("\n"), ["work", "home-1", "lab"]);
-    });
-    await withClientConfig(
-      "profiles:\n    deep:\n        server_host: a\n    other:\n        server_host: b\n",
-      async (path) => {
-        const out = await run("awk", [PROFILE_NAMES_AWK, path]);
-        assert.deepEqual(out.trim().split("\n"), ["deep", "other"]);
-      },
-    );
-  },
-});
-
-Deno.test({
   name:
-    "the bash script passes bash -n and registers `complete -F _openme openme` when sourced from the CLI",
-  ignore: !hasBash,
+    "bash: the script loads from `openme completion bash` and fills COMPREPLY with commands, profile names and files",
+  ignore: SHELLS.bash === null,
   fn: async () => {
-    await withClientConfig("", async (_path, dir) => {
-      const script = join(dir, "openme.bash");
-      await Deno.writeTextFile(script, bashCompletionScript());
-      await run("bash", ["-n", script]);
-      const out = await run("bash", [
-        "-c",
-        `source <(deno run -A --no-prompt ${MAIN_TS} completion bash) && complete -p openme`,
-      ]);
-      assert.equal(out.trim(), "complete -F _openme openme");
-    });
-  },
-});
-
-Deno.test({
-  name:
-    "bash completes commands, flags, flag values and profile names from --client-config",
-  ignore: !hasBash || !hasAwk,
-  fn: async () => {
-    await withClientConfig(CLIENT_CONFIG, async (path, dir) => {
-      const script = join(dir, "openme.bash");
-      await Deno.writeTextFile(script, bashCompletionScript());
-      const complete = async (words: string[]): Promise<string[]> => {
+    await withCompletionHome(async (env, _config, dir) => {
+      await Deno.writeTextFile(join(dir, "notes.txt"), "");
+      const reply = async (words: string[]): Promise<string[]> => {
         const quoted = words.map((w) => `'${w}'`).join(" ");
-        const out = await run("bash", [
+        const result = await run([
+          "bash",
           "-c",
-          `source '${script}'; COMP_WORDS=(${quoted}); COMP_CWORD=${
+          `source <(openme completion bash) && complete -p openme && COMP_WORDS=(${quoted}) && COMP_CWORD=${
             words.length - 1
-          }; _openme; printf '%s\\n' "\${COMPREPLY[@]}"`,
-        ], { HOME: dir });
-        return out.split("\n").filter((l) => l !== "").sort();
+          } && _openme && printf '%s\\n' "\${COMPREPLY[@]}"`,
+        ], { env, timeoutMs: 60_000 });
+        assert.equal(result.code, 0, result.stderr);
+        const lines = result.stdout.split("\n").filter((l) => l !== "");
+        assert.equal(lines[0], "complete -F _openme openme");
+        return lines.slice(1).sort();
       };
-      assert.deepEqual(await complete(["openme", "kn"]), ["knock"]);
-      assert.deepEqual(await complete(["openme", "knock", "--i"]), [
-        "--interval",
-        "--ip",
-        "--ipv4",
-        "--ipv6",
+      assert.deepEqual(await reply(["openme", "kn"]), ["knock"]);
+      assert.deepEqual(await reply(["openme", "knock", ""]), [
+        "home-1",
+        "work",
       ]);
-      assert.deepEqual(
-        await complete(["openme", "--client-config", path, "knock", ""]),
-        ["home-1", "lab", "work"],
-      );
-      assert.deepEqual(
-        await complete(["openme", "--client-config", path, "status", "w"]),
-        ["work"],
-      );
-      // A second positional gets nothing; flag values are skipped when counting.
-      assert.deepEqual(
-        await complete([
-          "openme",
-          "--client-config",
-          path,
-          "knock",
-          "work",
-          "",
-        ]),
-        [],
-      );
-      assert.deepEqual(
-        await complete([
-          "openme",
-          "--client-config",
-          path,
-          "knock",
-          "--ip",
-          "192.0.2.9",
-          "",
-        ]),
-        ["home-1", "lab", "work"],
-      );
-      assert.deepEqual(await complete(["openme", "completion", ""]), [
-        "bash",
-        "fish",
-        "zsh",
+      assert.deepEqual(await reply(["openme", "import", `${dir}/no`]), [
+        `${dir}/notes.txt`,
       ]);
-      assert.deepEqual(await complete(["openme", "--log-level", "w"]), [
-        "warn",
-      ]);
-      assert.deepEqual(await complete(["openme", "init", "--firewall", ""]), [
-        "iptables",
-        "nft",
-      ]);
-      // Without --client-config the default ~/.openme/config.yaml is read.
-      await Deno.mkdir(join(dir, ".openme"));
-      await Deno.writeTextFile(
-        join(dir, ".openme", "config.yaml"),
-        "profiles:\n  default:\n    server_host: a\n",
-      );
-      assert.deepEqual(await complete(["openme", "profiles", ""]), ["default"]);
     });
   },
 });
 
 Deno.test({
   name:
-    "the zsh script parses, registers _openme with compinit and lists profile names",
-  ignore: !hasZsh || !hasAwk,
+    "zsh: the script parses, registers _openme with compinit and passes candidates with descriptions to _describe",
+  ignore: SHELLS.zsh === null,
   fn: async () => {
-    await withClientConfig(CLIENT_CONFIG, async (path, dir) => {
+    await withCompletionHome(async (env, _config, dir) => {
       const script = join(dir, "_openme");
-      await Deno.writeTextFile(script, zshCompletionScript());
-      await run("zsh", ["-n", script]);
-      const out = await run("zsh", [
+      await Deno.writeTextFile(
+        script,
+        (await openme(["completion", "zsh"])).out,
+      );
+      const result = await run([
+        "zsh",
         "-c",
-        `autoload -U compinit && compinit -u -d '${
-          join(dir, "zcompdump")
-        }' && source '${script}' && print -- \$_comps[openme] && words=(openme --client-config '${path}' knock '') && CURRENT=5 && _openme_profiles`,
-      ], { HOME: dir });
-      assert.deepEqual(out.trim().split("\n"), [
+        `autoload -U compinit && compinit -u -d '${dir}/zcompdump' && source '${script}' && print -- $_comps[openme] &&
+         _describe() { print -l -- \${(P)2}; } && _files() { print FILES; } &&
+         words=(openme knock ''); CURRENT=3; _openme;
+         words=(openme sessions --w); CURRENT=3; _openme;
+         words=(openme import ''); CURRENT=3; _openme`,
+      ], { env, timeoutMs: 60_000 });
+      assert.equal(result.code, 0, result.stderr);
+      assert.deepEqual(result.stdout.trim().split("\n"), [
         "_openme",
         "work",
         "home-1",
-        "lab",
+        "--watch:refresh every second until Ctrl-C",
+        "FILES",
       ]);
     });
   },
@@ -251,38 +227,33 @@ Deno.test({
 
 Deno.test({
   name:
-    "the fish script parses and completes commands, flags and profile names",
-  ignore: !hasFish || !hasAwk,
+    "fish: the script parses and completes commands, profile names and files",
+  ignore: FISH === null,
   fn: async () => {
-    await withClientConfig(CLIENT_CONFIG, async (path, dir) => {
+    await withCompletionHome(async (env, _config, dir) => {
       const script = join(dir, "openme.fish");
-      await Deno.writeTextFile(script, fishCompletionScript());
-      await run("fish", ["-n", script]);
-      const complete = async (line: string): Promise<string[]> => {
-        const out = await run("fish", [
+      await Deno.writeTextFile(
+        script,
+        (await openme(["completion", "fish"])).out,
+      );
+      await Deno.writeTextFile(join(dir, "notes.txt"), "");
+      const completions = async (line: string): Promise<string[]> => {
+        const result = await run([
+          "fish",
           "--no-config",
           "-c",
           `source '${script}'; complete -C '${line}'`,
-        ], { HOME: dir });
-        return out.split("\n").filter((l) => l !== "").map((l) =>
+        ], { env, timeoutMs: 60_000 });
+        assert.equal(result.code, 0, result.stderr);
+        return result.stdout.split("\n").filter((l) => l !== "").map((l) =>
           l.split("\t")[0]
         ).sort();
       };
-      assert.deepEqual(await complete("openme kn"), ["knock"]);
-      assert.deepEqual(
-        await complete(`openme --client-config ${path} knock `),
-        ["home-1", "lab", "work"],
-      );
-      assert.deepEqual(
-        await complete(`openme --client-config ${path} knock work `),
-        [],
-      );
-      assert.deepEqual(await complete("openme completion "), [
-        "bash",
-        "fish",
-        "zsh",
+      assert.deepEqual(await completions("openme kn"), ["knock"]);
+      assert.deepEqual(await completions("openme knock "), ["home-1", "work"]);
+      assert.deepEqual(await completions(`openme import ${dir}/no`), [
+        `${dir}/notes.txt`,
       ]);
-      assert.ok((await complete("openme knock --i")).includes("--interval"));
     });
   },
 });

@@ -11,7 +11,6 @@ import { join } from "node:path";
 import { Buffer } from "node:buffer";
 import jsQRModule from "jsqr";
 import { PNG } from "pngjs";
-import type { QrPayload } from "../../../lib/cli/commands/add.ts";
 import {
   loadClientConfig,
   upsertClientProfile,
@@ -32,6 +31,16 @@ const jsQR = ((jsQRModule as unknown as { default?: unknown }).default ??
     width: number,
     height: number,
   ) => { data: string } | null;
+
+/** The QR payload (SPEC §6). */
+interface QrPayload {
+  profile: string;
+  host: string;
+  udp_port: number;
+  server_pubkey: string;
+  client_privkey: string;
+  client_pubkey: string;
+}
 
 /** Prefix of this file's temporary directories. */
 const TEMP_PREFIX = "openme-import-";
@@ -350,6 +359,16 @@ Deno.test("import checks every key before writing anything", async () => {
       {
         name: "public key of another key pair",
         text: JSON.stringify({ ...payload, client_pubkey: other }),
+        error: /public_key does not match the public half of private_key/,
+      },
+      {
+        name: "32-byte seed with the public key of another key pair",
+        text: JSON.stringify({
+          ...payload,
+          client_privkey: decodeBase64(payload.client_privkey)!.subarray(0, 32)
+            .toBase64(),
+          client_pubkey: other,
+        }),
         error: /public_key does not belong to private_key/,
       },
       {
@@ -369,7 +388,8 @@ Deno.test("import checks every key before writing anything", async () => {
       {
         name: "short server key",
         text: JSON.stringify({ ...payload, server_pubkey: "AAAA" }),
-        error: /"server_pubkey": .*expected base64 of 32 bytes/,
+        error:
+          /\(QR payload\):1: profiles\.default\.server_pubkey: key is 3 bytes, expected 32 bytes/,
       },
       {
         name: "missing fields",
@@ -380,7 +400,8 @@ Deno.test("import checks every key before writing anything", async () => {
       {
         name: "bad port",
         text: JSON.stringify({ ...payload, udp_port: 70000 }),
-        error: /"udp_port" must be an integer 1-65535, got 70000/,
+        error:
+          /\(QR payload\):1: profiles\.default\.server_udp_port: port 70000 out of range 1-65535/,
       },
       {
         name: "broken JSON",

@@ -27,7 +27,7 @@ import { withTempDir } from "../../support/files.ts";
 
 /** Prefix of this file's temporary directories. */
 const TEMP_PREFIX = "openme-knock-cmd-";
-const PROCESS_TIMEOUT_MS = 30_000;
+const PROCESS_TIMEOUT_MS = 60_000;
 
 const canUseNetns = await canRunNetnsTests("knock namespace tests", {
   rootFor: "ip netns add, /etc/netns",
@@ -128,7 +128,7 @@ Deno.test("knock sends one 165-byte datagram to the profile's server and says wh
       const result = await openme(["--client-config", config, "knock"]);
       assert.equal(result.code, 0, result.err);
       assert.equal(result.out, `knocked 127.0.0.1:${port}`);
-      const deadline = Date.now() + 2000;
+      const deadline = Date.now() + 20_000;
       while (received.length === 0 && Date.now() < deadline) {
         await new Promise((r) => setTimeout(r, 20));
       }
@@ -183,6 +183,7 @@ Deno.test("knock --check prints ✗ after 3 s and exits 1 when the health port n
       "knock",
       "--check",
     ]);
+    // It waits the whole 3 s (a lower bound: a busy machine only adds).
     const elapsed = performance.now() - started;
     assert.equal(result.code, 1);
     assert.match(
@@ -191,7 +192,7 @@ Deno.test("knock --check prints ✗ after 3 s and exits 1 when the health port n
         `✗ health port tcp 127\\.0\\.0\\.1:${port} still closed after \\d+ ms \\(ECONNREFUSED\\)`,
       ),
     );
-    assert.ok(elapsed >= 2900 && elapsed < 6000, `took ${elapsed} ms`);
+    assert.ok(elapsed >= 2900, `gave up after ${elapsed} ms`);
     // post_knock runs only after a successful check.
     await assert.rejects(
       () => Deno.stat(join(dir, "ran")),
@@ -419,7 +420,7 @@ v6.on("message", (m) => console.log("got 6 " + m.length));
 await new Promise((r) => v4.bind(${port}, "127.0.0.1", r));
 await new Promise((r) => v6.bind(${port}, "::1", r));
 console.log("ready");
-setTimeout(() => Deno.exit(0), 25000);`;
+setTimeout(() => Deno.exit(0), 120_000);`;
   const child = new Deno.Command("ip", {
     args: ["netns", "exec", ns, "deno", "eval", "--no-config", code],
     stdin: "null",

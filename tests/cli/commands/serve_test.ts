@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { CommandError } from "../../../lib/cli/errors.ts";
+import { CommandError } from "../../../lib/cli/io.ts";
 import { parseCommandLine } from "../../../lib/cli/mod.ts";
 import { runServeCommand } from "../../../lib/cli/commands/serve.ts";
 import { openme } from "../../support/cli.ts";

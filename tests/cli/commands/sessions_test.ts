@@ -186,11 +186,11 @@ Deno.test("sessions --watch shows changes to the state file and exits 0 on Ctrl-
     }
   })();
   const errText = new Response(child.stderr).text();
-  const killer = setTimeout(() => child.kill("SIGKILL"), 30_000);
+  const killer = setTimeout(() => child.kill("SIGKILL"), 60_000);
   try {
-    await waitUntil(() => out.includes("no active sessions"), 15_000);
+    await waitUntil(() => out.includes("no active sessions"), 30_000);
     await Deno.writeTextFile(path, JSON.stringify(sampleState(Date.now())));
-    await waitUntil(() => /^alice +203\.0\.113\.4/m.test(out), 5_000);
+    await waitUntil(() => /^alice +203\.0\.113\.4/m.test(out), 20_000);
     child.kill("SIGINT");
     const status = await child.status;
     await pump;

@@ -1,7 +1,7 @@
-/** Tests of the plain-text tables of `openme list` and `openme sessions`. */
+/** Tests of what the commands share (lib/cli/io.ts): the plain-text tables of `openme list` and `openme sessions`. */
 
 import assert from "node:assert/strict";
-import { formatTable } from "../../lib/cli/table.ts";
+import { formatTable } from "../../lib/cli/io.ts";
 
 Deno.test("formatTable pads every column but the last to its widest cell", () => {
   assert.deepEqual(
