@@ -5,12 +5,12 @@
  * @module
  */
 
-import { loadClientConfigFast } from "../config/client_config_fast.ts";
 import {
   type ClientConfig,
   type ClientProfile,
   defaultClientConfigPath,
-} from "../config/client_profiles.ts";
+  loadClientConfig,
+} from "../config/client_config.ts";
 import { warn } from "../log.ts";
 import { CommandError } from "./errors.ts";
 import type { ParsedCommand } from "./io.ts";
@@ -30,18 +30,13 @@ export function isMissingConfigFile(err: unknown): boolean {
 
 /**
  * Loads the client config, turning a missing file into a CommandError that
- * says how to create one. A plain, valid file is read without the YAML
- * package (start-up time of `openme knock`); anything else goes through the
- * full loader, which is imported only then.
+ * says how to create one.
  */
 export async function loadClientConfigOrExplain(
   path: string,
 ): Promise<ClientConfig> {
-  const fast = await loadClientConfigFast(path);
-  if (fast !== null) return fast;
   let config: ClientConfig;
   try {
-    const { loadClientConfig } = await import("../config/client_config.ts");
     config = await loadClientConfig(path);
   } catch (err) {
     if (isMissingConfigFile(err)) {

@@ -371,18 +371,16 @@ Deno.test("server-level problems throw a ConfigError naming file, line, key path
   for (const c of cases) assertConfigError(() => parse(c.text), c);
 });
 
-Deno.test("an alias bomb gives a ConfigError quickly instead of hanging", () => {
+Deno.test("an alias bomb gives a ConfigError instead of expanding 10^10 nodes", () => {
   const lines = [configText(), "bomb0: &b0 [x, x, x, x, x, x, x, x, x, x]"];
   for (let i = 1; i < 10; i++) {
     lines.push(`bomb${i}: &b${i} [${Array(10).fill(`*b${i - 1}`).join(", ")}]`);
   }
-  const started = Date.now();
   assertConfigError(() => parse(lines.join("\n") + "\n"), {
     name: "alias bomb",
     text: "",
     parts: ["aliases expand to more than 100"],
   });
-  assert.ok(Date.now() - started < 2000, "alias bomb took too long");
 });
 
 Deno.test("an invalid client is skipped with a warning naming it while the others load", () => {
@@ -607,7 +605,7 @@ Deno.test("allManagedPorts unions every group and every client's inline specs", 
   ]);
 });
 
-Deno.test("parseRfc3339Timestamp accepts full timestamps with a zone only", () => {
+Deno.test("parseRfc3339Timestamp accepts full RFC 3339 timestamps with a zone only, refusing the other forms Temporal reads", () => {
   const good: { text: string; iso: string }[] = [
     { text: "2026-12-31T23:59:59Z", iso: "2026-12-31T23:59:59.000Z" },
     { text: "2026-12-31t23:59:59z", iso: "2026-12-31T23:59:59.000Z" },
@@ -617,6 +615,14 @@ Deno.test("parseRfc3339Timestamp accepts full timestamps with a zone only", () =
       iso: "2026-06-01T13:30:00.123Z",
     },
     { text: "2028-02-29T00:00:00Z", iso: "2028-02-29T00:00:00.000Z" },
+    // More than the nine fraction digits Temporal reads: RFC 3339 allows them.
+    {
+      text: "2026-06-01T12:00:00.1234567891Z",
+      iso: "2026-06-01T12:00:00.123Z",
+    },
+    { text: " 2026-12-31T23:59:59-00:00 ", iso: "2026-12-31T23:59:59.000Z" },
+    // A leap second: Temporal reads :60 as :59.
+    { text: "2026-12-31T23:59:60Z", iso: "2026-12-31T23:59:59.000Z" },
   ];
   for (const { text, iso } of good) {
     assert.equal(parseRfc3339Timestamp(text)?.toISOString(), iso, text);
@@ -631,8 +637,19 @@ Deno.test("parseRfc3339Timestamp accepts full timestamps with a zone only", () =
     "2026-12-31T24:00:00Z",
     "2026-12-31T23:60:00Z",
     "2026-12-31T23:59:59+2:00",
+    "2026-12-31T23:59:59+24:00",
+    "2026-12-31T23:59:59+23:60",
     "tomorrow",
     "",
+    // ISO 8601 and RFC 9557 forms Temporal.Instant.from accepts, RFC 3339 does not.
+    "20261231T235959Z",
+    "2026-12-31T23:59Z",
+    "2026-12-31T23Z",
+    "2026-12-31T23:59:59,5Z",
+    "2026-12-31T23:59:59Z[UTC]",
+    "2026-12-31T23:59:59+0100",
+    "2026-12-31T23:59:59+01:00:00",
+    "+002026-12-31T23:59:59Z",
   ];
   for (const text of bad) assert.equal(parseRfc3339Timestamp(text), null, text);
 });

@@ -35,7 +35,7 @@ import {
   upsertClientProfile,
   validateProfileName,
 } from "../../config/client_config.ts";
-import { NAME_HINT } from "../../config/value_checks.ts";
+import { NAME_HINT } from "../../config/validate.ts";
 import {
   ed25519KeyPairFromPrivateKey,
   keyFingerprint,

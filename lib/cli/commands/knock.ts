@@ -12,7 +12,7 @@ import {
   type ServerAddress,
 } from "../../client/knock.ts";
 import { runPostKnock } from "../../client/post_knock.ts";
-import type { ClientProfile } from "../../config/client_profiles.ts";
+import type { ClientProfile } from "../../config/client_config.ts";
 import { formatDuration, parseDuration } from "../../config/duration.ts";
 import { type IpAddress, parseIp } from "../../ip.ts";
 import { selectProfile } from "../client_profile.ts";
