@@ -316,7 +316,7 @@ export async function upsertClientProfile(
   });
   await withFileLock(path, async () => {
     if (!(await fileExists(path))) {
-      await writeConfigFile(path, text, CLIENT_CONFIG_FILE_MODE);
+      await writeConfigFile(path, text, { mode: CLIENT_CONFIG_FILE_MODE });
       return;
     }
     const file = await readYamlFile(path);
@@ -362,7 +362,7 @@ export async function upsertClientProfile(
       });
     }
     buildClientConfig(edited);
-    await writeConfigFile(path, edited.text, CLIENT_CONFIG_FILE_MODE);
+    await writeConfigFile(path, edited.text, { mode: CLIENT_CONFIG_FILE_MODE });
   }, options);
 }
 

@@ -300,7 +300,7 @@ function readPortGroups(
         "e.g. ports: {default: [22/tcp], devops: [22/tcp, 8080-8090/tcp]}",
     });
   }
-  for (const [name, list] of Object.entries(value)) {
+  for (const name of Object.keys(value)) {
     if (!isGroupName(name)) {
       throw errorAt(file, {
         keyPath: ["ports", name],
@@ -309,43 +309,50 @@ function readPortGroups(
           "group names contain no / or - and are not all digits, e.g. devops",
       });
     }
-    if (list !== null && !Array.isArray(list)) {
-      throw errorAt(file, {
-        keyPath: ["ports", name],
-        problem: `expected a list of port specs, got ${describeValue(list)}`,
-        expected: "e.g. [22/tcp, 8080-8090/tcp]",
-      });
+    const fields = { [name]: GROUP_FIELD };
+    groups.set(
+      name,
+      readSection(file, { keyPath: ["ports"], map: value, fields })[name],
+    );
+  }
+  return groups;
+}
+
+/** A `ports:` group: a list of port specs, merged. */
+const GROUP_FIELD: Field<PortRange[]> = {
+  hint: "e.g. [22/tcp, 8080-8090/tcp]",
+  default: [],
+  check(value: unknown, fail: Fail): PortRange[] {
+    if (!Array.isArray(value)) {
+      fail(`expected a list of port specs, got ${describeValue(value)}`);
     }
     const ranges: PortRange[] = [];
-    for (const [index, item] of (list ?? []).entries()) {
-      const keyPath = ["ports", name, index];
+    for (const [index, item] of value.entries()) {
       const spec = portEntryText(item);
       if (spec === null) {
-        throw errorAt(file, {
-          keyPath,
-          problem: `expected a port spec, got ${describeValue(item)}`,
+        fail(`expected a port spec, got ${describeValue(item)}`, {
+          index,
           expected: "e.g. 22/tcp or 8080-8090/tcp",
         });
       }
       if (isGroupName(spec)) {
-        throw errorAt(file, {
-          keyPath,
-          problem: `${
+        fail(
+          `${
             describeValue(spec)
           } is not a port spec (groups cannot contain groups)`,
-          expected: "list port specs such as 22/tcp or 8080-8090/tcp",
-        });
+          {
+            index,
+            expected: "list port specs such as 22/tcp or 8080-8090/tcp",
+          },
+        );
       }
       const parsed = parsePortSpec(spec);
-      if (typeof parsed === "string") {
-        throw errorAt(file, { keyPath, problem: parsed });
-      }
+      if (typeof parsed === "string") fail(parsed, { index, expected: "" });
       ranges.push(...parsed);
     }
-    groups.set(name, mergePortRanges(ranges));
-  }
-  return groups;
-}
+    return mergePortRanges(ranges);
+  },
+};
 
 /** The clients of a `clients:` map, those with an invalid entry skipped with a warning. */
 interface ClientsRead {
@@ -518,6 +525,7 @@ interface AllowedPorts {
   ports: PortRange[];
 }
 
+/** Resolves `allowed_ports` (groups and port specs; none means the `default` group) against the port groups. */
 function checkAllowedPorts(
   value: unknown,
   options: { fail: Fail; portGroups: ReadonlyMap<string, PortRange[]> },
@@ -527,6 +535,7 @@ function checkAllowedPorts(
     fail(`expected a list, got ${describeValue(value)}`);
   }
   const entries: string[] = [];
+  const ranges: PortRange[] = [];
   for (const [index, item] of (value ?? []).entries()) {
     const text = portEntryText(item);
     if (text === null) {
@@ -536,15 +545,25 @@ function checkAllowedPorts(
       );
     }
     entries.push(text);
+    const entry = text.trim();
+    const group = options.portGroups.get(entry);
+    if (isGroupName(entry) && group === undefined) {
+      const names = [...options.portGroups.keys()].sort();
+      fail(`unknown port group ${describeValue(entry)}`, {
+        index,
+        expected: names.length === 0
+          ? "no port groups are defined under ports:; use a port spec such as 22/tcp or define the group"
+          : `defined: ${names.join(", ")}`,
+      });
+    }
+    const parsed = group ?? parsePortSpec(entry);
+    if (typeof parsed === "string") fail(parsed, { index, expected: "" });
+    ranges.push(...parsed);
   }
-  const resolved = resolveAllowedPorts(entries, options.portGroups);
-  if (!resolved.ok) {
-    fail(resolved.problem, {
-      index: resolved.index,
-      expected: resolved.expected ?? "",
-    });
+  if (entries.length === 0) {
+    ranges.push(...options.portGroups.get(DEFAULT_PORT_GROUP) ?? []);
   }
-  return { entries, ports: resolved.ports };
+  return { entries, ports: mergePortRanges(ranges) };
 }
 
 function checkExpires(value: unknown, fail: Fail): Date {
@@ -569,50 +588,6 @@ function portEntryText(value: unknown): string | null {
 function durationText(value: unknown, ms: number): string {
   if (typeof value !== "string") return `${ms}ms`;
   return value.length <= MAX_DURATION_TEXT_SHOWN ? value : formatDuration(ms);
-}
-
-/** Result of {@linkcode resolveAllowedPorts}. */
-export type ResolvedPorts =
-  | { ok: true; ports: PortRange[] }
-  | { ok: false; index: number; problem: string; expected?: string };
-
-/** Resolves `allowed_ports` entries (groups and port specs) against the port groups into merged ranges; an empty list means the `default` group. */
-export function resolveAllowedPorts(
-  entries: readonly string[],
-  portGroups: ReadonlyMap<string, PortRange[]>,
-): ResolvedPorts {
-  if (entries.length === 0) {
-    return {
-      ok: true,
-      ports: mergePortRanges(portGroups.get(DEFAULT_PORT_GROUP) ?? []),
-    };
-  }
-  const ranges: PortRange[] = [];
-  for (const [index, text] of entries.entries()) {
-    const entry = text.trim();
-    if (isGroupName(entry)) {
-      const group = portGroups.get(entry);
-      if (group === undefined) {
-        const names = [...portGroups.keys()].sort();
-        return {
-          ok: false,
-          index,
-          problem: `unknown port group ${describeValue(entry)}`,
-          expected: names.length === 0
-            ? "no port groups are defined under ports:; use a port spec such as 22/tcp or define the group"
-            : `defined: ${names.join(", ")}`,
-        };
-      }
-      ranges.push(...group);
-      continue;
-    }
-    const parsed = parsePortSpec(entry);
-    if (typeof parsed === "string") {
-      return { ok: false, index, problem: parsed };
-    }
-    ranges.push(...parsed);
-  }
-  return { ok: true, ports: mergePortRanges(ranges) };
 }
 
 /** Every port openme manages (all groups' and all valid clients' ports, merged), for `drop_ports`. */

@@ -57,7 +57,7 @@ export async function initServerConfig(
           "pass --force to replace it (new server keys: every client must be added again), or pass --config PATH",
       });
     }
-    await writeConfigFile(path, text, SERVER_CONFIG_FILE_MODE);
+    await writeConfigFile(path, text, { mode: SERVER_CONFIG_FILE_MODE });
   });
   return text;
 }
@@ -139,7 +139,7 @@ export async function addServerClient(
         expected: "a future RFC 3339 timestamp, or no expiry",
       });
     }
-    await writeConfigFile(path, edited.text, SERVER_CONFIG_FILE_MODE);
+    await writeConfigFile(path, edited.text, { mode: SERVER_CONFIG_FILE_MODE });
   }, options);
 }
 
@@ -169,7 +169,7 @@ export async function removeServerClient(
         expected: "remove the entry by hand",
       });
     }
-    await writeConfigFile(path, edited.text, SERVER_CONFIG_FILE_MODE);
+    await writeConfigFile(path, edited.text, { mode: SERVER_CONFIG_FILE_MODE });
     return true;
   }, options);
 }

@@ -85,22 +85,13 @@ export function parseYamlFile(
   function lineAt(offset: number): number | undefined {
     return options.generated ? undefined : lineCounter.linePos(offset).line;
   }
-  let doc: Document;
-  try {
-    doc = parseDocument(text, {
-      lineCounter,
-      prettyErrors: false,
-      uniqueKeys: sameKey,
-      logLevel: "error",
-    });
-  } catch (error) {
-    throw new ConfigError({
-      file: path,
-      problem: `invalid YAML: ${yamlMessage(errorText(error))}`,
-      expected: "fix the YAML syntax",
-      cause: error,
-    });
-  }
+  // The yaml package reports even a stack overflow as an error of the Document.
+  const doc = parseDocument(text, {
+    lineCounter,
+    prettyErrors: false,
+    uniqueKeys: sameKey,
+    logLevel: "error",
+  });
   const first = doc.errors[0];
   if (first?.code === "DUPLICATE_KEY") {
     const keyPath = keyPathAt(doc, first.pos[0]);
@@ -183,32 +174,44 @@ export async function readYamlFile(
   try {
     info = await Deno.stat(path);
     if (info.isDirectory) {
-      throw new ConfigError({
-        file: path,
-        problem: "is a directory, not a config file",
+      throw fileError(path, "is a directory, not a config file", {
         expected: "pass the path of the YAML file",
       });
     }
     if (info.size > MAX_CONFIG_FILE_BYTES) {
-      throw new ConfigError({
-        file: path,
-        problem:
-          `file is ${info.size} bytes, larger than the ${MAX_CONFIG_FILE_BYTES} allowed`,
-        expected: "a config file is a few kilobytes; check the path",
-      });
+      throw fileError(
+        path,
+        `file is ${info.size} bytes, larger than the ${MAX_CONFIG_FILE_BYTES} allowed`,
+        { expected: "a config file is a few kilobytes; check the path" },
+      );
     }
     bytes = await Deno.readFile(path);
   } catch (error) {
     if (error instanceof ConfigError) throw error;
-    throw readError(path, error, options.missingHint);
+    if (error instanceof Deno.errors.NotFound) {
+      throw fileError(path, "file not found", {
+        expected: options.missingHint ?? "check the path",
+        cause: error,
+      });
+    }
+    throw fileError(
+      path,
+      error instanceof Deno.errors.PermissionDenied
+        ? "permission denied reading the file"
+        : `cannot read the file: ${errorText(error)}`,
+      {
+        expected: error instanceof Deno.errors.PermissionDenied
+          ? "run with sudo, or as the user that owns it (for the server config: root or the openme service user)"
+          : "check the path and permissions",
+        cause: error,
+      },
+    );
   }
   let text: string;
   try {
     text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
   } catch (error) {
-    throw new ConfigError({
-      file: path,
-      problem: "file is not UTF-8 text",
+    throw fileError(path, "file is not UTF-8 text", {
       expected: "save it as UTF-8",
       cause: error,
     });
@@ -218,35 +221,13 @@ export async function readYamlFile(
   return file;
 }
 
-/** Turns a read failure into a ConfigError that says what to do. */
-function readError(
+/** A ConfigError about a whole file. */
+function fileError(
   path: string,
-  error: unknown,
-  missingHint: string | undefined,
+  problem: string,
+  options: { expected: string; cause?: unknown },
 ): ConfigError {
-  if (error instanceof Deno.errors.NotFound) {
-    return new ConfigError({
-      file: path,
-      problem: "file not found",
-      expected: missingHint ?? "check the path",
-      cause: error,
-    });
-  }
-  if (error instanceof Deno.errors.PermissionDenied) {
-    return new ConfigError({
-      file: path,
-      problem: "permission denied reading the file",
-      expected:
-        "run with sudo, or as the user that owns it (for the server config: root or the openme service user)",
-      cause: error,
-    });
-  }
-  return new ConfigError({
-    file: path,
-    problem: `cannot read the file: ${errorText(error)}`,
-    expected: "check the path and permissions",
-    cause: error,
-  });
+  return new ConfigError({ file: path, problem, ...options });
 }
 
 /** The file's content as plain values (maps become objects), with bounded alias expansion; throws ConfigError. */
@@ -254,22 +235,24 @@ export function yamlValue(file: YamlFile): unknown {
   try {
     return file.doc.toJS({ maxAliasCount: MAX_YAML_ALIAS_COUNT });
   } catch (error) {
-    const message = errorText(error);
-    if (message.includes("Excessive alias count")) {
-      throw new ConfigError({
-        file: file.path,
-        problem:
-          `YAML aliases expand to more than ${MAX_YAML_ALIAS_COUNT} nodes, refused as a resource exhaustion attack`,
-        expected: "write the values out instead of using *alias references",
-        cause: error,
-      });
+    if (errorText(error).includes("Excessive alias count")) {
+      throw fileError(
+        file.path,
+        `YAML aliases expand to more than ${MAX_YAML_ALIAS_COUNT} nodes, refused as a resource exhaustion attack`,
+        {
+          expected: "write the values out instead of using *alias references",
+          cause: error,
+        },
+      );
     }
-    throw new ConfigError({
-      file: file.path,
-      problem: `invalid YAML: ${yamlMessage(message)}`,
-      expected: "fix the YAML",
-      cause: error,
-    });
+    throw fileError(
+      file.path,
+      `invalid YAML: ${yamlMessage(errorText(error))}`,
+      {
+        expected: "fix the YAML",
+        cause: error,
+      },
+    );
   }
 }
 
@@ -389,53 +372,40 @@ export async function fileExists(path: string): Promise<boolean> {
     return true;
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) return false;
-    throw new ConfigError({
-      file: path,
-      problem: `cannot check the file: ${errorText(error)}`,
+    throw fileError(path, `cannot check the file: ${errorText(error)}`, {
       expected: "check the path and permissions",
       cause: error,
     });
   }
 }
 
-/** Options for {@linkcode ensureConfigDir}. */
-export interface EnsureConfigDirOptions {
-  /** Mode of a directory that has to be created. */
-  mode: number;
-  /** What to tell the user when it cannot be created. */
-  expected: string;
-}
-
-/** Creates the directory of the config file `path` when missing; throws ConfigError naming the file. */
+/** Creates the directory of the config file `path` with `options.mode` when missing; throws ConfigError saying `options.expected`. */
 export async function ensureConfigDir(
   path: string,
-  options: EnsureConfigDirOptions,
+  options: { mode: number; expected: string },
 ): Promise<void> {
   const directory = dirname(path);
   try {
     await ensureDir(directory, options.mode);
   } catch (error) {
-    throw new ConfigError({
-      file: path,
-      problem: `cannot create directory ${directory}: ${errorText(error)}`,
-      expected: options.expected,
-      cause: error,
-    });
+    throw fileError(
+      path,
+      `cannot create directory ${directory}: ${errorText(error)}`,
+      { expected: options.expected, cause: error },
+    );
   }
 }
 
-/** Writes a config file atomically with `mode`; throws ConfigError naming the file. */
+/** Writes a config file atomically with `options.mode`; throws ConfigError naming the file. */
 export async function writeConfigFile(
   path: string,
   text: string,
-  mode: number,
+  options: { mode: number },
 ): Promise<void> {
   try {
-    await atomicWriteFile(path, text, { mode });
+    await atomicWriteFile(path, text, options);
   } catch (error) {
-    throw new ConfigError({
-      file: path,
-      problem: `cannot write the file: ${errorText(error)}`,
+    throw fileError(path, `cannot write the file: ${errorText(error)}`, {
       expected: error instanceof Deno.errors.PermissionDenied
         ? "run with sudo, or as a user that may write it"
         : "check the directory exists, is writable and the disk is not full",

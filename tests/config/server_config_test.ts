@@ -15,7 +15,6 @@ import {
   parseRfc3339Timestamp,
   parseServerConfig,
   renderInitialServerConfig,
-  resolveAllowedPorts,
   type ServerConfig,
   validateClientName,
 } from "../../lib/config/server_config.ts";
@@ -543,36 +542,37 @@ Deno.test("unknown keys are warned about and otherwise ignored", () => {
 });
 
 Deno.test("allowed_ports resolves groups and inline specs, dedupes, and falls back to the default group", () => {
-  const groups = parse(configText()).portGroups;
-  const cases: { entries: string[]; want: string[] }[] = [
+  const cases: { entries: string; want: string[] }[] = [
     {
-      entries: ["default", "devops", "22/tcp", "8085/tcp"],
+      entries: "default, devops, 22/tcp, 8085/tcp",
       want: ["22/tcp", "443/tcp", "8080-8090/tcp"],
     },
-    { entries: ["22"], want: ["22/tcp", "22/udp"] },
-    { entries: ["80-82", "81/tcp"], want: ["80-82/tcp", "80-82/udp"] },
-    { entries: [], want: ["22/tcp"] },
+    { entries: "22", want: ["22/tcp", "22/udp"] },
+    { entries: "80-82, 81/tcp", want: ["80-82/tcp", "80-82/udp"] },
+    { entries: "", want: ["22/tcp"] },
     {
-      entries: ["devops", "444/tcp"],
+      entries: '" devops ", 444/tcp',
       want: ["22/tcp", "443-444/tcp", "8080-8090/tcp"],
     },
   ];
   for (const { entries, want } of cases) {
-    const result = resolveAllowedPorts(entries, groups);
-    assert.ok(result.ok, entries.join(","));
-    assert.deepEqual(portsText(result.ports), want, entries.join(","));
+    const config = parse(configText({ 26: `    allowed_ports: [${entries}]` }));
+    assert.deepEqual(config.skippedClients, [], entries);
+    assert.deepEqual(portsText(config.clients[1].ports), want, entries);
   }
-  const noDefault = new Map([["devops", groups.get("devops")!]]);
-  const empty = resolveAllowedPorts([], noDefault);
-  assert.ok(empty.ok);
-  assert.deepEqual(empty.ports, []);
-  const unknown = resolveAllowedPorts(["22/tcp", "dev0ps"], groups);
-  assert.deepEqual(unknown, {
-    ok: false,
-    index: 1,
-    problem: 'unknown port group "dev0ps"',
-    expected: "defined: default, devops",
-  });
+  const noGroups = parse(
+    configText({
+      15: null,
+      16: null,
+      17: null,
+      21: null,
+      26: "    allowed_ports: [x]",
+    }),
+  );
+  assert.match(
+    noGroups.warnings.join("\n"),
+    /clients\.bob\.allowed_ports\[0\]: unknown port group "x" \(no port groups are defined under ports:; use a port spec such as 22\/tcp or define the group\)/,
+  );
 });
 
 Deno.test("empty, null or missing allowed_ports in the file mean the default group, or nothing without one", () => {

@@ -458,7 +458,7 @@ Deno.test("fileExists tells a missing path from an existing file or directory", 
 
 Deno.test("writeConfigFile writes with the mode and names the file when it cannot", async () => {
   await withTempDir(TEMP_PREFIX, async (dir) => {
-    await writeConfigFile(`${dir}/config.yaml`, "a: 1\n", 0o600);
+    await writeConfigFile(`${dir}/config.yaml`, "a: 1\n", { mode: 0o600 });
     assert.equal(await Deno.readTextFile(`${dir}/config.yaml`), "a: 1\n");
     if (!IS_WINDOWS) {
       assert.equal(
@@ -467,7 +467,7 @@ Deno.test("writeConfigFile writes with the mode and names the file when it canno
       );
     }
     await assert.rejects(
-      writeConfigFile(`${dir}/missing/config.yaml`, "a: 1\n", 0o600),
+      writeConfigFile(`${dir}/missing/config.yaml`, "a: 1\n", { mode: 0o600 }),
       (error: unknown) =>
         error instanceof ConfigError &&
         error.message.startsWith(
