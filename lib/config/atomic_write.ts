@@ -11,16 +11,10 @@ import { basename, dirname, join } from "node:path";
 
 const IS_WINDOWS = Deno.build.os === "windows";
 
-/** Options for {@linkcode atomicWriteFile}. */
-export interface AtomicWriteOptions {
-  /** Permission bits of the written file; default 0o600. */
-  mode?: number;
-}
-
 /**
- * Replaces a file's contents atomically, keeping its owner (or, for a new
- * file written by root, taking its directory's), and throws a Deno error
- * class such as PermissionDenied on failure.
+ * Replaces a file's contents atomically with `mode` (default 0600), keeping
+ * its owner (or, for a new file written by root, taking its directory's),
+ * and throws a Deno error class such as PermissionDenied on failure.
  *
  * The temporary file in the same directory is written, synced, given the
  * owner (on its descriptor, never by path) and mode, then renamed over the
@@ -30,7 +24,7 @@ export interface AtomicWriteOptions {
 export async function atomicWriteFile(
   path: string,
   text: string,
-  options: AtomicWriteOptions = {},
+  options: { mode?: number } = {},
 ): Promise<void> {
   const mode = options.mode ?? 0o600;
   let target = path;
@@ -55,28 +49,22 @@ export async function atomicWriteFile(
     directory,
     `.${basename(target)}.${Deno.pid}.${suffix}.tmp`,
   );
-  const bytes = new TextEncoder().encode(text);
-  let file: FileHandle | null = null;
+  let file: FileHandle | undefined;
   try {
     // "wx" is O_CREAT|O_EXCL, which never follows a symlink planted at tempPath.
     file = await openFile(tempPath, "wx", mode);
-    let written = 0;
-    while (written < bytes.length) {
-      const result = await file.write(bytes, written, bytes.length - written);
-      written += result.bytesWritten;
-    }
+    await file.writeFile(text);
     await file.sync();
     if (!IS_WINDOWS) {
       await giveOwner(file, owner, replacing);
       // After the owner: chown may clear mode bits, and open's mode went through the umask.
       await file.chmod(mode);
     }
-    const handle = file;
-    file = null;
-    await handle.close();
+    await file.close();
+    file = undefined;
     await Deno.rename(tempPath, target);
   } catch (error) {
-    if (file !== null) await file.close().catch(() => {});
+    await file?.close().catch(() => {});
     await Deno.remove(tempPath).catch(() => {});
     throw asDenoError(error);
   }

@@ -10,7 +10,7 @@
 import { Document } from "yaml";
 import { equalBytes } from "../encoding.ts";
 import { defaultClientConfigPathFor, type Platform } from "../platform.ts";
-import { ConfigError, describeValue, formatKeyPath } from "./errors.ts";
+import { ConfigError, describeValue } from "./errors.ts";
 import { type FileLockOptions, withFileLock } from "./lock.ts";
 import {
   type Fail,
@@ -143,16 +143,10 @@ export function validateProfileName(name: string): string | null {
   return nameProblem(name, "profile");
 }
 
-/** Options for {@linkcode parseClientConfig}. */
-export interface ParseClientConfigOptions {
-  /** File name used in messages. */
-  path: string;
-}
-
 /** Parses and validates client config text; throws ConfigError naming file, line and key path. */
 export function parseClientConfig(
   text: string,
-  options: ParseClientConfigOptions,
+  options: { path: string },
 ): ClientConfig {
   return buildClientConfig(parseYamlFile(text, { path: options.path }));
 }
@@ -268,16 +262,10 @@ export interface NewClientProfile {
   postKnock?: string | null;
 }
 
-/** Options for {@linkcode renderClientConfig}. */
-export interface RenderClientConfigOptions {
-  /** File name used in messages; default "(new client config)". */
-  path?: string;
-}
-
-/** Renders profiles as a client config starting with `profiles:` (what `openme add` prints); throws ConfigError for invalid values. */
+/** Renders profiles as a client config starting with `profiles:` (what `openme add` prints); throws ConfigError, naming `path`, for invalid values. */
 export function renderClientConfig(
   profiles: readonly NewClientProfile[],
-  options: RenderClientConfigOptions = {},
+  options: { path?: string } = {},
 ): string {
   const section: Record<string, unknown> = {};
   for (const profile of profiles) section[profile.name] = profileValue(profile);
@@ -309,17 +297,15 @@ export async function upsertClientProfile(
   const name = profile.name;
   const value = profileValue(profile);
   // Checked on its own first, so that its problems name no line of the file.
-  const text = renderClientConfig([profile], { path });
+  renderClientConfig([profile], { path });
   await ensureConfigDir(path, {
     mode: CLIENT_CONFIG_DIR_MODE,
     expected: "check the path and permissions",
   });
   await withFileLock(path, async () => {
-    if (!(await fileExists(path))) {
-      await writeConfigFile(path, text, { mode: CLIENT_CONFIG_FILE_MODE });
-      return;
-    }
-    const file = await readYamlFile(path);
+    const file = await fileExists(path)
+      ? await readYamlFile(path)
+      : parseYamlFile("", { path });
     buildClientConfig(file);
     const before = yamlValue(file);
     const root = isRecord(before) ? before : {};
@@ -351,16 +337,13 @@ export async function upsertClientProfile(
     const edited = changedFile(file, {
       edits,
       expected: { ...root, profiles: { ...profiles, [name]: newValue } },
-    });
-    if (edited === null) {
-      throw new ConfigError({
-        file: path,
-        keyPath: formatKeyPath(["profiles", name]),
+      failure: {
+        keyPath: ["profiles", name],
         problem:
           "could not write the profile without changing other parts of the file",
         expected: "edit the file by hand",
-      });
-    }
+      },
+    });
     buildClientConfig(edited);
     await writeConfigFile(path, edited.text, { mode: CLIENT_CONFIG_FILE_MODE });
   }, options);

@@ -85,12 +85,7 @@ export function formatDuration(ms: number): string {
 /** Writes `value / 10^digits` in decimal without trailing zeros: (1500n, 3) -> "1.5". */
 function withFraction(value: bigint, digits: number): string {
   const scale = 10n ** BigInt(digits);
-  const whole = value / scale;
-  const fraction = value % scale;
-  if (fraction === 0n) return `${whole}`;
-  const fractionText = fraction.toString().padStart(digits, "0").replace(
-    /0+$/,
-    "",
-  );
-  return `${whole}.${fractionText}`;
+  const fraction = (value % scale).toString().padStart(digits, "0")
+    .replace(/0+$/, "");
+  return fraction === "" ? `${value / scale}` : `${value / scale}.${fraction}`;
 }

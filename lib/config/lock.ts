@@ -8,7 +8,7 @@
 import { ConfigError, errorText } from "./errors.ts";
 
 /** How long {@linkcode withFileLock} waits for another holder by default. */
-export const DEFAULT_LOCK_TIMEOUT_MS = 10_000;
+const DEFAULT_LOCK_TIMEOUT_MS = 10_000;
 
 /** Options for {@linkcode withFileLock}. */
 export interface FileLockOptions {

@@ -193,16 +193,10 @@ function clientFields(
   };
 }
 
-/** Options for {@linkcode parseServerConfig}. */
-export interface ParseServerConfigOptions {
-  /** File name used in messages. */
-  path: string;
-}
-
 /** Parses and validates server config text; throws ConfigError for server-level problems, skips invalid clients with a warning. */
 export function parseServerConfig(
   text: string,
-  options: ParseServerConfigOptions,
+  options: { path: string },
 ): ServerConfig {
   return buildServerConfig(parseYamlFile(text, { path: options.path }));
 }
@@ -417,22 +411,15 @@ function readClients(
   return read;
 }
 
-/** One `clients:` entry of a file: its name, value, and the port groups it may name. */
-export interface ClientEntry {
-  /** Key under `clients:`. */
-  name: string;
-  /** The entry's plain value. */
-  entry: unknown;
-  /** The `ports:` groups of the server config. */
-  portGroups: ReadonlyMap<string, PortRange[]>;
-  /** Where warnings about unknown keys go. */
-  warnings: string[];
-}
-
-/** Validates one `clients:` entry; throws ConfigError at the first problem. */
+/** Validates one `clients:` entry against the port groups, adding unknown-key warnings to `warnings`; throws ConfigError at the first problem. */
 export function readClient(
   file: YamlFile,
-  client: ClientEntry,
+  client: {
+    name: string;
+    entry: unknown;
+    portGroups: ReadonlyMap<string, PortRange[]>;
+    warnings: string[];
+  },
 ): ServerClient {
   const keyPath = ["clients", client.name];
   const problem = nameProblem(client.name, "client");

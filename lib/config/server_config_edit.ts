@@ -8,7 +8,7 @@
  */
 
 import { Scalar, YAMLMap, YAMLSeq } from "yaml";
-import { ConfigError, describeValue, formatKeyPath } from "./errors.ts";
+import { ConfigError, describeValue } from "./errors.ts";
 import { type FileLockOptions, withFileLock } from "./lock.ts";
 import {
   buildServerConfig,
@@ -113,16 +113,13 @@ export async function addServerClient(
     const edited = changedFile(file, {
       edits: [{ keyPath: ["clients", name], value: entryNode(entry) }],
       expected: { ...before, clients: { ...clients, [name]: entry } },
-    });
-    if (edited === null) {
-      throw new ConfigError({
-        file: path,
-        keyPath: formatKeyPath(["clients", name]),
+      failure: {
+        keyPath: ["clients", name],
         problem:
           "could not add the client without changing other parts of the file",
         expected: "add the entry by hand, or simplify the clients: section",
-      });
-    }
+      },
+    });
     const added = readClient(edited, {
       name,
       entry,
@@ -160,15 +157,13 @@ export async function removeServerClient(
     const edited = changedFile(file, {
       edits: [{ keyPath: ["clients", name] }],
       expected: { ...before, clients: remaining },
-    });
-    if (edited === null) {
-      throw errorAt(file, {
+      failure: {
         keyPath: ["clients", name],
         problem:
           "could not remove the client without changing other parts of the file (is it referenced by a YAML alias?)",
         expected: "remove the entry by hand",
-      });
-    }
+      },
+    });
     await writeConfigFile(path, edited.text, { mode: SERVER_CONFIG_FILE_MODE });
     return true;
   }, options);

@@ -29,16 +29,11 @@ export function isRecord(value: unknown): value is Record<string, unknown> {
     !Array.isArray(value) && !(value instanceof Uint8Array);
 }
 
-/** Where {@linkcode Fail} places a problem and what it suggests. */
-export interface FailOptions {
-  /** What a good value looks like; default the field's hint, "" for none. */
-  expected?: string;
-  /** Index of the offending list item, added to the key path. */
-  index?: number;
-}
-
-/** Throws the ConfigError for a problem with the value being checked. */
-export type Fail = (problem: string, options?: FailOptions) => never;
+/** Throws the ConfigError for a problem with the value being checked, at list item `index` if given, suggesting `expected` (default the field's hint, "" for none). */
+export type Fail = (
+  problem: string,
+  options?: { expected?: string; index?: number },
+) => never;
 
 /** One key of a config section: what a good value looks like, its value when absent, and its check. */
 export interface Field<T> {
@@ -99,18 +94,16 @@ export function unknownKeyWarnings(
   section: Section<object>,
 ): string[] {
   const known = Object.keys(section.fields);
-  const warnings: string[] = [];
-  for (const key of Object.keys(section.map)) {
-    if (known.includes(key)) continue;
-    warnings.push(
-      errorAt(file, {
-        keyPath: [...section.keyPath, key],
-        problem: "unknown key, ignored",
-        expected: `known keys: ${known.join(", ")}`,
-      }).message,
-    );
-  }
-  return warnings;
+  const unknown = Object.keys(section.map).filter((key) =>
+    !known.includes(key)
+  );
+  return unknown.map((key) =>
+    errorAt(file, {
+      keyPath: [...section.keyPath, key],
+      problem: "unknown key, ignored",
+      expected: `known keys: ${known.join(", ")}`,
+    }).message
+  );
 }
 
 /** Why a client or profile name is not allowed, or null when it is fine. */

@@ -67,18 +67,10 @@ export interface YamlFile {
   lineAt(offset: number): number | undefined;
 }
 
-/** Options for {@linkcode parseYamlFile}. */
-export interface ParseYamlOptions {
-  /** Path used in messages. */
-  path: string;
-  /** True for text openme generated and has not written: messages name no line. */
-  generated?: boolean;
-}
-
-/** Parses YAML text; throws ConfigError with the line of the first syntax error or duplicate key. */
+/** Parses YAML text (`generated` for text openme made and has not written, whose messages name no line); throws ConfigError at the first syntax error or duplicate key. */
 export function parseYamlFile(
   text: string,
-  options: ParseYamlOptions,
+  options: { path: string; generated?: boolean },
 ): YamlFile {
   const path = options.path;
   const lineCounter = new LineCounter();
@@ -158,16 +150,10 @@ function keyPathAt(doc: Document, offset: number): KeyPathSegment[] {
   return found;
 }
 
-/** Options for {@linkcode readYamlFile}. */
-export interface ReadYamlOptions {
-  /** What to tell the user when the file does not exist. */
-  missingHint?: string;
-}
-
-/** Reads and parses a YAML file; throws ConfigError when it is missing, unreadable, too large, not UTF-8 or not valid YAML. */
+/** Reads and parses a YAML file; throws ConfigError (with `missingHint` for a missing file) when it is missing, unreadable, too large, not UTF-8 or not valid YAML. */
 export async function readYamlFile(
   path: string,
-  options: ReadYamlOptions = {},
+  options: { missingHint?: string } = {},
 ): Promise<YamlFile> {
   let info: Deno.FileInfo;
   let bytes: Uint8Array;
@@ -329,15 +315,18 @@ export interface YamlChange {
   value?: unknown;
 }
 
-/**
- * Applies changes to a copy of the file's Document and parses the result as
- * generated text; null when it cannot be rendered or does not hold exactly
- * `expected`.
- */
-export function changedFile(
-  file: YamlFile,
-  changes: { edits: readonly YamlChange[]; expected: unknown },
-): YamlFile | null {
+/** Changes to make to a config file and what they must give. */
+export interface FileChanges {
+  /** The changes, made in order. */
+  edits: readonly YamlChange[];
+  /** The file's whole value after the changes. */
+  expected: unknown;
+  /** The problem to report when the changed file does not hold exactly `expected`. */
+  failure: ProblemAt;
+}
+
+/** Makes changes to a copy of the file's Document and parses the result as generated text; throws `failure` as a ConfigError unless it holds exactly `expected`. */
+export function changedFile(file: YamlFile, changes: FileChanges): YamlFile {
   const doc = file.doc.clone();
   try {
     for (const edit of changes.edits) {
@@ -358,11 +347,11 @@ export function changedFile(
     let text = doc.toString(TO_STRING_OPTIONS);
     if (file.text.includes("\r\n")) text = text.replaceAll("\n", "\r\n");
     const after = parseYamlFile(text, { path: file.path, generated: true });
-    return isDeepStrictEqual(yamlValue(after), changes.expected) ? after : null;
+    if (isDeepStrictEqual(yamlValue(after), changes.expected)) return after;
   } catch {
     // An alias left without its anchor, or text that does not parse back.
-    return null;
   }
+  throw errorAt(file, changes.failure);
 }
 
 /** Tells whether something exists at the path; throws ConfigError when that cannot be checked. */

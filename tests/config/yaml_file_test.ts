@@ -373,6 +373,13 @@ Deno.test("looseModeWarning names the mode, the secret and the chmod, only for l
   );
 });
 
+/** The failure the changedFile tests give. */
+const FAILURE = {
+  keyPath: ["clients"],
+  problem: "could not",
+  expected: "by hand",
+};
+
 Deno.test("changedFile adds and removes entries keeping comments, key order and unknown keys", () => {
   const text = [
     "# top comment",
@@ -390,17 +397,19 @@ Deno.test("changedFile adds and removes entries keeping comments, key order and 
   const added = changedFile(file, {
     edits: [{ keyPath: ["clients", "carol"], value: { key: 3 } }],
     expected: { clients: { ...clients, carol: { key: 3 } }, custom: [1, 2] },
+    failure: FAILURE,
   });
   assert.equal(
-    added?.text,
+    added.text,
     text.replace("custom:", "  carol:\n    key: 3\ncustom:"),
   );
   const removed = changedFile(file, {
     edits: [{ keyPath: ["clients", "bob"] }],
     expected: { clients: { alice: { key: 1 } }, custom: [1, 2] },
+    failure: FAILURE,
   });
   assert.equal(
-    removed?.text,
+    removed.text,
     "# top comment\nclients:\n  alice: {key: 1} # flow entry\ncustom: [1, 2]\n",
   );
 });
@@ -422,29 +431,31 @@ Deno.test("changedFile turns a missing, null, scalar or empty section into a blo
     const changed = changedFile(file, {
       edits: [{ keyPath: ["clients", "b"], value: 2 }],
       expected: { ...value, clients: { ...clients, b: 2 } },
+      failure: FAILURE,
     });
-    assert.equal(changed?.text, after, JSON.stringify(before));
-    assert.equal(changed?.lineAt(0), undefined, "the result is generated text");
+    assert.equal(changed.text, after, JSON.stringify(before));
+    assert.equal(changed.lineAt(0), undefined, "the result is generated text");
   }
 });
 
-Deno.test("changedFile gives null when the result does not hold the expected value", () => {
-  const file = parse("clients:\n  alice: &a {key: 1}\n  bob: *a\n");
-  // Removing the anchor's entry leaves bob's alias without it.
-  assert.equal(
-    changedFile(file, {
+Deno.test("changedFile throws its failure at the line of its key path when the result does not hold the expected value", () => {
+  const file = parse("a: 1\nclients:\n  alice: &a {key: 1}\n  bob: *a\n");
+  const cases = [
+    // Removing the anchor's entry leaves bob's alias without it.
+    {
       edits: [{ keyPath: ["clients", "alice"] }],
-      expected: { clients: { bob: { key: 1 } } },
-    }),
-    null,
-  );
-  assert.equal(
-    changedFile(parse("a: 1\n"), {
-      edits: [{ keyPath: ["b"], value: 2 }],
-      expected: { a: 1, b: 3 },
-    }),
-    null,
-  );
+      expected: { a: 1, clients: { bob: { key: 1 } } },
+    },
+    { edits: [{ keyPath: ["b"], value: 2 }], expected: { a: 1, b: 3 } },
+  ];
+  for (const c of cases) {
+    assert.throws(
+      () => changedFile(file, { ...c, failure: FAILURE }),
+      (error: unknown) =>
+        error instanceof ConfigError &&
+        error.message === "config /t.yaml:2: clients: could not (by hand)",
+    );
+  }
 });
 
 Deno.test("fileExists tells a missing path from an existing file or directory", async () => {
