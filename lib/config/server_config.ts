@@ -522,7 +522,6 @@ function checkAllowedPorts(
     fail(`expected a list, got ${describeValue(value)}`);
   }
   const entries: string[] = [];
-  const ranges: PortRange[] = [];
   for (const [index, item] of (value ?? []).entries()) {
     const text = portEntryText(item);
     if (text === null) {
@@ -532,6 +531,9 @@ function checkAllowedPorts(
       );
     }
     entries.push(text);
+  }
+  const ranges: PortRange[] = [];
+  for (const [index, text] of entries.entries()) {
     const entry = text.trim();
     const group = options.portGroups.get(entry);
     if (isGroupName(entry) && group === undefined) {

@@ -84,14 +84,18 @@ export function parseYamlFile(
     uniqueKeys: sameKey,
     logLevel: "error",
   });
-  const first = doc.errors[0];
+  // A syntax error is reported before a duplicate key.
+  const first = doc.errors.find((error) => error.code !== "DUPLICATE_KEY") ??
+    doc.errors[0];
   if (first?.code === "DUPLICATE_KEY") {
-    const keyPath = keyPathAt(doc, first.pos[0]);
+    const key = keyFrom(doc, first.pos[0]);
     throw new ConfigError({
       file: path,
-      line: lineAt(first.pos[0]),
-      keyPath: formatKeyPath(keyPath),
-      problem: `invalid YAML: duplicate key ${describeValue(keyPath.at(-1))}`,
+      line: lineAt(key.offset),
+      keyPath: formatKeyPath(key.keyPath),
+      problem: `invalid YAML: duplicate key ${
+        describeValue(key.keyPath.at(-1))
+      }`,
       expected: "map keys must be unique: remove or rename one of them",
     });
   }
@@ -128,22 +132,25 @@ function keyText(key: unknown): string {
   return key.value === null || key.value === undefined ? "" : String(key.value);
 }
 
-/** The key path of the map key that starts at `offset`. */
-function keyPathAt(doc: Document, offset: number): KeyPathSegment[] {
-  let found: KeyPathSegment[] = [];
+/** The key path and offset of the first map key at or after `offset` (where yaml reports a duplicate key). */
+function keyFrom(
+  doc: Document,
+  offset: number,
+): { keyPath: KeyPathSegment[]; offset: number } {
+  const found = { keyPath: [] as KeyPathSegment[], offset };
   visit(doc, {
     Pair(_, pair, ancestors) {
-      if (!isScalar(pair.key) || pair.key.range?.[0] !== offset) return;
-      found = [];
-      for (let index = 0; index < ancestors.length; index++) {
-        const ancestor = ancestors[index];
+      const start = isScalar(pair.key) ? pair.key.range?.[0] : undefined;
+      if (start === undefined || start < offset) return;
+      for (const [index, ancestor] of ancestors.entries()) {
         const child = ancestors[index + 1];
-        if (isSeq(ancestor)) found.push(ancestor.items.indexOf(child));
+        if (isSeq(ancestor)) found.keyPath.push(ancestor.items.indexOf(child));
         if (isPair(ancestor) && child === ancestor.value) {
-          found.push(keyText(ancestor.key));
+          found.keyPath.push(keyText(ancestor.key));
         }
       }
-      found.push(keyText(pair.key));
+      found.keyPath.push(keyText(pair.key));
+      found.offset = start;
       return visit.BREAK;
     },
   });

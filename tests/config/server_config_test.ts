@@ -440,6 +440,13 @@ Deno.test("an invalid client is skipped with a warning naming it while the other
       warning: ['clients.bob.allowed_ports: expected a list, got "22/tcp"'],
     },
     {
+      name: "allowed_ports entry is a map after an unknown group",
+      replace: { 26: "    allowed_ports: [dev0ps, {a: 1}]" },
+      warning: [
+        "clients.bob.allowed_ports[1]: expected a port group name or port spec, got a map",
+      ],
+    },
+    {
       name: "allowed_ports entry is a map",
       replace: { 26: "    allowed_ports: [{a: 1}]" },
       warning: [

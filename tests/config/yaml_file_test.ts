@@ -126,6 +126,13 @@ Deno.test("parseYamlFile refuses a duplicate key with the line and key path of i
       // Keys that become the same object key: 1 and "1", null and "".
       { text: 'm:\n  1: a\n  "1": b\n', line: 3, keyPath: "m.1", key: "1" },
       { text: 'm:\n  ~: a\n  "": b\n', line: 3, keyPath: 'm[""]', key: "" },
+      // After a key without a value, yaml reports the duplicate on the line before it.
+      {
+        text: "m:\n  x: 1\n  empty:\n  x: 2\n",
+        line: 4,
+        keyPath: "m.x",
+        key: "x",
+      },
       // The first duplicate in the file is reported, inner map or outer.
       {
         text: "a:\n  x: 1\n  x: 2\na: 3\n",
@@ -157,6 +164,16 @@ Deno.test("parseYamlFile refuses a duplicate key with the line and key path of i
       },
     );
   }
+});
+
+Deno.test("parseYamlFile reports a syntax error before a duplicate key", () => {
+  assert.throws(
+    () => parse("a: 1\na: 2\nb: [1\n"),
+    (error: unknown) =>
+      error instanceof ConfigError && error.line === 4 &&
+      error.message.includes("invalid YAML") &&
+      !error.message.includes("duplicate"),
+  );
 });
 
 Deno.test("parseYamlFile accepts the same key in different maps and through aliases", () => {
