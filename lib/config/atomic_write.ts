@@ -11,16 +11,7 @@ import { basename, dirname, join } from "node:path";
 
 const IS_WINDOWS = Deno.build.os === "windows";
 
-/**
- * Replaces a file's contents atomically with `mode` (default 0600), keeping
- * its owner (or, for a new file written by root, taking its directory's),
- * and throws a Deno error class such as PermissionDenied on failure.
- *
- * The temporary file in the same directory is written, synced, given the
- * owner (on its descriptor, never by path) and mode, then renamed over the
- * target; a symlinked target is replaced at its real path. Only root changes
- * owners; another user keeps a replaced file's group when it is one of theirs.
- */
+/** Replaces a file's contents atomically with `mode` (default 0600), keeping its owner (a new file written by root takes its directory's), and throws a Deno error class such as PermissionDenied on failure. */
 export async function atomicWriteFile(
   path: string,
   text: string,
@@ -33,6 +24,7 @@ export async function atomicWriteFile(
   } catch (error) {
     if (!(error instanceof Deno.errors.NotFound)) throw error;
   }
+  // The temporary file sits next to the real file (a symlink's target).
   const directory = dirname(target);
   // The file being replaced gives its owner; a new file its directory's.
   let owner: Deno.FileInfo;
@@ -73,8 +65,10 @@ export async function atomicWriteFile(
 
 /**
  * Gives the open temporary file the uid and gid of `owner` when they differ
- * from the ones it was created with. Whether we are root is read from the
- * new file's owner, which needs no `--allow-sys`.
+ * from the ones it was created with, on its descriptor (never by path). Only
+ * root changes owners; another user keeps a replaced file's group when it is
+ * one of theirs. Whether we are root is read from the new file's owner, which
+ * needs no `--allow-sys`.
  */
 async function giveOwner(
   file: FileHandle,
