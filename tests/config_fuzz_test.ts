@@ -6,7 +6,7 @@ import {
   parseClientConfig,
 } from "../lib/config/client_config.ts";
 import { ConfigError } from "../lib/config/errors.ts";
-import { MAX_CONFIG_FILE_BYTES } from "../lib/config/file_io.ts";
+import { MAX_CONFIG_FILE_BYTES } from "../lib/config/yaml_file.ts";
 import {
   loadServerConfig,
   parseServerConfig,
@@ -21,12 +21,10 @@ import { encodeBase64 } from "../lib/encoding.ts";
 
 // Mutated, truncated and hostile configs must load or fail with a ConfigError
 // whose message is one line naming the file; never another exception, never
-// a stack trace, never a hang (each parse is timed).
+// a stack trace. How long parses take is measured in bench/, not here.
 
 const SERVER_PATH = "/fuzz/config.yaml";
 const CLIENT_PATH = "/fuzz/client.yaml";
-/** Longest a single parse may take (a generous bound on a loaded machine; real parses take milliseconds). */
-const PARSE_TIME_LIMIT_MS = 2000;
 const RUNS = 300;
 /**
  * Longest acceptable message. The fuzzed values stay under 1,600 characters:
@@ -79,13 +77,12 @@ const BASE_CLIENT_TEXT = [
 
 type Outcome<T> = { ok: true; value: T } | { ok: false; error: ConfigError };
 
-/** Runs a parse, checks its time, and checks that any failure is a well-formed ConfigError. */
+/** Runs a parse and checks that any failure is a well-formed ConfigError. */
 function checkedParse<T>(
   parse: (text: string, options: { path: string }) => T,
   text: string,
   path: string,
 ): Outcome<T> {
-  const start = performance.now();
   let outcome: Outcome<T>;
   try {
     outcome = { ok: true, value: parse(text, { path }) };
@@ -103,13 +100,6 @@ function checkedParse<T>(
     assertOneLineMessage(error.message, path, text);
     outcome = { ok: false, error };
   }
-  const elapsed = performance.now() - start;
-  assert.ok(
-    elapsed < PARSE_TIME_LIMIT_MS,
-    `parse took ${
-      elapsed.toFixed(0)
-    } ms (limit ${PARSE_TIME_LIMIT_MS} ms) for:\n${text.slice(0, 500)}`,
-  );
   return outcome;
 }
 
@@ -462,7 +452,7 @@ function withBombAt(text: string, key: RegExp, levels: number): string {
   return bomb + text.replace(key, `$1*l${levels}`);
 }
 
-Deno.test("server config: alias bombs are refused quickly with a one-line ConfigError", () => {
+Deno.test("server config: alias bombs are refused with a one-line ConfigError", () => {
   const placements: [string, RegExp][] = [
     ["unused top-level keys", /^(x)$/],
     ["server.host", /^( {2}host: )\S+$/m],
@@ -487,7 +477,7 @@ Deno.test("server config: alias bombs are refused quickly with a one-line Config
   }
 });
 
-Deno.test("client config: alias bombs are refused quickly with a one-line ConfigError", () => {
+Deno.test("client config: alias bombs are refused with a one-line ConfigError", () => {
   const text = withBombAt(
     BASE_CLIENT_TEXT,
     /^( {4}server_host: )vpn\.example\.com$/m,
@@ -527,7 +517,7 @@ Deno.test("server config: self-referencing, undefined and merge-key aliases fail
   }
 });
 
-Deno.test("server config: deeply nested and very long documents fail with a ConfigError or load, in time", () => {
+Deno.test("server config: deeply nested and very long documents fail with a ConfigError or load", () => {
   const cases = [
     BASE_SERVER_TEXT + "deep: " + "[".repeat(5000) + "]".repeat(5000) + "\n",
     BASE_SERVER_TEXT + "deep: " + "{a: ".repeat(2000) + "1" +
@@ -540,28 +530,6 @@ Deno.test("server config: deeply nested and very long documents fail with a Conf
   for (const text of cases) {
     checkServerResult(checkedParse(parseServerConfig, text, SERVER_PATH));
   }
-});
-
-// A map with 20,000 keys (280 KB, well under the 1 MiB limit). The yaml
-// package's own duplicate-key check compares every key with every other
-// (seconds here, over a minute for a 1 MiB file); the loader checks keys in
-// one pass instead, so this parse must take well under the general limit.
-/** Longest the 20,000-key parse may take (150-600 ms on a busy two-core machine; quadratic, 6 s). */
-const MANY_KEYS_TIME_LIMIT_MS = 1000;
-
-Deno.test("server config: a map with 20,000 keys parses in well under the time limit", () => {
-  const text = BASE_SERVER_TEXT + "many:\n" +
-    Array.from({ length: 20_000 }, (_, i) => `  k${i}: ${i}`).join("\n") +
-    "\n";
-  const start = performance.now();
-  const outcome = checkedParse(parseServerConfig, text, SERVER_PATH);
-  const elapsed = performance.now() - start;
-  assert.ok(
-    elapsed < MANY_KEYS_TIME_LIMIT_MS,
-    `parse took ${elapsed.toFixed(0)} ms (limit ${MANY_KEYS_TIME_LIMIT_MS} ms)`,
-  );
-  assert.ok(outcome.ok, outcome.ok ? "" : outcome.error.message);
-  checkServerResult(outcome);
 });
 
 // Messages quote values shortened (describeValue: 64 characters and the
@@ -608,13 +576,12 @@ Deno.test("server config: a file larger than the limit is refused before parsing
       path,
       BASE_SERVER_TEXT + "#".repeat(MAX_CONFIG_FILE_BYTES) + "\n",
     );
-    const start = performance.now();
     await assert.rejects(() => loadServerConfig(path), (error: unknown) => {
       assert.ok(error instanceof ConfigError, String(error));
       assertOneLineMessage(error.message, path, "");
+      assert.ok(error.message.includes("larger than the 1048576 allowed"));
       return true;
     });
-    assert.ok(performance.now() - start < PARSE_TIME_LIMIT_MS);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

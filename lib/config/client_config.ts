@@ -1,92 +1,245 @@
 /**
  * The client config file (SPEC §5): profiles with the server's address and
  * key and the client's Ed25519 key pair. Parsing, the default path per
- * platform, rendering for `openme add`, and a locked, comment-preserving
- * profile upsert.
+ * platform, the text `openme add` prints, and the profile upsert of
+ * `openme import`, which keeps comments and unknown keys.
  *
  * @module
  */
 
-import { isDeepStrictEqual } from "node:util";
-import { Document, YAMLMap } from "yaml";
+import { Document } from "yaml";
+import { defaultClientConfigPathFor, type Platform } from "../platform.ts";
+import { ConfigError, describeValue } from "./errors.ts";
+import { type FileLockOptions, withFileLock } from "./lock.ts";
 import {
-  checkClientProfiles,
-  CLIENT_CONFIG_DIR_MODE,
-  CLIENT_CONFIG_FILE_MODE,
-  type ClientConfig,
-  validateProfileName,
-} from "./client_profiles.ts";
-import { ConfigError, describeValue, formatKeyPath } from "./errors.ts";
-import {
-  ensureConfigDir,
-  fileExists,
-  type FileLockOptions,
-  lineOfKeyPath,
-  parseYamlSource,
-  readYamlDocument,
-  setSectionEntry,
-  spliceInsertMapEntry,
-  withFileLock,
-  writeConfigFile,
-  type YamlSource,
-  yamlToValue,
-} from "./file_io.ts";
-import {
+  type Fail,
+  hostField,
   isRecord,
-  looseModeWarning,
+  keyField,
   NAME_HINT,
-  passesCheck,
-  reportAt,
-  withoutGeneratedLine,
+  nameProblem,
+  portField,
+  readSection,
 } from "./validate.ts";
+import {
+  changedFile,
+  ensureConfigDir,
+  errorAt,
+  fileExists,
+  looseModeWarning,
+  parseYamlFile,
+  readYamlFile,
+  writeConfigFile,
+  type YamlChange,
+  type YamlFile,
+  yamlValue,
+} from "./yaml_file.ts";
 
-export {
-  CLIENT_CONFIG_DIR_MODE,
-  CLIENT_CONFIG_FILE_MODE,
-  CLIENT_DEFAULT_SERVER_UDP_PORT,
-  CLIENT_PRIVATE_KEY_SIZES,
-  CLIENT_PUBLIC_KEY_BYTES,
-  type ClientConfig,
-  type ClientConfigPathOptions,
-  type ClientProfile,
-  defaultClientConfigPath,
-  MAX_PROFILE_NAME_LENGTH,
-  SERVER_PUBLIC_KEY_BYTES,
-  validateProfileName,
-} from "./client_profiles.ts";
+/** Default `server_udp_port` of a profile. */
+export const CLIENT_DEFAULT_SERVER_UDP_PORT = 54154;
+/** Server X25519 public key size. */
+export const SERVER_PUBLIC_KEY_BYTES = 32;
+/** Accepted client private key sizes: 64-byte Ed25519 key (seed || public) or a bare 32-byte seed. */
+export const CLIENT_PRIVATE_KEY_SIZES: readonly number[] = [64, 32];
+/** Client Ed25519 public key size. */
+export const CLIENT_PUBLIC_KEY_BYTES = 32;
 
-/** Options for {@linkcode parseClientConfig}. */
-export interface ParseClientConfigOptions {
-  /** File name used in messages. */
+/** Mode of the client config directory (`~/.openme`) when openme creates it. */
+const CLIENT_CONFIG_DIR_MODE = 0o700;
+/** Mode of the client config file (it holds the private key). */
+const CLIENT_CONFIG_FILE_MODE = 0o600;
+
+/** One validated profile. */
+export interface ClientProfile {
+  /** Key under `profiles:`. */
+  name: string;
+  /** `server_host`: name or IP address knocks are sent to. */
+  serverHost: string;
+  /** `server_udp_port`: the server's knock port. */
+  serverUdpPort: number;
+  /** Decoded `server_pubkey` (32-byte X25519 public key). */
+  serverPublicKey: Uint8Array;
+  /** Decoded `private_key`: 64 bytes (seed || public key) or a 32-byte seed. */
+  privateKey: Uint8Array;
+  /** Decoded `public_key`, else the half of a 64-byte private key; null for a bare seed without one. */
+  publicKey: Uint8Array | null;
+  /** `post_knock` command, or null. */
+  postKnock: string | null;
+}
+
+/** A validated client config. */
+export interface ClientConfig {
+  /** File the config was read from. */
   path: string;
+  /** Profiles by name, in file order. */
+  profiles: Map<string, ClientProfile>;
+  /** Non-fatal YAML warnings and loose file mode. */
+  warnings: string[];
+}
+
+/** The keys of one profile. */
+const PROFILE_FIELDS = {
+  server_host: hostField(
+    "the server's name or IP address, e.g. myserver.example.com",
+    "missing server_host",
+  ),
+  server_udp_port: portField(CLIENT_DEFAULT_SERVER_UDP_PORT),
+  server_pubkey: keyField(
+    "the server's base64 X25519 public key (server.public_key on the server)",
+    [SERVER_PUBLIC_KEY_BYTES],
+  ),
+  private_key: keyField(
+    "your base64 Ed25519 private key (64 bytes, or a 32-byte seed)",
+    CLIENT_PRIVATE_KEY_SIZES,
+  ),
+  public_key: {
+    ...keyField("your base64 Ed25519 public key (32 bytes)", [
+      CLIENT_PUBLIC_KEY_BYTES,
+    ]),
+    default: null,
+  },
+  post_knock: {
+    hint: 'a quoted command, e.g. "ssh me@myserver.example.com"',
+    default: null,
+    check: checkPostKnock,
+  },
+};
+
+function checkPostKnock(value: unknown, fail: Fail): string | null {
+  if (value === "") return null;
+  if (typeof value !== "string") {
+    fail(`expected a command line, got ${describeValue(value)}`);
+  }
+  return value;
+}
+
+/** Options for {@linkcode defaultClientConfigPath}. */
+export interface ClientConfigPathOptions {
+  /** Operating system as `Deno.build.os` names it; default the current one. */
+  platform?: string;
+  /** Environment lookup; default `Deno.env.get`. */
+  env?: (name: string) => string | undefined;
+}
+
+/** The default client config path, `$HOME/.openme/config.yaml` (`%USERPROFILE%\.openme\config.yaml` on Windows); throws ConfigError when the home directory is unknown. */
+export function defaultClientConfigPath(
+  options: ClientConfigPathOptions = {},
+): string {
+  const result = defaultClientConfigPathFor({
+    platform: options.platform as Platform | undefined,
+    env: options.env,
+  });
+  if (result.ok) return result.path;
+  throw new ConfigError({
+    file: result.display,
+    problem: `${result.variable} is not set, so the default path is unknown`,
+    expected: `set ${result.variable} or pass --client-config PATH`,
+  });
+}
+
+/** Why a profile name is not allowed, or null when it is fine. */
+export function validateProfileName(name: string): string | null {
+  return nameProblem(name, "profile");
 }
 
 /** Parses and validates client config text; throws ConfigError naming file, line and key path. */
 export function parseClientConfig(
   text: string,
-  options: ParseClientConfigOptions,
+  options: { path: string },
 ): ClientConfig {
-  return buildClientConfig(parseYamlSource(text, { path: options.path }));
+  return buildClientConfig(parseYamlFile(text, { path: options.path }));
 }
 
 /** Reads, parses and validates the client config file; throws ConfigError. */
 export async function loadClientConfig(path: string): Promise<ClientConfig> {
-  const source = await readYamlDocument(path, {
+  const file = await readYamlFile(path, {
     missingHint:
       'save the profile block printed by "openme add" there, or pass --client-config PATH',
   });
-  const config = buildClientConfig(source);
-  const modeWarning = looseModeWarning(source, "your private key");
+  const config = buildClientConfig(file);
+  const modeWarning = looseModeWarning(file, "your private key");
   if (modeWarning !== null) config.warnings.push(modeWarning);
   return config;
 }
 
-/** Validates a parsed client config; throws ConfigError at the line of the first problem. */
-function buildClientConfig(source: YamlSource): ClientConfig {
+/** Validates a parsed client config; throws ConfigError at the first problem. */
+function buildClientConfig(file: YamlFile): ClientConfig {
+  const config: ClientConfig = {
+    path: file.path,
+    profiles: new Map(),
+    warnings: [...file.warnings],
+  };
+  const root = yamlValue(file);
+  if (root === null || root === undefined) return config;
+  if (!isRecord(root)) {
+    throw errorAt(file, {
+      keyPath: [],
+      problem: `the top level is ${describeValue(root)}`,
+      expected: 'a map with a profiles: section, as printed by "openme add"',
+    });
+  }
+  if (root.profiles === undefined || root.profiles === null) return config;
+  if (!isRecord(root.profiles)) {
+    throw errorAt(file, {
+      keyPath: ["profiles"],
+      problem: `expected a map of profile names, got ${
+        describeValue(root.profiles)
+      }`,
+      expected:
+        'e.g. profiles: {default: {server_host: ...}}, as printed by "openme add"',
+    });
+  }
+  for (const [name, entry] of Object.entries(root.profiles)) {
+    config.profiles.set(name, readProfile(file, name, entry));
+  }
+  return config;
+}
+
+/** Validates one profile; throws ConfigError at the first problem. */
+function readProfile(
+  file: YamlFile,
+  name: string,
+  entry: unknown,
+): ClientProfile {
+  const keyPath = ["profiles", name];
+  const problem = validateProfileName(name);
+  if (problem !== null) {
+    throw errorAt(file, { keyPath, problem, expected: NAME_HINT });
+  }
+  if (!isRecord(entry)) {
+    throw errorAt(file, {
+      keyPath,
+      problem: `expected a map, got ${describeValue(entry)}`,
+      expected: "a map with server_host, server_pubkey and private_key",
+    });
+  }
+  const values = readSection(file, {
+    keyPath,
+    map: entry,
+    fields: PROFILE_FIELDS,
+  });
+  const privateKey = values.private_key;
+  let publicKey = values.public_key;
+  if (publicKey === null && privateKey.length === 64) {
+    publicKey = privateKey.slice(32);
+  } else if (
+    publicKey !== null && privateKey.length === 64 &&
+    privateKey.subarray(32).toHex() !== publicKey.toHex()
+  ) {
+    throw errorAt(file, {
+      keyPath: [...keyPath, "public_key"],
+      problem: "public_key does not match the public half of private_key",
+      expected: "copy both keys from the same openme add output",
+    });
+  }
   return {
-    path: source.path,
-    profiles: checkClientProfiles(yamlToValue(source), reportAt(source)),
-    warnings: [...source.warnings],
+    name,
+    serverHost: values.server_host,
+    serverUdpPort: values.server_udp_port,
+    serverPublicKey: values.server_pubkey,
+    privateKey,
+    publicKey,
+    postKnock: values.post_knock,
   };
 }
 
@@ -108,6 +261,22 @@ export interface NewClientProfile {
   postKnock?: string | null;
 }
 
+/** Renders profiles as a client config starting with `profiles:` (what `openme add` prints); throws ConfigError, naming `path`, for invalid values. */
+export function renderClientConfig(
+  profiles: readonly NewClientProfile[],
+  options: { path?: string } = {},
+): string {
+  const section: Record<string, unknown> = {};
+  for (const profile of profiles) section[profile.name] = profileValue(profile);
+  const text = new Document({ profiles: section }).toString({
+    lineWidth: 0,
+    flowCollectionPadding: false,
+  });
+  const path = options.path ?? "(new client config)";
+  buildClientConfig(parseYamlFile(text, { path, generated: true }));
+  return text;
+}
+
 /** Options for {@linkcode upsertClientProfile}. */
 export interface UpsertProfileOptions extends FileLockOptions {
   /** Replace an existing profile of the same name (its unknown keys stay). */
@@ -115,143 +284,68 @@ export interface UpsertProfileOptions extends FileLockOptions {
 }
 
 /**
- * Renders profiles as a client config (first line `profiles:`), ready to be
- * saved as `~/.openme/config.yaml`; used by `openme add`. Throws ConfigError
- * for invalid values.
- */
-export function renderClientConfig(
-  profiles: readonly NewClientProfile[],
-): string {
-  for (const profile of profiles) {
-    checkNewProfile("(new client config)", profile);
-  }
-  return profilesText(profiles);
-}
-
-/** Renders profiles as a client config without checking them. */
-function profilesText(profiles: readonly NewClientProfile[]): string {
-  const doc = new Document();
-  const root = new YAMLMap();
-  const section = new YAMLMap();
-  for (const profile of profiles) {
-    section.set(profile.name, doc.createNode(profileValue(profile)));
-  }
-  root.set("profiles", section);
-  doc.contents = root;
-  return doc.toString({ lineWidth: 0, flowCollectionPadding: false });
-}
-
-/**
- * Adds or (with `force`) replaces a profile in the client config: creates the
- * directory (0700) and file (0600) when missing, and otherwise, under an
- * exclusive lock, keeps every comment and unknown key. Writes atomically.
- * Throws ConfigError, e.g. when the profile exists and `force` is not set.
+ * Adds a profile to the client config, or with `force` replaces its known
+ * keys, keeping comments and unknown keys; creates the directory (0700) and
+ * file (0600) when missing. Throws ConfigError.
  */
 export async function upsertClientProfile(
   path: string,
   profile: NewClientProfile,
   options: UpsertProfileOptions = {},
 ): Promise<void> {
-  checkNewProfile(path, profile);
+  const name = profile.name;
+  const value = profileValue(profile);
+  // Checked on its own first, so that its problems name no line of the file.
+  renderClientConfig([profile], { path });
   await ensureConfigDir(path, {
     mode: CLIENT_CONFIG_DIR_MODE,
     expected: "check the path and permissions",
   });
-
   await withFileLock(path, async () => {
-    const name = profile.name;
-    const value = profileValue(profile);
-    if (!(await fileExists(path))) {
-      await writeConfigFile(path, renderClientConfig([profile]), {
-        mode: CLIENT_CONFIG_FILE_MODE,
-      });
-      return;
-    }
-    const source = await readYamlDocument(path);
-    buildClientConfig(source);
-    const before = yamlToValue(source);
-    const rootBefore: Record<string, unknown> = isRecord(before) ? before : {};
-    const profilesBefore = isRecord(rootBefore.profiles)
-      ? rootBefore.profiles
-      : {};
-    const exists = Object.hasOwn(profilesBefore, name);
+    const file = await fileExists(path)
+      ? await readYamlFile(path)
+      : parseYamlFile("", { path });
+    buildClientConfig(file);
+    const before = yamlValue(file);
+    const root = isRecord(before) ? before : {};
+    const profiles = isRecord(root.profiles) ? root.profiles : {};
+    const exists = Object.hasOwn(profiles, name);
+    const old = exists ? profiles[name] : null;
     if (exists && options.force !== true) {
-      throw new ConfigError({
-        file: path,
-        line: lineOfKeyPath(source, ["profiles", name]),
-        keyPath: formatKeyPath(["profiles", name]),
+      throw errorAt(file, {
+        keyPath: ["profiles", name],
         problem: `profile ${describeValue(name)} already exists`,
         expected:
           "replace it with --force, or choose another profile name with --profile",
       });
     }
-
-    let newProfileValue: Record<string, unknown> = value;
-    if (exists) {
-      const old = profilesBefore[name];
-      newProfileValue = { ...(isRecord(old) ? old : {}), ...value };
-      if (profile.postKnock === null) delete newProfileValue.post_knock;
-    }
-    const expected: Record<string, unknown> = {
-      ...rootBefore,
-      profiles: { ...profilesBefore, [name]: newProfileValue },
-    };
-    const check = (text: string): boolean => {
-      const after = parseYamlSource(text, { path });
-      if (!isDeepStrictEqual(yamlToValue(after), expected)) return false;
-      return buildClientConfig(after).profiles.has(name);
-    };
-
-    let text: string | null = null;
-    if (before === null || before === undefined) {
-      text = renderClientConfig([profile]);
-      if (source.text.trim() !== "") text = `${source.text.trimEnd()}\n${text}`;
-    } else if (!exists) {
-      const entryDoc = new Document();
-      const entryRoot = new YAMLMap();
-      entryRoot.set(name, entryDoc.createNode(value));
-      entryDoc.contents = entryRoot;
-      const spliced = spliceInsertMapEntry(source, {
-        section: "profiles",
-        text: entryDoc.toString({ lineWidth: 0, flowCollectionPadding: false }),
-      });
-      if (spliced !== null && passesCheck(check, spliced)) text = spliced;
-    }
-    if (text === null || !passesCheck(check, text)) {
-      text = editWithDocumentApi(source, profile, exists);
-      if (!passesCheck(check, text)) {
-        throw new ConfigError({
-          file: path,
-          keyPath: formatKeyPath(["profiles", name]),
-          problem:
-            "could not write the profile without changing other parts of the file",
-          expected: "edit the file by hand",
-        });
+    const edits: YamlChange[] = [];
+    let newValue = value;
+    if (isRecord(old)) {
+      newValue = { ...old, ...value };
+      for (const [key, item] of Object.entries(value)) {
+        edits.push({ keyPath: ["profiles", name, key], value: item });
       }
+      if (profile.postKnock === null) {
+        delete newValue.post_knock;
+        edits.push({ keyPath: ["profiles", name, "post_knock"] });
+      }
+    } else {
+      edits.push({ keyPath: ["profiles", name], value });
     }
-    await writeConfigFile(path, text, { mode: CLIENT_CONFIG_FILE_MODE });
+    const edited = changedFile(file, {
+      edits,
+      expected: { ...root, profiles: { ...profiles, [name]: newValue } },
+      failure: {
+        keyPath: ["profiles", name],
+        problem:
+          "could not write the profile without changing other parts of the file",
+        expected: "edit the file by hand",
+      },
+    });
+    buildClientConfig(edited);
+    await writeConfigFile(path, edited.text, { mode: CLIENT_CONFIG_FILE_MODE });
   }, options);
-}
-
-/** Sets the profile with the Document API: known keys replaced in place, everything else kept. */
-function editWithDocumentApi(
-  source: YamlSource,
-  profile: NewClientProfile,
-  exists: boolean,
-): string {
-  const doc = source.doc.clone();
-  const value = profileValue(profile);
-  if (!exists) {
-    setSectionEntry(doc, "profiles", profile.name, doc.createNode(value));
-  } else {
-    for (const [key, item] of Object.entries(value)) {
-      doc.setIn(["profiles", profile.name, key], item);
-    }
-    if (profile.postKnock === null) {
-      doc.deleteIn(["profiles", profile.name, "post_knock"]);
-    }
-  }
-  return doc.toString({ flowCollectionPadding: false });
 }
 
 /** The YAML keys of a new profile (post_knock only when given as a string). */
@@ -267,24 +361,4 @@ function profileValue(profile: NewClientProfile): Record<string, unknown> {
     value.post_knock = profile.postKnock;
   }
   return value;
-}
-
-/** Validates a profile before it is written, by rendering and parsing it on its own. */
-function checkNewProfile(path: string, profile: NewClientProfile): void {
-  const nameProblem = validateProfileName(profile.name);
-  if (nameProblem !== null) {
-    throw new ConfigError({
-      file: path,
-      keyPath: formatKeyPath(["profiles", profile.name]),
-      problem: nameProblem,
-      expected: NAME_HINT,
-    });
-  }
-  try {
-    parseClientConfig(profilesText([profile]), { path });
-  } catch (error) {
-    if (!(error instanceof ConfigError)) throw error;
-    // Line numbers of the generated text would point into the wrong file.
-    throw withoutGeneratedLine(error, path);
-  }
 }

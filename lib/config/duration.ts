@@ -24,63 +24,33 @@ const MAX_DURATION_NANOSECONDS = 9223372036854775807;
 
 const NANOSECONDS_PER_MILLISECOND = 1e6;
 
-/** A number (integer part, optional fraction) at the start of a duration component. */
-const NUMBER_PATTERN = /^([0-9]*)(?:\.([0-9]*))?/;
+/** One component: an integer part, an optional fraction, and a unit (everything up to the next digit or dot, as in Go). */
+const COMPONENT_PATTERN = /^([0-9]*)(?:\.([0-9]*))?([^0-9.]*)/;
 
-/** A unit: everything up to the next digit or dot, as in Go. */
-const UNIT_PATTERN = /^[^0-9.]+/;
-
-/**
- * Parses a Go duration such as `1h30m` or `1.5s` into milliseconds, or returns
- * null when the text is not a valid duration. A leading `-` gives a negative
- * value; callers that need a positive duration must check.
- */
+/** Parses a Go duration such as `1h30m` or `1.5s` (a leading `-` makes it negative) into milliseconds, or returns null. */
 export function parseDuration(text: string): number | null {
   if (typeof text !== "string") return null;
-  let rest = text;
-  let negative = false;
-  if (rest.startsWith("-") || rest.startsWith("+")) {
-    negative = rest.startsWith("-");
-    rest = rest.slice(1);
-  }
+  let rest = /^[-+]/.test(text) ? text.slice(1) : text;
   // Go accepts a bare "0" (with optional sign) without a unit.
   if (rest === "0") return 0;
   if (rest === "") return null;
-
   let totalNanoseconds = 0;
   while (rest !== "") {
-    const numberMatch = NUMBER_PATTERN.exec(rest);
-    if (numberMatch === null) return null;
-    const integerDigits = numberMatch[1];
-    const fractionDigits = numberMatch[2] ?? "";
-    if (integerDigits === "" && fractionDigits === "") return null;
-    rest = rest.slice(numberMatch[0].length);
-
-    const unitMatch = UNIT_PATTERN.exec(rest);
-    if (unitMatch === null) return null; // missing unit
-    const unitNanoseconds = UNIT_NANOSECONDS.get(unitMatch[0]);
-    if (unitNanoseconds === undefined) return null; // unknown unit
-    rest = rest.slice(unitMatch[0].length);
-
-    const value = Number(`${integerDigits || "0"}.${fractionDigits || "0"}`);
-    totalNanoseconds += value * unitNanoseconds;
-    if (
-      !Number.isFinite(totalNanoseconds) ||
-      totalNanoseconds > MAX_DURATION_NANOSECONDS
-    ) {
-      return null;
-    }
+    const [all, integer, fraction = "", unit] = COMPONENT_PATTERN.exec(rest)!;
+    const unitNanoseconds = UNIT_NANOSECONDS.get(unit);
+    if (integer === "" && fraction === "") return null;
+    if (unitNanoseconds === undefined) return null; // missing or unknown unit
+    totalNanoseconds += Number(`${integer || "0"}.${fraction || "0"}`) *
+      unitNanoseconds;
+    // Also false for NaN and infinity.
+    if (!(totalNanoseconds <= MAX_DURATION_NANOSECONDS)) return null;
+    rest = rest.slice(all.length);
   }
   const milliseconds = totalNanoseconds / NANOSECONDS_PER_MILLISECOND;
-  return negative ? -milliseconds : milliseconds;
+  return text.startsWith("-") ? -milliseconds : milliseconds;
 }
 
-/**
- * Formats milliseconds as Go's `Duration.String` does: `0s`, `500ms`, `1.5s`,
- * `30s`, `1m30s`, `1h0m0s` (hours and minutes always carry the smaller units).
- * The result parses back with {@linkcode parseDuration} to the same value,
- * rounded to whole nanoseconds.
- */
+/** Formats milliseconds as Go's `Duration.String` does (`500ms`, `1.5s`, `1m30s`, `1h0m0s`), which {@linkcode parseDuration} reads back. */
 export function formatDuration(ms: number): string {
   if (!Number.isFinite(ms)) {
     throw new RangeError(`cannot format duration ${ms}: not a finite number`);
@@ -115,12 +85,7 @@ export function formatDuration(ms: number): string {
 /** Writes `value / 10^digits` in decimal without trailing zeros: (1500n, 3) -> "1.5". */
 function withFraction(value: bigint, digits: number): string {
   const scale = 10n ** BigInt(digits);
-  const whole = value / scale;
-  const fraction = value % scale;
-  if (fraction === 0n) return `${whole}`;
-  const fractionText = fraction.toString().padStart(digits, "0").replace(
-    /0+$/,
-    "",
-  );
-  return `${whole}.${fractionText}`;
+  const fraction = (value % scale).toString().padStart(digits, "0")
+    .replace(/0+$/, "");
+  return fraction === "" ? `${value / scale}` : `${value / scale}.${fraction}`;
 }

@@ -1,7 +1,6 @@
 /**
- * The error every config module throws, and the one-line message format shared
- * by errors and warnings:
- * `config <file>:<line>: <key.path>: <what failed> (<what a good value looks like>)`.
+ * The error every config module throws, and its one-line message format,
+ * shared by warnings: `config <file>:<line>: <key.path>: <problem> (<expected>)`.
  *
  * @module
  */
@@ -9,8 +8,8 @@
 /** One segment of a key path: a map key or a list index. */
 export type KeyPathSegment = string | number;
 
-/** Parts of a config message; see {@linkcode formatConfigMessage}. */
-export interface ConfigMessageParts {
+/** The parts of a {@linkcode ConfigError}. */
+export interface ConfigErrorOptions {
   /** The config file the message is about. */
   file: string;
   /** 1-based line in the file, when known. */
@@ -21,13 +20,13 @@ export interface ConfigMessageParts {
   problem: string;
   /** What a good value looks like, or what to do; shown in parentheses. */
   expected?: string;
-}
-
-/** Options for the {@linkcode ConfigError} constructor. */
-export interface ConfigErrorOptions extends ConfigMessageParts {
   /** The underlying error, if any (kept for debugging, not shown). */
   cause?: unknown;
 }
+
+/** Line breaks and other control characters, which would split a message. */
+// deno-lint-ignore no-control-regex
+const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f]+/g;
 
 /** A config file could not be read, parsed, validated or written. */
 export class ConfigError extends Error {
@@ -35,7 +34,7 @@ export class ConfigError extends Error {
   readonly file: string;
   /** 1-based line in the file, when known. */
   readonly line?: number;
-  /** Dotted key path such as `clients.bob.allowed_ports[1]`, when known. */
+  /** Dotted key path, when known. */
   readonly keyPath?: string;
   /** What failed, without file, line or key path. */
   readonly problem: string;
@@ -44,8 +43,14 @@ export class ConfigError extends Error {
 
   /** Builds the error and its one-line message from its parts. */
   constructor(options: ConfigErrorOptions) {
+    let message = `config ${options.file}`;
+    if (options.line !== undefined) message += `:${options.line}`;
+    message += ": ";
+    if (options.keyPath) message += `${options.keyPath}: `;
+    message += options.problem;
+    if (options.expected) message += ` (${options.expected})`;
     super(
-      formatConfigMessage(options),
+      message.replace(CONTROL_CHARACTERS, " "),
       options.cause === undefined ? undefined : { cause: options.cause },
     );
     this.name = "ConfigError";
@@ -57,30 +62,12 @@ export class ConfigError extends Error {
   }
 }
 
-/** Formats `config <file>:<line>: <key.path>: <problem> (<expected>)`, leaving out unknown parts. */
-export function formatConfigMessage(parts: ConfigMessageParts): string {
-  let message = `config ${parts.file}`;
-  if (parts.line !== undefined) message += `:${parts.line}`;
-  message += ": ";
-  if (parts.keyPath !== undefined && parts.keyPath !== "") {
-    message += `${parts.keyPath}: `;
-  }
-  message += parts.problem;
-  if (parts.expected !== undefined && parts.expected !== "") {
-    message += ` (${parts.expected})`;
-  }
-  return oneLine(message);
-}
-
-/**
- * Strings longer than this many UTF-16 code units are shortened in messages;
- * as long as the longest client or profile name, so that names are shown whole.
- */
+/** Strings longer than this (the longest client or profile name) are shortened in messages. */
 const MAX_SHOWN_STRING = 64;
 
 const PLAIN_KEY_PATTERN = /^[\p{L}\p{N}_-]+$/u;
 
-/** Formats key path segments as `clients.bob.allowed_ports[1]`; odd or long keys are quoted (and shortened): `clients["a.b"]`. */
+/** Formats key path segments as `clients.bob.allowed_ports[1]`, quoting odd keys: `clients["a.b"]`. */
 export function formatKeyPath(segments: readonly KeyPathSegment[]): string {
   let out = "";
   for (const segment of segments) {
@@ -113,30 +100,29 @@ export function describeValue(value: unknown): string {
   return typeof value;
 }
 
-/**
- * Quotes text for a message as JSON does; text longer than 64 code units is
- * cut to its first 64 (never inside a surrogate pair) and followed by its
- * length: `"xxxx"…(70000 characters)`.
- */
+/** Quotes text as JSON does; longer than 64 code units, cut as {@linkcode shortenText} cuts. */
 function describeText(text: string): string {
   if (text.length <= MAX_SHOWN_STRING) return JSON.stringify(text);
-  let end = MAX_SHOWN_STRING;
-  const last = text.charCodeAt(end - 1);
-  if (last >= 0xd800 && last <= 0xdbff) end -= 1;
-  return `${JSON.stringify(text.slice(0, end))}\u2026(${
-    countCharacters(text)
+  return `${JSON.stringify(cutText(text, MAX_SHOWN_STRING))}\u2026(${
+    [...text].length
   } characters)`;
 }
 
-/** Number of Unicode code points in `text`. */
-function countCharacters(text: string): number {
-  let count = 0;
-  for (const _ of text) count++;
-  return count;
+/** Text longer than `maxLength` code units cut to them (never inside a surrogate pair) and followed by its length: `xx…(70000 characters)`. */
+export function shortenText(text: string, maxLength: number): string {
+  if (text.length <= maxLength) return text;
+  return `${cutText(text, maxLength)}\u2026(${[...text].length} characters)`;
 }
 
-/** Replaces line breaks and other control characters so that a message stays on one line. */
-function oneLine(text: string): string {
-  // deno-lint-ignore no-control-regex
-  return text.replace(/[\u0000-\u001f\u007f]+/g, " ");
+/** The first `maxLength` code units of `text`, one fewer when the last would be half a surrogate pair. */
+function cutText(text: string, maxLength: number): string {
+  const last = text.charCodeAt(maxLength - 1);
+  const end = last >= 0xd800 && last <= 0xdbff ? maxLength - 1 : maxLength;
+  return text.slice(0, end);
+}
+
+/** The first line of an unknown thrown value's message. */
+export function errorText(error: unknown): string {
+  const text = error instanceof Error ? error.message : String(error);
+  return text.split("\n", 1)[0].trim();
 }

@@ -1,8 +1,6 @@
 /**
- * The server config file (SPEC §4): parsing and validation into a typed
+ * The server config file (SPEC §4): parsed and validated into a typed
  * {@linkcode ServerConfig}, and the annotated text `openme init` writes.
- * Writing the file (init, add, revoke) lives in
- * lib/config/server_config_edit.ts.
  *
  * @module
  */
@@ -11,13 +9,7 @@ import { Document } from "yaml";
 import { prepareEd25519VerifyKey } from "../protocol/crypto.ts";
 import { INTERFACE_NAME_PATTERN } from "../firewall/backend.ts";
 import { formatDuration, parseDuration } from "./duration.ts";
-import { ConfigError, describeValue, type KeyPathSegment } from "./errors.ts";
-import {
-  parseYamlSource,
-  readYamlDocument,
-  type YamlSource,
-  yamlToValue,
-} from "./file_io.ts";
+import { ConfigError, describeValue } from "./errors.ts";
 import {
   isGroupName,
   mergePortRanges,
@@ -25,17 +17,26 @@ import {
   type PortRange,
 } from "./ports.ts";
 import {
-  configErrorAt,
-  HOST_PATTERN,
+  booleanField,
+  type Fail,
+  type Field,
+  hostField,
   isRecord,
-  looseModeWarning,
+  keyField,
   NAME_HINT,
-  NAME_PATTERN,
-  optionalPort,
-  type ProblemAt,
-  requireKey,
-  withoutGeneratedLine,
+  nameProblem,
+  portField,
+  readSection,
+  unknownKeyWarnings,
 } from "./validate.ts";
+import {
+  errorAt,
+  looseModeWarning,
+  parseYamlFile,
+  readYamlFile,
+  type YamlFile,
+  yamlValue,
+} from "./yaml_file.ts";
 
 /** Where the server config lives unless `--config` says otherwise. */
 export const DEFAULT_SERVER_CONFIG_PATH = "/etc/openme/config.yaml";
@@ -47,18 +48,18 @@ export const DEFAULT_KNOCK_TIMEOUT_MS = 30_000;
 export const DEFAULT_REPLAY_WINDOW_MS = 60_000;
 /** Default `server.firewall`. */
 export const DEFAULT_FIREWALL: FirewallKind = "nft";
-/** Default `server.default_profile`. */
-export const DEFAULT_PROFILE_NAME = "default";
-/** Port group used by clients whose `allowed_ports` is empty. */
-export const DEFAULT_PORT_GROUP = "default";
 /** Longest accepted `knock_timeout` / `replay_window` (timers beyond ~24.8 days misfire). */
 export const MAX_CONFIG_DURATION_MS = 24 * 60 * 60 * 1000;
-/** X25519 key size for `server.private_key` / `server.public_key`. */
-export const SERVER_KEY_BYTES = 32;
-/** Ed25519 public key size for `clients.*.ed25519_pubkey`. */
-export const CLIENT_PUBLIC_KEY_BYTES = 32;
-/** Longest client name. */
-export const MAX_CLIENT_NAME_LENGTH = 64;
+/** What a good `expires` value looks like, for messages. */
+export const EXPIRES_HINT =
+  'a full RFC 3339 timestamp with time zone, e.g. "2026-12-31T23:59:59Z"';
+
+/** Port group used by clients whose `allowed_ports` is empty. */
+const DEFAULT_PORT_GROUP = "default";
+const DEFAULT_PROFILE_NAME = "default";
+const DURATION_HINT = "a duration such as 30s, 1m30s or 1h";
+/** Durations written longer than this are shown formatted (e.g. 30s) in messages. */
+const MAX_DURATION_TEXT_SHOWN = 20;
 
 /** Firewall backends a server config may name. */
 export type FirewallKind = "nft" | "iptables";
@@ -71,7 +72,7 @@ export interface ServerClient {
   ed25519PublicKey: Uint8Array;
   /** `allowed_ports` entries as written (groups and inline specs). */
   allowedPorts: string[];
-  /** Ports the client's knocks open: groups resolved, merged, health port NOT included. */
+  /** Ports the client's knocks open: groups resolved, merged, health port not included. */
   ports: PortRange[];
   /** When the client stops being accepted; null = never. */
   expires: Date | null;
@@ -117,68 +118,106 @@ export interface ServerConfig {
   warnings: string[];
 }
 
-/** Options for {@linkcode parseServerConfig}. */
-export interface ParseServerConfigOptions {
-  /** File name used in messages. */
-  path: string;
+/** The keys of `server:`, in the order `openme init` writes them. */
+const SERVER_FIELDS = {
+  host: hostField(
+    "the public name or IP address clients knock, e.g. myserver.example.com",
+    "missing server host",
+  ),
+  udp_port: portField(DEFAULT_UDP_PORT),
+  health_port: portField(null),
+  firewall: {
+    hint: "expected nft or iptables",
+    default: DEFAULT_FIREWALL,
+    check: checkFirewall,
+  },
+  knock_timeout: {
+    hint: DURATION_HINT,
+    default: DEFAULT_KNOCK_TIMEOUT_MS,
+    check: checkDuration,
+  },
+  replay_window: {
+    hint: DURATION_HINT,
+    default: DEFAULT_REPLAY_WINDOW_MS,
+    check: checkDuration,
+  },
+  open_knock_port: booleanField(true),
+  drop_ports: booleanField(false),
+  default_profile: {
+    hint:
+      "a profile name such as default (letters, digits, '.', '_', '-', '@')",
+    default: DEFAULT_PROFILE_NAME,
+    check: checkProfileName,
+  },
+  interface: {
+    hint:
+      'an interface name such as eth0 (at most 15 characters), or "" for all interfaces',
+    default: null,
+    check: checkInterface,
+  },
+  private_key: keyField(
+    'the base64 X25519 private key written by "openme init"',
+    [32],
+  ),
+  public_key: keyField(
+    'the base64 X25519 public key written by "openme init"',
+    [32],
+  ),
+};
+
+/** The keys of one `clients:` entry. */
+type ClientFields = {
+  ed25519_pubkey: Field<Uint8Array>;
+  allowed_ports: Field<AllowedPorts>;
+  expires: Field<Date | null>;
+  disable_health_port: Field<boolean>;
+};
+
+/** The fields of a `clients:` entry; `allowed_ports` resolves against the port groups. */
+function clientFields(
+  portGroups: ReadonlyMap<string, PortRange[]>,
+): ClientFields {
+  return {
+    ed25519_pubkey: {
+      hint: "the client's base64 Ed25519 public key",
+      check: checkClientKey,
+    },
+    allowed_ports: {
+      hint: "e.g. [default, 2222/tcp]",
+      check(value: unknown, fail: Fail): AllowedPorts {
+        return checkAllowedPorts(value, { fail, portGroups });
+      },
+    },
+    expires: { hint: EXPIRES_HINT, default: null, check: checkExpires },
+    disable_health_port: booleanField(false),
+  };
 }
-
-const SERVER_KEYS: readonly string[] = [
-  "host",
-  "udp_port",
-  "health_port",
-  "firewall",
-  "knock_timeout",
-  "replay_window",
-  "open_knock_port",
-  "drop_ports",
-  "default_profile",
-  "interface",
-  "private_key",
-  "public_key",
-];
-
-const CLIENT_KEYS: readonly string[] = [
-  "ed25519_pubkey",
-  "allowed_ports",
-  "expires",
-  "disable_health_port",
-];
-
-const DURATION_HINT = "a duration such as 30s, 1m30s or 1h";
-/** Durations written longer than this are shown formatted (e.g. 30s) in messages. */
-const MAX_DURATION_TEXT_SHOWN = 20;
-const BOOL_HINT = "true or false";
-/** What a good `expires` value looks like, for messages. */
-export const EXPIRES_HINT =
-  'a full RFC 3339 timestamp with time zone, e.g. "2026-12-31T23:59:59Z"';
 
 /** Parses and validates server config text; throws ConfigError for server-level problems, skips invalid clients with a warning. */
 export function parseServerConfig(
   text: string,
-  options: ParseServerConfigOptions,
+  options: { path: string },
 ): ServerConfig {
-  return buildServerConfig(parseYamlSource(text, { path: options.path }));
+  return buildServerConfig(parseYamlFile(text, { path: options.path }));
 }
 
 /** Reads, parses and validates the server config file; throws ConfigError. */
 export async function loadServerConfig(path: string): Promise<ServerConfig> {
-  const source = await readYamlDocument(path, {
+  const file = await readYamlFile(path, {
     missingHint:
       'create it with "openme init --server HOST", or pass --config PATH',
   });
-  const config = buildServerConfig(source);
-  const modeWarning = looseModeWarning(source, "the server private key");
+  const config = buildServerConfig(file);
+  const modeWarning = looseModeWarning(file, "the server private key");
   if (modeWarning !== null) config.warnings.push(modeWarning);
   return config;
 }
 
-/** Validates a parsed server config file (as read by lib/config/file_io.ts); throws ConfigError like {@linkcode parseServerConfig}. */
-export function buildServerConfig(source: YamlSource): ServerConfig {
-  const warnings: string[] = [...source.warnings];
-  const root = yamlToValue(source);
+/** Validates a parsed server config file like {@linkcode parseServerConfig}. */
+export function buildServerConfig(file: YamlFile): ServerConfig {
+  const root = yamlValue(file);
   if (!isRecord(root)) {
-    throw configErrorAt(source, {
+    throw errorAt(file, {
       keyPath: [],
       problem: root === null || root === undefined
         ? "the file is empty"
@@ -187,650 +226,342 @@ export function buildServerConfig(source: YamlSource): ServerConfig {
         'a map with server:, ports: and clients: sections; "openme init" writes one',
     });
   }
-
-  const server = root.server;
-  if (!isRecord(server)) {
-    throw configErrorAt(source, {
+  if (!isRecord(root.server)) {
+    throw errorAt(file, {
       keyPath: ["server"],
-      problem: server === undefined
+      problem: root.server === undefined
         ? "missing server: section"
-        : `expected a map, got ${describeValue(server)}`,
+        : `expected a map, got ${describeValue(root.server)}`,
       expected:
         'a map with host, udp_port, private_key, public_key ...; "openme init" writes one',
     });
   }
-  warnUnknownKeys(source, ["server"], server, SERVER_KEYS, warnings);
-
-  const host = requireHost(source, ["server", "host"], server.host);
-  const udpPort = optionalPort(source, {
-    keyPath: ["server", "udp_port"],
-    value: server.udp_port,
-    fallback: DEFAULT_UDP_PORT,
-  });
-  const healthPort = optionalPort(source, {
-    keyPath: ["server", "health_port"],
-    value: server.health_port,
-    fallback: udpPort,
-  });
-  const firewall = optionalFirewall(
-    source,
-    ["server", "firewall"],
-    server.firewall,
-  );
-  const knockTimeoutMs = optionalDuration(
-    source,
-    ["server", "knock_timeout"],
-    server.knock_timeout,
-    DEFAULT_KNOCK_TIMEOUT_MS,
-  );
-  const replayWindowMs = optionalDuration(
-    source,
-    ["server", "replay_window"],
-    server.replay_window,
-    DEFAULT_REPLAY_WINDOW_MS,
-  );
-  if (replayWindowMs < knockTimeoutMs) {
+  const section = { keyPath: ["server"], map: root.server };
+  const warnings = [
+    ...file.warnings,
+    ...unknownKeyWarnings(file, { ...section, fields: SERVER_FIELDS }),
+  ];
+  const server = readSection(file, { ...section, fields: SERVER_FIELDS });
+  if (server.replay_window < server.knock_timeout) {
     warnings.push(
-      warningAt(source, {
+      errorAt(file, {
         keyPath: ["server", "replay_window"],
         problem: `replay_window (${
-          durationText(server.replay_window, replayWindowMs)
+          durationText(root.server.replay_window, server.replay_window)
         }) is shorter than knock_timeout (${
-          durationText(server.knock_timeout, knockTimeoutMs)
+          durationText(root.server.knock_timeout, server.knock_timeout)
         })`,
         expected: "keep replay_window at least as long as knock_timeout",
-      }),
+      }).message,
     );
   }
-  const openKnockPort = optionalBoolean(
-    source,
-    ["server", "open_knock_port"],
-    server.open_knock_port,
-    true,
-  );
-  const dropPorts = optionalBoolean(
-    source,
-    ["server", "drop_ports"],
-    server.drop_ports,
-    false,
-  );
-  const defaultProfile = optionalProfileName(
-    source,
-    ["server", "default_profile"],
-    server.default_profile,
-  );
-  const networkInterface = optionalInterface(
-    source,
-    ["server", "interface"],
-    server.interface,
-  );
-  const privateKey = requireKey(source, {
-    keyPath: ["server", "private_key"],
-    value: server.private_key,
-    sizes: [SERVER_KEY_BYTES],
-    hint: 'the base64 X25519 private key written by "openme init"',
-  });
-  const publicKey = requireKey(source, {
-    keyPath: ["server", "public_key"],
-    value: server.public_key,
-    sizes: [SERVER_KEY_BYTES],
-    hint: 'the base64 X25519 public key written by "openme init"',
-  });
-
-  const portGroups = parsePortGroups(source, root.ports);
-  const clients: ServerClient[] = [];
-  const skippedClients: string[] = [];
-  const clientsValue = root.clients;
-  if (clientsValue !== undefined && clientsValue !== null) {
-    if (!isRecord(clientsValue)) {
-      throw configErrorAt(source, {
-        keyPath: ["clients"],
-        problem: `expected a map of client names, got ${
-          describeValue(clientsValue)
-        }`,
-        expected: 'e.g. clients: {} and then "openme add NAME"',
-      });
-    }
-    const keyOwners = new Map<string, string>();
-    for (const [name, entry] of Object.entries(clientsValue)) {
-      try {
-        const client = parseClientEntry(
-          source,
-          name,
-          entry,
-          portGroups,
-          warnings,
-        );
-        const keyText = client.ed25519PublicKey.join(",");
-        const owner = keyOwners.get(keyText);
-        if (owner !== undefined) {
-          warnings.push(
-            warningAt(source, {
-              keyPath: ["clients", name, "ed25519_pubkey"],
-              problem: `client ${
-                describeValue(name)
-              } has the same key as client ${
-                describeValue(owner)
-              }; its knocks are attributed to ${describeValue(owner)}`,
-              expected: "give each client its own key",
-            }),
-          );
-        } else {
-          keyOwners.set(keyText, name);
-        }
-        clients.push(client);
-      } catch (error) {
-        if (!(error instanceof ConfigError)) throw error;
-        skippedClients.push(name);
-        warnings.push(
-          `${error.message}; client ${
-            describeValue(name)
-          } skipped, the other clients are served`,
-        );
-      }
-    }
-  }
-
+  const portGroups = readPortGroups(file, root.ports);
+  const clients = readClients(file, { value: root.clients, portGroups });
+  warnings.push(...clients.warnings);
   return {
-    path: source.path,
-    host,
-    udpPort,
-    healthPort,
-    firewall,
-    knockTimeoutMs,
-    replayWindowMs,
-    openKnockPort,
-    dropPorts,
-    defaultProfile,
-    interface: networkInterface,
-    privateKey,
-    publicKey,
+    path: file.path,
+    host: server.host,
+    udpPort: server.udp_port,
+    healthPort: server.health_port ?? server.udp_port,
+    firewall: server.firewall,
+    knockTimeoutMs: server.knock_timeout,
+    replayWindowMs: server.replay_window,
+    openKnockPort: server.open_knock_port,
+    dropPorts: server.drop_ports,
+    defaultProfile: server.default_profile,
+    interface: server.interface,
+    privateKey: server.private_key,
+    publicKey: server.public_key,
     portGroups,
-    clients,
-    skippedClients,
+    clients: clients.clients,
+    skippedClients: clients.skippedClients,
     warnings,
   };
 }
 
 /** Parses the `ports:` section into merged groups; throws ConfigError. */
-function parsePortGroups(
-  source: YamlSource,
+function readPortGroups(
+  file: YamlFile,
   value: unknown,
 ): Map<string, PortRange[]> {
   const groups = new Map<string, PortRange[]>();
   if (value === undefined || value === null) return groups;
   if (!isRecord(value)) {
-    throw configErrorAt(source, {
+    throw errorAt(file, {
       keyPath: ["ports"],
       problem: `expected a map of port groups, got ${describeValue(value)}`,
       expected:
         "e.g. ports: {default: [22/tcp], devops: [22/tcp, 8080-8090/tcp]}",
     });
   }
-  for (const [name, list] of Object.entries(value)) {
+  for (const name of Object.keys(value)) {
     if (!isGroupName(name)) {
-      throw configErrorAt(source, {
+      throw errorAt(file, {
         keyPath: ["ports", name],
         problem: `group name ${describeValue(name)} looks like a port spec`,
         expected:
           "group names contain no / or - and are not all digits, e.g. devops",
       });
     }
-    if (list === null || list === undefined) {
-      groups.set(name, []);
-      continue;
-    }
-    if (!Array.isArray(list)) {
-      throw configErrorAt(source, {
-        keyPath: ["ports", name],
-        problem: `expected a list of port specs, got ${describeValue(list)}`,
-        expected: "e.g. [22/tcp, 8080-8090/tcp]",
-      });
-    }
-    const ranges: PortRange[] = [];
-    for (let index = 0; index < list.length; index++) {
-      const keyPath = ["ports", name, index];
-      const spec = portEntryText(list[index]);
-      if (spec === null) {
-        throw configErrorAt(source, {
-          keyPath,
-          problem: `expected a port spec, got ${describeValue(list[index])}`,
-          expected: "e.g. 22/tcp or 8080-8090/tcp",
-        });
-      }
-      if (isGroupName(spec)) {
-        throw configErrorAt(source, {
-          keyPath,
-          problem: `${
-            describeValue(spec)
-          } is not a port spec (groups cannot contain groups)`,
-          expected: "list port specs such as 22/tcp or 8080-8090/tcp",
-        });
-      }
-      const parsed = parsePortSpec(spec);
-      if (typeof parsed === "string") {
-        throw configErrorAt(source, { keyPath, problem: parsed });
-      }
-      ranges.push(...parsed);
-    }
-    groups.set(name, mergePortRanges(ranges));
+    const fields = { [name]: GROUP_FIELD };
+    groups.set(
+      name,
+      readSection(file, { keyPath: ["ports"], map: value, fields })[name],
+    );
   }
   return groups;
 }
 
-/** Validates one `clients:` entry; throws ConfigError (the caller skips the client). */
-function parseClientEntry(
-  source: YamlSource,
-  name: string,
-  entry: unknown,
-  portGroups: Map<string, PortRange[]>,
-  warnings: string[],
-): ServerClient {
-  const nameProblem = validateClientName(name);
-  if (nameProblem !== null) {
-    throw configErrorAt(source, {
-      keyPath: ["clients", name],
-      problem: nameProblem,
-      expected: NAME_HINT,
+/** A `ports:` group: a list of port specs, merged. */
+const GROUP_FIELD: Field<PortRange[]> = {
+  hint: "e.g. [22/tcp, 8080-8090/tcp]",
+  default: [],
+  check(value: unknown, fail: Fail): PortRange[] {
+    if (!Array.isArray(value)) {
+      fail(`expected a list of port specs, got ${describeValue(value)}`);
+    }
+    const ranges: PortRange[] = [];
+    for (const [index, item] of value.entries()) {
+      const spec = portEntryText(item);
+      if (spec === null) {
+        fail(`expected a port spec, got ${describeValue(item)}`, {
+          index,
+          expected: "e.g. 22/tcp or 8080-8090/tcp",
+        });
+      }
+      if (isGroupName(spec)) {
+        fail(
+          `${
+            describeValue(spec)
+          } is not a port spec (groups cannot contain groups)`,
+          {
+            index,
+            expected: "list port specs such as 22/tcp or 8080-8090/tcp",
+          },
+        );
+      }
+      const parsed = parsePortSpec(spec);
+      if (typeof parsed === "string") fail(parsed, { index, expected: "" });
+      ranges.push(...parsed);
+    }
+    return mergePortRanges(ranges);
+  },
+};
+
+/** The clients of a `clients:` map, those with an invalid entry skipped with a warning. */
+interface ClientsRead {
+  clients: ServerClient[];
+  skippedClients: string[];
+  warnings: string[];
+}
+
+/** Validates a `clients:` map (the value and the file it came from) against the port groups; throws ConfigError when it is not a map. */
+function readClients(
+  file: YamlFile,
+  options: { value: unknown; portGroups: ReadonlyMap<string, PortRange[]> },
+): ClientsRead {
+  const read: ClientsRead = { clients: [], skippedClients: [], warnings: [] };
+  if (options.value === undefined || options.value === null) return read;
+  if (!isRecord(options.value)) {
+    throw errorAt(file, {
+      keyPath: ["clients"],
+      problem: `expected a map of client names, got ${
+        describeValue(options.value)
+      }`,
+      expected: 'e.g. clients: {} and then "openme add NAME"',
     });
   }
-  if (!isRecord(entry)) {
-    throw configErrorAt(source, {
-      keyPath: ["clients", name],
-      problem: `expected a map, got ${describeValue(entry)}`,
+  const keyOwners = new Map<string, string>();
+  for (const [name, entry] of Object.entries(options.value)) {
+    let client: ServerClient;
+    try {
+      client = readClient(file, {
+        name,
+        entry,
+        portGroups: options.portGroups,
+        warnings: read.warnings,
+      });
+    } catch (error) {
+      if (!(error instanceof ConfigError)) throw error;
+      read.skippedClients.push(name);
+      read.warnings.push(
+        `${error.message}; client ${
+          describeValue(name)
+        } skipped, the other clients are served`,
+      );
+      continue;
+    }
+    const keyHex = client.ed25519PublicKey.toHex();
+    const owner = keyOwners.get(keyHex);
+    if (owner === undefined) {
+      keyOwners.set(keyHex, name);
+    } else {
+      read.warnings.push(
+        errorAt(file, {
+          keyPath: ["clients", name, "ed25519_pubkey"],
+          problem: `client ${describeValue(name)} has the same key as client ${
+            describeValue(owner)
+          }; its knocks are attributed to ${describeValue(owner)}`,
+          expected: "give each client its own key",
+        }).message,
+      );
+    }
+    read.clients.push(client);
+  }
+  return read;
+}
+
+/** Validates one `clients:` entry against the port groups, adding unknown-key warnings to `warnings`; throws ConfigError at the first problem. */
+export function readClient(
+  file: YamlFile,
+  client: {
+    name: string;
+    entry: unknown;
+    portGroups: ReadonlyMap<string, PortRange[]>;
+    warnings: string[];
+  },
+): ServerClient {
+  const keyPath = ["clients", client.name];
+  const problem = nameProblem(client.name, "client");
+  if (problem !== null) {
+    throw errorAt(file, { keyPath, problem, expected: NAME_HINT });
+  }
+  if (!isRecord(client.entry)) {
+    throw errorAt(file, {
+      keyPath,
+      problem: `expected a map, got ${describeValue(client.entry)}`,
       expected: "a map with ed25519_pubkey and allowed_ports",
     });
   }
-  warnUnknownKeys(source, ["clients", name], entry, CLIENT_KEYS, warnings);
-
-  const ed25519PublicKey = requireKey(source, {
-    keyPath: ["clients", name, "ed25519_pubkey"],
-    value: entry.ed25519_pubkey,
-    sizes: [CLIENT_PUBLIC_KEY_BYTES],
-    hint: "the client's base64 Ed25519 public key",
-  });
-  try {
-    // 32 bytes that are not a curve point would fail later, in the server.
-    prepareEd25519VerifyKey(ed25519PublicKey);
-  } catch {
-    throw configErrorAt(source, {
-      keyPath: ["clients", name, "ed25519_pubkey"],
-      problem:
-        "not a valid Ed25519 public key (32 bytes, but not a curve point)",
-      expected:
-        "the client's base64 Ed25519 public key, copied completely from its `openme init` output",
-    });
-  }
-
-  const allowedPorts: string[] = [];
-  const rawPorts = entry.allowed_ports;
-  if (rawPorts !== undefined && rawPorts !== null) {
-    if (!Array.isArray(rawPorts)) {
-      throw configErrorAt(source, {
-        keyPath: ["clients", name, "allowed_ports"],
-        problem: `expected a list, got ${describeValue(rawPorts)}`,
-        expected: "e.g. [default, 2222/tcp]",
-      });
-    }
-    for (let index = 0; index < rawPorts.length; index++) {
-      const text = portEntryText(rawPorts[index]);
-      if (text === null) {
-        throw configErrorAt(source, {
-          keyPath: ["clients", name, "allowed_ports", index],
-          problem: `expected a port group name or port spec, got ${
-            describeValue(rawPorts[index])
-          }`,
-          expected: "e.g. default or 2222/tcp",
-        });
-      }
-      allowedPorts.push(text);
-    }
-  }
-  const resolved = resolveAllowedPorts(allowedPorts, portGroups);
-  if (!resolved.ok) {
-    throw configErrorAt(source, {
-      keyPath: ["clients", name, "allowed_ports", resolved.index],
-      problem: resolved.problem,
-      expected: resolved.expected,
-    });
-  }
-
-  let expires: Date | null = null;
-  const rawExpires = entry.expires;
-  if (rawExpires !== undefined && rawExpires !== null) {
-    if (typeof rawExpires !== "string") {
-      throw configErrorAt(source, {
-        keyPath: ["clients", name, "expires"],
-        problem: `expected a timestamp, got ${describeValue(rawExpires)}`,
-        expected: EXPIRES_HINT,
-      });
-    }
-    expires = parseRfc3339Timestamp(rawExpires);
-    if (expires === null) {
-      throw configErrorAt(source, {
-        keyPath: ["clients", name, "expires"],
-        problem: `invalid timestamp ${describeValue(rawExpires)}`,
-        expected: EXPIRES_HINT,
-      });
-    }
-  }
-
-  const disableHealthPort = optionalBoolean(
-    source,
-    ["clients", name, "disable_health_port"],
-    entry.disable_health_port,
-    false,
-  );
-
+  const section = {
+    keyPath,
+    map: client.entry,
+    fields: clientFields(client.portGroups),
+  };
+  client.warnings.push(...unknownKeyWarnings(file, section));
+  const values = readSection(file, section);
   return {
-    name,
-    ed25519PublicKey,
-    allowedPorts,
-    ports: resolved.ports,
-    expires,
-    disableHealthPort,
+    name: client.name,
+    ed25519PublicKey: values.ed25519_pubkey,
+    allowedPorts: values.allowed_ports.entries,
+    ports: values.allowed_ports.ports,
+    expires: values.expires,
+    disableHealthPort: values.disable_health_port,
   };
 }
 
-/** Result of {@linkcode resolveAllowedPorts}. */
-export type ResolvedPorts =
-  | { ok: true; ports: PortRange[] }
-  | { ok: false; index: number; problem: string; expected?: string };
-
-/**
- * Resolves `allowed_ports` entries (group names and port specs) against the
- * port groups; an empty list means the `default` group (or no ports if there
- * is none). The result is merged and sorted.
- */
-export function resolveAllowedPorts(
-  entries: readonly string[],
-  portGroups: ReadonlyMap<string, PortRange[]>,
-): ResolvedPorts {
-  if (entries.length === 0) {
-    return {
-      ok: true,
-      ports: mergePortRanges(portGroups.get(DEFAULT_PORT_GROUP) ?? []),
-    };
-  }
-  const ranges: PortRange[] = [];
-  for (let index = 0; index < entries.length; index++) {
-    const entry = entries[index].trim();
-    if (isGroupName(entry)) {
-      const group = portGroups.get(entry);
-      if (group === undefined) {
-        return {
-          ok: false,
-          index,
-          problem: `unknown port group ${describeValue(entry)}`,
-          expected: definedGroupsText(portGroups),
-        };
-      }
-      ranges.push(...group);
-      continue;
-    }
-    const parsed = parsePortSpec(entry);
-    if (typeof parsed === "string") {
-      return { ok: false, index, problem: parsed };
-    }
-    ranges.push(...parsed);
-  }
-  return { ok: true, ports: mergePortRanges(ranges) };
+function checkFirewall(value: unknown, fail: Fail): FirewallKind {
+  const kind = typeof value === "string" ? value.trim().toLowerCase() : "";
+  if (kind === "nft" || kind === "iptables") return kind;
+  fail(`unknown firewall ${describeValue(value)}`);
 }
 
-/** "defined: default, devops", or a hint when no group is defined. */
-function definedGroupsText(
-  portGroups: ReadonlyMap<string, PortRange[]>,
-): string {
-  const names = [...portGroups.keys()].sort();
-  if (names.length === 0) {
-    return "no port groups are defined under ports:; use a port spec such as 22/tcp or define the group";
+/** A positive Go duration of at most 24h, in milliseconds; a bare number other than 0 has no unit. */
+function checkDuration(value: unknown, fail: Fail): number {
+  if (typeof value === "number" && value !== 0) {
+    fail(`duration ${describeValue(value)} has no unit`);
   }
-  return `defined: ${names.join(", ")}`;
-}
-
-/** Every port openme manages: all groups' ports and all valid clients' ports, merged (used for `drop_ports`). */
-export function allManagedPorts(config: ServerConfig): PortRange[] {
-  const ranges: PortRange[] = [];
-  for (const group of config.portGroups.values()) ranges.push(...group);
-  for (const client of config.clients) ranges.push(...client.ports);
-  return mergePortRanges(ranges);
-}
-
-/** Returns why a client name is not allowed, or null when it is fine. */
-export function validateClientName(name: string): string | null {
-  if (typeof name !== "string" || name === "") return "empty client name";
-  if (name.length > MAX_CLIENT_NAME_LENGTH) {
-    return `client name is ${name.length} characters, longer than ${MAX_CLIENT_NAME_LENGTH}`;
+  if (typeof value !== "number" && typeof value !== "string") {
+    fail(`expected a duration, got ${describeValue(value)}`);
   }
-  if (!NAME_PATTERN.test(name)) {
-    return `invalid client name ${describeValue(name)}`;
-  }
-  return null;
-}
-
-const RFC3339_PATTERN =
-  /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?(?:([Zz])|([+-])(\d{2}):(\d{2}))$/;
-
-/**
- * Parses a full RFC 3339 timestamp with time zone (`2026-12-31T23:59:59Z`,
- * `2026-12-31T23:59:59.5+02:00`), or returns null. Date-only or zone-less text
- * is refused.
- */
-export function parseRfc3339Timestamp(text: string): Date | null {
-  if (typeof text !== "string") return null;
-  const match = RFC3339_PATTERN.exec(text.trim());
-  if (match === null) return null;
-  const year = Number(match[1]);
-  const month = Number(match[2]);
-  const day = Number(match[3]);
-  const hour = Number(match[4]);
-  const minute = Number(match[5]);
-  const second = Number(match[6]);
-  const fraction = match[7] === undefined
-    ? 0
-    : Number(match[7].slice(1, 4).padEnd(3, "0"));
-  if (month < 1 || month > 12) return null;
-  if (day < 1 || day > daysInMonth(year, month)) return null;
-  if (hour > 23 || minute > 59 || second > 60) return null;
-  let offsetMinutes = 0;
-  if (match[8] === undefined) {
-    const offsetHours = Number(match[10]);
-    const offsetRest = Number(match[11]);
-    if (offsetHours > 23 || offsetRest > 59) return null;
-    offsetMinutes = (offsetHours * 60 + offsetRest) *
-      (match[9] === "-" ? -1 : 1);
-  }
-  const date = new Date(0);
-  date.setUTCFullYear(year, month - 1, day);
-  date.setUTCHours(hour, minute, second, fraction);
-  return new Date(date.getTime() - offsetMinutes * 60_000);
-}
-
-/** Days in a month of the proleptic Gregorian calendar. */
-function daysInMonth(year: number, month: number): number {
-  if (month === 2) {
-    const leap = (year % 4 === 0 && year % 100 !== 0) || year % 400 === 0;
-    return leap ? 29 : 28;
-  }
-  return month === 4 || month === 6 || month === 9 || month === 11 ? 30 : 31;
-}
-
-// ---------------------------------------------------------------------------
-// Field validators. Each throws a ConfigError naming file, line and key path.
-
-function requireHost(
-  source: YamlSource,
-  keyPath: KeyPathSegment[],
-  value: unknown,
-): string {
-  const hint =
-    "the public name or IP address clients knock, e.g. myserver.example.com";
-  if (value === undefined || value === null || value === "") {
-    throw configErrorAt(source, {
-      keyPath,
-      problem: "missing server host",
-      expected: hint,
-    });
-  }
-  if (typeof value !== "string") {
-    throw configErrorAt(source, {
-      keyPath,
-      problem: `expected a host name, got ${describeValue(value)}`,
-      expected: hint,
-    });
-  }
-  const host = value.trim();
-  if (!HOST_PATTERN.test(host)) {
-    throw configErrorAt(source, {
-      keyPath,
-      problem: `invalid host ${describeValue(value)}`,
-      expected: hint,
-    });
-  }
-  return host;
-}
-
-function optionalFirewall(
-  source: YamlSource,
-  keyPath: KeyPathSegment[],
-  value: unknown,
-): FirewallKind {
-  if (value === undefined || value === null) return DEFAULT_FIREWALL;
-  if (typeof value === "string") {
-    const kind = value.trim().toLowerCase();
-    if (kind === "nft" || kind === "iptables") return kind;
-  }
-  throw configErrorAt(source, {
-    keyPath,
-    problem: `unknown firewall ${describeValue(value)}`,
-    expected: "expected nft or iptables",
-  });
-}
-
-function optionalDuration(
-  source: YamlSource,
-  keyPath: KeyPathSegment[],
-  value: unknown,
-  fallback: number,
-): number {
-  if (value === undefined || value === null) return fallback;
-  let text: string;
-  if (typeof value === "string") {
-    text = value.trim();
-  } else if (typeof value === "number" && value === 0) {
-    text = "0";
-  } else if (typeof value === "number") {
-    throw configErrorAt(source, {
-      keyPath,
-      problem: `duration ${describeValue(value)} has no unit`,
-      expected: DURATION_HINT,
-    });
-  } else {
-    throw configErrorAt(source, {
-      keyPath,
-      problem: `expected a duration, got ${describeValue(value)}`,
-      expected: DURATION_HINT,
-    });
-  }
-  const ms = parseDuration(text);
-  if (ms === null) {
-    throw configErrorAt(source, {
-      keyPath,
-      problem: `invalid duration ${describeValue(value)}`,
-      expected: DURATION_HINT,
-    });
-  }
+  const ms = parseDuration(String(value).trim());
+  if (ms === null) fail(`invalid duration ${describeValue(value)}`);
   if (ms <= 0) {
-    throw configErrorAt(source, {
-      keyPath,
-      problem: `duration ${describeValue(value)} must be longer than zero`,
-      expected: DURATION_HINT,
-    });
+    fail(`duration ${describeValue(value)} must be longer than zero`);
   }
   if (ms > MAX_CONFIG_DURATION_MS) {
-    throw configErrorAt(source, {
-      keyPath,
-      problem: `duration ${
-        describeValue(value)
-      } is longer than the 24h maximum`,
-      expected: DURATION_HINT,
-    });
+    fail(`duration ${describeValue(value)} is longer than the 24h maximum`);
   }
   return ms;
 }
 
-function optionalBoolean(
-  source: YamlSource,
-  keyPath: KeyPathSegment[],
-  value: unknown,
-  fallback: boolean,
-): boolean {
-  if (value === undefined || value === null) return fallback;
-  if (typeof value !== "boolean") {
-    throw configErrorAt(source, {
-      keyPath,
-      problem: `expected true or false, got ${describeValue(value)}`,
-      expected: BOOL_HINT,
-    });
+function checkProfileName(value: unknown, fail: Fail): string {
+  if (typeof value !== "string" || nameProblem(value, "profile") !== null) {
+    fail(`invalid profile name ${describeValue(value)}`);
   }
   return value;
 }
 
-function optionalProfileName(
-  source: YamlSource,
-  keyPath: KeyPathSegment[],
-  value: unknown,
-): string {
-  if (value === undefined || value === null) return DEFAULT_PROFILE_NAME;
-  if (
-    typeof value !== "string" || value.length > MAX_CLIENT_NAME_LENGTH ||
-    !NAME_PATTERN.test(value)
-  ) {
-    throw configErrorAt(source, {
-      keyPath,
-      problem: `invalid profile name ${describeValue(value)}`,
-      expected:
-        "a profile name such as default (letters, digits, '.', '_', '-', '@')",
-    });
-  }
-  return value;
-}
-
-function optionalInterface(
-  source: YamlSource,
-  keyPath: KeyPathSegment[],
-  value: unknown,
-): string | null {
-  if (value === undefined || value === null || value === "") return null;
+function checkInterface(value: unknown, fail: Fail): string | null {
+  if (value === "") return null;
   if (typeof value !== "string" || !INTERFACE_NAME_PATTERN.test(value.trim())) {
-    throw configErrorAt(source, {
-      keyPath,
-      problem: `invalid interface name ${describeValue(value)}`,
-      expected:
-        'an interface name such as eth0 (at most 15 characters), or "" for all interfaces',
-    });
+    fail(`invalid interface name ${describeValue(value)}`);
   }
   return value.trim();
 }
 
-/** Adds a warning for each key of `map` that is not in `known` (kept in the file, otherwise ignored). */
-function warnUnknownKeys(
-  source: YamlSource,
-  keyPath: KeyPathSegment[],
-  map: Record<string, unknown>,
-  known: readonly string[],
-  warnings: string[],
-): void {
-  for (const key of Object.keys(map)) {
-    if (known.includes(key)) continue;
-    warnings.push(
-      warningAt(source, {
-        keyPath: [...keyPath, key],
-        problem: "unknown key, ignored",
-        expected: `known keys: ${known.join(", ")}`,
-      }),
-    );
+/** A 32-byte base64 Ed25519 public key that is a curve point. */
+function checkClientKey(value: unknown, fail: Fail): Uint8Array {
+  const key = keyField("the client's base64 Ed25519 public key", [32])
+    .check(value, fail);
+  try {
+    // 32 bytes that are not a curve point would fail later, in the server.
+    prepareEd25519VerifyKey(key);
+  } catch {
+    fail("not a valid Ed25519 public key (32 bytes, but not a curve point)", {
+      expected:
+        "the client's base64 Ed25519 public key, copied completely from its `openme init` output",
+    });
   }
+  return key;
+}
+
+/** `allowed_ports` as written, and the ports they open. */
+interface AllowedPorts {
+  entries: string[];
+  ports: PortRange[];
+}
+
+/** Resolves `allowed_ports` (groups and port specs; none means the `default` group) against the port groups. */
+function checkAllowedPorts(
+  value: unknown,
+  options: { fail: Fail; portGroups: ReadonlyMap<string, PortRange[]> },
+): AllowedPorts {
+  const fail: Fail = options.fail;
+  if (value !== null && !Array.isArray(value)) {
+    fail(`expected a list, got ${describeValue(value)}`);
+  }
+  const entries: string[] = [];
+  for (const [index, item] of (value ?? []).entries()) {
+    const text = portEntryText(item);
+    if (text === null) {
+      fail(
+        `expected a port group name or port spec, got ${describeValue(item)}`,
+        { index, expected: "e.g. default or 2222/tcp" },
+      );
+    }
+    entries.push(text);
+  }
+  const ranges: PortRange[] = [];
+  for (const [index, text] of entries.entries()) {
+    const entry = text.trim();
+    const group = options.portGroups.get(entry);
+    if (isGroupName(entry) && group === undefined) {
+      const names = [...options.portGroups.keys()].sort();
+      fail(`unknown port group ${describeValue(entry)}`, {
+        index,
+        expected: names.length === 0
+          ? "no port groups are defined under ports:; use a port spec such as 22/tcp or define the group"
+          : `defined: ${names.join(", ")}`,
+      });
+    }
+    const parsed = group ?? parsePortSpec(entry);
+    if (typeof parsed === "string") fail(parsed, { index, expected: "" });
+    ranges.push(...parsed);
+  }
+  if (entries.length === 0) {
+    ranges.push(...options.portGroups.get(DEFAULT_PORT_GROUP) ?? []);
+  }
+  return { entries, ports: mergePortRanges(ranges) };
+}
+
+function checkExpires(value: unknown, fail: Fail): Date {
+  if (typeof value !== "string") {
+    fail(`expected a timestamp, got ${describeValue(value)}`);
+  }
+  const expires = parseRfc3339Timestamp(value);
+  if (expires === null) fail(`invalid timestamp ${describeValue(value)}`);
+  return expires;
 }
 
 /** The text of an `allowed_ports` or group entry (a YAML integer such as 22 counts), or null. */
@@ -844,20 +575,42 @@ function portEntryText(value: unknown): string | null {
 
 /** The duration as written, for messages; a long text is shown as its formatted value instead. */
 function durationText(value: unknown, ms: number): string {
-  if (typeof value === "string" && value.length <= MAX_DURATION_TEXT_SHOWN) {
-    return value;
+  if (typeof value !== "string") return `${ms}ms`;
+  return value.length <= MAX_DURATION_TEXT_SHOWN ? value : formatDuration(ms);
+}
+
+/** Every port openme manages (all groups' and all valid clients' ports, merged), for `drop_ports`. */
+export function allManagedPorts(config: ServerConfig): PortRange[] {
+  const ranges: PortRange[] = [];
+  for (const group of config.portGroups.values()) ranges.push(...group);
+  for (const client of config.clients) ranges.push(...client.ports);
+  return mergePortRanges(ranges);
+}
+
+/** Why a client name is not allowed, or null when it is fine. */
+export function validateClientName(name: string): string | null {
+  return nameProblem(name, "client");
+}
+
+/** RFC 3339 `date-time`: what Temporal also accepts, minus its other ISO 8601 and RFC 9557 forms. */
+const RFC3339_PATTERN =
+  /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})$/;
+
+/** Parses a full RFC 3339 timestamp with time zone such as `2026-12-31T23:59:59Z`, or returns null. */
+export function parseRfc3339Timestamp(text: string): Date | null {
+  if (typeof text !== "string") return null;
+  const trimmed = text.trim();
+  if (!RFC3339_PATTERN.test(trimmed)) return null;
+  try {
+    // Temporal reads at most nine fraction digits; RFC 3339 allows more.
+    const instant = Temporal.Instant.from(
+      trimmed.replace(/(\.\d{9})\d+/, "$1"),
+    );
+    return new Date(instant.epochMilliseconds);
+  } catch {
+    return null; // A day, hour or offset out of range.
   }
-  if (typeof value === "string") return formatDuration(ms);
-  return `${ms}ms`;
 }
-
-/** Formats a warning at a key path like a ConfigError message. */
-function warningAt(source: YamlSource, at: ProblemAt): string {
-  return configErrorAt(source, at).message;
-}
-
-// ---------------------------------------------------------------------------
-// openme init: the annotated text (written to disk by server_config_edit.ts)
 
 /** Options for {@linkcode renderInitialServerConfig}. */
 export interface InitialServerConfigOptions {
@@ -877,17 +630,11 @@ export interface InitialServerConfigOptions {
   path?: string;
 }
 
-/**
- * Renders the annotated server config written by `openme init`: every key
- * with a comment, a `default: [22/tcp]` port group and no clients. Throws
- * ConfigError when the options would not make a valid config.
- */
+/** Renders the annotated server config `openme init` writes (every key commented, no clients); throws ConfigError for invalid options. */
 export function renderInitialServerConfig(
   options: InitialServerConfigOptions,
 ): string {
   const udpPort = options.udpPort ?? DEFAULT_UDP_PORT;
-  const firewall = options.firewall ?? DEFAULT_FIREWALL;
-  const networkInterface = options.interface ?? "";
   const lines = [
     "# openme server configuration (openme v1), written by `openme init`.",
     "# It holds the server's private key: keep it owned by root, mode 0600.",
@@ -903,7 +650,7 @@ export function renderInitialServerConfig(
     "  # `openme status` can check reachability; defaults to udp_port.",
     `  health_port: ${udpPort}`,
     "  # Firewall backend: nft (nftables) or iptables.",
-    `  firewall: ${yamlScalar(firewall)}`,
+    `  firewall: ${yamlScalar(options.firewall ?? DEFAULT_FIREWALL)}`,
     "  # How long ports stay open after a valid knock (durations: 30s, 1m30s, 1h).",
     "  knock_timeout: 30s",
     "  # How far a knock's timestamp may be from the server clock, and how long",
@@ -917,7 +664,7 @@ export function renderInitialServerConfig(
     "  # Profile name written into the client configurations `openme add` prints.",
     `  default_profile: ${DEFAULT_PROFILE_NAME}`,
     '  # Input interface the rules match, e.g. eth0; "" means all interfaces.',
-    `  interface: ${yamlScalar(networkInterface)}`,
+    `  interface: ${yamlScalar(options.interface ?? "")}`,
     "  # X25519 private key of this server (base64). Never share it.",
     `  private_key: ${yamlScalar(options.privateKeyB64)}`,
     "  # X25519 public key of this server (base64); every client config holds it.",
@@ -940,19 +687,16 @@ export function renderInitialServerConfig(
     "",
   ];
   const text = lines.join("\n");
-  const path = options.path ?? "(new config)";
-  try {
-    parseServerConfig(text, { path });
-  } catch (error) {
-    if (!(error instanceof ConfigError)) throw error;
-    // Line numbers of the generated text would point into a file not yet written.
-    throw withoutGeneratedLine(error, path);
-  }
+  buildServerConfig(
+    parseYamlFile(text, {
+      path: options.path ?? "(new config)",
+      generated: true,
+    }),
+  );
   return text;
 }
 
 /** Renders a string as a YAML scalar, quoted only when YAML needs it. */
 function yamlScalar(value: string): string {
-  const doc = new Document(value);
-  return doc.toString({ lineWidth: 0 }).trimEnd();
+  return new Document(value).toString({ lineWidth: 0 }).trimEnd();
 }

@@ -147,6 +147,13 @@ Deno.test("optional profile keys: port defaults, public key from the 64-byte pri
   assert.equal(seed.publicKey, null);
 });
 
+Deno.test("profiles keep their file order", () => {
+  const text = configText() + configText().replace("profiles:\n", "")
+    .replace("  default:", "  aaa:");
+  const config = parseClientConfig(text, { path: PATH });
+  assert.deepEqual([...config.profiles.keys()], ["default", "aaa"]);
+});
+
 Deno.test("empty file or empty profiles section gives no profiles", () => {
   for (const text of ["", "# nothing yet\n", "profiles:\n", "profiles: {}\n"]) {
     assert.equal(
@@ -255,6 +262,20 @@ Deno.test("an invalid profile throws a ConfigError with file, line and key path"
       parts: ["invalid YAML"],
     },
     {
+      name: "invalid profile name",
+      text: configText({ 2: "  -bad:" }),
+      line: 2,
+      keyPath: "profiles.-bad",
+      parts: ['invalid profile name "-bad"', "starting with a letter or digit"],
+    },
+    {
+      name: "host of the wrong type",
+      text: configText({ 3: "    server_host: [a]" }),
+      line: 3,
+      keyPath: "profiles.default.server_host",
+      parts: ["expected a host name, got a list"],
+    },
+    {
       name: "top level is a list",
       text: "- a\n",
       parts: ["the top level is a list"],
@@ -323,18 +344,18 @@ Deno.test("upsertClientProfile creates the directory 0700 and the file 0600", as
   });
 });
 
-Deno.test("upsertClientProfile adds a profile keeping every other byte, and refuses an existing one without force", async () => {
+Deno.test("upsertClientProfile adds a profile keeping comments, key order and unknown keys, and refuses an existing one without force", async () => {
   await withTempDir(TEMP_PREFIX, async (dir) => {
     const path = `${dir}/config.yaml`;
     const original = [
       "# my profiles",
-      "editor_setting: vim   # unknown top-level key",
+      "editor_setting: vim # unknown top-level key",
       "profiles:",
       "  # the office",
       "  work:",
       "    server_host: work.example.com",
       `    server_pubkey: ${SERVER_PUBLIC}`,
-      `    private_key: ${CLIENT_PRIVATE}   # secret`,
+      `    private_key: ${CLIENT_PRIVATE} # secret`,
       "    colour: blue",
       "",
     ].join("\n");
@@ -372,6 +393,21 @@ Deno.test("upsertClientProfile adds a profile keeping every other byte, and refu
       },
     );
     assert.equal(await Deno.readTextFile(path), after);
+  });
+});
+
+Deno.test("upsertClientProfile on a file openme wrote gives what renderClientConfig renders for both profiles", async () => {
+  await withTempDir(TEMP_PREFIX, async (dir) => {
+    const path = `${dir}/config.yaml`;
+    const work = newProfile("work", { postKnock: "ssh work" });
+    const home = newProfile("home");
+    await upsertClientProfile(path, work);
+    assert.equal(await Deno.readTextFile(path), renderClientConfig([work]));
+    await upsertClientProfile(path, home);
+    assert.equal(
+      await Deno.readTextFile(path),
+      renderClientConfig([work, home]),
+    );
   });
 });
 

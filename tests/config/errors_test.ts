@@ -1,16 +1,15 @@
 import assert from "node:assert/strict";
 import {
   ConfigError,
+  type ConfigErrorOptions,
   describeValue,
-  formatConfigMessage,
+  errorText,
   formatKeyPath,
+  shortenText,
 } from "../../lib/config/errors.ts";
 
-Deno.test("formatConfigMessage puts file, line, key path, problem and hint in order", () => {
-  const cases: {
-    parts: Parameters<typeof formatConfigMessage>[0];
-    want: string;
-  }[] = [
+Deno.test("a ConfigError message puts file, line, key path, problem and hint in order", () => {
+  const cases: { parts: ConfigErrorOptions; want: string }[] = [
     {
       parts: {
         file: "/etc/openme/config.yaml",
@@ -34,20 +33,23 @@ Deno.test("formatConfigMessage puts file, line, key path, problem and hint in or
       parts: { file: "/x.yaml", keyPath: "server.host", problem: "missing" },
       want: "config /x.yaml: server.host: missing",
     },
+    {
+      parts: { file: "/x.yaml", keyPath: "", problem: "p", expected: "" },
+      want: "config /x.yaml: p",
+    },
   ];
   for (const { parts, want } of cases) {
-    assert.equal(formatConfigMessage(parts), want);
+    assert.equal(new ConfigError(parts).message, want);
   }
 });
 
-Deno.test("formatConfigMessage keeps a message on one line even with newlines in values", () => {
-  const message = formatConfigMessage({
+Deno.test("a ConfigError message stays on one line even with newlines in values", () => {
+  const message = new ConfigError({
     file: "/x.yaml",
     problem: 'bad value "a\nb"',
     expected: "one\r\nline",
-  });
-  assert.ok(!message.includes("\n"));
-  assert.ok(!message.includes("\r"));
+  }).message;
+  assert.equal(message, 'config /x.yaml: bad value "a b" (one line)');
 });
 
 Deno.test("formatKeyPath joins keys with dots, indexes with brackets and quotes odd keys", () => {
@@ -128,4 +130,28 @@ Deno.test("ConfigError exposes its parts as fields and its name", () => {
     error.message,
     'config /etc/openme/config.yaml:5: server.firewall: unknown firewall "pf" (expected nft or iptables)',
   );
+});
+
+Deno.test("a ConfigError keeps its cause only when given one", () => {
+  const cause = new Error("disk");
+  assert.equal(
+    new ConfigError({ file: "/x", problem: "p", cause }).cause,
+    cause,
+  );
+  assert.ok(!("cause" in new ConfigError({ file: "/x", problem: "p" })));
+});
+
+Deno.test("shortenText cuts long text, never inside a surrogate pair, and notes its length", () => {
+  assert.equal(shortenText("short", 10), "short");
+  assert.equal(shortenText("abcdefghij", 4), "abcd\u2026(10 characters)");
+  assert.equal(
+    shortenText("abc\u{1f642}\u{1f642}", 4),
+    "abc\u2026(5 characters)",
+  );
+});
+
+Deno.test("errorText gives the first line of any thrown value's message", () => {
+  assert.equal(errorText(new Error("first\nsecond")), "first");
+  assert.equal(errorText("  plain  "), "plain");
+  assert.equal(errorText(42), "42");
 });

@@ -5,7 +5,6 @@ import {
   mergePortRanges,
   parsePortSpec,
   type PortRange,
-  samePortRanges,
 } from "../../lib/config/ports.ts";
 
 Deno.test("parsePortSpec parses single ports, ranges and protocols", () => {
@@ -161,14 +160,4 @@ Deno.test("mergePortRanges sorts, dedupes and merges overlapping and adjacent ra
     "100-200/udp",
   ]);
   assert.deepEqual(mergePortRanges([]), []);
-});
-
-Deno.test("samePortRanges compares the ports covered, not the spelling", () => {
-  assert.ok(samePortRanges(
-    [{ port: 22, proto: "tcp" }, { port: 23, proto: "tcp" }],
-    [{ port: 22, endPort: 23, proto: "tcp" }],
-  ));
-  assert.ok(
-    !samePortRanges([{ port: 22, proto: "tcp" }], [{ port: 22, proto: "udp" }]),
-  );
 });

@@ -1,6 +1,7 @@
 /**
  * Writes to the server config (lib/config/server_config_edit.ts): `openme
- * add` and `openme revoke` keep every other byte of a hand-written file,
+ * add` and `openme revoke` keep the comments, key order and unknown keys of
+ * a hand-written file and the bytes of one `openme init` wrote,
  * refuse bad input before touching it and serialise concurrent writers;
  * `openme init` creates the directory and file with their modes and refuses
  * to overwrite without force.
@@ -9,7 +10,9 @@ import assert from "node:assert/strict";
 import { ConfigError } from "../../lib/config/errors.ts";
 import {
   loadServerConfig,
+  parseServerConfig,
   renderInitialServerConfig,
+  type ServerConfig,
 } from "../../lib/config/server_config.ts";
 import {
   addServerClient,
@@ -30,8 +33,14 @@ import {
 } from "../support/server_config_fixture.ts";
 
 const IS_WINDOWS = Deno.build.os === "windows";
+/** How long the concurrent writers wait for the lock: far longer than 16 writes take on a loaded machine. */
+const LOCK_WAIT_MS = 120_000;
 /** Prefix of this file's temporary directories. */
 const TEMP_PREFIX = "openme-server-config-edit-";
+
+function parse(text: string): ServerConfig {
+  return parseServerConfig(text, { path: "/hand.yaml" });
+}
 
 /** A hand-written config: comments everywhere, unknown keys, odd spacing and key order. */
 function handWrittenConfig(): string {
@@ -62,7 +71,17 @@ function handWrittenConfig(): string {
   ].join("\n");
 }
 
-Deno.test("addServerClient then removeServerClient keep every other byte of a hand-written config", async () => {
+/** A message without its `config FILE:LINE: ` start. */
+function withoutPlace(message: string): string {
+  return message.replace(/^config [^ ]+:\d+: /, "");
+}
+
+/** The comments of a YAML text, in order. */
+function commentsOf(text: string): string[] {
+  return [...text.matchAll(/#[^\n]*/g)].map((match) => match[0]);
+}
+
+Deno.test("addServerClient then removeServerClient keep the comments, key order and unknown keys of a hand-written config", async () => {
   const original = handWrittenConfig();
   await withTempConfig(original, async (path, dir) => {
     const carolKey = randomClientKey();
@@ -73,42 +92,89 @@ Deno.test("addServerClient then removeServerClient keep every other byte of a ha
       expires: "2099-01-02T03:04:05Z",
     });
     const afterAdd = await Deno.readTextFile(path);
-    const insertAt = original.indexOf("    # end of clients");
-    const expectedBlock = [
-      "    carol:",
-      `      ed25519_pubkey: ${carolKey}`,
-      "      allowed_ports: [devops, 8080/tcp]",
-      '      expires: "2099-01-02T03:04:05Z"',
-      "",
-    ].join("\n");
-    assert.equal(
+    assert.deepEqual(commentsOf(afterAdd), commentsOf(original));
+    assert.ok(
+      afterAdd.includes(
+        [
+          `  bob: {ed25519_pubkey: ${BOB_KEY}, allowed_ports: [default]}`,
+          "  carol:",
+          `    ed25519_pubkey: ${carolKey}`,
+          "    allowed_ports: [devops, 8080/tcp]",
+          '    expires: "2099-01-02T03:04:05Z"',
+          "  # end of clients",
+          "ports:",
+        ].join("\n"),
+      ),
       afterAdd,
-      original.slice(0, insertAt) + expectedBlock + original.slice(insertAt),
     );
-
+    const before = parse(original);
     const config = await loadServerConfig(path);
-    const carol = config.clients.find((c) => c.name === "carol");
-    assert.ok(carol !== undefined);
+    assert.deepEqual(config.clients.map((c) => c.name), [
+      "alice",
+      "bob",
+      "carol",
+    ]);
+    const carol = config.clients[2];
     assert.deepEqual(portsText(carol.ports), ["22/tcp", "443/tcp", "8080/tcp"]);
     assert.equal(carol.expires?.toISOString(), "2099-01-02T03:04:05.000Z");
+    assert.deepEqual(
+      config.warnings.map(withoutPlace),
+      before.warnings.map(withoutPlace),
+      "unknown keys kept",
+    );
+    assert.deepEqual(
+      afterAdd.match(/^[a-z_]+:/gm),
+      ["clients:", "ports:", "server:", "custom_section:"],
+    );
     if (!IS_WINDOWS) assert.equal((await Deno.stat(path)).mode! & 0o777, 0o600);
 
     assert.equal(await removeServerClient(path, "carol"), true);
-    assert.equal(await Deno.readTextFile(path), original);
-
+    assert.equal(
+      await Deno.readTextFile(path),
+      afterAdd.replace(
+        / {2}carol:\n.*\n.*\n.*\n/,
+        "",
+      ),
+    );
     assert.equal(await removeServerClient(path, "alice"), true);
     const withoutAlice = await Deno.readTextFile(path);
-    const aliceStart = original.indexOf("    alice:");
-    const aliceEnd = original.indexOf("\n\n    bob:") + 1;
-    assert.equal(
-      withoutAlice,
-      original.slice(0, aliceStart) + original.slice(aliceEnd),
+    assert.ok(!withoutAlice.includes("alice"), withoutAlice);
+    assert.ok(!withoutAlice.includes("# from her laptop"), withoutAlice);
+    assert.deepEqual(
+      commentsOf(withoutAlice),
+      commentsOf(original).filter((c) => c !== "# from her laptop"),
     );
     assert.deepEqual(
-      (await listDir(dir)).filter((n) => !n.startsWith("config.yaml")),
-      [],
+      (await loadServerConfig(path)).clients.map((c) => c.name),
+      ["bob"],
     );
     assert.deepEqual(await listDir(dir), ["config.yaml", "config.yaml.lock"]);
+  });
+});
+
+Deno.test("addServerClient then removeServerClient give back the bytes openme init wrote", async () => {
+  const text = renderInitialServerConfig({
+    host: "h.example",
+    privateKeyB64: SERVER_PRIVATE,
+    publicKeyB64: SERVER_PUBLIC,
+  });
+  await withTempConfig(text, async (path) => {
+    await addServerClient(path, {
+      name: "alice",
+      ed25519PublicKeyB64: ALICE_KEY,
+      allowedPorts: ["22", "default"],
+      expires: null,
+      disableHealthPort: true,
+    });
+    assert.equal(
+      await Deno.readTextFile(path),
+      text.replace(
+        "clients: {}\n",
+        `clients:\n  alice:\n    ed25519_pubkey: ${ALICE_KEY}\n    allowed_ports: [22, default]\n    disable_health_port: true\n`,
+      ),
+    );
+    assert.equal(await removeServerClient(path, "alice"), true);
+    assert.equal(await Deno.readTextFile(path), text);
   });
 });
 
@@ -345,7 +411,8 @@ Deno.test("concurrent adds from this process and two other processes all land", 
         "  try { await Deno.stat(`${dir}/go`); break; } catch { await new Promise((r) => setTimeout(r, 5)); }",
         "}",
         "await Promise.all([0, 1, 2, 3].map((i) =>",
-        "  addServerClient(path, { name: `${prefix}${i}`, ed25519PublicKeyB64: key, allowedPorts: ['default'], expires: null })));",
+        "  addServerClient(path, { name: `${prefix}${i}`, ed25519PublicKeyB64: key, allowedPorts: ['default'], expires: null }, { timeoutMs: " +
+        LOCK_WAIT_MS + " })));",
       ].join("\n"),
     );
     const children = ["proca", "procb"].map((prefix) =>
@@ -385,7 +452,7 @@ Deno.test("concurrent adds from this process and two other processes all land", 
               ? ["default"]
               : ["22/tcp", "8080-8081/tcp"],
             expires: null,
-          })),
+          }, { timeoutMs: LOCK_WAIT_MS })),
       );
     } finally {
       for (const child of children) {

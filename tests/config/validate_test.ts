@@ -1,157 +1,227 @@
 /**
- * The validation helpers shared by the server and client config files
- * (lib/config/validate.ts): errors at a key path with the line from the
- * YAML, base64 keys, ports, names and hosts, the loose file mode warning, the
- * error of generated text and the check of an edited file.
+ * The field tables shared by the config files (lib/config/validate.ts): a
+ * section read in table order with defaults and one error path, unknown
+ * keys, and the shared checks of hosts, ports, keys, booleans and names.
  */
 import assert from "node:assert/strict";
 import { encodeBase64 } from "../../lib/encoding.ts";
 import { ConfigError } from "../../lib/config/errors.ts";
-import { parseYamlSource, type YamlSource } from "../../lib/config/file_io.ts";
+import { parseYamlFile, yamlValue } from "../../lib/config/yaml_file.ts";
 import {
-  configErrorAt,
+  booleanField,
+  type Fail,
+  type Field,
   HOST_PATTERN,
+  hostField,
   isRecord,
-  looseModeWarning,
+  keyField,
   NAME_PATTERN,
-  optionalPort,
-  passesCheck,
+  nameProblem,
   PORT_HINT,
-  requireKey,
-  withoutGeneratedLine,
+  portField,
+  readSection,
+  unknownKeyWarnings,
 } from "../../lib/config/validate.ts";
 
 const PATH = "/etc/openme/test.yaml";
 
-function source(text: string): YamlSource {
-  return parseYamlSource(text, { path: PATH });
+/** Reads `server:` of the text with the fields; returns the values or the ConfigError. */
+function read<F extends Record<string, Field<unknown>>>(
+  text: string,
+  fields: F,
+): unknown {
+  const file = parseYamlFile(text, { path: PATH });
+  const root = yamlValue(file) as { server: Record<string, unknown> };
+  try {
+    return readSection(file, { keyPath: ["server"], map: root.server, fields });
+  } catch (error) {
+    assert.ok(error instanceof ConfigError, String(error));
+    return error;
+  }
 }
 
-const TEXT = [
-  "server:", //                 1
-  "  udp_port: 54154", //       2
-  "clients:", //                3
-  "  bob:", //                  4
-  "    allowed_ports:", //      5
-  "      - 22/tcp", //          6
-  "      - devops", //          7
-  "",
-].join("\n");
+/** The ConfigError a field's check gives for a value on line 2, or its result. */
+function check(field: Field<unknown>, valueYaml: string): unknown {
+  const result = read(`server:\n  key: ${valueYaml}\n`, { key: field });
+  return result instanceof ConfigError
+    ? result
+    : (result as { key: unknown }).key;
+}
 
-Deno.test("configErrorAt takes the line of the deepest existing key and formats the key path", () => {
-  const src = source(TEXT);
-  const port = configErrorAt(src, {
-    keyPath: ["clients", "bob", "allowed_ports", 1],
-    problem: 'unknown port group "devops"',
-    expected: "defined: default",
-  });
-  assert.ok(port instanceof ConfigError);
-  assert.equal(port.file, PATH);
-  assert.equal(port.line, 7);
-  assert.equal(port.keyPath, "clients.bob.allowed_ports[1]");
-  assert.equal(
-    port.message,
-    `config ${PATH}:7: clients.bob.allowed_ports[1]: unknown port group "devops" (defined: default)`,
-  );
-  const missing = configErrorAt(src, {
-    keyPath: ["server", "host"],
-    problem: "missing server host",
-  });
-  assert.equal(missing.line, 1, "a missing key reports its parent's line");
-  assert.equal(missing.expected, undefined);
-  const whole = configErrorAt(src, { keyPath: [], problem: "the file" });
-  assert.equal(whole.keyPath, undefined);
-  assert.equal(whole.message, `config ${PATH}: the file`);
-});
+function problemOf(result: unknown): string {
+  assert.ok(result instanceof ConfigError, `expected an error, got ${result}`);
+  return result.problem;
+}
 
-Deno.test("isRecord is true for maps only", () => {
-  assert.equal(isRecord({ a: 1 }), true);
-  assert.equal(isRecord({}), true);
-  for (const value of [null, undefined, [], [1], "x", 1, new Uint8Array(2)]) {
-    assert.equal(isRecord(value), false, String(value));
-  }
-});
-
-Deno.test("requireKey decodes a key of an accepted size and names the key path otherwise", () => {
-  const src = source(TEXT);
-  const key = new Uint8Array(32).fill(7);
-  const field = {
-    keyPath: ["server", "public_key"],
-    sizes: [32],
-    hint: "the base64 X25519 public key",
-  };
-  assert.deepEqual(
-    requireKey(src, { ...field, value: encodeBase64(key) }),
-    key,
-  );
-  assert.deepEqual(
-    requireKey(src, {
-      ...field,
-      value: encodeBase64(new Uint8Array(64)),
-      sizes: [64, 32],
-    }),
-    new Uint8Array(64),
-  );
-  for (const value of [undefined, null, "", "not base64!", 42, ["a"]]) {
-    assert.throws(
-      () => requireKey(src, { ...field, value }),
-      (error: unknown) => {
-        assert.ok(error instanceof ConfigError, String(value));
-        assert.equal(error.keyPath, "server.public_key");
-        assert.equal(error.line, 1);
-        assert.equal(error.expected, "the base64 X25519 public key");
-        return true;
+Deno.test("readSection checks the fields in table order and fills in defaults for absent or null keys", () => {
+  const order: string[] = [];
+  function recording(name: string): Field<string> {
+    return {
+      hint: "",
+      check(value: unknown): string {
+        order.push(name);
+        return `${name}=${value}`;
       },
-    );
+    };
   }
-  assert.throws(
-    () => requireKey(src, { ...field, value: 42 }),
-    /expected base64 text, got 42/,
-  );
-  assert.throws(
-    () =>
-      requireKey(src, { ...field, value: encodeBase64(new Uint8Array(16)) }),
-    /16 bytes/,
+  const values = read("server:\n  b: 1\n  a: 2\n  c: ~\n", {
+    a: recording("a"),
+    b: recording("b"),
+    c: { ...recording("c"), default: "fallback" },
+    d: { ...recording("d"), default: "absent" },
+    e: recording("e"),
+  });
+  assert.deepEqual(values, {
+    a: "a=2",
+    b: "b=1",
+    c: "fallback",
+    d: "absent",
+    e: "e=null",
+  });
+  assert.deepEqual(
+    order,
+    ["a", "b", "e"],
+    "a field without default is checked even when absent",
   );
 });
 
-Deno.test("optionalPort returns the port, the fallback when absent, and refuses the rest", () => {
-  const src = source(TEXT);
-  const keyPath = ["server", "udp_port"];
-  assert.equal(
-    optionalPort(src, { keyPath, value: 40000, fallback: 1 }),
-    40000,
+Deno.test("a failed check is a ConfigError at the key's line, with the field's hint unless told otherwise", () => {
+  function failing(options?: Parameters<Fail>[1]): Field<never> {
+    return {
+      hint: "the hint",
+      check(_value: unknown, fail: Fail): never {
+        fail("bad value", options);
+      },
+    };
+  }
+  const text = "server:\n  host: h\n  ports:\n    - 1\n    - 2\n";
+  const cases: { field: Field<never>; key: string; message: string }[] = [
+    {
+      field: failing(),
+      key: "host",
+      message: `config ${PATH}:2: server.host: bad value (the hint)`,
+    },
+    {
+      field: failing({ expected: "other" }),
+      key: "host",
+      message: `config ${PATH}:2: server.host: bad value (other)`,
+    },
+    {
+      field: failing({ expected: "" }),
+      key: "host",
+      message: `config ${PATH}:2: server.host: bad value`,
+    },
+    {
+      field: failing({ index: 1 }),
+      key: "ports",
+      message: `config ${PATH}:5: server.ports[1]: bad value (the hint)`,
+    },
+    {
+      field: failing(),
+      key: "missing",
+      message: `config ${PATH}:1: server.missing: bad value (the hint)`,
+    },
+  ];
+  for (const c of cases) {
+    const error = read(text, { [c.key]: c.field });
+    assert.ok(error instanceof ConfigError);
+    assert.equal(error.message, c.message);
+  }
+});
+
+Deno.test("unknownKeyWarnings names each key the table lacks, with the known keys", () => {
+  const file = parseYamlFile("server:\n  host: h\n  colour: blue\n", {
+    path: PATH,
+  });
+  const root = yamlValue(file) as { server: Record<string, unknown> };
+  assert.deepEqual(
+    unknownKeyWarnings(file, {
+      keyPath: ["server"],
+      map: root.server,
+      fields: { host: booleanField(true), port: portField(1) },
+    }),
+    [
+      `config ${PATH}:3: server.colour: unknown key, ignored (known keys: host, port)`,
+    ],
   );
-  assert.equal(optionalPort(src, { keyPath, value: 1, fallback: 9 }), 1);
-  assert.equal(
-    optionalPort(src, { keyPath, value: 65535, fallback: 9 }),
-    65535,
-  );
-  assert.equal(
-    optionalPort(src, { keyPath, value: undefined, fallback: 9 }),
-    9,
-  );
-  assert.equal(optionalPort(src, { keyPath, value: null, fallback: 9 }), 9);
-  const cases: [unknown, string][] = [
-    ["22", 'expected a port number, got "22"'],
-    [22.5, "expected a port number, got 22.5"],
-    [0, "port 0 out of range 1-65535"],
-    [65536, "port 65536 out of range 1-65535"],
-    [-1, "port -1 out of range 1-65535"],
+});
+
+Deno.test("hostField trims a host and refuses missing, non-text and odd hosts", () => {
+  const field = hostField("a host", "missing host");
+  assert.equal(check(field, '" vpn.example.com "'), "vpn.example.com");
+  assert.equal(check(field, "2001:db8::1"), "2001:db8::1");
+  assert.equal(problemOf(check(field, '""')), "missing host");
+  assert.equal(problemOf(check(field, "~")), "missing host");
+  assert.equal(problemOf(check(field, "5")), "expected a host name, got 5");
+  assert.equal(problemOf(check(field, '"a b"')), 'invalid host "a b"');
+});
+
+Deno.test("portField returns the port or its default and refuses the rest", () => {
+  const field = portField(9);
+  assert.equal(check(field, "40000"), 40000);
+  assert.equal(check(field, "1"), 1);
+  assert.equal(check(field, "65535"), 65535);
+  assert.equal(check(field, "~"), 9);
+  const cases: [string, string][] = [
+    ['"22"', 'expected a port number, got "22"'],
+    ["22.5", "expected a port number, got 22.5"],
+    ["0", "port 0 out of range 1-65535"],
+    ["65536", "port 65536 out of range 1-65535"],
+    ["-1", "port -1 out of range 1-65535"],
   ];
   for (const [value, problem] of cases) {
-    assert.throws(
-      () => optionalPort(src, { keyPath, value, fallback: 9 }),
-      (error: unknown) => {
-        assert.ok(error instanceof ConfigError);
-        assert.equal(error.problem, problem);
-        assert.equal(error.expected, PORT_HINT);
-        assert.equal(error.line, 2);
-        assert.equal(error.keyPath, "server.udp_port");
-        return true;
-      },
-    );
+    const error = check(field, value);
+    assert.equal(problemOf(error), problem);
+    assert.equal((error as ConfigError).expected, PORT_HINT);
   }
+});
+
+Deno.test("keyField decodes a key of an accepted size and refuses missing, non-text and other sizes", () => {
+  const field = keyField("a key", [64, 32]);
+  const key = new Uint8Array(32).fill(7);
+  assert.deepEqual(check(field, encodeBase64(key)), key);
+  assert.deepEqual(
+    check(field, encodeBase64(new Uint8Array(64))),
+    new Uint8Array(64),
+  );
+  const cases: [string, RegExp][] = [
+    ["~", /^missing key: expected base64 of 64 or 32 bytes$/],
+    ['""', /^missing key/],
+    ["42", /^expected base64 text, got 42$/],
+    ["[a]", /^expected base64 text, got a list$/],
+    ['"not base64!"', /^not valid base64/],
+    [
+      encodeBase64(new Uint8Array(16)),
+      /^key is 16 bytes, expected 64 or 32 bytes$/,
+    ],
+  ];
+  for (const [value, problem] of cases) {
+    const error = check(field, value);
+    assert.match(problemOf(error), problem);
+    assert.equal((error as ConfigError).expected, "a key");
+  }
+});
+
+Deno.test("booleanField takes true or false only, and its default when absent", () => {
+  assert.equal(check(booleanField(false), "true"), true);
+  assert.equal(check(booleanField(true), "false"), false);
+  assert.equal(check(booleanField(true), "~"), true);
+  assert.equal(
+    problemOf(check(booleanField(true), "yes")),
+    'expected true or false, got "yes"',
+  );
+});
+
+Deno.test("nameProblem accepts plain names up to 64 characters and explains what it refuses", () => {
+  for (const name of ["alice", "büro.lan_1@x-y", "0", "x".repeat(64)]) {
+    assert.equal(nameProblem(name, "client"), null, name);
+  }
+  assert.equal(nameProblem("", "client"), "empty client name");
+  assert.equal(
+    nameProblem("x".repeat(65), "profile"),
+    "profile name is 65 characters, longer than 64",
+  );
+  assert.equal(nameProblem("a b", "profile"), 'invalid profile name "a b"');
 });
 
 Deno.test("NAME_PATTERN and HOST_PATTERN accept plain names and refuse odd ones", () => {
@@ -171,52 +241,10 @@ Deno.test("NAME_PATTERN and HOST_PATTERN accept plain names and refuse odd ones"
   assert.ok(!HOST_PATTERN.test("a".repeat(254)));
 });
 
-Deno.test("looseModeWarning names the mode, the secret and the chmod, only for loose modes", () => {
-  const src = source(TEXT);
-  assert.equal(looseModeWarning(src, "your private key"), null, "no mode");
-  src.mode = 0o600;
-  assert.equal(looseModeWarning(src, "your private key"), null);
-  src.mode = 0o400;
-  assert.equal(looseModeWarning(src, "your private key"), null);
-  src.mode = 0o644;
-  assert.equal(
-    looseModeWarning(src, "your private key"),
-    `config ${PATH}: file mode 0644 lets other users read your private key (run chmod 600 ${PATH})`,
-  );
-  src.mode = 0o640;
-  assert.match(
-    looseModeWarning(src, "the server private key") ?? "",
-    /file mode 0640 lets other users read the server private key/,
-  );
-});
-
-Deno.test("withoutGeneratedLine keeps key path, problem and hint for the named file, without a line", () => {
-  const generated = configErrorAt(source(TEXT), {
-    keyPath: ["server", "udp_port"],
-    problem: "port 0 out of range 1-65535",
-    expected: PORT_HINT,
-  });
-  assert.equal(generated.line, 2);
-  const moved = withoutGeneratedLine(generated, "/tmp/new.yaml");
-  assert.ok(moved instanceof ConfigError);
-  assert.equal(moved.file, "/tmp/new.yaml");
-  assert.equal(moved.line, undefined);
-  assert.equal(moved.keyPath, "server.udp_port");
-  assert.equal(moved.problem, generated.problem);
-  assert.equal(moved.expected, PORT_HINT);
-  assert.equal(
-    moved.message,
-    `config /tmp/new.yaml: server.udp_port: port 0 out of range 1-65535 (${PORT_HINT})`,
-  );
-});
-
-Deno.test("passesCheck returns the check's answer and false when it throws", () => {
-  assert.equal(passesCheck((text) => text === "ok", "ok"), true);
-  assert.equal(passesCheck((text) => text === "ok", "no"), false);
-  assert.equal(
-    passesCheck(() => {
-      throw new Error("unparsable");
-    }, "x"),
-    false,
-  );
+Deno.test("isRecord is true for maps only", () => {
+  assert.equal(isRecord({ a: 1 }), true);
+  assert.equal(isRecord({}), true);
+  for (const value of [null, undefined, [], [1], "x", 1, new Uint8Array(2)]) {
+    assert.equal(isRecord(value), false, String(value));
+  }
 });

@@ -15,7 +15,7 @@ import {
   validateProfileName,
 } from "../../config/client_config.ts";
 
-import { NAME_HINT } from "../../config/value_checks.ts";
+import { NAME_HINT } from "../../config/validate.ts";
 import {
   ed25519KeyPairFromPrivateKey,
   keyFingerprint,

@@ -1,0 +1,411 @@
+/**
+ * Config files as YAML (npm:yaml): read and parsed into a Document that
+ * keeps comments and positions, converted to plain values, problems placed
+ * at the line of a key path, and changes made through the Document API
+ * (comments, key order and unknown keys kept) and written atomically.
+ *
+ * @module
+ */
+
+import { isDeepStrictEqual } from "node:util";
+import { dirname } from "node:path";
+import {
+  type Document,
+  isAlias,
+  isMap,
+  isPair,
+  isScalar,
+  isSeq,
+  LineCounter,
+  parseDocument,
+  visit,
+  YAMLMap,
+} from "yaml";
+import { atomicWriteFile, ensureDir } from "./atomic_write.ts";
+import {
+  ConfigError,
+  describeValue,
+  errorText,
+  formatKeyPath,
+  type KeyPathSegment,
+  shortenText,
+} from "./errors.ts";
+
+/** Config files larger than this are refused before parsing. */
+export const MAX_CONFIG_FILE_BYTES = 1024 * 1024;
+
+/** Most alias expansions allowed when converting YAML to values (bounds "billion laughs" files). */
+const MAX_YAML_ALIAS_COUNT = 100;
+
+/** Longest yaml package message shown; longer ones quote the file and are cut. */
+const MAX_YAML_MESSAGE_CHARS = 200;
+
+/** Permission bits that let other users read a config file. */
+const LOOSE_MODE_BITS = 0o077;
+
+const IS_WINDOWS = Deno.build.os === "windows";
+
+/** How edited Documents are written: no line folding, `[a, b]` flow lists. */
+const TO_STRING_OPTIONS = { lineWidth: 0, flowCollectionPadding: false };
+
+/** A parsed YAML config file. */
+export interface YamlFile {
+  /** Path used in messages. */
+  path: string;
+  /** The file's text. */
+  text: string;
+  /** Non-fatal YAML warnings, formatted as config messages. */
+  warnings: string[];
+  /** Permission bits when read from disk; null for text or on Windows. */
+  mode: number | null;
+  /**
+   * The Document, with comments and source ranges.
+   * @ignore
+   */
+  doc: Document;
+  /** The 1-based line of a text offset; undefined for generated text, whose lines mean nothing to the user. */
+  lineAt(offset: number): number | undefined;
+}
+
+/** Parses YAML text (`generated` for text openme made and has not written, whose messages name no line); throws ConfigError at the first syntax error or duplicate key. */
+export function parseYamlFile(
+  text: string,
+  options: { path: string; generated?: boolean },
+): YamlFile {
+  const path = options.path;
+  const lineCounter = new LineCounter();
+  function lineAt(offset: number): number | undefined {
+    return options.generated ? undefined : lineCounter.linePos(offset).line;
+  }
+  // The yaml package reports even a stack overflow as an error of the Document.
+  const doc = parseDocument(text, {
+    lineCounter,
+    prettyErrors: false,
+    uniqueKeys: sameKey,
+    logLevel: "error",
+  });
+  // A syntax error is reported before a duplicate key.
+  const first = doc.errors.find((error) => error.code !== "DUPLICATE_KEY") ??
+    doc.errors[0];
+  if (first?.code === "DUPLICATE_KEY") {
+    const key = keyFrom(doc, first.pos[0]);
+    throw new ConfigError({
+      file: path,
+      line: lineAt(key.offset),
+      keyPath: formatKeyPath(key.keyPath),
+      problem: `invalid YAML: duplicate key ${
+        describeValue(key.keyPath.at(-1))
+      }`,
+      expected: "map keys must be unique: remove or rename one of them",
+    });
+  }
+  if (first !== undefined) {
+    const multiple = first.code === "MULTIPLE_DOCS";
+    throw new ConfigError({
+      file: path,
+      line: lineAt(first.pos[0]),
+      problem: multiple
+        ? "invalid YAML: the file holds more than one YAML document"
+        : `invalid YAML: ${yamlMessage(first.message)}`,
+      expected: multiple
+        ? "keep a single document: remove the --- line and what follows it, or merge them"
+        : "fix the YAML syntax at that line",
+      cause: first,
+    });
+  }
+  const warnings = doc.warnings.map((warning) =>
+    `config ${path}:${lineAt(warning.pos[0])}: YAML warning: ${
+      yamlMessage(warning.message)
+    }`
+  );
+  return { path, text, warnings, mode: null, doc, lineAt };
+}
+
+/** Keys are the same when they become the same key of a plain object (`1` and `"1"`, null and `""`). */
+function sameKey(a: unknown, b: unknown): boolean {
+  return isScalar(a) && isScalar(b) && keyText(a) === keyText(b);
+}
+
+/** The text a map key becomes once converted to a value, as `toJS` does. */
+function keyText(key: unknown): string {
+  if (!isScalar(key)) return "?";
+  return key.value === null || key.value === undefined ? "" : String(key.value);
+}
+
+/** The key path and offset of the first map key at or after `offset` (where yaml reports a duplicate key). */
+function keyFrom(
+  doc: Document,
+  offset: number,
+): { keyPath: KeyPathSegment[]; offset: number } {
+  const found = { keyPath: [] as KeyPathSegment[], offset };
+  visit(doc, {
+    Pair(_, pair, ancestors) {
+      const start = isScalar(pair.key) ? pair.key.range?.[0] : undefined;
+      if (start === undefined || start < offset) return;
+      for (const [index, ancestor] of ancestors.entries()) {
+        const child = ancestors[index + 1];
+        if (isSeq(ancestor)) found.keyPath.push(ancestor.items.indexOf(child));
+        if (isPair(ancestor) && child === ancestor.value) {
+          found.keyPath.push(keyText(ancestor.key));
+        }
+      }
+      found.keyPath.push(keyText(pair.key));
+      found.offset = start;
+      return visit.BREAK;
+    },
+  });
+  return found;
+}
+
+/** Reads and parses a YAML file; throws ConfigError (with `missingHint` for a missing file) when it is missing, unreadable, too large, not UTF-8 or not valid YAML. */
+export async function readYamlFile(
+  path: string,
+  options: { missingHint?: string } = {},
+): Promise<YamlFile> {
+  let info: Deno.FileInfo;
+  let bytes: Uint8Array;
+  try {
+    info = await Deno.stat(path);
+    if (info.isDirectory) {
+      throw fileError(path, "is a directory, not a config file", {
+        expected: "pass the path of the YAML file",
+      });
+    }
+    if (info.size > MAX_CONFIG_FILE_BYTES) {
+      throw fileError(
+        path,
+        `file is ${info.size} bytes, larger than the ${MAX_CONFIG_FILE_BYTES} allowed`,
+        { expected: "a config file is a few kilobytes; check the path" },
+      );
+    }
+    bytes = await Deno.readFile(path);
+  } catch (error) {
+    if (error instanceof ConfigError) throw error;
+    if (error instanceof Deno.errors.NotFound) {
+      throw fileError(path, "file not found", {
+        expected: options.missingHint ?? "check the path",
+        cause: error,
+      });
+    }
+    throw fileError(
+      path,
+      error instanceof Deno.errors.PermissionDenied
+        ? "permission denied reading the file"
+        : `cannot read the file: ${errorText(error)}`,
+      {
+        expected: error instanceof Deno.errors.PermissionDenied
+          ? "run with sudo, or as the user that owns it (for the server config: root or the openme service user)"
+          : "check the path and permissions",
+        cause: error,
+      },
+    );
+  }
+  let text: string;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch (error) {
+    throw fileError(path, "file is not UTF-8 text", {
+      expected: "save it as UTF-8",
+      cause: error,
+    });
+  }
+  const file = parseYamlFile(text, { path });
+  file.mode = IS_WINDOWS || info.mode === null ? null : info.mode & 0o777;
+  return file;
+}
+
+/** A ConfigError about a whole file. */
+function fileError(
+  path: string,
+  problem: string,
+  options: { expected: string; cause?: unknown },
+): ConfigError {
+  return new ConfigError({ file: path, problem, ...options });
+}
+
+/** The file's content as plain values (maps become objects), with bounded alias expansion; throws ConfigError. */
+export function yamlValue(file: YamlFile): unknown {
+  try {
+    return file.doc.toJS({ maxAliasCount: MAX_YAML_ALIAS_COUNT });
+  } catch (error) {
+    if (errorText(error).includes("Excessive alias count")) {
+      throw fileError(
+        file.path,
+        `YAML aliases expand to more than ${MAX_YAML_ALIAS_COUNT} nodes, refused as a resource exhaustion attack`,
+        {
+          expected: "write the values out instead of using *alias references",
+          cause: error,
+        },
+      );
+    }
+    throw fileError(
+      file.path,
+      `invalid YAML: ${yamlMessage(errorText(error))}`,
+      {
+        expected: "fix the YAML",
+        cause: error,
+      },
+    );
+  }
+}
+
+/** The first line of a yaml package message, shortened. */
+function yamlMessage(message: string): string {
+  return shortenText(errorText(message), MAX_YAML_MESSAGE_CHARS);
+}
+
+/** The 1-based line of the deepest part of a key path the file has (a missing key gives its parent's line). */
+export function lineOf(
+  file: YamlFile,
+  keyPath: readonly KeyPathSegment[],
+): number | undefined {
+  let node: unknown = file.doc.contents;
+  let line: number | undefined = undefined;
+  for (const segment of keyPath) {
+    if (isAlias(node)) node = node.resolve(file.doc);
+    let next: unknown;
+    if (isMap(node)) {
+      const pair = node.items.find((item) =>
+        keyText(item.key) === `${segment}`
+      );
+      if (pair === undefined) return line;
+      next = pair.key;
+      node = pair.value;
+    } else if (isSeq(node) && typeof segment === "number") {
+      next = node = node.items[segment];
+    } else {
+      return line;
+    }
+    const range = (next as { range?: [number, number, number] } | null)?.range;
+    if (range !== undefined) line = file.lineAt(range[0]) ?? line;
+  }
+  return line;
+}
+
+/** A problem at a key path of a config file. */
+export interface ProblemAt {
+  /** Where the problem is, e.g. `["clients", "bob", "expires"]`; empty for the whole file. */
+  keyPath: readonly KeyPathSegment[];
+  /** What failed, including the offending value. */
+  problem: string;
+  /** What a good value looks like, or what to do. */
+  expected?: string;
+}
+
+/** The ConfigError for a problem at a key path, on the line the file has for it. */
+export function errorAt(file: YamlFile, at: ProblemAt): ConfigError {
+  return new ConfigError({
+    file: file.path,
+    line: lineOf(file, at.keyPath),
+    keyPath: at.keyPath.length === 0 ? undefined : formatKeyPath(at.keyPath),
+    problem: at.problem,
+    expected: at.expected,
+  });
+}
+
+/** The warning for a file other users may read (`secret` names what they could read), or null. */
+export function looseModeWarning(
+  file: YamlFile,
+  secret: string,
+): string | null {
+  if (file.mode === null || (file.mode & LOOSE_MODE_BITS) === 0) return null;
+  return `config ${file.path}: file mode ${
+    file.mode.toString(8).padStart(4, "0")
+  } lets other users read ${secret} (run chmod 600 ${file.path})`;
+}
+
+/** One change to a config file: the value to set at a key path (plain, or a yaml node for its style), or a deletion. */
+export interface YamlChange {
+  /** Where, e.g. `["clients", "carol"]`. */
+  keyPath: readonly KeyPathSegment[];
+  /** The new value; absent to delete the key. */
+  value?: unknown;
+}
+
+/** Changes to make to a config file and what they must give. */
+export interface FileChanges {
+  /** The changes, made in order. */
+  edits: readonly YamlChange[];
+  /** The file's whole value after the changes. */
+  expected: unknown;
+  /** The problem to report when the changed file does not hold exactly `expected`. */
+  failure: ProblemAt;
+}
+
+/** Makes changes to a copy of the file's Document and parses the result as generated text; throws `failure` as a ConfigError unless it holds exactly `expected`. */
+export function changedFile(file: YamlFile, changes: FileChanges): YamlFile {
+  const doc = file.doc.clone();
+  try {
+    for (const edit of changes.edits) {
+      if (!("value" in edit)) {
+        doc.deleteIn(edit.keyPath);
+        continue;
+      }
+      // A missing or empty parent becomes a block map.
+      const parentPath = edit.keyPath.slice(0, -1);
+      const parent = doc.getIn(parentPath, true);
+      if (parentPath.length > 0 && !isMap(parent)) {
+        doc.setIn(parentPath, new YAMLMap());
+      } else if (isMap(parent) && parent.items.length === 0) {
+        parent.flow = false;
+      }
+      doc.setIn(edit.keyPath, edit.value);
+    }
+    let text = doc.toString(TO_STRING_OPTIONS);
+    if (file.text.includes("\r\n")) text = text.replaceAll("\n", "\r\n");
+    const after = parseYamlFile(text, { path: file.path, generated: true });
+    if (isDeepStrictEqual(yamlValue(after), changes.expected)) return after;
+  } catch {
+    // An alias left without its anchor, or text that does not parse back.
+  }
+  throw errorAt(file, changes.failure);
+}
+
+/** Tells whether something exists at the path; throws ConfigError when that cannot be checked. */
+export async function fileExists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return false;
+    throw fileError(path, `cannot check the file: ${errorText(error)}`, {
+      expected: "check the path and permissions",
+      cause: error,
+    });
+  }
+}
+
+/** Creates the directory of the config file `path` with `options.mode` when missing; throws ConfigError saying `options.expected`. */
+export async function ensureConfigDir(
+  path: string,
+  options: { mode: number; expected: string },
+): Promise<void> {
+  const directory = dirname(path);
+  try {
+    await ensureDir(directory, options.mode);
+  } catch (error) {
+    throw fileError(
+      path,
+      `cannot create directory ${directory}: ${errorText(error)}`,
+      { expected: options.expected, cause: error },
+    );
+  }
+}
+
+/** Writes a config file atomically with `options.mode`; throws ConfigError naming the file. */
+export async function writeConfigFile(
+  path: string,
+  text: string,
+  options: { mode: number },
+): Promise<void> {
+  try {
+    await atomicWriteFile(path, text, options);
+  } catch (error) {
+    throw fileError(path, `cannot write the file: ${errorText(error)}`, {
+      expected: error instanceof Deno.errors.PermissionDenied
+        ? "run with sudo, or as a user that may write it"
+        : "check the directory exists, is writable and the disk is not full",
+      cause: error,
+    });
+  }
+}
