@@ -1,16 +1,10 @@
 /**
  * The session state file (SPEC §7): what is open, until when, and when each
- * client was last seen, plus the server's drop counters. Written atomically
- * (temp file + rename) by the server; read by `openme sessions`.
+ * client was last seen, plus openme's counters, failed closes and replay
+ * nonces. Written atomically by the server; read by `openme sessions`.
  *
  * @module
  */
-
-import { decodeHex } from "../encoding.ts";
-import {
-  REPLAY_CACHE_NONCE_BYTES,
-  type ReplayCacheEntry,
-} from "./replay_cache.ts";
 
 /** Default state file path. */
 export const DEFAULT_STATE_FILE = "/run/openme/sessions.json";
@@ -84,24 +78,14 @@ export function renderStateFile(state: StateFile): string {
   return JSON.stringify(state, null, 2) + "\n";
 }
 
-/** Writes the state file atomically: a temp file in the same directory, then rename. */
-export async function writeStateFile(
-  path: string,
-  state: StateFile,
-): Promise<void> {
-  await writeStateText(path, renderStateFile(state));
-}
-
-/** Writes state file text (from {@linkcode renderStateFile}) atomically: a temp file in the same directory, then rename. */
+/** Writes state file text atomically: a temp file in the same directory, then rename. */
 export async function writeStateText(
   path: string,
   text: string,
 ): Promise<void> {
-  const dir = path.includes("/")
-    ? path.slice(0, path.lastIndexOf("/")) || "/"
-    : ".";
-  const temp = `${dir}/.${
-    path.slice(path.lastIndexOf("/") + 1)
+  const slash = path.lastIndexOf("/");
+  const temp = `${path.slice(0, slash + 1)}.${
+    path.slice(slash + 1)
   }.${Deno.pid}.tmp`;
   try {
     await Deno.writeTextFile(temp, text, { mode: 0o644 });
@@ -138,36 +122,24 @@ export async function readStateFile(path: string): Promise<StateFile> {
       `state file ${path} does not exist: is \`openme serve\` running? (use --state-file to read another)`,
     );
   }
+  const state = data as StateFile;
   if (
     typeof data !== "object" || data === null ||
-    !Array.isArray((data as StateFile).active_sessions)
+    !Array.isArray(state.active_sessions)
   ) {
     throw new Error(`state file ${path}: missing "active_sessions" list`);
   }
-  const state = data as StateFile;
   if (typeof state.last_seen !== "object" || state.last_seen === null) {
     state.last_seen = {};
   }
   return state;
 }
 
-/**
- * Reads the `replay_nonces` an earlier run wrote to the state file; [] when
- * the file does not exist. Malformed entries are skipped; throws with the
- * path when the file is not JSON.
- */
-export async function readStateReplayNonces(
+/** The `replay_nonces` an earlier run wrote to the state file, unchecked; empty when there are none. */
+export async function readStateNonces(
   path: string,
-): Promise<ReplayCacheEntry[]> {
-  const data = await readStateJson(path);
-  const nonces = (data as StateFile | null)?.replay_nonces;
-  if (typeof nonces !== "object" || nonces === null) return [];
-  const entries: ReplayCacheEntry[] = [];
-  for (const [hex, addedMs] of Object.entries(nonces)) {
-    const nonce = decodeHex(hex);
-    if (nonce === null || nonce.length !== REPLAY_CACHE_NONCE_BYTES) continue;
-    if (typeof addedMs !== "number" || !Number.isFinite(addedMs)) continue;
-    entries.push({ nonce, addedMs });
-  }
-  return entries;
+): Promise<Record<string, unknown>> {
+  const nonces = ((await readStateJson(path)) as StateFile | null)
+    ?.replay_nonces;
+  return typeof nonces === "object" && nonces !== null ? nonces : {};
 }

@@ -120,7 +120,7 @@ Deno.test("the server's verifier accepts a buildKnockWeb packet once, then calls
   const source = ip("192.0.2.1");
   const first = verifier.verify(packet, source, { nowMs: NOW_MS });
   assert.equal(first.ok, true);
-  assert.equal(first.ok && first.clientName, "alice");
+  assert.equal(first.ok && first.client.name, "alice");
   const again = verifier.verify(packet, source, { nowMs: NOW_MS });
   assert.deepEqual(again, { ok: false, reason: "replay" });
 });
