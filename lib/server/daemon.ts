@@ -29,7 +29,6 @@ import { error, info, warn } from "../log.ts";
 import { isExpired, KnockVerifier, type VerifierClient } from "./verifier.ts";
 import { type HealthListener, startHealthListener } from "./health.ts";
 import {
-  type FirewallCheckResult,
   type Session,
   type SessionClient,
   SessionManager,
@@ -151,16 +150,6 @@ function oneLine(err: unknown): string {
     .filter((line) => line !== "").join(" | ");
 }
 
-/** Logs why a reload failed (the previous config stays in force); returns false, the reload's result. */
-function reloadFailed(why: string, err: unknown): false {
-  error(
-    `reload (${why}) failed, the previous config stays in force: ${
-      oneLine(err)
-    }`,
-  );
-  return false;
-}
-
 /** What identifies one version of the config file (a rename-over-write changes the inode), or null when it is gone. */
 async function stampOf(path: string): Promise<string | null> {
   try {
@@ -207,16 +196,17 @@ export class OpenmeServer {
   #baseRules: BaseRulesOptions;
   #stamp: string | null = null;
   #timers: ReturnType<typeof setInterval>[] = [];
-  #polling: Promise<void> | null = null;
+  #polling = false;
   #lastSummaryMs = Date.now();
   #dropWriteTimer: ReturnType<typeof setTimeout> | null = null;
-  #reloading: Promise<boolean> | null = null;
+  /** The latest reload; each waits for the one before. */
+  #reloading: Promise<boolean> = Promise.resolve(true);
   #stateDirty = false;
   #stateWriting: Promise<void> | null = null;
   #stateWarned = false;
   #stopping = false;
   #stopped: Promise<void> | null = null;
-  #checking: Promise<FirewallCheckResult | null> | null = null;
+  #checking: Promise<void> | null = null;
   #checkFailed = false;
   /** Peer address text as the socket reports it -> parsed address. */
   #peers = new Map<string, IpAddress>();
@@ -326,20 +316,18 @@ export class OpenmeServer {
     });
     this.#timers.push(
       setInterval(() => {
-        if (this.#polling !== null || this.#stopping) return;
-        this.#polling = this.#pollConfig()
-          .catch((err) =>
-            error(`checking config ${this.#configPath} failed: ${err}`)
-          )
-          .finally(() => this.#polling = null);
+        if (this.#polling || this.#stopping) return;
+        this.#polling = true;
+        this.#pollConfig().finally(() => this.#polling = false);
       }, CONFIG_POLL_INTERVAL_MS),
       setInterval(() => {
         this.#stats.logSummary(DROP_SUMMARY_INTERVAL_MS);
         this.#lastSummaryMs = Date.now();
       }, DROP_SUMMARY_INTERVAL_MS),
-      setInterval(() => {
-        if (this.#checking === null) this.checkFirewall("periodic check");
-      }, this.#options.firewallCheckMs ?? FIREWALL_CHECK_INTERVAL_MS),
+      setInterval(
+        () => this.checkFirewall("periodic check"),
+        this.#options.firewallCheckMs ?? FIREWALL_CHECK_INTERVAL_MS,
+      ),
     );
     await this.#writeState();
     info(
@@ -370,48 +358,28 @@ export class OpenmeServer {
 
   /**
    * Checks the firewall for openme rules removed from outside (an operator's
-   * ruleset reload) and puts them back, sessions included; resolves to null
-   * when stopping or when the check failed.
+   * ruleset reload) and puts them back, sessions included, and moves sessions
+   * a reload could not move to their client's ports; logs a failure once
+   * until a check works again.
    */
-  checkFirewall(why: string): Promise<FirewallCheckResult | null> {
-    if (this.#stopping) return Promise.resolve(null);
-    this.#checking ??= this.#checkFirewall(why).finally(() =>
-      this.#checking = null
-    );
+  checkFirewall(why: string): Promise<void> {
+    if (this.#stopping) return Promise.resolve();
+    this.#checking ??= this.#sessions.checkFirewall(why)
+      .then(() => this.#sessions.regrant(this.#clients))
+      .then(() => {
+        this.#checkFailed = false;
+      }, (err) => {
+        if (!this.#checkFailed) {
+          error(
+            `checking openme's firewall rules (${why}) failed: ${
+              oneLine(err)
+            } (will keep trying)`,
+          );
+        }
+        this.#checkFailed = true;
+      })
+      .finally(() => this.#checking = null);
     return this.#checking;
-  }
-
-  async #checkFirewall(why: string): Promise<FirewallCheckResult | null> {
-    let result: FirewallCheckResult;
-    try {
-      result = await this.#sessions.checkFirewall();
-      // Moves sessions a reload could not move to their client's ports.
-      await this.#sessions.regrant(this.#clients);
-    } catch (err) {
-      if (!this.#checkFailed) {
-        error(
-          `checking openme's firewall rules (${why}) failed: ${
-            oneLine(err)
-          } (will keep trying)`,
-        );
-      }
-      this.#checkFailed = true;
-      return null;
-    }
-    this.#checkFailed = false;
-    if (result.repaired.length > 0) {
-      warn(
-        `firewall: openme's rules were removed outside openme (firewall reloaded?); put back: ${
-          result.repaired.join(", ")
-        } (${why})`,
-      );
-    }
-    if (result.reopened > 0 || result.dropped > 0) {
-      warn(
-        `firewall: ${result.reopened} session(s) re-opened, ${result.dropped} dropped after their rules were removed outside openme (${why})`,
-      );
-    }
-    return result;
   }
 
   /** Handles one datagram from a peer address; never replies. */
@@ -472,14 +440,13 @@ export class OpenmeServer {
     }
   }
 
-  /** Reloads the config; on error logs it and keeps the old one. Returns whether it changed. */
+  /** Reloads the config (after any reload in progress); on error logs it and keeps the old one. Resolves to whether it changed. */
   reload(why: string): Promise<boolean> {
-    if (this.#stopping) return Promise.resolve(false);
-    if (this.#reloading !== null) {
-      return this.#reloading.then(() => this.reload(why));
-    }
-    this.#reloading = this.#reload(why).finally(() => this.#reloading = null);
-    return this.#reloading;
+    const done = this.#reloading.then(() =>
+      !this.#stopping && this.#reload(why)
+    );
+    this.#reloading = done.catch(() => false);
+    return done;
   }
 
   async #reload(why: string): Promise<boolean> {
@@ -517,7 +484,12 @@ export class OpenmeServer {
       };
       clients = clientsOf(config);
     } catch (err) {
-      return reloadFailed(why, err);
+      error(
+        `reload (${why}) failed, the previous config stays in force: ${
+          oneLine(err)
+        }`,
+      );
+      return false;
     }
     if (this.#stopping) return false;
     // Sessions of clients revoked or expired by this config are closed.
@@ -652,8 +624,7 @@ export class OpenmeServer {
     this.#socket.removeAllListeners("message");
     await new Promise<void>((resolve) => this.#socket.close(() => resolve()));
     await this.#health.close();
-    await this.#polling;
-    await this.#reloading?.catch(() => {});
+    await this.#reloading;
     await this.#checking;
     const removed = await this.#sessions.shutdown();
     await this.#stateWriting;

@@ -29,12 +29,7 @@ export const DEFAULT_SHUTDOWN_WAIT_MS = 1000;
 export const MAX_SESSIONS_PER_CLIENT = 8;
 
 /** Waits before the first, second, ... retry of a failed close; the last one repeats. */
-export const CLOSE_RETRY_DELAYS_MS: readonly number[] = [
-  1000,
-  2000,
-  5000,
-  10_000,
-];
+export const CLOSE_RETRY_DELAYS_MS: readonly number[] = [1e3, 2e3, 5e3, 1e4];
 
 /** A monotonic clock in ms (close to the epoch at start-up, but never stepped with the wall clock). */
 export function monotonicNow(): number {
@@ -79,16 +74,6 @@ export interface PendingClose {
   rules: OpenedRules;
 }
 
-/** What {@linkcode SessionManager.checkFirewall} found and did. */
-export interface FirewallCheckResult {
-  /** Base objects (table, chain, jump, knock and drop rules) that were missing and were put back. */
-  repaired: string[];
-  /** Sessions whose rules were gone and were added again. */
-  reopened: number;
-  /** Sessions whose rules were gone and could not be added again. */
-  dropped: number;
-}
-
 /** What became of one accepted knock. */
 export type KnockOutcome = "opened" | "refreshed" | "failed" | "busy";
 
@@ -124,24 +109,13 @@ function errorMessage(err: unknown): string {
 /** Formats ports for logs: "22/tcp,8080-8090/tcp". */
 export function describePorts(ports: readonly FirewallRulePort[]): string {
   return ports.map((p) =>
-    p.endPort === undefined
-      ? `${p.port}/${p.proto}`
-      : `${p.port}-${p.endPort}/${p.proto}`
+    `${p.port}${p.endPort === undefined ? "" : `-${p.endPort}`}/${p.proto}`
   ).join(",");
 }
 
 function describeRules(rules: OpenedRules, clientName: string): string {
-  return `${
-    describePorts(rules.ports)
-  } for ${rules.address.text} (client ${clientName})`;
-}
-
-function describeKnock(
-  client: SessionClient,
-  address: IpAddress,
-  source: string,
-): string {
-  return `for ${address.text} (client ${client.name} key ${client.fingerprint} from ${source})`;
+  const ports = describePorts(rules.ports);
+  return `${ports} for ${rules.address.text} (client ${clientName})`;
 }
 
 /** Keeps the open sessions and their deadlines, and drives the firewall backend. */
@@ -158,10 +132,10 @@ export class SessionManager {
   #sessions = new Map<string, Session>();
   #pending = new Map<string, PendingOpen>();
   /** Sessions whose rules are being replaced (port change or re-open). */
-  #swapping = new Set<string>();
+  #replacing = new Set<string>();
   #retries = new Set<PendingClose>();
   #lastSeen = new Map<string, number>();
-  #timer: ReturnType<typeof setTimeout> | null = null;
+  #timer: ReturnType<typeof setTimeout> | undefined;
   #timerAt = Infinity;
   #stopped = false;
 
@@ -187,14 +161,10 @@ export class SessionManager {
     return this.#wallNow() + (ms - this.#now());
   }
 
-  #until(ms: number): string {
-    return formatRfc3339(this.toWallMs(ms));
-  }
-
   /**
    * Opens the session for a verified knock, or moves the deadline of the one
    * that is open: a refresh (and a knock dropped as busy) is answered
-   * synchronously, without a promise; a first knock answers when its rules are in.
+   * synchronously, without a promise; a first knock when its rules are in.
    */
   knock(
     client: SessionClient,
@@ -205,136 +175,118 @@ export class SessionManager {
     const wallNow = this.#wallNow();
     this.#lastSeen.set(client.name, wallNow);
     const key = `${client.name}\u0000${address.text}`;
+    const what =
+      `for ${address.text} (client ${client.name} key ${client.fingerprint} from ${source})`;
     const session = this.#sessions.get(key);
     if (session !== undefined) {
       session.expiresAtMs = this.#now() + this.#knockTimeoutMs;
-      const until = formatRfc3339(wallNow + this.#knockTimeoutMs);
       const ports = describePorts(session.rules.ports);
-      info(
-        `refreshed ${ports} ${
-          describeKnock(client, address, source)
-        } until ${until}`,
-      );
+      const until = formatRfc3339(wallNow + this.#knockTimeoutMs);
+      info(`refreshed ${ports} ${what} until ${until}`);
       // The timer fires at or before the soonest deadline unless this one
       // moved before it (a reload shortened knock_timeout).
-      if (this.#timer === null || this.#timerAt > session.expiresAtMs) {
-        this.#schedule();
-      }
+      if (this.#timerAt > session.expiresAtMs) this.#schedule();
       this.#onChange();
       return "refreshed";
     }
     if (this.#pending.has(key)) {
       // The open in flight sets the deadline from its own completion time.
-      info(
-        `knock ${
-          describeKnock(client, address, source)
-        } while its ports are being opened`,
-      );
+      info(`knock ${what} while its ports are being opened`);
       return "refreshed";
     }
+    const dropped = `knock from ${client.name} for ${address.text} dropped`;
     if (this.#pending.size >= this.#maxPending) {
       warn(
-        `knock from ${client.name} for ${address.text} dropped: ${this.#pending.size} firewall changes already waiting`,
+        `${dropped}: ${this.#pending.size} firewall changes already waiting`,
       );
       return "busy";
     }
-    if (!this.#makeRoomFor(client.name, address)) return "busy";
-    const done = this.#open(key, client, address, source);
+    // A client at its session limit loses its least recently knocked one.
+    const max = MAX_SESSIONS_PER_CLIENT;
+    const own = [...this.#sessions].filter(([, s]) =>
+      s.clientName === client.name
+    );
+    const inFlight =
+      [...this.#pending.values()].filter((p) => p.clientName === client.name)
+        .length;
+    if (own.length + inFlight >= max) {
+      if (own.length === 0) {
+        warn(
+          `${dropped}: ${inFlight} opens of this client in flight (at most ${max} sessions per client)`,
+        );
+        return "busy";
+      }
+      const [oldKey, old] = own.reduce((a, b) =>
+        b[1].expiresAtMs < a[1].expiresAtMs ? b : a
+      );
+      const gone = old.rules.address.text;
+      warn(
+        `client ${client.name} has ${max} sessions, the most one client may hold: closing the one for ${gone} (least recently knocked) to open ${address.text}`,
+      );
+      this.#close(
+        oldKey,
+        `session limit (${max} per client) reached by a knock for ${address.text}`,
+      )
+        .catch((err) => error(`closing an evicted session failed: ${err}`));
+    }
+    const done = this.#open(key, client, address, what);
     this.#pending.set(key, { clientName: client.name, done, refusal: null });
     return done;
-  }
-
-  /** Closes the client's least recently knocked session when it holds the most allowed; false when every slot is an open in flight. */
-  #makeRoomFor(clientName: string, address: IpAddress): boolean {
-    let oldest: [string, Session] | null = null;
-    let held = 0;
-    for (const entry of this.#sessions) {
-      if (entry[1].clientName !== clientName) continue;
-      held++;
-      if (oldest === null || entry[1].expiresAtMs < oldest[1].expiresAtMs) {
-        oldest = entry;
-      }
-    }
-    let inFlight = 0;
-    for (const pending of this.#pending.values()) {
-      if (pending.clientName === clientName) inFlight++;
-    }
-    const max = MAX_SESSIONS_PER_CLIENT;
-    if (held + inFlight < max) return true;
-    if (oldest === null) {
-      warn(
-        `knock from ${clientName} for ${address.text} dropped: ${inFlight} opens of this client in flight (at most ${max} sessions per client)`,
-      );
-      return false;
-    }
-    warn(
-      `client ${clientName} has ${max} sessions, the most one client may hold: closing the one for ${
-        oldest[1].rules.address.text
-      } (least recently knocked) to open ${address.text}`,
-    );
-    this.#close(
-      oldest[0],
-      `session limit (${max} per client) reached by a knock for ${address.text}`,
-    )
-      .catch((err) => error(`closing an evicted session failed: ${err}`));
-    return true;
   }
 
   async #open(
     key: string,
     client: SessionClient,
     address: IpAddress,
-    source: string,
+    what: string,
   ): Promise<KnockOutcome> {
+    let rules: OpenedRules;
     try {
-      let rules: OpenedRules;
-      try {
-        rules = await this.#backend.open(address, client.ports);
-      } catch (err) {
-        error(
-          `knock from ${client.name} for ${address.text} failed: could not open ports: ${
-            errorMessage(err)
-          }`,
-        );
-        return "failed";
-      }
-      // Shutdown, or a reload that revoked or expired the client, came while the rules went in.
-      const refusal = this.#stopped
-        ? "shutdown"
-        : this.#pending.get(key)?.refusal ?? null;
-      if (refusal !== null) {
-        const removed = await this.#removeRules(client.name, rules, refusal);
-        if (removed && refusal !== "shutdown") {
-          info(
-            `closed ${
-              describeRules(rules, client.name)
-            } right after opening: ${refusal}`,
-          );
-        }
-        return "failed";
-      }
-      const now = this.#now();
-      const expiresAtMs = now + this.#knockTimeoutMs;
-      this.#sessions.set(key, {
-        clientName: client.name,
-        openedAtMs: now,
-        expiresAtMs,
-        rules,
-      });
-      info(
-        `opened ${describePorts(client.ports)} ${
-          describeKnock(client, address, source)
-        } until ${this.#until(expiresAtMs)}`,
-      );
-      this.#schedule();
-      this.#onChange();
-      return "opened";
-    } finally {
+      rules = await this.#backend.open(address, client.ports);
+    } catch (err) {
       this.#pending.delete(key);
+      const why = errorMessage(err);
+      error(
+        `knock from ${client.name} for ${address.text} failed: could not open ports: ${why}`,
+      );
+      return "failed";
     }
+    // Shutdown, or a reload that revoked or expired the client, came while the rules went in.
+    const refusal = this.#stopped
+      ? "shutdown"
+      : this.#pending.get(key)!.refusal;
+    this.#pending.delete(key);
+    if (refusal !== null) {
+      const removed = await this.#removeRules(client.name, rules, refusal);
+      if (removed && refusal !== "shutdown") {
+        info(
+          `closed ${
+            describeRules(rules, client.name)
+          } right after opening: ${refusal}`,
+        );
+      }
+      return "failed";
+    }
+    const now = this.#now();
+    const expiresAtMs = now + this.#knockTimeoutMs;
+    this.#sessions.set(key, {
+      clientName: client.name,
+      openedAtMs: now,
+      expiresAtMs,
+      rules,
+    });
+    const ports = describePorts(client.ports);
+    info(
+      `opened ${ports} ${what} until ${
+        formatRfc3339(this.toWallMs(expiresAtMs))
+      }`,
+    );
+    this.#schedule();
+    this.#onChange();
+    return "opened";
   }
 
-  /** Removes rules through the backend; true when that worked (a failure goes to {@linkcode #closeFailed}). */
+  /** Removes rules through the backend; true when that worked (a failure goes to #closeFailed). */
   async #removeRules(
     clientName: string,
     rules: OpenedRules,
@@ -366,10 +318,10 @@ export class SessionManager {
       describeRules(entry.rules, entry.clientName)
     } (${entry.reason}) failed`;
     if (this.#stopped || !retry) {
-      const next = this.#stopped
+      const then = this.#stopped
         ? "shutting down, the teardown removes openme's rules"
         : "not retried";
-      error(`${what}: ${entry.lastError}; ${next}`);
+      error(`${what}: ${entry.lastError}; ${then}`);
       return;
     }
     const delays = this.#retryDelaysMs;
@@ -386,35 +338,14 @@ export class SessionManager {
     this.#onChange();
   }
 
-  /** Retries the failed closes that are due (one being retried is not due). */
-  async #retryDue(now: number): Promise<void> {
-    for (const entry of this.#retries) {
-      if (this.#stopped) return;
-      if (entry.nextAttemptMs > now) continue;
-      entry.nextAttemptMs = Infinity;
-      try {
-        await this.#backend.close(entry.rules);
-      } catch (err) {
-        this.#closeFailed(entry, err);
-        continue;
-      }
-      this.#retries.delete(entry);
-      const what = describeRules(entry.rules, entry.clientName);
-      info(
-        `closed ${what}: ${entry.reason} (after ${entry.attempts} failed attempts)`,
-      );
-      this.#onChange();
-    }
-  }
-
   /** Rules whose removal failed and is being retried. */
   pendingCloses(): PendingClose[] {
     return [...this.#retries];
   }
 
+  /** Takes a session out at once and removes its rules. */
   async #close(key: string, reason: string): Promise<void> {
-    const session = this.#sessions.get(key);
-    if (session === undefined) return;
+    const session = this.#sessions.get(key)!;
     this.#sessions.delete(key);
     if (await this.#removeRules(session.clientName, session.rules, reason)) {
       info(
@@ -427,17 +358,31 @@ export class SessionManager {
   /** Closes the sessions whose deadline has passed and retries the failed closes that are due (the timer calls it). */
   async runDue(): Promise<void> {
     const now = this.#now();
-    const work: Promise<void>[] = [this.#retryDue(now)];
+    const work: Promise<void>[] = [];
     for (const [key, session] of this.#sessions) {
       if (session.expiresAtMs <= now) work.push(this.#close(key, "timeout"));
     }
-    // #close and #retryDue take what they handle off the timer's list at
-    // once: the next time is scheduled now, not after these firewall calls.
+    for (const entry of this.#retries) {
+      if (this.#stopped || entry.nextAttemptMs > now) continue;
+      entry.nextAttemptMs = Infinity; // not due again while it runs
+      work.push(
+        this.#backend.close(entry.rules).then(() => {
+          this.#retries.delete(entry);
+          const what = describeRules(entry.rules, entry.clientName);
+          info(
+            `closed ${what}: ${entry.reason} (after ${entry.attempts} failed attempts)`,
+          );
+          this.#onChange();
+        }, (err) => this.#closeFailed(entry, err)),
+      );
+    }
+    // What is handled here is off the timer's list already: the next time
+    // is set now, not after these firewall calls.
     this.#schedule();
     await Promise.all(work);
   }
 
-  /** Closes the sessions of the clients named in `reasons` (revoked or expired by a reload), and their opens still in flight once they finish. */
+  /** Closes the sessions of the clients named in `reasons` (revoked or expired by a reload), and their opens in flight once they finish. */
   async closeClients(reasons: ReadonlyMap<string, string>): Promise<void> {
     for (const pending of this.#pending.values()) {
       pending.refusal = reasons.get(pending.clientName) ?? pending.refusal;
@@ -451,132 +396,119 @@ export class SessionManager {
     await Promise.all(work);
   }
 
-  /** Moves sessions whose client's ports changed (a reload) to the new ports: opens them, then closes the old rules; the deadline stays. */
+  /** Moves the sessions whose client's ports changed (a reload) to the new ports, keeping their deadline. */
   async regrant(clients: readonly SessionClient[]): Promise<void> {
     const byName = new Map(clients.map((client) => [client.name, client]));
-    const work: Promise<void>[] = [];
+    const work: Promise<unknown>[] = [];
     for (const [key, session] of this.#sessions) {
       const ports = byName.get(session.clientName)?.ports;
       if (
-        ports !== undefined &&
-        describePorts(ports) !== describePorts(session.rules.ports)
+        ports && describePorts(ports) !== describePorts(session.rules.ports)
       ) {
-        work.push(this.#swapPorts(key, session, ports));
+        work.push(this.#replaceRules(key, session, ports));
       }
     }
     await Promise.all(work);
   }
 
-  async #swapPorts(
-    key: string,
-    session: Session,
-    ports: FirewallRulePort[],
-  ): Promise<void> {
-    if (this.#swapping.has(key)) return;
-    this.#swapping.add(key);
-    try {
-      const { clientName, rules: old } = session;
-      let rules: OpenedRules;
-      try {
-        rules = await this.#backend.open(old.address, ports);
-      } catch (err) {
-        error(
-          `changing the ports of ${old.address.text} (client ${clientName}) to ${
-            describePorts(ports)
-          } failed, ${describePorts(old.ports)} stay open until the deadline: ${
-            errorMessage(err)
-          }`,
-        );
-        return;
-      }
-      if (this.#stopped || this.#sessions.get(key) !== session) {
-        await this.#removeRules(clientName, rules, "session ended");
-        return;
-      }
-      session.rules = rules;
-      await this.#removeRules(clientName, old, "ports changed");
-      info(
-        `changed ${describePorts(old.ports)} to ${
-          describePorts(ports)
-        } for ${old.address.text} (client ${clientName}): config reload; until ${
-          this.#until(session.expiresAtMs)
-        }`,
-      );
-      this.#onChange();
-    } finally {
-      this.#swapping.delete(key);
-    }
-  }
-
   /**
    * Has the backend check its base rules and every session's rules (an
-   * operator may have reloaded the firewall); sessions whose rules are gone
-   * are opened again with their deadline, or dropped when that fails.
+   * operator may have reloaded the firewall) and logs what was put back:
+   * sessions whose rules are gone are opened again with their deadline, or
+   * dropped when that fails. Throws when the backend cannot check.
    */
-  async checkFirewall(): Promise<FirewallCheckResult> {
-    const result: FirewallCheckResult = {
-      repaired: [],
-      reopened: 0,
-      dropped: 0,
-    };
-    if (this.#stopped) return result;
+  async checkFirewall(why: string): Promise<void> {
+    if (this.#stopped) return;
     const sessions = [...this.#sessions];
     const check = await this.#backend.ensureBaseRules(
       sessions.map(([, s]) => s.rules),
     );
-    result.repaired = check.repaired;
+    if (check.repaired.length > 0) {
+      const what = check.repaired.join(", ");
+      warn(
+        `firewall: openme's rules were removed outside openme (firewall reloaded?); put back: ${what} (${why})`,
+      );
+    }
     const lost = new Set(check.lost);
+    const count = { replaced: 0, dropped: 0, failed: 0 };
     for (const [key, session] of sessions) {
-      if (!lost.has(session.rules) || this.#swapping.has(key)) continue;
-      if (this.#stopped || this.#sessions.get(key) !== session) continue;
-      this.#swapping.add(key);
-      try {
-        const outcome = await this.#reopen(key, session);
-        if (outcome === "reopened") result.reopened++;
-        if (outcome === "dropped") result.dropped++;
-      } finally {
-        this.#swapping.delete(key);
+      if (lost.has(session.rules) && this.#sessions.get(key) === session) {
+        count[await this.#replaceRules(key, session, null)]++;
       }
     }
-    return result;
+    if (count.replaced > 0 || count.dropped > 0) {
+      warn(
+        `firewall: ${count.replaced} session(s) re-opened, ${count.dropped} dropped after their rules were removed outside openme (${why})`,
+      );
+    }
   }
 
-  async #reopen(
+  /**
+   * Gives a session rules for new `ports`, or (null) new rules for the ports
+   * the firewall lost, keeping its deadline. New ports go in before the old
+   * rules come out and the old stay when that fails; what is left of lost
+   * rules goes first (for iptables, removing by spec after adding would take
+   * out the new rule) and the session is dropped when they cannot be added.
+   */
+  async #replaceRules(
     key: string,
     session: Session,
-  ): Promise<"reopened" | "dropped" | "ended"> {
+    ports: FirewallRulePort[] | null,
+  ): Promise<"replaced" | "dropped" | "failed"> {
+    if (this.#replacing.has(key)) return "failed";
+    this.#replacing.add(key);
     const { clientName, rules: old } = session;
     const what = describeRules(old, clientName);
-    // What is left of the old rules goes first (for iptables, removing by
-    // spec after adding would take out the new rule); not retried later.
-    await this.#removeRules(clientName, old, "rules replaced", false);
-    let rules: OpenedRules;
+    const oldPorts = describePorts(old.ports);
     try {
-      rules = await this.#backend.open(old.address, old.ports);
-    } catch (err) {
-      if (this.#sessions.get(key) !== session) return "ended";
-      this.#sessions.delete(key);
-      error(
-        `${what} was removed from the firewall outside openme and could not be added again: ${
-          errorMessage(err)
-        }; session dropped (the client must knock again)`,
-      );
-      this.#schedule();
+      if (ports === null) {
+        await this.#removeRules(clientName, old, "rules replaced", false);
+      }
+      let rules: OpenedRules;
+      try {
+        rules = await this.#backend.open(old.address, ports ?? old.ports);
+      } catch (err) {
+        const why = errorMessage(err);
+        if (ports !== null) {
+          error(
+            `changing the ports of ${old.address.text} (client ${clientName}) to ${
+              describePorts(ports)
+            } failed, ${oldPorts} stay open until the deadline: ${why}`,
+          );
+          return "failed";
+        }
+        if (this.#sessions.get(key) !== session) return "failed";
+        this.#sessions.delete(key);
+        error(
+          `${what} was removed from the firewall outside openme and could not be added again: ${why}; session dropped (the client must knock again)`,
+        );
+        this.#schedule();
+        this.#onChange();
+        return "dropped";
+      }
+      if (this.#stopped || this.#sessions.get(key) !== session) {
+        await this.#removeRules(clientName, rules, "session ended");
+        return "failed";
+      }
+      session.rules = rules;
+      const until = formatRfc3339(this.toWallMs(session.expiresAtMs));
+      if (ports === null) {
+        warn(
+          `re-opened ${what} until ${until}: its rules had been removed outside openme (firewall reloaded?)`,
+        );
+      } else {
+        await this.#removeRules(clientName, old, "ports changed");
+        info(
+          `changed ${oldPorts} to ${
+            describePorts(ports)
+          } for ${old.address.text} (client ${clientName}): config reload; until ${until}`,
+        );
+      }
       this.#onChange();
-      return "dropped";
+      return "replaced";
+    } finally {
+      this.#replacing.delete(key);
     }
-    if (this.#stopped || this.#sessions.get(key) !== session) {
-      await this.#removeRules(clientName, rules, "session ended");
-      return "ended";
-    }
-    session.rules = rules;
-    warn(
-      `re-opened ${what} until ${
-        this.#until(session.expiresAtMs)
-      }: its rules had been removed outside openme (firewall reloaded?)`,
-    );
-    this.#onChange();
-    return "reopened";
   }
 
   /**
@@ -588,16 +520,15 @@ export class SessionManager {
    */
   async shutdown(): Promise<boolean> {
     this.#stopped = true;
-    if (this.#timer !== null) clearTimeout(this.#timer);
-    this.#timer = null;
+    clearTimeout(this.#timer);
     if (this.#pending.size > 0) {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const limit = new Promise((resolve) =>
+      let timer;
+      const waited = new Promise((resolve) =>
         timer = setTimeout(resolve, this.#shutdownWaitMs)
       );
       await Promise.race([
         Promise.allSettled([...this.#pending.values()].map((p) => p.done)),
-        limit,
+        waited,
       ]);
       clearTimeout(timer);
       if (this.#pending.size > 0) {
@@ -645,21 +576,18 @@ export class SessionManager {
 
   /** Sets the timer for the soonest deadline or retry. */
   #schedule(): void {
-    if (this.#stopped) return;
     let next = Infinity;
     for (const s of this.#sessions.values()) {
       next = Math.min(next, s.expiresAtMs);
     }
     for (const r of this.#retries) next = Math.min(next, r.nextAttemptMs);
-    if (this.#timer !== null && this.#timerAt <= next && next !== Infinity) {
+    if (this.#stopped || next >= this.#timerAt && this.#timerAt !== Infinity) {
       return;
     }
-    if (this.#timer !== null) clearTimeout(this.#timer);
-    this.#timer = null;
+    clearTimeout(this.#timer);
     this.#timerAt = next;
     if (next === Infinity) return;
     this.#timer = setTimeout(() => {
-      this.#timer = null;
       this.#timerAt = Infinity;
       this.runDue().catch((err) => error(`expiring sessions failed: ${err}`));
     }, Math.max(0, next - this.#now()));

@@ -527,7 +527,7 @@ Deno.test("toWallMs shows a deadline in wall time from the monotonic clock", asy
   }
 });
 
-Deno.test("checkFirewall re-opens sessions whose rules vanished, keeping their deadline, and drops those it cannot re-open", async () => {
+Deno.test("checkFirewall re-opens sessions whose rules vanished, keeping their deadline, drops those it cannot re-open, and says so", async () => {
   let changes = 0;
   const t = setUp({ onChange: () => changes++ });
   try {
@@ -540,12 +540,11 @@ Deno.test("checkFirewall re-opens sessions whose rules vanished, keeping their d
     t.backend.vanish([byName(t.manager, "carol").rules.handles[0]]);
     t.backend.nextRepairs = ["knock rule (udp/54154)"];
     const changesBefore = changes;
-    let result = await t.manager.checkFirewall();
-    assert.deepEqual(result, {
-      repaired: ["knock rule (udp/54154)"],
-      reopened: 2,
-      dropped: 0,
-    });
+    await t.manager.checkFirewall("test");
+    assert.deepEqual(t.log.matching(/^WARN {2}firewall: /), [
+      "WARN  firewall: openme's rules were removed outside openme (firewall reloaded?); put back: knock rule (udp/54154) (test)",
+      "WARN  firewall: 2 session(s) re-opened, 0 dropped after their rules were removed outside openme (test)",
+    ]);
     const aliceAfter = byName(t.manager, "alice");
     assert.notDeepEqual(aliceAfter.rules.handles, aliceBefore.rules.handles);
     assert.equal(aliceAfter.expiresAtMs, aliceBefore.expiresAtMs);
@@ -561,14 +560,19 @@ Deno.test("checkFirewall re-opens sessions whose rules vanished, keeping their d
     assert.ok(changes > changesBefore);
     // Nothing missing: nothing to do.
     const opens = t.backend.callsOf("open").length;
-    result = await t.manager.checkFirewall();
-    assert.deepEqual(result, { repaired: [], reopened: 0, dropped: 0 });
+    const lines = t.log.lines.length;
+    await t.manager.checkFirewall("test");
     assert.equal(t.backend.callsOf("open").length, opens);
+    assert.equal(t.log.lines.length, lines, "nothing logged");
     // The firewall refuses the re-open: the session is dropped, not kept as a lie.
     t.backend.vanish(byName(t.manager, "bob").rules.handles);
     t.backend.failOpen = true;
-    result = await t.manager.checkFirewall();
-    assert.deepEqual(result, { repaired: [], reopened: 0, dropped: 1 });
+    await t.manager.checkFirewall("test");
+    assert.equal(
+      t.log.matching(/^WARN {2}firewall: 0 session\(s\) re-opened, 1 dropped/)
+        .length,
+      1,
+    );
     assert.equal(t.manager.list().some((s) => s.clientName === "bob"), false);
     assert.equal(
       t.log.matching(
