@@ -4,7 +4,7 @@
  * when its file changes; every few seconds the firewall is checked and what
  * an operator's ruleset reload removed is put back. Accepted replay nonces
  * go to the state file, so a restart does not reopen the door to a captured
- * knock. Shutdown removes every openme rule with one teardown.
+ * knock.
  *
  * @module
  */
@@ -102,6 +102,7 @@ function clientsOf(config: ServerConfig): Client[] {
     verifyKey: prepareEd25519VerifyKey(c.ed25519PublicKey),
     fingerprint: keyFingerprint(c.ed25519PublicKey),
     expires: c.expires,
+    // The health port too, unless the client opts out or has it already.
     ports: c.disableHealthPort ||
         c.ports.some((p) =>
           p.proto === "tcp" && p.port === health.port && p.endPort === undefined
@@ -113,60 +114,51 @@ function clientsOf(config: ServerConfig): Client[] {
 
 function baseRulesOf(
   config: ServerConfig,
-  interfaceOverride: string | null,
+  iface: string | null,
 ): BaseRulesOptions {
-  const dropPorts: FirewallRulePort[] = config.dropPorts
-    ? allManagedPorts(config)
-    : [];
-  // The health port too: otherwise `status` reports "open" without a knock
-  // on a host whose policy accepts.
-  const health = config.healthPort;
-  if (
-    config.dropPorts &&
-    !dropPorts.some((p) =>
-      p.proto === "tcp" && p.port <= health && (p.endPort ?? p.port) >= health
-    )
-  ) {
-    dropPorts.push({ port: health, proto: "tcp" });
+  const dropPorts: FirewallRulePort[] = [];
+  if (config.dropPorts) {
+    // The health port too: otherwise `status` reports "open" without a
+    // knock on a host whose policy accepts.
+    const hp = config.healthPort;
+    dropPorts.push(...allManagedPorts(config));
+    if (
+      !dropPorts.some((p) =>
+        p.proto === "tcp" && p.port <= hp && (p.endPort ?? p.port) >= hp
+      )
+    ) dropPorts.push({ port: hp, proto: "tcp" });
   }
   return {
     knockPort: config.udpPort,
     openKnockPort: config.openKnockPort,
     dropPorts,
-    interface: interfaceOverride ?? config.interface,
+    interface: iface ?? config.interface,
   };
 }
 
-function statePorts(ports: FirewallRulePort[]): StatePort[] {
-  return ports.map((p) =>
-    p.endPort === undefined
-      ? { port: p.port, proto: p.proto }
-      : { port: p.port, proto: p.proto, end_port: p.endPort }
+function statePorts(rules: { ports: FirewallRulePort[] }): StatePort[] {
+  return rules.ports.map(({ port, endPort, proto }) =>
+    endPort === undefined ? { port, proto } : { port, proto, end_port: endPort }
   );
 }
 
 function oneLine(err: unknown): string {
-  return (err as Error).message.split("\n").map((line) => line.trim())
-    .filter((line) => line !== "").join(" | ");
+  const lines = (err as Error).message.split("\n").map((line) => line.trim());
+  return lines.filter((line) => line !== "").join(" | ");
 }
 
 /** What identifies one version of the config file (a rename-over-write changes the inode), or null when it is gone. */
 async function stampOf(path: string): Promise<string | null> {
-  try {
-    const st = await Deno.stat(path);
-    return `${st.mtime?.getTime()} ${st.ctime?.getTime()} ${st.size} ${st.ino} ${st.dev}`;
-  } catch {
-    return null;
-  }
+  const st = await Deno.stat(path).catch(() => null);
+  return st &&
+    `${st.mtime?.getTime()} ${st.ctime?.getTime()} ${st.size} ${st.ino} ${st.dev}`;
 }
 
 function bindUdp(port: number, hostname: string | undefined): Promise<Socket> {
   const bind = (host: string): Promise<Socket> =>
     new Promise((resolve, reject) => {
-      const socket = createSocket({
-        type: host.includes(":") ? "udp6" : "udp4",
-        ipv6Only: false,
-      });
+      const type = host.includes(":") ? "udp6" : "udp4";
+      const socket = createSocket({ type, ipv6Only: false });
       socket.once("error", (err) => {
         socket.close();
         reject(err);
@@ -184,59 +176,60 @@ function bindUdp(port: number, hostname: string | undefined): Promise<Socket> {
 /** A running openme server. */
 export class OpenmeServer {
   #configPath: string;
+  #options: ServerOptions;
   #config: ServerConfig;
   #clients: Client[];
-  #options: ServerOptions;
+  #baseRules: BaseRulesOptions;
   #backend: FirewallBackend;
   #socket: Socket;
   #health: HealthListener;
   #verifier: KnockVerifier<Client>;
   #sessions: SessionManager;
   #stats = new KnockStats();
-  #baseRules: BaseRulesOptions;
+  /** Peer address text as the socket reports it -> parsed address. */
+  #peers = new Map<string, IpAddress>();
   #stamp: string | null = null;
   #timers: ReturnType<typeof setInterval>[] = [];
   #polling = false;
-  #lastSummaryMs = Date.now();
-  #dropWriteTimer: ReturnType<typeof setTimeout> | null = null;
   /** The latest reload; each waits for the one before. */
   #reloading: Promise<boolean> = Promise.resolve(true);
+  #checking: Promise<void> | null = null;
+  #checkFailed = false;
+  #lastSummaryMs = Date.now();
+  #dropWriteTimer: ReturnType<typeof setTimeout> | undefined;
   #stateDirty = false;
   #stateWriting: Promise<void> | null = null;
   #stateWarned = false;
   #stopping = false;
   #stopped: Promise<void> | null = null;
-  #checking: Promise<void> | null = null;
-  #checkFailed = false;
-  /** Peer address text as the socket reports it -> parsed address. */
-  #peers = new Map<string, IpAddress>();
 
   private constructor(
     configPath: string,
-    config: ServerConfig,
     options: ServerOptions,
-    sockets: { udp: Socket; health: HealthListener },
+    config: ServerConfig,
+    socket: Socket,
+    health: HealthListener,
   ) {
     this.#configPath = configPath;
+    this.#options = options;
     this.#config = config;
     this.#clients = clientsOf(config);
-    this.#options = options;
-    this.#socket = sockets.udp;
-    this.#health = sockets.health;
-    this.#backend = options.backend ?? createFirewallBackend(config.firewall);
     this.#baseRules = baseRulesOf(config, options.interfaceOverride ?? null);
+    this.#backend = options.backend ?? createFirewallBackend(config.firewall);
+    this.#socket = socket;
+    this.#health = health;
     const rateLimit = options.rateLimit === undefined
       ? { perSecond: RATE_LIMIT_PER_SECOND, burst: RATE_LIMIT_BURST }
       : options.rateLimit;
+    const budget = SIGNATURE_CHECKS_PER_SECOND;
     this.#verifier = new KnockVerifier({
       serverPrivateKey: config.privateKey,
       replayWindowMs: config.replayWindowMs,
       clients: this.#clients,
       rateLimit,
-      signatureBudget: rateLimit === null ? null : {
-        perSecond: SIGNATURE_CHECKS_PER_SECOND,
-        burst: SIGNATURE_CHECKS_PER_SECOND,
-      },
+      signatureBudget: rateLimit === null
+        ? null
+        : { perSecond: budget, burst: budget },
     });
     this.#sessions = new SessionManager(this.#backend, {
       knockTimeoutMs: config.knockTimeoutMs,
@@ -254,13 +247,13 @@ export class OpenmeServer {
     for (const w of config.warnings) warn(w);
     const udpPort = options.udpPort ?? config.udpPort;
     const healthPort = options.healthPort ?? config.healthPort;
-    let udp: Socket | null = null;
+    let socket: Socket | null = null;
     let health: HealthListener;
     try {
-      udp = await bindUdp(udpPort, options.hostname);
+      socket = await bindUdp(udpPort, options.hostname);
       health = await startHealthListener(healthPort, options.hostname);
     } catch (err) {
-      udp?.close();
+      socket?.close();
       throw new Error(
         `cannot listen on udp/${udpPort} and tcp/${healthPort}: ${
           (err as Error).message
@@ -270,30 +263,12 @@ export class OpenmeServer {
     // Port 0 (tests) binds a free port: rules and grants use the bound ones.
     const bound = {
       ...config,
-      udpPort: udp.address().port,
+      udpPort: socket.address().port,
       healthPort: health.port,
     };
-    const server = new OpenmeServer(configPath, bound, options, {
-      udp,
-      health,
-    });
+    const server = new OpenmeServer(configPath, options, bound, socket, health);
     await server.#start();
     return server;
-  }
-
-  /** The UDP port knocks arrive on. */
-  get udpPort(): number {
-    return this.#config.udpPort;
-  }
-
-  /** The TCP health port. */
-  get healthPort(): number {
-    return this.#config.healthPort;
-  }
-
-  /** The open sessions, soonest deadline first. */
-  sessions(): Session[] {
-    return this.#sessions.list();
   }
 
   async #start(): Promise<void> {
@@ -307,12 +282,30 @@ export class OpenmeServer {
       await this.#backend.teardown().catch(() => {});
       throw err;
     }
-    await this.#rememberReplayNonces();
-    this.#socket.on("message", (msg, rinfo) => {
-      this.handleDatagram(
-        new Uint8Array(msg.buffer, msg.byteOffset, msg.byteLength),
-        rinfo.address,
+    const stateFile = this.#options.stateFile;
+    try {
+      const kept = this.#verifier.rememberNonces(
+        await readStateNonces(stateFile),
       );
+      if (kept > 0) {
+        info(
+          `remembered ${kept} replay nonces accepted by the previous run (state file ${stateFile})`,
+        );
+      }
+    } catch (err) {
+      warn(
+        `could not read the replay nonces of the previous run: ${
+          oneLine(err)
+        } (knocks it accepted within the replay window could be replayed once)`,
+      );
+    }
+    this.#socket.on("message", (msg, rinfo) => {
+      const datagram = new Uint8Array(
+        msg.buffer,
+        msg.byteOffset,
+        msg.byteLength,
+      );
+      this.handleDatagram(datagram, rinfo.address);
     });
     this.#timers.push(
       setInterval(() => {
@@ -330,37 +323,75 @@ export class OpenmeServer {
       ),
     );
     await this.#writeState();
+    const timeout = formatDuration(this.#config.knockTimeoutMs);
     info(
-      `openme serving: knocks on udp/${this.udpPort}, health on tcp/${this.healthPort}, ${this.#clients.length} client(s), firewall ${this.#backend.name}, knock_timeout ${
-        formatDuration(this.#config.knockTimeoutMs)
-      }`,
+      `openme serving: knocks on udp/${this.udpPort}, health on tcp/${this.healthPort}, ${this.#clients.length} client(s), firewall ${this.#backend.name}, knock_timeout ${timeout}`,
     );
   }
 
-  /** Loads the replay nonces the previous run wrote to the state file into the verifier. */
-  async #rememberReplayNonces(): Promise<void> {
-    try {
-      const kept = this.#verifier.rememberNonces(
-        await readStateNonces(this.#options.stateFile),
-      );
-      if (kept === 0) return;
-      info(
-        `remembered ${kept} replay nonces accepted by the previous run (state file ${this.#options.stateFile})`,
-      );
-    } catch (err) {
-      warn(
-        `could not read the replay nonces of the previous run: ${
-          oneLine(err)
-        } (knocks it accepted within the replay window could be replayed once)`,
-      );
+  /** The UDP port knocks arrive on. */
+  get udpPort(): number {
+    return this.#config.udpPort;
+  }
+
+  /** The TCP health port. */
+  get healthPort(): number {
+    return this.#config.healthPort;
+  }
+
+  /** The open sessions, soonest deadline first. */
+  sessions(): Session[] {
+    return this.#sessions.list();
+  }
+
+  /** Accepted knocks since start. */
+  accepted(): number {
+    return this.#stats.accepted;
+  }
+
+  /** Counters of drops by reason since start. */
+  drops(): Record<string, number> {
+    return this.#stats.drops();
+  }
+
+  /** Handles one datagram from a peer address; never replies. */
+  handleDatagram(datagram: Uint8Array, peer: string): void {
+    if (this.#stopping) return;
+    const source = this.#peers.get(peer) ?? normalizePeerAddress(peer);
+    if (source === null) return this.#drop("source", peer);
+    if (this.#peers.size >= PEER_ADDRESS_CACHE_SIZE) this.#peers.clear();
+    this.#peers.set(peer, source);
+    const result = this.#verifier.verify(datagram, source);
+    if (!result.ok) return this.#drop(result.reason, source.text);
+    this.#stats.accept();
+    const outcome = this.#sessions.knock(
+      result.client,
+      result.target,
+      source.text,
+    );
+    if (outcome === "busy") return this.#drop("busy", source.text);
+    if (outcome instanceof Promise) {
+      outcome.then((done) => {
+        if (done === "failed") this.#drop("firewall", source.text);
+      }).catch((err) => error(`knock handling failed: ${err}`));
     }
+  }
+
+  /** Counts a drop and makes sure the counters reach the state file soon. */
+  #drop(reason: string, source: string): void {
+    this.#stats.drop(reason, source);
+    if (this.#dropWriteTimer !== undefined || this.#stopping) return;
+    this.#dropWriteTimer = setTimeout(() => {
+      this.#dropWriteTimer = undefined;
+      this.#scheduleStateWrite();
+    }, DROP_STATE_WRITE_DELAY_MS);
   }
 
   /**
    * Checks the firewall for openme rules removed from outside (an operator's
    * ruleset reload) and puts them back, sessions included, and moves sessions
-   * a reload could not move to their client's ports; logs a failure once
-   * until a check works again.
+   * a reload could not move to their client's ports; a failure is logged
+   * once until a check works again.
    */
   checkFirewall(why: string): Promise<void> {
     if (this.#stopping) return Promise.resolve();
@@ -382,62 +413,17 @@ export class OpenmeServer {
     return this.#checking;
   }
 
-  /** Handles one datagram from a peer address; never replies. */
-  handleDatagram(datagram: Uint8Array, peer: string): void {
-    if (this.#stopping) return;
-    const source = this.#peerAddress(peer);
-    if (source === null) return this.#drop("source", peer);
-    const result = this.#verifier.verify(datagram, source);
-    if (!result.ok) return this.#drop(result.reason, source.text);
-    this.#stats.accept();
-    const outcome = this.#sessions.knock(
-      result.client,
-      result.target,
-      source.text,
-    );
-    if (outcome === "busy") {
-      this.#drop("busy", source.text);
-    } else if (outcome instanceof Promise) {
-      outcome.then((done) => {
-        if (done === "failed") this.#drop("firewall", source.text);
-      }).catch((err) => error(`knock handling failed: ${err}`));
-    }
-  }
-
-  /** The peer's address, parsed once per distinct text; null when it is not an IP address. */
-  #peerAddress(peer: string): IpAddress | null {
-    let parsed: IpAddress | null | undefined = this.#peers.get(peer);
-    if (parsed !== undefined) return parsed;
-    parsed = normalizePeerAddress(peer);
-    if (parsed === null) return null;
-    if (this.#peers.size >= PEER_ADDRESS_CACHE_SIZE) this.#peers.clear();
-    this.#peers.set(peer, parsed);
-    return parsed;
-  }
-
-  /** Counts a drop and makes sure the counters reach the state file soon. */
-  #drop(reason: string, source: string): void {
-    this.#stats.drop(reason, source);
-    if (this.#dropWriteTimer !== null || this.#stopping) return;
-    this.#dropWriteTimer = setTimeout(() => {
-      this.#dropWriteTimer = null;
-      this.#scheduleStateWrite();
-    }, DROP_STATE_WRITE_DELAY_MS);
-  }
-
   /** Reloads when the config file changed (content, or a new file renamed over it). */
   async #pollConfig(): Promise<void> {
     const stamp = await stampOf(this.#configPath);
     if (stamp === this.#stamp) return;
-    const wasThere = this.#stamp !== null;
-    this.#stamp = stamp;
-    if (stamp !== null) {
-      await this.reload("config file changed");
-    } else if (wasThere) {
+    if (stamp === null) {
       warn(
         `config ${this.#configPath} is gone; the config in force stays until it is back`,
       );
     }
+    this.#stamp = stamp;
+    if (stamp !== null) await this.reload("config file changed");
   }
 
   /** Reloads the config (after any reload in progress); on error logs it and keeps the old one. Resolves to whether it changed. */
@@ -475,13 +461,8 @@ export class OpenmeServer {
           "server key changes take effect after a restart (knocks are still decrypted with the key the server started with)",
         );
       }
-      config = {
-        ...next,
-        udpPort: old.udpPort,
-        healthPort: old.healthPort,
-        privateKey: old.privateKey,
-        publicKey: old.publicKey,
-      };
+      const { udpPort, healthPort, privateKey, publicKey } = old;
+      config = { ...next, udpPort, healthPort, privateKey, publicKey };
       clients = clientsOf(config);
     } catch (err) {
       error(
@@ -492,7 +473,7 @@ export class OpenmeServer {
       return false;
     }
     if (this.#stopping) return false;
-    // Sessions of clients revoked or expired by this config are closed.
+    // The sessions of clients this config revokes or expires are closed.
     const now = Date.now();
     const names = new Set(clients.map((c) => c.name));
     const closing = new Map<string, string>();
@@ -522,10 +503,10 @@ export class OpenmeServer {
     }
     await closed;
     await this.#sessions.regrant(clients);
+    const timeout = formatDuration(config.knockTimeoutMs);
+    const window = formatDuration(config.replayWindowMs);
     info(
-      `config reloaded (${why}): ${clients.length} client(s), knock_timeout ${
-        formatDuration(config.knockTimeoutMs)
-      }, replay_window ${formatDuration(config.replayWindowMs)}`,
+      `config reloaded (${why}): ${clients.length} client(s), knock_timeout ${timeout}, replay_window ${window}`,
     );
     return true;
   }
@@ -550,6 +531,8 @@ export class OpenmeServer {
 
   /** The state as written to the state file. */
   state(): StateFile {
+    const wall = (ms: number): string =>
+      formatRfc3339(this.#sessions.toWallMs(ms));
     const lastSeen: Record<string, string> = {};
     for (const [name, ms] of this.#sessions.lastSeen()) {
       lastSeen[name] = formatRfc3339(ms);
@@ -559,9 +542,9 @@ export class OpenmeServer {
       active_sessions: this.#sessions.list().map((s) => ({
         client_name: s.clientName,
         ip: s.rules.address.text,
-        ports: statePorts(s.rules.ports),
-        opened_at: formatRfc3339(this.#sessions.toWallMs(s.openedAtMs)),
-        expires_at: formatRfc3339(this.#sessions.toWallMs(s.expiresAtMs)),
+        ports: statePorts(s.rules),
+        opened_at: wall(s.openedAtMs),
+        expires_at: wall(s.expiresAtMs),
       })),
       last_seen: lastSeen,
       accepted: this.#stats.accepted,
@@ -570,7 +553,7 @@ export class OpenmeServer {
       pending_closes: this.#sessions.pendingCloses().map((p) => ({
         client_name: p.clientName,
         ip: p.rules.address.text,
-        ports: statePorts(p.rules.ports),
+        ports: statePorts(p.rules),
         reason: p.reason,
         attempts: p.attempts,
         last_error: p.lastError,
@@ -584,30 +567,20 @@ export class OpenmeServer {
     const started = performance.now();
     const text = renderStateFile(this.state());
     const costMs = performance.now() - started;
+    const path = this.#options.stateFile;
     try {
-      await writeStateText(this.#options.stateFile, text);
+      await writeStateText(path, text);
       this.#stateWarned = false;
     } catch (err) {
       if (!this.#stateWarned) {
+        const why = (err as Error).message;
         warn(
-          `cannot write state file ${this.#options.stateFile}: ${
-            (err as Error).message
-          } (serving continues; \`openme sessions\` will be stale)`,
+          `cannot write state file ${path}: ${why} (serving continues; \`openme sessions\` will be stale)`,
         );
       }
       this.#stateWarned = true;
     }
     return costMs;
-  }
-
-  /** Accepted knocks since start. */
-  accepted(): number {
-    return this.#stats.accepted;
-  }
-
-  /** Counters of drops by reason since start. */
-  drops(): Record<string, number> {
-    return this.#stats.drops();
   }
 
   /** Stops serving, removes every rule openme added and writes the final state. */
@@ -619,8 +592,7 @@ export class OpenmeServer {
   async #stop(): Promise<void> {
     this.#stopping = true;
     for (const timer of this.#timers) clearInterval(timer);
-    if (this.#dropWriteTimer !== null) clearTimeout(this.#dropWriteTimer);
-    this.#dropWriteTimer = null;
+    clearTimeout(this.#dropWriteTimer);
     this.#socket.removeAllListeners("message");
     await new Promise<void>((resolve) => this.#socket.close(() => resolve()));
     await this.#health.close();
