@@ -49,26 +49,18 @@ export type {
   FirewallBackend,
 } from "../firewall/backend.ts";
 
-/** How often the config file is checked for changes. */
-export const CONFIG_POLL_INTERVAL_MS = 500;
-
-/** Per-source token bucket: sustained datagrams per second that reach the crypto. */
-export const RATE_LIMIT_PER_SECOND = 20;
-
-/** Per-source token bucket: burst size. */
-export const RATE_LIMIT_BURST = 40;
-
 /** Server-wide signature checks per second (and burst) for knocks whose signer is not known from their source: about 0.4 of a core. */
 export const SIGNATURE_CHECKS_PER_SECOND = 10_000;
 
-/** How often the firewall is checked for openme rules removed from outside (a ruleset reload). */
-export const FIREWALL_CHECK_INTERVAL_MS = 5000;
-
-/** Most peer address texts whose parsed form is kept (the table is emptied when full). */
-export const PEER_ADDRESS_CACHE_SIZE = 4096;
-
-/** Longest delay before new drop counters are written to the state file. */
-export const DROP_STATE_WRITE_DELAY_MS = 1000;
+// The per-source token bucket before any crypto (datagrams per second and
+// burst); how often the config file and the firewall are checked; the
+// longest delay of new drop counters to the state file; the most peer
+// address texts whose parsed form is kept (emptied when full).
+const RATE_LIMIT = { perSecond: 20, burst: 40 };
+const CONFIG_POLL_INTERVAL_MS = 500;
+const FIREWALL_CHECK_INTERVAL_MS = 5000;
+const DROP_STATE_WRITE_DELAY_MS = 1000;
+const PEER_ADDRESS_CACHE_SIZE = 4096;
 
 /** Options for {@linkcode OpenmeServer.start}. */
 export interface ServerOptions {
@@ -219,7 +211,7 @@ export class OpenmeServer {
     this.#socket = socket;
     this.#health = health;
     const rateLimit = options.rateLimit === undefined
-      ? { perSecond: RATE_LIMIT_PER_SECOND, burst: RATE_LIMIT_BURST }
+      ? RATE_LIMIT
       : options.rateLimit;
     const budget = SIGNATURE_CHECKS_PER_SECOND;
     this.#verifier = new KnockVerifier({
@@ -254,10 +246,9 @@ export class OpenmeServer {
       health = await startHealthListener(healthPort, options.hostname);
     } catch (err) {
       socket?.close();
+      const why = (err as Error).message;
       throw new Error(
-        `cannot listen on udp/${udpPort} and tcp/${healthPort}: ${
-          (err as Error).message
-        } (is another openme running? see \`ss -lunp\` and \`ss -ltnp\`)`,
+        `cannot listen on udp/${udpPort} and tcp/${healthPort}: ${why} (is another openme running? see \`ss -lunp\` and \`ss -ltnp\`)`,
       );
     }
     // Port 0 (tests) binds a free port: rules and grants use the bound ones.
@@ -293,10 +284,9 @@ export class OpenmeServer {
         );
       }
     } catch (err) {
+      const why = oneLine(err);
       warn(
-        `could not read the replay nonces of the previous run: ${
-          oneLine(err)
-        } (knocks it accepted within the replay window could be replayed once)`,
+        `could not read the replay nonces of the previous run: ${why} (knocks it accepted within the replay window could be replayed once)`,
       );
     }
     this.#socket.on("message", (msg, rinfo) => {
@@ -363,7 +353,7 @@ export class OpenmeServer {
     this.#peers.set(peer, source);
     const result = this.#verifier.verify(datagram, source);
     if (!result.ok) return this.#drop(result.reason, source.text);
-    this.#stats.accept();
+    this.#stats.accepted++;
     const outcome = this.#sessions.knock(
       result.client,
       result.target,
@@ -400,12 +390,9 @@ export class OpenmeServer {
       .then(() => {
         this.#checkFailed = false;
       }, (err) => {
+        const what = `checking openme's firewall rules (${why}) failed`;
         if (!this.#checkFailed) {
-          error(
-            `checking openme's firewall rules (${why}) failed: ${
-              oneLine(err)
-            } (will keep trying)`,
-          );
+          error(`${what}: ${oneLine(err)} (will keep trying)`);
         }
         this.#checkFailed = true;
       })
@@ -465,11 +452,8 @@ export class OpenmeServer {
       config = { ...next, udpPort, healthPort, privateKey, publicKey };
       clients = clientsOf(config);
     } catch (err) {
-      error(
-        `reload (${why}) failed, the previous config stays in force: ${
-          oneLine(err)
-        }`,
-      );
+      const what = `reload (${why}) failed, the previous config stays in force`;
+      error(`${what}: ${oneLine(err)}`);
       return false;
     }
     if (this.#stopping) return false;

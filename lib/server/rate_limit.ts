@@ -8,9 +8,6 @@
  * @module
  */
 
-/** Default number of source addresses tracked at once. */
-export const DEFAULT_RATE_LIMIT_MAX_SOURCES = 4096;
-
 /** Options for {@linkcode RateLimiter}. */
 export interface RateLimiterOptions {
   /** Tokens added to each bucket per second. */
@@ -42,7 +39,7 @@ export class RateLimiter {
     const { perSecond, burst } = this.#options;
     let bucket = this.#buckets.get(source);
     if (bucket === undefined) {
-      const max = this.#options.maxSources ?? DEFAULT_RATE_LIMIT_MAX_SOURCES;
+      const max = this.#options.maxSources ?? 4096;
       while (this.#buckets.size >= max) {
         this.#buckets.delete(this.#buckets.keys().next().value as string);
       }

@@ -7,9 +7,6 @@
  * @module
  */
 
-/** Default number of nonces kept. */
-export const DEFAULT_REPLAY_CACHE_SIZE = 65536;
-
 /** What a nonce looks like in the state file: 16 bytes as hex. */
 const NONCE_HEX = /^[0-9a-f]{32}$/i;
 
@@ -24,7 +21,7 @@ export class ReplayCache {
   /** Creates an empty cache keeping each nonce `retentionMs` and at most `capacity` nonces (the oldest is evicted). */
   constructor(
     retentionMs: number,
-    capacity: number = DEFAULT_REPLAY_CACHE_SIZE,
+    capacity = 65536,
   ) {
     this.retentionMs = retentionMs;
     this.#capacity = capacity;

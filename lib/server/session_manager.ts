@@ -19,12 +19,6 @@ import { formatRfc3339 } from "../time.ts";
 
 export type { FirewallRulePort, OpenedRules };
 
-/** How many firewall opens may wait at once; further first knocks are dropped as busy. */
-export const DEFAULT_MAX_PENDING_OPENS = 64;
-
-/** How long shutdown waits for firewall opens in flight. */
-export const DEFAULT_SHUTDOWN_WAIT_MS = 1000;
-
 /** Most sessions (target addresses) one client may hold; a knock for one more closes its least recently knocked session. */
 export const MAX_SESSIONS_PER_CLIENT = 8;
 
@@ -89,7 +83,7 @@ export interface SessionManagerOptions {
   closeRetryDelaysMs?: readonly number[];
   /** Called after every open, refresh and close (the state file is written from here). */
   onChange?: () => void;
-  /** Bound on concurrent first-time opens (default 64). */
+  /** Most firewall opens waiting at once; further first knocks are dropped as busy (default 64). */
   maxPendingOpens?: number;
   /** How long shutdown waits for opens in flight (default 1000 ms). */
   shutdownWaitMs?: number;
@@ -146,9 +140,9 @@ export class SessionManager {
     this.#now = options.now ?? monotonicNow;
     this.#wallNow = options.wallNow ?? Date.now;
     this.#onChange = options.onChange ?? (() => {});
-    this.#maxPending = options.maxPendingOpens ?? DEFAULT_MAX_PENDING_OPENS;
+    this.#maxPending = options.maxPendingOpens ?? 64;
     this.#retryDelaysMs = options.closeRetryDelaysMs ?? CLOSE_RETRY_DELAYS_MS;
-    this.#shutdownWaitMs = options.shutdownWaitMs ?? DEFAULT_SHUTDOWN_WAIT_MS;
+    this.#shutdownWaitMs = options.shutdownWaitMs ?? 1000;
   }
 
   /** Changes the session length for knocks from now on (a reload). */
@@ -259,11 +253,8 @@ export class SessionManager {
     if (refusal !== null) {
       const removed = await this.#removeRules(client.name, rules, refusal);
       if (removed && refusal !== "shutdown") {
-        info(
-          `closed ${
-            describeRules(rules, client.name)
-          } right after opening: ${refusal}`,
-        );
+        const closed = describeRules(rules, client.name);
+        info(`closed ${closed} right after opening: ${refusal}`);
       }
       return "failed";
     }
@@ -276,11 +267,8 @@ export class SessionManager {
       rules,
     });
     const ports = describePorts(client.ports);
-    info(
-      `opened ${ports} ${what} until ${
-        formatRfc3339(this.toWallMs(expiresAtMs))
-      }`,
-    );
+    const until = formatRfc3339(this.toWallMs(expiresAtMs));
+    info(`opened ${ports} ${what} until ${until}`);
     this.#schedule();
     this.#onChange();
     return "opened";
@@ -314,9 +302,8 @@ export class SessionManager {
   #closeFailed(entry: PendingClose, err: unknown, retry = true): void {
     entry.attempts++;
     entry.lastError = errorMessage(err);
-    const what = `closing ${
-      describeRules(entry.rules, entry.clientName)
-    } (${entry.reason}) failed`;
+    const rules = describeRules(entry.rules, entry.clientName);
+    const what = `closing ${rules} (${entry.reason}) failed`;
     if (this.#stopped || !retry) {
       const then = this.#stopped
         ? "shutting down, the teardown removes openme's rules"
@@ -470,10 +457,9 @@ export class SessionManager {
       } catch (err) {
         const why = errorMessage(err);
         if (ports !== null) {
+          const to = describePorts(ports);
           error(
-            `changing the ports of ${old.address.text} (client ${clientName}) to ${
-              describePorts(ports)
-            } failed, ${oldPorts} stay open until the deadline: ${why}`,
+            `changing the ports of ${old.address.text} (client ${clientName}) to ${to} failed, ${oldPorts} stay open until the deadline: ${why}`,
           );
           return "failed";
         }
@@ -498,10 +484,9 @@ export class SessionManager {
         );
       } else {
         await this.#removeRules(clientName, old, "ports changed");
+        const to = describePorts(ports);
         info(
-          `changed ${oldPorts} to ${
-            describePorts(ports)
-          } for ${old.address.text} (client ${clientName}): config reload; until ${until}`,
+          `changed ${oldPorts} to ${to} for ${old.address.text} (client ${clientName}): config reload; until ${until}`,
         );
       }
       this.#onChange();
@@ -544,10 +529,9 @@ export class SessionManager {
     try {
       await this.#backend.teardown();
     } catch (err) {
+      const why = errorMessage(err);
       error(
-        `removing openme's firewall rules failed: ${
-          errorMessage(err)
-        } (${sessions.length} session(s) may still be open: list and delete the rules tagged "openme" by hand)`,
+        `removing openme's firewall rules failed: ${why} (${sessions.length} session(s) may still be open: list and delete the rules tagged "openme" by hand)`,
       );
       return false;
     }

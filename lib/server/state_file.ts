@@ -83,10 +83,8 @@ export async function writeStateText(
   path: string,
   text: string,
 ): Promise<void> {
-  const slash = path.lastIndexOf("/");
-  const temp = `${path.slice(0, slash + 1)}.${
-    path.slice(slash + 1)
-  }.${Deno.pid}.tmp`;
+  const slash = path.lastIndexOf("/") + 1;
+  const temp = `${path.slice(0, slash)}.${path.slice(slash)}.${Deno.pid}.tmp`;
   try {
     await Deno.writeTextFile(temp, text, { mode: 0o644 });
     await Deno.rename(temp, path);

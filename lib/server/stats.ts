@@ -27,11 +27,6 @@ export class KnockStats {
     }
   }
 
-  /** Counts one accepted knock. */
-  accept(): void {
-    this.accepted++;
-  }
-
   /** Drops since start by reason. */
   drops(): Record<string, number> {
     return Object.fromEntries(this.#total);
@@ -43,10 +38,12 @@ export class KnockStats {
     this.#recent.clear();
     if (recent.length === 0) return;
     const total = recent.reduce((sum, [, count]) => sum + count, 0);
+    const seconds = Math.round(windowMs / 1000);
+    const reasons = recent.map(([reason, count]) => `${count} ${reason}`);
     info(
-      `dropped ${total} datagrams in the last ${
-        Math.round(windowMs / 1000)
-      } s: ${recent.map(([reason, count]) => `${count} ${reason}`).join(", ")}`,
+      `dropped ${total} datagrams in the last ${seconds} s: ${
+        reasons.join(", ")
+      }`,
     );
   }
 }
