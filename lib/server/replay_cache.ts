@@ -19,17 +19,9 @@ export class ReplayCache {
   #entries = new Map<string, number>();
 
   /** Creates an empty cache keeping each nonce `retentionMs` and at most `capacity` nonces (the oldest is evicted). */
-  constructor(
-    retentionMs: number,
-    capacity = 65536,
-  ) {
+  constructor(retentionMs: number, capacity = 65536) {
     this.retentionMs = retentionMs;
     this.#capacity = capacity;
-  }
-
-  /** Number of nonces held (expired ones may linger until the next add). */
-  get size(): number {
-    return this.#entries.size;
   }
 
   /** Records a nonce as seen at `nowMs`; false when it was already there. */

@@ -19,14 +19,18 @@ export interface StatePort {
   end_port?: number;
 }
 
-/** One open session in the state file. */
-export interface StateSession {
+/** Rules in the state file: whose, for which address, which ports. */
+export interface StateRules {
   /** Client name. */
   client_name: string;
   /** Address the rules admit. */
   ip: string;
-  /** Ports open for it. */
+  /** Ports the rules open. */
   ports: StatePort[];
+}
+
+/** One open session in the state file. */
+export interface StateSession extends StateRules {
   /** RFC 3339 time the rules went in. */
   opened_at: string;
   /** RFC 3339 time the rules come out. */
@@ -58,13 +62,7 @@ export interface StateFile {
 }
 
 /** Rules whose removal failed and is being retried (openme extension). */
-export interface StatePendingClose {
-  /** Client name. */
-  client_name: string;
-  /** Address the rules admit. */
-  ip: string;
-  /** Ports the rules open. */
-  ports: StatePort[];
+export interface StatePendingClose extends StateRules {
   /** Why they are being removed. */
   reason: string;
   /** Failed attempts so far. */

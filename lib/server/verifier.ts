@@ -1,10 +1,8 @@
 /**
  * The server's decision on one datagram (SPEC §2), each check made once, in
  * order of cost: size, version, rate limit per source, AEAD open, timestamp
- * window, signature, replay nonce, client expiry. Nonces are recorded only
- * after a signature verified. A knock stamped up to `replay_window` in the
- * future stays valid until `2 × replay_window` after it was accepted, so
- * nonces are kept that long.
+ * window, signature, replay nonce (recorded only after a signature
+ * verified), client expiry.
  *
  * @module
  */
@@ -109,6 +107,8 @@ export class KnockVerifier<C extends VerifierClient = VerifierClient> {
   constructor(options: KnockVerifierOptions<C>) {
     this.#serverKey = prepareX25519PrivateKey(options.serverPrivateKey);
     this.#clients = options.clients;
+    // A knock stamped up to a window ahead stays valid until two windows
+    // after it was accepted: its nonce is kept that long.
     this.#replayCache = new ReplayCache(2 * options.replayWindowMs);
     this.setReplayWindow(options.replayWindowMs);
     this.#rateLimiter = options.rateLimit

@@ -16,7 +16,6 @@ import {
   type ServerOptions,
   SIGNATURE_CHECKS_PER_SECOND,
 } from "../../lib/server/daemon.ts";
-import { monotonicNow } from "../../lib/server/session_manager.ts";
 import { readStateFile } from "../../lib/server/state_file.ts";
 import { waitFor } from "../../scripts/testbed.ts";
 import {
@@ -429,12 +428,14 @@ Deno.test("a deleted config file keeps the config in force", async () => {
 });
 
 Deno.test("reload applies replay_window (nonces kept) and knock_timeout to later knocks", async () => {
-  const h = await startHarness({ config: { replayWindow: "60s" } });
+  // Windows of minutes: a knock is never stale for the time it takes to
+  // arrive, however busy the machine.
+  const h = await startHarness({ config: { replayWindow: "600s" } });
   try {
-    await h.send(h.knock("alice", { offsetMs: -5000 }));
+    await h.send(h.knock("alice", { offsetMs: -120_000 }));
     await waitFor(() => sessionOf(h, "alice") !== undefined, {
       timeoutMs: WAIT_MS,
-      what: "a knock 5 s old accepted with a 60 s window",
+      what: "a knock 2 minutes old accepted with a 10 minute window",
     });
     const replayed = h.knock("alice");
     await h.send(replayed);
@@ -442,9 +443,9 @@ Deno.test("reload applies replay_window (nonces kept) and knock_timeout to later
       timeoutMs: WAIT_MS,
       what: "second knock",
     });
-    await h.rewrite({ replayWindow: "2s", knockTimeout: "1s" });
+    await h.rewrite({ replayWindow: "60s", knockTimeout: "1s" });
     assert.equal(await h.server.reload("test"), true);
-    await h.send(h.knock("alice", { offsetMs: -5000 }), replayed);
+    await h.send(h.knock("alice", { offsetMs: -120_000 }), replayed);
     await waitFor(
       () =>
         (h.server.drops().stale ?? 0) === 1 &&
@@ -456,8 +457,9 @@ Deno.test("reload applies replay_window (nonces kept) and knock_timeout to later
       timeoutMs: WAIT_MS,
       what: "a fresh knock",
     });
-    const session = sessionOf(h, "alice")!;
-    assert.ok(session.expiresAtMs - monotonicNow() <= 1000);
+    // The refresh moved the deadline by the new knock_timeout (1 s), not 30 s.
+    const until = / until (\S+)$/.exec(h.log.matching("refreshed").at(-1)!)!;
+    assert.ok(Date.parse(until[1]) <= Date.now() + 1000, until[1]);
   } finally {
     await h.close();
   }
@@ -771,14 +773,16 @@ Deno.test("a knock accepted before a restart is refused as a replay after it (no
 });
 
 Deno.test("old nonces in the state file (older than 2 x replay_window) are not loaded", async () => {
-  const h = await startHarness({ config: { replayWindow: "1s" } });
+  // Nonces are kept 2 minutes: one 5 minutes old is dropped, one 1 s old
+  // is kept however slowly the restart goes.
+  const h = await startHarness({ config: { replayWindow: "60s" } });
   let second: OpenmeServer | null = null;
   try {
     await h.server.stop();
     const state = await readStateFile(h.stateFile);
     state.replay_nonces = {
-      ["11".repeat(16)]: Date.now() - 5000,
-      ["22".repeat(16)]: Date.now() - 500,
+      ["11".repeat(16)]: Date.now() - 300_000,
+      ["22".repeat(16)]: Date.now() - 1000,
       ["not-hex"]: Date.now(),
     };
     await Deno.writeTextFile(h.stateFile, JSON.stringify(state));
@@ -874,7 +878,8 @@ Deno.test("a close the firewall refuses is retried and listed under pending_clos
     server: { closeRetryDelaysMs: [300] },
   });
   try {
-    h.backend.failCloses = 1;
+    // Closes keep failing until the test has seen the pending one.
+    h.backend.failCloses = 1_000_000;
     await h.send(h.knock("alice"));
     await waitFor(async () => {
       const state = await readStateFile(h.stateFile).catch(() => null);
@@ -885,16 +890,20 @@ Deno.test("a close the firewall refuses is retried and listed under pending_clos
     assert.equal(pending.client_name, "alice");
     assert.equal(pending.ip, "127.0.0.1");
     assert.equal(pending.reason, "timeout");
-    assert.equal(pending.attempts, 1);
+    assert.ok(pending.attempts >= 1);
     assert.match(pending.last_error, /did not finish within/);
     assert.equal(h.log.matching(/^INFO {2}closed /).length, 0);
-    assert.equal(h.log.matching(/failed, will retry in 0\.3 s/).length, 1);
+    assert.equal(
+      h.log.matching(/\(timeout\) failed, will retry in 0\.3 s/).length,
+      1,
+    );
+    h.backend.failCloses = 0;
     await waitFor(async () => {
       const state = await readStateFile(h.stateFile).catch(() => null);
       return state?.pending_closes?.length === 0;
     }, { timeoutMs: WAIT_MS, what: "the retried close" });
     assert.equal(h.backend.live.size, 0);
-    assert.equal(h.log.matching(/\(after 1 failed attempts\)$/).length, 1);
+    assert.equal(h.log.matching(/\(after \d+ failed attempts\)$/).length, 1);
   } finally {
     await h.close();
   }
