@@ -399,10 +399,9 @@ export class SessionManager {
   }
 
   /**
-   * Has the backend check its base rules and every session's rules (an
-   * operator may have reloaded the firewall) and logs what was put back:
-   * sessions whose rules are gone are opened again with their deadline, or
-   * dropped when that fails. Throws when the backend cannot check.
+   * Has the backend put back what an operator's firewall reload removed,
+   * re-opening sessions with their deadline (or dropping those it cannot),
+   * and logs it; throws when the backend cannot check.
    */
   async checkFirewall(why: string): Promise<void> {
     if (this.#stopped) return;
@@ -497,11 +496,9 @@ export class SessionManager {
   }
 
   /**
-   * Shutdown: stops knocks, expiry and retries, waits (bounded) for opens in
-   * flight, then removes every rule openme added (sessions, failed closes,
-   * knock and drop rules) with one backend teardown, not a close each. Opens
-   * that finish later remove their own rules. Resolves to whether the
-   * teardown worked.
+   * Stops knocks, expiry and retries, waits a bounded time for opens in
+   * flight (later ones remove their own rules) and removes every rule openme
+   * added with one backend teardown; resolves to whether the teardown worked.
    */
   async shutdown(): Promise<boolean> {
     this.#stopped = true;

@@ -53,11 +53,7 @@ export interface StateFile {
   pid?: number;
   /** Rules whose removal failed and is being retried (openme extension). */
   pending_closes?: StatePendingClose[];
-  /**
-   * Replay nonces accepted within the last 2 × replay_window, hex → accepted
-   * at (ms since the epoch), so a restarted server still refuses their
-   * knocks as replays (openme extension).
-   */
+  /** Replay nonces accepted within 2 × replay_window, hex → ms accepted, which a restarted server still refuses (openme extension). */
   replay_nonces?: Record<string, number>;
 }
 
