@@ -77,12 +77,6 @@ export interface KnockVerifierOptions<
   signatureBudget?: { perSecond: number; burst: number } | null;
 }
 
-/** Options for {@linkcode KnockVerifier.verify}. */
-export interface VerifyOptions {
-  /** Current time in Unix milliseconds; default `Date.now()`. */
-  nowMs?: number;
-}
-
 /** Most source addresses whose last signer is remembered. */
 const MAX_SIGNER_HINTS = 4096;
 const NS_PER_MS = 1_000_000n;
@@ -134,11 +128,11 @@ export class KnockVerifier<C extends VerifierClient = VerifierClient> {
     this.#hints.clear();
   }
 
-  /** Decides whether a datagram from `source` is a valid knock; never throws for any datagram. */
+  /** Decides whether a datagram from `source` is a valid knock at `options.nowMs` (default now); never throws for any datagram. */
   verify(
     datagram: Uint8Array,
     source: IpAddress,
-    options?: VerifyOptions,
+    options?: { nowMs?: number },
   ): VerifyResult<C> {
     const nowMs = options?.nowMs ?? Date.now();
     const packet = parseKnockPacket(datagram);
