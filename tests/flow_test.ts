@@ -106,12 +106,12 @@ Deno.test("init → add → knock from the printed block → the verifier accept
     assert.equal(packet.length, KNOCK_PACKET_BYTES);
     const result = verifier.verify(packet, SOURCE);
     assert.ok(result.ok, result.ok ? "" : `rejected: ${result.reason}`);
-    assert.equal(result.clientName, "bob");
+    assert.equal(result.client.name, "bob");
     assert.deepEqual(result.target, SOURCE, "wildcard target means the source");
 
     const fromAlice = verifier.verify(knockFrom(alice.profile), SOURCE);
     assert.ok(fromAlice.ok);
-    assert.equal(fromAlice.clientName, "alice");
+    assert.equal(fromAlice.client.name, "alice");
   });
 });
 
@@ -183,7 +183,7 @@ Deno.test("after revoke, the reloaded verifier refuses the client's knocks", asy
     });
     const stillOk = verifier.verify(knockFrom(bob.profile), SOURCE);
     assert.ok(stillOk.ok);
-    assert.equal(stillOk.clientName, "bob");
+    assert.equal(stillOk.client.name, "bob");
   });
 });
 

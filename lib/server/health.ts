@@ -6,7 +6,7 @@
  * @module
  */
 
-import { createServer, type Server } from "node:net";
+import { createServer } from "node:net";
 
 /** A running health listener. */
 export interface HealthListener {
@@ -16,55 +16,29 @@ export interface HealthListener {
   close(): Promise<void>;
 }
 
-/** Options for {@linkcode startHealthListener}. */
-export interface HealthListenerOptions {
-  /** Address to bind; default `::` (dual-stack), falling back to `0.0.0.0`. */
-  hostname?: string;
-}
-
-function listen(server: Server, port: number, host: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onError = (err: Error): void => {
-      server.off("listening", onListening);
-      reject(err);
-    };
-    const onListening = (): void => {
-      server.off("error", onError);
-      resolve();
-    };
-    server.once("error", onError);
-    server.once("listening", onListening);
-    server.listen({ port, host, ipv6Only: false });
-  });
-}
-
-/** Starts a TCP listener that closes every connection as soon as it is accepted. */
+/** Starts a TCP listener on `hostname` (default dual-stack `::`, else `0.0.0.0`) that closes every connection as soon as it is accepted. */
 export async function startHealthListener(
   port: number,
-  options: HealthListenerOptions = {},
+  hostname?: string,
 ): Promise<HealthListener> {
   const server = createServer((socket) => {
     socket.on("error", () => {});
     socket.destroy();
   });
+  const listen = (host: string): Promise<void> =>
+    new Promise((resolve, reject) => {
+      server.once("error", reject);
+      server.listen({ port, host, ipv6Only: false }, () => {
+        server.off("error", reject);
+        resolve();
+      });
+    });
+  await (hostname !== undefined
+    ? listen(hostname)
+    : listen("::").catch(() => listen("0.0.0.0")));
   server.on("error", () => {});
-  if (options.hostname !== undefined) {
-    await listen(server, port, options.hostname);
-  } else {
-    try {
-      await listen(server, port, "::");
-    } catch {
-      await listen(server, port, "0.0.0.0");
-    }
-  }
-  const address = server.address();
-  const bound = typeof address === "object" && address !== null
-    ? address.port
-    : port;
   return {
-    port: bound,
-    close(): Promise<void> {
-      return new Promise((resolve) => server.close(() => resolve()));
-    },
+    port: (server.address() as { port: number }).port,
+    close: () => new Promise((resolve) => server.close(() => resolve())),
   };
 }

@@ -1,17 +1,9 @@
 /**
- * Open sessions: one per (client, target address). A first knock opens the
- * client's ports through the firewall backend; a repeat knock only moves the
- * deadline; at the deadline the rules are removed. A session is recorded only
- * once its rules are in place, so the manager never claims a port is open when
- * it is not.
- *
- * Deadlines run on a monotonic clock, so a wall-clock step (NTP, an operator's
- * `date -s`) neither keeps ports open longer nor closes them early; wall time
- * is only used to display deadlines. One client holds at most
- * {@linkcode MAX_SESSIONS_PER_CLIENT} sessions. A close the firewall refuses
- * is retried with backoff until it succeeds; at shutdown the caller removes
- * every rule with the backend's teardown instead of closing sessions one by
- * one.
+ * Open sessions, one per (client, target address): a first knock opens the
+ * client's ports through the firewall backend, a repeat knock moves the
+ * deadline, the deadline removes the rules. A session is recorded only once
+ * its rules are in. Deadlines run on a monotonic clock (wall time is only
+ * shown); a close the firewall refuses is retried with backoff.
  *
  * @module
  */
@@ -25,44 +17,38 @@ import type { IpAddress } from "../ip.ts";
 import { error, info, warn } from "../log.ts";
 import { formatRfc3339 } from "../time.ts";
 
-/** How many firewall opens may wait at once; further first knocks are dropped as busy. */
-export const DEFAULT_MAX_PENDING_OPENS = 64;
-
-/** How long shutdown waits for firewall opens in flight. */
-export const DEFAULT_SHUTDOWN_WAIT_MS = 1000;
+export type { FirewallRulePort, OpenedRules };
 
 /** Most sessions (target addresses) one client may hold; a knock for one more closes its least recently knocked session. */
 export const MAX_SESSIONS_PER_CLIENT = 8;
 
-/** Milliseconds per second: deadlines are shown to the second. */
-const MS_PER_SECOND = 1000;
-
 /** Waits before the first, second, ... retry of a failed close; the last one repeats. */
-export const CLOSE_RETRY_DELAYS_MS: readonly number[] = [
-  1000,
-  2000,
-  5000,
-  10_000,
-];
+export const CLOSE_RETRY_DELAYS_MS: readonly number[] = [1e3, 2e3, 5e3, 1e4];
 
 /** A monotonic clock in ms (close to the epoch at start-up, but never stepped with the wall clock). */
 export function monotonicNow(): number {
   return performance.timeOrigin + performance.now();
 }
 
+/** A client as the session manager needs it. */
+export interface SessionClient {
+  /** Client name from the config. */
+  name: string;
+  /** Ports its knocks open (health port included). */
+  ports: FirewallRulePort[];
+  /** Fingerprint of its key, for the log. */
+  fingerprint: string;
+}
+
 /** One open session. */
 export interface Session {
   /** Client name from the server config. */
   clientName: string;
-  /** Address the rules admit. */
-  address: IpAddress;
-  /** Ports the rules open. */
-  ports: FirewallRulePort[];
   /** When the rules went in (ms on the manager's monotonic clock; see toWallMs). */
   openedAtMs: number;
   /** When the rules come out (ms on the manager's monotonic clock; see toWallMs). */
   expiresAtMs: number;
-  /** What the backend needs to remove the rules. */
+  /** The rules: address, ports and what the backend needs to remove them. */
   rules: OpenedRules;
 }
 
@@ -70,10 +56,6 @@ export interface Session {
 export interface PendingClose {
   /** Client the rules were opened for. */
   clientName: string;
-  /** Address the rules admit. */
-  address: IpAddress;
-  /** Ports the rules open. */
-  ports: FirewallRulePort[];
   /** Why they are being removed ("timeout", "client revoked", ...). */
   reason: string;
   /** Failed attempts so far. */
@@ -82,26 +64,8 @@ export interface PendingClose {
   lastError: string;
   /** When the next attempt runs (manager clock). */
   nextAttemptMs: number;
-  /** What the backend needs to remove the rules. */
+  /** The rules to remove. */
   rules: OpenedRules;
-}
-
-/** What {@linkcode SessionManager.checkFirewall} found and did. */
-export interface FirewallCheckResult {
-  /** Base objects (table, chain, jump, knock and drop rules) that were missing and were put back. */
-  repaired: string[];
-  /** Sessions whose rules were gone and were added again. */
-  reopened: number;
-  /** Sessions whose rules were gone and could not be added again (no longer listed). */
-  dropped: number;
-}
-
-/** What {@linkcode SessionManager.shutdown} left for the backend's teardown. */
-export interface ShutdownResult {
-  /** Sessions that were open; their rules are removed by the teardown. */
-  sessions: Session[];
-  /** Failed closes still pending; their rules are removed by the teardown. */
-  pendingCloses: PendingClose[];
 }
 
 /** What became of one accepted knock. */
@@ -115,81 +79,37 @@ export interface SessionManagerOptions {
   now?: () => number;
   /** Wall clock in ms since the epoch, for display only; default Date.now. */
   wallNow?: () => number;
-  /** Most sessions per client (default {@linkcode MAX_SESSIONS_PER_CLIENT}). */
-  maxSessionsPerClient?: number;
   /** Waits before retries of a failed close (default {@linkcode CLOSE_RETRY_DELAYS_MS}). */
   closeRetryDelaysMs?: readonly number[];
   /** Called after every open, refresh and close (the state file is written from here). */
   onChange?: () => void;
-  /** Bound on concurrent first-time opens (default 64). */
+  /** Most firewall opens waiting at once; further first knocks are dropped as busy (default 64). */
   maxPendingOpens?: number;
-  /**
-   * Asked when an open finishes: a reason to take the new rules out again at
-   * once (the client was revoked or expired while its rules went in), or null.
-   */
-  refuse?: (clientName: string) => string | null;
-  /** How long shutdown waits for opens in flight before closing the rest (default 1000 ms). */
+  /** How long shutdown waits for opens in flight (default 1000 ms). */
   shutdownWaitMs?: number;
 }
 
-/** Extra facts logged with an opened session. */
-export interface KnockDetails {
-  /** Address the datagram came from. */
-  source?: string;
-  /** Fingerprint of the client's key. */
-  fingerprint?: string;
-}
-
-function sessionKey(clientName: string, address: IpAddress): string {
-  return `${clientName}\u0000${address.text}`;
+interface PendingOpen {
+  clientName: string;
+  done: Promise<KnockOutcome>;
+  /** Set when a reload revoked or expired the client while its rules went in. */
+  refusal: string | null;
 }
 
 function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-function describeRules(
-  ports: FirewallRulePort[],
-  address: IpAddress,
-  clientName: string,
-): string {
-  return `${describePorts(ports)} for ${address.text} (client ${clientName})`;
-}
-
-function describeKnock(
-  clientName: string,
-  address: IpAddress,
-  source: string | undefined,
-  fingerprint: string | undefined,
-): string {
-  const fp = fingerprint !== undefined ? ` key ${fingerprint}` : "";
-  const from = source !== undefined ? ` from ${source}` : "";
-  return `for ${address.text} (client ${clientName}${fp}${from})`;
-}
-
-/**
- * {@linkcode describePorts} of the port lists refreshes log and compare,
- * computed once per list: a port list is never changed in place once a
- * session or a grant holds it (new grants are new lists).
- */
-const PORTS_TEXT = new WeakMap<readonly FirewallRulePort[], string>();
-
-function portsText(ports: FirewallRulePort[]): string {
-  let text = PORTS_TEXT.get(ports);
-  if (text === undefined) {
-    text = describePorts(ports);
-    PORTS_TEXT.set(ports, text);
-  }
-  return text;
-}
-
 /** Formats ports for logs: "22/tcp,8080-8090/tcp". */
-export function describePorts(ports: FirewallRulePort[]): string {
+export function describePorts(ports: readonly FirewallRulePort[]): string {
   return ports.map((p) =>
-    p.endPort !== undefined && p.endPort > p.port
-      ? `${p.port}-${p.endPort}/${p.proto}`
-      : `${p.port}/${p.proto}`
+    `${p.port}${p.endPort === undefined ? "" : `-${p.endPort}`}/${p.proto}`
   ).join(",");
+}
+
+function describeRules(rules: OpenedRules, clientName: string): string {
+  const ports = describePorts(rules.ports);
+  return `${ports} for ${rules.address.text} (client ${clientName})`;
 }
 
 /** Keeps the open sessions and their deadlines, and drives the firewall backend. */
@@ -200,23 +120,18 @@ export class SessionManager {
   #wallNow: () => number;
   #onChange: () => void;
   #maxPending: number;
-  #maxPerClient: number;
   #retryDelaysMs: readonly number[];
-  #refuse: (clientName: string) => string | null;
   #shutdownWaitMs: number;
+  /** Key: client name, NUL, address text. */
   #sessions = new Map<string, Session>();
+  #pending = new Map<string, PendingOpen>();
+  /** Sessions whose rules are being replaced (port change or re-open). */
+  #replacing = new Set<string>();
   #retries = new Set<PendingClose>();
-  #retryTimer: ReturnType<typeof setTimeout> | null = null;
-  #retrying = false;
-  #pending = new Map<string, Promise<KnockOutcome>>();
-  #swapping = new Set<string>();
   #lastSeen = new Map<string, number>();
-  #timer: ReturnType<typeof setTimeout> | null = null;
+  #timer: ReturnType<typeof setTimeout> | undefined;
   #timerAt = Infinity;
   #stopped = false;
-  /** The second (wall clock) of the latest deadline shown, and how it was shown. */
-  #untilSecond = NaN;
-  #untilText = "";
 
   /** Creates a manager that opens and closes rules through the backend. */
   constructor(backend: FirewallBackend, options: SessionManagerOptions) {
@@ -225,12 +140,9 @@ export class SessionManager {
     this.#now = options.now ?? monotonicNow;
     this.#wallNow = options.wallNow ?? Date.now;
     this.#onChange = options.onChange ?? (() => {});
-    this.#maxPending = options.maxPendingOpens ?? DEFAULT_MAX_PENDING_OPENS;
-    this.#maxPerClient = options.maxSessionsPerClient ??
-      MAX_SESSIONS_PER_CLIENT;
+    this.#maxPending = options.maxPendingOpens ?? 64;
     this.#retryDelaysMs = options.closeRetryDelaysMs ?? CLOSE_RETRY_DELAYS_MS;
-    this.#refuse = options.refuse ?? (() => null);
-    this.#shutdownWaitMs = options.shutdownWaitMs ?? DEFAULT_SHUTDOWN_WAIT_MS;
+    this.#shutdownWaitMs = options.shutdownWaitMs ?? 1000;
   }
 
   /** Changes the session length for knocks from now on (a reload). */
@@ -243,222 +155,126 @@ export class SessionManager {
     return this.#wallNow() + (ms - this.#now());
   }
 
-  #until(ms: number): string {
-    return this.#untilWall(this.toWallMs(ms));
-  }
-
-  /** A deadline in wall-clock ms, as logs show it. */
-  #untilWall(wallMs: number): string {
-    // Shown to the second: one formatting per second of deadlines.
-    const second = Math.floor(wallMs / MS_PER_SECOND);
-    if (second !== this.#untilSecond) {
-      this.#untilSecond = second;
-      this.#untilText = formatRfc3339(wallMs);
-    }
-    return this.#untilText;
-  }
-
   /**
-   * The synchronous fast path of {@linkcode knock} for a session that is
-   * open: moves its deadline, exactly as `knock` would, and returns true.
-   * Returns false, having done nothing, when there is no such session or the
-   * manager is shutting down (then call `knock`).
+   * Opens the session for a verified knock, or moves the deadline of the one
+   * that is open: a refresh (and a knock dropped as busy) is answered
+   * synchronously, without a promise; a first knock when its rules are in.
    */
-  refresh(
-    clientName: string,
-    address: IpAddress,
-    ports: FirewallRulePort[],
-    source?: string,
-    fingerprint?: string,
-  ): boolean {
-    if (this.#stopped) return false;
-    const key = sessionKey(clientName, address);
-    const existing = this.#sessions.get(key);
-    if (existing === undefined) return false;
-    // One reading of each clock serves the deadline, last seen and the log.
-    const now = this.#now();
-    const wallNow = this.#wallNow();
-    this.#lastSeen.set(clientName, wallNow);
-    existing.expiresAtMs = now + this.#knockTimeoutMs;
-    info(
-      `refreshed ${portsText(existing.ports)} ${
-        describeKnock(
-          existing.clientName,
-          existing.address,
-          source,
-          fingerprint,
-        )
-      } until ${this.#untilWall(wallNow + this.#knockTimeoutMs)}`,
-    );
-    // The timer already fires at or before the soonest deadline unless this
-    // one moved before it (a reload shortened knock_timeout).
-    if (this.#timer === null || this.#timerAt > existing.expiresAtMs) {
-      this.#schedule();
-    }
-    this.#onChange();
-    if (
-      ports !== existing.ports && portsText(ports) !== portsText(existing.ports)
-    ) {
-      // The grant changed and the reload could not move the rules yet.
-      this.#swapPorts(key, existing, ports).catch((err) =>
-        error(`changing ports failed: ${err}`)
-      );
-    }
-    return true;
-  }
-
-  /** Opens (or refreshes) the session for a verified knock. */
   knock(
-    clientName: string,
+    client: SessionClient,
     address: IpAddress,
-    ports: FirewallRulePort[],
-    details: KnockDetails = {},
-  ): Promise<KnockOutcome> {
-    if (
-      this.refresh(
-        clientName,
-        address,
-        ports,
-        details.source,
-        details.fingerprint,
-      )
-    ) {
-      return Promise.resolve("refreshed");
+    source: string,
+  ): KnockOutcome | Promise<KnockOutcome> {
+    if (this.#stopped) return "failed";
+    const wallNow = this.#wallNow();
+    this.#lastSeen.set(client.name, wallNow);
+    const key = `${client.name}\u0000${address.text}`;
+    const what =
+      `for ${address.text} (client ${client.name} key ${client.fingerprint} from ${source})`;
+    const session = this.#sessions.get(key);
+    if (session !== undefined) {
+      session.expiresAtMs = this.#now() + this.#knockTimeoutMs;
+      const ports = describePorts(session.rules.ports);
+      const until = formatRfc3339(wallNow + this.#knockTimeoutMs);
+      info(`refreshed ${ports} ${what} until ${until}`);
+      // The timer fires at or before the soonest deadline unless this one
+      // moved before it (a reload shortened knock_timeout).
+      if (this.#timerAt > session.expiresAtMs) this.#schedule();
+      this.#onChange();
+      return "refreshed";
     }
-    this.#lastSeen.set(clientName, this.#wallNow());
-    if (this.#stopped) return Promise.resolve("failed");
-    const key = sessionKey(clientName, address);
     if (this.#pending.has(key)) {
       // The open in flight sets the deadline from its own completion time.
-      info(
-        `knock ${
-          describeKnock(
-            clientName,
-            address,
-            details.source,
-            details.fingerprint,
-          )
-        } while its ports are being opened`,
-      );
-      return Promise.resolve("refreshed");
+      info(`knock ${what} while its ports are being opened`);
+      return "refreshed";
     }
+    const dropped = `knock from ${client.name} for ${address.text} dropped`;
     if (this.#pending.size >= this.#maxPending) {
       warn(
-        `knock from ${clientName} for ${address.text} dropped: ${this.#pending.size} firewall changes already waiting`,
+        `${dropped}: ${this.#pending.size} firewall changes already waiting`,
       );
-      return Promise.resolve("busy");
+      return "busy";
     }
-    if (!this.#makeRoomFor(clientName, address)) {
-      return Promise.resolve("busy");
-    }
-    const work = this.#open(key, clientName, address, ports, details);
-    this.#pending.set(key, work);
-    return work;
-  }
-
-  /**
-   * Keeps a client below its session limit before a new session opens: closes
-   * its least recently knocked session. False when every slot is an open
-   * still in flight (the knock is then dropped).
-   */
-  #makeRoomFor(clientName: string, address: IpAddress): boolean {
-    const own: [string, Session][] = [];
-    for (const entry of this.#sessions) {
-      if (entry[1].clientName === clientName) own.push(entry);
-    }
-    const prefix = `${clientName}\u0000`;
-    let inFlight = 0;
-    for (const key of this.#pending.keys()) {
-      if (key.startsWith(prefix)) inFlight++;
-    }
-    if (own.length + inFlight < this.#maxPerClient) return true;
-    if (own.length === 0) {
-      warn(
-        `knock from ${clientName} for ${address.text} dropped: ${inFlight} opens of this client in flight (at most ${this.#maxPerClient} sessions per client)`,
-      );
-      return false;
-    }
-    own.sort((a, b) => a[1].expiresAtMs - b[1].expiresAtMs);
-    const [oldestKey, oldest] = own[0];
-    warn(
-      `client ${clientName} has ${this.#maxPerClient} sessions, the most one client may hold: closing the one for ${oldest.address.text} (least recently knocked) to open ${address.text}`,
+    // A client at its session limit loses its least recently knocked one.
+    const max = MAX_SESSIONS_PER_CLIENT;
+    const own = [...this.#sessions].filter(([, s]) =>
+      s.clientName === client.name
     );
-    this.#close(
-      oldestKey,
-      `session limit (${this.#maxPerClient} per client) reached by a knock for ${address.text}`,
-    ).catch((err) => error(`closing an evicted session failed: ${err}`));
-    return true;
+    const inFlight =
+      [...this.#pending.values()].filter((p) => p.clientName === client.name)
+        .length;
+    if (own.length + inFlight >= max) {
+      if (own.length === 0) {
+        warn(
+          `${dropped}: ${inFlight} opens of this client in flight (at most ${max} sessions per client)`,
+        );
+        return "busy";
+      }
+      const [oldKey, old] = own.reduce((a, b) =>
+        b[1].expiresAtMs < a[1].expiresAtMs ? b : a
+      );
+      const gone = old.rules.address.text;
+      warn(
+        `client ${client.name} has ${max} sessions, the most one client may hold: closing the one for ${gone} (least recently knocked) to open ${address.text}`,
+      );
+      this.#close(
+        oldKey,
+        `session limit (${max} per client) reached by a knock for ${address.text}`,
+      )
+        .catch((err) => error(`closing an evicted session failed: ${err}`));
+    }
+    const done = this.#open(key, client, address, what);
+    this.#pending.set(key, { clientName: client.name, done, refusal: null });
+    return done;
   }
 
   async #open(
     key: string,
-    clientName: string,
+    client: SessionClient,
     address: IpAddress,
-    ports: FirewallRulePort[],
-    details: KnockDetails,
+    what: string,
   ): Promise<KnockOutcome> {
+    let rules: OpenedRules;
     try {
-      let rules: OpenedRules;
-      try {
-        rules = await this.#backend.open(address, ports);
-      } catch (err) {
-        error(
-          `knock from ${clientName} for ${address.text} failed: could not open ports: ${
-            errorMessage(err)
-          }`,
-        );
-        return "failed";
-      }
-      if (this.#stopped) {
-        // Shutdown began while the rules went in: take them out again.
-        await this.#removeRules(clientName, rules, "shutdown");
-        return "failed";
-      }
-      const refusal = this.#refuse(clientName);
-      if (refusal !== null) {
-        // A reload revoked or expired the client while the rules went in.
-        const removed = await this.#removeRules(clientName, rules, refusal);
-        if (removed) {
-          info(
-            `closed ${
-              describeRules(ports, address, clientName)
-            } right after opening: ${refusal}`,
-          );
-        }
-        return "failed";
-      }
-      const now = this.#now();
-      this.#sessions.set(key, {
-        clientName,
-        address,
-        ports,
-        openedAtMs: now,
-        expiresAtMs: now + this.#knockTimeoutMs,
-        rules,
-      });
-      info(
-        `opened ${describePorts(ports)} ${
-          describeKnock(
-            clientName,
-            address,
-            details.source,
-            details.fingerprint,
-          )
-        } until ${this.#until(now + this.#knockTimeoutMs)}`,
-      );
-      this.#schedule();
-      this.#onChange();
-      return "opened";
-    } finally {
+      rules = await this.#backend.open(address, client.ports);
+    } catch (err) {
       this.#pending.delete(key);
+      const why = errorMessage(err);
+      error(
+        `knock from ${client.name} for ${address.text} failed: could not open ports: ${why}`,
+      );
+      return "failed";
     }
+    // Shutdown, or a reload that revoked or expired the client, came while the rules went in.
+    const refusal = this.#stopped
+      ? "shutdown"
+      : this.#pending.get(key)!.refusal;
+    this.#pending.delete(key);
+    if (refusal !== null) {
+      const removed = await this.#removeRules(client.name, rules, refusal);
+      if (removed && refusal !== "shutdown") {
+        const closed = describeRules(rules, client.name);
+        info(`closed ${closed} right after opening: ${refusal}`);
+      }
+      return "failed";
+    }
+    const now = this.#now();
+    const expiresAtMs = now + this.#knockTimeoutMs;
+    this.#sessions.set(key, {
+      clientName: client.name,
+      openedAtMs: now,
+      expiresAtMs,
+      rules,
+    });
+    const ports = describePorts(client.ports);
+    const until = formatRfc3339(this.toWallMs(expiresAtMs));
+    info(`opened ${ports} ${what} until ${until}`);
+    this.#schedule();
+    this.#onChange();
+    return "opened";
   }
 
-  /**
-   * Removes rules through the backend; true when that worked. A failure is
-   * logged and the rules go to the retry list (unless shutting down: the
-   * teardown removes them).
-   */
+  /** Removes rules through the backend; true when that worked (a failure goes to #closeFailed). */
   async #removeRules(
     clientName: string,
     rules: OpenedRules,
@@ -469,94 +285,44 @@ export class SessionManager {
       await this.#backend.close(rules);
       return true;
     } catch (err) {
-      const what = describeRules(rules.ports, rules.address, clientName);
-      if (this.#stopped || !retry) {
-        error(
-          `closing ${what} (${reason}) failed: ${errorMessage(err)}; ${
-            this.#stopped
-              ? "shutting down, the teardown removes openme's rules"
-              : "not retried"
-          }`,
-        );
-        return false;
-      }
-      const entry: PendingClose = {
+      const entry = {
         clientName,
-        address: rules.address,
-        ports: rules.ports,
         reason,
-        attempts: 1,
-        lastError: errorMessage(err),
-        nextAttemptMs: this.#now() + this.#retryDelay(1),
+        attempts: 0,
+        lastError: "",
+        nextAttemptMs: 0,
         rules,
       };
-      this.#retries.add(entry);
-      error(
-        `closing ${what} (${reason}) failed, will retry in ${
-          this.#retryDelay(1) / 1000
-        } s: ${entry.lastError}`,
-      );
-      this.#scheduleRetry();
-      this.#onChange();
+      this.#closeFailed(entry, err, retry);
       return false;
     }
   }
 
-  #retryDelay(attempts: number): number {
+  /** Logs a failed close and, unless shutting down or told not to, lists it for a retry after the next wait of the backoff. */
+  #closeFailed(entry: PendingClose, err: unknown, retry = true): void {
+    entry.attempts++;
+    entry.lastError = errorMessage(err);
+    const rules = describeRules(entry.rules, entry.clientName);
+    const what = `closing ${rules} (${entry.reason}) failed`;
+    if (this.#stopped || !retry) {
+      const then = this.#stopped
+        ? "shutting down, the teardown removes openme's rules"
+        : "not retried";
+      error(`${what}: ${entry.lastError}; ${then}`);
+      return;
+    }
     const delays = this.#retryDelaysMs;
-    return delays[Math.min(attempts, delays.length) - 1];
-  }
-
-  #scheduleRetry(): void {
-    if (this.#stopped || this.#retrying) return;
-    if (this.#retryTimer !== null) clearTimeout(this.#retryTimer);
-    this.#retryTimer = null;
-    let next = Infinity;
-    for (const entry of this.#retries) {
-      if (entry.nextAttemptMs < next) next = entry.nextAttemptMs;
-    }
-    if (next === Infinity) return;
-    this.#retryTimer = setTimeout(() => {
-      this.#retryTimer = null;
-      this.#retrying = true;
-      this.retryCloses().catch((err) => error(`retrying closes failed: ${err}`))
-        .finally(() => {
-          this.#retrying = false;
-          this.#scheduleRetry();
-        });
-    }, Math.max(0, next - this.#now()));
-  }
-
-  /** Retries the failed closes that are due; returns how many are still pending. */
-  async retryCloses(): Promise<number> {
-    const now = this.#now();
-    const due = [...this.#retries].filter((entry) =>
-      entry.nextAttemptMs <= now
+    const delayMs = delays[Math.min(entry.attempts, delays.length) - 1];
+    entry.nextAttemptMs = this.#now() + delayMs;
+    this.#retries.add(entry);
+    const again = entry.attempts > 1
+      ? ` again (attempt ${entry.attempts})`
+      : "";
+    error(
+      `${what}${again}, will retry in ${delayMs / 1000} s: ${entry.lastError}`,
     );
-    for (const entry of due) {
-      if (this.#stopped) break;
-      const what = describeRules(entry.ports, entry.address, entry.clientName);
-      try {
-        await this.#backend.close(entry.rules);
-      } catch (err) {
-        entry.attempts++;
-        entry.lastError = errorMessage(err);
-        const delay = this.#retryDelay(entry.attempts);
-        entry.nextAttemptMs = this.#now() + delay;
-        error(
-          `closing ${what} (${entry.reason}) failed again (attempt ${entry.attempts}), will retry in ${
-            delay / 1000
-          } s: ${entry.lastError}`,
-        );
-        continue;
-      }
-      this.#retries.delete(entry);
-      info(
-        `closed ${what}: ${entry.reason} (after ${entry.attempts} failed attempts)`,
-      );
-      this.#onChange();
-    }
-    return this.#retries.size;
+    this.#schedule();
+    this.#onChange();
   }
 
   /** Rules whose removal failed and is being retried. */
@@ -564,218 +330,187 @@ export class SessionManager {
     return [...this.#retries];
   }
 
+  /** Takes a session out at once and removes its rules. */
   async #close(key: string, reason: string): Promise<void> {
-    const session = this.#sessions.get(key);
-    if (session === undefined) return;
+    const session = this.#sessions.get(key)!;
     this.#sessions.delete(key);
-    const removed = await this.#removeRules(
-      session.clientName,
-      session.rules,
-      reason,
-    );
-    if (removed) {
+    if (await this.#removeRules(session.clientName, session.rules, reason)) {
       info(
-        `closed ${
-          describeRules(session.ports, session.address, session.clientName)
-        }: ${reason}`,
+        `closed ${describeRules(session.rules, session.clientName)}: ${reason}`,
       );
     }
     this.#onChange();
   }
 
-  /** Closes every session whose deadline has passed. */
-  async expireDue(): Promise<void> {
+  /** Closes the sessions whose deadline has passed and retries the failed closes that are due (the timer calls it). */
+  async runDue(): Promise<void> {
     const now = this.#now();
-    const due: string[] = [];
-    for (const [key, session] of this.#sessions) {
-      if (session.expiresAtMs <= now) due.push(key);
-    }
-    // #close takes each session out of the map at once: the next deadline
-    // is scheduled now, not after these firewall calls.
-    const work = due.map((key) => this.#close(key, "timeout"));
-    this.#schedule();
-    await Promise.all(work);
-  }
-
-  /** Closes every session of clients the predicate rejects (revoked or expired after a reload). */
-  async closeWhere(
-    shouldClose: (session: Session) => string | null,
-  ): Promise<void> {
     const work: Promise<void>[] = [];
     for (const [key, session] of this.#sessions) {
-      const reason = shouldClose(session);
-      if (reason !== null) work.push(this.#close(key, reason));
+      if (session.expiresAtMs <= now) work.push(this.#close(key, "timeout"));
     }
-    await Promise.all(work);
-    this.#schedule();
-  }
-
-  /**
-   * Moves sessions to new ports when a reload changed their client's grant:
-   * opens the new ports, then closes the old rules; the deadline stays.
-   * `portsOf` returns the client's ports now, or null to leave the session.
-   */
-  async regrant(
-    portsOf: (clientName: string) => FirewallRulePort[] | null,
-  ): Promise<void> {
-    const work: Promise<void>[] = [];
-    for (const [key, session] of this.#sessions) {
-      const ports = portsOf(session.clientName);
-      if (ports === null) continue;
-      if (describePorts(ports) === describePorts(session.ports)) continue;
-      work.push(this.#swapPorts(key, session, ports));
-    }
-    await Promise.all(work);
-  }
-
-  async #swapPorts(
-    key: string,
-    session: Session,
-    ports: FirewallRulePort[],
-  ): Promise<void> {
-    if (this.#swapping.has(key)) return;
-    this.#swapping.add(key);
-    try {
-      await this.#swapPortsOnce(key, session, ports);
-    } finally {
-      this.#swapping.delete(key);
-    }
-  }
-
-  async #swapPortsOnce(
-    key: string,
-    session: Session,
-    ports: FirewallRulePort[],
-  ): Promise<void> {
-    const { clientName, address } = session;
-    let rules: OpenedRules;
-    try {
-      rules = await this.#backend.open(address, ports);
-    } catch (err) {
-      error(
-        `changing the ports of ${address.text} (client ${clientName}) to ${
-          describePorts(ports)
-        } failed, ${
-          describePorts(session.ports)
-        } stay open until the deadline: ${errorMessage(err)}`,
+    for (const entry of this.#retries) {
+      if (this.#stopped || entry.nextAttemptMs > now) continue;
+      entry.nextAttemptMs = Infinity; // not due again while it runs
+      work.push(
+        this.#backend.close(entry.rules).then(() => {
+          this.#retries.delete(entry);
+          const what = describeRules(entry.rules, entry.clientName);
+          info(
+            `closed ${what}: ${entry.reason} (after ${entry.attempts} failed attempts)`,
+          );
+          this.#onChange();
+        }, (err) => this.#closeFailed(entry, err)),
       );
-      return;
     }
-    if (this.#stopped || this.#sessions.get(key) !== session) {
-      // The session ended while the new rules went in.
-      await this.#removeRules(clientName, rules, "session ended");
-      return;
-    }
-    const oldRules = session.rules;
-    const oldPorts = session.ports;
-    session.rules = rules;
-    session.ports = ports;
-    await this.#removeRules(clientName, oldRules, "ports changed");
-    info(
-      `changed ${describePorts(oldPorts)} to ${
-        describePorts(ports)
-      } for ${address.text} (client ${clientName}): config reload; until ${
-        this.#until(session.expiresAtMs)
-      }`,
-    );
-    this.#onChange();
+    // What is handled here is off the timer's list already: the next time
+    // is set now, not after these firewall calls.
+    this.#schedule();
+    await Promise.all(work);
   }
 
-  /**
-   * Has the backend check its base rules and every session's rules (an
-   * operator may have reloaded the firewall); sessions whose rules are gone
-   * are opened again with their deadline, or dropped when that fails.
-   */
-  async checkFirewall(): Promise<FirewallCheckResult> {
-    const result: FirewallCheckResult = {
-      repaired: [],
-      reopened: 0,
-      dropped: 0,
-    };
-    if (this.#stopped) return result;
-    const sessions = [...this.#sessions];
-    const check = await this.#backend.ensureBaseRules(
-      sessions.map(([, session]) => session.rules),
-    );
-    result.repaired = check.repaired;
-    const lost = new Set(check.lost);
-    for (const [key, session] of sessions) {
-      if (!lost.has(session.rules)) continue;
-      if (this.#stopped || this.#sessions.get(key) !== session) continue;
-      if (this.#swapping.has(key)) continue;
-      this.#swapping.add(key);
-      try {
-        const outcome = await this.#reopen(key, session);
-        if (outcome === "reopened") result.reopened++;
-        if (outcome === "dropped") result.dropped++;
-      } finally {
-        this.#swapping.delete(key);
+  /** Closes the sessions of the clients named in `reasons` (revoked or expired by a reload), and their opens in flight once they finish. */
+  async closeClients(reasons: ReadonlyMap<string, string>): Promise<void> {
+    for (const pending of this.#pending.values()) {
+      pending.refusal = reasons.get(pending.clientName) ?? pending.refusal;
+    }
+    const work: Promise<void>[] = [];
+    for (const [key, session] of this.#sessions) {
+      const reason = reasons.get(session.clientName);
+      if (reason !== undefined) work.push(this.#close(key, reason));
+    }
+    this.#schedule();
+    await Promise.all(work);
+  }
+
+  /** Moves the sessions whose client's ports changed (a reload) to the new ports, keeping their deadline. */
+  async regrant(clients: readonly SessionClient[]): Promise<void> {
+    const byName = new Map(clients.map((client) => [client.name, client]));
+    const work: Promise<unknown>[] = [];
+    for (const [key, session] of this.#sessions) {
+      const ports = byName.get(session.clientName)?.ports;
+      if (
+        ports && describePorts(ports) !== describePorts(session.rules.ports)
+      ) {
+        work.push(this.#replaceRules(key, session, ports));
       }
     }
-    return result;
-  }
-
-  async #reopen(
-    key: string,
-    session: Session,
-  ): Promise<"reopened" | "dropped" | "ended"> {
-    const { clientName, address, ports } = session;
-    const what = describeRules(ports, address, clientName);
-    // Whatever is left of the old rules goes first (for iptables, removing
-    // by spec after adding would take out the new rule); not retried later
-    // for the same reason.
-    await this.#removeRules(clientName, session.rules, "rules replaced", false);
-    let rules: OpenedRules;
-    try {
-      rules = await this.#backend.open(address, ports);
-    } catch (err) {
-      if (this.#sessions.get(key) !== session) return "ended";
-      this.#sessions.delete(key);
-      error(
-        `${what} was removed from the firewall outside openme and could not be added again: ${
-          errorMessage(err)
-        }; session dropped (the client must knock again)`,
-      );
-      this.#schedule();
-      this.#onChange();
-      return "dropped";
-    }
-    if (this.#stopped || this.#sessions.get(key) !== session) {
-      await this.#removeRules(clientName, rules, "session ended");
-      return "ended";
-    }
-    session.rules = rules;
-    warn(
-      `re-opened ${what} until ${
-        this.#until(session.expiresAtMs)
-      }: its rules had been removed outside openme (firewall reloaded?)`,
-    );
-    this.#onChange();
-    return "reopened";
+    await Promise.all(work);
   }
 
   /**
-   * Shutdown: stops accepting knocks, expiring and retrying, waits (bounded)
-   * for opens in flight, and forgets every session and pending close without
-   * a firewall call each: the caller removes all their rules at once with the
-   * backend's teardown. Opens that finish later remove their own rules.
+   * Has the backend put back what an operator's firewall reload removed,
+   * re-opening sessions with their deadline (or dropping those it cannot),
+   * and logs it; throws when the backend cannot check.
    */
-  async shutdown(): Promise<ShutdownResult> {
+  async checkFirewall(why: string): Promise<void> {
+    if (this.#stopped) return;
+    const sessions = [...this.#sessions];
+    const check = await this.#backend.ensureBaseRules(
+      sessions.map(([, s]) => s.rules),
+    );
+    if (check.repaired.length > 0) {
+      const what = check.repaired.join(", ");
+      warn(
+        `firewall: openme's rules were removed outside openme (firewall reloaded?); put back: ${what} (${why})`,
+      );
+    }
+    const lost = new Set(check.lost);
+    const count = { replaced: 0, dropped: 0, failed: 0 };
+    for (const [key, session] of sessions) {
+      if (lost.has(session.rules) && this.#sessions.get(key) === session) {
+        count[await this.#replaceRules(key, session, null)]++;
+      }
+    }
+    if (count.replaced > 0 || count.dropped > 0) {
+      warn(
+        `firewall: ${count.replaced} session(s) re-opened, ${count.dropped} dropped after their rules were removed outside openme (${why})`,
+      );
+    }
+  }
+
+  /**
+   * Gives a session rules for new `ports`, or (null) new rules for the ports
+   * the firewall lost, keeping its deadline. New ports go in before the old
+   * rules come out and the old stay when that fails; what is left of lost
+   * rules goes first (for iptables, removing by spec after adding would take
+   * out the new rule) and the session is dropped when they cannot be added.
+   */
+  async #replaceRules(
+    key: string,
+    session: Session,
+    ports: FirewallRulePort[] | null,
+  ): Promise<"replaced" | "dropped" | "failed"> {
+    if (this.#replacing.has(key)) return "failed";
+    this.#replacing.add(key);
+    const { clientName, rules: old } = session;
+    const what = describeRules(old, clientName);
+    const oldPorts = describePorts(old.ports);
+    try {
+      if (ports === null) {
+        await this.#removeRules(clientName, old, "rules replaced", false);
+      }
+      let rules: OpenedRules;
+      try {
+        rules = await this.#backend.open(old.address, ports ?? old.ports);
+      } catch (err) {
+        const why = errorMessage(err);
+        if (ports !== null) {
+          const to = describePorts(ports);
+          error(
+            `changing the ports of ${old.address.text} (client ${clientName}) to ${to} failed, ${oldPorts} stay open until the deadline: ${why}`,
+          );
+          return "failed";
+        }
+        if (this.#sessions.get(key) !== session) return "failed";
+        this.#sessions.delete(key);
+        error(
+          `${what} was removed from the firewall outside openme and could not be added again: ${why}; session dropped (the client must knock again)`,
+        );
+        this.#schedule();
+        this.#onChange();
+        return "dropped";
+      }
+      if (this.#stopped || this.#sessions.get(key) !== session) {
+        await this.#removeRules(clientName, rules, "session ended");
+        return "failed";
+      }
+      session.rules = rules;
+      const until = formatRfc3339(this.toWallMs(session.expiresAtMs));
+      if (ports === null) {
+        warn(
+          `re-opened ${what} until ${until}: its rules had been removed outside openme (firewall reloaded?)`,
+        );
+      } else {
+        await this.#removeRules(clientName, old, "ports changed");
+        const to = describePorts(ports);
+        info(
+          `changed ${oldPorts} to ${to} for ${old.address.text} (client ${clientName}): config reload; until ${until}`,
+        );
+      }
+      this.#onChange();
+      return "replaced";
+    } finally {
+      this.#replacing.delete(key);
+    }
+  }
+
+  /**
+   * Stops knocks, expiry and retries, waits a bounded time for opens in
+   * flight (later ones remove their own rules) and removes every rule openme
+   * added with one backend teardown; resolves to whether the teardown worked.
+   */
+  async shutdown(): Promise<boolean> {
     this.#stopped = true;
-    if (this.#timer !== null) clearTimeout(this.#timer);
-    this.#timer = null;
-    if (this.#retryTimer !== null) clearTimeout(this.#retryTimer);
-    this.#retryTimer = null;
+    clearTimeout(this.#timer);
     if (this.#pending.size > 0) {
-      // Opens still in flight close their own rules when they finish (see
-      // #open); wait a little so their sessions are closed here, in order.
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const limit = new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, this.#shutdownWaitMs);
-      });
+      let timer;
+      const waited = new Promise((resolve) =>
+        timer = setTimeout(resolve, this.#shutdownWaitMs)
+      );
       await Promise.race([
-        Promise.allSettled([...this.#pending.values()]),
-        limit,
+        Promise.allSettled([...this.#pending.values()].map((p) => p.done)),
+        waited,
       ]);
       clearTimeout(timer);
       if (this.#pending.size > 0) {
@@ -785,10 +520,27 @@ export class SessionManager {
       }
     }
     const sessions = this.list();
+    const failedCloses = this.#retries.size;
     this.#sessions.clear();
-    const pendingCloses = [...this.#retries];
     this.#retries.clear();
-    return { sessions, pendingCloses };
+    try {
+      await this.#backend.teardown();
+    } catch (err) {
+      const why = errorMessage(err);
+      error(
+        `removing openme's firewall rules failed: ${why} (${sessions.length} session(s) may still be open: list and delete the rules tagged "openme" by hand)`,
+      );
+      return false;
+    }
+    for (const s of sessions) {
+      info(`closed ${describeRules(s.rules, s.clientName)}: shutdown`);
+    }
+    if (failedCloses > 0) {
+      info(
+        `removed the rules of ${failedCloses} earlier failed close(s): shutdown`,
+      );
+    }
+    return true;
   }
 
   /** The open sessions, soonest deadline first. */
@@ -803,33 +555,22 @@ export class SessionManager {
     return this.#lastSeen;
   }
 
-  /** Number of firewall opens in flight. */
-  pendingOpens(): number {
-    return this.#pending.size;
-  }
-
+  /** Sets the timer for the soonest deadline or retry. */
   #schedule(): void {
-    if (this.#stopped) return;
     let next = Infinity;
-    for (const session of this.#sessions.values()) {
-      if (session.expiresAtMs < next) next = session.expiresAtMs;
+    for (const s of this.#sessions.values()) {
+      next = Math.min(next, s.expiresAtMs);
     }
-    if (next === Infinity) {
-      if (this.#timer !== null) clearTimeout(this.#timer);
-      this.#timer = null;
-      this.#timerAt = Infinity;
+    for (const r of this.#retries) next = Math.min(next, r.nextAttemptMs);
+    if (this.#stopped || next >= this.#timerAt && this.#timerAt !== Infinity) {
       return;
     }
-    if (this.#timer !== null && this.#timerAt <= next) return;
-    if (this.#timer !== null) clearTimeout(this.#timer);
+    clearTimeout(this.#timer);
     this.#timerAt = next;
-    const delay = Math.max(0, next - this.#now());
+    if (next === Infinity) return;
     this.#timer = setTimeout(() => {
-      this.#timer = null;
       this.#timerAt = Infinity;
-      this.expireDue().catch((err) =>
-        error(`expiring sessions failed: ${err}`)
-      );
-    }, delay);
+      this.runDue().catch((err) => error(`expiring sessions failed: ${err}`));
+    }, Math.max(0, next - this.#now()));
   }
 }

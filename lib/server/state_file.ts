@@ -1,15 +1,10 @@
 /**
  * The session state file (SPEC §7): what is open, until when, and when each
- * client was last seen, plus the server's drop counters. Written atomically
- * (temp file + rename) by the server; read by `openme sessions`.
+ * client was last seen, plus openme's counters, failed closes and replay
+ * nonces. Written atomically by the server; read by `openme sessions`.
  *
  * @module
  */
-
-import {
-  REPLAY_CACHE_NONCE_BYTES,
-  type ReplayCacheEntry,
-} from "./replay_cache.ts";
 
 /** Default state file path. */
 export const DEFAULT_STATE_FILE = "/run/openme/sessions.json";
@@ -24,14 +19,18 @@ export interface StatePort {
   end_port?: number;
 }
 
-/** One open session in the state file. */
-export interface StateSession {
+/** Rules in the state file: whose, for which address, which ports. */
+export interface StateRules {
   /** Client name. */
   client_name: string;
   /** Address the rules admit. */
   ip: string;
-  /** Ports open for it. */
+  /** Ports the rules open. */
   ports: StatePort[];
+}
+
+/** One open session in the state file. */
+export interface StateSession extends StateRules {
   /** RFC 3339 time the rules went in. */
   opened_at: string;
   /** RFC 3339 time the rules come out. */
@@ -54,22 +53,12 @@ export interface StateFile {
   pid?: number;
   /** Rules whose removal failed and is being retried (openme extension). */
   pending_closes?: StatePendingClose[];
-  /**
-   * Replay nonces accepted within the last 2 × replay_window, hex → accepted
-   * at (ms since the epoch), so a restarted server still refuses their
-   * knocks as replays (openme extension).
-   */
+  /** Replay nonces accepted within 2 × replay_window, hex → ms accepted, which a restarted server still refuses (openme extension). */
   replay_nonces?: Record<string, number>;
 }
 
 /** Rules whose removal failed and is being retried (openme extension). */
-export interface StatePendingClose {
-  /** Client name. */
-  client_name: string;
-  /** Address the rules admit. */
-  ip: string;
-  /** Ports the rules open. */
-  ports: StatePort[];
+export interface StatePendingClose extends StateRules {
   /** Why they are being removed. */
   reason: string;
   /** Failed attempts so far. */
@@ -83,25 +72,13 @@ export function renderStateFile(state: StateFile): string {
   return JSON.stringify(state, null, 2) + "\n";
 }
 
-/** Writes the state file atomically: a temp file in the same directory, then rename. */
-export async function writeStateFile(
-  path: string,
-  state: StateFile,
-): Promise<void> {
-  await writeStateText(path, renderStateFile(state));
-}
-
-/** Writes state file text (from {@linkcode renderStateFile}) atomically: a temp file in the same directory, then rename. */
+/** Writes state file text atomically: a temp file in the same directory, then rename. */
 export async function writeStateText(
   path: string,
   text: string,
 ): Promise<void> {
-  const dir = path.includes("/")
-    ? path.slice(0, path.lastIndexOf("/")) || "/"
-    : ".";
-  const temp = `${dir}/.${
-    path.slice(path.lastIndexOf("/") + 1)
-  }.${Deno.pid}.tmp`;
+  const slash = path.lastIndexOf("/") + 1;
+  const temp = `${path.slice(0, slash)}.${path.slice(slash)}.${Deno.pid}.tmp`;
   try {
     await Deno.writeTextFile(temp, text, { mode: 0o644 });
     await Deno.rename(temp, path);
@@ -137,41 +114,24 @@ export async function readStateFile(path: string): Promise<StateFile> {
       `state file ${path} does not exist: is \`openme serve\` running? (use --state-file to read another)`,
     );
   }
+  const state = data as StateFile;
   if (
     typeof data !== "object" || data === null ||
-    !Array.isArray((data as StateFile).active_sessions)
+    !Array.isArray(state.active_sessions)
   ) {
     throw new Error(`state file ${path}: missing "active_sessions" list`);
   }
-  const state = data as StateFile;
   if (typeof state.last_seen !== "object" || state.last_seen === null) {
     state.last_seen = {};
   }
   return state;
 }
 
-/**
- * Reads the `replay_nonces` an earlier run wrote to the state file; [] when
- * the file does not exist. Malformed entries are skipped; throws with the
- * path when the file is not JSON.
- */
-export async function readStateReplayNonces(
+/** The `replay_nonces` an earlier run wrote to the state file, unchecked; empty when there are none. */
+export async function readStateNonces(
   path: string,
-): Promise<ReplayCacheEntry[]> {
-  const data = await readStateJson(path);
-  const nonces = (data as StateFile | null)?.replay_nonces;
-  if (typeof nonces !== "object" || nonces === null) return [];
-  const entries: ReplayCacheEntry[] = [];
-  for (const [hex, addedMs] of Object.entries(nonces)) {
-    let nonce: Uint8Array;
-    try {
-      nonce = Uint8Array.fromHex(hex);
-    } catch {
-      continue; // not hex
-    }
-    if (nonce.length !== REPLAY_CACHE_NONCE_BYTES) continue;
-    if (typeof addedMs !== "number" || !Number.isFinite(addedMs)) continue;
-    entries.push({ nonce, addedMs });
-  }
-  return entries;
+): Promise<Record<string, unknown>> {
+  const nonces = ((await readStateJson(path)) as StateFile | null)
+    ?.replay_nonces;
+  return typeof nonces === "object" && nonces !== null ? nonces : {};
 }

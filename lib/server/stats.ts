@@ -1,6 +1,7 @@
 /**
- * Counters of what happened to each datagram, and the once-a-minute summary
- * line of drops at info level (each drop itself is logged only at debug).
+ * Counters of accepted knocks and of drops by reason, and the periodic
+ * summary line of drops at info level (each drop itself is logged only at
+ * debug).
  *
  * @module
  */
@@ -26,36 +27,23 @@ export class KnockStats {
     }
   }
 
-  /** Counts one accepted knock. */
-  accept(): void {
-    this.accepted++;
-  }
-
   /** Drops since start by reason. */
   drops(): Record<string, number> {
-    const out: Record<string, number> = {};
-    for (const [reason, count] of this.#total) out[reason] = count;
-    return out;
+    return Object.fromEntries(this.#total);
   }
 
-  /** The summary line for drops since the last call (null when none), and resets that window. */
-  takeSummary(windowMs: number): string | null {
-    let dropped = 0;
-    for (const n of this.#recent.values()) dropped += n;
-    if (dropped === 0) return null;
-    const parts = [...this.#recent.entries()]
-      .sort((a, b) => b[1] - a[1])
-      .map(([reason, count]) => `${count} ${reason}`);
-    const line = `dropped ${dropped} datagrams in the last ${
-      Math.round(windowMs / 1000)
-    } s: ${parts.join(", ")}`;
-    this.#recent.clear();
-    return line;
-  }
-
-  /** Logs the summary line at info when there were drops. */
+  /** Logs the drops since the last call at info, most frequent reason first, when there were any. */
   logSummary(windowMs: number): void {
-    const line = this.takeSummary(windowMs);
-    if (line !== null) info(line);
+    const recent = [...this.#recent].sort((a, b) => b[1] - a[1]);
+    this.#recent.clear();
+    if (recent.length === 0) return;
+    const total = recent.reduce((sum, [, count]) => sum + count, 0);
+    const seconds = Math.round(windowMs / 1000);
+    const reasons = recent.map(([reason, count]) => `${count} ${reason}`);
+    info(
+      `dropped ${total} datagrams in the last ${seconds} s: ${
+        reasons.join(", ")
+      }`,
+    );
   }
 }

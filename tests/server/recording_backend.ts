@@ -7,6 +7,7 @@
  */
 
 import { createSocket } from "node:dgram";
+import { connect } from "node:net";
 import type {
   BaseRulesCheck,
   BaseRulesOptions,
@@ -317,4 +318,27 @@ export function captureLog(level: LogLevel = "info"): LogCapture {
 /** Waits for ms milliseconds. */
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Connects over TCP and waits (up to 10 s) until the other side closes; says whether it connected and how many bytes came. */
+export function connectAndWaitClose(
+  host: string,
+  port: number,
+): Promise<{ connected: boolean; bytes: number }> {
+  return new Promise((resolve, reject) => {
+    let connected = false;
+    let bytes = 0;
+    const socket = connect({ host, port });
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`connection to ${host}:${port} not closed within 10 s`));
+    }, 10_000);
+    socket.on("connect", () => connected = true);
+    socket.on("data", (chunk) => bytes += chunk.length);
+    socket.on("error", () => {});
+    socket.on("close", () => {
+      clearTimeout(timer);
+      resolve({ connected, bytes });
+    });
+  });
 }

@@ -6,9 +6,9 @@ import assert from "node:assert/strict";
 import { renderSessions } from "../../lib/cli/commands/sessions.ts";
 import {
   readStateFile,
+  readStateNonces,
   renderStateFile,
   type StateFile,
-  writeStateFile,
   writeStateText,
 } from "../../lib/server/state_file.ts";
 
@@ -33,12 +33,15 @@ const STATE: StateFile = {
   pid: 42,
 };
 
-Deno.test("writeStateFile writes JSON that readStateFile reads back, leaving no temp file", async () => {
+Deno.test("writeStateText writes the indented JSON of renderStateFile that readStateFile reads back, leaving no temp file", async () => {
   const dir = await Deno.makeTempDir({ prefix: "openme-state-test-" });
   try {
     const path = `${dir}/sessions.json`;
-    await writeStateFile(path, STATE);
-    await writeStateFile(path, { ...STATE, accepted: 4 });
+    await writeStateText(path, renderStateFile(STATE));
+    const text = renderStateFile({ ...STATE, accepted: 4 });
+    assert.match(text, /^\{\n {2}"updated_at": .*\n\}\n$/s);
+    await writeStateText(path, text);
+    assert.equal(await Deno.readTextFile(path), text);
     const read = await readStateFile(path);
     assert.deepEqual(read, { ...STATE, accepted: 4 });
     const names = [];
@@ -50,10 +53,10 @@ Deno.test("writeStateFile writes JSON that readStateFile reads back, leaving no 
   }
 });
 
-Deno.test("writeStateFile fails when the directory is missing and leaves nothing behind", async () => {
+Deno.test("writeStateText fails when the directory is missing and leaves nothing behind", async () => {
   const dir = await Deno.makeTempDir({ prefix: "openme-state-test-" });
   try {
-    await assert.rejects(writeStateFile(`${dir}/missing/s.json`, STATE));
+    await assert.rejects(writeStateText(`${dir}/missing/s.json`, "{}"));
     const names = [];
     for await (const entry of Deno.readDir(dir)) names.push(entry.name);
     assert.deepEqual(names, []);
@@ -113,15 +116,18 @@ Deno.test("renderSessions says when nothing is open", () => {
   assert.equal(text, "no active sessions\nupdated 2026-01-02T03:04:05Z");
 });
 
-Deno.test("renderStateFile is the indented JSON writeStateText writes and readStateFile reads back", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "openme-state-text-" });
+Deno.test("readStateNonces gives the replay_nonces an earlier run wrote, or none", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "openme-state-nonces-" });
   try {
-    const text = renderStateFile(STATE);
-    assert.ok(text.endsWith("}\n"));
-    assert.deepEqual(JSON.parse(text), STATE);
-    await writeStateText(`${dir}/s.json`, text);
-    assert.equal(await Deno.readTextFile(`${dir}/s.json`), text);
-    assert.deepEqual(await readStateFile(`${dir}/s.json`), STATE);
+    const path = `${dir}/s.json`;
+    assert.deepEqual(await readStateNonces(path), {}, "no file yet");
+    await writeStateText(path, renderStateFile(STATE));
+    assert.deepEqual(await readStateNonces(path), {}, "no nonces in it");
+    const replay_nonces = { ["ab".repeat(16)]: 1_700_000_000_000 };
+    await writeStateText(path, renderStateFile({ ...STATE, replay_nonces }));
+    assert.deepEqual(await readStateNonces(path), replay_nonces);
+    await Deno.writeTextFile(path, "{");
+    await assert.rejects(readStateNonces(path), /s\.json: not valid JSON/);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
