@@ -1,12 +1,15 @@
 /**
- * Firewall backends: pick one with {@linkcode createFirewallBackend}. These
- * modules are the only ones in openme that run subprocesses.
+ * Firewall backends: pick one with {@linkcode createFirewallBackend}. lib/firewall
+ * is the only part of openme that runs subprocesses.
  *
  * @module
  */
 
-import type { FirewallBackend, FirewallBackendOptions } from "./backend.ts";
-import { FirewallError } from "./backend.ts";
+import {
+  type FirewallBackend,
+  type FirewallBackendOptions,
+  FirewallError,
+} from "./backend.ts";
 import { IptablesBackend } from "./iptables.ts";
 import { NftBackend } from "./nft.ts";
 import { NoopBackend } from "./noop.ts";

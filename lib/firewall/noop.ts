@@ -14,7 +14,6 @@ import {
   type FirewallBackend,
   type FirewallRulePort,
   type OpenedRules,
-  type OpenRequest,
   validateBaseRulesOptions,
   validateOpenRequest,
 } from "./backend.ts";
@@ -38,53 +37,32 @@ export class NoopBackend implements FirewallBackend {
   }
 
   /** Records the options; no rules are managed. */
-  setup(options: BaseRulesOptions): Promise<void> {
-    try {
-      this.#options = validateBaseRulesOptions(options, "noop");
-    } catch (err) {
-      return Promise.reject(err);
-    }
+  async setup(options: BaseRulesOptions): Promise<void> {
+    await this.updateBaseRules(options);
     log.info(
       "firewall: no-op backend: openme manages no firewall rules on this system",
     );
-    return Promise.resolve();
   }
 
   /** Records the new options. */
   updateBaseRules(options: BaseRulesOptions): Promise<void> {
-    try {
+    return Promise.try(() => {
       this.#options = validateBaseRulesOptions(options, "noop");
-    } catch (err) {
-      return Promise.reject(err);
-    }
-    return Promise.resolve();
+    });
   }
 
   /** Returns ids for the rules it would have opened. */
   open(address: IpAddress, ports: FirewallRulePort[]): Promise<OpenedRules> {
-    let request: OpenRequest;
-    try {
-      request = validateOpenRequest(address, ports, { tool: "noop" });
-    } catch (err) {
-      return Promise.reject(err);
-    }
-    const cleanAddress = request.address;
-    const cleanPorts = request.ports;
-    const handles: string[] = [];
-    for (let i = 0; i < cleanPorts.length; i++) {
-      const id = `noop-${this.#nextId++}`;
-      this.#open.add(id);
-      handles.push(id);
-    }
-    log.debug(
-      `firewall: no-op: would open ${
-        describeRulePorts(cleanPorts)
-      } for ${cleanAddress.text}`,
-    );
-    return Promise.resolve({
-      address: cleanAddress,
-      ports: cleanPorts,
-      handles,
+    return Promise.try(() => {
+      const request = validateOpenRequest(address, ports, "noop");
+      const handles = request.ports.map(() => `noop-${this.#nextId++}`);
+      for (const handle of handles) this.#open.add(handle);
+      log.debug(
+        `firewall: no-op: would open ${
+          describeRulePorts(request.ports)
+        } for ${request.address.text}`,
+      );
+      return { ...request, handles };
     });
   }
 

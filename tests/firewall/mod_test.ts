@@ -43,7 +43,6 @@ Deno.test("createFirewallBackend passes the timeout to the backend's tool runs",
       timeoutMs: 200,
       env: { PATH: `${dir}:/usr/bin:/bin` },
     });
-    const started = performance.now();
     await assert.rejects(
       backend.setup({
         knockPort: 54154,
@@ -51,9 +50,8 @@ Deno.test("createFirewallBackend passes the timeout to the backend's tool runs",
         dropPorts: [],
         interface: null,
       }),
-      /did not finish within 200 ms/,
+      /did not finish within 200 ms and was killed/,
     );
-    assert.ok(performance.now() - started < 1500);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
