@@ -51,7 +51,7 @@ export interface BaseRulesCheck {
 
 /** A firewall backend: adds and removes the rules openme manages. */
 export interface FirewallBackend {
-  /** Backend name: "nft", "iptables" or "noop". */
+  /** Backend name: "nft" or "iptables". */
   readonly name: string;
   /** Prepares tables, chains and the jump, removes rules left by a run that died, adds the base rules. */
   setup(options: BaseRulesOptions): Promise<void>;
@@ -75,8 +75,6 @@ export interface FirewallBackendOptions {
   netns?: string | null;
   /** Extra environment for the tools (tests put fake `nft`/`iptables` first in PATH). */
   env?: Record<string, string>;
-  /** Most operations that may wait in the backend's queue (default 1024); more are rejected. */
-  maxQueuedOperations?: number;
 }
 
 /** Table (family and name) of openme's nft rules. */

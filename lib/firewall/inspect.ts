@@ -255,8 +255,6 @@ export function parseIptablesChain(output: string): IptablesChain {
 export interface InputChainFacts {
   /** Human name, e.g. `table inet filter chain input` or `ip6tables INPUT`. */
   where: string;
-  /** Whether the chain exists. */
-  exists: boolean;
   /** Chain policy ("accept", "drop"); null when the chain does not exist. */
   policy: string | null;
   /** Policy drop, or a rule that drops everything: what no rule accepts is dropped. */
@@ -277,16 +275,16 @@ export interface InputChainFacts {
   acceptedUdpPorts: PortSpan[];
 }
 
-/** A rule as the chain checks see it, from nft JSON or iptables -S. */
+/** One rule as the chain checks see it, from nft JSON or from iptables -S. */
 interface RuleSummary {
   handle: string | null;
-  matchCount: number;
-  verdict: string | null;
-  target: string | null;
+  dropsEverything: boolean;
+  jumpsToOpenme: boolean;
+  accepts: boolean;
   loopbackOnly: boolean;
   established: boolean;
-  /** ICMPv6 types it matches; "all" for every ICMPv6 packet; empty when not ICMPv6. */
-  icmpv6: number[] | "all";
+  /** ICMPv6 types it matches ("all": every ICMPv6 packet); empty when not ICMPv6. */
+  icmpv6: (number | "all")[];
   udpPorts: PortSpan[];
 }
 
@@ -311,44 +309,23 @@ function inputChainFacts(
   policy: string | null,
   rules: RuleSummary[],
 ): InputChainFacts {
-  const facts: InputChainFacts = {
+  const accepted = rules.filter((rule) => rule.accepts);
+  const types = new Set(accepted.flatMap((rule) => rule.icmpv6));
+  const catchAll = rules.findIndex((rule) => rule.dropsEverything);
+  const jump = rules.findIndex((rule) => rule.jumpsToOpenme);
+  return {
     where,
-    exists: policy !== null || rules.length > 0,
     policy,
-    defaultDeny: policy === "drop",
-    catchAllHandle: null,
-    jumpHandle: null,
-    jumpUnreachable: false,
-    acceptsLoopback: false,
-    acceptsEstablished: false,
-    acceptsNeighborDiscovery: false,
-    acceptedUdpPorts: [],
+    defaultDeny: policy === "drop" || catchAll >= 0,
+    catchAllHandle: rules[catchAll]?.handle ?? null,
+    jumpHandle: rules[jump]?.handle ?? null,
+    jumpUnreachable: jump >= 0 && catchAll >= 0 && catchAll < jump,
+    acceptsLoopback: accepted.some((rule) => rule.loopbackOnly),
+    acceptsEstablished: accepted.some((rule) => rule.established),
+    acceptsNeighborDiscovery: types.has("all") ||
+      (types.has(135) && types.has(136)),
+    acceptedUdpPorts: accepted.flatMap((rule) => rule.udpPorts),
   };
-  const ndTypes = new Set<number>();
-  let catchAll = false;
-  for (const rule of rules) {
-    if (
-      rule.matchCount === 0 &&
-      (rule.verdict === "drop" || rule.verdict === "reject")
-    ) {
-      if (!catchAll) facts.catchAllHandle = rule.handle;
-      catchAll = true;
-    }
-    const jump = rule.verdict === "jump" || rule.verdict === "goto";
-    if (jump && rule.target === NFT_CHAIN && facts.jumpHandle === null) {
-      facts.jumpHandle = rule.handle;
-      facts.jumpUnreachable = catchAll;
-    }
-    if (rule.verdict !== "accept") continue;
-    facts.acceptsLoopback ||= rule.loopbackOnly;
-    facts.acceptsEstablished ||= rule.established;
-    if (rule.icmpv6 === "all") facts.acceptsNeighborDiscovery = true;
-    else rule.icmpv6.forEach((type) => ndTypes.add(type));
-    facts.acceptedUdpPorts.push(...rule.udpPorts);
-  }
-  facts.defaultDeny ||= catchAll;
-  facts.acceptsNeighborDiscovery ||= ndTypes.has(135) && ndTypes.has(136);
-  return facts;
 }
 
 function nftSummary(rule: NftRule): RuleSummary {
@@ -360,19 +337,17 @@ function nftSummary(rule: NftRule): RuleSummary {
     .some(isIcmpv6);
   return {
     handle: rule.handle,
-    matchCount: rule.matches.length,
-    verdict: rule.verdict,
-    target: rule.target,
+    dropsEverything: dropsEverything(rule),
+    jumpsToOpenme: jumpsToOpenme(rule),
+    accepts: rule.verdict === "accept",
     loopbackOnly: rule.matches.length === 1 &&
       valuesOf("meta.iifname").includes("lo"),
     established: valuesOf("ct.state").includes("established"),
     icmpv6: icmpv6Proto && types.length === 0
-      ? "all"
+      ? ["all"]
       : types.flatMap((type) => ND_TYPES[String(type)] ?? []),
     udpPorts: valuesOf("udp.dport").map((value) =>
-      typeof value === "object"
-        ? value
-        : { from: Number(value), to: Number(value) }
+      typeof value === "object" ? value : { from: +value, to: +value }
     ).filter((span) => Number.isInteger(span.from)),
   };
 }
@@ -394,37 +369,25 @@ export function nftRulesetFacts(listing: NftListing): NftRulesetFacts {
   const inChain = (table: string, chain: string) =>
     listing.rules.filter((rule) => rule.table === table && rule.chain === chain)
       .map(nftSummary);
-  let input = inputChainFacts(
-    `table ${NFT_TABLE} chain ${NFT_INPUT_CHAIN}`,
-    null,
-    [],
-  );
-  const otherInputChains: InputChainFacts[] = [];
-  for (const chain of listing.chains) {
-    const family = chain.table.split(" ")[0];
-    if (chain.hook !== "input" || !["inet", "ip", "ip6"].includes(family)) {
-      continue;
-    }
-    const facts = inputChainFacts(
+  const input = `table ${NFT_TABLE} chain ${NFT_INPUT_CHAIN}`;
+  const chains = listing.chains.filter((chain) =>
+    chain.hook === "input" && /^(inet|ip|ip6) /.test(chain.table)
+  ).map((chain) =>
+    inputChainFacts(
       `table ${chain.table} chain ${chain.name}`,
       chain.policy,
       inChain(chain.table, chain.name),
-    );
-    if (chain.table === NFT_TABLE && chain.name === NFT_INPUT_CHAIN) {
-      input = facts;
-    } else {
-      otherInputChains.push(facts);
-    }
-  }
-  const openme = inChain(NFT_TABLE, NFT_CHAIN)
-    .filter((rule) => rule.verdict === "accept");
+    )
+  );
   return {
-    input,
+    input: chains.find((chain) => chain.where === input) ??
+      inputChainFacts(input, null, []),
     openmeChainExists: listing.chains.some((chain) =>
       chain.table === NFT_TABLE && chain.name === NFT_CHAIN
     ),
-    openmeChainUdpPorts: openme.flatMap((rule) => rule.udpPorts),
-    otherInputChains,
+    openmeChainUdpPorts: inChain(NFT_TABLE, NFT_CHAIN)
+      .filter((rule) => rule.accepts).flatMap((rule) => rule.udpPorts),
+    otherInputChains: chains.filter((chain) => chain.where !== input),
   };
 }
 
@@ -432,28 +395,28 @@ function iptablesSummary(rule: IptablesRule): RuleSummary {
   const spec = rule.spec;
   const option = (...names: string[]) => iptablesOption(spec, names);
   const target = option("-j", "--jump");
-  const matchOptions = spec.filter((token, i) =>
-    token.startsWith("-") && !["-j", "--jump", "--comment"].includes(token) &&
-    spec[i - 1] !== "-j" && !(token === "-m" && spec[i + 1] === "comment") &&
-    token !== "--reject-with"
+  // Options that match packets (not the target, its options or the comment).
+  const matches = spec.filter((token, i) =>
+    token.startsWith("-") && spec[i - 1] !== "-j" &&
+    !["-j", "--jump", "--comment", "--reject-with"].includes(token) &&
+    !(token === "-m" && spec[i + 1] === "comment")
   );
   const proto = option("-p", "--protocol")?.toLowerCase() ?? "";
   const icmpType = option("--icmpv6-type");
   const ports = option("--dport", "--destination-port", "--dports");
   return {
     handle: null,
-    matchCount: matchOptions.length,
-    verdict: target?.toLowerCase() ?? null,
-    target,
-    loopbackOnly: matchOptions.length === 1 &&
+    dropsEverything: matches.length === 0 &&
+      (target === "DROP" || target === "REJECT"),
+    jumpsToOpenme: false,
+    accepts: target === "ACCEPT",
+    loopbackOnly: matches.length === 1 &&
       option("-i", "--in-interface") === "lo",
     established: (option("--ctstate", "--state") ?? "").split(",")
       .includes("ESTABLISHED"),
     icmpv6: !isIcmpv6(proto)
       ? []
-      : icmpType === null
-      ? "all"
-      : [ND_TYPES[icmpType.toLowerCase()] ?? []].flat(),
+      : [icmpType === null ? "all" : ND_TYPES[icmpType.toLowerCase()] ?? 0],
     udpPorts: (proto === "udp" || proto === "17") && ports !== null
       ? ports.split(",").map((part) => part.split(":").map(Number))
         .map(([from, to]) => ({ from, to: to ?? from }))

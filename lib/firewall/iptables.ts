@@ -55,17 +55,10 @@ export const IPTABLES_HINT =
 /** The two iptables tools, one per address family. */
 export type IptablesTool = "iptables" | "ip6tables";
 
-/** A base rule: `-I` (top of INPUT) or `-A` (end of INPUT) and its spec. */
-export interface IptablesBaseRule {
-  /** Where the rule goes. */
-  action: "-I" | "-A";
-  /** The arguments after `-I INPUT` / `-A INPUT`. */
-  spec: string[];
-}
-
 const TOOLS: IptablesTool[] = ["iptables", "ip6tables"];
 const BASE_COMMENTS = [KNOCK_RULE_COMMENT, DROP_RULE_COMMENT];
 const OPENME_COMMENTS = [RULE_COMMENT, ...BASE_COMMENTS];
+const COMMENT_MATCH = ["-m", "comment", "--comment"];
 
 /** Returns the tool for an address: `iptables` for IPv4, `ip6tables` for IPv6. */
 export function iptablesToolFor(address: IpAddress): IptablesTool {
@@ -75,20 +68,10 @@ export function iptablesToolFor(address: IpAddress): IptablesTool {
 function ruleSpec(
   iface: string | null,
   matches: string[],
-  target: string,
-  comment: string,
+  verdict: string,
 ): string[] {
   const inIface = iface === null ? [] : ["-i", iface];
-  return [
-    ...inIface,
-    ...matches,
-    "-j",
-    target,
-    "-m",
-    "comment",
-    "--comment",
-    comment,
-  ];
+  return [...inIface, ...matches, "-j", verdict, ...COMMENT_MATCH];
 }
 
 function portArgs(port: FirewallRulePort): string[] {
@@ -102,31 +85,25 @@ export function buildIptablesAcceptSpec(
   iface: string | null,
 ): string[] {
   const matches = ["-s", address.text, ...portArgs(port)];
-  return ruleSpec(iface, matches, "ACCEPT", RULE_COMMENT);
+  return [...ruleSpec(iface, matches, "ACCEPT"), RULE_COMMENT];
 }
 
-/** Returns the base rules of one family: the knock-port accept at the top of INPUT, each drop at the end. */
-export function buildIptablesBaseRules(
-  options: BaseRulesOptions,
-): IptablesBaseRule[] {
-  const rules: IptablesBaseRule[] = [];
+/** Returns the base rules of one family as iptables-restore lines: `-I INPUT` the knock-port accept, `-A INPUT` each drop. */
+export function buildIptablesBaseRules(options: BaseRulesOptions): string[][] {
+  const iface = options.interface;
+  const rules: string[][] = [];
   if (options.openKnockPort) {
     const knock = portArgs({ port: options.knockPort, proto: "udp" });
-    rules.push({
-      action: "-I",
-      spec: ruleSpec(options.interface, knock, "ACCEPT", KNOCK_RULE_COMMENT),
-    });
+    rules.push([
+      "-I",
+      IPTABLES_CHAIN,
+      ...ruleSpec(iface, knock, "ACCEPT"),
+      KNOCK_RULE_COMMENT,
+    ]);
   }
   for (const port of options.dropPorts) {
-    rules.push({
-      action: "-A",
-      spec: ruleSpec(
-        options.interface,
-        portArgs(port),
-        "DROP",
-        DROP_RULE_COMMENT,
-      ),
-    });
+    const drop = ruleSpec(iface, portArgs(port), "DROP");
+    rules.push(["-A", IPTABLES_CHAIN, ...drop, DROP_RULE_COMMENT]);
   }
   return rules;
 }
@@ -136,17 +113,15 @@ function quoteRestoreArg(arg: string): string {
   return `"${arg.replaceAll("\\", "\\\\").replaceAll('"', '\\"')}"`;
 }
 
-/** Returns the `iptables-restore --noflush` input that deletes the listed rules, then adds the base rules, in one commit. */
+/** Returns the `iptables-restore --noflush` input that deletes the listed rules, then adds the given ones, in one commit. */
 export function buildIptablesRestoreScript(
   deletes: IptablesRule[],
-  adds: IptablesBaseRule[],
+  adds: string[][],
 ): string {
   const lines = [
-    ...deletes.map((rule) => ({ action: "-D", spec: rule.spec })),
+    ...deletes.map((rule) => ["-D", IPTABLES_CHAIN, ...rule.spec]),
     ...adds,
-  ].map((rule) =>
-    [rule.action, IPTABLES_CHAIN, ...rule.spec].map(quoteRestoreArg).join(" ")
-  );
+  ].map((line) => line.map(quoteRestoreArg).join(" "));
   return ["*filter", ...lines, "COMMIT", ""].join("\n");
 }
 
@@ -181,7 +156,7 @@ export class IptablesBackend implements FirewallBackend {
   /** Creates the backend; nothing runs until setup(). */
   constructor(options: FirewallBackendOptions = {}) {
     this.#tools = options;
-    this.#queue = new OperationQueue("iptables", options.maxQueuedOperations);
+    this.#queue = new OperationQueue("iptables");
   }
 
   /** Why IPv6 rules cannot be managed (ip6tables missing or failing at setup), or null. */
@@ -327,7 +302,7 @@ export class IptablesBackend implements FirewallBackend {
     const options = this.#options;
     if (options === null) return { repaired: [], lost: [] };
     const expected = buildIptablesBaseRules(options).map((rule) =>
-      iptablesRuleKey(rule.spec)
+      iptablesRuleKey(rule.slice(2))
     );
     const repaired: string[] = [];
     const lost: OpenedRules[] = [];

@@ -163,7 +163,7 @@ export class NftBackend implements FirewallBackend {
   /** Creates the backend; nothing runs until setup(). */
   constructor(options: FirewallBackendOptions = {}) {
     this.#tools = options;
-    this.#queue = new OperationQueue("nft", options.maxQueuedOperations);
+    this.#queue = new OperationQueue("nft");
   }
 
   /** Number of per-knock rules this backend added and has not removed. */

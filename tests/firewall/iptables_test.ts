@@ -76,10 +76,10 @@ Deno.test("buildIptablesBaseRules puts the knock rule at the top and the drops a
       ...BASE,
       dropPorts: [{ port: 8080, endPort: 8090, proto: "tcp" }],
       interface: "wg0",
-    }).map((rule) => [rule.action, ...rule.spec].join(" ")),
+    }).map((rule) => rule.join(" ")),
     [
-      "-I -i wg0 -p udp --dport 54154 -j ACCEPT -m comment --comment openme-knock",
-      "-A -i wg0 -p tcp --dport 8080:8090 -j DROP -m comment --comment openme-drop",
+      "-I INPUT -i wg0 -p udp --dport 54154 -j ACCEPT -m comment --comment openme-knock",
+      "-A INPUT -i wg0 -p tcp --dport 8080:8090 -j DROP -m comment --comment openme-drop",
     ],
   );
   assert.deepEqual(
@@ -119,7 +119,7 @@ Deno.test("iptablesRuleKey matches a spec openme built with the line iptables -S
     ...buildIptablesBaseRules({
       ...BASE,
       dropPorts: [{ port: 22, proto: "tcp" }],
-    }).map((rule) => rule.spec),
+    }).map((rule) => rule.slice(2)),
     buildIptablesAcceptSpec(V6, { port: 22, proto: "tcp" }, null),
   ].map(iptablesRuleKey);
   assert.deepEqual(ours, listed);

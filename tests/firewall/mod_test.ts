@@ -5,7 +5,6 @@ import {
   type FirewallKind,
   IptablesBackend,
   NftBackend,
-  NoopBackend,
 } from "../../lib/firewall/mod.ts";
 
 Deno.test("createFirewallBackend returns the backend of each kind", () => {
@@ -15,9 +14,6 @@ Deno.test("createFirewallBackend returns the backend of each kind", () => {
   const iptables = createFirewallBackend("iptables");
   assert.ok(iptables instanceof IptablesBackend);
   assert.equal(iptables.name, "iptables");
-  const noop = createFirewallBackend("noop");
-  assert.ok(noop instanceof NoopBackend);
-  assert.equal(noop.name, "noop");
 });
 
 Deno.test("createFirewallBackend rejects an unknown kind naming the config key", () => {

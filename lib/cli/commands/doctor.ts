@@ -295,7 +295,7 @@ function chainFindings(
   const where = chain.where;
   const family = tool === "iptables" ? "IPv4" : "IPv6";
   const findings: Finding[] = [];
-  if (!chain.exists) {
+  if (chain.policy === null) {
     findings.push({
       level: "warn",
       text:
