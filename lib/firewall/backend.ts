@@ -37,7 +37,7 @@ export interface OpenedRules {
   address: IpAddress;
   /** Ports the rules accept. */
   ports: FirewallRulePort[];
-  /** Backend data: nft rule handles, iptables rule specs, no-op ids. */
+  /** Backend data: nft rule handles or iptables rule specs. */
   handles: string[];
 }
 
@@ -67,7 +67,7 @@ export interface FirewallBackend {
   teardown(): Promise<void>;
 }
 
-/** Options shared by the nft and iptables backends and the read-only inspection. */
+/** Where the firewall tools run, for the backends and the read-only inspection. */
 export interface FirewallBackendOptions {
   /** Time limit for each subprocess in milliseconds (default 5000); the tool is killed after it. */
   timeoutMs?: number;
@@ -209,23 +209,6 @@ export function validateOpenRequest(
     address: parsed,
     ports: ports.map((port) => validateRulePort(port, tool)),
   };
-}
-
-/** Throws FirewallError when a handle of the rules does not match what the backend's open() returns. */
-export function validateHandles(
-  rules: OpenedRules,
-  pattern: RegExp,
-  tool: string,
-): void {
-  for (const handle of rules.handles) {
-    if (pattern.test(handle)) continue;
-    throw refuse(
-      `invalid ${tool} rule handle ${
-        JSON.stringify(handle)
-      } for ${rules.address.text}: pass the OpenedRules that open() returned`,
-      tool,
-    );
-  }
 }
 
 /** Formats a port's number or range with the given separator: "22", "8080-8090", "8080:8090". */

@@ -8,7 +8,7 @@
  */
 
 import * as log from "../log.ts";
-import { FirewallError } from "./backend.ts";
+import { type FirewallBackendOptions, FirewallError } from "./backend.ts";
 
 /** Default time limit for one tool run, in milliseconds. */
 export const DEFAULT_TOOL_TIMEOUT_MS = 5000;
@@ -19,16 +19,10 @@ export const NETNS_NAME_PATTERN = /^[A-Za-z0-9_.][A-Za-z0-9_.-]{0,63}$/;
 /** Longest stderr excerpt a FirewallError message carries. */
 export const MAX_ERROR_STDERR_CHARS = 400;
 
-/** Options for {@linkcode runTool}. */
-export interface RunToolOptions {
+/** Options for {@linkcode runTool}: where it runs, and its standard input. */
+export interface RunToolOptions extends FirewallBackendOptions {
   /** Text written to the tool's standard input (which is closed afterwards); no stdin when absent. */
   stdin?: string;
-  /** Time limit in milliseconds (default 5000); the tool's process group gets SIGKILL after it. */
-  timeoutMs?: number;
-  /** Extra environment variables; a PATH here is also used to find the command. */
-  env?: Record<string, string>;
-  /** Runs the tool as `ip netns exec NETNS TOOL ...`; null or absent runs it directly. */
-  netns?: string | null;
 }
 
 /** What a tool run produced. */

@@ -8,16 +8,14 @@
  */
 
 import {
+  type FirewallBackendOptions,
   FirewallError,
   IPTABLES_CHAIN,
   NFT_CHAIN,
   NFT_INPUT_CHAIN,
   NFT_TABLE,
 } from "./backend.ts";
-import { describeToolFailure, runTool, type RunToolOptions } from "./exec.ts";
-
-/** Where the inspection tools run: a network namespace, extra environment, time limit. */
-export type InspectOptions = Omit<RunToolOptions, "stdin">;
+import { describeToolFailure, runTool } from "./exec.ts";
 
 /** An inclusive port span a rule accepts. */
 export interface PortSpan {
@@ -437,7 +435,7 @@ export function iptablesChainFacts(
 async function listOrThrow(
   tool: string,
   args: string[],
-  options: InspectOptions,
+  options: FirewallBackendOptions,
 ): Promise<string> {
   const result = await runTool(tool, args, options);
   if (!result.success) throw new Error(describeToolFailure(result));
@@ -446,7 +444,7 @@ async function listOrThrow(
 
 /** Lists the nft ruleset (`nft -j list ruleset`) and extracts what doctor checks; throws when that fails. */
 export async function inspectNftRuleset(
-  options: InspectOptions = {},
+  options: FirewallBackendOptions = {},
 ): Promise<NftRulesetFacts> {
   const json = await listOrThrow("nft", ["-j", "list", "ruleset"], options);
   return nftRulesetFacts(parseNftJson(json));
@@ -454,7 +452,7 @@ export async function inspectNftRuleset(
 
 /** Lists INPUT of iptables and ip6tables (`-w -S INPUT`) and extracts what doctor checks; throws when that fails. */
 export async function inspectIptablesRuleset(
-  options: InspectOptions = {},
+  options: FirewallBackendOptions = {},
 ): Promise<{ v4: InputChainFacts; v6: InputChainFacts }> {
   const args = ["-w", "-S", IPTABLES_CHAIN];
   const v4 = await listOrThrow("iptables", args, options);
@@ -468,7 +466,7 @@ export async function inspectIptablesRuleset(
 /** Runs `TOOL --version` and returns the first line it printed; throws when the tool is missing or fails. */
 export async function toolVersion(
   tool: string,
-  options: InspectOptions = {},
+  options: FirewallBackendOptions = {},
 ): Promise<string> {
   const result = await runTool(tool, ["--version"], {
     ...options,
@@ -495,7 +493,7 @@ export function parseProcNetInodes(text: string, port: number): number[] {
 export async function listSocketInodes(
   proto: "udp" | "tcp",
   port: number,
-  options: InspectOptions = {},
+  options: FirewallBackendOptions = {},
 ): Promise<number[]> {
   const inodes: number[] = [];
   for (const path of [`/proc/net/${proto}`, `/proc/net/${proto}6`]) {
@@ -596,7 +594,7 @@ export interface ClockSync {
 
 /** Finds out whether the clock is NTP-synchronised: systemd-timesyncd's flag file, else `timedatectl show`. */
 export async function inspectClockSync(
-  options: InspectOptions = {},
+  options: FirewallBackendOptions = {},
 ): Promise<ClockSync> {
   const flag = await Deno.stat(TIMESYNC_FLAG_FILE).then(
     () => true,

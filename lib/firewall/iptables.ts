@@ -31,7 +31,6 @@ import {
   portRangeText,
   RULE_COMMENT,
   validateBaseRulesOptions,
-  validateHandles,
   validateOpenRequest,
 } from "./backend.ts";
 import {
@@ -196,14 +195,9 @@ export class IptablesBackend implements FirewallBackend {
   }
 
   /** Deletes the rules of one knock with `-D`; rules already gone are ignored. */
-  async close(rules: OpenedRules): Promise<void> {
+  close(rules: OpenedRules): Promise<void> {
     const tool = iptablesToolFor(rules.address);
-    validateHandles(
-      rules,
-      /^[A-Za-z0-9_.:@/ -]{1,300} --comment openme$/,
-      tool,
-    );
-    await this.#queue.run(async () => {
+    return this.#queue.run(async () => {
       await this.#deleteSpecs(tool, rules.handles.map((h) => h.split(" ")));
       log.debug(
         `firewall: closed ${

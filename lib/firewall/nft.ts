@@ -35,7 +35,6 @@ import {
   portRangeText,
   RULE_COMMENT,
   validateBaseRulesOptions,
-  validateHandles,
   validateOpenRequest,
 } from "./backend.ts";
 import {
@@ -195,9 +194,8 @@ export class NftBackend implements FirewallBackend {
   }
 
   /** Deletes the rules of one knock by handle; rules already gone are ignored. */
-  async close(rules: OpenedRules): Promise<void> {
-    validateHandles(rules, /^[0-9]{1,20}$/, "nft");
-    await this.#queue.run(() => this.#close(rules));
+  close(rules: OpenedRules): Promise<void> {
+    return this.#queue.run(() => this.#close(rules));
   }
 
   /** Lists the table once, puts back what a reload removed and reports the rule sets whose handles are gone. */

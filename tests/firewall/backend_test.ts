@@ -6,7 +6,6 @@ import {
   FirewallError,
   portRangeText,
   validateBaseRulesOptions,
-  validateHandles,
   validateOpenRequest,
 } from "../../lib/firewall/backend.ts";
 
@@ -143,29 +142,6 @@ Deno.test("validateOpenRequest rejects out-of-range ports, reversed ranges and u
         err.message.includes(`invalid port ${JSON.stringify(port)}`),
     );
   }
-});
-
-Deno.test("validateHandles names the tool, the handle and the address of a handle open() cannot have returned", () => {
-  const rules = {
-    address: { family: 6 as const, text: "2001:db8::2" },
-    ports: [{ port: 22, proto: "tcp" as const }],
-    handles: ["7", "x; y"],
-  };
-  assert.throws(
-    () => validateHandles(rules, /^[0-9]+$/, "ip6tables"),
-    (err: unknown) => {
-      assert.ok(err instanceof FirewallError);
-      assert.equal(
-        err.message,
-        'firewall: invalid ip6tables rule handle "x; y" for 2001:db8::2: ' +
-          "pass the OpenedRules that open() returned",
-      );
-      assert.equal(err.tool, "ip6tables");
-      assert.equal(err.exitCode, null);
-      return true;
-    },
-  );
-  validateHandles({ ...rules, handles: ["7", "8"] }, /^[0-9]+$/, "nft");
 });
 
 Deno.test("portRangeText and describeRulePorts format single ports and ranges", () => {

@@ -452,7 +452,7 @@ Deno.test("IptablesBackend.close deletes with ip6tables for IPv6 and tolerates r
   }
 });
 
-Deno.test("IptablesBackend.close reports other failures and refuses handles it did not make", async () => {
+Deno.test("IptablesBackend.close reports failures other than a rule already gone", async () => {
   const fake = await FakeIptables.create();
   try {
     const backend = new IptablesBackend({ env: fake.env });
@@ -460,10 +460,6 @@ Deno.test("IptablesBackend.close reports other failures and refuses handles it d
     const opened = await backend.open(V4, [{ port: 22, proto: "tcp" }]);
     await fake.respond(4, { code: 4, err: "iptables: Permission denied.\n" });
     await assert.rejects(backend.close(opened), /Permission denied/);
-    await assert.rejects(
-      backend.close({ address: V4, ports: [], handles: ["-j ACCEPT"] }),
-      /invalid iptables rule handle/,
-    );
   } finally {
     await fake.remove();
   }
