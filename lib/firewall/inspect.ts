@@ -204,8 +204,6 @@ export function jumpsToOpenme(rule: NftRule): boolean {
 
 /** One `-A INPUT` rule of `iptables -S INPUT` output. */
 export interface IptablesRule {
-  /** The listed line. */
-  line: string;
   /** The arguments after `-A INPUT`, ready for `-D INPUT`. */
   spec: string[];
   /** Its `--comment`, or null. */
@@ -241,7 +239,6 @@ export function parseIptablesChain(output: string): IptablesChain {
     if (tokens[0] !== "-A") continue;
     const spec = tokens.slice(2);
     chain.rules.push({
-      line,
       spec,
       comment: iptablesOption(spec, ["--comment"]),
     });

@@ -1,14 +1,10 @@
 /**
- * iptables backend (SPEC §9): IPv4 rules through `iptables`, IPv6 rules
- * through `ip6tables`, always with `-w`. Per knock, one rule per port inserted
- * at the top of INPUT (`-I INPUT [-i IF] -s A -p tcp --dport 22 -j ACCEPT -m
- * comment --comment openme`) and removed with `-D` and the same spec.
- *
- * The base rules (the knock-port accept at the top, the drops at the end,
- * after every per-knock accept) go in one `iptables-restore --noflush` per
- * family, in the same commit as the deletion of the tagged rules they replace.
- * When ip6tables fails at setup, the backend serves IPv4 only and IPv6 knocks
- * fail saying why.
+ * iptables backend (SPEC §9): `iptables` for IPv4, `ip6tables` for IPv6,
+ * always with `-w`. Per knock, one `-I INPUT` rule per port, removed with `-D`
+ * and the same spec. The base rules (knock port at the top, drops at the end)
+ * go in one `iptables-restore --noflush` commit per family, with the deletion
+ * of the tagged rules they replace. When ip6tables fails at setup, IPv4 is
+ * served alone and IPv6 knocks fail saying why.
  *
  * @module
  */
@@ -34,7 +30,6 @@ import {
   validateOpenRequest,
 } from "./backend.ts";
 import {
-  describeToolFailure,
   firewallErrorFromResult,
   OperationQueue,
   runTool,
@@ -237,16 +232,15 @@ export class IptablesBackend implements FirewallBackend {
     return parseIptablesChain(listed.stdout);
   }
 
-  /** Replaces the base rules (and, at setup, every tagged rule) of one family in one restore; returns how many per-knock rules it removed. */
-  async #applyBase(
+  /** Deletes the INPUT rules tagged with the comments and adds the given ones, in one restore; returns how many per-knock rules it deleted. */
+  async #replaceTagged(
     tool: IptablesTool,
-    options: BaseRulesOptions,
-    comments: string[] = BASE_COMMENTS,
+    comments: string[],
+    adds: string[][],
   ): Promise<number> {
     const stale = (await this.#list(tool)).rules.filter((rule) =>
       comments.includes(rule.comment ?? "")
     );
-    const adds = buildIptablesBaseRules(options);
     if (stale.length + adds.length > 0) {
       const result = await this.#run(
         `${tool}-restore`,
@@ -256,13 +250,21 @@ export class IptablesBackend implements FirewallBackend {
       if (!result.success) {
         throw firewallErrorFromResult(result, {
           hint: IPTABLES_HINT,
-          action: `setting up the knock and drop rules (${
-            describeBaseRules(options)
-          })`,
+          action: adds.length > 0
+            ? "setting up the knock and drop rules"
+            : "removing openme's rules",
         });
       }
     }
     return stale.filter((rule) => rule.comment === RULE_COMMENT).length;
+  }
+
+  #applyBase(
+    tool: IptablesTool,
+    options: BaseRulesOptions,
+    comments: string[] = BASE_COMMENTS,
+  ): Promise<number> {
+    return this.#replaceTagged(tool, comments, buildIptablesBaseRules(options));
   }
 
   async #setup(options: BaseRulesOptions): Promise<void> {
@@ -392,23 +394,16 @@ export class IptablesBackend implements FirewallBackend {
     let firstError: unknown = null;
     for (const tool of TOOLS) {
       try {
-        const tagged = (await this.#list(tool)).rules.filter((rule) =>
-          OPENME_COMMENTS.includes(rule.comment ?? "")
+        await this.#replaceTagged(tool, OPENME_COMMENTS, []).catch(
+          async (err) => {
+            // A rule deleted meanwhile fails the whole commit: go one by one.
+            log.debug(`${err.message}; deleting the rules one by one`);
+            const left = (await this.#list(tool)).rules.filter((rule) =>
+              OPENME_COMMENTS.includes(rule.comment ?? "")
+            );
+            await this.#deleteSpecs(tool, left.map((rule) => rule.spec));
+          },
         );
-        if (tagged.length === 0) continue;
-        const result = await this.#run(
-          `${tool}-restore`,
-          ["--noflush", "-w"],
-          buildIptablesRestoreScript(tagged, []),
-        );
-        if (result.success) continue;
-        // A rule deleted meanwhile fails the whole commit: go one by one.
-        log.debug(
-          `firewall: ${
-            describeToolFailure(result)
-          }; deleting ${tagged.length} rules one by one`,
-        );
-        await this.#deleteSpecs(tool, tagged.map((rule) => rule.spec));
       } catch (err) {
         if (tool === "iptables" || ipv6Problem === null) firstError ??= err;
       }

@@ -1,15 +1,11 @@
 /**
- * nftables backend (SPEC §9). Chain `openme` of table `inet filter` holds, top
- * to bottom, the per-knock accepts (inserted), then the base rules: the
- * knock-port accept and the drop rules (appended), so the drops follow every
- * accept. Chain `input` jumps to it: openme adds one jump tagged `openme-jump`
- * when none exists (before a catch-all drop, so it is reachable), and creates
- * `input` with policy accept, with a warning, when it is missing.
- *
- * One knock's rules go in one `nft -e -a -f -` transaction and are deleted by
- * the handles nft echoed. A table or chain created again (an operator's
- * reload) gets new handles, by which ensureBaseRules() tells a reload and
- * forgets the stale ones. Teardown removes only what openme added.
+ * nftables backend (SPEC §9). Chain `openme` of table `inet filter` holds the
+ * per-knock accepts (inserted at the top), then the base rules (appended), so
+ * the drops follow every accept; `input` jumps to it. One knock's rules go in
+ * one `nft -e -a -f -` transaction and are deleted by the handles nft echoed;
+ * a table or chain created again by an operator's reload gets new handles,
+ * which is how ensureBaseRules() tells a reload. Teardown removes only what
+ * openme added.
  *
  * @module
  */
