@@ -10,8 +10,39 @@
 import { renderInitialServerConfig } from "../lib/config/server_config.ts";
 import type { X25519KeyPair } from "../lib/protocol/crypto.ts";
 import { encodeBase64 } from "../lib/encoding.ts";
-import { NoopBackend } from "../lib/firewall/noop.ts";
+import type {
+  BaseRulesCheck,
+  FirewallBackend,
+  IpAddress,
+  OpenedRules,
+} from "../lib/firewall/backend.ts";
 import { OpenmeServer, type ServerOptions } from "../lib/server/daemon.ts";
+
+/** A firewall backend that changes nothing: the probes measure the server, not the firewall. */
+class NoopBackend implements FirewallBackend {
+  readonly name = "noop";
+  setup(): Promise<void> {
+    return Promise.resolve();
+  }
+  updateBaseRules(): Promise<void> {
+    return Promise.resolve();
+  }
+  open(
+    address: IpAddress,
+    ports: OpenedRules["ports"],
+  ): Promise<OpenedRules> {
+    return Promise.resolve({ address, ports, handles: [] });
+  }
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+  ensureBaseRules(): Promise<BaseRulesCheck> {
+    return Promise.resolve({ repaired: [], lost: [] });
+  }
+  teardown(): Promise<void> {
+    return Promise.resolve();
+  }
+}
 
 /** Options for {@linkcode startNoopServer}. */
 export interface NoopServerOptions {

@@ -1,15 +1,17 @@
 /**
- * Firewall backends: pick one with {@linkcode createFirewallBackend}. These
- * modules are the only ones in openme that run subprocesses.
+ * Firewall backends: pick one with {@linkcode createFirewallBackend}. lib/firewall
+ * is the only part of openme that runs subprocesses.
  *
  * @module
  */
 
-import type { FirewallBackend, FirewallBackendOptions } from "./backend.ts";
-import { FirewallError } from "./backend.ts";
+import {
+  type FirewallBackend,
+  type FirewallBackendOptions,
+  FirewallError,
+} from "./backend.ts";
 import { IptablesBackend } from "./iptables.ts";
 import { NftBackend } from "./nft.ts";
-import { NoopBackend } from "./noop.ts";
 
 export type {
   BaseRulesCheck,
@@ -23,10 +25,9 @@ export type {
 export { FirewallError } from "./backend.ts";
 export { IptablesBackend } from "./iptables.ts";
 export { NftBackend } from "./nft.ts";
-export { NoopBackend } from "./noop.ts";
 
-/** Backend kinds: the two Linux backends and the no-op one for other systems. */
-export type FirewallKind = "nft" | "iptables" | "noop";
+/** Backend kinds: the two Linux backends. */
+export type FirewallKind = "nft" | "iptables";
 
 /** Creates the firewall backend of the given kind; throws FirewallError for an unknown kind. */
 export function createFirewallBackend(
@@ -35,7 +36,6 @@ export function createFirewallBackend(
 ): FirewallBackend {
   if (kind === "nft") return new NftBackend(options);
   if (kind === "iptables") return new IptablesBackend(options);
-  if (kind === "noop") return new NoopBackend();
   throw new FirewallError(
     `firewall: unknown backend ${
       JSON.stringify(kind)

@@ -5,7 +5,6 @@ import {
   type FirewallKind,
   IptablesBackend,
   NftBackend,
-  NoopBackend,
 } from "../../lib/firewall/mod.ts";
 
 Deno.test("createFirewallBackend returns the backend of each kind", () => {
@@ -15,9 +14,6 @@ Deno.test("createFirewallBackend returns the backend of each kind", () => {
   const iptables = createFirewallBackend("iptables");
   assert.ok(iptables instanceof IptablesBackend);
   assert.equal(iptables.name, "iptables");
-  const noop = createFirewallBackend("noop");
-  assert.ok(noop instanceof NoopBackend);
-  assert.equal(noop.name, "noop");
 });
 
 Deno.test("createFirewallBackend rejects an unknown kind naming the config key", () => {
@@ -43,7 +39,6 @@ Deno.test("createFirewallBackend passes the timeout to the backend's tool runs",
       timeoutMs: 200,
       env: { PATH: `${dir}:/usr/bin:/bin` },
     });
-    const started = performance.now();
     await assert.rejects(
       backend.setup({
         knockPort: 54154,
@@ -51,9 +46,8 @@ Deno.test("createFirewallBackend passes the timeout to the backend's tool runs",
         dropPorts: [],
         interface: null,
       }),
-      /did not finish within 200 ms/,
+      /did not finish within 200 ms and was killed/,
     );
-    assert.ok(performance.now() - started < 1500);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
