@@ -185,6 +185,7 @@ export class OpenmeServer {
   /** The latest reload; each waits for the one before. */
   #reloading: Promise<boolean> = Promise.resolve(true);
   #checking: Promise<void> | null = null;
+  #checkAgain: Promise<void> | null = null;
   #checkFailed = false;
   #lastSummaryMs = Date.now();
   #dropWriteTimer: ReturnType<typeof setTimeout> | undefined;
@@ -307,7 +308,7 @@ export class OpenmeServer {
         this.#lastSummaryMs = Date.now();
       }, DROP_SUMMARY_INTERVAL_MS),
       setInterval(
-        () => this.checkFirewall("periodic check"),
+        () => this.#checking ?? this.checkFirewall("periodic check"),
         this.#options.firewallCheckMs ?? FIREWALL_CHECK_INTERVAL_MS,
       ),
     );
@@ -384,7 +385,16 @@ export class OpenmeServer {
    */
   checkFirewall(why: string): Promise<void> {
     if (this.#stopping) return Promise.resolve();
-    this.#checking ??= this.#sessions.checkFirewall(why)
+    if (this.#checking !== null) {
+      // The running check may have listed the rules before the change that
+      // prompted this one (SIGHUP after a ruleset reload): check once more.
+      this.#checkAgain ??= this.#checking.then(() => {
+        this.#checkAgain = null;
+        return this.checkFirewall(why);
+      });
+      return this.#checkAgain;
+    }
+    this.#checking = this.#sessions.checkFirewall(why)
       .then(() => this.#sessions.regrant(this.#clients))
       .then(() => {
         this.#checkFailed = false;

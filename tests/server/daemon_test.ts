@@ -976,6 +976,39 @@ Deno.test("the periodic firewall check puts back what a ruleset reload removed a
   }
 });
 
+Deno.test("a firewall check asked for while one runs (SIGHUP after a ruleset reload) runs again afterwards and repairs what the running one missed", async () => {
+  const h = await startHarness({ server: { firewallCheckMs: 3_600_000 } });
+  try {
+    await h.send(h.knock("alice"));
+    await waitFor(() => sessionOf(h, "alice") !== undefined, {
+      timeoutMs: WAIT_MS,
+      what: "alice's session",
+    });
+    let release = () => {};
+    h.backend.holdChecks = new Promise((resolve) => release = resolve);
+    const first = h.server.checkFirewall("periodic check");
+    await waitFor(() => h.backend.callsOf("ensureBaseRules").length === 1, {
+      timeoutMs: WAIT_MS,
+      what: "the first check listing the rules",
+    });
+    // The operator reloads the firewall after the running check listed it.
+    h.backend.vanish([...h.backend.live]);
+    const second = h.server.checkFirewall("SIGHUP");
+    h.backend.holdChecks = null;
+    release();
+    await Promise.all([first, second]);
+    assert.equal(h.backend.callsOf("ensureBaseRules").length, 2);
+    assert.equal(
+      h.backend.callsOf("open").length,
+      2,
+      "re-opened by the second check",
+    );
+    assert.equal(h.backend.live.size, 2);
+  } finally {
+    await h.close();
+  }
+});
+
 Deno.test("peer addresses are normalised the same on every datagram (IPv4-mapped, repeated, unparsable)", async () => {
   const h = await startHarness();
   try {

@@ -71,6 +71,8 @@ export class RecordingBackend implements FirewallBackend {
   failCloses = 0;
   /** What the next ensureBaseRules() reports as put back (then cleared). */
   nextRepairs: string[] = [];
+  /** When set, ensureBaseRules() lists the rules at once and answers after it resolves (a slow check). */
+  holdChecks: Promise<void> | null = null;
   /** Handles currently open (opened and not closed or torn down). */
   live = new Set<string>();
   #nextHandle = 1;
@@ -163,15 +165,16 @@ export class RecordingBackend implements FirewallBackend {
     return Promise.resolve();
   }
 
-  /** Reports the rule sets with a handle no longer live (see {@linkcode vanish}) and the queued repairs. */
-  ensureBaseRules(open: OpenedRules[]): Promise<BaseRulesCheck> {
+  /** Reports the rule sets with a handle no longer live (see {@linkcode vanish}) and the queued repairs, after {@linkcode holdChecks} resolves when set. */
+  async ensureBaseRules(open: OpenedRules[]): Promise<BaseRulesCheck> {
     this.calls.push({ op: "ensureBaseRules", atMs: monotonicNow() });
-    const repaired = this.nextRepairs;
-    this.nextRepairs = [];
     const lost = open.filter((rules) =>
       rules.handles.some((h) => !this.live.has(h))
     );
-    return Promise.resolve({ repaired, lost });
+    if (this.holdChecks !== null) await this.holdChecks;
+    const repaired = this.nextRepairs;
+    this.nextRepairs = [];
+    return { repaired, lost };
   }
 
   /** Removes rules behind the manager's back, like an operator's firewall reload. */
