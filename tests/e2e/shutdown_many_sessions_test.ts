@@ -2,8 +2,10 @@
  * Shutdown with hundreds of sessions against the real firewall: an
  * OpenmeServer whose nft or iptables backend runs the tools in a network
  * namespace of its own (backend `netns` option), 504 sessions (63 clients,
- * 8 target addresses each, IPv4 and IPv6), then stop(). It must finish within
- * 2 s and leave no rule tagged openme, with the base ruleset as it was.
+ * 8 target addresses each, IPv4 and IPv6), then stop(). It must remove them
+ * in a few tool runs (as for one session, so shutdown does not grow with the
+ * session count) and leave no rule tagged openme, with the base ruleset as it
+ * was. How long that takes is a figure for bench/, not a test.
  * Root only; skipped visibly otherwise.
  */
 import assert from "node:assert/strict";
@@ -17,7 +19,7 @@ import type { FirewallBackend } from "../../lib/firewall/backend.ts";
 import { IptablesBackend } from "../../lib/firewall/iptables.ts";
 import { NftBackend } from "../../lib/firewall/nft.ts";
 import type { IpAddress } from "../../lib/ip.ts";
-import { setLogSink } from "../../lib/log.ts";
+import { getLogLevel, setLogLevel, setLogSink } from "../../lib/log.ts";
 import { buildKnock } from "../../lib/protocol/packet.ts";
 import { OpenmeServer } from "../../lib/server/daemon.ts";
 import { MAX_SESSIONS_PER_CLIENT } from "../../lib/server/session_manager.ts";
@@ -35,8 +37,12 @@ import {
 const CLIENTS = 63;
 /** How many first knocks are handed to the server before waiting for their opens (below its bound of 64 in flight). */
 const BATCH = 48;
-/** The shutdown budget of SPEC-level `openme serve`. */
-const SHUTDOWN_BUDGET_MS = 2000;
+/**
+ * Most firewall tool runs a stop may take, whatever the session count: a
+ * listing and one transaction for nft, the same for each of iptables and
+ * ip6tables. One run per session would be what makes a stop slow.
+ */
+const MAX_TEARDOWN_TOOL_RUNS = 4;
 
 let namespaceCounter = 0;
 
@@ -112,13 +118,15 @@ for (const backendKind of ["nft", "iptables"] as const) {
   }
   Deno.test({
     name:
-      `${backendKind}: stop with 504 sessions finishes within 2 s and leaves no openme rule`,
+      `${backendKind}: stop with 504 sessions removes every openme rule in at most ${MAX_TEARDOWN_TOOL_RUNS} tool runs`,
     ignore: skip !== null,
     fn: async () => {
       const ns = `om-shut-${Deno.pid}-${++namespaceCounter}`;
       const dir = await Deno.makeTempDir({ prefix: "openme-shutdown-" });
       const logs: string[] = [];
       const previousSink = setLogSink((line) => logs.push(line));
+      const previousLevel = getLogLevel();
+      setLogLevel("debug");
       let server: OpenmeServer | null = null;
       await runOk(["ip", "netns", "add", ns]);
       try {
@@ -180,12 +188,18 @@ for (const backendKind of ["nft", "iptables"] as const) {
         // 504 sessions × 22/tcp.
         assert.equal(perKnock.length, CLIENTS * MAX_SESSIONS_PER_CLIENT);
 
-        const started = performance.now();
+        const mark = logs.length;
         await running.stop();
-        const took = performance.now() - started;
+        // Removing 504 sessions takes as many tool runs as removing one: a
+        // listing and one transaction per rule table.
+        const toolRuns = logs.slice(mark).filter((line) =>
+          line.includes("firewall: running ")
+        );
         assert.ok(
-          took < SHUTDOWN_BUDGET_MS,
-          `stop took ${Math.round(took)} ms`,
+          toolRuns.length >= 1 && toolRuns.length <= MAX_TEARDOWN_TOOL_RUNS,
+          `stop ran ${toolRuns.length} firewall tool(s):\n${
+            toolRuns.map((line) => line.slice(0, 200)).join("\n")
+          }`,
         );
         const after = await ruleset(ns, backendKind);
         assert.ok(!after.includes("openme"), after);
@@ -200,6 +214,7 @@ for (const backendKind of ["nft", "iptables"] as const) {
       } finally {
         await server?.stop().catch(() => {});
         setLogSink(previousSink);
+        setLogLevel(previousLevel);
         await run(["ip", "netns", "del", ns]);
         await Deno.remove(dir, { recursive: true });
       }
