@@ -5,6 +5,7 @@
  */
 
 import assert from "node:assert/strict";
+import { assetName, TARGETS } from "../scripts/compile.ts";
 import { findOnPath } from "../scripts/testbed.ts";
 
 const REPO = new URL("..", import.meta.url);
@@ -43,12 +44,14 @@ interface ReleaseOptions {
   unlisted?: string;
 }
 
-const UNIX_ASSETS = [
-  LINUX_X64,
-  "openme-aarch64-unknown-linux-gnu",
-  "openme-x86_64-apple-darwin",
-  "openme-aarch64-apple-darwin",
-];
+/** What a release holds for Linux and macOS: the assets scripts/compile.ts builds. */
+const UNIX_ASSETS = TARGETS.filter((t) => !t.includes("windows")).map(
+  assetName,
+);
+/** What a release holds for Windows. */
+const WINDOWS_ASSETS = TARGETS.filter((t) => t.includes("windows")).map(
+  assetName,
+);
 
 function stub(version: string, asset: string): Uint8Array {
   return new TextEncoder().encode(
@@ -374,6 +377,14 @@ Deno.test("install.sh: unsupported platforms fail with a clear message", async (
       assertFailed(result, pattern);
       assert.equal(await exists(prefix), false);
       assert.equal(await exists(`${h.dir}/root`), false);
+      if (env.OPENME_UNAME_S?.startsWith("MINGW")) {
+        // The Windows download it names is one the release builds.
+        const named = /download \S*\/(openme-\S+\.exe)/.exec(result.stderr);
+        assert.ok(
+          named !== null && WINDOWS_ASSETS.includes(named[1]),
+          `${result.stderr} (release assets: ${WINDOWS_ASSETS.join(", ")})`,
+        );
+      }
     }
   });
 });
