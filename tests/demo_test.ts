@@ -18,6 +18,7 @@ import {
   type RunResult,
   testbedUnavailable,
 } from "../scripts/testbed.ts";
+import { withSharedTempDir } from "./support/files.ts";
 
 const DEMO_SH = `${REPO_DIR}/scripts/demo.sh`;
 const DEMO_TS = `${REPO_DIR}/scripts/demo.ts`;
@@ -366,26 +367,39 @@ if (nonRootSkip !== null) {
   console.warn(`SKIP demo.sh non-root refusal: ${nonRootSkip}`);
 }
 
+/** Runs demo.sh without root: exit 1, a message that it must run as root, no namespace made. */
+async function assertRefusesWithoutRoot(command: string[]): Promise<void> {
+  const before = await namespaceNames();
+  const result = await runDemo(command);
+  assert.equal(result.code, 1, result.stderr);
+  assert.match(result.stderr, /must run as root/);
+  assert.equal(result.stdout, "");
+  assert.deepEqual(await namespaceNames(), before);
+}
+
 Deno.test({
   name: "demo.sh refuses to run without root, with a clear message and exit 1",
   ignore: nonRootSkip !== null,
   fn: async () => {
-    const command = Deno.uid() === 0
-      ? [
+    if (Deno.uid() !== 0) {
+      await assertRefusesWithoutRoot(["bash", DEMO_SH]);
+      return;
+    }
+    // nobody cannot read the checkout when it lies in a private folder:
+    // it runs a copy of demo.sh (the refusal comes before anything else).
+    await withSharedTempDir("openme-demo-nobody-", async (dir) => {
+      const copy = `${dir}/demo.sh`;
+      await Deno.copyFile(DEMO_SH, copy);
+      await Deno.chmod(copy, 0o644);
+      await assertRefusesWithoutRoot([
         setprivPath!,
         "--reuid=65534",
         "--regid=65534",
         "--clear-groups",
         "bash",
-        DEMO_SH,
-      ]
-      : ["bash", DEMO_SH];
-    const before = await namespaceNames();
-    const result = await runDemo(command);
-    assert.equal(result.code, 1, result.stderr);
-    assert.match(result.stderr, /must run as root/);
-    assert.equal(result.stdout, "");
-    assert.deepEqual(await namespaceNames(), before);
+        copy,
+      ]);
+    });
   },
 });
 

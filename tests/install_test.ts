@@ -131,7 +131,7 @@ async function runInstaller(
   h: Harness,
   args: string[],
   env: Record<string, string>,
-  options: { sh?: string; uid?: number } = {},
+  options: { sh?: string; uid?: number; script?: string } = {},
 ): Promise<RunResult> {
   const home = `${h.dir}/home`;
   const tmp = `${h.dir}/tmp`;
@@ -146,7 +146,7 @@ async function runInstaller(
     ...env,
   };
   let program = options.sh ?? "/bin/sh";
-  let programArgs = [INSTALL_SH, ...args];
+  let programArgs = [options.script ?? INSTALL_SH, ...args];
   if (options.uid !== undefined) {
     programArgs = [
       `--reuid=${options.uid}`,
@@ -657,6 +657,10 @@ Deno.test({
       await Deno.mkdir(`${h.dir}/tmp`);
       await Deno.chown(`${h.dir}/home`, 65534, 65534);
       await Deno.chown(`${h.dir}/tmp`, 65534, 65534);
+      // nobody cannot read the checkout when it lies in a private folder.
+      const script = `${h.dir}/install.sh`;
+      await Deno.copyFile(INSTALL_SH, script);
+      await Deno.chmod(script, 0o644);
       // No sudo on this PATH, and nobody cannot write to /usr/local/bin.
       const tools = await toolDir(`${h.dir}/tools`, [
         ...BASE_TOOLS,
@@ -668,6 +672,7 @@ Deno.test({
         PATH: tools,
       }, {
         uid: 65534,
+        script,
       });
       assertOk(result);
       const binary = `${h.dir}/home/.local/bin/openme`;
