@@ -12,13 +12,23 @@ const UNIT_TEXT = await Deno.readTextFile(new URL("openme.service", REPO));
 const INSTALL_SH = await Deno.readTextFile(new URL("install.sh", REPO));
 const TIMEOUT_MS = 60_000;
 
+/**
+ * Working directory of what runs as the service user: `/`, as systemd gives a
+ * unit without WorkingDirectory= (the checkout may be unreadable to it).
+ */
+const SERVICE_CWD = "/";
+
 /** Runs a command (NO_COLOR set, killed after TIMEOUT_MS) and collects its output. */
 function runCommand(
   command: string,
   args: string[],
   env: Record<string, string> = {},
 ): Promise<RunResult> {
-  return run([command, ...args], { env, timeoutMs: TIMEOUT_MS });
+  return run([command, ...args], {
+    env,
+    timeoutMs: TIMEOUT_MS,
+    cwd: SERVICE_CWD,
+  });
 }
 
 /** Directive values by "Section.Key", in file order (keys may repeat). */
@@ -473,10 +483,14 @@ Deno.test({
           `${runtime}/sessions.json`,
         ],
         env: { NO_COLOR: "1", ...serviceEnv },
+        cwd: SERVICE_CWD,
         stdin: "null",
         stdout: "piped",
         stderr: "piped",
       }).spawn();
+      const output = server.output();
+      let exited = false;
+      output.then(() => exited = true, () => exited = true);
       let stopped = false;
       try {
         const chain = () =>
@@ -492,7 +506,17 @@ Deno.test({
             "openme",
           ]);
         await waitFor(
-          async () => /openme-knock/.test((await chain()).stdout),
+          async () => {
+            if (exited) {
+              const out = await output;
+              throw new Error(
+                `openme serve (as the service user) exited ${out.code}: ${
+                  new TextDecoder().decode(out.stderr)
+                }`,
+              );
+            }
+            return /openme-knock/.test((await chain()).stdout);
+          },
           {
             timeoutMs: TIMEOUT_MS,
             intervalMs: 100,
@@ -502,7 +526,7 @@ Deno.test({
         server.kill("SIGTERM");
         let timer: ReturnType<typeof setTimeout> | undefined;
         const result = await Promise.race([
-          server.output(),
+          output,
           new Promise<null>((resolve) => {
             timer = setTimeout(() => resolve(null), TIMEOUT_MS);
           }),
@@ -530,7 +554,7 @@ Deno.test({
           } catch {
             // Already gone.
           }
-          await server.output();
+          await output;
         }
       }
     } finally {
