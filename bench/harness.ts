@@ -812,6 +812,14 @@ export interface ManySessionsOptions {
   clients: number;
 }
 
+/** The server {@linkcode startServerWithSessions} started. */
+export interface ManySessionsServer {
+  /** How many sessions are open. */
+  sessionCount(): number;
+  /** Stops the server: removes every rule it added and writes its state file. */
+  stop(): Promise<void>;
+}
+
 /** How many knocks are handed to the server before waiting for their opens (below its bound of 64 in flight). */
 const SESSION_BATCH = 48;
 
@@ -859,7 +867,7 @@ function manySessionsConfig(
 export async function startServerWithSessions(
   backend: TestbedBackend,
   options: ManySessionsOptions,
-): Promise<OpenmeServer> {
+): Promise<ManySessionsServer> {
   const serverKeys = generateX25519KeyPair();
   const clients = new Map<string, Ed25519KeyPair>();
   for (let i = 0; i < options.clients; i++) {
@@ -907,5 +915,8 @@ export async function startServerWithSessions(
     await server.stop().catch(() => {});
     throw err;
   }
-  return server;
+  return {
+    sessionCount: () => server.sessions().length,
+    stop: () => server.stop(),
+  };
 }

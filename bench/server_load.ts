@@ -34,7 +34,6 @@ import {
 } from "../lib/protocol/crypto.ts";
 import { buildKnock } from "../lib/protocol/packet.ts";
 import { getLogLevel, setLogLevel } from "../lib/log.ts";
-import type { OpenmeServer } from "../lib/server/daemon.ts";
 import { MAX_SESSIONS_PER_CLIENT } from "../lib/server/session_manager.ts";
 import {
   applyDefaultDeny,
@@ -53,6 +52,7 @@ import {
   cpuUtilisationUnder,
   idleCpuRate,
   type LoadKind,
+  type ManySessionsServer,
   median,
   percentile,
   readRssMiB,
@@ -602,7 +602,7 @@ async function shutdownSection(out: string[]): Promise<void> {
           prefix: "openme-bench-shutdown-",
         });
         await runOk(["ip", "netns", "add", ns]);
-        let server: OpenmeServer | null = null;
+        let server: ManySessionsServer | null = null;
         try {
           await applyDefaultDeny(ns, backend);
           server = await startServerWithSessions(backend, {

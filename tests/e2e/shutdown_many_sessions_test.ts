@@ -10,9 +10,11 @@
  * Root only; skipped visibly otherwise.
  */
 import assert from "node:assert/strict";
-import { startServerWithSessions } from "../../bench/harness.ts";
+import {
+  type ManySessionsServer,
+  startServerWithSessions,
+} from "../../bench/harness.ts";
 import { getLogLevel, setLogLevel, setLogSink } from "../../lib/log.ts";
-import type { OpenmeServer } from "../../lib/server/daemon.ts";
 import { MAX_SESSIONS_PER_CLIENT } from "../../lib/server/session_manager.ts";
 import {
   applyDefaultDeny,
@@ -79,7 +81,7 @@ for (const backendKind of ["nft", "iptables"] as const) {
       const previousSink = setLogSink((line) => logs.push(line));
       const previousLevel = getLogLevel();
       setLogLevel("debug");
-      let server: OpenmeServer | null = null;
+      let server: ManySessionsServer | null = null;
       await runOk(["ip", "netns", "add", ns]);
       try {
         await applyDefaultDeny(ns, backendKind);
@@ -92,7 +94,7 @@ for (const backendKind of ["nft", "iptables"] as const) {
         });
         const running = server;
         assert.equal(
-          running.sessions().length,
+          running.sessionCount(),
           CLIENTS * MAX_SESSIONS_PER_CLIENT,
         );
         const before = await ruleset(ns, backendKind);
