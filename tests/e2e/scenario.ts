@@ -316,6 +316,24 @@ function countLines(text: string, pattern: RegExp): number {
   return text.split("\n").filter((line) => pattern.test(line)).length;
 }
 
+/** Edits knock_timeout in the config (in place) and waits until the server has reloaded with it. */
+async function editKnockTimeout(
+  s: ServeScenario,
+  serve: NsProcess,
+  from: string,
+  to: string,
+): Promise<void> {
+  const reloaded = new RegExp(
+    `config reloaded \\(config file changed\\).*knock_timeout ${to}\\b`,
+  );
+  const reloads = countLines(serve.output(), reloaded);
+  await s.editConfig(`knock_timeout: ${from}`, `knock_timeout: ${to}`);
+  await waitFor(() => countLines(serve.output(), reloaded) > reloads, {
+    timeoutMs: EVENT_TIMEOUT_MS,
+    what: `the reload with knock_timeout ${to}`,
+  });
+}
+
 function flipByte(packet: Uint8Array, offset: number): Uint8Array {
   const copy = packet.slice();
   copy[offset] ^= 0x01;
@@ -454,14 +472,7 @@ async function runScenario(
   await step(
     "a knock_timeout edit (file written in place) applies without restart; port 22 closes again after knock_timeout",
     async () => {
-      const reloaded =
-        /config reloaded \(config file changed\).*knock_timeout 3s/;
-      const reloads = countLines(serve.output(), reloaded);
-      await s.editConfig("knock_timeout: 30s", "knock_timeout: 3s");
-      await waitFor(
-        () => countLines(serve.output(), reloaded) > reloads,
-        { timeoutMs: EVENT_TIMEOUT_MS, what: "the reload" },
-      );
+      await editKnockTimeout(s, serve, "30s", "3s");
       // A knock again refreshes the session: its deadline moves to 3 s from now.
       const accepted = (await s.mustState()).accepted ?? 0;
       await s.knock("alice");
@@ -496,14 +507,7 @@ async function runScenario(
   await step(
     "knock_timeout edited back to 30s without restart; SIGHUP reloads",
     async () => {
-      const reloaded =
-        /config reloaded \(config file changed\).*knock_timeout 30s/;
-      const reloads = countLines(serve.output(), reloaded);
-      await s.editConfig("knock_timeout: 3s", "knock_timeout: 30s");
-      await waitFor(
-        () => countLines(serve.output(), reloaded) > reloads,
-        { timeoutMs: EVENT_TIMEOUT_MS, what: "the reload" },
-      );
+      await editKnockTimeout(s, serve, "3s", "30s");
       serve.child.kill("SIGHUP");
       await waitFor(
         () => countLines(serve.output(), /config reloaded \(SIGHUP\)/) === 1,
