@@ -13,12 +13,13 @@ const INSTALL_SH = await Deno.readTextFile(new URL("install.sh", REPO));
 const TIMEOUT_MS = 60_000;
 
 /**
- * Working directory of what runs as the service user: `/`, as systemd gives a
- * unit without WorkingDirectory= (the checkout may be unreadable to it).
+ * Working directory of the commands here: `/`, as systemd gives a unit
+ * without WorkingDirectory= (the service user may not be able to enter the
+ * checkout).
  */
 const SERVICE_CWD = "/";
 
-/** Runs a command (NO_COLOR set, killed after TIMEOUT_MS) and collects its output. */
+/** Runs a command from SERVICE_CWD (NO_COLOR set, killed after TIMEOUT_MS) and collects its output. */
 function runCommand(
   command: string,
   args: string[],
