@@ -1,9 +1,11 @@
 /**
  * Shared set-up for the load benchmarks and the process-level tests
- * (tests/flood_test.ts, tests/fault_injection_test.ts): a testbed with a
- * server config and one registered client, `openme serve` started from source
- * in the server namespace, the load generator and knock probe started in the
- * client namespace, and readers for a process's CPU time and memory.
+ * (tests/flood_test.ts, tests/fault_injection_test.ts,
+ * tests/e2e/shutdown_many_sessions_test.ts): a testbed with a server config
+ * and one registered client, `openme serve` started from source in the server
+ * namespace, the load generator and knock probe started in the client
+ * namespace, an in-process server holding hundreds of sessions, and readers
+ * for a process's CPU time and memory.
  *
  * Everything runs inside the testbed's network namespaces and uses
  * documentation addresses only.
@@ -13,6 +15,17 @@
 
 import { loadClientConfig } from "../lib/config/client_config.ts";
 import { encodeBase64 } from "../lib/encoding.ts";
+import { IptablesBackend } from "../lib/firewall/iptables.ts";
+import { NftBackend } from "../lib/firewall/nft.ts";
+import type { IpAddress } from "../lib/ip.ts";
+import {
+  type Ed25519KeyPair,
+  generateEd25519KeyPair,
+  generateX25519KeyPair,
+} from "../lib/protocol/crypto.ts";
+import { buildKnock } from "../lib/protocol/packet.ts";
+import { OpenmeServer } from "../lib/server/daemon.ts";
+import { MAX_SESSIONS_PER_CLIENT } from "../lib/server/session_manager.ts";
 import {
   CLIENT_V4,
   CLIENT_V4_ALT,
@@ -787,4 +800,123 @@ export function percentile(values: number[], p: number): number {
   const sorted = [...values].sort((a, b) => a - b);
   const rank = Math.max(1, Math.ceil((p / 100) * sorted.length));
   return sorted[rank - 1];
+}
+
+/** Options for {@linkcode startServerWithSessions}. */
+export interface ManySessionsOptions {
+  /** Network namespace the backend's tools run in (made and deleted by the caller). */
+  netns: string;
+  /** Directory for the config and the state file. */
+  dir: string;
+  /** How many clients; each opens the most sessions a client may hold. */
+  clients: number;
+}
+
+/** The server {@linkcode startServerWithSessions} started. */
+export interface ManySessionsServer {
+  /** How many sessions are open. */
+  sessionCount(): number;
+  /** Stops the server: removes every rule it added and writes its state file. */
+  stop(): Promise<void>;
+}
+
+/** How many knocks are handed to the server before waiting for their opens (below its bound of 64 in flight). */
+const SESSION_BATCH = 48;
+
+/** Target address number n of the sessions: IPv4 from two documentation ranges, then IPv6. */
+function sessionTarget(n: number): IpAddress {
+  if (n < 250) return { family: 4, text: `192.0.2.${n + 1}` };
+  if (n < 500) return { family: 4, text: `198.51.100.${n - 249}` };
+  return { family: 6, text: `2001:db8::${(n + 1).toString(16)}` };
+}
+
+function manySessionsConfig(
+  server: { privateKey: Uint8Array; publicKey: Uint8Array },
+  clients: Map<string, Ed25519KeyPair>,
+  firewall: TestbedBackend,
+): string {
+  const lines = [
+    "server:",
+    "  host: 192.0.2.1",
+    "  udp_port: 54154",
+    `  firewall: ${firewall}`,
+    "  knock_timeout: 5m",
+    "  replay_window: 60s",
+    "  open_knock_port: true",
+    "  drop_ports: true",
+    `  private_key: ${encodeBase64(server.privateKey)}`,
+    `  public_key: ${encodeBase64(server.publicKey)}`,
+    "ports:",
+    "  default: [22/tcp]",
+    "clients:",
+  ];
+  for (const [name, keys] of clients) {
+    lines.push(`  ${name}:`);
+    lines.push(`    ed25519_pubkey: ${encodeBase64(keys.publicKey)}`);
+    lines.push("    allowed_ports: [default]");
+    lines.push("    disable_health_port: true");
+  }
+  return lines.join("\n") + "\n";
+}
+
+/**
+ * Starts an in-process `OpenmeServer` whose nft or iptables backend manages
+ * a network namespace, and opens clients × MAX_SESSIONS_PER_CLIENT sessions
+ * (one 22/tcp rule each) by handing it knocks; stops it if that fails.
+ */
+export async function startServerWithSessions(
+  backend: TestbedBackend,
+  options: ManySessionsOptions,
+): Promise<ManySessionsServer> {
+  const serverKeys = generateX25519KeyPair();
+  const clients = new Map<string, Ed25519KeyPair>();
+  for (let i = 0; i < options.clients; i++) {
+    clients.set(`c${i}`, generateEd25519KeyPair());
+  }
+  const configPath = `${options.dir}/config.yaml`;
+  await Deno.writeTextFile(
+    configPath,
+    manySessionsConfig(serverKeys, clients, backend),
+    { mode: 0o600 },
+  );
+  const server = await OpenmeServer.start(configPath, {
+    stateFile: `${options.dir}/state.json`,
+    backend: backend === "nft"
+      ? new NftBackend({ netns: options.netns })
+      : new IptablesBackend({ netns: options.netns }),
+    hostname: "127.0.0.1",
+    udpPort: 0,
+    healthPort: 0,
+    rateLimit: null,
+    firewallCheckMs: 600_000,
+  });
+  try {
+    const knocks: Uint8Array[] = [];
+    let n = 0;
+    for (const keys of clients.values()) {
+      for (let j = 0; j < MAX_SESSIONS_PER_CLIENT; j++) {
+        knocks.push(buildKnock({
+          serverPublicKey: serverKeys.publicKey,
+          clientPrivateKey: keys.privateKey,
+        }, { target: sessionTarget(n++) }));
+      }
+    }
+    for (let start = 0; start < knocks.length; start += SESSION_BATCH) {
+      for (const knock of knocks.slice(start, start + SESSION_BATCH)) {
+        server.handleDatagram(knock, "127.0.0.1");
+      }
+      const want = Math.min(start + SESSION_BATCH, knocks.length);
+      await waitFor(() => server.sessions().length === want, {
+        timeoutMs: 60_000,
+        what: `${want} sessions`,
+      });
+    }
+  } catch (err) {
+    await server.stop().catch(() => {});
+    throw err;
+  }
+  return {
+    sessionCount: () => server.sessions().length,
+    stop: () => server.stop(),
+  };
 }

@@ -2,7 +2,7 @@
  * Server-level measurements for bench/RESULTS.md, as root, inside testbed
  * network namespaces (real nft / iptables):
  *
- * `deno run -A bench/server_load.ts [--quick] [cpu] [latency] [startup] [memory] [flood]`
+ * `deno run -A bench/server_load.ts [--quick] [cpu] [latency] [startup] [memory] [flood] [shutdown]`
  *
  * (no section named: all of them). Prints Markdown tables on standard output
  * and progress on standard error. `--quick` shrinks the counts for a smoke
@@ -20,6 +20,8 @@
  *   server's RSS.
  * - flood: the 165-byte junk rate that saturates a core, legitimate knocks
  *   during floods at half and twice that rate, and beside one noisy source.
+ * - shutdown: how long the server's stop takes with 504 sessions, nft and
+ *   iptables.
  *
  * @module
  */
@@ -31,12 +33,16 @@ import {
   prepareX25519PrivateKey,
 } from "../lib/protocol/crypto.ts";
 import { buildKnock } from "../lib/protocol/packet.ts";
+import { getLogLevel, setLogLevel } from "../lib/log.ts";
+import { MAX_SESSIONS_PER_CLIENT } from "../lib/server/session_manager.ts";
 import {
+  applyDefaultDeny,
   CLIENT_V4,
   CLIENT_V4_ALT,
   DENO_RUN,
   openmeCommand,
   run,
+  runOk,
   testbedUnavailable,
   waitFor,
 } from "../scripts/testbed.ts";
@@ -46,6 +52,7 @@ import {
   cpuUtilisationUnder,
   idleCpuRate,
   type LoadKind,
+  type ManySessionsServer,
   median,
   percentile,
   readRssMiB,
@@ -54,6 +61,7 @@ import {
   type RunningServer,
   ServerBed,
   sourceAddresses,
+  startServerWithSessions,
 } from "./harness.ts";
 import { cryptoFloor } from "./crypto_floor.ts";
 import type { MemoryReport } from "./memory_probe.ts";
@@ -67,6 +75,8 @@ const CPU_RATE = 1500;
 const MANY_SOURCES = 200;
 /** Sources of the floods. */
 const FLOOD_SOURCES = 700;
+/** Clients of the shutdown runs: each holds MAX_SESSIONS_PER_CLIENT sessions. */
+const SHUTDOWN_CLIENTS = 63;
 /** V8 flag that caps the young generation (see RESULTS.md, memory). */
 const SMALL_YOUNG_GEN = "--max-semi-space-size=2";
 
@@ -74,7 +84,7 @@ const quick = Deno.args.includes("--quick");
 const requested = Deno.args.filter((a) => !a.startsWith("--"));
 const sections = requested.length > 0
   ? requested
-  : ["cpu", "latency", "startup", "memory", "flood"];
+  : ["cpu", "latency", "startup", "memory", "flood", "shutdown"];
 const cpuDurationMs = quick ? 1000 : 3000;
 
 function progress(message: string): void {
@@ -572,6 +582,58 @@ async function floodSection(
   );
 }
 
+async function shutdownSection(out: string[]): Promise<void> {
+  const rounds = quick ? 1 : 5;
+  const sessions = SHUTDOWN_CLIENTS * MAX_SESSIONS_PER_CLIENT;
+  out.push(`### Shutdown with ${sessions} sessions\n`);
+  out.push(
+    "`OpenmeServer.stop()` in-process, from the call until every rule is removed and the state file written; its backend manages a network namespace of its own under the default-deny ruleset (the set-up of tests/e2e/shutdown_many_sessions_test.ts). The server is started and filled again for each round.\n",
+  );
+  out.push("| firewall | sessions | rounds | median ms | min ms | max ms |");
+  out.push("|---|---:|---:|---:|---:|---:|");
+  const previousLevel = getLogLevel();
+  setLogLevel("warn");
+  try {
+    for (const backend of ["nft", "iptables"] as const) {
+      const times: number[] = [];
+      for (let i = 0; i < rounds; i++) {
+        const ns = `om-bench-shut-${Deno.pid % 100000}-${i}`;
+        const dir = await Deno.makeTempDir({
+          prefix: "openme-bench-shutdown-",
+        });
+        await runOk(["ip", "netns", "add", ns]);
+        let server: ManySessionsServer | null = null;
+        try {
+          await applyDefaultDeny(ns, backend);
+          server = await startServerWithSessions(backend, {
+            netns: ns,
+            dir,
+            clients: SHUTDOWN_CLIENTS,
+          });
+          const t0 = performance.now();
+          await server.stop();
+          times.push(performance.now() - t0);
+        } finally {
+          await server?.stop().catch(() => {});
+          await run(["ip", "netns", "del", ns]);
+          await Deno.remove(dir, { recursive: true });
+        }
+      }
+      progress(
+        `shutdown ${backend}: median ${fmt(median(times))} ms of ${rounds}`,
+      );
+      out.push(
+        `| ${backend} | ${sessions} | ${rounds} | ${fmt(median(times))} | ${
+          fmt(Math.min(...times))
+        } | ${fmt(Math.max(...times))} |`,
+      );
+    }
+  } finally {
+    setLogLevel(previousLevel);
+  }
+  out.push("");
+}
+
 async function main(): Promise<void> {
   const why = testbedUnavailable("nft") ?? testbedUnavailable("iptables");
   if (why !== null) {
@@ -600,6 +662,7 @@ async function main(): Promise<void> {
   } finally {
     await sb.destroy();
   }
+  if (sections.includes("shutdown")) await shutdownSection(out);
   console.log(out.join("\n"));
 }
 

@@ -133,6 +133,8 @@ export interface RunOptions {
   timeoutMs?: number;
   /** Extra environment. */
   env?: Record<string, string>;
+  /** Working directory (default this process's). */
+  cwd?: string;
 }
 
 /** Runs a command (argument array, no shell) and collects its output; kills it at the timeout. */
@@ -142,6 +144,7 @@ export async function run(
 ): Promise<RunResult> {
   const child = new Deno.Command(command[0], {
     args: command.slice(1),
+    cwd: options.cwd,
     stdin: options.stdin !== undefined ? "piped" : "null",
     stdout: "piped",
     stderr: "piped",

@@ -6,6 +6,7 @@ import {
   sleep,
   sourceAddresses,
 } from "../bench/harness.ts";
+import { DEFAULT_TOOL_TIMEOUT_MS } from "../lib/firewall/exec.ts";
 import {
   CLIENT_V4,
   CLIENT_V4_ALT,
@@ -21,6 +22,13 @@ import {
 // file that cannot be written; the config deleted or corrupted while
 // serving; SIGTERM in the middle of a burst of knocks. The server must keep
 // serving and never claim a port is open when it is not.
+
+/**
+ * Deadline for anything the server should do soon (log a line, open or close
+ * a session, stop): generous, since other tests share the machine; the
+ * slowest expected event, the 5 s tool timeout, fits in it ten times.
+ */
+const EVENT_TIMEOUT_MS = 60_000;
 
 const skip = testbedUnavailable("nft");
 if (skip !== null) console.warn(`SKIP fault injection tests: ${skip}`);
@@ -81,7 +89,7 @@ async function waitForLog(
   mark: number,
   pattern: RegExp,
   what: string,
-  timeoutMs = 15_000,
+  timeoutMs = EVENT_TIMEOUT_MS,
 ): Promise<void> {
   try {
     await waitFor(() => pattern.test(since(server, mark)), {
@@ -164,7 +172,6 @@ Deno.test({
       for (const c of cases) {
         await c.inject();
         const mark = server.proc.output().length;
-        const t0 = performance.now();
         await knockOk(sb, c.target);
         await waitForLog(
           server,
@@ -172,19 +179,19 @@ Deno.test({
           new RegExp(`for ${escaped(c.target)} failed: could not open ports`),
           `the failed open to be logged (${c.what})`,
         );
-        const failedAfter = performance.now() - t0;
         if (c.what === "nft hangs") {
+          // Killed at the tool timeout, not left to sleep its 10 minutes.
+          assert.match(
+            since(server, mark),
+            new RegExp(`did not finish within ${DEFAULT_TOOL_TIMEOUT_MS} ms`),
+          );
           const pid = Number(
             (await Deno.readTextFile(`${fake}/hang.pid`)).trim(),
           );
           await waitFor(() => !processAlive(pid), {
-            timeoutMs: 5000,
+            timeoutMs: EVENT_TIMEOUT_MS,
             what: `the hung nft (pid ${pid}) to be killed`,
           });
-          // Killed at the tool timeout (5 s), not left to sleep its 10 minutes.
-          assert.ok(failedAfter >= 4000, `failed after ${failedAfter} ms`);
-          assert.ok(failedAfter < 30_000, `failed after ${failedAfter} ms`);
-          assert.match(since(server, mark), /did not finish within \d+ ms/);
         }
         assert.ok(
           !(await activeSessions(server)).includes(c.target),
@@ -209,17 +216,20 @@ Deno.test({
         await waitFor(
           async () => (await activeSessions(server)).includes(c.target),
           {
-            timeoutMs: 5000,
+            timeoutMs: EVENT_TIMEOUT_MS,
             what: `a session for ${c.target} in the state file`,
           },
         );
         assert.equal(
-          await sb.bed.tcpOpen(SERVER_V4, 22, { from: c.target }),
+          await sb.bed.tcpOpen(SERVER_V4, 22, {
+            timeoutMs: EVENT_TIMEOUT_MS,
+            from: c.target,
+          }),
           true,
           `${c.what}: port 22 not reachable from ${c.target} after the repair`,
         );
       }
-      assert.equal(await server.proc.stop("SIGTERM", 10_000), 0);
+      assert.equal(await server.proc.stop("SIGTERM", EVENT_TIMEOUT_MS), 0);
     } finally {
       await sb.destroy();
     }
@@ -243,7 +253,7 @@ Deno.test({
       await knockOk(sb, CLIENT_V4);
       await waitFor(
         async () => (await activeSessions(server)).includes(CLIENT_V4),
-        { timeoutMs: 10_000, what: "the session to open" },
+        { timeoutMs: EVENT_TIMEOUT_MS, what: "the session to open" },
       );
       // Delete the per-knock rules by handle, as an operator might.
       const listing = await sb.bed.exec(sb.bed.serverNs, [
@@ -284,16 +294,19 @@ Deno.test({
       );
       await waitFor(
         async () => !(await activeSessions(server)).includes(CLIENT_V4),
-        { timeoutMs: 5000, what: "the session to leave the state file" },
+        {
+          timeoutMs: EVENT_TIMEOUT_MS,
+          what: "the session to leave the state file",
+        },
       );
       assert.deepEqual(problemLines(server, mark), []);
       // And the address can knock again.
       await knockOk(sb, CLIENT_V4);
       await waitFor(
         async () => (await activeSessions(server)).includes(CLIENT_V4),
-        { timeoutMs: 10_000, what: "the session to open again" },
+        { timeoutMs: EVENT_TIMEOUT_MS, what: "the session to open again" },
       );
-      assert.equal(await server.proc.stop("SIGTERM", 10_000), 0);
+      assert.equal(await server.proc.stop("SIGTERM", EVENT_TIMEOUT_MS), 0);
     } finally {
       await sb.destroy();
     }
@@ -332,11 +345,14 @@ Deno.test({
         "the knock to open",
       );
       assert.equal(
-        await sb.bed.tcpOpen(SERVER_V4, 22, { from: CLIENT_V4 }),
+        await sb.bed.tcpOpen(SERVER_V4, 22, {
+          timeoutMs: EVENT_TIMEOUT_MS,
+          from: CLIENT_V4,
+        }),
         true,
       );
       assert.deepEqual(problemLines(server, mark), []);
-      assert.equal(await server.proc.stop("SIGTERM", 10_000), 0);
+      assert.equal(await server.proc.stop("SIGTERM", EVENT_TIMEOUT_MS), 0);
 
       // Unwritable while serving: the directory is replaced by a file.
       const stateDir = `${sb.bed.dir}/state`;
@@ -354,7 +370,10 @@ Deno.test({
           `the knock for ${target} to open`,
         );
         assert.equal(
-          await sb.bed.tcpOpen(SERVER_V4, 22, { from: target }),
+          await sb.bed.tcpOpen(SERVER_V4, 22, {
+            timeoutMs: EVENT_TIMEOUT_MS,
+            from: target,
+          }),
           true,
           `port 22 from ${target}`,
         );
@@ -362,7 +381,7 @@ Deno.test({
       const warnings = problemLines(server, mark);
       assert.equal(warnings.length, 1, warnings.join("\n"));
       assert.match(warnings[0], /cannot write state file .*serving continues/);
-      assert.equal(await server.proc.stop("SIGTERM", 10_000), 0);
+      assert.equal(await server.proc.stop("SIGTERM", EVENT_TIMEOUT_MS), 0);
     } finally {
       await sb.destroy();
     }
@@ -444,7 +463,7 @@ Deno.test({
         "a knock after the repair",
       );
       assert.deepEqual(problemLines(server, mark), []);
-      assert.equal(await server.proc.stop("SIGTERM", 10_000), 0);
+      assert.equal(await server.proc.stop("SIGTERM", EVENT_TIMEOUT_MS), 0);
     } finally {
       await sb.destroy();
     }
@@ -470,11 +489,11 @@ Deno.test({
       });
       const burst = load.go();
       await waitFor(() => /opened \S+ for /.test(server.proc.output()), {
-        timeoutMs: 10_000,
+        timeoutMs: EVENT_TIMEOUT_MS,
         what: "the first session of the burst to open",
       });
       const t0 = performance.now();
-      const code = await server.proc.stop("SIGTERM", 15_000);
+      const code = await server.proc.stop("SIGTERM", EVENT_TIMEOUT_MS);
       const stopMs = performance.now() - t0;
       await burst;
       const output = server.proc.output();

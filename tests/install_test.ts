@@ -5,6 +5,7 @@
  */
 
 import assert from "node:assert/strict";
+import { assetName, TARGETS } from "../scripts/compile.ts";
 import { findOnPath } from "../scripts/testbed.ts";
 
 const REPO = new URL("..", import.meta.url);
@@ -43,12 +44,14 @@ interface ReleaseOptions {
   unlisted?: string;
 }
 
-const UNIX_ASSETS = [
-  LINUX_X64,
-  "openme-aarch64-unknown-linux-gnu",
-  "openme-x86_64-apple-darwin",
-  "openme-aarch64-apple-darwin",
-];
+/** What a release holds for Linux and macOS: the assets scripts/compile.ts builds. */
+const UNIX_ASSETS = TARGETS.filter((t) => !t.includes("windows")).map(
+  assetName,
+);
+/** What a release holds for Windows. */
+const WINDOWS_ASSETS = TARGETS.filter((t) => t.includes("windows")).map(
+  assetName,
+);
 
 function stub(version: string, asset: string): Uint8Array {
   return new TextEncoder().encode(
@@ -128,7 +131,7 @@ async function runInstaller(
   h: Harness,
   args: string[],
   env: Record<string, string>,
-  options: { sh?: string; uid?: number } = {},
+  options: { sh?: string; uid?: number; script?: string } = {},
 ): Promise<RunResult> {
   const home = `${h.dir}/home`;
   const tmp = `${h.dir}/tmp`;
@@ -143,7 +146,7 @@ async function runInstaller(
     ...env,
   };
   let program = options.sh ?? "/bin/sh";
-  let programArgs = [INSTALL_SH, ...args];
+  let programArgs = [options.script ?? INSTALL_SH, ...args];
   if (options.uid !== undefined) {
     programArgs = [
       `--reuid=${options.uid}`,
@@ -374,6 +377,14 @@ Deno.test("install.sh: unsupported platforms fail with a clear message", async (
       assertFailed(result, pattern);
       assert.equal(await exists(prefix), false);
       assert.equal(await exists(`${h.dir}/root`), false);
+      if (env.OPENME_UNAME_S?.startsWith("MINGW")) {
+        // The Windows download it names is one the release builds.
+        const named = /download \S*\/(openme-\S+\.exe)/.exec(result.stderr);
+        assert.ok(
+          named !== null && WINDOWS_ASSETS.includes(named[1]),
+          `${result.stderr} (release assets: ${WINDOWS_ASSETS.join(", ")})`,
+        );
+      }
     }
   });
 });
@@ -646,6 +657,10 @@ Deno.test({
       await Deno.mkdir(`${h.dir}/tmp`);
       await Deno.chown(`${h.dir}/home`, 65534, 65534);
       await Deno.chown(`${h.dir}/tmp`, 65534, 65534);
+      // nobody cannot read the checkout when it lies in a private folder.
+      const script = `${h.dir}/install.sh`;
+      await Deno.copyFile(INSTALL_SH, script);
+      await Deno.chmod(script, 0o644);
       // No sudo on this PATH, and nobody cannot write to /usr/local/bin.
       const tools = await toolDir(`${h.dir}/tools`, [
         ...BASE_TOOLS,
@@ -657,6 +672,7 @@ Deno.test({
         PATH: tools,
       }, {
         uid: 65534,
+        script,
       });
       assertOk(result);
       const binary = `${h.dir}/home/.local/bin/openme`;

@@ -12,13 +12,24 @@ const UNIT_TEXT = await Deno.readTextFile(new URL("openme.service", REPO));
 const INSTALL_SH = await Deno.readTextFile(new URL("install.sh", REPO));
 const TIMEOUT_MS = 60_000;
 
-/** Runs a command (NO_COLOR set, killed after TIMEOUT_MS) and collects its output. */
+/**
+ * Working directory of the commands here: `/`, as systemd gives a unit
+ * without WorkingDirectory= (the service user may not be able to enter the
+ * checkout).
+ */
+const SERVICE_CWD = "/";
+
+/** Runs a command from SERVICE_CWD (NO_COLOR set, killed after TIMEOUT_MS) and collects its output. */
 function runCommand(
   command: string,
   args: string[],
   env: Record<string, string> = {},
 ): Promise<RunResult> {
-  return run([command, ...args], { env, timeoutMs: TIMEOUT_MS });
+  return run([command, ...args], {
+    env,
+    timeoutMs: TIMEOUT_MS,
+    cwd: SERVICE_CWD,
+  });
 }
 
 /** Directive values by "Section.Key", in file order (keys may repeat). */
@@ -324,6 +335,26 @@ Deno.test({
   },
 });
 
+/** What `deno run main.ts` reads from the checkout. */
+const SOURCES = ["main.ts", "deno.json", "deno.lock", "lib"];
+
+/**
+ * Copies the sources to `into`, readable by every user: the service user
+ * cannot read the checkout when it lies in a private folder.
+ */
+async function copySources(into: string): Promise<void> {
+  const repoDir = decodeURIComponent(REPO.pathname);
+  await Deno.mkdir(into, { mode: 0o755 });
+  const copied = await runCommand("cp", [
+    "-R",
+    ...SOURCES.map((name) => `${repoDir}${name}`),
+    into,
+  ]);
+  assert.equal(copied.code, 0, copied.stderr);
+  const opened = await runCommand("chmod", ["-R", "a+rX", into]);
+  assert.equal(opened.code, 0, opened.stderr);
+}
+
 /** Copies the npm packages of this Deno's cache to `into/npm` (root's cache is unreadable to others). */
 async function copyNpmCache(into: string): Promise<void> {
   const info = await new Deno.Command(Deno.execPath(), {
@@ -347,13 +378,14 @@ Deno.test({
     "openme.service: the service user reads the config root's `openme init/add/revoke` write, and serves with the unit's capabilities",
   ignore: !canTestCaps,
   fn: async () => {
-    const main = decodeURIComponent(new URL("main.ts", REPO).pathname);
-    const denoConfig = decodeURIComponent(new URL("deno.json", REPO).pathname);
     const dir = await Deno.makeTempDir({ prefix: "openme-unit-test-" });
+    const main = `${dir}/src/main.ts`;
+    const denoConfig = `${dir}/src/deno.json`;
     const ns = `om-unit-${Deno.pid}-a`;
     let nsCreated = false;
     try {
       await Deno.chmod(dir, 0o755);
+      await copySources(`${dir}/src`);
       const denoDir = `${dir}/deno`;
       await copyNpmCache(denoDir);
       const ownCommand = await runCommand("chown", [
@@ -452,10 +484,14 @@ Deno.test({
           `${runtime}/sessions.json`,
         ],
         env: { NO_COLOR: "1", ...serviceEnv },
+        cwd: SERVICE_CWD,
         stdin: "null",
         stdout: "piped",
         stderr: "piped",
       }).spawn();
+      const output = server.output();
+      let exited = false;
+      output.then(() => exited = true, () => exited = true);
       let stopped = false;
       try {
         const chain = () =>
@@ -471,23 +507,35 @@ Deno.test({
             "openme",
           ]);
         await waitFor(
-          async () => /openme-knock/.test((await chain()).stdout),
+          async () => {
+            if (exited) {
+              const out = await output;
+              throw new Error(
+                `openme serve (as the service user) exited ${out.code}: ${
+                  new TextDecoder().decode(out.stderr)
+                }`,
+              );
+            }
+            return /openme-knock/.test((await chain()).stdout);
+          },
           {
-            timeoutMs: 20_000,
+            timeoutMs: TIMEOUT_MS,
             intervalMs: 100,
             what: "openme serve (as the service user) to install its nft chain",
           },
         );
         server.kill("SIGTERM");
+        let timer: ReturnType<typeof setTimeout> | undefined;
         const result = await Promise.race([
-          server.output(),
-          new Promise<null>((resolve) =>
-            setTimeout(() => resolve(null), 20_000)
-          ),
+          output,
+          new Promise<null>((resolve) => {
+            timer = setTimeout(() => resolve(null), TIMEOUT_MS);
+          }),
         ]);
+        clearTimeout(timer);
         assert.ok(
           result !== null,
-          "openme serve did not stop within 20 s of SIGTERM",
+          `openme serve did not stop within ${TIMEOUT_MS} ms of SIGTERM`,
         );
         stopped = true;
         const log = new TextDecoder().decode(result.stderr) +
@@ -507,7 +555,7 @@ Deno.test({
           } catch {
             // Already gone.
           }
-          await server.output();
+          await output;
         }
       }
     } finally {

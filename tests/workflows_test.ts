@@ -122,19 +122,13 @@ Deno.test("release.yml: on a v* tag, builds with `deno task compile` and uploads
   assert.equal(job.steps[upload].with?.fail_on_unmatched_files, true);
 });
 
-Deno.test("release.yml: `deno task compile` builds the five release targets", async () => {
+Deno.test("release.yml: `deno task compile` runs scripts/compile.ts, which without arguments builds every target", async () => {
   const config = JSON.parse(
     await Deno.readTextFile(new URL("deno.json", REPO)),
   );
-  assert.match(config.tasks.compile, /scripts\/compile\.ts/);
-  assert.deepEqual(TARGETS, [
-    "x86_64-unknown-linux-gnu",
-    "aarch64-unknown-linux-gnu",
-    "x86_64-apple-darwin",
-    "aarch64-apple-darwin",
-    "x86_64-pc-windows-msvc",
-  ]);
-  // Without arguments (as release.yml runs it) every target is built.
+  assert.match(config.tasks.compile, /scripts\/compile\.ts$/);
+  // release.yml runs it without arguments. (Which assets install.sh
+  // downloads from those targets is tested in install_test.ts.)
   assert.deepEqual(parseCompileArgs([]).targets, TARGETS);
 });
 

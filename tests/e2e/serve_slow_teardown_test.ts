@@ -82,7 +82,7 @@ Deno.test({
         } catch {
           return false;
         }
-      }, { timeoutMs: 20_000, what: "openme serve to start" });
+      }, { timeoutMs: 60_000, what: "openme serve to start" });
       await Deno.writeTextFile(`${dir}/slow`, "");
       const callsBefore = (await Deno.readTextFile(`${dir}/calls.log`))
         .trimEnd().split("\n").length;
