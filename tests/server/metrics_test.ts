@@ -21,6 +21,7 @@ import {
 import {
   captureLog,
   freshKeys,
+  type LogCapture,
   RecordingBackend,
   renderTestConfig,
   sendDatagrams,
@@ -188,17 +189,28 @@ Deno.test({
   },
 });
 
-Deno.test("a server writes the metrics file on its timer and at shutdown: knocks, drops, reloads, firewall operations", async () => {
-  await withTempDir("openme-metrics-test-", async (dir) => {
-    const keys = freshKeys(["alice"]);
-    const configPath = `${dir}/config.yaml`;
-    const metricsFile = `${dir}/openme.prom`;
-    const config = renderTestConfig({
-      server: keys.server,
-      clients: [{ name: "alice", keys: keys.clients.get("alice")! }],
-    }).replace("server:\n", `server:\n  metrics_file: ${metricsFile}\n`);
-    await Deno.writeTextFile(configPath, config, { mode: 0o600 });
-    const log = captureLog("info");
+/** A server in this process (recording firewall, loopback, free ports) for alice, writing metrics every 20 ms to `metricsFile` when given. */
+async function startServer(dir: string, metricsFile: string | null): Promise<{
+  server: OpenmeServer;
+  keys: ReturnType<typeof freshKeys>;
+  configPath: string;
+  config: string;
+  log: LogCapture;
+}> {
+  const keys = freshKeys(["alice"]);
+  const configPath = `${dir}/config.yaml`;
+  const config = renderTestConfig({
+    server: keys.server,
+    clients: [{ name: "alice", keys: keys.clients.get("alice")! }],
+  }).replace(
+    "server:\n",
+    metricsFile === null
+      ? "server:\n"
+      : `server:\n  metrics_file: ${metricsFile}\n`,
+  );
+  await Deno.writeTextFile(configPath, config, { mode: 0o600 });
+  const log = captureLog("info");
+  try {
     const server = await OpenmeServer.start(configPath, {
       stateFile: `${dir}/state.json`,
       backend: new RecordingBackend(),
@@ -208,6 +220,20 @@ Deno.test("a server writes the metrics file on its timer and at shutdown: knocks
       rateLimit: null,
       metricsIntervalMs: 20,
     });
+    return { server, keys, configPath, config, log };
+  } catch (err) {
+    log.restore();
+    throw err;
+  }
+}
+
+Deno.test("a server writes the metrics file on its timer and at shutdown: knocks, drops, reloads, firewall operations", async () => {
+  await withTempDir("openme-metrics-test-", async (dir) => {
+    const metricsFile = `${dir}/openme.prom`;
+    const { server, keys, configPath, config, log } = await startServer(
+      dir,
+      metricsFile,
+    );
     const read = async (): Promise<Map<string, string>> =>
       samples(await Deno.readTextFile(metricsFile));
     try {
@@ -270,22 +296,7 @@ Deno.test("a server writes the metrics file on its timer and at shutdown: knocks
 
 Deno.test("without metrics_file no file is written; an unwritable one is warned about once and serving goes on", async () => {
   await withTempDir("openme-metrics-test-", async (dir) => {
-    const keys = freshKeys(["alice"]);
-    const configPath = `${dir}/config.yaml`;
-    const config = renderTestConfig({
-      server: keys.server,
-      clients: [{ name: "alice", keys: keys.clients.get("alice")! }],
-    });
-    await Deno.writeTextFile(configPath, config, { mode: 0o600 });
-    const log = captureLog("info");
-    const server = await OpenmeServer.start(configPath, {
-      stateFile: `${dir}/state.json`,
-      backend: new RecordingBackend(),
-      hostname: "127.0.0.1",
-      udpPort: 0,
-      healthPort: 0,
-      metricsIntervalMs: 20,
-    });
+    const { server, configPath, config, log } = await startServer(dir, null);
     try {
       await server.writeMetrics();
       // Temporary files (a state write) start with a dot.
