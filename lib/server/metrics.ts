@@ -61,7 +61,7 @@ export function renderMetrics(stats: KnockStats, input: MetricsInput): string {
   }
   const samples: Record<keyof typeof METRICS, Sample[]> = {
     openme_datagrams_total: datagrams,
-    openme_knocks_accepted_total: Object.entries(stats.acceptedByClient())
+    openme_knocks_accepted_total: [...stats.acceptedBy]
       .map(([client, count]) => [{ client }, count]),
     openme_open_sessions: [[{}, input.openSessions]],
     openme_firewall_operations_total: operations,

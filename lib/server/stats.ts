@@ -44,6 +44,8 @@ export interface FirewallOperationStats {
 export class KnockStats {
   /** Accepted knocks since start. */
   accepted = 0;
+  /** Accepted knocks since start by client. */
+  readonly acceptedBy = new Map<string, number>();
   /** Config reloads since start by result. */
   readonly reloads = { ok: 0, error: 0 };
   /** Firewall backend calls since start by operation, each from zero. */
@@ -55,19 +57,13 @@ export class KnockStats {
       sumSeconds: 0,
     }]),
   );
-  #byClient = new Map<string, number>();
   #total = new Map<string, number>();
   #recent = new Map<string, number>();
 
   /** Counts one accepted knock of a client. */
   accept(client: string): void {
     this.accepted++;
-    this.#byClient.set(client, (this.#byClient.get(client) ?? 0) + 1);
-  }
-
-  /** Accepted knocks since start by client. */
-  acceptedByClient(): Record<string, number> {
-    return Object.fromEntries(this.#byClient);
+    this.acceptedBy.set(client, (this.acceptedBy.get(client) ?? 0) + 1);
   }
 
   /** Counts one firewall backend call and how long it took. */

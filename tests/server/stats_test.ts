@@ -64,7 +64,7 @@ Deno.test("accepted knocks are counted in total and by client", () => {
   stats.accept("bob");
   stats.accept("alice");
   assert.equal(stats.accepted, 3);
-  assert.deepEqual(stats.acceptedByClient(), { alice: 2, bob: 1 });
+  assert.deepEqual(Object.fromEntries(stats.acceptedBy), { alice: 2, bob: 1 });
 });
 
 Deno.test("the counted backend passes every call through and counts it by operation, result and duration", async () => {
