@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what openme's tests and demo need when it is missing: Deno 2.9.6
-# (from npm), and as root nftables, iptables, iproute2 and shellcheck (apt).
+# (from npm), and as root nftables, iptables, iproute2, shellcheck and
+# prometheus (apt; its promtool checks the metrics file).
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
 
@@ -25,6 +26,7 @@ command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 if [ "${OPENME_SETUP_SHELLCHECK:-1}" = "1" ]; then
   command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
 fi
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
     say "setup: installing ${missing[*]} with apt"

@@ -104,6 +104,8 @@ export interface ServerConfig {
   defaultProfile: string;
   /** `server.interface`; null = all interfaces. */
   interface: string | null;
+  /** `server.metrics_file`; null = no metrics. */
+  metricsFile: string | null;
   /** Decoded `server.private_key` (32-byte X25519 scalar). */
   privateKey: Uint8Array;
   /** Decoded `server.public_key` (32 bytes). */
@@ -154,6 +156,12 @@ const SERVER_FIELDS = {
       'an interface name such as eth0 (at most 15 characters), or "" for all interfaces',
     default: null,
     check: checkInterface,
+  },
+  metrics_file: {
+    hint:
+      'an absolute path such as /var/lib/prometheus/node-exporter/openme.prom, or "" for none',
+    default: null,
+    check: checkMetricsFile,
   },
   private_key: keyField(
     'the base64 X25519 private key written by "openme init"',
@@ -270,6 +278,7 @@ export function buildServerConfig(file: YamlFile): ServerConfig {
     dropPorts: server.drop_ports,
     defaultProfile: server.default_profile,
     interface: server.interface,
+    metricsFile: server.metrics_file,
     privateKey: server.private_key,
     publicKey: server.public_key,
     portGroups,
@@ -490,6 +499,14 @@ function checkInterface(value: unknown, fail: Fail): string | null {
   return value.trim();
 }
 
+function checkMetricsFile(value: unknown, fail: Fail): string | null {
+  if (value === "") return null;
+  if (typeof value !== "string" || !value.startsWith("/")) {
+    fail(`metrics_file ${describeValue(value)} is not an absolute path`);
+  }
+  return value;
+}
+
 /** A 32-byte base64 Ed25519 public key that is a curve point. */
 function checkClientKey(value: unknown, fail: Fail): Uint8Array {
   const key = keyField("the client's base64 Ed25519 public key", [32])
@@ -665,6 +682,10 @@ export function renderInitialServerConfig(
     `  default_profile: ${DEFAULT_PROFILE_NAME}`,
     '  # Input interface the rules match, e.g. eth0; "" means all interfaces.',
     `  interface: ${yamlScalar(options.interface ?? "")}`,
+    "  # File the counters are written to every 15 s for Prometheus, e.g.",
+    "  # /var/lib/prometheus/node-exporter/openme.prom (node_exporter's",
+    '  # textfile collector reads it); "" writes none.',
+    '  metrics_file: ""',
     "  # X25519 private key of this server (base64). Never share it.",
     `  private_key: ${yamlScalar(options.privateKeyB64)}`,
     "  # X25519 public key of this server (base64); every client config holds it.",

@@ -39,7 +39,13 @@ import {
   type StatePort,
   writeStateText,
 } from "./state_file.ts";
-import { DROP_SUMMARY_INTERVAL_MS, KnockStats } from "./stats.ts";
+import {
+  countedBackend,
+  DROP_SUMMARY_INTERVAL_MS,
+  KnockStats,
+} from "./stats.ts";
+import { METRICS_INTERVAL_MS, renderMetrics } from "./metrics.ts";
+import { atomicWriteFile } from "../config/atomic_write.ts";
 import { formatRfc3339 } from "../time.ts";
 
 export type {
@@ -81,6 +87,8 @@ export interface ServerOptions {
   firewallCheckMs?: number;
   /** Waits before retries of a failed close (default 1 s, 2 s, 5 s, then every 10 s). */
   closeRetryDelaysMs?: readonly number[];
+  /** Interval of the metrics file's rewrite (default 15 s). */
+  metricsIntervalMs?: number;
 }
 
 /** A client as the server knows it, built once per config load and handed to the verifier and the session manager. */
@@ -192,6 +200,8 @@ export class OpenmeServer {
   #stateDirty = false;
   #stateWriting: Promise<void> | null = null;
   #stateWarned = false;
+  #metricsWriting: Promise<void> = Promise.resolve();
+  #metricsWarned = false;
   #stopping = false;
   #stopped: Promise<void> | null = null;
 
@@ -207,7 +217,10 @@ export class OpenmeServer {
     this.#config = config;
     this.#clients = clientsOf(config);
     this.#baseRules = baseRulesOf(config, options.interfaceOverride ?? null);
-    this.#backend = options.backend ?? createFirewallBackend(config.firewall);
+    this.#backend = countedBackend(
+      options.backend ?? createFirewallBackend(config.firewall),
+      this.#stats,
+    );
     this.#socket = socket;
     this.#health = health;
     const rateLimit = options.rateLimit === undefined
@@ -311,8 +324,13 @@ export class OpenmeServer {
         () => this.#checking ?? this.checkFirewall("periodic check"),
         this.#options.firewallCheckMs ?? FIREWALL_CHECK_INTERVAL_MS,
       ),
+      setInterval(
+        () => this.writeMetrics(),
+        this.#options.metricsIntervalMs ?? METRICS_INTERVAL_MS,
+      ),
     );
     await this.#writeState();
+    await this.writeMetrics();
     const timeout = formatDuration(this.#config.knockTimeoutMs);
     info(
       `openme serving: knocks on udp/${this.udpPort}, health on tcp/${this.healthPort}, ${this.#clients.length} client(s), firewall ${this.#backend.name}, knock_timeout ${timeout}`,
@@ -353,7 +371,7 @@ export class OpenmeServer {
     this.#peers.set(peer, source);
     const result = this.#verifier.verify(datagram, source);
     if (!result.ok) return this.#drop(result.reason, source.text);
-    this.#stats.accepted++;
+    this.#stats.accept(result.client.name);
     const outcome = this.#sessions.knock(
       result.client,
       result.target,
@@ -463,6 +481,7 @@ export class OpenmeServer {
     } catch (err) {
       const what = `reload (${why}) failed, the previous config stays in force`;
       error(`${what}: ${oneLine(err)}`);
+      this.#stats.reloads.error++;
       return false;
     }
     if (this.#stopping) return false;
@@ -498,6 +517,7 @@ export class OpenmeServer {
     await this.#sessions.regrant(clients);
     const timeout = formatDuration(config.knockTimeoutMs);
     const window = formatDuration(config.replayWindowMs);
+    this.#stats.reloads.ok++;
     info(
       `config reloaded (${why}): ${clients.length} client(s), knock_timeout ${timeout}, replay_window ${window}`,
     );
@@ -576,6 +596,33 @@ export class OpenmeServer {
     return costMs;
   }
 
+  /** Writes the metrics file when `metrics_file` is set, after the write in progress; a failure is logged once until a write works. */
+  writeMetrics(): Promise<void> {
+    this.#metricsWriting = this.#metricsWriting.then(async () => {
+      const path = this.#config.metricsFile;
+      if (path === null) return;
+      const text = renderMetrics(this.#stats, {
+        backend: this.#backend.name,
+        startTimeSeconds: performance.timeOrigin / 1000,
+        openSessions: this.#sessions.list().length,
+      });
+      try {
+        await atomicWriteFile(path, text, { mode: 0o644 });
+        this.#metricsWarned = false;
+      } catch (err) {
+        if (!this.#metricsWarned) {
+          warn(
+            `cannot write metrics file ${path}: ${
+              oneLine(err)
+            } (serving continues; check metrics_file and the directory's permissions)`,
+          );
+        }
+        this.#metricsWarned = true;
+      }
+    });
+    return this.#metricsWriting;
+  }
+
   /** Stops serving, removes every rule openme added and writes the final state. */
   stop(): Promise<void> {
     this.#stopped ??= this.#stop();
@@ -594,6 +641,7 @@ export class OpenmeServer {
     const removed = await this.#sessions.shutdown();
     await this.#stateWriting;
     await this.#writeState();
+    await this.writeMetrics();
     this.#stats.logSummary(Date.now() - this.#lastSummaryMs);
     info(
       removed

@@ -1,22 +1,80 @@
 /**
- * Counters of accepted knocks and of drops by reason, and the periodic
- * summary line of drops at info level (each drop itself is logged only at
- * debug).
+ * The server's counters: accepted knocks by client, drops by reason,
+ * firewall operations with their durations, and config reloads; and the
+ * periodic summary line of drops at info level (each drop itself is logged
+ * only at debug).
  *
  * @module
  */
 
+import type { FirewallBackend } from "../firewall/backend.ts";
 import { debug, info, isLogEnabled } from "../log.ts";
 
 /** Default interval of the drop summary line. */
 export const DROP_SUMMARY_INTERVAL_MS = 60_000;
 
-/** Counts accepted knocks and drops by reason, in total and since the last summary. */
+/** Upper bounds in seconds of the firewall operation duration buckets. */
+// deno-fmt-ignore
+export const FIREWALL_BUCKETS_SECONDS: readonly number[] = [
+  0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+];
+
+/** The firewall backend calls counted, by the name the metrics give them. */
+// deno-fmt-ignore
+export const FIREWALL_OPERATIONS = [
+  "setup", "update", "open", "close", "check", "teardown",
+] as const;
+
+/** A counted firewall backend call. */
+export type FirewallOperation = typeof FIREWALL_OPERATIONS[number];
+
+/** Counts and durations of one kind of firewall operation. */
+export interface FirewallOperationStats {
+  /** Calls that worked. */
+  ok: number;
+  /** Calls that failed. */
+  error: number;
+  /** Calls that took at most each bound of {@linkcode FIREWALL_BUCKETS_SECONDS} (cumulative). */
+  buckets: number[];
+  /** Seconds all calls took. */
+  sumSeconds: number;
+}
+
+/** Counts accepted knocks, drops, firewall operations and config reloads since start, and drops since the last summary. */
 export class KnockStats {
   /** Accepted knocks since start. */
   accepted = 0;
+  /** Accepted knocks since start by client. */
+  readonly acceptedBy = new Map<string, number>();
+  /** Config reloads since start by result. */
+  readonly reloads = { ok: 0, error: 0 };
+  /** Firewall backend calls since start by operation, each from zero. */
+  readonly firewall = new Map<FirewallOperation, FirewallOperationStats>(
+    FIREWALL_OPERATIONS.map((op) => [op, {
+      ok: 0,
+      error: 0,
+      buckets: FIREWALL_BUCKETS_SECONDS.map(() => 0),
+      sumSeconds: 0,
+    }]),
+  );
   #total = new Map<string, number>();
   #recent = new Map<string, number>();
+
+  /** Counts one accepted knock of a client. */
+  accept(client: string): void {
+    this.accepted++;
+    this.acceptedBy.set(client, (this.acceptedBy.get(client) ?? 0) + 1);
+  }
+
+  /** Counts one firewall backend call and how long it took. */
+  firewallCall(op: FirewallOperation, ok: boolean, seconds: number): void {
+    const stats = this.firewall.get(op)!;
+    stats[ok ? "ok" : "error"]++;
+    stats.sumSeconds += seconds;
+    for (const [i, bound] of FIREWALL_BUCKETS_SECONDS.entries()) {
+      if (seconds <= bound) stats.buckets[i]++;
+    }
+  }
 
   /** Counts one dropped datagram. */
   drop(reason: string, source: string): void {
@@ -46,4 +104,37 @@ export class KnockStats {
       }`,
     );
   }
+}
+
+/** A backend that counts and times every call of `backend` in `stats`. */
+export function countedBackend(
+  backend: FirewallBackend,
+  stats: KnockStats,
+): FirewallBackend {
+  async function time<T>(
+    op: FirewallOperation,
+    call: () => Promise<T>,
+  ): Promise<T> {
+    const started = performance.now();
+    const seconds = (): number => (performance.now() - started) / 1000;
+    try {
+      const result = await call();
+      stats.firewallCall(op, true, seconds());
+      return result;
+    } catch (err) {
+      stats.firewallCall(op, false, seconds());
+      throw err;
+    }
+  }
+  return {
+    name: backend.name,
+    setup: (options) => time("setup", () => backend.setup(options)),
+    updateBaseRules: (options) =>
+      time("update", () => backend.updateBaseRules(options)),
+    open: (address, ports) => time("open", () => backend.open(address, ports)),
+    close: (rules) => time("close", () => backend.close(rules)),
+    ensureBaseRules: (open) =>
+      time("check", () => backend.ensureBaseRules(open)),
+    teardown: () => time("teardown", () => backend.teardown()),
+  };
 }
