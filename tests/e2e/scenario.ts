@@ -705,6 +705,12 @@ async function runScenario(
         timeoutMs: EVENT_TIMEOUT_MS,
         what: "port 22 open for carol",
       });
+      // Port 22 answers as soon as its rule is in; the session is recorded
+      // once the whole open (health port too) finished.
+      await waitFor(
+        async () => sessionsOf(await s.state(), "carol").length === 1,
+        { timeoutMs: EVENT_TIMEOUT_MS, what: "carol's session recorded" },
+      );
     },
   );
 
