@@ -96,7 +96,7 @@ const isRoot = Deno.uid() === 0;
 
 Deno.test({
   name:
-    "setup.sh installs the pinned Deno from npm and the missing firewall tools with apt, and nothing once they are there",
+    "setup.sh installs the pinned Deno from npm and the missing firewall and packaging tools with apt, and nothing once they are there",
   ignore: !isRoot,
   fn: async () => {
     const bare = await setupWith({
@@ -106,7 +106,7 @@ Deno.test({
     assert.match(bare.calls, /^npm install -g deno@2\.9\.6$/m);
     assert.match(
       bare.calls,
-      /^apt-get install -y -qq nftables iptables iproute2 shellcheck$/m,
+      /^apt-get install -y -qq nftables iptables iproute2 shellcheck rpm lintian groff-base man-db binutils$/m,
     );
 
     const present = "#!/bin/sh\nexit 0\n";
@@ -116,6 +116,11 @@ Deno.test({
       iptables: present,
       ip: present,
       shellcheck: present,
+      rpmbuild: present,
+      lintian: present,
+      groff: present,
+      man: present,
+      readelf: present,
     });
     assert.equal(ready.code, 0);
     assert.equal(ready.calls, "");
