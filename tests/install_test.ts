@@ -417,18 +417,24 @@ Deno.test("install.sh: bad options are usage errors (exit 2)", async () => {
   });
 });
 
+/** A PATH whose curl, instead of reaching the network, appends the URL it was given to `log` and fails. */
+async function recordingCurl(
+  h: Harness,
+): Promise<{ path: string; log: string }> {
+  const fakeBin = `${h.dir}/fakebin`;
+  await Deno.mkdir(fakeBin);
+  const log = `${h.dir}/curl.log`;
+  await Deno.writeTextFile(
+    `${fakeBin}/curl`,
+    `#!/bin/sh\nfor a; do url=$a; done\necho "$url" >> '${log}'\nexit 22\n`,
+    { mode: 0o755 },
+  );
+  return { path: `${fakeBin}:${Deno.env.get("PATH")}`, log };
+}
+
 Deno.test("install.sh: downloads from the GitHub release of the chosen version", async () => {
   await withHarness(async (h) => {
-    // A fake curl records the URLs instead of reaching the network.
-    const fakeBin = `${h.dir}/fakebin`;
-    await Deno.mkdir(fakeBin);
-    const log = `${h.dir}/curl.log`;
-    await Deno.writeTextFile(
-      `${fakeBin}/curl`,
-      `#!/bin/sh\nfor a; do url=$a; done\necho "$url" >> '${log}'\nexit 22\n`,
-      { mode: 0o755 },
-    );
-    const path = `${fakeBin}:${Deno.env.get("PATH")}`;
+    const { path, log } = await recordingCurl(h);
     const prefix = `${h.dir}/prefix`;
     const cases: [Record<string, string>, string[], string][] = [
       [{}, [], "https://github.com/openme/openme/releases/latest/download/"],
@@ -460,16 +466,7 @@ Deno.test("install.sh: downloads from the GitHub release of the chosen version",
 
 Deno.test("install.sh: refuses a download URL that is not https, except plain http to this machine", async () => {
   await withHarness(async (h) => {
-    // A fake curl records the URLs instead of reaching the network.
-    const fakeBin = `${h.dir}/fakebin`;
-    await Deno.mkdir(fakeBin);
-    const log = `${h.dir}/curl.log`;
-    await Deno.writeTextFile(
-      `${fakeBin}/curl`,
-      `#!/bin/sh\nfor a; do url=$a; done\necho "$url" >> '${log}'\nexit 22\n`,
-      { mode: 0o755 },
-    );
-    const path = `${fakeBin}:${Deno.env.get("PATH")}`;
+    const { path, log } = await recordingCurl(h);
     const prefix = `${h.dir}/prefix`;
     const refused = [
       "http://192.0.2.1/r",
