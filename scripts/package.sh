@@ -115,6 +115,7 @@ cp "$binary" "$src/openme"
 # Every Exec line that starts openme starts the packaged binary.
 sed '/^Exec/s#/usr/local/bin/openme #/usr/bin/openme #' "$here/openme.service" >"$src/openme.service"
 cp "$here/README.md" "$src/README.md"
+cp "$here/packaging/lintian-overrides" "$src/lintian-overrides"
 if [ -f "$here/LICENSE" ]; then
 	{ printf 'openme\nSource: %s\n\n' "$HOMEPAGE"; cat "$here/LICENSE"; } >"$src/copyright"
 else
