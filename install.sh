@@ -4,10 +4,10 @@
 #   curl -fsSL https://github.com/openme/openme/releases/latest/download/install.sh | sh
 #   curl -fsSL https://github.com/openme/openme/releases/latest/download/install.sh | sh -s -- --server
 #
-# Downloads the openme binary for this machine from a GitHub release, checks
-# its SHA-256 against the release's SHA256SUMS and only then installs it,
-# replacing an older binary in one rename. `sh install.sh --help` lists the
-# options. Everything below is a function and `main` runs on the last line, so
+# Downloads the openme binary for this machine from a GitHub release over
+# https, checks its SHA-256 against the release's SHA256SUMS and only then
+# installs it, replacing an older binary in one rename, with its manual page.
+# `sh install.sh --help` lists the options. Everything below is a function and `main` runs on the last line, so
 # a download cut short runs nothing.
 
 set -eu
@@ -39,23 +39,26 @@ Usage: install.sh [options]
 
 Installs the openme binary for this machine (Linux or macOS, x86_64 or
 aarch64) from a GitHub release, after checking its SHA-256 against the
-release's SHA256SUMS. Running it again upgrades in place.
+release's SHA256SUMS, and its manual page (man openme). Running it again
+upgrades in place.
 
 Options:
   --version X.Y.Z  release to install (default: the latest release)
   --prefix DIR     install to DIR/bin/openme (default: /usr/local/bin/openme,
                    with sudo when needed; ~/.local/bin/openme without sudo)
   --server         also create the system user openme, install the systemd
-                   unit and create /etc/openme (owned by openme, mode 0750)
+                   unit and create /etc/openme (root:openme, mode 0750)
                    (Linux, needs root or sudo); enables but does not start it
-  --uninstall      remove the binary; with --server also the unit
+  --uninstall      remove the binary and manual page; with --server also the unit
                    (/etc/openme and the openme user are kept)
   -h, --help       show this help
 
 Environment:
   OPENME_VERSION       same as --version
   OPENME_DOWNLOAD_URL  base URL holding the binaries and SHA256SUMS
-                       (default: the GitHub release of the chosen version)
+                       (default: the GitHub release of the chosen version);
+                       https only, plain http only to 127.0.0.1, [::1] or
+                       localhost (a local mirror)
   OPENME_ROOT          install under this directory instead of / (packaging
                        and tests); no user is created, nothing is enabled
                        or started
@@ -235,11 +238,61 @@ find_tools() {
 	fi
 }
 
-# download URL FILE
+# Whether URL $1 may be downloaded from: https, or plain http to this
+# machine (127.0.0.1, [::1] or localhost, with an optional port) for a local
+# mirror. Anything else in the host part (a user name, another host) is not
+# this machine.
+url_allowed() {
+	case $1 in
+	https://*) return 0 ;;
+	http://*) ;;
+	*) return 1 ;;
+	esac
+	authority=${1#http://}
+	authority=${authority%%/*}
+	case $authority in
+	127.0.0.1 | localhost | "[::1]") return 0 ;;
+	127.0.0.1:* | localhost:* | "[::1]":*) ;;
+	*) return 1 ;;
+	esac
+	case ${authority##*:} in
+	"" | *[!0-9]*) return 1 ;;
+	esac
+	return 0
+}
+
+# Whether a download of URL $1 may end at URL $2 after redirects: from https
+# only to https; from a local mirror to any URL url_allowed accepts.
+redirect_allowed() {
+	case $1 in
+	https://*)
+		case $2 in
+		https://*) return 0 ;;
+		*) return 1 ;;
+		esac
+		;;
+	*) url_allowed "$2" ;;
+	esac
+}
+
+# download URL FILE: fails when URL cannot be fetched or redirects where
+# redirect_allowed refuses. curl refuses such a redirect itself; wget's
+# --https-only covers only recursive downloads, so the URL wget ended at is
+# read from its log and checked.
 download() {
 	case $DOWNLOADER in
 	curl) curl -fsSL --proto-redir '=https' --connect-timeout 30 --retry 2 -o "$2" "$1" ;;
-	wget) wget -q -T 30 -O "$2" "$1" ;;
+	wget)
+		if ! LC_ALL=C wget -nv --https-only -T 30 -O "$2" "$1" 2>"$WORKDIR/wget.log"; then
+			cat "$WORKDIR/wget.log" >&2
+			return 1
+		fi
+		final=$(awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^URL:/) url = substr($i, 5) } END { print url }' "$WORKDIR/wget.log")
+		if ! redirect_allowed "$1" "$final"; then
+			rm -f "$2"
+			die "$1 led to '$final', which is not https; nothing was installed"
+		fi
+		;;
 	esac
 }
 
@@ -285,6 +338,7 @@ choose_bindir() {
 
 install_binary() {
 	url=$(release_url)
+	url_allowed "$url" || die "refusing to download from $url: use an https:// URL (plain http only to 127.0.0.1, [::1] or localhost, for a local mirror)"
 	label=$VERSION
 	[ -z "${OPENME_DOWNLOAD_URL:-}" ] || label="from $url"
 	WORKDIR=$(mktemp -d "${TMPDIR:-/tmp}/openme-install.XXXXXX") || die "cannot create a temporary directory"
@@ -308,25 +362,48 @@ install_binary() {
 	run_as "$BIN_SUDO" mv -f "$STAGED" "$BINDIR/openme" || die "cannot replace $BINDIR/openme"
 	STAGED=""
 	say "Installed $version to $BINDIR/openme"
+	install_man_page
+}
+
+# Installs the page `openme man` prints to share/man/man1 next to the bin
+# directory (/usr/local/share/man/man1, ~/.local/share/man/man1), where man
+# finds it; a release without that command, or no gzip, means no page.
+install_man_page() {
+	page=$(dirname "$BINDIR")/share/man/man1/openme.1.gz
+	if ! "$BINDIR/openme" man >"$WORKDIR/openme.1" 2>/dev/null; then
+		warn "this openme has no \`openme man\`: no manual page installed"
+		return 0
+	fi
+	if ! gzip -9n <"$WORKDIR/openme.1" >"$WORKDIR/openme.1.gz"; then
+		warn "gzip failed or is not installed: no manual page installed (read it with: openme man | man -l -)"
+		return 0
+	fi
+	run_as "$BIN_SUDO" mkdir -p "$(dirname "$page")" || die "cannot create $(dirname "$page")"
+	run_as "$BIN_SUDO" cp "$WORKDIR/openme.1.gz" "$page" || die "cannot write $page"
+	run_as "$BIN_SUDO" chmod 644 "$page" || die "cannot chmod $page"
+	say "Installed the manual page $page (man openme)"
 }
 
 # The systemd unit, identical to openme.service in the repository.
 unit_file() {
 	cat <<'OPENME_UNIT'
 # openme: Single Packet Authorization server.
-# Installed by `install.sh --server` to /etc/systemd/system/openme.service.
+# The .deb and .rpm packages install it as /usr/lib/systemd/system/openme.service
+# (starting /usr/bin/openme); `install.sh --server` as
+# /etc/systemd/system/openme.service (starting the binary it installed).
 #
 # It starts once /etc/openme/config.yaml exists:
 #   sudo openme init --server <host> && sudo systemctl start openme
 # Follow the log:   journalctl -u openme -f
 # Re-read config:   sudo systemctl reload openme  (config edits are also picked up on their own)
 #
-# The daemon runs as the system user openme (install.sh creates it) with only
-# CAP_NET_ADMIN (nft, iptables-nft) and CAP_NET_RAW (iptables-legacy). It reads
-# /etc/openme/config.yaml because install.sh makes /etc/openme openme:openme
-# 0750 and `sudo openme init/add/revoke` keep that owner (mode 0600) when they
-# rewrite the file. The whole file system, /etc/openme included, is read-only
-# to it except /run/openme; /home and /root are hidden.
+# The daemon runs as the system user openme (the packages and install.sh
+# create it) with only CAP_NET_ADMIN (nft, iptables-nft) and CAP_NET_RAW
+# (iptables-legacy). /etc/openme is root:openme 0750 and config.yaml
+# root:openme 0640: the daemon reads its config and cannot change it. The
+# whole file system is read-only to it except /var/lib/openme
+# (StateDirectory=: sessions and replay nonces, kept across reboots); /home
+# and /root are hidden.
 [Unit]
 Description=openme Single Packet Authorization server
 Documentation=https://github.com/openme/openme
@@ -346,8 +423,8 @@ ExecStart=/usr/local/bin/openme serve
 ExecReload=/bin/kill -HUP $MAINPID
 Restart=on-failure
 RestartSec=2s
-RuntimeDirectory=openme
-RuntimeDirectoryMode=0750
+StateDirectory=openme
+StateDirectoryMode=0750
 UMask=0077
 
 CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW
@@ -469,37 +546,38 @@ install_server() {
 		ensure_service_user "$etc_sudo"
 	fi
 
-	unit_file | sed "s#^ExecStart=/usr/local/bin/openme #ExecStart=$exec_path #" >"$WORKDIR/$UNIT_NAME"
+	# Every Exec line that starts openme starts the binary installed here.
+	unit_file | sed "/^Exec/s#/usr/local/bin/openme #$exec_path #" >"$WORKDIR/$UNIT_NAME"
 	run_as "$etc_sudo" mkdir -p "$etc/systemd/system" || die "cannot create $etc/systemd/system"
 	run_as "$etc_sudo" cp "$WORKDIR/$UNIT_NAME" "$unit" || die "cannot write $unit"
 	run_as "$etc_sudo" chmod 644 "$unit" || die "cannot chmod $unit"
 	say "Installed the systemd unit $unit"
 
-	# The config holds the server's private key: no access for other users.
-	# The directory and config.yaml belong to the service user, so that it can
-	# read them; `sudo openme init/add/revoke` keep that owner when they
-	# rewrite the file (and give a new file its directory's owner).
+	# The config holds the server's private key. root owns /etc/openme and
+	# config.yaml; the service's group reads them and cannot change them: the
+	# directory 0750 and the config 0640, as `sudo openme init` writes it.
 	if [ -d "$etc/openme" ]; then
 		case $(stat -c %a "$etc/openme") in
-		*0) ;;
-		*) warn "$etc/openme is open to all users; it holds the server's private key: chmod 750 $etc/openme" ;;
+		*[!0]) warn "$etc/openme is open to all users; it holds the server's private key: chmod 750 $etc/openme" ;;
+		*[2367]?) warn "the group of $etc/openme may change it; only root should: chmod 750 $etc/openme" ;;
 		esac
 	else
 		run_as "$etc_sudo" mkdir -p -m 750 "$etc/openme" || die "cannot create $etc/openme"
 		say "Created $etc/openme (mode 0750)"
 	fi
 	if [ -n "$ROOT" ]; then
-		say "OPENME_ROOT is set: no $SERVICE_USER user was created; in the image, create the system user and group $SERVICE_USER and chown $SERVICE_USER:$SERVICE_USER /etc/openme /etc/openme/config.yaml"
+		say "OPENME_ROOT is set: no $SERVICE_USER user was created; in the image, create the system user and group $SERVICE_USER, then run chown root:$SERVICE_USER /etc/openme /etc/openme/config.yaml"
 	else
-		run_as "$etc_sudo" chown "$SERVICE_USER:$SERVICE_USER" "$etc/openme" || die "cannot chown $etc/openme to $SERVICE_USER"
+		run_as "$etc_sudo" chown "root:$SERVICE_USER" "$etc/openme" || die "cannot chown $etc/openme to root:$SERVICE_USER"
 		config=$etc/openme/config.yaml
 		if [ -L "$config" ]; then
-			warn "$config is a symbolic link: make the file it points to readable by the user $SERVICE_USER"
+			warn "$config is a symbolic link: make the file it points to readable by the group $SERVICE_USER"
 		elif [ -f "$config" ]; then
 			# -h: never follow a link that appeared since the test above.
-			run_as "$etc_sudo" chown -h "$SERVICE_USER:$SERVICE_USER" "$config" || die "cannot chown $config to $SERVICE_USER"
+			run_as "$etc_sudo" chown -h "root:$SERVICE_USER" "$config" || die "cannot chown $config to root:$SERVICE_USER"
+			run_as "$etc_sudo" chmod 640 "$config" || die "cannot chmod $config"
 		fi
-		say "$etc/openme belongs to the user $SERVICE_USER (the service reads its config there)"
+		say "$etc/openme is root:$SERVICE_USER: the service reads its config there and cannot change it"
 	fi
 
 	if use_systemctl; then
@@ -543,13 +621,16 @@ uninstall() {
 	else
 		set -- "$ROOT$DEFAULT_BINDIR/openme" "${HOME:-/nonexistent}/.local/bin/openme"
 	fi
-	for file in "$@"; do
-		if [ -e "$file" ] || [ -L "$file" ]; then
-			rm_sudo=$(sudo_for "$(dirname "$file")") || die "cannot remove $file: run as root"
-			run_as "$rm_sudo" rm -f "$file" || die "cannot remove $file"
-			say "Removed $file"
-			removed=1
-		fi
+	for bin in "$@"; do
+		# The binary and the manual page installed with it.
+		for file in "$bin" "$(dirname "$(dirname "$bin")")/share/man/man1/openme.1.gz"; do
+			if [ -e "$file" ] || [ -L "$file" ]; then
+				rm_sudo=$(sudo_for "$(dirname "$file")") || die "cannot remove $file: run as root"
+				run_as "$rm_sudo" rm -f "$file" || die "cannot remove $file"
+				say "Removed $file"
+				removed=1
+			fi
+		done
 	done
 	if [ "$SERVER" -eq 1 ]; then
 		etc=$ROOT/etc

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what openme's tests and demo need when it is missing: Deno 2.9.6
-# (from npm), and as root nftables, iptables, iproute2, shellcheck and
-# prometheus (apt; its promtool checks the metrics file).
+# (from npm), and as root nftables, iptables, iproute2 and shellcheck,
+# prometheus (its promtool checks the metrics file), and for the packages and
+# the manual page rpm, lintian, groff, man-db and binutils (apt).
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
 
@@ -27,6 +28,11 @@ if [ "${OPENME_SETUP_SHELLCHECK:-1}" = "1" ]; then
   command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
 fi
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v rpmbuild >/dev/null 2>&1 || missing+=(rpm)
+command -v lintian >/dev/null 2>&1 || missing+=(lintian)
+command -v groff >/dev/null 2>&1 || missing+=(groff-base)
+command -v man >/dev/null 2>&1 || missing+=(man-db)
+command -v readelf >/dev/null 2>&1 || missing+=(binutils)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
     say "setup: installing ${missing[*]} with apt"

@@ -30,8 +30,10 @@ export const DENO_RUN: readonly string[] = [
   "--no-prompt",
 ];
 
-/** The command line that runs the openme CLI from source (main.ts) with the given arguments. */
+/** The command line that runs the openme CLI with the given arguments: the binary OPENME_BIN names (a release build under test), else main.ts from source. */
 export function openmeCommand(args: string[]): string[] {
+  const binary = Deno.env.get("OPENME_BIN");
+  if (binary !== undefined && binary !== "") return [binary, ...args];
   return [...DENO_RUN, MAIN_TS, ...args];
 }
 
@@ -434,7 +436,7 @@ export class Testbed {
     return proc;
   }
 
-  /** Runs the openme CLI (from source) in a namespace. */
+  /** Runs the openme CLI (see {@linkcode openmeCommand}) in a namespace. */
   openme(
     ns: string,
     args: string[],

@@ -1,7 +1,7 @@
 /**
  * End-to-end tests of install.sh against fake releases served on 127.0.0.1:
- * each release holds stub `openme` executables that print their version, and
- * a SHA256SUMS file.
+ * each release holds stub `openme` executables that print their version (and
+ * a small manual page for `openme man`), and a SHA256SUMS file.
  */
 
 import assert from "node:assert/strict";
@@ -55,7 +55,7 @@ const WINDOWS_ASSETS = TARGETS.filter((t) => t.includes("windows")).map(
 
 function stub(version: string, asset: string): Uint8Array {
   return new TextEncoder().encode(
-    `#!/bin/sh\necho "openme ${version} (${asset})"\n`,
+    `#!/bin/sh\n[ "$1" = man ] && { echo ".TH OPENME 1"; echo "openme ${version}"; exit 0; }\necho "openme ${version} (${asset})"\n`,
   );
 }
 
@@ -236,7 +236,7 @@ function assertOk(result: RunResult): void {
   );
 }
 
-Deno.test("install.sh: fresh install puts a verified, executable binary in PREFIX/bin", async () => {
+Deno.test("install.sh: fresh install puts a verified, executable binary in PREFIX/bin and its manual page in PREFIX/share/man/man1", async () => {
   await withHarness(async (h) => {
     h.publish("r1", await makeRelease("1.2.3"));
     const prefix = `${h.dir}/prefix`;
@@ -256,8 +256,19 @@ Deno.test("install.sh: fresh install puts a verified, executable binary in PREFI
     assert.match(result.stdout, /openme import/);
     assert.match(result.stdout, /sudo openme init --server <host>/);
     assert.deepEqual(await listDir(`${prefix}/bin`), ["openme"]);
+    const page = `${prefix}/share/man/man1/openme.1.gz`;
+    assert.equal(await gunzip(page), ".TH OPENME 1\nopenme 1.2.3\n");
+    assert.equal(((await Deno.stat(page)).mode ?? 0) & 0o777, 0o644);
+    assert.match(result.stdout, /Installed the manual page .*openme\.1\.gz/);
   });
 });
+
+/** The text of a gzip file. */
+async function gunzip(path: string): Promise<string> {
+  const file = await Deno.open(path);
+  const stream = file.readable.pipeThrough(new DecompressionStream("gzip"));
+  return await new Response(stream).text();
+}
 
 Deno.test("install.sh: maps uname -s / -m to the release asset", async () => {
   const cases: [string, string, string][] = [
@@ -406,18 +417,24 @@ Deno.test("install.sh: bad options are usage errors (exit 2)", async () => {
   });
 });
 
+/** A PATH whose curl, instead of reaching the network, appends the URL it was given to `log` and fails. */
+async function recordingCurl(
+  h: Harness,
+): Promise<{ path: string; log: string }> {
+  const fakeBin = `${h.dir}/fakebin`;
+  await Deno.mkdir(fakeBin);
+  const log = `${h.dir}/curl.log`;
+  await Deno.writeTextFile(
+    `${fakeBin}/curl`,
+    `#!/bin/sh\nfor a; do url=$a; done\necho "$url" >> '${log}'\nexit 22\n`,
+    { mode: 0o755 },
+  );
+  return { path: `${fakeBin}:${Deno.env.get("PATH")}`, log };
+}
+
 Deno.test("install.sh: downloads from the GitHub release of the chosen version", async () => {
   await withHarness(async (h) => {
-    // A fake curl records the URLs instead of reaching the network.
-    const fakeBin = `${h.dir}/fakebin`;
-    await Deno.mkdir(fakeBin);
-    const log = `${h.dir}/curl.log`;
-    await Deno.writeTextFile(
-      `${fakeBin}/curl`,
-      `#!/bin/sh\nfor a; do url=$a; done\necho "$url" >> '${log}'\nexit 22\n`,
-      { mode: 0o755 },
-    );
-    const path = `${fakeBin}:${Deno.env.get("PATH")}`;
+    const { path, log } = await recordingCurl(h);
     const prefix = `${h.dir}/prefix`;
     const cases: [Record<string, string>, string[], string][] = [
       [{}, [], "https://github.com/openme/openme/releases/latest/download/"],
@@ -445,6 +462,169 @@ Deno.test("install.sh: downloads from the GitHub release of the chosen version",
       );
     }
   });
+});
+
+Deno.test("install.sh: refuses a download URL that is not https, except plain http to this machine", async () => {
+  await withHarness(async (h) => {
+    const { path, log } = await recordingCurl(h);
+    const prefix = `${h.dir}/prefix`;
+    const refused = [
+      "http://192.0.2.1/r",
+      "http://example.com/r",
+      "http://127.0.0.1.example.com/r",
+      "http://127.0.0.1:80@example.com/r",
+      "http://localhost@example.com/r",
+      "http://[::1]:x/r",
+      "HTTPS://example.com/r",
+      "ftp://example.com/r",
+      "file:///tmp/r",
+      "example.com/r",
+    ];
+    for (const url of refused) {
+      await Deno.remove(log).catch(() => {});
+      const result = await runInstaller(h, ["--prefix", prefix], {
+        PATH: path,
+        OPENME_DOWNLOAD_URL: url,
+      });
+      assertFailed(result, /refusing to download from .*use an https:\/\/ URL/);
+      assert.equal(await exists(log), false, `${url} was downloaded`);
+    }
+    const allowed = [
+      "https://example.com/r",
+      "http://127.0.0.1/r",
+      "http://127.0.0.1:8080/r",
+      "http://localhost:8080/r",
+      "http://[::1]/r",
+      "http://[::1]:8080/r",
+    ];
+    for (const url of allowed) {
+      await Deno.remove(log).catch(() => {});
+      const result = await runInstaller(h, ["--prefix", prefix], {
+        PATH: path,
+        OPENME_DOWNLOAD_URL: url,
+      });
+      assertFailed(result, /could not download/);
+      assert.equal(
+        (await Deno.readTextFile(log)).trim(),
+        `${url}/${LINUX_X64}`,
+      );
+    }
+    assert.equal(await exists(prefix), false);
+  });
+});
+
+const canServeTls = ["openssl", "curl", "wget"].every((t) =>
+  findOnPath(t) !== null
+);
+if (!canServeTls) {
+  console.warn(
+    "SKIP install.sh https to http redirect: needs openssl, curl and wget",
+  );
+}
+
+Deno.test({
+  name:
+    "install.sh: with curl and with wget, a redirect from https to http is refused and nothing is installed",
+  ignore: !canServeTls,
+  fn: async () => {
+    await withHarness(async (h) => {
+      // A self-signed certificate for 127.0.0.1, trusted through the
+      // environment (curl) and a wgetrc (wget).
+      const cert = `${h.dir}/cert.pem`;
+      const key = `${h.dir}/key.pem`;
+      const made = await new Deno.Command("openssl", {
+        args: [
+          "req",
+          "-x509",
+          "-newkey",
+          "ec",
+          "-pkeyopt",
+          "ec_paramgen_curve:P-256",
+          "-nodes",
+          "-keyout",
+          key,
+          "-out",
+          cert,
+          "-days",
+          "2",
+          "-subj",
+          "/CN=127.0.0.1",
+          "-addext",
+          "subjectAltName=IP:127.0.0.1",
+        ],
+        stdout: "null",
+        stderr: "piped",
+        signal: AbortSignal.timeout(RUN_TIMEOUT_MS),
+      }).output();
+      assert.equal(made.code, 0, new TextDecoder().decode(made.stderr));
+      await Deno.writeTextFile(`${h.dir}/wgetrc`, `ca_certificate = ${cert}\n`);
+      // /r1/FILE serves the release, /up/FILE redirects there (https to
+      // https), /down/FILE to the same files over plain http.
+      const release = await makeRelease("1.2.3");
+      h.publish("r1", release);
+      const tls = Deno.serve({
+        hostname: "127.0.0.1",
+        port: 0,
+        cert: await Deno.readTextFile(cert),
+        key: await Deno.readTextFile(key),
+        onListen(): void {},
+      }, (req): Response => {
+        const [way, file] = new URL(req.url).pathname.slice(1).split("/");
+        const body = release.get(file);
+        if (way === "up") {
+          return Response.redirect(
+            `https://127.0.0.1:${tls.addr.port}/r1/${file}`,
+            302,
+          );
+        }
+        if (way === "down") {
+          return Response.redirect(`${h.url("r1")}/${file}`, 302);
+        }
+        return body === undefined
+          ? new Response("not found\n", { status: 404 })
+          : new Response(body as Uint8Array<ArrayBuffer>);
+      });
+      try {
+        const base = `https://127.0.0.1:${tls.addr.port}`;
+        for (const downloader of ["curl", "wget"]) {
+          const tools = await toolDir(`${h.dir}/tools-${downloader}`, [
+            ...BASE_TOOLS,
+            downloader,
+            "sha256sum",
+          ]);
+          const env = {
+            PATH: tools,
+            CURL_CA_BUNDLE: cert,
+            WGETRC: `${h.dir}/wgetrc`,
+          };
+          const prefix = `${h.dir}/prefix-${downloader}`;
+          const down = await runInstaller(h, ["--prefix", prefix], {
+            ...env,
+            OPENME_DOWNLOAD_URL: `${base}/down`,
+          });
+          assertFailed(
+            down,
+            downloader === "wget"
+              ? /led to 'http:\/\/127\.0\.0\.1:\d+\/r1\/openme-x86_64-unknown-linux-gnu', which is not https; nothing was installed/
+              : /could not download .*; nothing was installed/,
+          );
+          assert.equal(await exists(prefix), false, downloader);
+          // Control: the same server's https to https redirect installs.
+          const up = await runInstaller(h, ["--prefix", prefix], {
+            ...env,
+            OPENME_DOWNLOAD_URL: `${base}/up`,
+          });
+          assertOk(up);
+          assert.equal(
+            await runVersion(`${prefix}/bin/openme`),
+            `openme 1.2.3 (${LINUX_X64})`,
+          );
+        }
+      } finally {
+        await tls.shutdown();
+      }
+    });
+  },
 });
 
 const haveAllTools = ["wget", "shasum", "sha256sum", "curl"].every((t) =>
@@ -508,7 +688,7 @@ Deno.test({
   },
 });
 
-Deno.test("install.sh: --uninstall removes the binary", async () => {
+Deno.test("install.sh: --uninstall removes the binary and the manual page", async () => {
   await withHarness(async (h) => {
     h.publish("r1", await makeRelease("1.2.3"));
     const prefix = `${h.dir}/prefix`;
@@ -523,8 +703,13 @@ Deno.test("install.sh: --uninstall removes the binary", async () => {
       {},
     );
     assertOk(result);
-    assert.match(result.stdout, /Removed .*\/prefix\/bin\/openme/);
+    assert.match(result.stdout, /Removed .*\/prefix\/bin\/openme\n/);
+    assert.match(
+      result.stdout,
+      /Removed .*\/prefix\/share\/man\/man1\/openme\.1\.gz/,
+    );
     assert.equal(await exists(`${prefix}/bin/openme`), false);
+    assert.equal(await exists(`${prefix}/share/man/man1/openme.1.gz`), false);
     const again = await runInstaller(
       h,
       ["--uninstall", "--prefix", prefix],
@@ -573,7 +758,7 @@ Deno.test("install.sh: --server installs the unit and /etc/openme under OPENME_R
     );
     assert.match(
       result.stdout,
-      /no openme user was created; in the image, create the system user and group openme and chown openme:openme \/etc\/openme/,
+      /no openme user was created; in the image, create the system user and group openme, then run chown root:openme \/etc\/openme \/etc\/openme\/config\.yaml/,
     );
     assert.equal(
       await runVersion(`${root}/usr/local/bin/openme`),
@@ -716,19 +901,21 @@ if (!canUnshare) {
 
 Deno.test({
   name:
-    "install.sh: --server as root enables the unit but starts nothing (private /etc and /usr/local/bin)",
+    "install.sh: --server as root enables the unit but starts nothing, /etc/openme root:openme (private /etc and /usr/local)",
   ignore: !canUnshare,
   fn: async () => {
     await withHarness(async (h) => {
       h.publish("r1", await makeRelease("1.2.3"));
-      // The installer sees copies of /etc and /usr/local/bin, bind-mounted in
-      // a private mount namespace; the real ones are never touched.
+      // The installer sees a copy of /etc and an empty /usr/local,
+      // bind-mounted in a private mount namespace; the real ones are never
+      // touched.
       const etc = `${h.dir}/etc`;
-      const bin = `${h.dir}/usr-local-bin`;
+      const local = `${h.dir}/usr-local`;
+      const bin = `${local}/bin`;
       await new Deno.Command("cp", { args: ["-a", "/etc", etc] }).output();
       await Deno.remove(`${etc}/systemd/system/openme.service`).catch(() => {});
       await Deno.remove(`${etc}/openme`, { recursive: true }).catch(() => {});
-      await Deno.mkdir(bin);
+      await Deno.mkdir(bin, { recursive: true });
       const fakeBin = `${h.dir}/fakebin`;
       await Deno.mkdir(fakeBin);
       const calls = `${h.dir}/systemctl.calls`;
@@ -739,7 +926,7 @@ Deno.test({
       );
       await Deno.writeTextFile(
         `${h.dir}/in-namespace.sh`,
-        `set -e\nmount --bind '${etc}' /etc\nmount --bind '${bin}' /usr/local/bin\nexec /bin/sh "$@"\n`,
+        `set -e\nmount --bind '${etc}' /etc\nmount --bind '${local}' /usr/local\nexec /bin/sh "$@"\n`,
       );
       const inNamespace = async (args: string[]): Promise<RunResult> => {
         const out = await new Deno.Command("unshare", {
@@ -816,7 +1003,12 @@ Deno.test({
       );
       assert.match(installed.stdout, /Created the system group openme/);
       assert.match(installed.stdout, /Created the system user openme/);
-      assert.deepEqual(await ownerOf(`${etc}/openme`), [user.uid, user.gid]);
+      // root owns the directory; the service's group may only read it.
+      assert.deepEqual(await ownerOf(`${etc}/openme`), [0, user.gid]);
+      assert.ok(
+        await exists(`${local}/share/man/man1/openme.1.gz`),
+        "no manual page in /usr/local/share/man/man1",
+      );
       assert.equal(
         await runVersion(`${bin}/openme`),
         `openme 1.2.3 (${LINUX_X64})`,
@@ -835,7 +1027,8 @@ Deno.test({
       ]);
 
       // `sudo openme init` ran before install.sh: a root-owned directory and
-      // config. Both go to the service user; the lock file and anything else stay root's.
+      // a 0600 config. Both become root:openme, the config 0640 so that the
+      // service can read it; the lock file and anything else stay as they are.
       await Deno.remove(`${etc}/openme`, { recursive: true });
       await Deno.mkdir(`${etc}/openme`, { mode: 0o750 });
       await Deno.writeTextFile(`${etc}/openme/config.yaml`, "server: {}\n", {
@@ -846,14 +1039,14 @@ Deno.test({
       assertOk(again);
       assert.doesNotMatch(again.stdout, /Created the system/);
       assert.deepEqual(await serviceUser(), user, "the user was recreated");
-      assert.deepEqual(await ownerOf(`${etc}/openme`), [user.uid, user.gid]);
+      assert.deepEqual(await ownerOf(`${etc}/openme`), [0, user.gid]);
       assert.deepEqual(await ownerOf(`${etc}/openme/config.yaml`), [
-        user.uid,
+        0,
         user.gid,
       ]);
       assert.equal(
         ((await Deno.stat(`${etc}/openme/config.yaml`)).mode ?? 0) & 0o777,
-        0o600,
+        0o640,
       );
       assert.deepEqual(await ownerOf(`${etc}/openme/config.yaml.lock`), [0, 0]);
 

@@ -5,7 +5,9 @@
  */
 
 import assert from "node:assert/strict";
+import { DEFAULT_STATE_FILE } from "../lib/server/state_file.ts";
 import { run, type RunResult, waitFor } from "../scripts/testbed.ts";
+import { copyNpmCache, copySources } from "./support/stand_in.ts";
 
 const REPO = new URL("..", import.meta.url);
 const UNIT_TEXT = await Deno.readTextFile(new URL("openme.service", REPO));
@@ -81,9 +83,20 @@ Deno.test("openme.service: runs `openme serve` and reloads with SIGHUP", () => {
   assert.equal(value("Service.ExecStart"), "/usr/local/bin/openme serve");
   assert.equal(value("Service.ExecReload"), "/bin/kill -HUP $MAINPID");
   assert.equal(value("Service.Restart"), "on-failure");
-  assert.equal(value("Service.RuntimeDirectory"), "openme");
   assert.equal(value("Unit.ConditionPathExists"), "/etc/openme/config.yaml");
   assert.equal(value("Install.WantedBy"), "multi-user.target");
+});
+
+Deno.test("openme.service: the default state file lies in its StateDirectory=, which survives a reboot", () => {
+  // Replay nonces and the rules to remove after a crash must outlive a
+  // reboot: /var/lib, not /run (RuntimeDirectory= is emptied on every stop).
+  assert.equal(value("Service.StateDirectory"), "openme");
+  assert.equal(value("Service.StateDirectoryMode"), "0750");
+  assert.equal(UNIT.has("Service.RuntimeDirectory"), false);
+  assert.equal(
+    DEFAULT_STATE_FILE,
+    `/var/lib/${value("Service.StateDirectory")}/sessions.json`,
+  );
 });
 
 Deno.test("openme.service: starts after the network and the firewall services that load a saved ruleset", () => {
@@ -103,8 +116,8 @@ Deno.test("openme.service: starts after the network and the firewall services th
 });
 
 Deno.test("openme.service: runs as the openme user with only the network capabilities", () => {
-  // install.sh --server creates the user and hands it /etc/openme; `sudo openme
-  // init/add/revoke` keep the config owned by it (lib/config/file_io.ts).
+  // The packages and install.sh --server create the user and group; root
+  // owns /etc/openme and the group reads it.
   assert.equal(value("Service.User"), "openme");
   assert.equal(value("Service.Group"), "openme");
   assert.equal(UNIT.has("Service.DynamicUser"), false);
@@ -143,9 +156,8 @@ Deno.test("openme.service: sandboxing", () => {
     "AF_NETLINK",
     "AF_UNIX",
   ]);
-  // Nothing is writable but /run/openme: the config directory stays read-only.
+  // Nothing is writable but the StateDirectory: the config stays read-only.
   assert.equal(UNIT.has("Service.ReadWritePaths"), false);
-  assert.equal(value("Service.RuntimeDirectoryMode"), "0750");
   // iptables -w opens /run/xtables.lock read-only and locks it: root ("+")
   // makes it exist and readable by the service's group first.
   assert.deepEqual(UNIT.get("Service.ExecStartPre"), [
@@ -183,7 +195,7 @@ Deno.test({
       try {
         await Deno.stat("/usr/local/bin/openme");
       } catch {
-        text = text.replace("/usr/local/bin/openme", Deno.execPath());
+        text = text.replaceAll("/usr/local/bin/openme", Deno.execPath());
       }
       const path = `${dir}/openme.service`;
       await Deno.writeTextFile(path, text);
@@ -335,47 +347,9 @@ Deno.test({
   },
 });
 
-/** What `deno run main.ts` reads from the checkout. */
-const SOURCES = ["main.ts", "deno.json", "deno.lock", "lib"];
-
-/**
- * Copies the sources to `into`, readable by every user: the service user
- * cannot read the checkout when it lies in a private folder.
- */
-async function copySources(into: string): Promise<void> {
-  const repoDir = decodeURIComponent(REPO.pathname);
-  await Deno.mkdir(into, { mode: 0o755 });
-  const copied = await runCommand("cp", [
-    "-R",
-    ...SOURCES.map((name) => `${repoDir}${name}`),
-    into,
-  ]);
-  assert.equal(copied.code, 0, copied.stderr);
-  const opened = await runCommand("chmod", ["-R", "a+rX", into]);
-  assert.equal(opened.code, 0, opened.stderr);
-}
-
-/** Copies the npm packages of this Deno's cache to `into/npm` (root's cache is unreadable to others). */
-async function copyNpmCache(into: string): Promise<void> {
-  const info = await new Deno.Command(Deno.execPath(), {
-    args: ["info", "--json"],
-    stdout: "piped",
-    stderr: "null",
-    signal: AbortSignal.timeout(TIMEOUT_MS),
-  }).output();
-  const denoDir = JSON.parse(new TextDecoder().decode(info.stdout)).denoDir;
-  assert.equal(typeof denoDir, "string", "deno info --json gave no denoDir");
-  await Deno.mkdir(into, { recursive: true });
-  const copied = await new Deno.Command("cp", {
-    args: ["-a", `${denoDir}/npm`, `${into}/npm`],
-    signal: AbortSignal.timeout(TIMEOUT_MS),
-  }).output();
-  assert.equal(copied.code, 0, `cannot copy ${denoDir}/npm`);
-}
-
 Deno.test({
   name:
-    "openme.service: the service user reads the config root's `openme init/add/revoke` write, and serves with the unit's capabilities",
+    "openme.service: the service user reads a root:openme 0640 config and cannot change it, and serves with the unit's capabilities",
   ignore: !canTestCaps,
   fn: async () => {
     const dir = await Deno.makeTempDir({ prefix: "openme-unit-test-" });
@@ -394,11 +368,13 @@ Deno.test({
         denoDir,
       ]);
       assert.equal(ownCommand.code, 0, ownCommand.stderr);
-      // As install.sh --server leaves it: /etc/openme owned by the service user, 0750.
+      // As the packages and install.sh --server leave it: /etc/openme
+      // root:openme 0750, and the config `sudo openme init` wrote there
+      // root:openme 0640 (install.sh sets that on a config it finds).
       await Deno.mkdir(`${dir}/etc`, { mode: 0o755 });
       const etc = `${dir}/etc/openme`;
       await Deno.mkdir(etc, { mode: 0o750 });
-      await Deno.chown(etc, SERVICE_ID, SERVICE_ID);
+      await Deno.chown(etc, 0, SERVICE_ID);
       const config = `${etc}/config.yaml`;
       const denoRun = [
         "run",
@@ -428,45 +404,30 @@ Deno.test({
       assert.equal(init.code, 0, init.stderr);
       const add = await openmeAsRoot(["add", "alice"]);
       assert.equal(add.code, 0, add.stderr);
-      let info = await Deno.stat(config);
-      assert.deepEqual([info.uid, info.gid], [SERVICE_ID, SERVICE_ID]);
-      assert.equal((info.mode ?? 0) & 0o777, 0o600);
-      let list = await openmeAsService(["list"]);
-      assert.equal(list.code, 0, list.stderr);
-      assert.match(list.stdout, /alice/);
+      const info = await Deno.stat(config);
+      assert.deepEqual([info.uid, info.gid], [0, SERVICE_ID]);
 
-      const revoke = await openmeAsRoot(["revoke", "alice"]);
-      assert.equal(revoke.code, 0, revoke.stderr);
-      info = await Deno.stat(config);
-      assert.deepEqual([info.uid, info.gid], [SERVICE_ID, SERVICE_ID]);
-      list = await openmeAsService(["list"]);
-      assert.equal(list.code, 0, list.stderr);
-      assert.doesNotMatch(list.stdout, /alice/);
-
-      // Control: a root-owned 0600 config is unreadable to the service user.
-      const rootOwned = `${dir}/root-config.yaml`;
-      await Deno.copyFile(config, rootOwned);
-      await Deno.chown(rootOwned, 0, 0);
-      await Deno.chmod(rootOwned, 0o600);
-      const denied = await runCommand(
-        asService[0],
-        [
-          ...asService.slice(1),
-          Deno.execPath(),
-          ...denoRun.slice(0, -1),
-          rootOwned,
-          "list",
-        ],
-        serviceEnv,
-      );
+      // Control: without group read, the service user cannot read it.
+      await Deno.chmod(config, 0o600);
+      const denied = await openmeAsService(["list"]);
       assert.notEqual(denied.code, 0);
       assert.match(denied.stderr, /permission denied/i);
 
+      await Deno.chmod(config, 0o640);
+      const list = await openmeAsService(["list"]);
+      assert.equal(list.code, 0, list.stderr);
+      assert.match(list.stdout, /alice/);
+      // It reads the config and cannot change it.
+      const before = await Deno.readTextFile(config);
+      const write = await openmeAsService(["revoke", "alice"]);
+      assert.notEqual(write.code, 0, "the service user changed its config");
+      assert.equal(await Deno.readTextFile(config), before);
+
       // serve as the service user, in a network namespace; the state file
-      // goes to a directory it owns, as /run/openme (RuntimeDirectory=).
-      const runtime = `${dir}/run-openme`;
-      await Deno.mkdir(runtime, { mode: 0o750 });
-      await Deno.chown(runtime, SERVICE_ID, SERVICE_ID);
+      // goes to a directory it owns, as /var/lib/openme (StateDirectory=).
+      const stateDir = `${dir}/var-lib-openme`;
+      await Deno.mkdir(stateDir, { mode: 0o750 });
+      await Deno.chown(stateDir, SERVICE_ID, SERVICE_ID);
       const added = await runCommand("ip", ["netns", "add", ns]);
       assert.equal(added.code, 0, added.stderr);
       nsCreated = true;
@@ -481,7 +442,7 @@ Deno.test({
           ...denoRun,
           "serve",
           "--state-file",
-          `${runtime}/sessions.json`,
+          `${stateDir}/sessions.json`,
         ],
         env: { NO_COLOR: "1", ...serviceEnv },
         cwd: SERVICE_CWD,
@@ -546,7 +507,7 @@ Deno.test({
           0,
           "the openme chain was not removed",
         );
-        const state = await Deno.stat(`${runtime}/sessions.json`);
+        const state = await Deno.stat(`${stateDir}/sessions.json`);
         assert.equal(state.uid, SERVICE_ID);
       } finally {
         if (!stopped) {

@@ -20,6 +20,7 @@ import { runImportCommand } from "./commands/import.ts";
 import { runInitCommand } from "./commands/init.ts";
 import { runKnockCommand } from "./commands/knock.ts";
 import { runListCommand } from "./commands/list.ts";
+import { runManCommand } from "./commands/man.ts";
 import { runProfilesCommand } from "./commands/profiles.ts";
 import { runRevokeCommand } from "./commands/revoke.ts";
 import { runServeCommand } from "./commands/serve.ts";
@@ -70,6 +71,7 @@ const RUNNERS: Record<
   import: runImportCommand,
   doctor: runDoctorCommand,
   completion: runCompletionCommand,
+  man: runManCommand,
 };
 
 /** What `--version` prints: the version and build target. */

@@ -328,6 +328,18 @@ export const COMMANDS: CommandSpec[] = [
     ],
     serverSide: false,
   },
+  {
+    name: "man",
+    summary: "print this manual page (roff)",
+    usage: "man",
+    description:
+      "Prints the manual page, generated from the same table as `--help`. The packages and install.sh install it; with a bare binary, read it with `openme man | man -l -`.",
+    flags: [],
+    positionals: [],
+    requiredPositionals: 0,
+    examples: ["openme man | man -l -"],
+    serverSide: false,
+  },
 ];
 
 /** Finds a command by name, or returns undefined. */

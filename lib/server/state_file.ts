@@ -7,7 +7,7 @@
  */
 
 /** Default state file path. */
-export const DEFAULT_STATE_FILE = "/run/openme/sessions.json";
+export const DEFAULT_STATE_FILE = "/var/lib/openme/sessions.json";
 
 /** A port in the state file (`end_port` only for ranges). */
 export interface StatePort {

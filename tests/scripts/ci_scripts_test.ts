@@ -96,7 +96,7 @@ const isRoot = Deno.uid() === 0;
 
 Deno.test({
   name:
-    "setup.sh installs the pinned Deno from npm and the missing firewall tools and promtool with apt, and nothing once they are there",
+    "setup.sh installs the pinned Deno from npm and the missing firewall, metrics and packaging tools with apt, and nothing once they are there",
   ignore: !isRoot,
   fn: async () => {
     const bare = await setupWith({
@@ -106,7 +106,7 @@ Deno.test({
     assert.match(bare.calls, /^npm install -g deno@2\.9\.6$/m);
     assert.match(
       bare.calls,
-      /^apt-get install -y -qq nftables iptables iproute2 shellcheck prometheus$/m,
+      /^apt-get install -y -qq nftables iptables iproute2 shellcheck prometheus rpm lintian groff-base man-db binutils$/m,
     );
 
     const present = "#!/bin/sh\nexit 0\n";
@@ -117,6 +117,11 @@ Deno.test({
       ip: present,
       shellcheck: present,
       promtool: present,
+      rpmbuild: present,
+      lintian: present,
+      groff: present,
+      man: present,
+      readelf: present,
     });
     assert.equal(ready.code, 0);
     assert.equal(ready.calls, "");
