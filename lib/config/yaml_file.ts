@@ -10,6 +10,7 @@
 import { isDeepStrictEqual } from "node:util";
 import { dirname } from "node:path";
 import {
+  type CST,
   type Document,
   isAlias,
   isMap,
@@ -19,6 +20,7 @@ import {
   LineCounter,
   parseDocument,
   visit,
+  type YAMLError,
   YAMLMap,
 } from "yaml";
 import { atomicWriteFile, ensureDir } from "./atomic_write.ts";
@@ -58,6 +60,10 @@ export interface YamlFile {
   warnings: string[];
   /** Permission bits when read from disk; null for text or on Windows. */
   mode: number | null;
+  /** Owner uid and gid when read from disk; null for text or on Windows. */
+  uid: number | null;
+  /** Owner gid, as `uid`. */
+  gid: number | null;
   /**
    * The Document, with comments and source ranges.
    * @ignore
@@ -101,14 +107,21 @@ export function parseYamlFile(
   }
   if (first !== undefined) {
     const multiple = first.code === "MULTIPLE_DOCS";
+    const opened = unclosedAt(text, first);
     throw new ConfigError({
       file: path,
-      line: lineAt(first.pos[0]),
+      line: lineAt(opened?.offset ?? first.pos[0]),
       problem: multiple
         ? "invalid YAML: the file holds more than one YAML document"
+        : opened !== undefined
+        ? `invalid YAML: the ${opened.open} opened on this line is never closed`
         : `invalid YAML: ${yamlMessage(first.message)}`,
       expected: multiple
         ? "keep a single document: remove the --- line and what follows it, or merge them"
+        : opened !== undefined
+        ? `add the missing ${opened.close}; the parser noticed at line ${
+          lineAt(first.pos[0])
+        }`
         : "fix the YAML syntax at that line",
       cause: first,
     });
@@ -118,7 +131,53 @@ export function parseYamlFile(
       yamlMessage(warning.message)
     }`
   );
-  return { path, text, warnings, mode: null, doc, lineAt };
+  return {
+    path,
+    text,
+    warnings,
+    mode: null,
+    uid: null,
+    gid: null,
+    doc,
+    lineAt,
+  };
+}
+
+/** The `[`, `{` or quote a "never closed" syntax error is about: the last such opener before it that has no closing character. */
+function unclosedAt(
+  text: string,
+  error: YAMLError,
+): { offset: number; open: string; close: string } | undefined {
+  const match = /end with an? ([\]}])|Missing closing (["'])quote/.exec(
+    error.message,
+  );
+  if (match === null) return undefined;
+  const close = match[1] ?? match[2];
+  const open = { "]": "[", "}": "{" }[close] ?? close;
+  let found: { offset: number; open: string; close: string } | undefined;
+  const doc = parseDocument(text, {
+    keepSourceTokens: true,
+    logLevel: "error",
+  });
+  visit(doc, (_, node) => {
+    const token = (node as { srcToken?: CST.Token } | null)?.srcToken;
+    let offset: number | undefined;
+    if (token?.type === "flow-collection" && token.start.source === open) {
+      const closed = token.end.some((end) => end.source === close);
+      if (!closed) offset = token.start.offset;
+    } else if (
+      token?.type === "double-quoted-scalar" ||
+      token?.type === "single-quoted-scalar"
+    ) {
+      const source = token.source;
+      const closed = source.length > 1 && source.endsWith(close);
+      if (source[0] === open && !closed) offset = token.offset;
+    }
+    if (offset !== undefined && offset < error.pos[0]) {
+      found = { offset, open, close };
+    }
+  });
+  return found;
 }
 
 /** Keys are the same when they become the same key of a plain object (`1` and `"1"`, null and `""`). */
@@ -210,7 +269,11 @@ export async function readYamlFile(
     });
   }
   const file = parseYamlFile(text, { path });
-  file.mode = IS_WINDOWS || info.mode === null ? null : info.mode & 0o777;
+  if (!IS_WINDOWS) {
+    file.mode = info.mode === null ? null : info.mode & 0o777;
+    file.uid = info.uid;
+    file.gid = info.gid;
+  }
   return file;
 }
 
@@ -303,12 +366,16 @@ export function errorAt(file: YamlFile, at: ProblemAt): ConfigError {
   });
 }
 
-/** The warning for a file other users may read (`secret` names what they could read), or null. */
+/** The warning for a file other users (but group `readerGroup`) may read (`secret` names what they could read), or null. */
 export function looseModeWarning(
   file: YamlFile,
   secret: string,
+  readerGroup: number | null = null,
 ): string | null {
-  if (file.mode === null || (file.mode & LOOSE_MODE_BITS) === 0) return null;
+  const loose = file.gid !== null && file.gid === readerGroup
+    ? LOOSE_MODE_BITS & ~0o040
+    : LOOSE_MODE_BITS;
+  if (file.mode === null || (file.mode & loose) === 0) return null;
   return `config ${file.path}: file mode ${
     file.mode.toString(8).padStart(4, "0")
   } lets other users read ${secret} (run chmod 600 ${file.path})`;
@@ -392,11 +459,11 @@ export async function ensureConfigDir(
   }
 }
 
-/** Writes a config file atomically with `options.mode`; throws ConfigError naming the file. */
+/** Writes a config file atomically with `options.mode` (and `owner`, default the file's); throws ConfigError naming the file. */
 export async function writeConfigFile(
   path: string,
   text: string,
-  options: { mode: number },
+  options: { mode: number; owner?: { uid: number; gid: number } },
 ): Promise<void> {
   try {
     await atomicWriteFile(path, text, options);

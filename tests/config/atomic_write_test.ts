@@ -191,16 +191,19 @@ async function withSharedTempDir(
 }
 
 /** Valid `openme init` options with fresh keys. */
+/** Options for initServerConfig with fresh keys, without a group that may read the config (as on a host without the openme group). */
 function initOptions(): {
   host: string;
   privateKeyB64: string;
   publicKeyB64: string;
+  readerGroup: number | null;
 } {
   const keys = generateX25519KeyPair();
   return {
     host: "192.0.2.1",
     privateKeyB64: encodeBase64(keys.privateKey),
     publicKeyB64: encodeBase64(keys.publicKey),
+    readerGroup: null,
   };
 }
 
@@ -358,7 +361,9 @@ Deno.test({
         ["alice"],
       );
 
-      assert.equal(await removeServerClient(path, "alice"), true);
+      assert.deepEqual(await removeServerClient(path, "alice"), [
+        { file: path, deleted: false },
+      ]);
       info = await Deno.stat(path);
       assert.deepEqual(ownerOf(info), [NOBODY, NOBODY]);
       assert.equal(modeOf(info), 0o600);
@@ -366,6 +371,46 @@ Deno.test({
 
       await initServerConfig(path, { ...initOptions(), force: true });
       assert.deepEqual(ownerOf(await Deno.stat(path)), [NOBODY, NOBODY]);
+    });
+  },
+});
+
+Deno.test({
+  name:
+    "openme init run as root with a service group makes the directory root:group 0750 and the config root:group 0640; add and revoke keep both",
+  ignore: !isRoot,
+  fn: async () => {
+    await withSharedTempDir(async (dir) => {
+      const group = 4242;
+      const etc = `${dir}/etc/openme`;
+      const path = `${etc}/config.yaml`;
+      await initServerConfig(path, { ...initOptions(), readerGroup: group });
+      assert.deepEqual(ownerOf(await Deno.stat(etc)), [0, group]);
+      assert.equal(modeOf(await Deno.stat(etc)), 0o750);
+      const expectRootGroup0640 = async (): Promise<void> => {
+        const info = await Deno.stat(path);
+        assert.deepEqual(ownerOf(info), [0, group]);
+        assert.equal(modeOf(info), 0o640);
+      };
+      await expectRootGroup0640();
+      await addServerClient(path, {
+        name: "alice",
+        ed25519PublicKeyB64: encodeBase64(generateEd25519KeyPair().publicKey),
+        allowedPorts: [],
+        expires: null,
+      });
+      await expectRootGroup0640();
+      await removeServerClient(path, "alice");
+      await expectRootGroup0640();
+      // Over a config the service user owns (the old layout), init --force gives it to root.
+      await Deno.chown(path, NOBODY, NOBODY);
+      await initServerConfig(path, {
+        ...initOptions(),
+        readerGroup: group,
+        force: true,
+      });
+      await expectRootGroup0640();
+      assert.deepEqual(await listDir(etc), ["config.yaml", "config.yaml.lock"]);
     });
   },
 });

@@ -1,6 +1,8 @@
 /**
- * `openme knock`: one knock, or one every interval with `--continuous`;
- * `--check` waits for the health port; `post_knock` runs afterwards.
+ * `openme knock`: one knock, or one every interval with `--continuous`, or
+ * one per profile at once for several profiles; `--check` waits for the
+ * health port; `post_knock` runs afterwards unless others may change the
+ * client config.
  *
  * @module
  */
@@ -16,7 +18,7 @@ import { runPostKnock } from "../../client/post_knock.ts";
 import type { ClientProfile } from "../../config/client_config.ts";
 import { formatDuration, parseDuration } from "../../config/duration.ts";
 import { type IpAddress, parseIp } from "../../ip.ts";
-import { selectProfile } from "../client_profile.ts";
+import { selectProfiles } from "../client_profile.ts";
 import {
   type CliIo,
   CommandError,
@@ -160,18 +162,75 @@ async function knockContinuously(
   return 0;
 }
 
+/** Knocks every profile at once and prints one line each; 1 when any failed. */
+async function knockSeveral(
+  profiles: ClientProfile[],
+  flags: KnockFlags,
+  io: CliIo,
+): Promise<number> {
+  const results = await Promise.all(profiles.map(async (profile) => {
+    const lines: string[] = [];
+    const collect = (text: string): void => void lines.push(text);
+    let ok = false;
+    try {
+      ok = await knockAndCheck(
+        profile,
+        flags,
+        { out: collect, err: collect },
+        "",
+      );
+    } catch (err) {
+      collect(`knock failed: ${(err as Error).message}`);
+    }
+    return { name: profile.name, ok, text: lines.join("; ") };
+  }));
+  for (const r of results) io.out(`${r.ok ? "✓" : "✗"} ${r.name}: ${r.text}`);
+  const failed = results.filter((r) => !r.ok).map((r) => r.name);
+  const skipped = profiles.filter((p) => p.postKnock !== null);
+  if (skipped.length > 0) {
+    io.err(
+      `openme: post_knock of ${
+        skipped.map((p) => p.name).join(", ")
+      } is not run when several profiles are knocked`,
+    );
+  }
+  if (failed.length === 0) return 0;
+  io.err(
+    `openme: ${failed.length} of ${results.length} profiles failed: ${
+      failed.join(", ")
+    }`,
+  );
+  return 1;
+}
+
 /** Runs `openme knock`. */
 export async function runKnockCommand(
   parsed: ParsedCommand,
   io: CliIo,
 ): Promise<number> {
   const flags = parseFlags(parsed);
-  const profile = await selectProfile(parsed, parsed.positionals[0]);
-  if (parsed.values.continuous === true) {
-    return await knockContinuously(profile, flags, io);
+  const names = parsed.positionals;
+  const all = parsed.values.all === true;
+  const continuous = parsed.values.continuous === true;
+  if (all && names.length > 0) {
+    throw new UsageError("--all knocks every profile: name none", "knock");
   }
+  if (continuous && (all || names.length > 1)) {
+    throw new UsageError("--continuous knocks a single profile", "knock");
+  }
+  const { config, profiles } = await selectProfiles(parsed, names, all);
+  if (profiles.length > 1 || all) {
+    return await knockSeveral(profiles, flags, io);
+  }
+  const profile = profiles[0];
+  if (continuous) return await knockContinuously(profile, flags, io);
   if (!await knockAndCheck(profile, flags, io, "")) return 1;
   if (profile.postKnock === null || profile.postKnock === "") return 0;
+  if (config.postKnockRefusal !== null) {
+    throw new CommandError(
+      `post_knock of profile ${profile.name} not run: ${config.path}: ${config.postKnockRefusal}, so another user could have put a command there (the knock was sent)`,
+    );
+  }
   try {
     return await runPostKnock(profile.postKnock, {
       profile: profile.name,

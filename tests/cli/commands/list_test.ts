@@ -61,18 +61,29 @@ Deno.test("list shows name, fingerprint, effective ports with the health port, a
     const result = await openme(["--config", path, "list"]);
     assert.equal(result.code, 0, result.err);
     const table = rows(result.out);
-    assert.deepEqual(table[0], ["NAME", "FINGERPRINT", "PORTS", "EXPIRES"]);
+    assert.deepEqual(table[0], [
+      "NAME",
+      "FINGERPRINT",
+      "PORTS",
+      "EXPIRES",
+      "FILE",
+    ]);
+    const text = await Deno.readTextFile(path);
+    const lineOf = (name: string): number =>
+      text.split("\n").indexOf(`  ${name}:`) + 1;
     assert.deepEqual(table[1], [
       "alice",
       alice,
       "22/tcp,40000/tcp (health)",
       "never",
+      `config.yaml:${lineOf("alice")}`,
     ]);
     assert.deepEqual(table[2], [
       "bob",
       bob,
       "443/tcp,2222/tcp,8080-8090/tcp,40000/tcp (health)",
       "2099-12-31T23:59:59Z",
+      `config.yaml:${lineOf("bob")}`,
     ]);
     assert.equal(table.length, 3);
     assert.equal(result.err, "");

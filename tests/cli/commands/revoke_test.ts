@@ -76,7 +76,7 @@ Deno.test("revoke of an unknown client exits 1 listing the clients, and changes 
     assert.equal(result.code, 1);
     assert.match(
       result.err,
-      /^openme: no client "carol" in .*config\.yaml \(clients: alice, bob\)$/,
+      /^openme: no client "carol" in .*config\.yaml or .*clients\.d \(clients: alice, bob\)$/,
     );
     assert.equal(result.out, "");
     assert.equal(await Deno.readTextFile(path), before);
