@@ -95,6 +95,8 @@ export interface NewServerClient {
 export interface EditServerConfigOptions extends FileLockOptions {
   /** Current time for the expiry check; default Date.now(). */
   nowMs?: number;
+  /** The group that may keep reading a 0640 config; default group openme. */
+  readerGroup?: number | null;
 }
 
 /** Registers a client in the server config, refusing an existing name or an invalid entry; throws ConfigError. */
@@ -151,7 +153,8 @@ export async function addServerClient(
         expected: "a future RFC 3339 timestamp, or no expiry",
       });
     }
-    await writeConfigFile(path, edited.text, { mode: keptMode(file) });
+    const mode = await keptMode(file, options.readerGroup);
+    await writeConfigFile(path, edited.text, { mode });
   }, options);
 }
 
@@ -171,7 +174,7 @@ export async function removeServerClient(
 ): Promise<RemovedFrom[]> {
   return await withFileLock(path, async () => {
     const removed: RemovedFrom[] = [];
-    if (await removeClientFrom(path, name, false)) {
+    if (await removeClientFrom(path, name, options)) {
       removed.push({ file: path, deleted: false });
     }
     // Each round removes one definition: a file refused as a duplicate loads once the other is gone.
@@ -180,18 +183,18 @@ export async function removeServerClient(
         c.name === name && c.file !== path
       );
       if (client === undefined) return removed;
-      const result = await removeClientFrom(client.file, name, true);
+      const result = await removeClientFrom(client.file, name, null);
       if (result === false) return removed; // changed meanwhile
       removed.push({ file: client.file, deleted: result === "deleted" });
     }
   }, options);
 }
 
-/** Removes a client's entry from one file (a `clients_dir` file that held only it is deleted); returns false when the file has no such client. */
+/** Removes a client's entry from the server config, or with `config` null from a `clients_dir` file (deleted when it held only that client); returns false when the file has no such client. */
 async function removeClientFrom(
   path: string,
   name: string,
-  dropIn: boolean,
+  config: EditServerConfigOptions | null,
 ): Promise<false | "edited" | "deleted"> {
   const file = await readYamlFile(path, {
     missingHint: "check the path or pass --config PATH",
@@ -202,7 +205,7 @@ async function removeClientFrom(
   const { [name]: _removed, ...remaining } = before.clients;
   const onlyClient = Object.keys(remaining).length === 0 &&
     Object.keys(before).length === 1;
-  if (dropIn && onlyClient) {
+  if (config === null && onlyClient) {
     await Deno.remove(path);
     return "deleted";
   }
@@ -217,14 +220,23 @@ async function removeClientFrom(
     },
   });
   // A clients_dir file holds no secret: it keeps its mode.
-  const mode = dropIn ? file.mode ?? 0o644 : keptMode(file);
+  const mode = config === null
+    ? file.mode ?? 0o644
+    : await keptMode(file, config.readerGroup);
   await writeConfigFile(path, edited.text, { mode });
   return "edited";
 }
 
-/** The mode a rewritten file keeps: 0600, plus group read when it had it (a config root:openme 0640). */
-function keptMode(file: YamlFile): number {
-  return SERVER_CONFIG_FILE_MODE | ((file.mode ?? 0) & 0o040);
+/** The mode a rewritten server config gets: 0600, or 0640 when `readerGroup` (default openme) may read it now. */
+async function keptMode(
+  file: YamlFile,
+  readerGroup: number | null | undefined,
+): Promise<number> {
+  const group = readerGroup !== undefined
+    ? readerGroup
+    : (await accountIds(SERVICE_ACCOUNT)).gid;
+  const readable = file.gid === group && ((file.mode ?? 0) & 0o040) !== 0;
+  return readable ? 0o640 : SERVER_CONFIG_FILE_MODE;
 }
 
 /** An all-digits port spec as a YAML integer (`22`), anything else as text. */

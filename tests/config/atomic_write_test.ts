@@ -398,9 +398,9 @@ Deno.test({
         ed25519PublicKeyB64: encodeBase64(generateEd25519KeyPair().publicKey),
         allowedPorts: [],
         expires: null,
-      });
+      }, { readerGroup: group });
       await expectRootGroup0640();
-      await removeServerClient(path, "alice");
+      await removeServerClient(path, "alice", { readerGroup: group });
       await expectRootGroup0640();
       // Over a config the service user owns (the old layout), init --force gives it to root.
       await Deno.chown(path, NOBODY, NOBODY);
