@@ -61,7 +61,7 @@ export async function readClientsDir(dir: string): Promise<DropIn[]> {
   return dropIns;
 }
 
-/** What identifies one version of the config file and the clients directory (names, inodes, sizes and times), or null when the config file is gone. */
+/** What identifies one version of the config file and the clients directory (names, inodes, sizes, times, modes, owners), or null when the config file is gone. */
 export async function configStamp(
   path: string,
   clientsDir: string,
@@ -74,6 +74,8 @@ export async function configStamp(
       st.size,
       st.ino,
       st.dev,
+      st.mode,
+      st.uid,
     ].join(" ");
   }
   const config = await stamp(path);
