@@ -291,12 +291,6 @@ function readDropIn(
   options.warnings.push(...unknownKeyWarnings(file, section));
   const clients: ServerClient[] = [];
   for (const [name, entry] of Object.entries(root.clients ?? {})) {
-    const client = readClient(file, {
-      name,
-      entry,
-      portGroups: options.config.portGroups,
-      warnings: options.warnings,
-    });
     const other = options.places.get(name);
     if (other !== undefined) {
       throw errorAt(file, {
@@ -305,6 +299,12 @@ function readDropIn(
         expected: "remove one of the two",
       });
     }
+    const client = readClient(file, {
+      name,
+      entry,
+      portGroups: options.config.portGroups,
+      warnings: options.warnings,
+    });
     clients.push(client);
   }
   return clients;
