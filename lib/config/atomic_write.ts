@@ -40,39 +40,29 @@ export async function atomicWriteFile(
   });
 }
 
-/** Writes a secret to a new file with mode 0600, never through a symlink: created exclusively (AlreadyExists when something is there), or with `force` written to a random temporary name and renamed over what is there. */
+/** Writes a secret to a file of mode 0600, never through a symlink: to a random temporary name, then linked to `path` (AlreadyExists when something is there) or, with `force`, renamed over it. */
 export async function writeSecretFile(
   path: string,
   data: string | Uint8Array,
   options: { force?: boolean } = {},
 ): Promise<void> {
-  if (options.force === true) {
-    return await replaceFile(path, data, { mode: 0o600, owner: null });
-  }
-  let file: FileHandle | undefined;
-  try {
-    // "wx" is O_CREAT|O_EXCL: it fails on any existing name, a symlink included.
-    file = await openFile(path, "wx", 0o600);
-    await file.writeFile(data);
-    await file.sync();
-    await file.close();
-  } catch (error) {
-    if (file !== undefined) {
-      await file.close().catch(() => {});
-      await Deno.remove(path).catch(() => {});
-    }
-    throw asDenoError(error);
-  }
+  const noClobber = options.force !== true;
+  await replaceFile(path, data, { mode: 0o600, owner: null, noClobber });
 }
 
 /** A uid and gid to give a file. */
 type Owner = Pick<Deno.FileInfo, "uid" | "gid">;
 
-/** Writes `data` to a random temporary name next to `target` (created exclusively), gives it the mode and owner (null: ours), and renames it over `target`. */
+/** Writes `data` to a random temporary name next to `target` (created exclusively), gives it the mode and owner (null: ours), and renames it over `target` (or links it there, with `noClobber`). */
 async function replaceFile(
   target: string,
   data: string | Uint8Array,
-  options: { mode: number; owner: Owner | null; replacing?: boolean },
+  options: {
+    mode: number;
+    owner: Owner | null;
+    replacing?: boolean;
+    noClobber?: boolean;
+  },
 ): Promise<void> {
   const directory = dirname(target);
   const suffix = crypto.getRandomValues(new Uint8Array(6)).toHex();
@@ -95,12 +85,15 @@ async function replaceFile(
     }
     await file.close();
     file = undefined;
-    await Deno.rename(tempPath, target);
+    // link() fails on any existing name, a symlink included, and follows none.
+    if (options.noClobber === true) await Deno.link(tempPath, target);
+    else await Deno.rename(tempPath, target);
   } catch (error) {
     await file?.close().catch(() => {});
     await Deno.remove(tempPath).catch(() => {});
     throw asDenoError(error);
   }
+  if (options.noClobber === true) await Deno.remove(tempPath);
   await syncDirectory(directory);
 }
 

@@ -9,7 +9,12 @@
 
 import { join } from "node:path";
 import { ConfigError, errorText } from "./errors.ts";
-import { trustedOwners, unsafeOwnership } from "./ownership.ts";
+import {
+  accountIds,
+  processUid,
+  SERVICE_ACCOUNT,
+  unsafeOwnership,
+} from "./ownership.ts";
 import { readYamlFile, type YamlFile } from "./yaml_file.ts";
 
 /** A file of the clients directory, parsed; or a file (or the directory itself) refused, with why. */
@@ -29,7 +34,9 @@ async function dropInNames(dir: string): Promise<string[]> {
 
 /** Reads the clients directory's files in name order; a missing directory has none, an unsafe or unreadable one is refused as a whole. */
 export async function readClientsDir(dir: string): Promise<DropIn[]> {
-  const owners = { owners: await trustedOwners(), fixOwner: "root" };
+  // Root, this process's user and the service account may own them.
+  const service = (await accountIds(SERVICE_ACCOUNT)).uid;
+  const owners = { owners: [0, processUid(), service], fixOwner: "root" };
   let names: string[];
   try {
     const info = await Deno.stat(dir);

@@ -11,17 +11,6 @@ import { dirname } from "node:path";
 /** The system account the systemd unit runs `openme serve` as. */
 export const SERVICE_ACCOUNT = "openme";
 
-/** Write permission for group and others. */
-const GROUP_OTHER_WRITE = 0o022;
-
-/** The uid and gid of a file or account; null where unknown. */
-export interface Ids {
-  /** User id. */
-  uid: number | null;
-  /** Group id. */
-  gid: number | null;
-}
-
 /** The effective uid of this process (the owner of /proc/self, which needs no `--allow-sys`), or null where unknown. */
 export function processUid(): number | null {
   try {
@@ -32,7 +21,10 @@ export function processUid(): number | null {
 }
 
 /** The uid of a user (from `<etc>/passwd`) and the gid of the group of the same name (from `<etc>/group`), null when missing. */
-export async function accountIds(name: string, etc = "/etc"): Promise<Ids> {
+export async function accountIds(
+  name: string,
+  etc = "/etc",
+): Promise<{ uid: number | null; gid: number | null }> {
   async function idIn(file: string): Promise<number | null> {
     const text = await Deno.readTextFile(`${etc}/${file}`).catch(() => "");
     const fields = text.split("\n").map((line) => line.split(":"))
@@ -42,52 +34,34 @@ export async function accountIds(name: string, etc = "/etc"): Promise<Ids> {
   return { uid: await idIn("passwd"), gid: await idIn("group") };
 }
 
-/** The uids that may own openme's server files: root, this process's user and the service account. */
-export async function trustedOwners(): Promise<number[]> {
-  const owners = [0, processUid(), (await accountIds(SERVICE_ACCOUNT)).uid];
-  return owners.filter((uid) => uid !== null);
-}
-
 /** Why other users could change a file or directory (a group/world write bit, or an owner not in `owners`; a null mode or uid is not checked) with the chmod/chown (to `fixOwner`) that fixes it, or null when they cannot. */
 export function unsafeOwnership(
   path: string,
-  info: { mode: number | null; uid: number | null },
-  options: { owners: readonly number[]; fixOwner: string },
+  info: { mode: number | null; uid?: number | null },
+  options: { owners: readonly (number | null)[]; fixOwner: string },
 ): string | null {
-  if (info.mode !== null && (info.mode & GROUP_OTHER_WRITE) !== 0) {
+  if (info.mode !== null && (info.mode & 0o022) !== 0) {
     const mode = (info.mode & 0o777).toString(8).padStart(4, "0");
     return `mode ${mode} lets other users change it (run chmod go-w ${path})`;
   }
-  if (info.uid !== null && !options.owners.includes(info.uid)) {
+  if (typeof info.uid === "number" && !options.owners.includes(info.uid)) {
     return `it is owned by uid ${info.uid}, another user (run chown ${options.fixOwner} ${path})`;
   }
   return null;
 }
 
-/** What lets the service account change the server config (it may write the file or its directory) and the fix, or null when it cannot or does not exist; `etc` holds passwd and group. */
-export async function serviceCanWrite(
+/** Why users other than root and this one (the service user among them) could change the server config or its directory, with the fix, or null. */
+export async function configChangeableByOthers(
   path: string,
-  etc = "/etc",
-): Promise<{ text: string; fix: string } | null> {
-  const account = await accountIds(SERVICE_ACCOUNT, etc);
-  if (account.uid === null) return null;
-  const dir = dirname(path);
-  for (const target of [path, dir]) {
+): Promise<string | null> {
+  const owners = [0, processUid()];
+  for (const target of [path, dirname(path)]) {
     const info = await Deno.stat(target).catch(() => null);
-    if (info === null || info.mode === null) continue;
-    // The owner's, the group's or the others' write bit.
-    const shift = info.uid === account.uid
-      ? 6
-      : info.gid === account.gid
-      ? 3
-      : 0;
-    if (((info.mode >> shift) & 0o2) === 0) continue;
-    return {
-      text:
-        `the ${SERVICE_ACCOUNT} service user may write ${target}: a compromised daemon could change its own config`,
-      fix:
-        `chown root:${SERVICE_ACCOUNT} ${dir} ${path} && chmod 0750 ${dir} && chmod 0640 ${path}`,
-    };
+    const problem = info &&
+      unsafeOwnership(target, info, { owners, fixOwner: "root" });
+    if (problem) {
+      return `config ${target}: ${problem}; only root should change the server config, the ${SERVICE_ACCOUNT} service just reads it`;
+    }
   }
   return null;
 }

@@ -60,10 +60,10 @@ export interface YamlFile {
   warnings: string[];
   /** Permission bits when read from disk; null for text or on Windows. */
   mode: number | null;
-  /** Owner uid and gid when read from disk; null for text or on Windows. */
-  uid: number | null;
-  /** Owner gid, as `uid`. */
-  gid: number | null;
+  /** Owner uid when read from disk, not on Windows. */
+  uid?: number | null;
+  /** Owner gid when read from disk, not on Windows. */
+  gid?: number | null;
   /**
    * The Document, with comments and source ranges.
    * @ignore
@@ -131,19 +131,10 @@ export function parseYamlFile(
       yamlMessage(warning.message)
     }`
   );
-  return {
-    path,
-    text,
-    warnings,
-    mode: null,
-    uid: null,
-    gid: null,
-    doc,
-    lineAt,
-  };
+  return { path, text, warnings, mode: null, doc, lineAt };
 }
 
-/** The `[`, `{` or quote a "never closed" syntax error is about: the last such opener before it that has no closing character. */
+/** The `[`, `{` or quote a "never closed" syntax error is about: the last one before the error without its closing character. */
 function unclosedAt(
   text: string,
   error: YAMLError,
@@ -151,33 +142,25 @@ function unclosedAt(
   const match = /end with an? ([\]}])|Missing closing (["'])quote/.exec(
     error.message,
   );
-  if (match === null) return undefined;
-  const close = match[1] ?? match[2];
-  const open = { "]": "[", "}": "{" }[close] ?? close;
-  let found: { offset: number; open: string; close: string } | undefined;
+  const close = match?.[1] ?? match?.[2];
+  if (close === undefined) return undefined;
+  const open = close === "]" ? "[" : close === "}" ? "{" : close;
+  let offset: number | undefined;
   const doc = parseDocument(text, {
     keepSourceTokens: true,
     logLevel: "error",
   });
   visit(doc, (_, node) => {
     const token = (node as { srcToken?: CST.Token } | null)?.srcToken;
-    let offset: number | undefined;
-    if (token?.type === "flow-collection" && token.start.source === open) {
-      const closed = token.end.some((end) => end.source === close);
-      if (!closed) offset = token.start.offset;
-    } else if (
-      token?.type === "double-quoted-scalar" ||
-      token?.type === "single-quoted-scalar"
-    ) {
-      const source = token.source;
-      const closed = source.length > 1 && source.endsWith(close);
-      if (source[0] === open && !closed) offset = token.offset;
-    }
-    if (offset !== undefined && offset < error.pos[0]) {
-      found = { offset, open, close };
-    }
+    if (token === undefined || token.offset >= error.pos[0]) return;
+    const unclosed = token.type === "flow-collection"
+      ? token.start.source === open &&
+        !token.end.some((t) => t.source === close)
+      : "source" in token && token.source[0] === open &&
+        (token.source.length === 1 || !token.source.endsWith(close));
+    if (unclosed) offset = token.offset;
   });
-  return found;
+  return offset === undefined ? undefined : { offset, open, close };
 }
 
 /** Keys are the same when they become the same key of a plain object (`1` and `"1"`, null and `""`). */
@@ -372,7 +355,7 @@ export function looseModeWarning(
   secret: string,
   readerGroup: number | null = null,
 ): string | null {
-  const loose = file.gid !== null && file.gid === readerGroup
+  const loose = file.gid !== undefined && file.gid === readerGroup
     ? LOOSE_MODE_BITS & ~0o040
     : LOOSE_MODE_BITS;
   if (file.mode === null || (file.mode & loose) === 0) return null;

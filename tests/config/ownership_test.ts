@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import {
   accountIds,
-  serviceCanWrite,
+  configChangeableByOthers,
   unsafeOwnership,
 } from "../../lib/config/ownership.ts";
 import { withTempDir } from "../support/files.ts";
@@ -71,46 +71,41 @@ Deno.test("unsafeOwnership refuses group/world write bits and foreign owners, na
 
 Deno.test({
   name:
-    "serviceCanWrite flags a config or directory the service user owns or may write through its group, with the chown and chmod",
+    "configChangeableByOthers flags a config or directory another user owns or may write, naming the fix",
   ignore: !IS_ROOT,
   fn: async () => {
-    await withEtc(async (etc, dir) => {
+    await withTempDir("openme-ownership-", async (dir) => {
       const conf = `${dir}/openme`;
       const path = `${conf}/config.yaml`;
       await Deno.mkdir(conf, { mode: 0o750 });
       await Deno.writeTextFile(path, "x: 1\n", { mode: 0o640 });
+      // target, uid, gid, mode, changeable by others than root
       const layouts: [string, number, number, number, boolean][] = [
-        // target, uid, gid, mode, writable by openme
-        [path, 0, 991, 0o640, false],
-        [path, 990, 991, 0o600, true],
-        [path, 0, 991, 0o660, true],
-        [path, 0, 0, 0o666, true],
-        [path, 990, 991, 0o400, false],
+        [path, 0, 991, 0o640, false], // root:openme 0640, the layout init makes
+        [path, 990, 991, 0o600, true], // the service user's own file
+        [path, 990, 991, 0o400, true], // its owner may chmod it
+        [path, 0, 991, 0o660, true], // group-writable
+        [path, 0, 0, 0o646, true], // world-writable
+        [conf, 990, 991, 0o750, true], // the old layout: the directory is the service's
+        [conf, 0, 991, 0o770, true],
+        [conf, 0, 991, 0o750, false],
       ];
-      await Deno.chown(conf, 0, 991);
-      for (const [target, uid, gid, mode, writable] of layouts) {
+      for (const [target, uid, gid, mode, changeable] of layouts) {
         await Deno.chown(target, uid, gid);
         await Deno.chmod(target, mode);
-        const found = await serviceCanWrite(path, etc);
+        const found = await configChangeableByOthers(path);
         assert.equal(
           found !== null,
-          writable,
-          `${uid}:${gid} ${mode.toString(8)}`,
+          changeable,
+          `${target} ${uid}:${gid} ${mode.toString(8)}: ${found}`,
         );
+        await Deno.chown(target, 0, 991);
+        await Deno.chmod(target, target === conf ? 0o750 : 0o640);
       }
-      await Deno.chown(path, 0, 991);
-      await Deno.chmod(path, 0o640);
-      await Deno.chown(conf, 990, 991); // the old layout: the directory is openme's
-      assert.deepEqual(await serviceCanWrite(path, etc), {
-        text:
-          `the openme service user may write ${conf}: a compromised daemon could change its own config`,
-        fix:
-          `chown root:openme ${conf} ${path} && chmod 0750 ${conf} && chmod 0640 ${path}`,
-      });
+      await Deno.chown(conf, 990, 991);
       assert.equal(
-        await serviceCanWrite(path, `${dir}/no-etc`),
-        null,
-        "no service account: nothing to flag",
+        await configChangeableByOthers(path),
+        `config ${conf}: it is owned by uid 990, another user (run chown root ${conf}); only root should change the server config, the openme service just reads it`,
       );
     });
   },

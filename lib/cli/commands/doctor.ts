@@ -17,7 +17,7 @@ import {
   type ServerConfig,
 } from "../../config/server_config.ts";
 import { formatDuration } from "../../config/duration.ts";
-import { serviceCanWrite } from "../../config/ownership.ts";
+import { configChangeableByOthers } from "../../config/ownership.ts";
 import {
   findSocketOwners,
   hasNetAdminCapability,
@@ -67,8 +67,6 @@ export interface DoctorOptions {
   procStatus?: string;
   /** Extra environment for the tools (tests put fake tools first in PATH). */
   env?: Record<string, string>;
-  /** Directory of passwd and group, to find the service user; default /etc. */
-  etc?: string;
 }
 
 /** What the checks use from the config (defaults when it could not be loaded). */
@@ -118,8 +116,8 @@ export async function runDoctorChecks(
   }
   const findings: Finding[] = [];
   const settings = await checkConfig(configPath, findings);
-  const writable = await serviceCanWrite(configPath, options.etc);
-  if (writable !== null) findings.push({ level: "warn", ...writable });
+  const writable = await configChangeableByOthers(configPath);
+  if (writable !== null) findings.push({ level: "warn", text: writable });
   const privileged = await checkPrivilege(options, findings);
   const tools = settings.firewall === "nft"
     ? ["nft"]
