@@ -236,15 +236,15 @@ export async function loadServerConfig(
   const group = (await accountIds(SERVICE_ACCOUNT)).gid;
   const modeWarning = looseModeWarning(file, "the server private key", group);
   if (modeWarning !== null) config.warnings.push(modeWarning);
-  const places = new Map(config.clients.map((c) => [c.name, placeOf(c)]));
+  // Where each name is defined, as file:line.
+  const places = new Map<string, string>();
+  for (const c of config.clients) places.set(c.name, `${c.file}:${c.line}`);
   for (const dropIn of await readClientsDir(config.clientsDir)) {
     if (dropIn.path === config.path) continue;
-    const warnings: string[] = [];
     let clients: ServerClient[];
     try {
       if ("error" in dropIn) throw dropIn.error;
-      clients = readDropIn(dropIn.file, { config, places, warnings });
-      config.warnings.push(...warnings);
+      clients = readDropIn(dropIn.file, { config, places });
     } catch (error) {
       if (!(error instanceof ConfigError)) throw error;
       config.dropInErrors.push(
@@ -255,30 +255,20 @@ export async function loadServerConfig(
         (c.file === dropIn.path || dirname(c.file) === dropIn.path)
       );
     }
-    for (const client of clients) {
-      config.clients.push(client);
-      places.set(client.name, placeOf(client));
+    for (const c of clients) {
+      config.clients.push(c);
+      places.set(c.name, `${c.file}:${c.line}`);
     }
   }
   return config;
 }
 
-/** `file:line` of a client's definition. */
-function placeOf(client: ServerClient): string {
-  return client.line === undefined
-    ? client.file
-    : `${client.file}:${client.line}`;
-}
-
-/** The clients of a `clients_dir` file; throws ConfigError for any problem, a name defined in `places` included. */
+/** The clients of a `clients_dir` file; throws ConfigError for any problem, a name already in `places` included. */
 function readDropIn(
   file: YamlFile,
-  options: {
-    config: ServerConfig;
-    places: ReadonlyMap<string, string>;
-    warnings: string[];
-  },
+  options: { config: ServerConfig; places: ReadonlyMap<string, string> },
 ): ServerClient[] {
+  const { config, places } = options;
   const root = yamlValue(file) ?? {};
   if (!isRecord(root) || !(root.clients == null || isRecord(root.clients))) {
     throw errorAt(file, {
@@ -288,10 +278,10 @@ function readDropIn(
     });
   }
   const section = { keyPath: [], map: root, fields: { clients: null } };
-  options.warnings.push(...unknownKeyWarnings(file, section));
+  config.warnings.push(...unknownKeyWarnings(file, section));
   const clients: ServerClient[] = [];
   for (const [name, entry] of Object.entries(root.clients ?? {})) {
-    const other = options.places.get(name);
+    const other = places.get(name);
     if (other !== undefined) {
       throw errorAt(file, {
         keyPath: ["clients", name],
@@ -299,13 +289,8 @@ function readDropIn(
         expected: "remove one of the two",
       });
     }
-    const client = readClient(file, {
-      name,
-      entry,
-      portGroups: options.config.portGroups,
-      warnings: options.warnings,
-    });
-    clients.push(client);
+    const { portGroups, warnings } = config;
+    clients.push(readClient(file, { name, entry, portGroups, warnings }));
   }
   return clients;
 }

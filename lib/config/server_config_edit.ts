@@ -158,22 +158,14 @@ export async function addServerClient(
   }, options);
 }
 
-/** A file a client was removed from, and whether it was deleted (a `clients_dir` file that held only that client). */
-export interface RemovedFrom {
-  /** The file. */
-  file: string;
-  /** True when the file was deleted. */
-  deleted: boolean;
-}
-
-/** Removes a client from the server config and every `clients_dir` file that defines it, keeping everything else; returns the files it was in (none: no such client). */
+/** Removes a client from the server config and every `clients_dir` file that defines it, keeping everything else; returns the files it was in, each deleted when it held only that client (none: no such client). */
 export async function removeServerClient(
   path: string,
   name: string,
   options: EditServerConfigOptions = {},
-): Promise<RemovedFrom[]> {
+): Promise<{ file: string; deleted: boolean }[]> {
   return await withFileLock(path, async () => {
-    const removed: RemovedFrom[] = [];
+    const removed = [];
     if (await removeClientFrom(path, name, options)) {
       removed.push({ file: path, deleted: false });
     }

@@ -111,13 +111,13 @@ export async function runAddCommand(
   const path = parsed.globals.config;
   const config = await loadServerConfig(path);
   checkGroupsExist(ports, config);
-  const existing = config.clients.find((c) => c.name === name);
-  if (existing !== undefined && existing.file !== path) {
+  // A name a clients_dir file defines (config.yaml's addServerClient refuses).
+  const other = config.clients.find((c) => c.name === name && c.file !== path);
+  if (other !== undefined) {
     throw new CommandError(
-      `client "${name}" already exists in ${existing.file}:${existing.line} (revoke it first with "openme revoke ${name}", or pick another name)`,
+      `client "${name}" already exists in ${other.file}:${other.line} (revoke it first with "openme revoke ${name}", or pick another name)`,
     );
   }
-  // Refused before anything is registered.
   const force = v.force === true;
   for (const out of [v.out, v["qr-out"]]) {
     if (typeof out === "string" && !force && await fileExists(out)) {
@@ -164,12 +164,11 @@ export async function runAddCommand(
       `added client ${name} to ${path}; save this as the client's ~/.openme/config.yaml (or \`openme import\` it):`,
     );
     io.out(block);
-    const file = io.outFile?.() ?? null;
-    if (file !== null && (file.mode & 0o044) !== 0) {
+    const file = io.outFile?.();
+    if (file && (file.mode & 0o044) !== 0) {
+      const mode = file.mode.toString(8).padStart(4, "0");
       io.err(
-        `openme: warning: standard output is a file other users can read (mode ${
-          file.mode.toString(8).padStart(4, "0")
-        }) and now holds the client's private key: run chmod 600 ${file.path} (or use --out FILE)`,
+        `openme: warning: standard output is a file other users can read (mode ${mode}) and now holds the client's private key: run chmod 600 ${file.path} (or use --out FILE)`,
       );
     }
   }
@@ -189,13 +188,10 @@ async function writeSecret(
   data: string | Uint8Array,
   force: boolean,
 ): Promise<void> {
-  try {
-    await writeSecretFile(path, data, { force });
-  } catch (err) {
+  await writeSecretFile(path, data, { force }).catch((err) => {
+    const why = (err as Error).message;
     throw new CommandError(
-      `writing ${path} failed: ${
-        (err as Error).message
-      } (the client was added: revoke it, or add it again under another name)`,
+      `writing ${path} failed: ${why} (the client was added: revoke it, or add it again under another name)`,
     );
-  }
+  });
 }

@@ -162,7 +162,7 @@ async function knockContinuously(
   return 0;
 }
 
-/** Knocks every profile at once and prints one line each; 1 when any failed. */
+/** Knocks every profile at once and prints one line each (post_knock is not run); 1 when any failed. */
 async function knockSeveral(
   profiles: ClientProfile[],
   flags: KnockFlags,
@@ -170,35 +170,20 @@ async function knockSeveral(
 ): Promise<number> {
   const results = await Promise.all(profiles.map(async (profile) => {
     const lines: string[] = [];
-    const collect = (text: string): void => void lines.push(text);
-    let ok = false;
-    try {
-      ok = await knockAndCheck(
-        profile,
-        flags,
-        { out: collect, err: collect },
-        "",
-      );
-    } catch (err) {
-      collect(`knock failed: ${(err as Error).message}`);
-    }
-    return { name: profile.name, ok, text: lines.join("; ") };
+    const push = (text: string): number => lines.push(text);
+    const into = { out: push, err: push };
+    const ok = await knockAndCheck(profile, flags, into, "").catch((err) => {
+      lines.push(`knock failed: ${err.message}`);
+      return false;
+    });
+    return `${ok ? "✓" : "✗"} ${profile.name}: ${lines.join("; ")}`;
   }));
-  for (const r of results) io.out(`${r.ok ? "✓" : "✗"} ${r.name}: ${r.text}`);
-  const failed = results.filter((r) => !r.ok).map((r) => r.name);
-  const skipped = profiles.filter((p) => p.postKnock !== null);
-  if (skipped.length > 0) {
-    io.err(
-      `openme: post_knock of ${
-        skipped.map((p) => p.name).join(", ")
-      } is not run when several profiles are knocked`,
-    );
-  }
+  for (const line of results) io.out(line);
+  const failed = profiles.filter((_, i) => results[i].startsWith("✗"));
   if (failed.length === 0) return 0;
+  const names = failed.map((p) => p.name).join(", ");
   io.err(
-    `openme: ${failed.length} of ${results.length} profiles failed: ${
-      failed.join(", ")
-    }`,
+    `openme: ${failed.length} of ${profiles.length} profiles failed: ${names}`,
   );
   return 1;
 }
