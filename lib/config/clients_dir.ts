@@ -68,25 +68,18 @@ export async function readClientsDir(dir: string): Promise<DropIn[]> {
   return dropIns;
 }
 
-/** What identifies one version of the config file and the clients directory (names, inodes, sizes, times, modes, owners), or null when the config file is gone. */
+/** What identifies one version of the config file and the clients directory (names, times, sizes, inodes, modes), or null when the config file is gone. */
 export async function configStamp(
   path: string,
   clientsDir: string,
 ): Promise<string | null> {
   async function stamp(file: string): Promise<string> {
     const st = await Deno.stat(file).catch(() => null);
-    return st === null ? "-" : [
-      st.mtime?.getTime(),
-      st.ctime?.getTime(),
-      st.size,
-      st.ino,
-      st.dev,
-      st.mode,
-      st.uid,
-    ].join(" ");
+    // A rename over the file changes its inode, chmod and chown its ctime.
+    return JSON.stringify(st && [st.mtime, st.ctime, st.size, st.ino, st.mode]);
   }
   const config = await stamp(path);
-  if (config === "-") return null;
+  if (config === "null") return null;
   const parts = [config, await stamp(clientsDir)];
   const names = await dropInNames(clientsDir).catch(() => []);
   for (const name of names) {
