@@ -5,7 +5,11 @@
  */
 import assert from "node:assert/strict";
 import { type FileHandle, open as openNodeFile } from "node:fs/promises";
-import { atomicWriteFile, ensureDir } from "../../lib/config/atomic_write.ts";
+import {
+  atomicWriteFile,
+  ensureDir,
+  writeSecretFile,
+} from "../../lib/config/atomic_write.ts";
 import { loadServerConfig } from "../../lib/config/server_config.ts";
 import {
   addServerClient,
@@ -493,4 +497,53 @@ Deno.test("ensureDir creates missing directories with the given mode and leaves 
       /not a directory/,
     );
   });
+});
+
+Deno.test({
+  name:
+    "writeSecretFile creates mode 0600 under any umask, refuses an existing file or symlink, and with force replaces the link itself",
+  ignore: IS_WINDOWS,
+  fn: async () => {
+    await withTempDir(TEMP_PREFIX, async (dir) => {
+      const path = `${dir}/secret`;
+      const previous = Deno.umask(0);
+      try {
+        await writeSecretFile(path, "key\n");
+      } finally {
+        Deno.umask(previous);
+      }
+      assert.equal(await Deno.readTextFile(path), "key\n");
+      assert.equal(modeOf(await Deno.stat(path)), 0o600);
+      await assert.rejects(
+        writeSecretFile(path, "x"),
+        Deno.errors.AlreadyExists,
+      );
+      assert.equal(await Deno.readTextFile(path), "key\n");
+
+      const victim = `${dir}/victim`;
+      await Deno.writeTextFile(victim, "victim\n", { mode: 0o644 });
+      const link = `${dir}/link`;
+      await Deno.symlink(victim, link);
+      await Deno.symlink(`${dir}/nowhere`, `${dir}/dangling`);
+      for (const target of [link, `${dir}/dangling`]) {
+        await assert.rejects(
+          writeSecretFile(target, "x"),
+          Deno.errors.AlreadyExists,
+        );
+      }
+      await assert.rejects(Deno.lstat(`${dir}/nowhere`), Deno.errors.NotFound);
+      await writeSecretFile(link, new Uint8Array([1, 2]), { force: true });
+      assert.equal(await Deno.readTextFile(victim), "victim\n");
+      const info = await Deno.lstat(link);
+      assert.ok(info.isFile);
+      assert.equal(modeOf(info), 0o600);
+      assert.deepEqual(await Deno.readFile(link), new Uint8Array([1, 2]));
+      assert.deepEqual(await listDir(dir), [
+        "dangling",
+        "link",
+        "secret",
+        "victim",
+      ]);
+    });
+  },
 });
