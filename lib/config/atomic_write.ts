@@ -15,7 +15,7 @@ const IS_WINDOWS = Deno.build.os === "windows";
 export async function atomicWriteFile(
   path: string,
   text: string,
-  options: { mode?: number; owner?: Owner } = {},
+  options: { mode?: number; owner?: Pick<Deno.FileInfo, "uid" | "gid"> } = {},
 ): Promise<void> {
   let target = path;
   try {
