@@ -5,7 +5,7 @@
  * @module
  */
 
-import { dirname, isAbsolute, join } from "node:path";
+import { dirname, isAbsolute, join, resolve } from "node:path";
 import { Document } from "yaml";
 import { prepareEd25519VerifyKey } from "../protocol/crypto.ts";
 import { INTERFACE_NAME_PATTERN } from "../firewall/backend.ts";
@@ -240,7 +240,7 @@ export async function loadServerConfig(
   const places = new Map<string, string>();
   for (const c of config.clients) places.set(c.name, `${c.file}:${c.line}`);
   for (const dropIn of await readClientsDir(config.clientsDir)) {
-    if (dropIn.path === config.path) continue;
+    if (resolve(dropIn.path) === resolve(config.path)) continue;
     let clients: ServerClient[];
     try {
       if ("error" in dropIn) throw dropIn.error;

@@ -87,6 +87,11 @@ Deno.test("a missing clients.d is no error; clients_dir may name another directo
     const config = await loadServerConfig(path);
     assert.equal(config.clientsDir, `${dir}/team`);
     assert.deepEqual(names(config), ["alice", "bob", "erin"]);
+    // The config's own directory: config.yaml is not read twice.
+    await Deno.writeTextFile(path, configText({ 12: "  clients_dir: ./" }));
+    const same = await loadServerConfig(path);
+    assert.deepEqual(names(same), ["alice", "bob"]);
+    assert.deepEqual(same.dropInErrors, []);
   });
 });
 

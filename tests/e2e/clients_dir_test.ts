@@ -4,7 +4,7 @@
  * clients.d file opens its ports; deleting the file closes them and refuses
  * the next knock; a world-writable file is refused while config.yaml and
  * the other files keep working; a duplicate name is an error naming both
- * places.
+ * places; a broken file keeps its last good clients.
  */
 import assert from "node:assert/strict";
 import { upsertClientProfile } from "../../lib/config/client_config.ts";
@@ -130,7 +130,10 @@ async function scenario(bed: Testbed): Promise<void> {
     timeoutMs: EVENT_TIMEOUT_MS,
     what: "port 22 open after bob's knock",
   });
-  assert.equal(await sessions("bob"), 1);
+  await waitFor(async () => await sessions("bob") === 1, {
+    timeoutMs: EVENT_TIMEOUT_MS,
+    what: "bob's session in the state file",
+  });
 
   // Deleting its file closes them and refuses the next knock.
   await Deno.remove(`${clientsDir}/bob.yaml`);
@@ -183,6 +186,23 @@ async function scenario(bed: Testbed): Promise<void> {
     timeoutMs: EVENT_TIMEOUT_MS,
     what: "the duplicate name reported with both places",
   });
-  assert.equal(await sessions("dave"), 1, "dave keeps his session");
+  // dave, defined first, is still served; so is he from his last good
+  // entry once his own file breaks.
+  const daveAccepted = async (): Promise<void> => {
+    const accepted = (await state())?.accepted ?? 0;
+    await knock("dave", ["--ip", CLIENT_V4_ALT]);
+    await waitFor(async () => (await state())?.accepted === accepted + 1, {
+      timeoutMs: EVENT_TIMEOUT_MS,
+      what: "dave's knock accepted",
+    });
+  };
+  await daveAccepted();
+  await writeDropIn("dave.yaml", "clients:\n  dave: [\n");
+  const broken = /dave\.yaml:2: invalid YAML: the \[ opened/;
+  await waitFor(() => broken.test(serve.output()), {
+    timeoutMs: EVENT_TIMEOUT_MS,
+    what: "the broken file reported",
+  });
+  await daveAccepted();
   assert.equal(await serve.stop("SIGTERM", EVENT_TIMEOUT_MS), 0);
 }
