@@ -33,7 +33,7 @@ import {
 
 /** Mode of the server config directory when openme creates it. */
 const SERVER_CONFIG_DIR_MODE = 0o750;
-/** Mode of the server config file (it holds the private key); 0640 when group openme may read it. */
+/** Mode of the server config file (it holds the private key); 0640 when group openme, the service's, must read it. */
 const SERVER_CONFIG_FILE_MODE = 0o600;
 
 /** Options for {@linkcode initServerConfig}. */
