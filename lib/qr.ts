@@ -1,5 +1,5 @@
 /**
- * QR codes of the provisioning payload (SPEC §6) for a terminal or a PNG file.
+ * QR codes of the provisioning payload (SPEC §6) for a terminal or a PNG image.
  *
  * @module
  */
@@ -27,11 +27,4 @@ export async function qrPng(text: string): Promise<Uint8Array> {
     scale: 6,
   });
   return new Uint8Array(buffer);
-}
-
-/** Writes text as a QR code PNG file with mode 0600 (it holds a private key). */
-export async function qrPngFile(text: string, path: string): Promise<void> {
-  await Deno.writeFile(path, await qrPng(text), { mode: 0o600 });
-  // `mode` applies only when the file is created; an existing file is narrowed too.
-  await Deno.chmod(path, 0o600);
 }

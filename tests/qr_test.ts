@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import jsQR from "jsqr";
 import { PNG } from "pngjs";
-import { qrPng, qrPngFile, qrTerminal } from "../lib/qr.ts";
+import { qrPng, qrTerminal } from "../lib/qr.ts";
 
 const PAYLOAD = JSON.stringify({
   profile: "default",
@@ -26,19 +26,6 @@ function decodePng(bytes: Uint8Array): string | null {
 
 Deno.test("qrPng decodes back to the exact payload", async () => {
   assert.equal(decodePng(await qrPng(PAYLOAD)), PAYLOAD);
-});
-
-Deno.test("qrPngFile writes a decodable PNG with mode 0600, also over an existing 0644 file", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
-    const path = `${dir}/qr.png`;
-    await Deno.writeTextFile(path, "old", { mode: 0o644 });
-    await qrPngFile(PAYLOAD, path);
-    assert.equal(decodePng(await Deno.readFile(path)), PAYLOAD);
-    assert.equal((await Deno.stat(path)).mode! & 0o777, 0o600);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
 });
 
 Deno.test("qrTerminal output of a provisioning payload fits 80 columns", async () => {

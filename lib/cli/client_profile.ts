@@ -54,25 +54,39 @@ export async function selectProfile(
   parsed: ParsedCommand,
   name: string | undefined,
 ): Promise<ClientProfile> {
+  const names = name === undefined ? [] : [name];
+  return (await selectProfiles(parsed, names, false)).profiles[0];
+}
+
+/** Loads the client config and returns it with the profiles named (each once), every profile with `all`, or else the default one. */
+export async function selectProfiles(
+  parsed: ParsedCommand,
+  names: readonly string[],
+  all: boolean,
+): Promise<{ config: ClientConfig; profiles: ClientProfile[] }> {
   const path = clientConfigPath(parsed);
   const config = await loadClientConfigOrExplain(path);
-  const names = [...config.profiles.keys()];
-  if (names.length === 0) {
+  const existing = [...config.profiles.values()];
+  if (existing.length === 0) {
     throw new CommandError(
       `client config ${path} has no profiles: add one with \`openme import FILE\``,
     );
   }
-  if (name !== undefined) return profileNamed(config, name);
+  if (all) return { config, profiles: existing };
+  if (names.length > 0) {
+    const profiles = [...new Set(names)].map((n) => profileNamed(config, n));
+    return { config, profiles };
+  }
   const fallback = config.profiles.get("default") ??
-    (names.length === 1 ? config.profiles.get(names[0]) : undefined);
+    (existing.length === 1 ? existing[0] : undefined);
   if (fallback === undefined) {
     throw new CommandError(
       `${path} has several profiles and none is called "default": name one (profiles: ${
-        names.join(", ")
+        [...config.profiles.keys()].join(", ")
       })`,
     );
   }
-  return fallback;
+  return { config, profiles: [fallback] };
 }
 
 /** The profile called `name` in the config; throws a CommandError that lists the profiles there. */

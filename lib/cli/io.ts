@@ -14,6 +14,8 @@ export interface CliIo {
   out(text: string): void;
   /** Writes one chunk of error output (a newline is added). */
   err(text: string): void;
+  /** The regular file normal output goes to, or null; absent when output is captured. */
+  outFile?(): { path: string; mode: number } | null;
 }
 
 /** A parsed command line, handed to the command that runs it. */

@@ -52,6 +52,16 @@ export const CONSOLE_IO: CliIo = {
     flushLog();
     console.error(text);
   },
+  outFile(): { path: string; mode: number } | null {
+    try {
+      const info = Deno.statSync("/dev/stdout");
+      if (!info.isFile || info.mode === null) return null;
+      const path = Deno.readLinkSync("/proc/self/fd/1");
+      return { path, mode: info.mode & 0o777 };
+    } catch {
+      return null; // not Linux, or not a file
+    }
+  },
 };
 
 /** What runs each command. */
@@ -176,7 +186,7 @@ export function parseCommandLine(
       : null,
   };
   if (values.help === true) return { spec, values, positionals: [], globals };
-  if (positionals.length > spec.positionals.length) {
+  if (positionals.length > spec.positionals.length && !spec.repeatLast) {
     const extra = positionals.slice(spec.positionals.length).join(" ");
     throw new UsageError(`unexpected argument(s): ${extra}`, spec.name);
   }

@@ -40,6 +40,8 @@ export interface CommandSpec {
   positionals: string[];
   /** How many positionals are required. */
   requiredPositionals: number;
+  /** The last positional may be given any number of times. */
+  repeatLast?: boolean;
   /** Example command lines. */
   examples: string[];
   /** Whether the command manages the server (and so reads the server config). */
@@ -157,9 +159,9 @@ export const COMMANDS: CommandSpec[] = [
     name: "add",
     summary: "register a client and print its config",
     usage:
-      "add NAME [--ports CSV] [--expires RFC3339] [--profile NAME] [--qr] [--qr-out FILE]",
+      "add NAME [--out FILE] [--ports CSV] [--expires RFC3339] [--profile NAME] [--qr] [--qr-out FILE] [--force]",
     description:
-      "Creates an Ed25519 key pair for a new client, adds it to the server config and prints the client config (a YAML block starting with `profiles:`) followed by the key fingerprint. The private key is printed once and not stored on the server.",
+      "Creates an Ed25519 key pair for a new client, adds it to the server config and prints the client config (a YAML block starting with `profiles:`) followed by the key fingerprint, or writes it to --out FILE (mode 0600). The private key is not stored on the server. Clients in clients_dir files are managed there, not by add.",
     flags: [
       {
         name: "ports",
@@ -178,18 +180,28 @@ export const COMMANDS: CommandSpec[] = [
         text:
           "profile name in the printed client config (default: server.default_profile)",
       },
+      {
+        name: "out",
+        value: "FILE",
+        text: "write the client config to a new file (mode 0600)",
+      },
       { name: "qr", text: "also print a QR code for the mobile apps" },
       {
         name: "qr-out",
         value: "FILE",
-        text: "write the QR code to a PNG file",
+        text: "write the QR code to a new PNG file (mode 0600)",
+      },
+      {
+        name: "force",
+        text:
+          "replace an existing --out/--qr-out file (never through a symlink)",
       },
     ],
     positionals: ["NAME"],
     requiredPositionals: 1,
     examples: [
-      "sudo openme add alice",
-      "sudo openme add bob --ports devops,2222/tcp --expires 2026-12-31T23:59:59Z",
+      "sudo openme add alice --out alice.yaml",
+      "sudo openme add bob --out bob.yaml --ports devops,2222/tcp --expires 2026-12-31T23:59:59Z",
       "sudo openme add phone --qr",
     ],
     serverSide: true,
@@ -222,10 +234,11 @@ export const COMMANDS: CommandSpec[] = [
     name: "knock",
     summary: "send a knock to open your ports",
     usage:
-      "knock [PROFILE] [--ip IP] [-4|-6] [--continuous] [--interval DURATION] [--check]",
+      "knock [PROFILE...] [--all] [--ip IP] [-4|-6] [--continuous] [--interval DURATION] [--check]",
     description:
-      "Sends one signed, encrypted UDP packet to the server. The server opens your ports for the packet's source address (or --ip) for a few seconds. When the server name has IPv4 and IPv6 addresses, one knock goes to each.",
+      "Sends one signed, encrypted UDP packet to the server. The server opens your ports for the packet's source address (or --ip) for a few seconds. When the server name has IPv4 and IPv6 addresses, one knock goes to each. Several profiles (or --all) are knocked at once, one line each; the exit status is 1 when any failed.",
     flags: [
+      { name: "all", text: "knock every profile of the client config" },
       {
         name: "ip",
         value: "IP",
@@ -247,9 +260,11 @@ export const COMMANDS: CommandSpec[] = [
     ],
     positionals: ["PROFILE"],
     requiredPositionals: 0,
+    repeatLast: true,
     examples: [
       "openme knock",
       "openme knock work --check && ssh me@work.example.com",
+      "openme knock web1 web2 db --check",
       "openme knock --ip 198.51.100.20",
       "openme knock --continuous --interval 20s",
     ],
@@ -282,7 +297,7 @@ export const COMMANDS: CommandSpec[] = [
   {
     name: "import",
     summary: "add a profile from `openme add` output or a QR payload",
-    usage: "import [FILE|-] [--profile NAME] [--force]",
+    usage: "import [FILE|-] [--profile NAME] [--force] [--allow-post-knock]",
     description:
       "Reads the `profiles:` block printed by `openme add` (or the QR JSON payload) from FILE or standard input and merges it into the client config, keeping comments.",
     flags: [
@@ -292,6 +307,10 @@ export const COMMANDS: CommandSpec[] = [
         text: "store it under this profile name",
       },
       { name: "force", text: "overwrite a profile of the same name" },
+      {
+        name: "allow-post-knock",
+        text: "accept a post_knock command (shown), which every knock runs",
+      },
     ],
     positionals: ["FILE"],
     requiredPositionals: 0,

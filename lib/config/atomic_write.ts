@@ -1,7 +1,7 @@
 /**
  * Atomic file replacement (temporary file, fsync, rename) that keeps the
- * owner and sets the mode, and directory creation with a mode. Imports
- * nothing but `node:` modules.
+ * owner and sets the mode, secret files that never follow a symlink, and
+ * directory creation with a mode. Imports nothing but `node:` modules.
  *
  * @module
  */
@@ -11,31 +11,60 @@ import { basename, dirname, join } from "node:path";
 
 const IS_WINDOWS = Deno.build.os === "windows";
 
-/** Replaces a file's contents atomically with `mode` (default 0600), keeping its owner (a new file written by root takes its directory's), and throws a Deno error class such as PermissionDenied on failure. */
+/** Replaces a file's contents atomically with `mode` (default 0600) and `owner` (default: the file's; a new file written by root takes its directory's), and throws a Deno error class such as PermissionDenied on failure. */
 export async function atomicWriteFile(
   path: string,
   text: string,
-  options: { mode?: number } = {},
+  options: { mode?: number; owner?: Pick<Deno.FileInfo, "uid" | "gid"> } = {},
 ): Promise<void> {
-  const mode = options.mode ?? 0o600;
   let target = path;
   try {
     if ((await Deno.lstat(path)).isSymlink) target = await Deno.realPath(path);
   } catch (error) {
     if (!(error instanceof Deno.errors.NotFound)) throw error;
   }
-  // The temporary file sits next to the real file (a symlink's target).
-  const directory = dirname(target);
   // The file being replaced gives its owner; a new file its directory's.
-  let owner: Deno.FileInfo;
+  let owner: Owner;
   let replacing = true;
   try {
-    owner = await Deno.stat(target);
+    owner = options.owner ?? await Deno.stat(target);
   } catch (error) {
     if (!(error instanceof Deno.errors.NotFound)) throw error;
-    owner = await Deno.stat(directory);
+    owner = options.owner ?? await Deno.stat(dirname(target));
     replacing = false;
   }
+  await replaceFile(target, text, {
+    mode: options.mode ?? 0o600,
+    owner,
+    replacing,
+  });
+}
+
+/** Writes a secret to a file of mode 0600, never through a symlink: to a random temporary name, then linked to `path` (AlreadyExists when something is there) or, with `force`, renamed over it. */
+export async function writeSecretFile(
+  path: string,
+  data: string | Uint8Array,
+  options: { force?: boolean } = {},
+): Promise<void> {
+  const noClobber = options.force !== true;
+  await replaceFile(path, data, { mode: 0o600, owner: null, noClobber });
+}
+
+/** A uid and gid to give a file. */
+type Owner = Pick<Deno.FileInfo, "uid" | "gid">;
+
+/** Writes `data` to a random temporary name next to `target` (created exclusively), gives it the mode and owner (null: ours), and renames it over `target` (or links it there, with `noClobber`). */
+async function replaceFile(
+  target: string,
+  data: string | Uint8Array,
+  options: {
+    mode: number;
+    owner: Owner | null;
+    replacing?: boolean;
+    noClobber?: boolean;
+  },
+): Promise<void> {
+  const directory = dirname(target);
   const suffix = crypto.getRandomValues(new Uint8Array(6)).toHex();
   const tempPath = join(
     directory,
@@ -44,22 +73,27 @@ export async function atomicWriteFile(
   let file: FileHandle | undefined;
   try {
     // "wx" is O_CREAT|O_EXCL, which never follows a symlink planted at tempPath.
-    file = await openFile(tempPath, "wx", mode);
-    await file.writeFile(text);
+    file = await openFile(tempPath, "wx", options.mode);
+    await file.writeFile(data);
     await file.sync();
     if (!IS_WINDOWS) {
-      await giveOwner(file, owner, replacing);
+      if (options.owner !== null) {
+        await giveOwner(file, options.owner, options.replacing === true);
+      }
       // After the owner: chown may clear mode bits, and open's mode went through the umask.
-      await file.chmod(mode);
+      await file.chmod(options.mode);
     }
     await file.close();
     file = undefined;
-    await Deno.rename(tempPath, target);
+    // link() fails on any existing name, a symlink included, and follows none.
+    if (options.noClobber === true) await Deno.link(tempPath, target);
+    else await Deno.rename(tempPath, target);
   } catch (error) {
     await file?.close().catch(() => {});
     await Deno.remove(tempPath).catch(() => {});
     throw asDenoError(error);
   }
+  if (options.noClobber === true) await Deno.remove(tempPath);
   await syncDirectory(directory);
 }
 
@@ -72,7 +106,7 @@ export async function atomicWriteFile(
  */
 async function giveOwner(
   file: FileHandle,
-  owner: Deno.FileInfo,
+  owner: Owner,
   replacing: boolean,
 ): Promise<void> {
   if (owner.uid === null || owner.gid === null) return;

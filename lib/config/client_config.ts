@@ -11,6 +11,7 @@ import { Document } from "yaml";
 import { defaultClientConfigPathFor, type Platform } from "../platform.ts";
 import { ConfigError, describeValue } from "./errors.ts";
 import { type FileLockOptions, withFileLock } from "./lock.ts";
+import { processUid, unsafeOwnership } from "./ownership.ts";
 import {
   type Fail,
   hostField,
@@ -75,6 +76,8 @@ export interface ClientConfig {
   profiles: Map<string, ClientProfile>;
   /** Non-fatal YAML warnings and loose file mode. */
   warnings: string[];
+  /** Why its `post_knock` commands must not run (other users may change the file) and what to run, or null. */
+  postKnockRefusal: string | null;
 }
 
 /** The keys of one profile. */
@@ -159,6 +162,11 @@ export async function loadClientConfig(path: string): Promise<ClientConfig> {
   const config = buildClientConfig(file);
   const modeWarning = looseModeWarning(file, "your private key");
   if (modeWarning !== null) config.warnings.push(modeWarning);
+  const uid = processUid();
+  config.postKnockRefusal = unsafeOwnership(path, {
+    mode: file.mode,
+    uid: uid === null ? null : file.uid,
+  }, { owners: [0, uid ?? 0], fixOwner: "$(id -un)" });
   return config;
 }
 
@@ -168,6 +176,7 @@ function buildClientConfig(file: YamlFile): ClientConfig {
     path: file.path,
     profiles: new Map(),
     warnings: [...file.warnings],
+    postKnockRefusal: null,
   };
   const root = yamlValue(file);
   if (root === null || root === undefined) return config;

@@ -5,9 +5,11 @@
  * @module
  */
 
+import { dirname, isAbsolute, join, resolve } from "node:path";
 import { Document } from "yaml";
 import { prepareEd25519VerifyKey } from "../protocol/crypto.ts";
 import { INTERFACE_NAME_PATTERN } from "../firewall/backend.ts";
+import { readClientsDir } from "./clients_dir.ts";
 import { formatDuration, parseDuration } from "./duration.ts";
 import { ConfigError, describeValue } from "./errors.ts";
 import {
@@ -29,8 +31,10 @@ import {
   readSection,
   unknownKeyWarnings,
 } from "./validate.ts";
+import { accountIds, SERVICE_ACCOUNT } from "./ownership.ts";
 import {
   errorAt,
+  lineOf,
   looseModeWarning,
   parseYamlFile,
   readYamlFile,
@@ -78,6 +82,10 @@ export interface ServerClient {
   expires: Date | null;
   /** True when knocks must not open `health_port` for this client. */
   disableHealthPort: boolean;
+  /** The file that defines it: the config file or one in `clients_dir`. */
+  file: string;
+  /** The line of its name in that file, when known. */
+  line: number | undefined;
 }
 
 /** A validated server config. */
@@ -106,6 +114,8 @@ export interface ServerConfig {
   interface: string | null;
   /** `server.metrics_file`; null = no metrics. */
   metricsFile: string | null;
+  /** `server.clients_dir`, relative to the config file's directory. */
+  clientsDir: string;
   /** Decoded `server.private_key` (32-byte X25519 scalar). */
   privateKey: Uint8Array;
   /** Decoded `server.public_key` (32 bytes). */
@@ -116,6 +126,8 @@ export interface ServerConfig {
   clients: ServerClient[];
   /** Names of clients skipped because their entry is invalid. */
   skippedClients: string[];
+  /** Why each refused file of `clients_dir` was refused (their last good clients stay). */
+  dropInErrors: string[];
   /** One-line warnings (skipped clients, unknown keys, replay_window < knock_timeout, loose file mode). */
   warnings: string[];
 }
@@ -150,6 +162,16 @@ const SERVER_FIELDS = {
       "a profile name such as default (letters, digits, '.', '_', '-', '@')",
     default: DEFAULT_PROFILE_NAME,
     check: checkProfileName,
+  },
+  clients_dir: {
+    hint: "a directory, e.g. clients.d (relative to the config file's)",
+    default: "clients.d",
+    check(value: unknown, fail: Fail): string {
+      if (typeof value !== "string" || value.trim() === "") {
+        fail(`expected a directory, got ${describeValue(value)}`);
+      }
+      return value.trim();
+    },
   },
   interface: {
     hint:
@@ -209,16 +231,76 @@ export function parseServerConfig(
   return buildServerConfig(parseYamlFile(text, { path: options.path }));
 }
 
-/** Reads, parses and validates the server config file; throws ConfigError. */
-export async function loadServerConfig(path: string): Promise<ServerConfig> {
+/** Reads, parses and validates the server config file, then the clients of `clients_dir`; throws ConfigError. A refused file of `clients_dir` keeps the clients it gave in `previous`, the config in force. */
+export async function loadServerConfig(
+  path: string,
+  options: { previous?: ServerConfig } = {},
+): Promise<ServerConfig> {
   const file = await readYamlFile(path, {
     missingHint:
       'create it with "openme init --server HOST", or pass --config PATH',
   });
   const config = buildServerConfig(file);
-  const modeWarning = looseModeWarning(file, "the server private key");
+  const group = (await accountIds(SERVICE_ACCOUNT)).gid;
+  const modeWarning = looseModeWarning(file, "the server private key", group);
   if (modeWarning !== null) config.warnings.push(modeWarning);
+  // Where each name is defined, as file:line.
+  const places = new Map<string, string>();
+  for (const c of config.clients) places.set(c.name, `${c.file}:${c.line}`);
+  for (const dropIn of await readClientsDir(config.clientsDir)) {
+    if (resolve(dropIn.path) === resolve(config.path)) continue;
+    let clients: ServerClient[];
+    try {
+      if ("error" in dropIn) throw dropIn.error;
+      clients = readDropIn(dropIn.file, { config, places });
+    } catch (error) {
+      if (!(error instanceof ConfigError)) throw error;
+      config.dropInErrors.push(
+        `${error.message}; file refused, the clients it gave before stay in force`,
+      );
+      clients = (options.previous?.clients ?? []).filter((c) =>
+        c.file !== config.path && !places.has(c.name) &&
+        (c.file === dropIn.path || dirname(c.file) === dropIn.path)
+      );
+    }
+    for (const c of clients) {
+      config.clients.push(c);
+      places.set(c.name, `${c.file}:${c.line}`);
+    }
+  }
   return config;
+}
+
+/** The clients of a `clients_dir` file; throws ConfigError for any problem, a name already in `places` included. */
+function readDropIn(
+  file: YamlFile,
+  options: { config: ServerConfig; places: ReadonlyMap<string, string> },
+): ServerClient[] {
+  const { config, places } = options;
+  const root = yamlValue(file) ?? {};
+  if (!isRecord(root) || !(root.clients == null || isRecord(root.clients))) {
+    throw errorAt(file, {
+      keyPath: isRecord(root) ? ["clients"] : [],
+      problem: `expected a map with a clients: map, got ${describeValue(root)}`,
+      expected: "clients: {bob: {ed25519_pubkey: ..., allowed_ports: [...]}}",
+    });
+  }
+  const section = { keyPath: [], map: root, fields: { clients: null } };
+  config.warnings.push(...unknownKeyWarnings(file, section));
+  const clients: ServerClient[] = [];
+  for (const [name, entry] of Object.entries(root.clients ?? {})) {
+    const other = places.get(name);
+    if (other !== undefined) {
+      throw errorAt(file, {
+        keyPath: ["clients", name],
+        problem: `client ${describeValue(name)} is also defined at ${other}`,
+        expected: "remove one of the two",
+      });
+    }
+    const { portGroups, warnings } = config;
+    clients.push(readClient(file, { name, entry, portGroups, warnings }));
+  }
+  return clients;
 }
 
 /** Validates a parsed server config file like {@linkcode parseServerConfig}. */
@@ -279,11 +361,15 @@ export function buildServerConfig(file: YamlFile): ServerConfig {
     defaultProfile: server.default_profile,
     interface: server.interface,
     metricsFile: server.metrics_file,
+    clientsDir: isAbsolute(server.clients_dir)
+      ? server.clients_dir
+      : join(dirname(file.path), server.clients_dir),
     privateKey: server.private_key,
     publicKey: server.public_key,
     portGroups,
     clients: clients.clients,
     skippedClients: clients.skippedClients,
+    dropInErrors: [],
     warnings,
   };
 }
@@ -456,6 +542,8 @@ export function readClient(
     ports: values.allowed_ports.ports,
     expires: values.expires,
     disableHealthPort: values.disable_health_port,
+    file: file.path,
+    line: lineOf(file, keyPath),
   };
 }
 
@@ -654,7 +742,8 @@ export function renderInitialServerConfig(
   const udpPort = options.udpPort ?? DEFAULT_UDP_PORT;
   const lines = [
     "# openme server configuration (openme v1), written by `openme init`.",
-    "# It holds the server's private key: keep it owned by root, mode 0600.",
+    "# It holds the server's private key: keep it owned by root, mode 0600",
+    "# (or 0640 with group openme, the service's).",
     "# `openme serve` reloads it when it changes and on SIGHUP.",
     "",
     "server:",
@@ -680,6 +769,9 @@ export function renderInitialServerConfig(
     "  drop_ports: false",
     "  # Profile name written into the client configurations `openme add` prints.",
     `  default_profile: ${DEFAULT_PROFILE_NAME}`,
+    "  # Directory of drop-in client files (*.yaml, each a clients: map as below),",
+    "  # loaded in name order after this file; relative to this file's directory.",
+    "  clients_dir: clients.d",
     '  # Input interface the rules match, e.g. eth0; "" means all interfaces.',
     `  interface: ${yamlScalar(options.interface ?? "")}`,
     "  # File the counters are written to every 15 s for Prometheus, e.g.",

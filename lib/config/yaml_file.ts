@@ -10,6 +10,7 @@
 import { isDeepStrictEqual } from "node:util";
 import { dirname } from "node:path";
 import {
+  type CST,
   type Document,
   isAlias,
   isMap,
@@ -19,6 +20,7 @@ import {
   LineCounter,
   parseDocument,
   visit,
+  type YAMLError,
   YAMLMap,
 } from "yaml";
 import { atomicWriteFile, ensureDir } from "./atomic_write.ts";
@@ -58,6 +60,10 @@ export interface YamlFile {
   warnings: string[];
   /** Permission bits when read from disk; null for text or on Windows. */
   mode: number | null;
+  /** Owner uid when read from disk, not on Windows. */
+  uid?: number | null;
+  /** Owner gid when read from disk, not on Windows. */
+  gid?: number | null;
   /**
    * The Document, with comments and source ranges.
    * @ignore
@@ -101,14 +107,21 @@ export function parseYamlFile(
   }
   if (first !== undefined) {
     const multiple = first.code === "MULTIPLE_DOCS";
+    const opened = unclosedAt(text, first);
     throw new ConfigError({
       file: path,
-      line: lineAt(first.pos[0]),
+      line: lineAt(opened?.offset ?? first.pos[0]),
       problem: multiple
         ? "invalid YAML: the file holds more than one YAML document"
+        : opened !== undefined
+        ? `invalid YAML: the ${opened.open} opened on this line is never closed`
         : `invalid YAML: ${yamlMessage(first.message)}`,
       expected: multiple
         ? "keep a single document: remove the --- line and what follows it, or merge them"
+        : opened !== undefined
+        ? `add the missing ${opened.close}; the parser noticed at line ${
+          lineAt(first.pos[0])
+        }`
         : "fix the YAML syntax at that line",
       cause: first,
     });
@@ -119,6 +132,35 @@ export function parseYamlFile(
     }`
   );
   return { path, text, warnings, mode: null, doc, lineAt };
+}
+
+/** The `[`, `{` or quote a "never closed" syntax error is about: the last one before the error without its closing character. */
+function unclosedAt(
+  text: string,
+  error: YAMLError,
+): { offset: number; open: string; close: string } | undefined {
+  const match = /end with an? ([\]}])|Missing closing (["'])quote/.exec(
+    error.message,
+  );
+  const close = match?.[1] ?? match?.[2];
+  if (close === undefined) return undefined;
+  const open = close === "]" ? "[" : close === "}" ? "{" : close;
+  let offset: number | undefined;
+  const doc = parseDocument(text, {
+    keepSourceTokens: true,
+    logLevel: "error",
+  });
+  visit(doc, (_, node) => {
+    const token = (node as { srcToken?: CST.Token } | null)?.srcToken;
+    if (token === undefined || token.offset >= error.pos[0]) return;
+    const unclosed = token.type === "flow-collection"
+      ? token.start.source === open &&
+        !token.end.some((t) => t.source === close)
+      : "source" in token && token.source[0] === open &&
+        (token.source.length === 1 || !token.source.endsWith(close));
+    if (unclosed) offset = token.offset;
+  });
+  return offset === undefined ? undefined : { offset, open, close };
 }
 
 /** Keys are the same when they become the same key of a plain object (`1` and `"1"`, null and `""`). */
@@ -210,7 +252,11 @@ export async function readYamlFile(
     });
   }
   const file = parseYamlFile(text, { path });
-  file.mode = IS_WINDOWS || info.mode === null ? null : info.mode & 0o777;
+  if (!IS_WINDOWS) {
+    file.mode = info.mode === null ? null : info.mode & 0o777;
+    file.uid = info.uid;
+    file.gid = info.gid;
+  }
   return file;
 }
 
@@ -303,12 +349,16 @@ export function errorAt(file: YamlFile, at: ProblemAt): ConfigError {
   });
 }
 
-/** The warning for a file other users may read (`secret` names what they could read), or null. */
+/** The warning for a file other users (but group `readerGroup`) may read (`secret` names what they could read), or null. */
 export function looseModeWarning(
   file: YamlFile,
   secret: string,
+  readerGroup: number | null = null,
 ): string | null {
-  if (file.mode === null || (file.mode & LOOSE_MODE_BITS) === 0) return null;
+  const loose = file.gid !== undefined && file.gid === readerGroup
+    ? LOOSE_MODE_BITS & ~0o040
+    : LOOSE_MODE_BITS;
+  if (file.mode === null || (file.mode & loose) === 0) return null;
   return `config ${file.path}: file mode ${
     file.mode.toString(8).padStart(4, "0")
   } lets other users read ${secret} (run chmod 600 ${file.path})`;
@@ -392,11 +442,11 @@ export async function ensureConfigDir(
   }
 }
 
-/** Writes a config file atomically with `options.mode`; throws ConfigError naming the file. */
+/** Writes a config file atomically with `options.mode` (and `owner`, default the file's); throws ConfigError naming the file. */
 export async function writeConfigFile(
   path: string,
   text: string,
-  options: { mode: number },
+  options: { mode: number; owner?: { uid: number; gid: number } },
 ): Promise<void> {
   try {
     await atomicWriteFile(path, text, options);

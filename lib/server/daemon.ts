@@ -10,6 +10,7 @@
  */
 
 import { createSocket, type Socket } from "node:dgram";
+import { configStamp } from "../config/clients_dir.ts";
 import { formatDuration } from "../config/duration.ts";
 import {
   allManagedPorts,
@@ -146,13 +147,6 @@ function oneLine(err: unknown): string {
   return lines.filter((line) => line !== "").join(" | ");
 }
 
-/** What identifies one version of the config file (a rename-over-write changes the inode), or null when it is gone. */
-async function stampOf(path: string): Promise<string | null> {
-  const st = await Deno.stat(path).catch(() => null);
-  return st &&
-    `${st.mtime?.getTime()} ${st.ctime?.getTime()} ${st.size} ${st.ino} ${st.dev}`;
-}
-
 function bindUdp(port: number, hostname: string | undefined): Promise<Socket> {
   const bind = (host: string): Promise<Socket> =>
     new Promise((resolve, reject) => {
@@ -250,6 +244,7 @@ export class OpenmeServer {
   ): Promise<OpenmeServer> {
     const config = await loadServerConfig(configPath);
     for (const w of config.warnings) warn(w);
+    for (const e of config.dropInErrors) error(e);
     const udpPort = options.udpPort ?? config.udpPort;
     const healthPort = options.healthPort ?? config.healthPort;
     let socket: Socket | null = null;
@@ -276,7 +271,7 @@ export class OpenmeServer {
   }
 
   async #start(): Promise<void> {
-    this.#stamp = await stampOf(this.#configPath);
+    this.#stamp = await configStamp(this.#configPath, this.#config.clientsDir);
     this.#socket.on("error", (err) => error(`udp socket: ${err.message}`));
     try {
       await this.#backend.setup(this.#baseRules);
@@ -427,9 +422,9 @@ export class OpenmeServer {
     return this.#checking;
   }
 
-  /** Reloads when the config file changed (content, or a new file renamed over it). */
+  /** Reloads when the config file or a file of `clients_dir` changed (content, or a new file renamed over it). */
   async #pollConfig(): Promise<void> {
-    const stamp = await stampOf(this.#configPath);
+    const stamp = await configStamp(this.#configPath, this.#config.clientsDir);
     if (stamp === this.#stamp) return;
     if (stamp === null) {
       warn(
@@ -454,8 +449,9 @@ export class OpenmeServer {
     let config: ServerConfig;
     let clients: Client[];
     try {
-      const next = await loadServerConfig(this.#configPath);
+      const next = await loadServerConfig(this.#configPath, { previous: old });
       for (const w of next.warnings) warn(w);
+      for (const e of next.dropInErrors) error(e);
       if (
         next.udpPort !== old.udpPort && this.#options.udpPort === undefined ||
         next.healthPort !== old.healthPort &&

@@ -5,7 +5,11 @@
  */
 import assert from "node:assert/strict";
 import { type FileHandle, open as openNodeFile } from "node:fs/promises";
-import { atomicWriteFile, ensureDir } from "../../lib/config/atomic_write.ts";
+import {
+  atomicWriteFile,
+  ensureDir,
+  writeSecretFile,
+} from "../../lib/config/atomic_write.ts";
 import { loadServerConfig } from "../../lib/config/server_config.ts";
 import {
   addServerClient,
@@ -191,16 +195,19 @@ async function withSharedTempDir(
 }
 
 /** Valid `openme init` options with fresh keys. */
+/** Options for initServerConfig with fresh keys, without a group that may read the config (as on a host without the openme group). */
 function initOptions(): {
   host: string;
   privateKeyB64: string;
   publicKeyB64: string;
+  readerGroup: number | null;
 } {
   const keys = generateX25519KeyPair();
   return {
     host: "192.0.2.1",
     privateKeyB64: encodeBase64(keys.privateKey),
     publicKeyB64: encodeBase64(keys.publicKey),
+    readerGroup: null,
   };
 }
 
@@ -358,7 +365,9 @@ Deno.test({
         ["alice"],
       );
 
-      assert.equal(await removeServerClient(path, "alice"), true);
+      assert.deepEqual(await removeServerClient(path, "alice"), [
+        { file: path, deleted: false },
+      ]);
       info = await Deno.stat(path);
       assert.deepEqual(ownerOf(info), [NOBODY, NOBODY]);
       assert.equal(modeOf(info), 0o600);
@@ -366,6 +375,46 @@ Deno.test({
 
       await initServerConfig(path, { ...initOptions(), force: true });
       assert.deepEqual(ownerOf(await Deno.stat(path)), [NOBODY, NOBODY]);
+    });
+  },
+});
+
+Deno.test({
+  name:
+    "openme init run as root with a service group makes the directory root:group 0750 and the config root:group 0640; add and revoke keep both",
+  ignore: !isRoot,
+  fn: async () => {
+    await withSharedTempDir(async (dir) => {
+      const group = 4242;
+      const etc = `${dir}/etc/openme`;
+      const path = `${etc}/config.yaml`;
+      await initServerConfig(path, { ...initOptions(), readerGroup: group });
+      assert.deepEqual(ownerOf(await Deno.stat(etc)), [0, group]);
+      assert.equal(modeOf(await Deno.stat(etc)), 0o750);
+      const expectRootGroup0640 = async (): Promise<void> => {
+        const info = await Deno.stat(path);
+        assert.deepEqual(ownerOf(info), [0, group]);
+        assert.equal(modeOf(info), 0o640);
+      };
+      await expectRootGroup0640();
+      await addServerClient(path, {
+        name: "alice",
+        ed25519PublicKeyB64: encodeBase64(generateEd25519KeyPair().publicKey),
+        allowedPorts: [],
+        expires: null,
+      }, { readerGroup: group });
+      await expectRootGroup0640();
+      await removeServerClient(path, "alice", { readerGroup: group });
+      await expectRootGroup0640();
+      // Over a config the service user owns (the old layout), init --force gives it to root.
+      await Deno.chown(path, NOBODY, NOBODY);
+      await initServerConfig(path, {
+        ...initOptions(),
+        readerGroup: group,
+        force: true,
+      });
+      await expectRootGroup0640();
+      assert.deepEqual(await listDir(etc), ["config.yaml", "config.yaml.lock"]);
     });
   },
 });
@@ -448,4 +497,53 @@ Deno.test("ensureDir creates missing directories with the given mode and leaves 
       /not a directory/,
     );
   });
+});
+
+Deno.test({
+  name:
+    "writeSecretFile creates mode 0600 under any umask, refuses an existing file or symlink, and with force replaces the link itself",
+  ignore: IS_WINDOWS,
+  fn: async () => {
+    await withTempDir(TEMP_PREFIX, async (dir) => {
+      const path = `${dir}/secret`;
+      const previous = Deno.umask(0);
+      try {
+        await writeSecretFile(path, "key\n");
+      } finally {
+        Deno.umask(previous);
+      }
+      assert.equal(await Deno.readTextFile(path), "key\n");
+      assert.equal(modeOf(await Deno.stat(path)), 0o600);
+      await assert.rejects(
+        writeSecretFile(path, "x"),
+        Deno.errors.AlreadyExists,
+      );
+      assert.equal(await Deno.readTextFile(path), "key\n");
+
+      const victim = `${dir}/victim`;
+      await Deno.writeTextFile(victim, "victim\n", { mode: 0o644 });
+      const link = `${dir}/link`;
+      await Deno.symlink(victim, link);
+      await Deno.symlink(`${dir}/nowhere`, `${dir}/dangling`);
+      for (const target of [link, `${dir}/dangling`]) {
+        await assert.rejects(
+          writeSecretFile(target, "x"),
+          Deno.errors.AlreadyExists,
+        );
+      }
+      await assert.rejects(Deno.lstat(`${dir}/nowhere`), Deno.errors.NotFound);
+      await writeSecretFile(link, new Uint8Array([1, 2]), { force: true });
+      assert.equal(await Deno.readTextFile(victim), "victim\n");
+      const info = await Deno.lstat(link);
+      assert.ok(info.isFile);
+      assert.equal(modeOf(info), 0o600);
+      assert.deepEqual(await Deno.readFile(link), new Uint8Array([1, 2]));
+      assert.deepEqual(await listDir(dir), [
+        "dangling",
+        "link",
+        "secret",
+        "victim",
+      ]);
+    });
+  },
 });

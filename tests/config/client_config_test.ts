@@ -258,8 +258,8 @@ Deno.test("an invalid profile throws a ConfigError with file, line and key path"
     {
       name: "bad YAML",
       text: "profiles:\n  default: {server_host: x\n",
-      line: 3,
-      parts: ["invalid YAML"],
+      line: 2,
+      parts: ["invalid YAML", "the { opened on this line is never closed"],
     },
     {
       name: "invalid profile name",

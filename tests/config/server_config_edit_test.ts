@@ -128,7 +128,9 @@ Deno.test("addServerClient then removeServerClient keep the comments, key order 
     );
     if (!IS_WINDOWS) assert.equal((await Deno.stat(path)).mode! & 0o777, 0o600);
 
-    assert.equal(await removeServerClient(path, "carol"), true);
+    assert.deepEqual(await removeServerClient(path, "carol"), [
+      { file: path, deleted: false },
+    ]);
     assert.equal(
       await Deno.readTextFile(path),
       afterAdd.replace(
@@ -136,7 +138,9 @@ Deno.test("addServerClient then removeServerClient keep the comments, key order 
         "",
       ),
     );
-    assert.equal(await removeServerClient(path, "alice"), true);
+    assert.deepEqual(await removeServerClient(path, "alice"), [
+      { file: path, deleted: false },
+    ]);
     const withoutAlice = await Deno.readTextFile(path);
     assert.ok(!withoutAlice.includes("alice"), withoutAlice);
     assert.ok(!withoutAlice.includes("# from her laptop"), withoutAlice);
@@ -173,7 +177,9 @@ Deno.test("addServerClient then removeServerClient give back the bytes openme in
         `clients:\n  alice:\n    ed25519_pubkey: ${ALICE_KEY}\n    allowed_ports: [22, default]\n    disable_health_port: true\n`,
       ),
     );
-    assert.equal(await removeServerClient(path, "alice"), true);
+    assert.deepEqual(await removeServerClient(path, "alice"), [
+      { file: path, deleted: false },
+    ]);
     assert.equal(await Deno.readTextFile(path), text);
   });
 });
@@ -181,7 +187,7 @@ Deno.test("addServerClient then removeServerClient give back the bytes openme in
 Deno.test("removeServerClient returns false for an unknown client and leaves the file alone", async () => {
   const original = configText();
   await withTempConfig(original, async (path) => {
-    assert.equal(await removeServerClient(path, "mallory"), false);
+    assert.deepEqual(await removeServerClient(path, "mallory"), []);
     assert.equal(await Deno.readTextFile(path), original);
   });
 });
@@ -203,7 +209,9 @@ Deno.test("removing the last client leaves clients: {} and the file still loads"
       (await loadServerConfig(path)).clients.map((c) => c.name),
       ["solo"],
     );
-    assert.equal(await removeServerClient(path, "solo"), true);
+    assert.deepEqual(await removeServerClient(path, "solo"), [
+      { file: path, deleted: false },
+    ]);
     assert.equal(await Deno.readTextFile(path), text);
   });
 });
@@ -484,8 +492,10 @@ Deno.test("initServerConfig creates the directory 0750 and file 0600 and refuses
       host: "myserver.example.com",
       privateKeyB64: SERVER_PRIVATE,
       publicKeyB64: SERVER_PUBLIC,
+      readerGroup: null,
     };
-    const text = await initServerConfig(path, options);
+    const { text, mode } = await initServerConfig(path, options);
+    assert.equal(mode, 0o600);
     assert.equal(await Deno.readTextFile(path), text);
     assert.equal((await loadServerConfig(path)).host, "myserver.example.com");
     if (!IS_WINDOWS) {

@@ -138,8 +138,8 @@ Deno.test("server-level problems throw a ConfigError naming file, line, key path
     {
       name: "malformed YAML",
       text: configText({ 6: "  firewall: [nft" }),
-      line: 7,
-      parts: ["invalid YAML", "fix the YAML syntax"],
+      line: 6,
+      parts: ["invalid YAML", "add the missing ]", "noticed at line 7"],
     },
     {
       name: "duplicate key",

@@ -60,8 +60,13 @@ Deno.test("readYamlFile reports missing, directory, non-UTF-8, oversized and mal
       },
       {
         name: "bad.yaml",
-        setup: (path) => Deno.writeTextFile(path, "a: 1\nb: [1, 2\nc: 3\n"),
+        setup: (path) => Deno.writeTextFile(path, "a: 1\nb: [1, 2]]\nc: 3\n"),
         parts: ["invalid YAML", "fix the YAML syntax"],
+      },
+      {
+        name: "open.yaml",
+        setup: (path) => Deno.writeTextFile(path, "a: 1\nb: [1, 2\nc: 3\n"),
+        parts: [":2: invalid YAML: the [ opened on this line is never closed"],
       },
     ];
     for (const { name, setup, parts } of cases) {
@@ -170,7 +175,7 @@ Deno.test("parseYamlFile reports a syntax error before a duplicate key", () => {
   assert.throws(
     () => parse("a: 1\na: 2\nb: [1\n"),
     (error: unknown) =>
-      error instanceof ConfigError && error.line === 4 &&
+      error instanceof ConfigError && error.line === 3 &&
       error.message.includes("invalid YAML") &&
       !error.message.includes("duplicate"),
   );
@@ -506,4 +511,44 @@ Deno.test("writeConfigFile writes with the mode and names the file when it canno
         ),
     );
   });
+});
+
+Deno.test("an unclosed [, { or quote is reported at the line that opened it, not where the parser noticed", () => {
+  // The trial's case: a list left open at line 51, the next client at 52.
+  const clients = Array.from(
+    { length: 24 },
+    (_, i) => `  c${i}:\n    allowed_ports: [22/tcp]`,
+  );
+  const lines = ["clients:", ...clients.join("\n").split("\n")];
+  const cases: [string, string, string][] = [
+    ["    allowed_ports: [22/tcp, 443/tcp", "[", "]"],
+    ["    allowed_ports: {a: 1", "{", "}"],
+    ['    expires: "2026-12-31T23:59:59Z', '"', '"'],
+    ["    expires: '2026-12-31T23:59:59Z", "'", "'"],
+  ];
+  for (const [opened, open, close] of cases) {
+    const text = [
+      ...lines.slice(0, 49),
+      "  late:",
+      opened,
+      "  next:",
+      "    x: 1",
+    ]
+      .join("\n");
+    assert.equal(text.split("\n")[50], opened, "opened at line 51");
+    assert.throws(
+      () => parse(text),
+      (error: unknown) => {
+        assert.ok(error instanceof ConfigError);
+        assert.equal(error.line, 51, error.message);
+        assert.ok(
+          error.message.includes(
+            `invalid YAML: the ${open} opened on this line is never closed (add the missing ${close}; the parser noticed at line`,
+          ),
+          error.message,
+        );
+        return true;
+      },
+    );
+  }
 });

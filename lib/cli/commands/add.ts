@@ -1,7 +1,8 @@
 /**
  * `openme add NAME`: a new Ed25519 key pair for a client, registered in the
- * server config; prints the client config block (first line `profiles:`),
- * then the key fingerprint, and optionally a QR code for the mobile apps.
+ * server config; prints (or with `--out` writes, mode 0600) the client
+ * config block (first line `profiles:`), then the key fingerprint, and
+ * optionally a QR code for the mobile apps.
  *
  * @module
  */
@@ -17,12 +18,14 @@ import {
   validateClientName,
 } from "../../config/server_config.ts";
 import { addServerClient } from "../../config/server_config_edit.ts";
+import { writeSecretFile } from "../../config/atomic_write.ts";
+import { fileExists } from "../../config/yaml_file.ts";
 import { isGroupName, parsePortSpec } from "../../config/ports.ts";
 import {
   generateEd25519KeyPair,
   keyFingerprint,
 } from "../../protocol/crypto.ts";
-import { qrPngFile, qrTerminal } from "../../qr.ts";
+import { qrPng, qrTerminal } from "../../qr.ts";
 import {
   type CliIo,
   CommandError,
@@ -108,6 +111,21 @@ export async function runAddCommand(
   const path = parsed.globals.config;
   const config = await loadServerConfig(path);
   checkGroupsExist(ports, config);
+  // A name a clients_dir file defines (config.yaml's addServerClient refuses).
+  const other = config.clients.find((c) => c.name === name && c.file !== path);
+  if (other !== undefined) {
+    throw new CommandError(
+      `client "${name}" already exists in ${other.file}:${other.line} (revoke it first with "openme revoke ${name}", or pick another name)`,
+    );
+  }
+  const force = v.force === true;
+  for (const out of [v.out, v["qr-out"]]) {
+    if (typeof out === "string" && !force && await fileExists(out)) {
+      throw new CommandError(
+        `${out} already exists; nothing was added (pass --force to replace it, or pick another file)`,
+      );
+    }
+  }
   const keys = generateEd25519KeyPair();
   await addServerClient(path, {
     name,
@@ -124,9 +142,6 @@ export async function runAddCommand(
     client_privkey: keys.privateKey.toBase64(),
     client_pubkey: keys.publicKey.toBase64(),
   };
-  io.err(
-    `added client ${name} to ${path}; save this as the client's ~/.openme/config.yaml (or \`openme import\` it):`,
-  );
   const profile = {
     name: payload.profile,
     serverHost: payload.host,
@@ -135,22 +150,48 @@ export async function runAddCommand(
     privateKeyB64: payload.client_privkey,
     publicKeyB64: payload.client_pubkey,
   };
-  io.out(renderClientConfig([profile]).trimEnd());
-  io.out(`# fingerprint: ${keyFingerprint(keys.publicKey)}`);
+  const block = `${renderClientConfig([profile])}# fingerprint: ${
+    keyFingerprint(keys.publicKey)
+  }`;
+  if (typeof v.out === "string") {
+    await writeSecret(v.out, `${block}\n`, force);
+    io.err(
+      `added client ${name} to ${path}; wrote its client config to ${v.out} (mode 0600): hand it over privately, then \`openme import ${v.out}\` on the client and delete it`,
+    );
+    io.out(block.slice(block.lastIndexOf("\n") + 1));
+  } else {
+    io.err(
+      `added client ${name} to ${path}; save this as the client's ~/.openme/config.yaml (or \`openme import\` it):`,
+    );
+    io.out(block);
+    const file = io.outFile?.();
+    if (file && (file.mode & 0o044) !== 0) {
+      const mode = file.mode.toString(8).padStart(4, "0");
+      io.err(
+        `openme: warning: standard output is a file other users can read (mode ${mode}) and now holds the client's private key: run chmod 600 ${file.path} (or use --out FILE)`,
+      );
+    }
+  }
   if (v.qr === true) io.out(await qrTerminal(JSON.stringify(payload)));
   const qrOut = v["qr-out"];
   if (typeof qrOut !== "string") return 0;
-  try {
-    await qrPngFile(JSON.stringify(payload), qrOut);
-  } catch (err) {
-    throw new CommandError(
-      `writing QR code to ${qrOut} failed: ${
-        (err as Error).message
-      } (the client was added)`,
-    );
-  }
+  await writeSecret(qrOut, await qrPng(JSON.stringify(payload)), force);
   io.err(
     `wrote QR code to ${qrOut} (it holds the client's private key: delete it once scanned)`,
   );
   return 0;
+}
+
+/** Writes the client's private key to a file of mode 0600; throws a CommandError saying the client was added. */
+async function writeSecret(
+  path: string,
+  data: string | Uint8Array,
+  force: boolean,
+): Promise<void> {
+  await writeSecretFile(path, data, { force }).catch((err) => {
+    const why = (err as Error).message;
+    throw new CommandError(
+      `writing ${path} failed: ${why} (the client was added: revoke it, or add it again under another name)`,
+    );
+  });
 }

@@ -160,7 +160,7 @@ export async function completeWords(words: string[]): Promise<string[]> {
   }
   const commands = COMMANDS.map((c) => `${c.name}\t${c.summary}`);
   if (command === null) return matching(current, [...commands, "help"]);
-  if (positionals > 0) return [];
+  if (positionals > 0 && spec?.repeatLast !== true) return [];
   if (command === "help") return matching(current, commands);
   const first = spec?.positionals[0];
   if (first === "FILE") return [COMPLETE_FILES];

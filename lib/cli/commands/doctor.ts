@@ -17,6 +17,7 @@ import {
   type ServerConfig,
 } from "../../config/server_config.ts";
 import { formatDuration } from "../../config/duration.ts";
+import { configChangeableByOthers } from "../../config/ownership.ts";
 import {
   findSocketOwners,
   hasNetAdminCapability,
@@ -115,6 +116,8 @@ export async function runDoctorChecks(
   }
   const findings: Finding[] = [];
   const settings = await checkConfig(configPath, findings);
+  const writable = await configChangeableByOthers(configPath);
+  if (writable !== null) findings.push({ level: "warn", text: writable });
   const privileged = await checkPrivilege(options, findings);
   const tools = settings.firewall === "nft"
     ? ["nft"]
@@ -214,6 +217,13 @@ async function checkConfig(
   );
   for (const warning of config.warnings) {
     findings.push({ level: "warn", text: warning, fix: `edit ${path}` });
+  }
+  for (const error of config.dropInErrors) {
+    findings.push({
+      level: "fail",
+      text: error,
+      fix: "fix or delete that file",
+    });
   }
   return { ...config, path };
 }

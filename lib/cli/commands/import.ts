@@ -1,7 +1,9 @@
 /**
- * `openme import [FILE|-] [--profile NAME] [--force]`: adds the `profiles:`
- * block that `openme add` printed, or the QR JSON payload (SPEC §6), to the
- * client config. Every profile is checked before anything is written.
+ * `openme import [FILE|-] [--profile NAME] [--force] [--allow-post-knock]`:
+ * adds the `profiles:` block that `openme add` printed, or the QR JSON
+ * payload (SPEC §6), to the client config. Every profile is checked before
+ * anything is written; a `post_knock` command is shown, and refused unless
+ * `--allow-post-knock` is given.
  *
  * @module
  */
@@ -213,6 +215,19 @@ export async function runImportCommand(
       throw new UsageError(`--profile: ${problem} (${NAME_HINT})`, "import");
     }
     imported[0].profile.name = rename;
+  }
+  const commands = imported.filter((p) => p.profile.postKnock !== undefined);
+  for (const p of commands) {
+    io.err(
+      `profile ${p.profile.name} has post_knock ${
+        JSON.stringify(p.profile.postKnock)
+      }: every \`openme knock ${p.profile.name}\` runs it as you`,
+    );
+  }
+  if (commands.length > 0 && parsed.values["allow-post-knock"] !== true) {
+    throw new CommandError(
+      `${name} holds a post_knock command (shown above); nothing was imported: check it, then import with --allow-post-knock, or delete the post_knock line`,
+    );
   }
   const path = clientConfigPath(parsed);
   let existing = new Set<string>();

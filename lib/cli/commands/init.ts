@@ -51,7 +51,7 @@ export async function runInitCommand(
   }
   const path = parsed.globals.config;
   const keys = generateX25519KeyPair();
-  await initServerConfig(path, {
+  const { mode } = await initServerConfig(path, {
     host: v.server.trim(),
     udpPort: port,
     firewall,
@@ -60,14 +60,30 @@ export async function runInitCommand(
     publicKeyB64: keys.publicKey.toBase64(),
     force: v.force === true,
   });
-  io.out(`wrote ${path} (mode 0600) with a new server key pair`);
+  const octal = mode.toString(8).padStart(4, "0");
+  io.out(`wrote ${path} (mode ${octal}) with a new server key pair`);
   io.out(`server public key: ${keys.publicKey.toBase64()}`);
+  // The next commands repeat the global options given, so they can be copied.
+  const globals = ["config", "client-config", "log-level"]
+    .filter((name) => typeof v[name] === "string")
+    .map((name) => ` --${name} ${shellWord(v[name] as string)}`).join("");
   io.out("next:");
   io.out(
-    `  sudo openme add alice            # register a client, prints its config`,
+    `  sudo openme${globals} add alice --out alice.yaml   # register a client; its config goes to alice.yaml`,
   );
   io.out(
-    `  sudo openme serve                # or: sudo systemctl enable --now openme`,
+    `  sudo openme${globals} serve${
+      typeof v.config === "string"
+        ? ""
+        : "                   # or: sudo systemctl enable --now openme"
+    }`,
   );
   return 0;
+}
+
+/** A word as a POSIX shell reads it back: as is when safe, else in single quotes. */
+function shellWord(word: string): string {
+  return /^[\w@%+=:,./-]+$/.test(word)
+    ? word
+    : `'${word.replaceAll("'", `'\\''`)}'`;
 }

@@ -1,6 +1,8 @@
 /**
- * `openme knock`: one knock, or one every interval with `--continuous`;
- * `--check` waits for the health port; `post_knock` runs afterwards.
+ * `openme knock`: one knock, or one every interval with `--continuous`, or
+ * one per profile at once for several profiles; `--check` waits for the
+ * health port; `post_knock` runs afterwards unless others may change the
+ * client config.
  *
  * @module
  */
@@ -16,7 +18,7 @@ import { runPostKnock } from "../../client/post_knock.ts";
 import type { ClientProfile } from "../../config/client_config.ts";
 import { formatDuration, parseDuration } from "../../config/duration.ts";
 import { type IpAddress, parseIp } from "../../ip.ts";
-import { selectProfile } from "../client_profile.ts";
+import { selectProfiles } from "../client_profile.ts";
 import {
   type CliIo,
   CommandError,
@@ -160,18 +162,60 @@ async function knockContinuously(
   return 0;
 }
 
+/** Knocks every profile at once and prints one line each (post_knock is not run); 1 when any failed. */
+async function knockSeveral(
+  profiles: ClientProfile[],
+  flags: KnockFlags,
+  io: CliIo,
+): Promise<number> {
+  const results = await Promise.all(profiles.map(async (profile) => {
+    const lines: string[] = [];
+    const push = (text: string): number => lines.push(text);
+    const into = { out: push, err: push };
+    const ok = await knockAndCheck(profile, flags, into, "").catch((err) => {
+      lines.push(`knock failed: ${err.message}`);
+      return false;
+    });
+    return `${ok ? "✓" : "✗"} ${profile.name}: ${lines.join("; ")}`;
+  }));
+  for (const line of results) io.out(line);
+  const failed = profiles.filter((_, i) => results[i].startsWith("✗"));
+  if (failed.length === 0) return 0;
+  const names = failed.map((p) => p.name).join(", ");
+  io.err(
+    `openme: ${failed.length} of ${profiles.length} profiles failed: ${names}`,
+  );
+  return 1;
+}
+
 /** Runs `openme knock`. */
 export async function runKnockCommand(
   parsed: ParsedCommand,
   io: CliIo,
 ): Promise<number> {
   const flags = parseFlags(parsed);
-  const profile = await selectProfile(parsed, parsed.positionals[0]);
-  if (parsed.values.continuous === true) {
-    return await knockContinuously(profile, flags, io);
+  const names = parsed.positionals;
+  const all = parsed.values.all === true;
+  const continuous = parsed.values.continuous === true;
+  if (all && names.length > 0) {
+    throw new UsageError("--all knocks every profile: name none", "knock");
   }
+  if (continuous && (all || names.length > 1)) {
+    throw new UsageError("--continuous knocks a single profile", "knock");
+  }
+  const { config, profiles } = await selectProfiles(parsed, names, all);
+  if (profiles.length > 1 || all) {
+    return await knockSeveral(profiles, flags, io);
+  }
+  const profile = profiles[0];
+  if (continuous) return await knockContinuously(profile, flags, io);
   if (!await knockAndCheck(profile, flags, io, "")) return 1;
   if (profile.postKnock === null || profile.postKnock === "") return 0;
+  if (config.postKnockRefusal !== null) {
+    throw new CommandError(
+      `post_knock of profile ${profile.name} not run: ${config.path}: ${config.postKnockRefusal}, so another user could have put a command there (the knock was sent)`,
+    );
+  }
   try {
     return await runPostKnock(profile.postKnock, {
       profile: profile.name,

@@ -1,9 +1,12 @@
 /**
- * `openme list`: every client with its key fingerprint, effective ports and
- * expiry; clients the server would skip are listed with the reason.
+ * `openme list`: every client with its key fingerprint, effective ports,
+ * expiry and the file that defines it; clients the server would skip, and
+ * refused files of `clients_dir`, are listed with the reason.
  *
  * @module
  */
+
+import { dirname, relative } from "node:path";
 
 import { loadServerConfig } from "../../config/server_config.ts";
 import { formatPortRange } from "../../config/ports.ts";
@@ -18,11 +21,12 @@ export async function runListCommand(
 ): Promise<number> {
   const path = parsed.globals.config;
   const config = await loadServerConfig(path);
+  for (const e of config.dropInErrors) io.err(`error: ${e}`);
   if (config.clients.length === 0 && config.skippedClients.length === 0) {
     io.out(`no clients in ${path}; add one with \`openme add NAME\``);
     return 0;
   }
-  const rows: string[][] = [["NAME", "FINGERPRINT", "PORTS", "EXPIRES"]];
+  const rows = [["NAME", "FINGERPRINT", "PORTS", "EXPIRES", "FILE"]];
   const now = Date.now();
   for (const c of config.clients) {
     const ports = c.ports.map(formatPortRange);
@@ -31,11 +35,14 @@ export async function runListCommand(
       ? "never"
       : formatRfc3339(c.expires.getTime()) +
         (c.expires.getTime() <= now ? " (expired)" : "");
+    // Relative to the config's directory, e.g. clients.d/bob.yaml:2.
+    const file = relative(dirname(path), c.file);
     rows.push([
       c.name,
       keyFingerprint(c.ed25519PublicKey),
       ports.join(",") || "-",
       expires,
+      `${file.startsWith("..") ? c.file : file}:${c.line}`,
     ]);
   }
   for (const line of formatTable(rows)) io.out(line);

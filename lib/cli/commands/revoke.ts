@@ -1,5 +1,6 @@
 /**
- * `openme revoke NAME`: removes the client from the server config; a running
+ * `openme revoke NAME`: removes the client from the server config and from
+ * the `clients_dir` files (deleting a file that held only it); a running
  * server reloads within 2 s, refuses its knocks and closes its sessions.
  *
  * @module
@@ -17,20 +18,26 @@ export async function runRevokeCommand(
   const name = parsed.positionals[0];
   const path = parsed.globals.config;
   const removed = await removeServerClient(path, name);
-  if (!removed) {
+  if (removed.length === 0) {
     const config = await loadServerConfig(path);
     const names = [
       ...config.clients.map((c) => c.name),
       ...config.skippedClients,
     ];
+    const refused = config.dropInErrors.length === 0
+      ? ""
+      : `; refused clients_dir files, whose clients a running server keeps, are listed by \`openme list\``;
     throw new CommandError(
-      `no client "${name}" in ${path} (clients: ${
+      `no client "${name}" in ${path} or ${config.clientsDir} (clients: ${
         names.length > 0 ? names.join(", ") : "none"
-      })`,
+      })${refused}`,
     );
   }
+  const files = removed.map((r) => r.deleted ? `${r.file} (deleted)` : r.file);
   io.out(
-    `revoked ${name}: removed from ${path}; a running server applies it within 2 s`,
+    `revoked ${name}: removed from ${
+      files.join(" and ")
+    }; a running server applies it within 2 s`,
   );
   return 0;
 }

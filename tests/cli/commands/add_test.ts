@@ -2,7 +2,8 @@
  * `openme add` (lib/cli/commands/add.ts), run in-process through runCli: the
  * printed client block (first line `profiles:`, then the fingerprint), what
  * lands in the server config, name and group checks, --ports, --expires,
- * --profile and the QR outputs.
+ * --profile, the QR outputs, and the safe key hand-off (--out, --force, the
+ * warning about a readable standard output).
  */
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
@@ -16,22 +17,25 @@ import { loadServerConfig } from "../../../lib/config/server_config.ts";
 import { formatPortRange } from "../../../lib/config/ports.ts";
 import {
   ed25519KeyPairFromPrivateKey,
+  generateEd25519KeyPair,
   keyFingerprint,
 } from "../../../lib/protocol/crypto.ts";
 import { encodeBase64 } from "../../../lib/encoding.ts";
 import { setLogSink } from "../../../lib/log.ts";
 import {
   type Captured,
+  mainCommand,
   openme,
   openmeOk,
   withServerConfig,
 } from "../../support/cli.ts";
+import { run } from "../../../scripts/testbed.ts";
 import { withTempDir } from "../../support/files.ts";
 
 setLogSink(() => {});
 
 const ADD_USAGE =
-  "Usage: openme add NAME [--ports CSV] [--expires RFC3339] [--profile NAME] [--qr] [--qr-out FILE]";
+  "Usage: openme add NAME [--out FILE] [--ports CSV] [--expires RFC3339] [--profile NAME] [--qr] [--qr-out FILE] [--force]";
 
 /** Runs fn with a fresh `openme init` config in a temp dir; `edit` may change its text first. */
 async function withServer(
@@ -366,5 +370,180 @@ Deno.test("add --qr prints a terminal QR code after the fingerprint", async () =
     const qr = lines.slice(fingerprintAt + 1).join("\n");
     assert.ok(qr.length > 200, "a QR code follows");
     assert.match(qr, /[█▀▄]/);
+  });
+});
+
+const IS_ROOT = Deno.build.os === "linux" &&
+  Deno.statSync("/proc/self").uid === 0;
+
+/** The names of the clients a server config holds. */
+async function clientNames(path: string): Promise<string[]> {
+  return (await loadServerConfig(path)).clients.map((c) => c.name);
+}
+
+Deno.test("add --out writes the client block and fingerprint to a new 0600 file and prints only the fingerprint", async () => {
+  await withServer(async (path, dir) => {
+    const out = `${dir}/alice.yaml`;
+    const previous = Deno.umask(0);
+    let result: Captured;
+    try {
+      result = await addTo(path, "alice", "--out", out);
+    } finally {
+      Deno.umask(previous);
+    }
+    assert.equal(result.code, 0, result.err);
+    const text = await Deno.readTextFile(out);
+    assert.ok(text.startsWith("profiles:\n"), text);
+    const profile = onlyProfile(text);
+    const fingerprint = `# fingerprint: ${keyFingerprint(profile.publicKey!)}`;
+    assert.ok(text.endsWith(`${fingerprint}\n`), text);
+    assert.equal(result.out, fingerprint, "no private key on standard output");
+    assert.match(
+      result.err,
+      /wrote its client config to .*alice\.yaml \(mode 0600\)/,
+    );
+    assert.equal((await Deno.stat(out)).mode! & 0o777, 0o600);
+    assert.deepEqual(await clientNames(path), ["alice"]);
+  });
+});
+
+Deno.test("add --out refuses an existing file or symlink without --force and registers nothing", async () => {
+  await withServer(async (path, dir) => {
+    const existing = `${dir}/existing.yaml`;
+    await Deno.writeTextFile(existing, "keep me\n");
+    const victim = `${dir}/victim`;
+    await Deno.writeTextFile(victim, "victim\n");
+    const link = `${dir}/link.yaml`;
+    await Deno.symlink(victim, link);
+    const dangling = `${dir}/dangling.yaml`;
+    await Deno.symlink(`${dir}/nowhere`, dangling);
+    const before = await Deno.readTextFile(path);
+    for (const out of [existing, link, dangling]) {
+      for (const flag of ["--out", "--qr-out"]) {
+        const result = await addTo(path, "alice", flag, out);
+        assert.equal(result.code, 1, `${flag} ${out}`);
+        assert.match(
+          result.err,
+          /already exists; nothing was added \(pass --force/,
+        );
+        assert.equal(result.out, "");
+      }
+    }
+    assert.equal(await Deno.readTextFile(path), before, "nothing registered");
+    assert.equal(await Deno.readTextFile(existing), "keep me\n");
+    assert.equal(await Deno.readTextFile(victim), "victim\n");
+    await assert.rejects(Deno.lstat(`${dir}/nowhere`), Deno.errors.NotFound);
+  });
+});
+
+Deno.test("add --out --force replaces a file, and a symlink itself without writing through it", async () => {
+  await withServer(async (path, dir) => {
+    const victim = `${dir}/victim`;
+    await Deno.writeTextFile(victim, "victim\n", { mode: 0o644 });
+    const link = `${dir}/link.yaml`;
+    await Deno.symlink(victim, link);
+    const result = await addTo(path, "alice", "--out", link, "--force");
+    assert.equal(result.code, 0, result.err);
+    assert.equal(await Deno.readTextFile(victim), "victim\n");
+    const info = await Deno.lstat(link);
+    assert.ok(info.isFile, "the link was replaced by a regular file");
+    assert.equal(info.mode! & 0o777, 0o600);
+    assert.ok((await Deno.readTextFile(link)).startsWith("profiles:\n"));
+  });
+});
+
+Deno.test({
+  name:
+    "add --qr-out never writes a key into a file another user planted in a sticky directory",
+  ignore: !IS_ROOT,
+  fn: async () => {
+    await withServer(async (path, dir) => {
+      // The reproduction: /tmp-like sticky directory, a file pre-created by nobody.
+      const sticky = `${dir}/tmp`;
+      await Deno.mkdir(sticky);
+      await Deno.chmod(sticky, 0o1777);
+      const planted = `${sticky}/bob.png`;
+      await Deno.writeTextFile(planted, "", { mode: 0o666 });
+      await Deno.chown(planted, 65534, 65534);
+      const refused = await addTo(path, "bob", "--qr-out", planted);
+      assert.equal(refused.code, 1, refused.err);
+      assert.deepEqual(await clientNames(path), [], "nothing registered");
+      assert.equal((await Deno.stat(planted)).size, 0, "left empty");
+
+      const forced = await addTo(path, "bob", "--qr-out", planted, "--force");
+      assert.equal(forced.code, 0, forced.err);
+      const info = await Deno.stat(planted);
+      assert.deepEqual([info.uid, info.mode! & 0o777], [0, 0o600]);
+      assert.ok(info.size > 0);
+      assert.deepEqual(await clientNames(path), ["bob"]);
+    });
+  },
+});
+
+Deno.test({
+  name:
+    "add warns on stderr, naming the chmod, when standard output is a file other users can read",
+  ignore: Deno.build.os !== "linux",
+  fn: async () => {
+    await withServer(async (path, dir) => {
+      const out = `${dir}/alice.yaml`;
+      const script = `umask 022; exec "$@" > ${out}`;
+      const result = await run([
+        "sh",
+        "-c",
+        script,
+        "sh",
+        ...mainCommand(["--config", path, "add", "alice"]),
+      ]);
+      assert.equal(result.code, 0, result.stderr);
+      assert.ok((await Deno.readTextFile(out)).startsWith("profiles:\n"));
+      assert.match(
+        result.stderr,
+        new RegExp(
+          `standard output is a file other users can read \\(mode 0644\\).* run chmod 600 ${out}`,
+        ),
+      );
+      // A private file, or a pipe: no warning.
+      const quiet = await run([
+        "sh",
+        "-c",
+        `umask 077; exec "$@" > ${dir}/bob.yaml`,
+        "sh",
+        ...mainCommand(["--config", path, "add", "bob"]),
+      ]);
+      assert.equal(quiet.code, 0, quiet.stderr);
+      assert.doesNotMatch(quiet.stderr, /warning/);
+      const piped = await run(mainCommand(["--config", path, "add", "carol"]));
+      assert.doesNotMatch(piped.stderr, /warning/);
+    });
+  },
+});
+
+Deno.test("add --help and the README hand the key over with --out, never with a shell redirect", async () => {
+  const help = await openmeOk(["add", "--help"]);
+  assert.match(help.out, /sudo openme add alice --out alice\.yaml/);
+  const readme = await Deno.readTextFile(
+    new URL("../../../README.md", import.meta.url),
+  );
+  assert.match(readme, /openme add alice --out alice\.yaml/);
+  assert.doesNotMatch(readme, /openme add \S+[^\n|]*> *\S+\.yaml/);
+});
+
+Deno.test("add refuses a name a clients_dir file defines, naming the file", async () => {
+  await withServer(async (path, dir) => {
+    await Deno.mkdir(`${dir}/clients.d`, { mode: 0o755 });
+    const key = encodeBase64(generateEd25519KeyPair().publicKey);
+    await Deno.writeTextFile(
+      `${dir}/clients.d/team.yaml`,
+      `clients:\n  bob:\n    ed25519_pubkey: ${key}\n`,
+    );
+    const before = await Deno.readTextFile(path);
+    const result = await addTo(path, "bob");
+    assert.equal(result.code, 1);
+    assert.match(
+      result.err,
+      /client "bob" already exists in .*clients\.d\/team\.yaml:2/,
+    );
+    assert.equal(await Deno.readTextFile(path), before);
   });
 });

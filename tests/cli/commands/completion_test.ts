@@ -129,8 +129,13 @@ Deno.test("__complete offers profile names from --client-config, shells, files, 
       "flag values are not counted as positionals",
     );
     assert.deepEqual(
-      await complete("--client-config", config, "knock", "work", ""),
+      await complete("--client-config", config, "status", "work", ""),
       [],
+    );
+    assert.deepEqual(
+      await complete("--client-config", config, "knock", "work", ""),
+      ["home-1", "work"],
+      "knock takes several profiles",
     );
     assert.deepEqual(
       await complete("--client-config", join(config, "missing"), "knock", ""),

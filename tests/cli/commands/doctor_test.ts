@@ -637,3 +637,38 @@ Deno.test("openme doctor prints one line per finding and exits 1 on any ✗", as
     );
   });
 });
+
+Deno.test({
+  name:
+    "doctor fails a refused clients.d file and warns when a user other than root may change the config",
+  ignore: Deno.build.os !== "linux",
+  fn: async () => {
+    await withTempDir("openme-doctor-files-", async (dir) => {
+      const config = join(dir, "config.yaml");
+      await openmeOk(["--config", config, "init", "--server", "h.example"]);
+      await Deno.mkdir(join(dir, "clients.d"), { mode: 0o755 });
+      await Deno.writeTextFile(
+        join(dir, "clients.d", "bad.yaml"),
+        "clients: [\n",
+      );
+      const doctor = () => runDoctorChecks(config, { env: { PATH: dir } });
+      const findings = await doctor();
+      const refused = one(findings, /clients\.d\/bad\.yaml:1: invalid YAML/);
+      assert.equal(refused.level, "fail");
+      assert.match(refused.text, /file refused/);
+      none(findings, /only root should change the server config/);
+      await Deno.chmod(config, 0o660);
+      const writable = one(
+        await doctor(),
+        /only root should change the server config/,
+      );
+      assert.equal(writable.level, "warn");
+      assert.match(
+        writable.text,
+        new RegExp(
+          `^config ${config}: mode 0660 lets other users change it \\(run chmod go-w ${config}\\)`,
+        ),
+      );
+    });
+  },
+});

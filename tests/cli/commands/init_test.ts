@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { loadServerConfig } from "../../../lib/config/server_config.ts";
+import { accountIds, processUid } from "../../../lib/config/ownership.ts";
 import {
   clampX25519Scalar,
   x25519PublicKey,
@@ -120,7 +121,7 @@ Deno.test("init annotates every key with a comment line above it", async () => {
 
 Deno.test({
   name:
-    "init writes the file with mode 0600 and creates its directory with mode 0750",
+    "init writes the file with mode 0600 (0640 for root where group openme exists) and creates its directory with mode 0750",
   ignore: !IS_POSIX,
   fn: async () => {
     await withTempDir(TEMP_PREFIX, async (dir) => {
@@ -133,7 +134,14 @@ Deno.test({
         "h.example",
       ]);
       assert.equal(result.code, 0, result.err);
-      assert.equal((await Deno.stat(path)).mode! & 0o777, 0o600);
+      // The openme group reads the config when root writes it and the group exists.
+      const group = (await accountIds("openme")).gid;
+      const mode = processUid() === 0 && group !== null ? 0o640 : 0o600;
+      assert.equal((await Deno.stat(path)).mode! & 0o777, mode);
+      assert.match(
+        result.out,
+        new RegExp(`\\(mode 0${mode.toString(8)}\\)`),
+      );
       assert.equal((await Deno.stat(`${dir}/etc/openme`)).mode! & 0o777, 0o750);
       // The lock file stays (it is locked, never replaced); no temp file may.
       const leftovers = [...Deno.readDirSync(`${dir}/etc/openme`)]
@@ -247,3 +255,44 @@ Deno.test("init with a server name YAML would misread keeps it as text", async (
     assert.equal((await loadServerConfig(path)).host, "yes");
   });
 });
+
+Deno.test("init's next steps repeat the global options given, so they can be copied", async () => {
+  await withTempDir(TEMP_PREFIX, async (dir) => {
+    const path = `${dir}/my server.yaml`;
+    const result = await openmeOk([
+      "--config",
+      path,
+      "--log-level",
+      "warn",
+      "init",
+      "--server",
+      "vpn.example.com",
+    ]);
+    const steps = result.out.split("\n").slice(
+      result.out.split("\n").indexOf("next:") + 1,
+    );
+    const globals = `--config '${path}' --log-level warn`;
+    assert.match(
+      steps[0],
+      new RegExp(
+        `^ {2}sudo openme ${escape(globals)} add alice --out alice\\.yaml `,
+      ),
+    );
+    assert.equal(steps[1], `  sudo openme ${globals} serve`);
+    // The printed add command works as printed (minus sudo and the comment).
+    const add = await openmeOk([
+      "--config",
+      path,
+      "add",
+      "alice",
+      "--out",
+      `${dir}/alice.yaml`,
+    ]);
+    assert.match(add.out, /^# fingerprint: /);
+  });
+});
+
+/** Escapes text for a RegExp. */
+function escape(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}

@@ -593,3 +593,175 @@ Deno.test("knock rejects bad flag combinations with exit 2", async () => {
     }
   });
 });
+
+Deno.test("knock with several profiles knocks each at once and prints one line each; a failed one makes exit 1 and is named", async () => {
+  await withTempDir(TEMP_PREFIX, async (dir) => {
+    const web1 = acceptingTcpListener();
+    const web2 = acceptingTcpListener();
+    try {
+      const config = join(dir, "client.yaml");
+      const closed = freeTcpPort();
+      await writeTestProfile(config, {
+        name: "web1",
+        host: "127.0.0.1",
+        port: web1.port,
+      });
+      await writeTestProfile(config, {
+        name: "web2",
+        host: "127.0.0.1",
+        port: web2.port,
+      });
+      await writeTestProfile(config, {
+        name: "db",
+        host: "127.0.0.1",
+        port: closed,
+      });
+      const ok = await openme([
+        "--client-config",
+        config,
+        "knock",
+        "web1",
+        "web2",
+        "--check",
+      ]);
+      assert.equal(ok.code, 0, ok.err);
+      const lines = ok.out.split("\n");
+      assert.equal(lines.length, 2, ok.out);
+      assert.match(
+        lines[0],
+        new RegExp(
+          `^✓ web1: knocked 127\\.0\\.0\\.1:${web1.port}; ✓ health port tcp 127\\.0\\.0\\.1:${web1.port} open after \\d+ ms$`,
+        ),
+      );
+      assert.match(
+        lines[1],
+        new RegExp(
+          `^✓ web2: knocked 127\\.0\\.0\\.1:${web2.port}; ✓ health port`,
+        ),
+      );
+
+      const some = await openme([
+        "--client-config",
+        config,
+        "knock",
+        "--all",
+        "--check",
+      ]);
+      assert.equal(some.code, 1, some.err);
+      const all = some.out.split("\n");
+      assert.deepEqual(all.map((l) => l.slice(0, 7)), [
+        "✓ web1:",
+        "✓ web2:",
+        "✗ db: k",
+      ]);
+      assert.match(
+        all[2],
+        new RegExp(
+          `^✗ db: knocked 127\\.0\\.0\\.1:${closed}; ✗ health port tcp 127\\.0\\.0\\.1:${closed} still closed`,
+        ),
+      );
+      assert.equal(some.err, "openme: 1 of 3 profiles failed: db");
+
+      // Without --check every knock that was sent is fine.
+      const sent = await openme(["--client-config", config, "knock", "--all"]);
+      assert.equal(sent.code, 0, sent.err);
+      assert.equal(sent.out.split("\n").length, 3);
+    } finally {
+      await web1.close();
+      await web2.close();
+    }
+  });
+});
+
+Deno.test("knock with several profiles names a profile whose knock cannot be sent, and knocks the others", async () => {
+  await withTempDir(TEMP_PREFIX, async (dir) => {
+    const config = join(dir, "client.yaml");
+    await writeTestProfile(config, {
+      name: "a",
+      host: "127.0.0.1",
+      port: freeTcpPort(),
+    });
+    await writeTestProfile(config, {
+      name: "b",
+      host: "no-such-host.invalid",
+      port: 54154,
+    });
+    const result = await openme(["--client-config", config, "knock", "a", "b"]);
+    assert.equal(result.code, 1);
+    const lines = result.out.split("\n");
+    assert.match(lines[0], /^✓ a: knocked 127\.0\.0\.1:/);
+    assert.match(lines[1], /^✗ b: knock failed: .*no-such-host\.invalid/);
+    assert.equal(result.err, "openme: 1 of 2 profiles failed: b");
+  });
+});
+
+Deno.test("knock rejects --all with names, --continuous with several profiles, and an unknown one among several", async () => {
+  await withTempDir(TEMP_PREFIX, async (dir) => {
+    const config = join(dir, "client.yaml");
+    await writeTestProfile(config, {
+      name: "a",
+      host: "127.0.0.1",
+      port: freeTcpPort(),
+    });
+    const cases: [string[], number, RegExp][] = [
+      [["--all", "a"], 2, /--all knocks every profile: name none/],
+      [["a", "a", "--continuous"], 2, /--continuous knocks a single profile/],
+      [["--all", "--continuous"], 2, /--continuous knocks a single profile/],
+      [["a", "zz"], 1, /no profile "zz" in .* \(profiles: a\)/],
+    ];
+    for (const [args, code, pattern] of cases) {
+      const result = await openme([
+        "--client-config",
+        config,
+        "knock",
+        ...args,
+      ]);
+      assert.equal(result.code, code, args.join(" "));
+      assert.match(result.err, pattern);
+    }
+  });
+});
+
+Deno.test({
+  name:
+    "knock does not run a post_knock from a client config other users may change, and says why and what to run",
+  ignore: Deno.build.os !== "linux",
+  fn: async () => {
+    await withTempDir(TEMP_PREFIX, async (dir) => {
+      const config = join(dir, "client.yaml");
+      const marker = join(dir, "ran");
+      await writeTestProfile(config, {
+        host: "127.0.0.1",
+        port: freeTcpPort(),
+        postKnock: `touch '${marker}'`,
+      });
+      await Deno.chmod(config, 0o664);
+      const writable = await openme(["--client-config", config, "knock"]);
+      assert.equal(writable.code, 1);
+      assert.match(writable.out, /^knocked 127\.0\.0\.1:/);
+      assert.ok(
+        writable.err.includes(
+          `post_knock of profile default not run: ${config}: mode 0664 lets other users change it (run chmod go-w ${config}), so another user could have put a command there (the knock was sent)`,
+        ),
+        writable.err,
+      );
+      await assert.rejects(Deno.stat(marker), Deno.errors.NotFound);
+      if (Deno.statSync("/proc/self").uid === 0) {
+        await Deno.chmod(config, 0o600);
+        await Deno.chown(config, 65534, 65534);
+        const foreign = await openme(["--client-config", config, "knock"]);
+        assert.equal(foreign.code, 1);
+        assert.match(
+          foreign.err,
+          /it is owned by uid 65534, another user \(run chown \$\(id -un\) .*client\.yaml\)/,
+        );
+        await assert.rejects(Deno.stat(marker), Deno.errors.NotFound);
+        await Deno.chown(config, 0, 0);
+      }
+      await Deno.chmod(config, 0o600);
+      const safe = await openme(["--client-config", config, "knock"]);
+      assert.equal(safe.code, 0, safe.err);
+      await Deno.stat(marker); // ran
+    });
+  },
+});

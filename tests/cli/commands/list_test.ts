@@ -1,11 +1,17 @@
 /**
  * `openme list` (lib/cli/commands/list.ts), run in-process through runCli:
- * name, fingerprint, effective ports (with the health port) and expiry per
- * client; skipped clients and warnings; a missing config.
+ * name, fingerprint, effective ports (with the health port), expiry and
+ * defining file per client; skipped clients, refused clients.d files and
+ * warnings; a missing config.
  */
 import assert from "node:assert/strict";
+import { dirname } from "node:path";
 import { parseClientConfig } from "../../../lib/config/client_config.ts";
-import { keyFingerprint } from "../../../lib/protocol/crypto.ts";
+import { decodeBase64 } from "../../../lib/encoding.ts";
+import {
+  generateEd25519KeyPair,
+  keyFingerprint,
+} from "../../../lib/protocol/crypto.ts";
 import { setLogSink } from "../../../lib/log.ts";
 import { openme, openmeOk, withServerConfig } from "../../support/cli.ts";
 
@@ -61,18 +67,29 @@ Deno.test("list shows name, fingerprint, effective ports with the health port, a
     const result = await openme(["--config", path, "list"]);
     assert.equal(result.code, 0, result.err);
     const table = rows(result.out);
-    assert.deepEqual(table[0], ["NAME", "FINGERPRINT", "PORTS", "EXPIRES"]);
+    assert.deepEqual(table[0], [
+      "NAME",
+      "FINGERPRINT",
+      "PORTS",
+      "EXPIRES",
+      "FILE",
+    ]);
+    const text = await Deno.readTextFile(path);
+    const lineOf = (name: string): number =>
+      text.split("\n").indexOf(`  ${name}:`) + 1;
     assert.deepEqual(table[1], [
       "alice",
       alice,
       "22/tcp,40000/tcp (health)",
       "never",
+      `config.yaml:${lineOf("alice")}`,
     ]);
     assert.deepEqual(table[2], [
       "bob",
       bob,
       "443/tcp,2222/tcp,8080-8090/tcp,40000/tcp (health)",
       "2099-12-31T23:59:59Z",
+      `config.yaml:${lineOf("bob")}`,
     ]);
     assert.equal(table.length, 3);
     assert.equal(result.err, "");
@@ -127,4 +144,27 @@ Deno.test("list without a config exits 1 naming the file and the fix", async () 
   assert.equal(result.code, 1);
   assert.match(result.err, /\/nonexistent\/openme\/config\.yaml/);
   assert.match(result.err, /openme init/);
+});
+
+Deno.test("list shows the clients.d file each drop-in client comes from, and refused files as errors", async () => {
+  await withServer(async (path) => {
+    await add(path, ["alice"]);
+    const dir = `${dirname(path)}/clients.d`;
+    await Deno.mkdir(dir, { mode: 0o755 });
+    const key = generateEd25519KeyPair().publicKey.toBase64();
+    await Deno.writeTextFile(
+      `${dir}/bob.yaml`,
+      `clients:\n  bob:\n    ed25519_pubkey: ${key}\n`,
+    );
+    await Deno.writeTextFile(`${dir}/broken.yaml`, "clients: [\n");
+    const result = await openme(["--config", path, "list"]);
+    assert.equal(result.code, 0, result.err);
+    const bob = rows(result.out).find((r) => r[0] === "bob")!;
+    assert.equal(bob[1], keyFingerprint(decodeBase64(key)!));
+    assert.equal(bob[4], "clients.d/bob.yaml:2");
+    assert.match(
+      result.err,
+      /^error: config .*clients\.d\/broken\.yaml:1: invalid YAML: the \[ opened on this line is never closed .*; file refused/m,
+    );
+  });
 });

@@ -1,9 +1,12 @@
 /**
  * `openme revoke` (lib/cli/commands/revoke.ts), run in-process through runCli:
- * it removes exactly the named client, keeps everything else, and an unknown
- * name exits 1 listing the clients.
+ * it removes exactly the named client from config.yaml or its clients.d
+ * file, keeps everything else, and an unknown name exits 1 listing the
+ * clients.
  */
 import assert from "node:assert/strict";
+import { dirname } from "node:path";
+import { generateEd25519KeyPair } from "../../../lib/protocol/crypto.ts";
 import { loadServerConfig } from "../../../lib/config/server_config.ts";
 import { setLogSink } from "../../../lib/log.ts";
 import { openme, openmeOk, withServerConfig } from "../../support/cli.ts";
@@ -76,7 +79,7 @@ Deno.test("revoke of an unknown client exits 1 listing the clients, and changes 
     assert.equal(result.code, 1);
     assert.match(
       result.err,
-      /^openme: no client "carol" in .*config\.yaml \(clients: alice, bob\)$/,
+      /^openme: no client "carol" in .*config\.yaml or .*clients\.d \(clients: alice, bob\)$/,
     );
     assert.equal(result.out, "");
     assert.equal(await Deno.readTextFile(path), before);
@@ -113,4 +116,64 @@ Deno.test("revoke without NAME exits 2 with the usage line; without a config exi
   assert.equal(noConfig.code, 1);
   assert.match(noConfig.err, /\/nonexistent\/openme\/c\.yaml/);
   assert.doesNotMatch(noConfig.err, /^\s+at /m);
+});
+
+/** A clients.d file's text: a comment, then each client with a fresh key. */
+function dropIn(...names: string[]): string {
+  const lines = ["# from config management", "clients:"];
+  for (const name of names) {
+    const key = generateEd25519KeyPair().publicKey.toBase64();
+    lines.push(
+      `  # ${name}'s laptop`,
+      `  ${name}:`,
+      `    ed25519_pubkey: ${key}`,
+    );
+  }
+  return `${lines.join("\n")}\n`;
+}
+
+Deno.test("revoke deletes a clients.d file that holds only that client, and edits one that holds others, keeping comments", async () => {
+  await withServer(["alice"], async (path) => {
+    const dir = `${dirname(path)}/clients.d`;
+    await Deno.mkdir(dir, { mode: 0o755 });
+    await Deno.writeTextFile(`${dir}/bob.yaml`, dropIn("bob"));
+    await Deno.writeTextFile(`${dir}/team.yaml`, dropIn("carol", "dave"));
+    await Deno.chmod(`${dir}/team.yaml`, 0o644);
+
+    const bob = await openme(["--config", path, "revoke", "bob"]);
+    assert.equal(bob.code, 0, bob.err);
+    assert.equal(
+      bob.out,
+      `revoked bob: removed from ${dir}/bob.yaml (deleted); a running server applies it within 2 s`,
+    );
+    await assert.rejects(Deno.stat(`${dir}/bob.yaml`), Deno.errors.NotFound);
+
+    const carol = await openme(["--config", path, "revoke", "carol"]);
+    assert.equal(carol.code, 0, carol.err);
+    assert.match(carol.out, /^revoked carol: removed from .*team\.yaml;/);
+    const text = await Deno.readTextFile(`${dir}/team.yaml`);
+    assert.ok(text.startsWith("# from config management\nclients:\n"), text);
+    assert.match(text, /^ {2}# dave's laptop\n {2}dave:$/m);
+    assert.doesNotMatch(text, /^ +carol:/m);
+    assert.equal((await Deno.stat(`${dir}/team.yaml`)).mode! & 0o777, 0o644);
+    const config = await loadServerConfig(path);
+    assert.deepEqual(config.clients.map((c) => c.name), ["alice", "dave"]);
+    assert.deepEqual(config.dropInErrors, []);
+  });
+});
+
+Deno.test("revoke of a name defined twice removes both definitions", async () => {
+  await withServer(["alice"], async (path) => {
+    const dir = `${dirname(path)}/clients.d`;
+    await Deno.mkdir(dir, { mode: 0o755 });
+    await Deno.writeTextFile(`${dir}/a.yaml`, dropIn("alice", "erin"));
+    const result = await openme(["--config", path, "revoke", "alice"]);
+    assert.equal(result.code, 0, result.err);
+    assert.equal(
+      result.out,
+      `revoked alice: removed from ${path} and ${dir}/a.yaml; a running server applies it within 2 s`,
+    );
+    const config = await loadServerConfig(path);
+    assert.deepEqual(config.clients.map((c) => c.name), ["erin"]);
+  });
 });
