@@ -7,7 +7,12 @@
 
 import { Document } from "yaml";
 import { prepareEd25519VerifyKey } from "../protocol/crypto.ts";
-import { INTERFACE_NAME_PATTERN } from "../firewall/backend.ts";
+import {
+  DEFAULT_KNOCK_RATE_LIMIT,
+  INTERFACE_NAME_PATTERN,
+  type KnockRateLimit,
+  MAX_KNOCK_RATE,
+} from "../firewall/backend.ts";
 import { formatDuration, parseDuration } from "./duration.ts";
 import { ConfigError, describeValue } from "./errors.ts";
 import {
@@ -98,6 +103,8 @@ export interface ServerConfig {
   replayWindowMs: number;
   /** `server.open_knock_port`. */
   openKnockPort: boolean;
+  /** `server.knock_rate_limit` and `server.knock_burst`: each source's budget, in the kernel and in openme. */
+  knockRateLimit: KnockRateLimit;
   /** `server.drop_ports`. */
   dropPorts: boolean;
   /** `server.default_profile`. */
@@ -142,6 +149,19 @@ const SERVER_FIELDS = {
     check: checkDuration,
   },
   open_knock_port: booleanField(true),
+  knock_rate_limit: {
+    hint: `a count 1-${MAX_KNOCK_RATE} per s, m or h, e.g. 20/s or 30/m`,
+    default: {
+      count: DEFAULT_KNOCK_RATE_LIMIT.count,
+      unit: DEFAULT_KNOCK_RATE_LIMIT.unit,
+    },
+    check: checkRate,
+  },
+  knock_burst: {
+    hint: `an integer 1-${MAX_KNOCK_RATE}, e.g. 40`,
+    default: DEFAULT_KNOCK_RATE_LIMIT.burst,
+    check: checkBurst,
+  },
   drop_ports: booleanField(false),
   default_profile: {
     hint:
@@ -267,6 +287,7 @@ export function buildServerConfig(file: YamlFile): ServerConfig {
     knockTimeoutMs: server.knock_timeout,
     replayWindowMs: server.replay_window,
     openKnockPort: server.open_knock_port,
+    knockRateLimit: { ...server.knock_rate_limit, burst: server.knock_burst },
     dropPorts: server.drop_ports,
     defaultProfile: server.default_profile,
     interface: server.interface,
@@ -475,6 +496,30 @@ function checkDuration(value: unknown, fail: Fail): number {
   return ms;
 }
 
+/** A rate such as `20/s`, `30/m` or `100/hour`. */
+function checkRate(value: unknown, fail: Fail): Omit<KnockRateLimit, "burst"> {
+  const m = /^(\d+)\s*\/\s*(s|sec|second|m|min|minute|h|hour)$/.exec(
+    String(value).trim(),
+  );
+  if (typeof value !== "string" || m === null) {
+    fail(`invalid rate ${describeValue(value)}`);
+  }
+  const count = Number(m[1]);
+  if (count < 1 || count > MAX_KNOCK_RATE) {
+    fail(`rate ${describeValue(value)} out of range 1-${MAX_KNOCK_RATE}`);
+  }
+  const unit = m[2][0] === "s" ? "second" : m[2][0] === "m" ? "minute" : "hour";
+  return { count, unit };
+}
+
+function checkBurst(value: unknown, fail: Fail): number {
+  if (
+    typeof value !== "number" || !Number.isInteger(value) || value < 1 ||
+    value > MAX_KNOCK_RATE
+  ) fail(`invalid burst ${describeValue(value)}`);
+  return value;
+}
+
 function checkProfileName(value: unknown, fail: Fail): string {
   if (typeof value !== "string" || nameProblem(value, "profile") !== null) {
     fail(`invalid profile name ${describeValue(value)}`);
@@ -656,8 +701,15 @@ export function renderInitialServerConfig(
     "  # How far a knock's timestamp may be from the server clock, and how long",
     "  # accepted nonces are remembered against replays; keep it >= knock_timeout.",
     "  replay_window: 60s",
-    "  # true: the server adds the firewall rule that lets knock packets in.",
+    "  # true: the server adds the firewall rule that lets knock packets in,",
+    "  # behind a gate that drops in the kernel what cannot be a knock: other",
+    "  # sizes, other versions and more than knock_rate_limit per source.",
     "  open_knock_port: true",
+    "  # Datagrams each source (an IPv4 address, an IPv6 /64) may send to the",
+    "  # knock port, per s, m or h, in bursts of up to knock_burst (1-999);",
+    "  # the kernel gate drops the rest, openme itself refuses them too.",
+    "  knock_rate_limit: 20/s",
+    "  knock_burst: 40",
     "  # true: the server adds DROP rules for every managed port (every port",
     "  # group and client port below), so only knocked addresses reach them.",
     "  drop_ports: false",

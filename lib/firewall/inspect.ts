@@ -10,12 +10,20 @@
 import {
   type FirewallBackendOptions,
   FirewallError,
+  GATE_RULE_COMMENT,
   IPTABLES_CHAIN,
   NFT_CHAIN,
   NFT_INPUT_CHAIN,
   NFT_TABLE,
 } from "./backend.ts";
-import { describeToolFailure, runTool } from "./exec.ts";
+import { describeToolFailure, runTool, type ToolProgram } from "./exec.ts";
+import {
+  type GateCheck,
+  type GateFacts,
+  iptablesGateCheck,
+  nftGateCheck,
+  readGate,
+} from "./gate.ts";
 
 /** An inclusive port span a rule accepts. */
 export interface PortSpan {
@@ -65,6 +73,8 @@ export interface NftRule {
   verdict: string | null;
   /** Chain a jump or goto goes to, or null. */
   target: string | null;
+  /** Packets its counter counted, or null without a counter. */
+  packets: number | null;
 }
 
 /** What `nft -j list table ...` or `nft -j list ruleset` printed. */
@@ -85,7 +95,7 @@ function asRecord(value: unknown): Record<string, unknown> | null {
     : null;
 }
 
-/** `{ct:{key:"state"}}` -> "ct.state", `{payload:{protocol:"udp",field:"dport"}}` -> "udp.dport". */
+/** `{ct:{key:"state"}}` -> "ct.state", `{payload:{protocol:"udp",field:"dport"}}` -> "udp.dport", a raw payload -> "@th,64,8". */
 function nftKey(left: unknown): string {
   const value = asRecord(left) ?? {};
   const ct = asRecord(value.ct);
@@ -93,6 +103,9 @@ function nftKey(left: unknown): string {
   const payload = asRecord(value.payload);
   if (ct !== null) return `ct.${ct.key}`;
   if (meta !== null) return `meta.${meta.key}`;
+  if (payload?.base !== undefined) {
+    return `@${payload.base},${payload.offset},${payload.len}`;
+  }
   if (payload !== null) return `${payload.protocol}.${payload.field}`;
   return Object.keys(value)[0] ?? "?";
 }
@@ -121,9 +134,12 @@ function parseNftRule(value: Record<string, unknown>): NftRule {
     matches: [],
     verdict: null,
     target: null,
+    packets: null,
   };
   for (const statement of Array.isArray(value.expr) ? value.expr : []) {
     const record = asRecord(statement) ?? {};
+    const counter = asRecord(record.counter);
+    if (counter !== null) rule.packets = Number(counter.packets);
     const match = asRecord(record.match);
     if (match !== null) {
       rule.matches.push({
@@ -208,6 +224,8 @@ export interface IptablesRule {
   spec: string[];
   /** Its `--comment`, or null. */
   comment: string | null;
+  /** Packets it matched (`-v` prints `-c PACKETS BYTES`), or null when not listed. */
+  packets: number | null;
 }
 
 /** What `iptables -S INPUT` (or ip6tables) printed. */
@@ -226,7 +244,7 @@ export function iptablesOption(spec: string[], names: string[]): string | null {
   return null;
 }
 
-/** Reads `iptables -S INPUT` output; double-quoted arguments (with backslash escapes) are one argument. */
+/** Reads `iptables [-v] -S INPUT` output; double-quoted arguments (with backslash escapes) are one argument. */
 export function parseIptablesChain(output: string): IptablesChain {
   const chain: IptablesChain = { policy: null, rules: [] };
   for (const raw of output.split("\n")) {
@@ -238,9 +256,15 @@ export function parseIptablesChain(output: string): IptablesChain {
     if (tokens[0] === "-P") chain.policy = (tokens[2] ?? "").toLowerCase();
     if (tokens[0] !== "-A") continue;
     const spec = tokens.slice(2);
+    const counter = spec.findIndex((token, i) =>
+      token === "-c" && spec[i - 1] !== "--comment"
+    );
+    const packets = counter < 0 ? null : Number(spec[counter + 1]);
+    if (counter >= 0) spec.splice(counter, 3);
     chain.rules.push({
       spec,
       comment: iptablesOption(spec, ["--comment"]),
+      packets,
     });
   }
   return chain;
@@ -268,6 +292,14 @@ export interface InputChainFacts {
   acceptsNeighborDiscovery: boolean;
   /** UDP destination ports some rule accepts. */
   acceptedUdpPorts: PortSpan[];
+  /** The rules that accept or drop UDP ports or jump to chain openme, in order (with nft handles): whether a knock meets a gate first. */
+  udpRules: {
+    verdict: "accept" | "drop" | "jump";
+    ports: PortSpan[];
+    handle: string | null;
+  }[];
+  /** openme's gate rules in this chain (iptables). */
+  gate: GateFacts;
 }
 
 /** One rule as the chain checks see it, from nft JSON or from iptables -S. */
@@ -276,6 +308,9 @@ interface RuleSummary {
   dropsEverything: boolean;
   jumpsToOpenme: boolean;
   accepts: boolean;
+  drops: boolean;
+  gateCheck: GateCheck | null;
+  packets: number | null;
   loopbackOnly: boolean;
   established: boolean;
   /** ICMPv6 types it matches ("all": every ICMPv6 packet); empty when not ICMPv6. */
@@ -320,7 +355,25 @@ function inputChainFacts(
     acceptsNeighborDiscovery: types.has("all") ||
       (types.has(135) && types.has(136)),
     acceptedUdpPorts: accepted.flatMap((rule) => rule.udpPorts),
+    udpRules: rules.filter((rule) =>
+      rule.jumpsToOpenme ||
+      (rule.udpPorts.length > 0 && (rule.accepts || rule.drops))
+    ).map((rule) => ({
+      verdict: rule.jumpsToOpenme ? "jump" : rule.accepts ? "accept" : "drop",
+      ports: rule.udpPorts,
+      handle: rule.handle,
+    })),
+    gate: gateOf(rules),
   };
+}
+
+function gateOf(rules: RuleSummary[]): GateFacts {
+  return readGate(
+    rules.filter((rule) => rule.gateCheck !== null).map((rule) => ({
+      check: rule.gateCheck,
+      packets: rule.packets,
+    })),
+  );
 }
 
 function nftSummary(rule: NftRule): RuleSummary {
@@ -335,6 +388,11 @@ function nftSummary(rule: NftRule): RuleSummary {
     dropsEverything: dropsEverything(rule),
     jumpsToOpenme: jumpsToOpenme(rule),
     accepts: rule.verdict === "accept",
+    drops: rule.verdict === "drop" || rule.verdict === "reject",
+    gateCheck: rule.comment === GATE_RULE_COMMENT
+      ? nftGateCheck(rule.matches.map((m) => m.key))
+      : null,
+    packets: rule.packets,
     loopbackOnly: rule.matches.length === 1 &&
       valuesOf("meta.iifname").includes("lo"),
     established: valuesOf("ct.state").includes("established"),
@@ -357,6 +415,8 @@ export interface NftRulesetFacts {
   openmeChainUdpPorts: PortSpan[];
   /** Other base chains on the input hook (their drops apply after openme's accepts too). */
   otherInputChains: InputChainFacts[];
+  /** openme's gate rules in chain openme. */
+  gate: GateFacts;
 }
 
 /** Extracts the facts doctor checks from an nft listing of the whole ruleset. */
@@ -383,6 +443,7 @@ export function nftRulesetFacts(listing: NftListing): NftRulesetFacts {
     openmeChainUdpPorts: inChain(NFT_TABLE, NFT_CHAIN)
       .filter((rule) => rule.accepts).flatMap((rule) => rule.udpPorts),
     otherInputChains: chains.filter((chain) => chain.where !== input),
+    gate: gateOf(inChain(NFT_TABLE, NFT_CHAIN)),
   };
 }
 
@@ -405,6 +466,11 @@ function iptablesSummary(rule: IptablesRule): RuleSummary {
       (target === "DROP" || target === "REJECT"),
     jumpsToOpenme: false,
     accepts: target === "ACCEPT",
+    drops: target === "DROP" || target === "REJECT",
+    gateCheck: rule.comment === GATE_RULE_COMMENT
+      ? iptablesGateCheck(spec)
+      : null,
+    packets: rule.packets,
     loopbackOnly: matches.length === 1 &&
       option("-i", "--in-interface") === "lo",
     established: (option("--ctstate", "--state") ?? "").split(",")
@@ -420,7 +486,7 @@ function iptablesSummary(rule: IptablesRule): RuleSummary {
   };
 }
 
-/** Extracts the facts doctor checks from `iptables -S INPUT` (or ip6tables) output. */
+/** Extracts the facts doctor checks from `iptables [-v] -S INPUT` (or ip6tables) output. */
 export function iptablesChainFacts(
   output: string,
   where: string,
@@ -430,7 +496,7 @@ export function iptablesChainFacts(
 }
 
 async function listOrThrow(
-  tool: string,
+  tool: ToolProgram,
   args: string[],
   options: FirewallBackendOptions,
 ): Promise<string> {
@@ -447,11 +513,11 @@ export async function inspectNftRuleset(
   return nftRulesetFacts(parseNftJson(json));
 }
 
-/** Lists INPUT of iptables and ip6tables (`-w -S INPUT`) and extracts what doctor checks; throws when that fails. */
+/** Lists INPUT of iptables and ip6tables (`-w -v -S INPUT`) and extracts what doctor checks; throws when that fails. */
 export async function inspectIptablesRuleset(
   options: FirewallBackendOptions = {},
 ): Promise<{ v4: InputChainFacts; v6: InputChainFacts }> {
-  const args = ["-w", "-S", IPTABLES_CHAIN];
+  const args = ["-w", "-v", "-S", IPTABLES_CHAIN];
   const v4 = await listOrThrow("iptables", args, options);
   const v6 = await listOrThrow("ip6tables", args, options);
   return {
@@ -462,7 +528,7 @@ export async function inspectIptablesRuleset(
 
 /** Runs `TOOL --version` and returns the first line it printed; throws when the tool is missing or fails. */
 export async function toolVersion(
-  tool: string,
+  tool: ToolProgram,
   options: FirewallBackendOptions = {},
 ): Promise<string> {
   const result = await runTool(tool, ["--version"], {

@@ -21,6 +21,8 @@ import {
   type FirewallBackendOptions,
   FirewallError,
   type FirewallRulePort,
+  GATE_RULE_COMMENT,
+  type GateCounters,
   IPTABLES_CHAIN,
   KNOCK_RULE_COMMENT,
   type OpenedRules,
@@ -33,8 +35,17 @@ import {
   firewallErrorFromResult,
   OperationQueue,
   runTool,
+  type ToolProgram,
   type ToolResult,
 } from "./exec.ts";
+import {
+  buildIptablesGate,
+  GATE_CHECKS,
+  type GateCheck,
+  installGate,
+  iptablesGateCheck,
+  readGate,
+} from "./gate.ts";
 import {
   type IptablesChain,
   iptablesOption,
@@ -50,7 +61,11 @@ export const IPTABLES_HINT =
 export type IptablesTool = "iptables" | "ip6tables";
 
 const TOOLS: IptablesTool[] = ["iptables", "ip6tables"];
-const BASE_COMMENTS = [KNOCK_RULE_COMMENT, DROP_RULE_COMMENT];
+const BASE_COMMENTS = [
+  GATE_RULE_COMMENT,
+  KNOCK_RULE_COMMENT,
+  DROP_RULE_COMMENT,
+];
 const OPENME_COMMENTS = [RULE_COMMENT, ...BASE_COMMENTS];
 const COMMENT_MATCH = ["-m", "comment", "--comment"];
 
@@ -82,8 +97,11 @@ export function buildIptablesAcceptSpec(
   return [...ruleSpec(iface, matches, "ACCEPT"), RULE_COMMENT];
 }
 
-/** Returns the base rules of one family as iptables-restore lines: `-I INPUT` the knock-port accept, `-A INPUT` each drop. */
-export function buildIptablesBaseRules(options: BaseRulesOptions): string[][] {
+/** Returns the base rules of one family as iptables-restore lines: `-I INPUT` the gate and the knock-port accept (in that order), `-A INPUT` each drop. */
+export function buildIptablesBaseRules(
+  options: BaseRulesOptions,
+  gate: { family: 4 | 6; checks: readonly GateCheck[] },
+): string[][] {
   const iface = options.interface;
   const rules: string[][] = [];
   if (options.openKnockPort) {
@@ -94,6 +112,11 @@ export function buildIptablesBaseRules(options: BaseRulesOptions): string[][] {
       ...ruleSpec(iface, knock, "ACCEPT"),
       KNOCK_RULE_COMMENT,
     ]);
+    // Each -I goes to the top: the gate, inserted last to first, ends up in order ahead of the knock rule.
+    const specs = buildIptablesGate(options, { ...gate, tagged: true });
+    for (const spec of specs.reverse()) {
+      rules.push(["-I", IPTABLES_CHAIN, ...spec]);
+    }
   }
   for (const port of options.dropPorts) {
     const drop = ruleSpec(iface, portArgs(port), "DROP");
@@ -130,6 +153,8 @@ export function iptablesRuleKey(spec: string[]): string {
     value("--dport", "--destination-port"),
     value("-j", "--jump"),
     value("--comment"),
+    iptablesGateCheck(spec) ?? "",
+    value("--hashlimit-name"),
   ].join(" ");
 }
 
@@ -146,6 +171,8 @@ export class IptablesBackend implements FirewallBackend {
   readonly #queue: OperationQueue;
   #options: BaseRulesOptions | null = null;
   #ipv6Problem: string | null = null;
+  /** The gate checks installed in each family. */
+  #gate: Record<IptablesTool, GateCheck[]> = { iptables: [], ip6tables: [] };
 
   /** Creates the backend; nothing runs until setup(). */
   constructor(options: FirewallBackendOptions = {}) {
@@ -168,7 +195,9 @@ export class IptablesBackend implements FirewallBackend {
   async updateBaseRules(options: BaseRulesOptions): Promise<void> {
     const valid = validateBaseRulesOptions(options, "iptables");
     await this.#queue.run(async () => {
-      for (const tool of this.#families()) await this.#applyBase(tool, valid);
+      for (const tool of this.#families()) {
+        await this.#installBase(tool, valid, BASE_COMMENTS);
+      }
       log.info("firewall: iptables knock and drop rules updated");
       this.#options = valid;
     });
@@ -207,9 +236,24 @@ export class IptablesBackend implements FirewallBackend {
     return this.#queue.run(() => this.#ensureBaseRules(open));
   }
 
-  /** Removes every INPUT rule tagged openme, openme-knock or openme-drop in both families (one restore per family). */
+  /** Removes every INPUT rule tagged openme, openme-gate, openme-knock or openme-drop in both families (one restore per family). */
   teardown(): Promise<void> {
     return this.#queue.run(() => this.#teardown());
+  }
+
+  /** Lists INPUT of each family and adds up the gate rules' counters; null without a gate. */
+  gateCounters(): Promise<GateCounters | null> {
+    return this.#queue.run(async () => {
+      const tools = this.#families().filter((t) => this.#gate[t].length > 0);
+      if (!this.#options?.openKnockPort || tools.length === 0) return null;
+      const rules: IptablesRule[] = [];
+      for (const tool of tools) rules.push(...(await this.#list(tool)).rules);
+      return readGate(
+        rules.filter((rule) => rule.comment === GATE_RULE_COMMENT).map((
+          rule,
+        ) => ({ check: iptablesGateCheck(rule.spec), packets: rule.packets })),
+      ).counters;
+    });
   }
 
   /** The families in use: ip6tables only when it worked at setup. */
@@ -217,12 +261,16 @@ export class IptablesBackend implements FirewallBackend {
     return this.#ipv6Problem === null ? TOOLS : ["iptables"];
   }
 
-  #run(tool: string, args: string[], stdin?: string): Promise<ToolResult> {
+  #run(
+    tool: ToolProgram,
+    args: string[],
+    stdin?: string,
+  ): Promise<ToolResult> {
     return runTool(tool, args, { ...this.#tools, stdin });
   }
 
   async #list(tool: IptablesTool): Promise<IptablesChain> {
-    const listed = await this.#run(tool, ["-w", "-S", IPTABLES_CHAIN]);
+    const listed = await this.#run(tool, ["-w", "-v", "-S", IPTABLES_CHAIN]);
     if (!listed.success) {
       throw firewallErrorFromResult(listed, {
         hint: IPTABLES_HINT,
@@ -259,19 +307,38 @@ export class IptablesBackend implements FirewallBackend {
     return stale.filter((rule) => rule.comment === RULE_COMMENT).length;
   }
 
+  /** Applies one family's base rules with every gate check its kernel can do; returns how many per-knock rules it deleted. */
+  async #installBase(
+    tool: IptablesTool,
+    options: BaseRulesOptions,
+    comments: string[],
+  ): Promise<number> {
+    let stale = 0;
+    const wanted = options.openKnockPort ? GATE_CHECKS : [];
+    this.#gate[tool] = await installGate("iptables", wanted, async (checks) => {
+      stale += await this.#applyBase(tool, options, { comments, checks });
+    });
+    return stale;
+  }
+
   #applyBase(
     tool: IptablesTool,
     options: BaseRulesOptions,
-    comments: string[] = BASE_COMMENTS,
+    apply: { comments: string[]; checks: readonly GateCheck[] },
   ): Promise<number> {
-    return this.#replaceTagged(tool, comments, buildIptablesBaseRules(options));
+    const family = tool === "iptables" ? 4 : 6;
+    return this.#replaceTagged(
+      tool,
+      apply.comments,
+      buildIptablesBaseRules(options, { family, checks: apply.checks }),
+    );
   }
 
   async #setup(options: BaseRulesOptions): Promise<void> {
     this.#ipv6Problem = null;
     for (const tool of TOOLS) {
       try {
-        const stale = await this.#applyBase(tool, options, OPENME_COMMENTS);
+        const stale = await this.#installBase(tool, options, OPENME_COMMENTS);
         if (stale > 0) {
           log.warn(
             `firewall: removed ${stale} stale per-knock ${tool} rules left by an earlier run`,
@@ -297,9 +364,6 @@ export class IptablesBackend implements FirewallBackend {
   async #ensureBaseRules(open: OpenedRules[]): Promise<BaseRulesCheck> {
     const options = this.#options;
     if (options === null) return { repaired: [], lost: [] };
-    const expected = buildIptablesBaseRules(options).map((rule) =>
-      iptablesRuleKey(rule.slice(2))
-    );
     const repaired: string[] = [];
     const lost: OpenedRules[] = [];
     for (const tool of TOOLS) {
@@ -308,13 +372,20 @@ export class IptablesBackend implements FirewallBackend {
         lost.push(...sets);
         continue;
       }
+      const checks = this.#gate[tool];
+      const family = tool === "iptables" ? 4 : 6;
+      const expected = buildIptablesBaseRules(options, { family, checks })
+        .map((rule) => iptablesRuleKey(rule.slice(2)));
       const present = new Set(
         (await this.#list(tool)).rules.filter((rule) =>
           OPENME_COMMENTS.includes(rule.comment ?? "")
         ).map((rule) => iptablesRuleKey(rule.spec)),
       );
       if (expected.some((key) => !present.has(key))) {
-        await this.#applyBase(tool, options);
+        await this.#applyBase(tool, options, {
+          comments: BASE_COMMENTS,
+          checks,
+        });
         repaired.push(`knock and drop rules (${tool})`);
       }
       lost.push(

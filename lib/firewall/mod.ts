@@ -19,7 +19,9 @@ export type {
   FirewallBackend,
   FirewallBackendOptions,
   FirewallRulePort,
+  GateCounters,
   IpAddress,
+  KnockRateLimit,
   OpenedRules,
 } from "./backend.ts";
 export { FirewallError } from "./backend.ts";
@@ -42,4 +44,30 @@ export function createFirewallBackend(
     } (server.firewall): use nft or iptables`,
     { tool: String(kind), args: [] },
   );
+}
+
+/** Removes every openme rule, set, jump and chain from nft and from iptables/ip6tables, whoever added them, without a config; skips a tool that is not installed; throws the first failure after trying both. */
+export async function cleanupFirewall(
+  options: FirewallBackendOptions = {},
+): Promise<string[]> {
+  const steps: [string, () => Promise<void>][] = [
+    ["nft", () => new NftBackend(options).cleanup()],
+    ["iptables", () => new IptablesBackend(options).teardown()],
+  ];
+  const report: string[] = [];
+  let failure: unknown = null;
+  for (const [name, step] of steps) {
+    try {
+      await step();
+      report.push(`${name}: no openme rule left`);
+    } catch (err) {
+      if (/command not found/.test(String(err))) {
+        report.push(`${name}: not installed, nothing to remove`);
+      } else {
+        failure ??= err;
+      }
+    }
+  }
+  if (failure !== null) throw failure;
+  return report;
 }

@@ -234,6 +234,7 @@ Deno.test("parseNftJson reads the table handle, chains, hooks, policies, comment
       }],
       verdict: "accept",
       target: null,
+      packets: null,
     },
     {
       table: "inet filter",
@@ -243,6 +244,7 @@ Deno.test("parseNftJson reads the table handle, chains, hooks, policies, comment
       matches: [],
       verdict: "goto",
       target: "openme",
+      packets: null,
     },
   ]);
 });

@@ -17,6 +17,14 @@ import {
   type ServerConfig,
 } from "../../config/server_config.ts";
 import { formatDuration } from "../../config/duration.ts";
+import { DEFAULT_KNOCK_RATE_LIMIT, NFT_TABLE } from "../../firewall/backend.ts";
+import {
+  buildIptablesGate,
+  buildNftGate,
+  GATE_CHECKS,
+  GATE_NEEDS,
+  type GateFacts,
+} from "../../firewall/gate.ts";
 import {
   findSocketOwners,
   hasNetAdminCapability,
@@ -32,6 +40,7 @@ import {
   toolVersion,
 } from "../../firewall/inspect.ts";
 import { type Platform, serverSupported } from "../../platform.ts";
+import { DEFAULT_STATE_FILE, readStateFile } from "../../server/state_file.ts";
 import type { CliIo, ParsedCommand } from "../io.ts";
 
 /** How bad a finding is. */
@@ -66,6 +75,8 @@ export interface DoctorOptions {
   procStatus?: string;
   /** Extra environment for the tools (tests put fake tools first in PATH). */
   env?: Record<string, string>;
+  /** The state file of openme serve, for its drop counters; default {@linkcode DEFAULT_STATE_FILE}. */
+  stateFile?: string;
 }
 
 /** What the checks use from the config (defaults when it could not be loaded). */
@@ -76,6 +87,7 @@ type Settings = Pick<
   | "udpPort"
   | "healthPort"
   | "openKnockPort"
+  | "knockRateLimit"
   | "replayWindowMs"
   | "interface"
 >;
@@ -117,8 +129,8 @@ export async function runDoctorChecks(
   const settings = await checkConfig(configPath, findings);
   const privileged = await checkPrivilege(options, findings);
   const tools = settings.firewall === "nft"
-    ? ["nft"]
-    : ["iptables", "ip6tables"];
+    ? ["nft"] as const
+    : ["iptables", "ip6tables"] as const;
   let toolsOk = true;
   for (const tool of tools) {
     try {
@@ -141,12 +153,28 @@ export async function runDoctorChecks(
   // Ports first, to know whether openme serve runs; reported after the ruleset.
   const portFindings: Finding[] = [];
   const serveRuns = await checkPorts(settings, options, portFindings);
+  // openme's gate is checked where serve runs and manages the knock port.
+  const own = serveRuns && settings.openKnockPort;
+  const ownDrops = own
+    ? await readStateFile(options.stateFile ?? DEFAULT_STATE_FILE).then(
+      (state) => Object.values(state.drops ?? {}).reduce((a, b) => a + b, 0),
+      () => null,
+    )
+    : null;
+  const gate = { own, ownDrops };
   if (toolsOk) {
     try {
       findings.push(
         ...(settings.firewall === "nft"
-          ? nftFindings(await inspectNftRuleset(options), settings, serveRuns)
-          : iptablesFindings(await inspectIptablesRuleset(options), settings)),
+          ? nftFindings(await inspectNftRuleset(options), settings, {
+            serveRuns,
+            ...gate,
+          })
+          : iptablesFindings(
+            await inspectIptablesRuleset(options),
+            settings,
+            gate,
+          )),
       );
     } catch (err) {
       const [what, check] = settings.firewall === "nft"
@@ -203,6 +231,7 @@ async function checkConfig(
       udpPort: DEFAULT_UDP_PORT,
       healthPort: DEFAULT_UDP_PORT,
       openKnockPort: true,
+      knockRateLimit: DEFAULT_KNOCK_RATE_LIMIT,
       replayWindowMs: DEFAULT_REPLAY_WINDOW_MS,
       interface: null,
     };
@@ -289,7 +318,11 @@ function chainFindings(
   chain: InputChainFacts,
   tool: Tool,
   settings: Settings,
-  extra: { afterDeny: Finding[]; udpPorts: PortSpan[] },
+  extra: {
+    afterDeny: Finding[];
+    udpPorts: PortSpan[];
+    gate: OwnGate;
+  },
 ): Finding[] {
   const nft = tool === "nft";
   const where = chain.where;
@@ -360,14 +393,137 @@ function chainFindings(
             ? `open_knock_port is false and no rule accepts udp ${port}: knocks never reach openme`
             : `open_knock_port is false and no ${where} rule accepts udp ${port}: ${family} knocks never reach openme`,
           fix: `${
-            nft
-              ? `nft insert rule ${IN} udp dport ${port} accept`
-              : `${tool} -I INPUT -p udp --dport ${port} -j ACCEPT`
+            gatePaste(tool, settings, true)
           } (or set open_knock_port: true in ${settings.path})`,
         },
     );
   }
+  findings.push(...gateFindings(chain, tool, settings, extra.gate));
   return findings;
+}
+
+/** openme's own gate, checked when serve runs with open_knock_port: its rules as listed, and openme's own drop count. */
+interface OwnGate {
+  /** The listed gate rules, or null when serve does not manage the knock port. */
+  facts: GateFacts | null;
+  /** Datagrams openme itself dropped (state file), or null when unknown. */
+  ownDrops: number | null;
+}
+
+/** A knock-port accept ahead of the gate, no gate with open_knock_port false, or what openme's gate lacks and dropped. */
+function gateFindings(
+  chain: InputChainFacts,
+  tool: Tool,
+  settings: Settings,
+  own: OwnGate,
+): Finding[] {
+  const port = settings.udpPort;
+  const covers = (rule: { ports: PortSpan[] }) =>
+    rule.ports.some((span) => span.from <= port && port <= span.to);
+  const rules = chain.udpRules;
+  const accept = rules.findIndex((r) => r.verdict === "accept" && covers(r));
+  const gate = rules.findIndex((r) =>
+    (r.verdict === "jump" && settings.openKnockPort) ||
+    (r.verdict === "drop" && covers(r))
+  );
+  const findings: Finding[] = [];
+  if (accept >= 0 && gate >= 0 && accept < gate) {
+    const handle = rules[accept].handle;
+    findings.push({
+      level: "warn",
+      text:
+        `a rule of ${chain.where} accepts udp ${port} ahead of the knock gate: junk and floods reach openme`,
+      fix: handle !== null
+        ? `nft delete rule ${IN} handle ${handle}`
+        : `delete that rule (${tool} -S INPUT shows it): ${tool} -D INPUT ...`,
+    });
+  }
+  if (!settings.openKnockPort && chain.defaultDeny && gate < 0) {
+    findings.push({
+      level: "warn",
+      text:
+        `no knock gate ahead of udp ${port} in ${chain.where}: every datagram wakes openme, none is dropped in the kernel`,
+      fix: gatePaste(tool, settings, accept < 0),
+    });
+  }
+  if (own.facts === null) return findings;
+  const missing = GATE_CHECKS.filter((c) => !own.facts!.checks.includes(c));
+  for (const check of missing) {
+    const { need, fix } =
+      GATE_NEEDS[tool === "nft" ? "nft" : "iptables"][check];
+    findings.push({
+      level: "warn",
+      text:
+        `openme's knock gate (${chain.where}) has no ${check} check: ${tool} lacks ${need}`,
+      fix: `${fix}, then systemctl restart openme`,
+    });
+  }
+  if (missing.length === 0) {
+    const { size, version, rate } = own.facts.counters;
+    const user = own.ownDrops === null
+      ? ""
+      : `; openme itself dropped ${own.ownDrops}`;
+    findings.push(
+      ok(
+        `openme's knock gate (${chain.where}) dropped in the kernel: ${size} size, ${version} version, ${rate} rate${user}`,
+      ),
+    );
+  }
+  return findings;
+}
+
+/** Shell quoting for the words of a pasted command. */
+function shellWord(word: string): string {
+  return /^[A-Za-z0-9_.:\/,=+!-]+$/.test(word) ? word : `'${word}'`;
+}
+
+/** The commands that put a knock gate (and an accept rule for the knock port) at the top of an input chain. */
+function gatePaste(tool: Tool, settings: Settings, accept: boolean): string {
+  const options = {
+    knockPort: settings.udpPort,
+    openKnockPort: true,
+    dropPorts: [],
+    interface: settings.interface,
+    knockRateLimit: settings.knockRateLimit,
+  };
+  const iface = settings.interface;
+  if (tool === "nft") {
+    const gate = buildNftGate(options, {
+      checks: GATE_CHECKS,
+      table: NFT_TABLE,
+      tagged: false,
+    });
+    const on = iface === null ? "" : `iifname "${iface}" `;
+    const rules = accept
+      ? [...gate.rules, `${on}udp dport ${settings.udpPort} accept`]
+      : gate.rules;
+    // Each insert goes to the top: the last rule first.
+    return [
+      ...gate.sets.map((set) => `nft 'add ${set}'`),
+      ...rules.reverse().map((rule) => `nft 'insert rule ${IN} ${rule}'`),
+    ].join(" && ");
+  }
+  const family = tool === "iptables" ? 4 : 6;
+  const specs = buildIptablesGate(options, {
+    checks: GATE_CHECKS,
+    family,
+    tagged: false,
+  });
+  if (accept) {
+    const on = iface === null ? [] : ["-i", iface];
+    specs.push([
+      ...on,
+      "-p",
+      "udp",
+      "--dport",
+      `${settings.udpPort}`,
+      "-j",
+      "ACCEPT",
+    ]);
+  }
+  return specs.map((spec, i) =>
+    `${tool} -I INPUT ${i + 1} ${spec.map(shellWord).join(" ")}`
+  ).join(" && ");
 }
 
 /** The jump from the input chain to chain openme: present, reachable, or how to add it. */
@@ -408,14 +564,26 @@ function jumpFindings(facts: NftRulesetFacts, serveRuns: boolean): Finding[] {
   }];
 }
 
+/** Whether to check openme's own gate, and openme's own drop count. */
+interface GateContext {
+  /** serve runs and manages the knock port. */
+  own: boolean;
+  /** Datagrams openme itself dropped (state file), or null when unknown. */
+  ownDrops: number | null;
+}
+
 function nftFindings(
   facts: NftRulesetFacts,
   settings: Settings,
-  serveRuns: boolean,
+  context: GateContext & { serveRuns: boolean },
 ): Finding[] {
   const findings = chainFindings(facts.input, "nft", settings, {
-    afterDeny: jumpFindings(facts, serveRuns),
+    afterDeny: jumpFindings(facts, context.serveRuns),
     udpPorts: facts.openmeChainUdpPorts,
+    gate: {
+      facts: context.own ? facts.gate : null,
+      ownDrops: context.ownDrops,
+    },
   });
   // Other base chains on the input hook see every packet too.
   for (const other of facts.otherInputChains) {
@@ -436,12 +604,20 @@ function nftFindings(
 function iptablesFindings(
   chains: { v4: InputChainFacts; v6: InputChainFacts },
   settings: Settings,
+  context: GateContext,
 ): Finding[] {
   // openme's per-knock rules go straight into INPUT: its policy is the default deny.
-  const extra = { afterDeny: [], udpPorts: [] };
+  const extra = (chain: InputChainFacts) => ({
+    afterDeny: [],
+    udpPorts: [],
+    gate: {
+      facts: context.own ? chain.gate : null,
+      ownDrops: context.ownDrops,
+    },
+  });
   return [
-    ...chainFindings(chains.v4, "iptables", settings, extra),
-    ...chainFindings(chains.v6, "ip6tables", settings, extra),
+    ...chainFindings(chains.v4, "iptables", settings, extra(chains.v4)),
+    ...chainFindings(chains.v6, "ip6tables", settings, extra(chains.v6)),
   ];
 }
 
