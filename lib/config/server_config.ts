@@ -496,28 +496,21 @@ function checkDuration(value: unknown, fail: Fail): number {
   return ms;
 }
 
-/** A rate such as `20/s`, `30/m` or `100/hour`. */
+/** A count 1-999 per second, minute or hour: `20/s`, `30/m`, `100/h`. */
 function checkRate(value: unknown, fail: Fail): Omit<KnockRateLimit, "burst"> {
-  const m = /^(\d+)\s*\/\s*(s|sec|second|m|min|minute|h|hour)$/.exec(
-    String(value).trim(),
-  );
-  if (typeof value !== "string" || m === null) {
-    fail(`invalid rate ${describeValue(value)}`);
-  }
-  const count = Number(m[1]);
-  if (count < 1 || count > MAX_KNOCK_RATE) {
-    fail(`rate ${describeValue(value)} out of range 1-${MAX_KNOCK_RATE}`);
-  }
-  const unit = m[2][0] === "s" ? "second" : m[2][0] === "m" ? "minute" : "hour";
-  return { count, unit };
+  const text = typeof value === "string" ? value.trim() : "";
+  const m = /^([1-9]\d{0,2})\/([smh])$/.exec(text);
+  if (m === null) fail(`invalid rate ${describeValue(value)}`);
+  const units = { s: "second", m: "minute", h: "hour" } as const;
+  return { count: Number(m[1]), unit: units[m[2] as keyof typeof units] };
 }
 
 function checkBurst(value: unknown, fail: Fail): number {
-  if (
-    typeof value !== "number" || !Number.isInteger(value) || value < 1 ||
-    value > MAX_KNOCK_RATE
-  ) fail(`invalid burst ${describeValue(value)}`);
-  return value;
+  const ok = Number.isInteger(value) && (value as number) >= 1;
+  if (!ok || (value as number) > MAX_KNOCK_RATE) {
+    fail(`invalid burst ${describeValue(value)}`);
+  }
+  return value as number;
 }
 
 function checkProfileName(value: unknown, fail: Fail): string {
@@ -706,9 +699,10 @@ export function renderInitialServerConfig(
     "  # sizes, other versions and more than knock_rate_limit per source.",
     "  open_knock_port: true",
     "  # Datagrams each source (an IPv4 address, an IPv6 /64) may send to the",
-    "  # knock port, per s, m or h, in bursts of up to knock_burst (1-999);",
-    "  # the kernel gate drops the rest, openme itself refuses them too.",
+    "  # knock port per s, m or h (1-999); the kernel gate drops the rest and",
+    "  # openme itself refuses them too.",
     "  knock_rate_limit: 20/s",
+    "  # Most datagrams a quiet source may send at once (1-999).",
     "  knock_burst: 40",
     "  # true: the server adds DROP rules for every managed port (every port",
     "  # group and client port below), so only knocked addresses reach them.",

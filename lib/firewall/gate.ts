@@ -16,6 +16,8 @@ import {
   DEFAULT_KNOCK_RATE_LIMIT,
   GATE_RULE_COMMENT,
   type GateCounters,
+  KNOCK_RULE_COMMENT,
+  NFT_TABLE,
   RATE_UNIT_SECONDS,
 } from "./backend.ts";
 
@@ -24,45 +26,37 @@ export type GateCheck = keyof GateCounters;
 /** Every gate check, in the order the rules apply them. */
 export const GATE_CHECKS: readonly GateCheck[] = ["size", "version", "rate"];
 /** UDP length of a knock: the 8-byte header and the packet. */
-export const KNOCK_UDP_LENGTH = 8 + KNOCK_PACKET_BYTES;
+export const KNOCK_UDP_LENGTH: number = 8 + KNOCK_PACKET_BYTES;
 /** openme's nft sets of the per-source buckets, IPv4 then IPv6. */
 export const NFT_GATE_SETS: readonly string[] = [
   "openme_gate4",
   "openme_gate6",
 ];
 
-const U32_FIX =
-  "modprobe xt_u32, or use a kernel with CONFIG_NETFILTER_XT_MATCH_U32";
-
-/** What each check needs that a kernel or tool may lack, and how to get it. */
-export const GATE_NEEDS: Record<
-  "nft" | "iptables",
-  Record<GateCheck, { need: string; fix: string }>
-> = {
-  nft: {
-    size: {
-      need: "the udp length match",
-      fix: "install nftables 0.9 or later",
-    },
-    version: {
-      need: "the raw payload match @th,64,8",
-      fix: "install a newer nftables",
-    },
-    rate: {
-      need: "dynamic sets with the limit statement",
-      fix: "modprobe nft_limit, or use a kernel with CONFIG_NFT_LIMIT",
-    },
-  },
-  iptables: {
-    size: { need: "the u32 match", fix: U32_FIX },
-    version: { need: "the u32 match", fix: U32_FIX },
-    rate: {
-      need: "the hashlimit match",
-      fix:
-        "modprobe xt_hashlimit, or use a kernel with CONFIG_NETFILTER_XT_MATCH_HASHLIMIT",
-    },
-  },
-};
+/** What a gate check needs that a kernel or tool may lack, and how to get it. */
+export function gateNeeds(
+  backend: "nft" | "iptables",
+  check: GateCheck,
+): { need: string; fix: string } {
+  if (backend === "iptables") {
+    return check === "rate"
+      ? {
+        need: "the hashlimit match",
+        fix:
+          "modprobe xt_hashlimit, or a kernel with CONFIG_NETFILTER_XT_MATCH_HASHLIMIT",
+      }
+      : {
+        need: "the u32 match",
+        fix: "modprobe xt_u32, or a kernel with CONFIG_NETFILTER_XT_MATCH_U32",
+      };
+  }
+  return check === "rate"
+    ? {
+      need: "the limit statement",
+      fix: "modprobe nft_limit, or a kernel with CONFIG_NFT_LIMIT",
+    }
+    : { need: "payload matches", fix: "install nftables 0.9 or later" };
+}
 
 /** Seconds an idle source's bucket is kept: until it is full again, and at least a minute. */
 function bucketSeconds(options: BaseRulesOptions): number {
@@ -71,127 +65,93 @@ function bucketSeconds(options: BaseRulesOptions): number {
   return Math.max(60, Math.ceil(refill));
 }
 
-/** The gate's nft sets (declarations after `add`) and rule bodies, in order; untagged ones (for an operator's chain) use sets named knock_gate4/6. */
-export function buildNftGate(
+/** Where the knock rules go and how they look: the gate checks to include, tagged (openme's) or not (for an operator to paste). */
+export interface KnockRulesOptions {
+  /** The gate checks, in {@linkcode GATE_CHECKS} order. */
+  checks: readonly GateCheck[];
+  /** With openme's comments, or plain, with sets named knock_gate4/6. */
+  tagged: boolean;
+}
+
+/** The nft sets (declarations after `add`) and rule bodies of the gate and the knock port's accept rule, in order. */
+export function buildNftKnockRules(
   options: BaseRulesOptions,
-  gate: { checks: readonly GateCheck[]; table: string; tagged: boolean },
+  knock: KnockRulesOptions,
 ): { sets: string[]; rules: string[] } {
   const limit = options.knockRateLimit ?? DEFAULT_KNOCK_RATE_LIMIT;
-  const iface = options.interface === null
-    ? ""
-    : `iifname "${options.interface}" `;
-  const match = `${iface}udp dport ${options.knockPort} `;
-  const verdict = gate.tagged
-    ? ` counter drop comment "${GATE_RULE_COMMENT}"`
-    : " counter drop";
-  const names = gate.tagged ? NFT_GATE_SETS : ["knock_gate4", "knock_gate6"];
-  const sets: string[] = [];
+  const iface = options.interface;
+  const match = `${
+    iface === null ? "" : `iifname "${iface}" `
+  }udp dport ${options.knockPort} `;
+  const tag = (name: string) => knock.tagged ? ` comment "${name}"` : "";
+  const drop = ` counter drop${tag(GATE_RULE_COMMENT)}`;
   const rules: string[] = [];
-  if (gate.checks.includes("size")) {
-    rules.push(`${match}udp length != ${KNOCK_UDP_LENGTH}${verdict}`);
+  if (knock.checks.includes("size")) {
+    rules.push(`${match}udp length != ${KNOCK_UDP_LENGTH}${drop}`);
   }
-  if (gate.checks.includes("version")) {
-    rules.push(`${match}@th,64,8 != ${PROTOCOL_VERSION}${verdict}`);
+  if (knock.checks.includes("version")) {
+    rules.push(`${match}@th,64,8 != ${PROTOCOL_VERSION}${drop}`);
   }
-  if (gate.checks.includes("rate")) {
+  const sets: string[] = [];
+  if (knock.checks.includes("rate")) {
     const keys = ["ip saddr", "ip6 saddr & ffff:ffff:ffff:ffff::"];
     for (const [i, type] of ["ipv4_addr", "ipv6_addr"].entries()) {
+      const name = `${knock.tagged ? "openme" : "knock"}_gate${
+        i === 0 ? 4 : 6
+      }`;
       sets.push(
-        `set ${gate.table} ${
-          names[i]
-        } { type ${type}; size 65536; flags dynamic,timeout; }`,
+        `set ${NFT_TABLE} ${name} { type ${type}; size 65536; flags dynamic,timeout; }`,
       );
       rules.push(
-        `${match}update @${names[i]} { ${keys[i]} timeout ${
+        `${match}update @${name} { ${keys[i]} timeout ${
           bucketSeconds(options)
-        }s limit rate over ${limit.count}/${limit.unit} burst ${limit.burst} packets }${verdict}`,
+        }s limit rate over ${limit.count}/${limit.unit} burst ${limit.burst} packets }${drop}`,
       );
     }
   }
+  rules.push(`${match}accept${tag(KNOCK_RULE_COMMENT)}`);
   return { sets, rules };
 }
 
-/** The gate's iptables or ip6tables rule specs (after `-I INPUT`), in order; untagged ones carry no comment. */
-export function buildIptablesGate(
+/** The iptables or ip6tables rule specs (after `-I INPUT`) of the gate and the knock port's accept rule, in order. */
+export function buildIptablesKnockRules(
   options: BaseRulesOptions,
-  gate: { checks: readonly GateCheck[]; family: 4 | 6; tagged: boolean },
+  knock: KnockRulesOptions & { family: 4 | 6 },
 ): string[][] {
   const limit = options.knockRateLimit ?? DEFAULT_KNOCK_RATE_LIMIT;
   const iface = options.interface === null ? [] : ["-i", options.interface];
   const match = [...iface, "-p", "udp", "--dport", String(options.knockPort)];
-  const verdict = gate.tagged
-    ? ["-j", "DROP", "-m", "comment", "--comment", GATE_RULE_COMMENT]
-    : ["-j", "DROP"];
+  const tag = (name: string) =>
+    knock.tagged ? ["-m", "comment", "--comment", name] : [];
+  const drop = ["-j", "DROP", ...tag(GATE_RULE_COMMENT)];
   // u32 offsets count from the IP header: IPv4's length is in its first byte.
   const at = (offset: number) =>
-    gate.family === 4 ? `0>>22&0x3C@${offset}` : `${40 + offset}`;
-  const u32 = (test: string) => ["-m", "u32", "!", "--u32", test];
+    knock.family === 4 ? `0>>22&0x3C@${offset}` : `${40 + offset}`;
+  const u32 = (test: string) => [...match, "-m", "u32", "!", "--u32", test];
   const specs: string[][] = [];
-  if (gate.checks.includes("size")) {
-    specs.push([
-      ...match,
-      ...u32(`${at(4)}>>16=${KNOCK_UDP_LENGTH}`),
-      ...verdict,
-    ]);
+  if (knock.checks.includes("size")) {
+    specs.push([...u32(`${at(4)}>>16=${KNOCK_UDP_LENGTH}`), ...drop]);
   }
-  if (gate.checks.includes("version")) {
-    specs.push([
-      ...match,
-      ...u32(`${at(8)}>>24=${PROTOCOL_VERSION}`),
-      ...verdict,
-    ]);
+  if (knock.checks.includes("version")) {
+    specs.push([...u32(`${at(8)}>>24=${PROTOCOL_VERSION}`), ...drop]);
   }
-  if (gate.checks.includes("rate")) {
+  if (knock.checks.includes("rate")) {
     specs.push([
       ...match,
       ...["-m", "hashlimit", "--hashlimit-mode", "srcip"],
       ...["--hashlimit-above", `${limit.count}/${limit.unit}`],
       ...["--hashlimit-burst", String(limit.burst)],
-      ...(gate.family === 6 ? ["--hashlimit-srcmask", "64"] : []),
+      ...(knock.family === 6 ? ["--hashlimit-srcmask", "64"] : []),
       // The kernel reuses a table of the same name with its old budget.
       "--hashlimit-name",
-      `openme${gate.family}-${limit.count}${limit.unit[0]}${limit.burst}`,
+      `openme${knock.family}-${limit.count}${limit.unit[0]}${limit.burst}`,
       "--hashlimit-htable-expire",
       String(bucketSeconds(options) * 1000),
-      ...verdict,
+      ...drop,
     ]);
   }
+  specs.push([...match, "-j", "ACCEPT", ...tag(KNOCK_RULE_COMMENT)]);
   return specs;
-}
-
-/** The check of one of openme's nft gate rules, from the keys of its matches. */
-export function nftGateCheck(keys: string[]): GateCheck {
-  if (keys.includes("udp.length")) return "size";
-  return keys.includes("@th,64,8") ? "version" : "rate";
-}
-
-/** The check of an iptables rule spec that is one of the gate's, or null. */
-export function iptablesGateCheck(spec: string[]): GateCheck | null {
-  if (spec.includes("--hashlimit-name")) return "rate";
-  const u32 = spec[spec.indexOf("--u32") + 1];
-  if (!spec.includes("--u32") || u32 === undefined) return null;
-  // Listings print numbers in hex: "0x2c>>0x10=0xad".
-  return Number(u32.split("=").pop()) === KNOCK_UDP_LENGTH ? "size" : "version";
-}
-
-/** What openme's gate rules in a listing check and what they dropped. */
-export interface GateFacts {
-  /** The checks present, in {@linkcode GATE_CHECKS} order. */
-  checks: GateCheck[];
-  /** Their counters added up by check. */
-  counters: GateCounters;
-}
-
-/** Reads the checks and counters of listed gate rules. */
-export function readGate(
-  rules: { check: GateCheck | null; packets: number | null }[],
-): GateFacts {
-  const counters: GateCounters = { size: 0, version: 0, rate: 0 };
-  for (const rule of rules) {
-    if (rule.check !== null) counters[rule.check] += rule.packets ?? 0;
-  }
-  const present = new Set(rules.map((rule) => rule.check));
-  return { checks: GATE_CHECKS.filter((c) => present.has(c)), counters };
 }
 
 /** Installs the base rules with the whole gate, else alone and then with each check that works, logging what is left out and why; returns the checks installed; throws when the base rules alone fail. */
@@ -214,7 +174,7 @@ export async function installGate(
     if (await install(next).then(() => true, () => false)) working.push(check);
   }
   for (const check of wanted.filter((c) => !working.includes(c))) {
-    const { need, fix } = GATE_NEEDS[backend][check];
+    const { need, fix } = gateNeeds(backend, check);
     log.warn(
       `firewall: the knock gate has no ${check} check: ${backend} lacks ${need} (${fix}); knocks still work and openme itself drops such datagrams`,
     );

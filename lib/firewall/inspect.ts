@@ -11,19 +11,14 @@ import {
   type FirewallBackendOptions,
   FirewallError,
   GATE_RULE_COMMENT,
+  type GateCounters,
   IPTABLES_CHAIN,
   NFT_CHAIN,
   NFT_INPUT_CHAIN,
   NFT_TABLE,
 } from "./backend.ts";
 import { describeToolFailure, runTool, type ToolProgram } from "./exec.ts";
-import {
-  type GateCheck,
-  type GateFacts,
-  iptablesGateCheck,
-  nftGateCheck,
-  readGate,
-} from "./gate.ts";
+import { GATE_CHECKS, type GateCheck, KNOCK_UDP_LENGTH } from "./gate.ts";
 
 /** An inclusive port span a rule accepts. */
 export interface PortSpan {
@@ -290,16 +285,12 @@ export interface InputChainFacts {
   acceptsEstablished: boolean;
   /** Rules accept ICMPv6 neighbour solicitations and advertisements. */
   acceptsNeighborDiscovery: boolean;
-  /** UDP destination ports some rule accepts. */
-  acceptedUdpPorts: PortSpan[];
   /** The rules that accept or drop UDP ports or jump to chain openme, in order (with nft handles): whether a knock meets a gate first. */
   udpRules: {
     verdict: "accept" | "drop" | "jump";
     ports: PortSpan[];
     handle: string | null;
   }[];
-  /** openme's gate rules in this chain (iptables). */
-  gate: GateFacts;
 }
 
 /** One rule as the chain checks see it, from nft JSON or from iptables -S. */
@@ -309,8 +300,6 @@ interface RuleSummary {
   jumpsToOpenme: boolean;
   accepts: boolean;
   drops: boolean;
-  gateCheck: GateCheck | null;
-  packets: number | null;
   loopbackOnly: boolean;
   established: boolean;
   /** ICMPv6 types it matches ("all": every ICMPv6 packet); empty when not ICMPv6. */
@@ -334,6 +323,57 @@ function isIcmpv6(value: string | number | PortSpan): boolean {
   return ["58", "ipv6-icmp", "icmpv6"].includes(String(value).toLowerCase());
 }
 
+/** What openme's gate rules in a listing check and what they dropped. */
+export interface GateFacts {
+  /** The checks present, in {@linkcode GATE_CHECKS} order. */
+  checks: GateCheck[];
+  /** Their counters added up by check. */
+  counters: GateCounters;
+}
+
+function gateFacts(rules: [GateCheck | null, number | null][]): GateFacts {
+  const counters: GateCounters = { size: 0, version: 0, rate: 0 };
+  for (const [check, packets] of rules) {
+    if (check !== null) counters[check] += packets ?? 0;
+  }
+  const present = new Set(rules.map(([check]) => check));
+  return { checks: GATE_CHECKS.filter((c) => present.has(c)), counters };
+}
+
+/** openme's gate in the rules of an nft listing (chain openme). */
+export function nftGate(rules: NftRule[]): GateFacts {
+  return gateFacts(
+    rules.filter((rule) =>
+      rule.chain === NFT_CHAIN && rule.comment === GATE_RULE_COMMENT
+    ).map((rule) => {
+      const keys = rule.matches.map((m) => m.key);
+      const check = keys.includes("udp.length")
+        ? "size"
+        : keys.includes("@th,64,8")
+        ? "version"
+        : "rate";
+      return [check, rule.packets];
+    }),
+  );
+}
+
+/** openme's gate in the rules of `iptables -v -S INPUT` (or ip6tables). */
+export function iptablesGate(rules: IptablesRule[]): GateFacts {
+  return gateFacts(
+    rules.filter((rule) => rule.comment === GATE_RULE_COMMENT)
+      .map((rule) => [iptablesGateCheck(rule.spec), rule.packets]),
+  );
+}
+
+/** The check of an iptables rule spec that is one of the gate's, or null. */
+export function iptablesGateCheck(spec: string[]): GateCheck | null {
+  if (spec.includes("--hashlimit-name")) return "rate";
+  const u32 = spec[spec.indexOf("--u32") + 1];
+  if (!spec.includes("--u32") || u32 === undefined) return null;
+  // Listings print numbers in hex: "0x2c>>0x10=0xad".
+  return Number(u32.split("=").pop()) === KNOCK_UDP_LENGTH ? "size" : "version";
+}
+
 function inputChainFacts(
   where: string,
   policy: string | null,
@@ -354,7 +394,6 @@ function inputChainFacts(
     acceptsEstablished: accepted.some((rule) => rule.established),
     acceptsNeighborDiscovery: types.has("all") ||
       (types.has(135) && types.has(136)),
-    acceptedUdpPorts: accepted.flatMap((rule) => rule.udpPorts),
     udpRules: rules.filter((rule) =>
       rule.jumpsToOpenme ||
       (rule.udpPorts.length > 0 && (rule.accepts || rule.drops))
@@ -363,17 +402,7 @@ function inputChainFacts(
       ports: rule.udpPorts,
       handle: rule.handle,
     })),
-    gate: gateOf(rules),
   };
-}
-
-function gateOf(rules: RuleSummary[]): GateFacts {
-  return readGate(
-    rules.filter((rule) => rule.gateCheck !== null).map((rule) => ({
-      check: rule.gateCheck,
-      packets: rule.packets,
-    })),
-  );
 }
 
 function nftSummary(rule: NftRule): RuleSummary {
@@ -389,10 +418,6 @@ function nftSummary(rule: NftRule): RuleSummary {
     jumpsToOpenme: jumpsToOpenme(rule),
     accepts: rule.verdict === "accept",
     drops: rule.verdict === "drop" || rule.verdict === "reject",
-    gateCheck: rule.comment === GATE_RULE_COMMENT
-      ? nftGateCheck(rule.matches.map((m) => m.key))
-      : null,
-    packets: rule.packets,
     loopbackOnly: rule.matches.length === 1 &&
       valuesOf("meta.iifname").includes("lo"),
     established: valuesOf("ct.state").includes("established"),
@@ -443,7 +468,7 @@ export function nftRulesetFacts(listing: NftListing): NftRulesetFacts {
     openmeChainUdpPorts: inChain(NFT_TABLE, NFT_CHAIN)
       .filter((rule) => rule.accepts).flatMap((rule) => rule.udpPorts),
     otherInputChains: chains.filter((chain) => chain.where !== input),
-    gate: gateOf(inChain(NFT_TABLE, NFT_CHAIN)),
+    gate: nftGate(listing.rules),
   };
 }
 
@@ -467,10 +492,6 @@ function iptablesSummary(rule: IptablesRule): RuleSummary {
     jumpsToOpenme: false,
     accepts: target === "ACCEPT",
     drops: target === "DROP" || target === "REJECT",
-    gateCheck: rule.comment === GATE_RULE_COMMENT
-      ? iptablesGateCheck(spec)
-      : null,
-    packets: rule.packets,
     loopbackOnly: matches.length === 1 &&
       option("-i", "--in-interface") === "lo",
     established: (option("--ctstate", "--state") ?? "").split(",")
@@ -486,13 +507,19 @@ function iptablesSummary(rule: IptablesRule): RuleSummary {
   };
 }
 
+/** What doctor checks about iptables or ip6tables INPUT, openme's gate rules in it included. */
+export type IptablesChainFacts = InputChainFacts & { gate: GateFacts };
+
 /** Extracts the facts doctor checks from `iptables [-v] -S INPUT` (or ip6tables) output. */
 export function iptablesChainFacts(
   output: string,
   where: string,
-): InputChainFacts {
+): IptablesChainFacts {
   const chain = parseIptablesChain(output);
-  return inputChainFacts(where, chain.policy, chain.rules.map(iptablesSummary));
+  return {
+    ...inputChainFacts(where, chain.policy, chain.rules.map(iptablesSummary)),
+    gate: iptablesGate(chain.rules),
+  };
 }
 
 async function listOrThrow(
@@ -516,7 +543,7 @@ export async function inspectNftRuleset(
 /** Lists INPUT of iptables and ip6tables (`-w -v -S INPUT`) and extracts what doctor checks; throws when that fails. */
 export async function inspectIptablesRuleset(
   options: FirewallBackendOptions = {},
-): Promise<{ v4: InputChainFacts; v6: InputChainFacts }> {
+): Promise<{ v4: IptablesChainFacts; v6: IptablesChainFacts }> {
   const args = ["-w", "-v", "-S", IPTABLES_CHAIN];
   const v4 = await listOrThrow("iptables", args, options);
   const v6 = await listOrThrow("ip6tables", args, options);

@@ -39,15 +39,15 @@ import {
   type ToolResult,
 } from "./exec.ts";
 import {
-  buildIptablesGate,
+  buildIptablesKnockRules,
   GATE_CHECKS,
   type GateCheck,
   installGate,
-  iptablesGateCheck,
-  readGate,
 } from "./gate.ts";
 import {
   type IptablesChain,
+  iptablesGate,
+  iptablesGateCheck,
   iptablesOption,
   type IptablesRule,
   parseIptablesChain,
@@ -105,15 +105,8 @@ export function buildIptablesBaseRules(
   const iface = options.interface;
   const rules: string[][] = [];
   if (options.openKnockPort) {
-    const knock = portArgs({ port: options.knockPort, proto: "udp" });
-    rules.push([
-      "-I",
-      IPTABLES_CHAIN,
-      ...ruleSpec(iface, knock, "ACCEPT"),
-      KNOCK_RULE_COMMENT,
-    ]);
-    // Each -I goes to the top: the gate, inserted last to first, ends up in order ahead of the knock rule.
-    const specs = buildIptablesGate(options, { ...gate, tagged: true });
+    // Each -I goes to the top: inserted last to first, they end up in order.
+    const specs = buildIptablesKnockRules(options, { ...gate, tagged: true });
     for (const spec of specs.reverse()) {
       rules.push(["-I", IPTABLES_CHAIN, ...spec]);
     }
@@ -248,11 +241,7 @@ export class IptablesBackend implements FirewallBackend {
       if (!this.#options?.openKnockPort || tools.length === 0) return null;
       const rules: IptablesRule[] = [];
       for (const tool of tools) rules.push(...(await this.#list(tool)).rules);
-      return readGate(
-        rules.filter((rule) => rule.comment === GATE_RULE_COMMENT).map((
-          rule,
-        ) => ({ check: iptablesGateCheck(rule.spec), packets: rule.packets })),
-      ).counters;
+      return iptablesGate(rules).counters;
     });
   }
 
@@ -307,31 +296,20 @@ export class IptablesBackend implements FirewallBackend {
     return stale.filter((rule) => rule.comment === RULE_COMMENT).length;
   }
 
-  /** Applies one family's base rules with every gate check its kernel can do; returns how many per-knock rules it deleted. */
+  /** Replaces one family's rules tagged with the comments by the base rules with every gate check its kernel can do; returns how many per-knock rules it deleted. */
   async #installBase(
     tool: IptablesTool,
     options: BaseRulesOptions,
     comments: string[],
   ): Promise<number> {
     let stale = 0;
+    const family = tool === "iptables" ? 4 : 6;
     const wanted = options.openKnockPort ? GATE_CHECKS : [];
     this.#gate[tool] = await installGate("iptables", wanted, async (checks) => {
-      stale += await this.#applyBase(tool, options, { comments, checks });
+      const adds = buildIptablesBaseRules(options, { family, checks });
+      stale += await this.#replaceTagged(tool, comments, adds);
     });
     return stale;
-  }
-
-  #applyBase(
-    tool: IptablesTool,
-    options: BaseRulesOptions,
-    apply: { comments: string[]; checks: readonly GateCheck[] },
-  ): Promise<number> {
-    const family = tool === "iptables" ? 4 : 6;
-    return this.#replaceTagged(
-      tool,
-      apply.comments,
-      buildIptablesBaseRules(options, { family, checks: apply.checks }),
-    );
   }
 
   async #setup(options: BaseRulesOptions): Promise<void> {
@@ -372,20 +350,17 @@ export class IptablesBackend implements FirewallBackend {
         lost.push(...sets);
         continue;
       }
-      const checks = this.#gate[tool];
-      const family = tool === "iptables" ? 4 : 6;
-      const expected = buildIptablesBaseRules(options, { family, checks })
-        .map((rule) => iptablesRuleKey(rule.slice(2)));
+      const base = buildIptablesBaseRules(options, {
+        family: tool === "iptables" ? 4 : 6,
+        checks: this.#gate[tool],
+      });
       const present = new Set(
         (await this.#list(tool)).rules.filter((rule) =>
           OPENME_COMMENTS.includes(rule.comment ?? "")
         ).map((rule) => iptablesRuleKey(rule.spec)),
       );
-      if (expected.some((key) => !present.has(key))) {
-        await this.#applyBase(tool, options, {
-          comments: BASE_COMMENTS,
-          checks,
-        });
+      if (base.some((rule) => !present.has(iptablesRuleKey(rule.slice(2))))) {
+        await this.#replaceTagged(tool, BASE_COMMENTS, base);
         repaired.push(`knock and drop rules (${tool})`);
       }
       lost.push(

@@ -50,24 +50,21 @@ export function createFirewallBackend(
 export async function cleanupFirewall(
   options: FirewallBackendOptions = {},
 ): Promise<string[]> {
-  const steps: [string, () => Promise<void>][] = [
-    ["nft", () => new NftBackend(options).cleanup()],
-    ["iptables", () => new IptablesBackend(options).teardown()],
-  ];
+  const results = await Promise.allSettled([
+    new NftBackend(options).cleanup(),
+    new IptablesBackend(options).teardown(),
+  ]);
   const report: string[] = [];
-  let failure: unknown = null;
-  for (const [name, step] of steps) {
-    try {
-      await step();
-      report.push(`${name}: no openme rule left`);
-    } catch (err) {
-      if (/command not found/.test(String(err))) {
-        report.push(`${name}: not installed, nothing to remove`);
-      } else {
-        failure ??= err;
-      }
-    }
+  for (const [i, result] of results.entries()) {
+    const error = result.status === "rejected" ? result.reason as Error : null;
+    if (error !== null && !/command not found/.test(error.message)) throw error;
+    report.push(
+      `${["nft", "iptables"][i]}: ${
+        error === null
+          ? "no openme rule left"
+          : "not installed, nothing to remove"
+      }`,
+    );
   }
-  if (failure !== null) throw failure;
   return report;
 }

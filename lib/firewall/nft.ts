@@ -42,17 +42,16 @@ import {
   type ToolResult,
 } from "./exec.ts";
 import {
-  buildNftGate,
+  buildNftKnockRules,
   GATE_CHECKS,
   type GateCheck,
   installGate,
   NFT_GATE_SETS,
-  nftGateCheck,
-  readGate,
 } from "./gate.ts";
 import {
   dropsEverything,
   jumpsToOpenme,
+  nftGate,
   type NftListing,
   type NftRule,
   parseNftJson,
@@ -99,19 +98,12 @@ export function buildNftBaseRules(
   const add = `add rule ${CHAIN} ${matchPrefix(options.interface)}`;
   const lines: string[] = [];
   if (options.openKnockPort) {
-    const gate = buildNftGate(options, {
-      checks,
-      table: NFT_TABLE,
-      tagged: true,
-    });
-    for (const set of gate.sets) {
+    const knock = buildNftKnockRules(options, { checks, tagged: true });
+    for (const set of knock.sets) {
       // Flushed, so a new budget applies to every source at once.
       lines.push(`add ${set}`, `flush ${set.slice(0, set.indexOf(" {"))}`);
     }
-    lines.push(...gate.rules.map((rule) => `add rule ${CHAIN} ${rule}`));
-    lines.push(
-      `${add}udp dport ${options.knockPort} accept comment "${KNOCK_RULE_COMMENT}"`,
-    );
+    lines.push(...knock.rules.map((rule) => `add rule ${CHAIN} ${rule}`));
   }
   for (const port of options.dropPorts) {
     lines.push(`${add}${portMatch(port)} drop comment "${DROP_RULE_COMMENT}"`);
@@ -247,15 +239,7 @@ export class NftBackend implements FirewallBackend {
   gateCounters(): Promise<GateCounters | null> {
     return this.#queue.run(async () => {
       if (!this.#options?.openKnockPort || this.#gate.length === 0) return null;
-      const rules = (await this.#list())?.rules ?? [];
-      return readGate(
-        rules.filter((rule) =>
-          rule.chain === NFT_CHAIN && rule.comment === GATE_RULE_COMMENT
-        ).map((rule) => ({
-          check: nftGateCheck(rule.matches.map((m) => m.key)),
-          packets: rule.packets,
-        })),
-      ).counters;
+      return nftGate((await this.#list())?.rules ?? []).counters;
     });
   }
 
@@ -299,21 +283,22 @@ export class NftBackend implements FirewallBackend {
   }
 
   /** Applies the base rules with every gate check this kernel and nft can do. */
-  async #installBase(options: BaseRulesOptions, isSetup: boolean) {
+  async #installBase(
+    options: BaseRulesOptions,
+    isSetup: boolean,
+  ): Promise<void> {
     const wanted = options.openKnockPort ? GATE_CHECKS : [];
-    this.#gate = await installGate(
-      "nft",
-      wanted,
-      (checks) => this.#applyBase(options, { isSetup, checks }),
-    );
+    this.#gate = await installGate("nft", wanted, (checks) => {
+      this.#gate = checks;
+      return this.#applyBase(options, isSetup);
+    });
   }
 
   async #applyBase(
     options: BaseRulesOptions,
-    apply: { isSetup: boolean; checks: readonly GateCheck[] },
+    isSetup: boolean,
     known?: NftListing | null,
   ): Promise<void> {
-    const isSetup = apply.isSetup;
     const listing = known !== undefined ? known : await this.#list();
     const rules = listing?.rules ?? [];
     const chain = listing?.chains.find((c) => c.name === NFT_CHAIN);
@@ -345,7 +330,7 @@ export class NftBackend implements FirewallBackend {
     for (const rule of stale) {
       lines.push(`delete rule ${CHAIN} handle ${rule.handle}`);
     }
-    lines.push(...buildNftBaseRules(options, apply.checks));
+    lines.push(...buildNftBaseRules(options, this.#gate));
     let echoed = "";
     if (lines.length > 0) {
       const result = await this.#run(
@@ -447,13 +432,8 @@ export class NftBackend implements FirewallBackend {
       rules.handles.some((handle) => !live.has(handle))
     );
     const missing = findMissingNftBase(listing, options, this.#gate);
-    if (missing.length > 0) {
-      await this.#applyBase(
-        options,
-        { isSetup: false, checks: this.#gate },
-        listing,
-      );
-    } else if (!same) this.#generation = generation;
+    if (missing.length > 0) await this.#applyBase(options, false, listing);
+    else if (!same) this.#generation = generation;
     return { repaired: missing, lost };
   }
 
@@ -480,7 +460,7 @@ export class NftBackend implements FirewallBackend {
       log.warn(
         `firewall: chain ${CHAIN} is missing (ruleset reloaded?); recreating it and the base rules`,
       );
-      await this.#applyBase(options, { isSetup: false, checks: this.#gate });
+      await this.#applyBase(options, false);
       result = await this.#run(args, script);
     }
     const action = `opening ${describeRulePorts(ports)} for ${address.text}`;

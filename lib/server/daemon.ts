@@ -404,11 +404,10 @@ export class OpenmeServer {
       .then(() => this.#backend.gateCounters())
       .then((counters) => {
         this.#checkFailed = false;
-        if (JSON.stringify(counters) === JSON.stringify(this.#kernelDrops)) {
-          return;
-        }
+        const changed =
+          JSON.stringify(counters) !== JSON.stringify(this.#kernelDrops);
         this.#kernelDrops = counters;
-        this.#scheduleStateWrite();
+        if (changed) this.#scheduleStateWrite();
       }, (err) => {
         const what = `checking openme's firewall rules (${why}) failed`;
         if (!this.#checkFailed) {
@@ -461,12 +460,6 @@ export class OpenmeServer {
       if (next.firewall !== old.firewall) {
         warn(
           `firewall changes take effect after a restart (still ${this.#backend.name})`,
-        );
-      }
-      const limit = JSON.stringify(next.knockRateLimit);
-      if (limit !== JSON.stringify(old.knockRateLimit)) {
-        warn(
-          "knock_rate_limit/knock_burst: the kernel gate applies the new budget now, openme's own limiter after a restart",
         );
       }
       if (next.privateKey.toHex() !== old.privateKey.toHex()) {

@@ -637,7 +637,7 @@ Deno.test("IptablesBackend leaves out a gate check the kernel refuses, says whic
     assert.deepEqual(
       logs.filter((line) => line.startsWith("WARN")),
       [
-        "WARN  firewall: the knock gate has no rate check: iptables lacks the hashlimit match (modprobe xt_hashlimit, or use a kernel with CONFIG_NETFILTER_XT_MATCH_HASHLIMIT); knocks still work and openme itself drops such datagrams",
+        "WARN  firewall: the knock gate has no rate check: iptables lacks the hashlimit match (modprobe xt_hashlimit, or a kernel with CONFIG_NETFILTER_XT_MATCH_HASHLIMIT); knocks still work and openme itself drops such datagrams",
       ],
     );
     assert.doesNotMatch(await fake.stdin(8), /hashlimit/);

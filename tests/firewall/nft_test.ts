@@ -1047,11 +1047,7 @@ function gateRuleEntries(packets: [number, number, number, number]): unknown[] {
         right: 1,
       },
     },
-    update(
-      "ip",
-      { payload: { protocol: "ip", field: "saddr" } },
-      "@openme_gate4",
-    ),
+    update({ payload: { protocol: "ip", field: "saddr" } }, "@openme_gate4"),
     update(saddr6, "@openme_gate6"),
   ];
   return checks.map((check, i) =>
@@ -1082,7 +1078,7 @@ Deno.test("NftBackend leaves out a gate check nft or the kernel refuses, says wh
     const backend = new NftBackend({ env: fake.env });
     const logs = await captureLogs(() => backend.setup(BASE));
     assert.deepEqual(logs.filter((line) => line.startsWith("WARN")).slice(-1), [
-      "WARN  firewall: the knock gate has no rate check: nft lacks dynamic sets with the limit statement (modprobe nft_limit, or use a kernel with CONFIG_NFT_LIMIT); knocks still work and openme itself drops such datagrams",
+      "WARN  firewall: the knock gate has no rate check: nft lacks the limit statement (modprobe nft_limit, or a kernel with CONFIG_NFT_LIMIT); knocks still work and openme itself drops such datagrams",
     ]);
     assert.match(await fake.stdin(8), /@th,64,8 != 1 counter drop/);
     assert.doesNotMatch(await fake.stdin(8), /limit|openme_gate/);

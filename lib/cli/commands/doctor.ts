@@ -17,16 +17,16 @@ import {
   type ServerConfig,
 } from "../../config/server_config.ts";
 import { formatDuration } from "../../config/duration.ts";
-import { DEFAULT_KNOCK_RATE_LIMIT, NFT_TABLE } from "../../firewall/backend.ts";
+import { DEFAULT_KNOCK_RATE_LIMIT } from "../../firewall/backend.ts";
 import {
-  buildIptablesGate,
-  buildNftGate,
+  buildIptablesKnockRules,
+  buildNftKnockRules,
   GATE_CHECKS,
-  GATE_NEEDS,
-  type GateFacts,
+  gateNeeds,
 } from "../../firewall/gate.ts";
 import {
   findSocketOwners,
+  type GateFacts,
   hasNetAdminCapability,
   type InputChainFacts,
   inspectClockSync,
@@ -153,29 +153,21 @@ export async function runDoctorChecks(
   // Ports first, to know whether openme serve runs; reported after the ruleset.
   const portFindings: Finding[] = [];
   const serveRuns = await checkPorts(settings, options, portFindings);
-  // openme's gate is checked where serve runs and manages the knock port.
-  const own = serveRuns && settings.openKnockPort;
-  const ownDrops = own
-    ? await readStateFile(options.stateFile ?? DEFAULT_STATE_FILE).then(
-      (state) => Object.values(state.drops ?? {}).reduce((a, b) => a + b, 0),
-      () => null,
-    )
-    : null;
-  const gate = { own, ownDrops };
   if (toolsOk) {
     try {
-      findings.push(
-        ...(settings.firewall === "nft"
-          ? nftFindings(await inspectNftRuleset(options), settings, {
-            serveRuns,
-            ...gate,
-          })
-          : iptablesFindings(
-            await inspectIptablesRuleset(options),
-            settings,
-            gate,
-          )),
-      );
+      let gates: [Tool, GateFacts][];
+      if (settings.firewall === "nft") {
+        const facts = await inspectNftRuleset(options);
+        findings.push(...nftFindings(facts, settings, serveRuns));
+        gates = [["nft", facts.gate]];
+      } else {
+        const chains = await inspectIptablesRuleset(options);
+        findings.push(...iptablesFindings(chains, settings));
+        gates = [["iptables", chains.v4.gate], ["ip6tables", chains.v6.gate]];
+      }
+      if (serveRuns && settings.openKnockPort) {
+        findings.push(...await ownGateFindings(gates, options));
+      }
     } catch (err) {
       const [what, check] = settings.firewall === "nft"
         ? ["the nftables ruleset", "nftables works: nft list ruleset"]
@@ -318,11 +310,7 @@ function chainFindings(
   chain: InputChainFacts,
   tool: Tool,
   settings: Settings,
-  extra: {
-    afterDeny: Finding[];
-    udpPorts: PortSpan[];
-    gate: OwnGate;
-  },
+  extra: { afterDeny: Finding[]; udpPorts: PortSpan[] },
 ): Finding[] {
   const nft = tool === "nft";
   const where = chain.where;
@@ -380,105 +368,66 @@ function chainFindings(
         },
     );
   }
-  if (!settings.openKnockPort && chain.defaultDeny) {
-    const port = settings.udpPort;
-    const accepted = [...chain.acceptedUdpPorts, ...extra.udpPorts]
-      .some((span) => span.from <= port && port <= span.to);
-    findings.push(
-      accepted
-        ? ok(`open_knock_port is false and ${where} accepts udp ${port}`)
-        : {
-          level: "fail",
-          text: nft
-            ? `open_knock_port is false and no rule accepts udp ${port}: knocks never reach openme`
-            : `open_knock_port is false and no ${where} rule accepts udp ${port}: ${family} knocks never reach openme`,
-          fix: `${
-            gatePaste(tool, settings, true)
-          } (or set open_knock_port: true in ${settings.path})`,
-        },
-    );
-  }
-  findings.push(...gateFindings(chain, tool, settings, extra.gate));
+  findings.push(...knockPortFindings(chain, tool, settings, extra.udpPorts));
   return findings;
 }
 
-/** openme's own gate, checked when serve runs with open_knock_port: its rules as listed, and openme's own drop count. */
-interface OwnGate {
-  /** The listed gate rules, or null when serve does not manage the knock port. */
-  facts: GateFacts | null;
-  /** Datagrams openme itself dropped (state file), or null when unknown. */
-  ownDrops: number | null;
-}
-
-/** A knock-port accept ahead of the gate, no gate with open_knock_port false, or what openme's gate lacks and dropped. */
-function gateFindings(
+/** No accept of the knock port ahead of its gate; with open_knock_port false, an accept of it behind a gate. */
+function knockPortFindings(
   chain: InputChainFacts,
   tool: Tool,
   settings: Settings,
-  own: OwnGate,
+  openmeUdpPorts: PortSpan[],
 ): Finding[] {
   const port = settings.udpPort;
-  const covers = (rule: { ports: PortSpan[] }) =>
-    rule.ports.some((span) => span.from <= port && port <= span.to);
+  const covers = (ports: PortSpan[]) =>
+    ports.some((span) => span.from <= port && port <= span.to);
   const rules = chain.udpRules;
-  const accept = rules.findIndex((r) => r.verdict === "accept" && covers(r));
+  const accept = rules.findIndex((r) =>
+    r.verdict === "accept" && covers(r.ports)
+  );
   const gate = rules.findIndex((r) =>
     (r.verdict === "jump" && settings.openKnockPort) ||
-    (r.verdict === "drop" && covers(r))
+    (r.verdict === "drop" && covers(r.ports))
   );
-  const findings: Finding[] = [];
+  const where = chain.where;
   if (accept >= 0 && gate >= 0 && accept < gate) {
     const handle = rules[accept].handle;
-    findings.push({
+    return [{
       level: "warn",
       text:
-        `a rule of ${chain.where} accepts udp ${port} ahead of the knock gate: junk and floods reach openme`,
+        `a rule of ${where} accepts udp ${port} ahead of the knock gate: junk and floods reach openme`,
       fix: handle !== null
         ? `nft delete rule ${IN} handle ${handle}`
-        : `delete that rule (${tool} -S INPUT shows it): ${tool} -D INPUT ...`,
-    });
+        : `${tool} -S INPUT shows it; delete it with ${tool} -D INPUT and its spec`,
+    }];
   }
-  if (!settings.openKnockPort && chain.defaultDeny && gate < 0) {
-    findings.push({
-      level: "warn",
+  if (settings.openKnockPort || !chain.defaultDeny) return [];
+  const paste = gatePaste(tool, settings);
+  if (accept < 0 && !covers(openmeUdpPorts)) {
+    return [{
+      level: "fail",
       text:
-        `no knock gate ahead of udp ${port} in ${chain.where}: every datagram wakes openme, none is dropped in the kernel`,
-      fix: gatePaste(tool, settings, accept < 0),
-    });
+        `open_knock_port is false and no rule of ${where} accepts udp ${port}: knocks never reach openme`,
+      fix: `${paste} (or set open_knock_port: true in ${settings.path})`,
+    }];
   }
-  if (own.facts === null) return findings;
-  const missing = GATE_CHECKS.filter((c) => !own.facts!.checks.includes(c));
-  for (const check of missing) {
-    const { need, fix } =
-      GATE_NEEDS[tool === "nft" ? "nft" : "iptables"][check];
-    findings.push({
-      level: "warn",
-      text:
-        `openme's knock gate (${chain.where}) has no ${check} check: ${tool} lacks ${need}`,
-      fix: `${fix}, then systemctl restart openme`,
-    });
-  }
-  if (missing.length === 0) {
-    const { size, version, rate } = own.facts.counters;
-    const user = own.ownDrops === null
-      ? ""
-      : `; openme itself dropped ${own.ownDrops}`;
-    findings.push(
-      ok(
-        `openme's knock gate (${chain.where}) dropped in the kernel: ${size} size, ${version} version, ${rate} rate${user}`,
-      ),
-    );
-  }
-  return findings;
+  return [
+    gate >= 0
+      ? ok(
+        `open_knock_port is false and ${where} accepts udp ${port} behind a knock gate`,
+      )
+      : {
+        level: "warn",
+        text:
+          `open_knock_port is false and ${where} accepts udp ${port} without a knock gate: every datagram wakes openme`,
+        fix: paste,
+      },
+  ];
 }
 
-/** Shell quoting for the words of a pasted command. */
-function shellWord(word: string): string {
-  return /^[A-Za-z0-9_.:\/,=+!-]+$/.test(word) ? word : `'${word}'`;
-}
-
-/** The commands that put a knock gate (and an accept rule for the knock port) at the top of an input chain. */
-function gatePaste(tool: Tool, settings: Settings, accept: boolean): string {
+/** The commands that put the knock gate and an accept of the knock port at the top of an input chain. */
+function gatePaste(tool: Tool, settings: Settings): string {
   const options = {
     knockPort: settings.udpPort,
     openKnockPort: true,
@@ -486,44 +435,53 @@ function gatePaste(tool: Tool, settings: Settings, accept: boolean): string {
     interface: settings.interface,
     knockRateLimit: settings.knockRateLimit,
   };
-  const iface = settings.interface;
+  const knock = { checks: GATE_CHECKS, tagged: false };
   if (tool === "nft") {
-    const gate = buildNftGate(options, {
-      checks: GATE_CHECKS,
-      table: NFT_TABLE,
-      tagged: false,
-    });
-    const on = iface === null ? "" : `iifname "${iface}" `;
-    const rules = accept
-      ? [...gate.rules, `${on}udp dport ${settings.udpPort} accept`]
-      : gate.rules;
+    const { sets, rules } = buildNftKnockRules(options, knock);
     // Each insert goes to the top: the last rule first.
     return [
-      ...gate.sets.map((set) => `nft 'add ${set}'`),
+      ...sets.map((set) => `nft 'add ${set}'`),
       ...rules.reverse().map((rule) => `nft 'insert rule ${IN} ${rule}'`),
     ].join(" && ");
   }
   const family = tool === "iptables" ? 4 : 6;
-  const specs = buildIptablesGate(options, {
-    checks: GATE_CHECKS,
-    family,
-    tagged: false,
-  });
-  if (accept) {
-    const on = iface === null ? [] : ["-i", iface];
-    specs.push([
-      ...on,
-      "-p",
-      "udp",
-      "--dport",
-      `${settings.udpPort}`,
-      "-j",
-      "ACCEPT",
-    ]);
-  }
-  return specs.map((spec, i) =>
-    `${tool} -I INPUT ${i + 1} ${spec.map(shellWord).join(" ")}`
+  return buildIptablesKnockRules(options, { ...knock, family }).map((spec, i) =>
+    `${tool} -I INPUT ${i + 1} ${
+      spec.map((w) => /^[\w.:\/,=+!-]+$/.test(w) ? w : `'${w}'`).join(" ")
+    }`
   ).join(" && ");
+}
+
+/** What openme's gate lacks and how to get it, or what it dropped next to openme's own drops. */
+async function ownGateFindings(
+  gates: [Tool, GateFacts][],
+  options: DoctorOptions,
+): Promise<Finding[]> {
+  const state = await readStateFile(options.stateFile ?? DEFAULT_STATE_FILE)
+    .catch(() => null);
+  const own = Object.values(state?.drops ?? {}).reduce((a, b) => a + b, 0);
+  return gates.flatMap(([tool, gate]) => {
+    const missing = GATE_CHECKS.filter((check) => !gate.checks.includes(check));
+    if (missing.length === 0) {
+      const { size, version, rate } = gate.counters;
+      return [ok(
+        `openme's knock gate (${tool}) dropped ${size} size, ${version} version, ${rate} rate in the kernel` +
+          (state === null ? "" : `; openme itself dropped ${own}`),
+      )];
+    }
+    return missing.map((check): Finding => {
+      const { need, fix } = gateNeeds(
+        tool === "nft" ? "nft" : "iptables",
+        check,
+      );
+      return {
+        level: "warn",
+        text:
+          `openme's knock gate (${tool}) has no ${check} check: ${tool} lacks ${need}`,
+        fix: `${fix}, then systemctl restart openme`,
+      };
+    });
+  });
 }
 
 /** The jump from the input chain to chain openme: present, reachable, or how to add it. */
@@ -564,26 +522,14 @@ function jumpFindings(facts: NftRulesetFacts, serveRuns: boolean): Finding[] {
   }];
 }
 
-/** Whether to check openme's own gate, and openme's own drop count. */
-interface GateContext {
-  /** serve runs and manages the knock port. */
-  own: boolean;
-  /** Datagrams openme itself dropped (state file), or null when unknown. */
-  ownDrops: number | null;
-}
-
 function nftFindings(
   facts: NftRulesetFacts,
   settings: Settings,
-  context: GateContext & { serveRuns: boolean },
+  serveRuns: boolean,
 ): Finding[] {
   const findings = chainFindings(facts.input, "nft", settings, {
-    afterDeny: jumpFindings(facts, context.serveRuns),
+    afterDeny: jumpFindings(facts, serveRuns),
     udpPorts: facts.openmeChainUdpPorts,
-    gate: {
-      facts: context.own ? facts.gate : null,
-      ownDrops: context.ownDrops,
-    },
   });
   // Other base chains on the input hook see every packet too.
   for (const other of facts.otherInputChains) {
@@ -604,20 +550,12 @@ function nftFindings(
 function iptablesFindings(
   chains: { v4: InputChainFacts; v6: InputChainFacts },
   settings: Settings,
-  context: GateContext,
 ): Finding[] {
   // openme's per-knock rules go straight into INPUT: its policy is the default deny.
-  const extra = (chain: InputChainFacts) => ({
-    afterDeny: [],
-    udpPorts: [],
-    gate: {
-      facts: context.own ? chain.gate : null,
-      ownDrops: context.ownDrops,
-    },
-  });
+  const extra = { afterDeny: [], udpPorts: [] };
   return [
-    ...chainFindings(chains.v4, "iptables", settings, extra(chains.v4)),
-    ...chainFindings(chains.v6, "ip6tables", settings, extra(chains.v6)),
+    ...chainFindings(chains.v4, "iptables", settings, extra),
+    ...chainFindings(chains.v6, "ip6tables", settings, extra),
   ];
 }
 
