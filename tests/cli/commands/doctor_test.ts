@@ -718,7 +718,7 @@ printf '%s\\n' "$input" | exec ${real} "$@"
       await withServe(bed, path, async ({ log, findings }) => {
         assert.match(
           log(),
-          /WARN  firewall: the knock gate has no rate check: nft lacks the limit statement \(modprobe nft_limit/,
+          /WARN {2}firewall: the knock gate has no rate check: nft lacks the limit statement \(modprobe nft_limit/,
         );
         const missing = one(
           findings,
