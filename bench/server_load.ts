@@ -490,6 +490,31 @@ async function memorySection(out: string[]): Promise<void> {
   out.push("");
 }
 
+/** Loads a fresh server with 165-byte junk from the flood sources for 3 s: the share of a core it used and the rate that would fill one. */
+async function calibrate(
+  sb: ServerBed,
+  flood: string[],
+  rate: number,
+): Promise<
+  { sentCal: number; util: number; kernelDrops: number; saturation: number }
+> {
+  const server = await sb.startServer();
+  const udp0 = await readUdpCounters(sb.bed.serverNs);
+  const calibration = await cpuUtilisationUnder(
+    sb,
+    server.pid,
+    sb.loadSpec("junk165", { rate, durationMs: 3000, sources: flood }),
+  );
+  const udp1 = await readUdpCounters(sb.bed.serverNs);
+  await server.proc.stop("SIGTERM");
+  return {
+    sentCal: calibration.sent,
+    util: calibration.utilisation,
+    kernelDrops: udp1.rcvbufErrors - udp0.rcvbufErrors,
+    saturation: Math.round(rate / calibration.utilisation),
+  };
+}
+
 async function floodSection(
   sb: ServerBed,
   out: string[],
@@ -501,26 +526,15 @@ async function floodSection(
   // Longer than any probe (10 knocks of at most 5 s): stopped when it is done.
   const durationMs = 60_000;
 
-  // Calibrate: utilisation at a moderate rate → the rate that fills a core.
-  let server = await sb.startServer();
   const calibrationRate = Number.isFinite(junkUsHint) && junkUsHint > 0
     ? Math.round(0.5e6 / junkUsHint)
     : 3000;
-  const udp0 = await readUdpCounters(sb.bed.serverNs);
-  const calibration = await cpuUtilisationUnder(
+  const { sentCal, util, kernelDrops, saturation } = await calibrate(
     sb,
-    server.pid,
-    sb.loadSpec("junk165", {
-      rate: calibrationRate,
-      durationMs: 3000,
-      sources: flood,
-    }),
+    flood,
+    calibrationRate,
   );
-  const sentCal = calibration.sent;
-  const util = calibration.utilisation;
-  const udp1 = await readUdpCounters(sb.bed.serverNs);
-  const saturation = Math.round(calibrationRate / util);
-  await server.proc.stop("SIGTERM");
+  let server: RunningServer;
   progress(
     `calibration: ${calibrationRate}/s → ${
       fmt(util * 100)
@@ -531,9 +545,7 @@ async function floodSection(
   out.push(
     `Calibration: ${sentCal} datagrams at ${calibrationRate}/s from ${FLOOD_SOURCES} sources used ${
       fmt(util * 100)
-    } % of a core (${
-      udp1.rcvbufErrors - udp0.rcvbufErrors
-    } dropped by the kernel), so one core saturates at about **${saturation}/s**.\n`,
+    } % of a core (${kernelDrops} dropped by the kernel), so one core saturates at about **${saturation}/s**.\n`,
   );
   out.push(
     "| flood | sources | sent/s | server CPU (1 = one core) | kernel drops | legit knocks opened ≤ 1 s | opened ≤ 5 s | p50 ms | RSS before → after MiB | server alive |",
@@ -653,19 +665,8 @@ async function gateSection(sb: ServerBed, out: string[]): Promise<void> {
 
   // The saturating rate, with the gate off (as the flood section finds it).
   await setGate(sb, false);
-  let server = await sb.startServer();
-  const calibrationRate = 3000;
-  const calibration = await cpuUtilisationUnder(
-    sb,
-    server.pid,
-    sb.loadSpec("junk165", {
-      rate: calibrationRate,
-      durationMs: 3000,
-      sources: flood,
-    }),
-  );
-  const saturation = Math.round(calibrationRate / calibration.utilisation);
-  await server.proc.stop("SIGTERM");
+  const { saturation } = await calibrate(sb, flood, 3000);
+  let server: RunningServer;
   progress(`gate: saturation ≈ ${saturation}/s`);
 
   const cpuPlans: { label: string; kind: LoadKind; target?: string }[] = [

@@ -239,6 +239,12 @@ export function iptablesOption(spec: string[], names: string[]): string | null {
   return null;
 }
 
+/** Quotes an iptables argument for iptables-restore or a shell: as is, or in double quotes. */
+export function quoteIptablesArg(arg: string): string {
+  if (/^[A-Za-z0-9_.:@/,!+=-]+$/.test(arg)) return arg;
+  return `"${arg.replaceAll("\\", "\\\\").replaceAll('"', '\\"')}"`;
+}
+
 /** Reads `iptables [-v] -S INPUT` output; double-quoted arguments (with backslash escapes) are one argument. */
 export function parseIptablesChain(output: string): IptablesChain {
   const chain: IptablesChain = { policy: null, rules: [] };
@@ -285,17 +291,19 @@ export interface InputChainFacts {
   acceptsEstablished: boolean;
   /** Rules accept ICMPv6 neighbour solicitations and advertisements. */
   acceptsNeighborDiscovery: boolean;
-  /** The rules that accept or drop UDP ports or jump to chain openme, in order (with nft handles): whether a knock meets a gate first. */
+  /** The rules that accept or drop UDP ports or jump to chain openme, in order: whether a knock meets a gate first. */
   udpRules: {
     verdict: "accept" | "drop" | "jump";
     ports: PortSpan[];
-    handle: string | null;
+    /** What deletes it after `nft delete rule TABLE CHAIN` (`handle N`) or `iptables -D INPUT` (its spec). */
+    remove: string;
   }[];
 }
 
 /** One rule as the chain checks see it, from nft JSON or from iptables -S. */
 interface RuleSummary {
   handle: string | null;
+  remove: string;
   dropsEverything: boolean;
   jumpsToOpenme: boolean;
   accepts: boolean;
@@ -400,7 +408,7 @@ function inputChainFacts(
     ).map((rule) => ({
       verdict: rule.jumpsToOpenme ? "jump" : rule.accepts ? "accept" : "drop",
       ports: rule.udpPorts,
-      handle: rule.handle,
+      remove: rule.remove,
     })),
   };
 }
@@ -414,6 +422,7 @@ function nftSummary(rule: NftRule): RuleSummary {
     .some(isIcmpv6);
   return {
     handle: rule.handle,
+    remove: `handle ${rule.handle}`,
     dropsEverything: dropsEverything(rule),
     jumpsToOpenme: jumpsToOpenme(rule),
     accepts: rule.verdict === "accept",
@@ -487,6 +496,7 @@ function iptablesSummary(rule: IptablesRule): RuleSummary {
   const ports = option("--dport", "--destination-port", "--dports");
   return {
     handle: null,
+    remove: spec.map(quoteIptablesArg).join(" "),
     dropsEverything: matches.length === 0 &&
       (target === "DROP" || target === "REJECT"),
     jumpsToOpenme: false,

@@ -51,6 +51,7 @@ import {
   iptablesOption,
   type IptablesRule,
   parseIptablesChain,
+  quoteIptablesArg,
 } from "./inspect.ts";
 
 /** What to check when an iptables command fails. */
@@ -118,11 +119,6 @@ export function buildIptablesBaseRules(
   return rules;
 }
 
-function quoteRestoreArg(arg: string): string {
-  if (/^[A-Za-z0-9_.:@/,!+=-]+$/.test(arg)) return arg;
-  return `"${arg.replaceAll("\\", "\\\\").replaceAll('"', '\\"')}"`;
-}
-
 /** Returns the `iptables-restore --noflush` input that deletes the listed rules, then adds the given ones, in one commit. */
 export function buildIptablesRestoreScript(
   deletes: IptablesRule[],
@@ -131,7 +127,7 @@ export function buildIptablesRestoreScript(
   const lines = [
     ...deletes.map((rule) => ["-D", IPTABLES_CHAIN, ...rule.spec]),
     ...adds,
-  ].map((line) => line.map(quoteRestoreArg).join(" "));
+  ].map((line) => line.map(quoteIptablesArg).join(" "));
   return ["*filter", ...lines, "COMMIT", ""].join("\n");
 }
 

@@ -36,6 +36,7 @@ import {
   listSocketInodes,
   type NftRulesetFacts,
   type PortSpan,
+  quoteIptablesArg,
   type SocketOwner,
   toolVersion,
 } from "../../firewall/inspect.ts";
@@ -392,14 +393,14 @@ function knockPortFindings(
   );
   const where = chain.where;
   if (accept >= 0 && gate >= 0 && accept < gate) {
-    const handle = rules[accept].handle;
+    const remove = rules[accept].remove;
     return [{
       level: "warn",
       text:
         `a rule of ${where} accepts udp ${port} ahead of the knock gate: junk and floods reach openme`,
-      fix: handle !== null
-        ? `nft delete rule ${IN} handle ${handle}`
-        : `${tool} -S INPUT shows it; delete it with ${tool} -D INPUT and its spec`,
+      fix: tool === "nft"
+        ? `nft delete rule ${IN} ${remove}`
+        : `${tool} -D INPUT ${remove}`,
     }];
   }
   if (settings.openKnockPort || !chain.defaultDeny) return [];
@@ -446,9 +447,7 @@ function gatePaste(tool: Tool, settings: Settings): string {
   }
   const family = tool === "iptables" ? 4 : 6;
   return buildIptablesKnockRules(options, { ...knock, family }).map((spec, i) =>
-    `${tool} -I INPUT ${i + 1} ${
-      spec.map((w) => /^[\w.:\/,=+!-]+$/.test(w) ? w : `'${w}'`).join(" ")
-    }`
+    `${tool} -I INPUT ${i + 1} ${spec.map(quoteIptablesArg).join(" ")}`
   ).join(" && ");
 }
 

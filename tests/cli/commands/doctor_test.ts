@@ -459,15 +459,15 @@ Deno.test({
           /--u32 "0x0>>0x16&0x3c@0x4>>0x10=0xad" -c 1 /,
         );
         await bed.sh(
-          `iptables -w -I INPUT -p udp --dport ${KNOCK_PORT} -j ACCEPT`,
+          `iptables -w -I INPUT -p udp --dport ${KNOCK_PORT} -j ACCEPT -m comment --comment "my rule"`,
         );
-        assert.equal(
-          one(
-            await bed.doctor(),
-            /^a rule of iptables INPUT accepts udp 40123 ahead of the knock gate/,
-          ).level,
-          "warn",
+        const shadow = one(
+          await bed.doctor(),
+          /^a rule of iptables INPUT accepts udp 40123 ahead of the knock gate/,
         );
+        assert.equal(shadow.level, "warn");
+        await bed.sh(shadow.fix!);
+        none(await bed.doctor(), /ahead of the knock gate/);
       },
     );
   },
