@@ -65,18 +65,10 @@ function bucketSeconds(options: BaseRulesOptions): number {
   return Math.max(60, Math.ceil(refill));
 }
 
-/** Where the knock rules go and how they look: the gate checks to include, tagged (openme's) or not (for an operator to paste). */
-export interface KnockRulesOptions {
-  /** The gate checks, in {@linkcode GATE_CHECKS} order. */
-  checks: readonly GateCheck[];
-  /** With openme's comments, or plain, with sets named knock_gate4/6. */
-  tagged: boolean;
-}
-
-/** The nft sets (declarations after `add`) and rule bodies of the gate and the knock port's accept rule, in order. */
+/** The nft sets (declarations after `add`) and rule bodies of the gate (with these checks) and the knock port's accept rule, in order; tagged with openme's comments, or plain (sets knock_gate4/6) for an operator to paste. */
 export function buildNftKnockRules(
   options: BaseRulesOptions,
-  knock: KnockRulesOptions,
+  knock: { checks: readonly GateCheck[]; tagged: boolean },
 ): { sets: string[]; rules: string[] } {
   const limit = options.knockRateLimit ?? DEFAULT_KNOCK_RATE_LIMIT;
   const iface = options.interface;
@@ -113,10 +105,10 @@ export function buildNftKnockRules(
   return { sets, rules };
 }
 
-/** The iptables or ip6tables rule specs (after `-I INPUT`) of the gate and the knock port's accept rule, in order. */
+/** The iptables or ip6tables rule specs (after `-I INPUT`) of the gate (with these checks) and the knock port's accept rule, in order; tagged with openme's comments, or plain. */
 export function buildIptablesKnockRules(
   options: BaseRulesOptions,
-  knock: KnockRulesOptions & { family: 4 | 6 },
+  knock: { checks: readonly GateCheck[]; tagged: boolean; family: 4 | 6 },
 ): string[][] {
   const limit = options.knockRateLimit ?? DEFAULT_KNOCK_RATE_LIMIT;
   const iface = options.interface === null ? [] : ["-i", options.interface];

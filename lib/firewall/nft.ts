@@ -1,7 +1,8 @@
 /**
  * nftables backend (SPEC §9). Chain `openme` of table `inet filter` holds the
- * per-knock accepts (inserted at the top), then the base rules (appended), so
- * the drops follow every accept; `input` jumps to it. One knock's rules go in
+ * per-knock accepts (inserted at the top), then the base rules (appended:
+ * the knock gate and its sets, the knock rule, the drops), so the drops
+ * follow every accept; `input` jumps to it. One knock's rules go in
  * one `nft -e -a -f -` transaction and are deleted by the handles nft echoed;
  * a table or chain created again by an operator's reload gets new handles,
  * which is how ensureBaseRules() tells a reload. Teardown removes only what
