@@ -2,10 +2,9 @@
  * iptables backend (SPEC §9): `iptables` for IPv4, `ip6tables` for IPv6,
  * always with `-w`. Per knock, one `-I INPUT` rule per port, removed with `-D`
  * and the same spec. The base rules (knock gate and knock rule at the top,
- * drops at the end)
- * go in one `iptables-restore --noflush` commit per family, with the deletion
- * of the tagged rules they replace. When ip6tables fails at setup, IPv4 is
- * served alone and IPv6 knocks fail saying why.
+ * drops at the end) go in one `iptables-restore --noflush` commit per family,
+ * with the deletion of the tagged rules they replace. When ip6tables fails at
+ * setup, IPv4 is served alone and IPv6 knocks fail saying why.
  *
  * @module
  */
