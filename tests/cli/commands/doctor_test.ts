@@ -625,8 +625,11 @@ async function withServe(
     let findings: Finding[] = [];
     const deadline = Date.now() + 20_000;
     while (Date.now() < deadline) {
+      // Serving: its ports are bound before its firewall set-up, logged after.
+      const serving = log.includes("openme serving");
       findings = await bed.doctor();
       if (
+        serving &&
         findings.some((f) => /health port .* held by openme serve/.test(f.text))
       ) break;
       await new Promise((r) => setTimeout(r, 200));
