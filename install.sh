@@ -421,6 +421,7 @@ ExecStartPre=+/bin/chgrp openme /run/xtables.lock
 ExecStartPre=+/bin/chmod 0640 /run/xtables.lock
 ExecStart=/usr/local/bin/openme serve
 ExecReload=/bin/kill -HUP $MAINPID
+ExecStopPost=/usr/local/bin/openme cleanup
 Restart=on-failure
 RestartSec=2s
 StateDirectory=openme

@@ -564,7 +564,7 @@ export class ServerBed {
 }
 
 /** What the load generator sends. */
-export type LoadKind = "short" | "junk165" | "valid";
+export type LoadKind = "short" | "junk165" | "version2" | "valid";
 
 /** The load generator's instructions (passed as JSON on its command line). */
 export interface LoadSpec {
@@ -572,7 +572,7 @@ export interface LoadSpec {
   server: string;
   /** Server UDP port. */
   port: number;
-  /** Datagram kind: 40 random bytes, 165 random bytes with version 1, or distinct valid knocks. */
+  /** Datagram kind: 40 random bytes, 165 random bytes with version 1 or 2, or distinct valid knocks. */
   kind: LoadKind;
   /** Datagrams per second, in total over all sources. */
   rate: number;

@@ -59,6 +59,7 @@ function buildDatagrams(spec: LoadSpec, count: number): Uint8Array[] {
     const datagram = new Uint8Array(size);
     crypto.getRandomValues(datagram);
     if (spec.kind === "junk165") datagram[0] = PROTOCOL_VERSION;
+    if (spec.kind === "version2") datagram[0] = PROTOCOL_VERSION + 1;
     out.push(datagram);
   }
   return out;

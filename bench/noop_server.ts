@@ -42,6 +42,9 @@ class NoopBackend implements FirewallBackend {
   teardown(): Promise<void> {
     return Promise.resolve();
   }
+  gateCounters(): Promise<null> {
+    return Promise.resolve(null);
+  }
 }
 
 /** Options for {@linkcode startNoopServer}. */

@@ -2,7 +2,7 @@
  * Server-level measurements for bench/RESULTS.md, as root, inside testbed
  * network namespaces (real nft / iptables):
  *
- * `deno run -A bench/server_load.ts [--quick] [cpu] [latency] [startup] [memory] [flood] [shutdown]`
+ * `deno run -A bench/server_load.ts [--quick] [cpu] [latency] [startup] [memory] [flood] [gate] [shutdown]`
  *
  * (no section named: all of them). Prints Markdown tables on standard output
  * and progress on standard error. `--quick` shrinks the counts for a smoke
@@ -20,6 +20,10 @@
  *   server's RSS.
  * - flood: the 165-byte junk rate that saturates a core, legitimate knocks
  *   during floods at half and twice that rate, and beside one noisy source.
+ * - gate: the same server with the knock gate off (open_knock_port false
+ *   and a plain accept of the knock port) and on, in one run: one noisy
+ *   source at twice the saturating rate beside 10 legitimate knocks, and
+ *   server CPU per datagram for junk and knocks from 200 sources at 1,500/s.
  * - shutdown: how long the server's stop takes with 504 sessions, nft and
  *   iptables.
  *
@@ -33,6 +37,8 @@ import {
   prepareX25519PrivateKey,
 } from "../lib/protocol/crypto.ts";
 import { buildKnock } from "../lib/protocol/packet.ts";
+import type { GateCounters } from "../lib/firewall/backend.ts";
+import { nftGate, parseNftJson } from "../lib/firewall/inspect.ts";
 import { getLogLevel, setLogLevel } from "../lib/log.ts";
 import { MAX_SESSIONS_PER_CLIENT } from "../lib/server/session_manager.ts";
 import {
@@ -51,6 +57,7 @@ import {
   cpuPerDatagram,
   cpuUtilisationUnder,
   idleCpuRate,
+  KNOCK_PORT,
   type LoadKind,
   type ManySessionsServer,
   median,
@@ -84,7 +91,7 @@ const quick = Deno.args.includes("--quick");
 const requested = Deno.args.filter((a) => !a.startsWith("--"));
 const sections = requested.length > 0
   ? requested
-  : ["cpu", "latency", "startup", "memory", "flood", "shutdown"];
+  : ["cpu", "latency", "startup", "memory", "flood", "gate", "shutdown"];
 const cpuDurationMs = quick ? 1000 : 3000;
 
 function progress(message: string): void {
@@ -483,6 +490,31 @@ async function memorySection(out: string[]): Promise<void> {
   out.push("");
 }
 
+/** Loads a fresh server with 165-byte junk from the flood sources for 3 s: the share of a core it used and the rate that would fill one. */
+async function calibrate(
+  sb: ServerBed,
+  flood: string[],
+  rate: number,
+): Promise<
+  { sentCal: number; util: number; kernelDrops: number; saturation: number }
+> {
+  const server = await sb.startServer();
+  const udp0 = await readUdpCounters(sb.bed.serverNs);
+  const calibration = await cpuUtilisationUnder(
+    sb,
+    server.pid,
+    sb.loadSpec("junk165", { rate, durationMs: 3000, sources: flood }),
+  );
+  const udp1 = await readUdpCounters(sb.bed.serverNs);
+  await server.proc.stop("SIGTERM");
+  return {
+    sentCal: calibration.sent,
+    util: calibration.utilisation,
+    kernelDrops: udp1.rcvbufErrors - udp0.rcvbufErrors,
+    saturation: Math.round(rate / calibration.utilisation),
+  };
+}
+
 async function floodSection(
   sb: ServerBed,
   out: string[],
@@ -494,26 +526,15 @@ async function floodSection(
   // Longer than any probe (10 knocks of at most 5 s): stopped when it is done.
   const durationMs = 60_000;
 
-  // Calibrate: utilisation at a moderate rate → the rate that fills a core.
-  let server = await sb.startServer();
   const calibrationRate = Number.isFinite(junkUsHint) && junkUsHint > 0
     ? Math.round(0.5e6 / junkUsHint)
     : 3000;
-  const udp0 = await readUdpCounters(sb.bed.serverNs);
-  const calibration = await cpuUtilisationUnder(
+  const { sentCal, util, kernelDrops, saturation } = await calibrate(
     sb,
-    server.pid,
-    sb.loadSpec("junk165", {
-      rate: calibrationRate,
-      durationMs: 3000,
-      sources: flood,
-    }),
+    flood,
+    calibrationRate,
   );
-  const sentCal = calibration.sent;
-  const util = calibration.utilisation;
-  const udp1 = await readUdpCounters(sb.bed.serverNs);
-  const saturation = Math.round(calibrationRate / util);
-  await server.proc.stop("SIGTERM");
+  let server: RunningServer;
   progress(
     `calibration: ${calibrationRate}/s → ${
       fmt(util * 100)
@@ -524,9 +545,7 @@ async function floodSection(
   out.push(
     `Calibration: ${sentCal} datagrams at ${calibrationRate}/s from ${FLOOD_SOURCES} sources used ${
       fmt(util * 100)
-    } % of a core (${
-      udp1.rcvbufErrors - udp0.rcvbufErrors
-    } dropped by the kernel), so one core saturates at about **${saturation}/s**.\n`,
+    } % of a core (${kernelDrops} dropped by the kernel), so one core saturates at about **${saturation}/s**.\n`,
   );
   out.push(
     "| flood | sources | sent/s | server CPU (1 = one core) | kernel drops | legit knocks opened ≤ 1 s | opened ≤ 5 s | p50 ms | RSS before → after MiB | server alive |",
@@ -580,6 +599,150 @@ async function floodSection(
   out.push(
     "\n(sent/s: what the generator achieved; each flood ran from about 1 s before the first legitimate knock until the last one.)\n",
   );
+}
+
+/** The gate's drop counters, read from the server namespace's nft ruleset. */
+async function gateCounters(sb: ServerBed): Promise<GateCounters> {
+  const listed = await sb.bed.execOk(sb.bed.serverNs, [
+    "nft",
+    "-j",
+    "list",
+    "table",
+    "inet",
+    "filter",
+  ]);
+  return nftGate(parseNftJson(listed.stdout).rules).counters;
+}
+
+/** Comment of the plain accept of the knock port that stands in for the gate's absence. */
+const NO_GATE_RULE = "bench: knock port without a gate";
+
+/** Turns the knock gate off (open_knock_port false, a plain accept of the knock port after the jump) or on again. */
+async function setGate(sb: ServerBed, on: boolean): Promise<void> {
+  const text = await Deno.readTextFile(sb.configPath);
+  await Deno.writeTextFile(
+    sb.configPath,
+    text.replace(/open_knock_port: \w+/, `open_knock_port: ${on}`),
+  );
+  const ns = sb.bed.serverNs;
+  const listing = await sb.bed.execOk(ns, [
+    "nft",
+    "-a",
+    "list",
+    "chain",
+    "inet",
+    "filter",
+    "input",
+  ]);
+  const handle = new RegExp(`"${NO_GATE_RULE}" # handle (\\d+)`).exec(
+    listing.stdout,
+  )?.[1];
+  if (on && handle !== undefined) {
+    await sb.bed.execOk(ns, [
+      "nft",
+      "delete",
+      "rule",
+      "inet",
+      "filter",
+      "input",
+      "handle",
+      handle,
+    ]);
+  } else if (!on && handle === undefined) {
+    await sb.bed.execOk(ns, [
+      "nft",
+      `add rule inet filter input udp dport ${KNOCK_PORT} accept comment "${NO_GATE_RULE}"`,
+    ]);
+  }
+}
+
+async function gateSection(sb: ServerBed, out: string[]): Promise<void> {
+  const many = sourceAddresses(MANY_SOURCES);
+  const flood = sourceAddresses(FLOOD_SOURCES);
+  const probeTargets = sourceAddresses(10, 743);
+  await sb.addClientAddresses([...flood, ...probeTargets]); // many ⊂ flood
+  const load = (await run(["cat", "/proc/loadavg"])).stdout.trim();
+
+  // The saturating rate, with the gate off (as the flood section finds it).
+  await setGate(sb, false);
+  const { saturation } = await calibrate(sb, flood, 3000);
+  let server: RunningServer;
+  progress(`gate: saturation ≈ ${saturation}/s`);
+
+  const cpuPlans: { label: string; kind: LoadKind; target?: string }[] = [
+    { label: "40-byte junk", kind: "short" },
+    { label: "165-byte junk, version 2", kind: "version2" },
+    { label: "165-byte junk, version 1", kind: "junk165" },
+    {
+      label: "valid knocks (distinct), refresh",
+      kind: "valid",
+      target: CLIENT_V4,
+    },
+  ];
+  const rows: string[] = [];
+  for (const on of [false, true]) {
+    const gate = on ? "on" : "off";
+    await setGate(sb, on);
+    server = await sb.startServer();
+    try {
+      const r = await runFlood(sb, server, {
+        rate: saturation * 2,
+        sources: [CLIENT_V4_ALT],
+        durationMs: 60_000,
+        probeFrom: CLIENT_V4,
+        probeTargets,
+        probeTimeoutMs: 5000,
+      });
+      const ok = r.latenciesMs.filter((v): v is number => v !== null);
+      const withinOne = ok.filter((v) => v <= 1000).length;
+      rows.push(
+        `| ${gate} | one source, 165-byte junk at ${
+          saturation * 2
+        }/s asked (${r.sentPerSecond}/s sent) | ${
+          fmt(r.cpuUtilisation, 2)
+        } cores | ${withinOne}/10 opened ≤ 1 s, ${ok.length}/10 ≤ 5 s, p50 ${
+          fmt(percentile(ok, 50))
+        } ms; ${r.kernelDrops} socket-buffer drops |`,
+      );
+      progress(`gate ${gate}: noisy source: ${withinOne}/10 within 1 s`);
+    } finally {
+      await server.proc.stop("SIGTERM");
+    }
+    for (const plan of cpuPlans) {
+      server = await sb.startServer();
+      const idle = await idleCpuRate(server.pid, 1000);
+      const measured = await measureCpu(sb, server.pid, idle, {
+        kind: plan.kind,
+        sources: many,
+        target: plan.target,
+        prime: plan.kind === "valid",
+      });
+      const gateDrops = on ? await gateCounters(sb) : undefined;
+      const counts = await stopAndReadState(server);
+      rows.push(
+        `| ${gate} | ${plan.label}, ${MANY_SOURCES} sources, ${CPU_RATE}/s | ${
+          fmt(measured.usPerDatagram)
+        } µs/datagram (stat ${fmt(measured.statUs)}) | openme: ${
+          describeOutcome(counts) || "nothing"
+        }${
+          gateDrops === undefined ? "" : `; gate: ${JSON.stringify(gateDrops)}`
+        } |`,
+      );
+      progress(
+        `gate ${gate}: ${plan.label}: ${
+          fmt(measured.usPerDatagram)
+        } µs/datagram`,
+      );
+    }
+  }
+  await setGate(sb, true);
+  out.push("### The knock gate, off and on (nft)\n");
+  out.push(
+    `Load average at the start: ${load}. Saturation (gate off, ${FLOOD_SOURCES} sources of 165-byte junk): about ${saturation}/s. "off": open_knock_port false and a plain accept of the knock port; "on": the default.\n`,
+  );
+  out.push("| gate | load | server | what happened |");
+  out.push("|---|---|---:|---|");
+  out.push(...rows, "");
 }
 
 async function shutdownSection(out: string[]): Promise<void> {
@@ -659,6 +822,7 @@ async function main(): Promise<void> {
     if (sections.includes("latency")) await latencySection(out);
     if (sections.includes("startup")) await startupSection(sb, out);
     if (sections.includes("flood")) await floodSection(sb, out, junkManyUs);
+    if (sections.includes("gate")) await gateSection(sb, out);
   } finally {
     await sb.destroy();
   }

@@ -42,9 +42,10 @@ export const ALLOWED_ENV: readonly string[] = [
 ];
 
 /**
- * Programs the binary may start: the Linux firewall tools for `serve`
- * (`*-restore` removes many rules in one call at shutdown), and the
- * shell that runs a profile's `post_knock` (`sh`, or `cmd.exe` on Windows).
+ * Programs the binary may start: the Linux firewall tools for `serve` and
+ * `cleanup` (`*-restore` removes many rules in one call at shutdown),
+ * `timedatectl` for doctor's clock check, and the shell that runs a
+ * profile's `post_knock` (`sh`, or `cmd.exe` on Windows).
  * Deno resolves each name on `PATH` at start-up and drops the names it cannot
  * find, so a tool that is not installed simply cannot be run.
  */
@@ -54,6 +55,7 @@ export const ALLOWED_RUN: readonly string[] = [
   "ip6tables",
   "iptables-restore",
   "ip6tables-restore",
+  "timedatectl",
   "sh",
   "cmd.exe",
 ];

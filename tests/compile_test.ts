@@ -7,8 +7,11 @@
  */
 
 import assert from "node:assert/strict";
+import { NETNS_PROGRAMS, TOOL_PROGRAMS } from "../lib/firewall/exec.ts";
+import { shellCommand } from "../lib/platform.ts";
 import {
   ALLOWED_ENV,
+  ALLOWED_RUN,
   assetName,
   BUILD_FLAGS,
   CHECKSUM_FILE,
@@ -99,6 +102,50 @@ Deno.test("compile: under the release permissions a program cannot start other p
     });
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** Every .ts file under a directory of the repository, as paths relative to it. */
+async function sourceFiles(dir: string): Promise<string[]> {
+  const files: string[] = [];
+  for await (const entry of Deno.readDir(`${REPO_DIR}/${dir}`)) {
+    const path = `${dir}/${entry.name}`;
+    if (entry.isDirectory) files.push(...await sourceFiles(path));
+    else if (path.endsWith(".ts")) files.push(path);
+  }
+  return files.sort();
+}
+
+Deno.test("compile: every program the code can start is on the --allow-run list", async () => {
+  const starts: string[] = [];
+  const literals: string[] = [];
+  for (const file of await sourceFiles("lib")) {
+    const text = await Deno.readTextFile(`${REPO_DIR}/${file}`);
+    if (text.includes("new Deno.Command(")) starts.push(file);
+    for (const m of text.matchAll(/runTool\(\s*"([^"]+)"/g)) {
+      literals.push(m[1]);
+    }
+  }
+  // Processes start in two places: runTool, and post_knock's shell.
+  assert.deepEqual(starts, [
+    "lib/client/post_knock.ts",
+    "lib/firewall/exec.ts",
+  ]);
+  // runTool takes only the programs of its list (the type checker holds
+  // every call to it), and its literal calls name them.
+  const exec = await Deno.readTextFile(`${REPO_DIR}/lib/firewall/exec.ts`);
+  assert.match(exec, /export async function runTool\(\s*command: ToolProgram,/);
+  const known: readonly string[] = [...TOOL_PROGRAMS, ...NETNS_PROGRAMS];
+  assert.ok(literals.length > 0 && literals.every((p) => known.includes(p)));
+  const shells = (["linux", "darwin", "windows"] as const).map((platform) =>
+    shellCommand("true", { platform }).program
+  );
+  // NETNS_PROGRAMS run only inside a test's network namespace.
+  for (const program of [...TOOL_PROGRAMS, ...shells]) {
+    assert.ok(
+      ALLOWED_RUN.includes(program),
+      `the code starts ${program}, which scripts/compile.ts ALLOWED_RUN does not list`,
+    );
   }
 });
 

@@ -190,7 +190,7 @@ Deno.test({
   fn: async () => {
     const dir = await Deno.makeTempDir({ prefix: "openme-unit-test-" });
     try {
-      // verify checks that ExecStart's binary exists: point it at one that does.
+      // verify checks that the Exec binaries exist: point them at one that does.
       let text = UNIT_TEXT;
       try {
         await Deno.stat("/usr/local/bin/openme");

@@ -10,6 +10,7 @@ import denoConfig from "../../deno.json" with { type: "json" };
 import { DEFAULT_SERVER_CONFIG_PATH } from "../config/server_config.ts";
 import { flushLog, isLogLevel, setLogLevel } from "../log.ts";
 import { runAddCommand } from "./commands/add.ts";
+import { runCleanupCommand } from "./commands/cleanup.ts";
 import {
   COMPLETE_COMMAND,
   runCompleteCommand,
@@ -80,6 +81,7 @@ const RUNNERS: Record<
   profiles: runProfilesCommand,
   import: runImportCommand,
   doctor: runDoctorCommand,
+  cleanup: runCleanupCommand,
   completion: runCompletionCommand,
   man: runManCommand,
 };

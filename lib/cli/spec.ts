@@ -333,6 +333,18 @@ export const COMMANDS: CommandSpec[] = [
     serverSide: true,
   },
   {
+    name: "cleanup",
+    summary: "remove every rule openme left in the firewall",
+    usage: "cleanup",
+    description:
+      "Removes every openme rule, set, jump and chain from nftables and from iptables/ip6tables without reading the config, so it works when the config is broken; the systemd unit runs it after the server stops. Rules of a running openme serve are removed too.",
+    flags: [],
+    positionals: [],
+    requiredPositionals: 0,
+    examples: ["sudo openme cleanup"],
+    serverSide: true,
+  },
+  {
     name: "completion",
     summary: "print a shell completion script",
     usage: "completion bash|zsh|fish",

@@ -8,7 +8,12 @@
 import { dirname, isAbsolute, join, resolve } from "node:path";
 import { Document } from "yaml";
 import { prepareEd25519VerifyKey } from "../protocol/crypto.ts";
-import { INTERFACE_NAME_PATTERN } from "../firewall/backend.ts";
+import {
+  DEFAULT_KNOCK_RATE_LIMIT,
+  INTERFACE_NAME_PATTERN,
+  type KnockRateLimit,
+  MAX_KNOCK_RATE,
+} from "../firewall/backend.ts";
 import { readClientsDir } from "./clients_dir.ts";
 import { formatDuration, parseDuration } from "./duration.ts";
 import { ConfigError, describeValue } from "./errors.ts";
@@ -106,6 +111,8 @@ export interface ServerConfig {
   replayWindowMs: number;
   /** `server.open_knock_port`. */
   openKnockPort: boolean;
+  /** `server.knock_rate_limit` and `server.knock_burst`: each source's budget, in the kernel and in openme. */
+  knockRateLimit: KnockRateLimit;
   /** `server.drop_ports`. */
   dropPorts: boolean;
   /** `server.default_profile`. */
@@ -156,6 +163,19 @@ const SERVER_FIELDS = {
     check: checkDuration,
   },
   open_knock_port: booleanField(true),
+  knock_rate_limit: {
+    hint: `a count 1-${MAX_KNOCK_RATE} per s, m or h, e.g. 20/s or 30/m`,
+    default: {
+      count: DEFAULT_KNOCK_RATE_LIMIT.count,
+      unit: DEFAULT_KNOCK_RATE_LIMIT.unit,
+    },
+    check: checkRate,
+  },
+  knock_burst: {
+    hint: `an integer 1-${MAX_KNOCK_RATE}, e.g. 40`,
+    default: DEFAULT_KNOCK_RATE_LIMIT.burst,
+    check: checkBurst,
+  },
   drop_ports: booleanField(false),
   default_profile: {
     hint:
@@ -357,6 +377,7 @@ export function buildServerConfig(file: YamlFile): ServerConfig {
     knockTimeoutMs: server.knock_timeout,
     replayWindowMs: server.replay_window,
     openKnockPort: server.open_knock_port,
+    knockRateLimit: { ...server.knock_rate_limit, burst: server.knock_burst },
     dropPorts: server.drop_ports,
     defaultProfile: server.default_profile,
     interface: server.interface,
@@ -572,6 +593,23 @@ function checkDuration(value: unknown, fail: Fail): number {
   return ms;
 }
 
+/** A count 1-999 per second, minute or hour: `20/s`, `30/m`, `100/h`. */
+function checkRate(value: unknown, fail: Fail): Omit<KnockRateLimit, "burst"> {
+  const text = typeof value === "string" ? value.trim() : "";
+  const m = /^([1-9]\d{0,2})\/([smh])$/.exec(text);
+  if (m === null) fail(`invalid rate ${describeValue(value)}`);
+  const units = { s: "second", m: "minute", h: "hour" } as const;
+  return { count: Number(m[1]), unit: units[m[2] as keyof typeof units] };
+}
+
+function checkBurst(value: unknown, fail: Fail): number {
+  const ok = Number.isInteger(value) && (value as number) >= 1;
+  if (!ok || (value as number) > MAX_KNOCK_RATE) {
+    fail(`invalid burst ${describeValue(value)}`);
+  }
+  return value as number;
+}
+
 function checkProfileName(value: unknown, fail: Fail): string {
   if (typeof value !== "string" || nameProblem(value, "profile") !== null) {
     fail(`invalid profile name ${describeValue(value)}`);
@@ -762,8 +800,16 @@ export function renderInitialServerConfig(
     "  # How far a knock's timestamp may be from the server clock, and how long",
     "  # accepted nonces are remembered against replays; keep it >= knock_timeout.",
     "  replay_window: 60s",
-    "  # true: the server adds the firewall rule that lets knock packets in.",
+    "  # true: the server adds the firewall rule that lets knock packets in,",
+    "  # behind a gate that drops in the kernel what cannot be a knock: other",
+    "  # sizes, other versions and more than knock_rate_limit per source.",
     "  open_knock_port: true",
+    "  # Datagrams each source (an IPv4 address, an IPv6 /64) may send to the",
+    "  # knock port per s, m or h (1-999); the kernel gate drops the rest and",
+    "  # openme itself refuses them too.",
+    "  knock_rate_limit: 20/s",
+    "  # Most datagrams a quiet source may send at once (1-999).",
+    "  knock_burst: 40",
     "  # true: the server adds DROP rules for every managed port (every port",
     "  # group and client port below), so only knocked addresses reach them.",
     "  drop_ports: false",

@@ -29,6 +29,39 @@ export interface BaseRulesOptions {
   dropPorts: FirewallRulePort[];
   /** Input interface every rule matches, or null for all interfaces. */
   interface: string | null;
+  /** Per-source budget of the knock gate (default {@linkcode DEFAULT_KNOCK_RATE_LIMIT}). */
+  knockRateLimit?: KnockRateLimit;
+}
+
+/** A per-source datagram budget: `count` per `unit`, in bursts of at most `burst`. */
+export interface KnockRateLimit {
+  /** Datagrams per unit, 1 to {@linkcode MAX_KNOCK_RATE}. */
+  count: number;
+  /** The unit of `count`. */
+  unit: "second" | "minute" | "hour";
+  /** Most datagrams a quiet source may send at once, 1 to {@linkcode MAX_KNOCK_RATE}. */
+  burst: number;
+}
+
+/** The `knock_rate_limit` and `knock_burst` defaults: 20/s, bursts of 40. */
+export const DEFAULT_KNOCK_RATE_LIMIT: KnockRateLimit = {
+  count: 20,
+  unit: "second",
+  burst: 40,
+};
+/** Largest rate count and burst: the iptables hashlimit name that holds both stays within 15 characters. */
+export const MAX_KNOCK_RATE = 999;
+/** Seconds in each rate unit. */
+export const RATE_UNIT_SECONDS = { second: 1, minute: 60, hour: 3600 } as const;
+
+/** Datagrams the knock gate dropped in the kernel, by reason. */
+export interface GateCounters {
+  /** UDP length other than a knock's. */
+  size: number;
+  /** First payload byte other than the protocol version. */
+  version: number;
+  /** Over the per-source rate. */
+  rate: number;
 }
 
 /** The rules one knock opened; pass it back to `close()` unchanged. */
@@ -65,6 +98,8 @@ export interface FirewallBackend {
   ensureBaseRules(open: OpenedRules[]): Promise<BaseRulesCheck>;
   /** Removes everything this backend added, in as few tool runs as possible. */
   teardown(): Promise<void>;
+  /** Reads the knock gate's drop counters now; null when there is no gate. */
+  gateCounters(): Promise<GateCounters | null>;
 }
 
 /** Where the firewall tools run, for the backends and the read-only inspection. */
@@ -91,6 +126,8 @@ export const RULE_COMMENT = "openme";
 export const KNOCK_RULE_COMMENT = "openme-knock";
 /** Comment on the `drop_ports` rules. */
 export const DROP_RULE_COMMENT = "openme-drop";
+/** Comment on the knock gate's rules, ahead of the knock rule. */
+export const GATE_RULE_COMMENT = "openme-gate";
 /** Comment on the nft `jump openme` rule openme adds to the input chain. */
 export const JUMP_RULE_COMMENT = "openme-jump";
 
@@ -180,11 +217,26 @@ export function validateBaseRulesOptions(
       tool,
     );
   }
+  const limit = options.knockRateLimit ?? DEFAULT_KNOCK_RATE_LIMIT;
+  const inRange = (n: number) =>
+    Number.isInteger(n) && n >= 1 && n <= MAX_KNOCK_RATE;
+  if (
+    !inRange(limit.count) || !inRange(limit.burst) ||
+    !Object.hasOwn(RATE_UNIT_SECONDS, limit.unit)
+  ) {
+    throw refuse(
+      `invalid knock rate limit ${
+        JSON.stringify(limit)
+      } (server.knock_rate_limit, server.knock_burst): use 1-${MAX_KNOCK_RATE} per second, minute or hour, burst 1-${MAX_KNOCK_RATE}`,
+      tool,
+    );
+  }
   return {
     knockPort: options.knockPort,
     openKnockPort: options.openKnockPort === true,
     dropPorts: options.dropPorts.map((port) => validateRulePort(port, tool)),
     interface: iface,
+    knockRateLimit: { ...limit },
   };
 }
 

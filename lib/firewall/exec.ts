@@ -19,6 +19,22 @@ export const NETNS_NAME_PATTERN = /^[A-Za-z0-9_.][A-Za-z0-9_.-]{0,63}$/;
 /** Longest stderr excerpt a FirewallError message carries. */
 export const MAX_ERROR_STDERR_CHARS = 400;
 
+/** The programs {@linkcode runTool} starts for openme; the release binary's `--allow-run` lists each. */
+export const TOOL_PROGRAMS = [
+  "nft",
+  "iptables",
+  "ip6tables",
+  "iptables-restore",
+  "ip6tables-restore",
+  "timedatectl",
+] as const;
+/** The programs started only with a network namespace set (tests, the demo): `ip netns exec`, and `cat` for the namespace's /proc/net. */
+export const NETNS_PROGRAMS = ["ip", "cat"] as const;
+/** A program {@linkcode runTool} may start. */
+export type ToolProgram =
+  | typeof TOOL_PROGRAMS[number]
+  | typeof NETNS_PROGRAMS[number];
+
 /** Options for {@linkcode runTool}: where it runs, and its standard input. */
 export interface RunToolOptions extends FirewallBackendOptions {
   /** Text written to the tool's standard input (which is closed afterwards); no stdin when absent. */
@@ -74,7 +90,7 @@ async function writeStdin(
 
 /** Runs one tool with an argument array and a time limit; never throws for a missing or hanging tool. */
 export async function runTool(
-  command: string,
+  command: ToolProgram,
   args: string[],
   options: RunToolOptions = {},
 ): Promise<ToolResult> {

@@ -10,12 +10,15 @@
 import {
   type FirewallBackendOptions,
   FirewallError,
+  GATE_RULE_COMMENT,
+  type GateCounters,
   IPTABLES_CHAIN,
   NFT_CHAIN,
   NFT_INPUT_CHAIN,
   NFT_TABLE,
 } from "./backend.ts";
-import { describeToolFailure, runTool } from "./exec.ts";
+import { describeToolFailure, runTool, type ToolProgram } from "./exec.ts";
+import { GATE_CHECKS, type GateCheck, KNOCK_UDP_LENGTH } from "./gate.ts";
 
 /** An inclusive port span a rule accepts. */
 export interface PortSpan {
@@ -65,6 +68,8 @@ export interface NftRule {
   verdict: string | null;
   /** Chain a jump or goto goes to, or null. */
   target: string | null;
+  /** Packets its counter counted, or null without a counter. */
+  packets: number | null;
 }
 
 /** What `nft -j list table ...` or `nft -j list ruleset` printed. */
@@ -85,7 +90,7 @@ function asRecord(value: unknown): Record<string, unknown> | null {
     : null;
 }
 
-/** `{ct:{key:"state"}}` -> "ct.state", `{payload:{protocol:"udp",field:"dport"}}` -> "udp.dport". */
+/** `{ct:{key:"state"}}` -> "ct.state", `{payload:{protocol:"udp",field:"dport"}}` -> "udp.dport", a raw payload -> "@th,64,8". */
 function nftKey(left: unknown): string {
   const value = asRecord(left) ?? {};
   const ct = asRecord(value.ct);
@@ -93,6 +98,9 @@ function nftKey(left: unknown): string {
   const payload = asRecord(value.payload);
   if (ct !== null) return `ct.${ct.key}`;
   if (meta !== null) return `meta.${meta.key}`;
+  if (payload?.base !== undefined) {
+    return `@${payload.base},${payload.offset},${payload.len}`;
+  }
   if (payload !== null) return `${payload.protocol}.${payload.field}`;
   return Object.keys(value)[0] ?? "?";
 }
@@ -121,9 +129,12 @@ function parseNftRule(value: Record<string, unknown>): NftRule {
     matches: [],
     verdict: null,
     target: null,
+    packets: null,
   };
   for (const statement of Array.isArray(value.expr) ? value.expr : []) {
     const record = asRecord(statement) ?? {};
+    const counter = asRecord(record.counter);
+    if (counter !== null) rule.packets = Number(counter.packets);
     const match = asRecord(record.match);
     if (match !== null) {
       rule.matches.push({
@@ -208,6 +219,8 @@ export interface IptablesRule {
   spec: string[];
   /** Its `--comment`, or null. */
   comment: string | null;
+  /** Packets it matched (`-v` prints `-c PACKETS BYTES`), or null when not listed. */
+  packets: number | null;
 }
 
 /** What `iptables -S INPUT` (or ip6tables) printed. */
@@ -226,7 +239,13 @@ export function iptablesOption(spec: string[], names: string[]): string | null {
   return null;
 }
 
-/** Reads `iptables -S INPUT` output; double-quoted arguments (with backslash escapes) are one argument. */
+/** Quotes an iptables argument for iptables-restore or a shell: as is, or in double quotes. */
+export function quoteIptablesArg(arg: string): string {
+  if (/^[A-Za-z0-9_.:@/,!+=-]+$/.test(arg)) return arg;
+  return `"${arg.replaceAll("\\", "\\\\").replaceAll('"', '\\"')}"`;
+}
+
+/** Reads `iptables [-v] -S INPUT` output; double-quoted arguments (with backslash escapes) are one argument. */
 export function parseIptablesChain(output: string): IptablesChain {
   const chain: IptablesChain = { policy: null, rules: [] };
   for (const raw of output.split("\n")) {
@@ -238,9 +257,15 @@ export function parseIptablesChain(output: string): IptablesChain {
     if (tokens[0] === "-P") chain.policy = (tokens[2] ?? "").toLowerCase();
     if (tokens[0] !== "-A") continue;
     const spec = tokens.slice(2);
+    const counter = spec.findIndex((token, i) =>
+      token === "-c" && spec[i - 1] !== "--comment"
+    );
+    const packets = counter < 0 ? null : Number(spec[counter + 1]);
+    if (counter >= 0) spec.splice(counter, 3);
     chain.rules.push({
       spec,
       comment: iptablesOption(spec, ["--comment"]),
+      packets,
     });
   }
   return chain;
@@ -266,16 +291,23 @@ export interface InputChainFacts {
   acceptsEstablished: boolean;
   /** Rules accept ICMPv6 neighbour solicitations and advertisements. */
   acceptsNeighborDiscovery: boolean;
-  /** UDP destination ports some rule accepts. */
-  acceptedUdpPorts: PortSpan[];
+  /** The rules that accept or drop UDP ports or jump to chain openme, in order: whether a knock meets a gate first. */
+  udpRules: {
+    verdict: "accept" | "drop" | "jump";
+    ports: PortSpan[];
+    /** What deletes it after `nft delete rule TABLE CHAIN` (`handle N`) or `iptables -D INPUT` (its spec). */
+    remove: string;
+  }[];
 }
 
 /** One rule as the chain checks see it, from nft JSON or from iptables -S. */
 interface RuleSummary {
   handle: string | null;
+  remove: string;
   dropsEverything: boolean;
   jumpsToOpenme: boolean;
   accepts: boolean;
+  drops: boolean;
   loopbackOnly: boolean;
   established: boolean;
   /** ICMPv6 types it matches ("all": every ICMPv6 packet); empty when not ICMPv6. */
@@ -299,6 +331,57 @@ function isIcmpv6(value: string | number | PortSpan): boolean {
   return ["58", "ipv6-icmp", "icmpv6"].includes(String(value).toLowerCase());
 }
 
+/** What openme's gate rules in a listing check and what they dropped. */
+export interface GateFacts {
+  /** The checks present, in {@linkcode GATE_CHECKS} order. */
+  checks: GateCheck[];
+  /** Their counters added up by check. */
+  counters: GateCounters;
+}
+
+function gateFacts(rules: [GateCheck | null, number | null][]): GateFacts {
+  const counters: GateCounters = { size: 0, version: 0, rate: 0 };
+  for (const [check, packets] of rules) {
+    if (check !== null) counters[check] += packets ?? 0;
+  }
+  const present = new Set(rules.map(([check]) => check));
+  return { checks: GATE_CHECKS.filter((c) => present.has(c)), counters };
+}
+
+/** openme's gate in the rules of an nft listing (chain openme). */
+export function nftGate(rules: NftRule[]): GateFacts {
+  return gateFacts(
+    rules.filter((rule) =>
+      rule.chain === NFT_CHAIN && rule.comment === GATE_RULE_COMMENT
+    ).map((rule) => {
+      const keys = rule.matches.map((m) => m.key);
+      const check = keys.includes("udp.length")
+        ? "size"
+        : keys.includes("@th,64,8")
+        ? "version"
+        : "rate";
+      return [check, rule.packets];
+    }),
+  );
+}
+
+/** openme's gate in the rules of `iptables -v -S INPUT` (or ip6tables). */
+export function iptablesGate(rules: IptablesRule[]): GateFacts {
+  return gateFacts(
+    rules.filter((rule) => rule.comment === GATE_RULE_COMMENT)
+      .map((rule) => [iptablesGateCheck(rule.spec), rule.packets]),
+  );
+}
+
+/** The check of an iptables rule spec that is one of the gate's, or null. */
+export function iptablesGateCheck(spec: string[]): GateCheck | null {
+  if (spec.includes("--hashlimit-name")) return "rate";
+  const u32 = spec[spec.indexOf("--u32") + 1];
+  if (!spec.includes("--u32") || u32 === undefined) return null;
+  // Listings print numbers in hex: "0x2c>>0x10=0xad".
+  return Number(u32.split("=").pop()) === KNOCK_UDP_LENGTH ? "size" : "version";
+}
+
 function inputChainFacts(
   where: string,
   policy: string | null,
@@ -319,7 +402,14 @@ function inputChainFacts(
     acceptsEstablished: accepted.some((rule) => rule.established),
     acceptsNeighborDiscovery: types.has("all") ||
       (types.has(135) && types.has(136)),
-    acceptedUdpPorts: accepted.flatMap((rule) => rule.udpPorts),
+    udpRules: rules.filter((rule) =>
+      rule.jumpsToOpenme ||
+      (rule.udpPorts.length > 0 && (rule.accepts || rule.drops))
+    ).map((rule) => ({
+      verdict: rule.jumpsToOpenme ? "jump" : rule.accepts ? "accept" : "drop",
+      ports: rule.udpPorts,
+      remove: rule.remove,
+    })),
   };
 }
 
@@ -332,9 +422,11 @@ function nftSummary(rule: NftRule): RuleSummary {
     .some(isIcmpv6);
   return {
     handle: rule.handle,
+    remove: `handle ${rule.handle}`,
     dropsEverything: dropsEverything(rule),
     jumpsToOpenme: jumpsToOpenme(rule),
     accepts: rule.verdict === "accept",
+    drops: rule.verdict === "drop" || rule.verdict === "reject",
     loopbackOnly: rule.matches.length === 1 &&
       valuesOf("meta.iifname").includes("lo"),
     established: valuesOf("ct.state").includes("established"),
@@ -357,6 +449,8 @@ export interface NftRulesetFacts {
   openmeChainUdpPorts: PortSpan[];
   /** Other base chains on the input hook (their drops apply after openme's accepts too). */
   otherInputChains: InputChainFacts[];
+  /** openme's gate rules in chain openme. */
+  gate: GateFacts;
 }
 
 /** Extracts the facts doctor checks from an nft listing of the whole ruleset. */
@@ -383,6 +477,7 @@ export function nftRulesetFacts(listing: NftListing): NftRulesetFacts {
     openmeChainUdpPorts: inChain(NFT_TABLE, NFT_CHAIN)
       .filter((rule) => rule.accepts).flatMap((rule) => rule.udpPorts),
     otherInputChains: chains.filter((chain) => chain.where !== input),
+    gate: nftGate(listing.rules),
   };
 }
 
@@ -401,10 +496,12 @@ function iptablesSummary(rule: IptablesRule): RuleSummary {
   const ports = option("--dport", "--destination-port", "--dports");
   return {
     handle: null,
+    remove: spec.map(quoteIptablesArg).join(" "),
     dropsEverything: matches.length === 0 &&
       (target === "DROP" || target === "REJECT"),
     jumpsToOpenme: false,
     accepts: target === "ACCEPT",
+    drops: target === "DROP" || target === "REJECT",
     loopbackOnly: matches.length === 1 &&
       option("-i", "--in-interface") === "lo",
     established: (option("--ctstate", "--state") ?? "").split(",")
@@ -420,17 +517,23 @@ function iptablesSummary(rule: IptablesRule): RuleSummary {
   };
 }
 
-/** Extracts the facts doctor checks from `iptables -S INPUT` (or ip6tables) output. */
+/** What doctor checks about iptables or ip6tables INPUT, openme's gate rules in it included. */
+export type IptablesChainFacts = InputChainFacts & { gate: GateFacts };
+
+/** Extracts the facts doctor checks from `iptables [-v] -S INPUT` (or ip6tables) output. */
 export function iptablesChainFacts(
   output: string,
   where: string,
-): InputChainFacts {
+): IptablesChainFacts {
   const chain = parseIptablesChain(output);
-  return inputChainFacts(where, chain.policy, chain.rules.map(iptablesSummary));
+  return {
+    ...inputChainFacts(where, chain.policy, chain.rules.map(iptablesSummary)),
+    gate: iptablesGate(chain.rules),
+  };
 }
 
 async function listOrThrow(
-  tool: string,
+  tool: ToolProgram,
   args: string[],
   options: FirewallBackendOptions,
 ): Promise<string> {
@@ -447,11 +550,11 @@ export async function inspectNftRuleset(
   return nftRulesetFacts(parseNftJson(json));
 }
 
-/** Lists INPUT of iptables and ip6tables (`-w -S INPUT`) and extracts what doctor checks; throws when that fails. */
+/** Lists INPUT of iptables and ip6tables (`-w -v -S INPUT`) and extracts what doctor checks; throws when that fails. */
 export async function inspectIptablesRuleset(
   options: FirewallBackendOptions = {},
-): Promise<{ v4: InputChainFacts; v6: InputChainFacts }> {
-  const args = ["-w", "-S", IPTABLES_CHAIN];
+): Promise<{ v4: IptablesChainFacts; v6: IptablesChainFacts }> {
+  const args = ["-w", "-v", "-S", IPTABLES_CHAIN];
   const v4 = await listOrThrow("iptables", args, options);
   const v6 = await listOrThrow("ip6tables", args, options);
   return {
@@ -462,7 +565,7 @@ export async function inspectIptablesRuleset(
 
 /** Runs `TOOL --version` and returns the first line it printed; throws when the tool is missing or fails. */
 export async function toolVersion(
-  tool: string,
+  tool: ToolProgram,
   options: FirewallBackendOptions = {},
 ): Promise<string> {
   const result = await runTool(tool, ["--version"], {

@@ -1,10 +1,10 @@
 /**
  * iptables backend (SPEC §9): `iptables` for IPv4, `ip6tables` for IPv6,
  * always with `-w`. Per knock, one `-I INPUT` rule per port, removed with `-D`
- * and the same spec. The base rules (knock port at the top, drops at the end)
- * go in one `iptables-restore --noflush` commit per family, with the deletion
- * of the tagged rules they replace. When ip6tables fails at setup, IPv4 is
- * served alone and IPv6 knocks fail saying why.
+ * and the same spec. The base rules (knock gate and knock rule at the top,
+ * drops at the end) go in one `iptables-restore --noflush` commit per family,
+ * with the deletion of the tagged rules they replace. When ip6tables fails at
+ * setup, IPv4 is served alone and IPv6 knocks fail saying why.
  *
  * @module
  */
@@ -21,6 +21,8 @@ import {
   type FirewallBackendOptions,
   FirewallError,
   type FirewallRulePort,
+  GATE_RULE_COMMENT,
+  type GateCounters,
   IPTABLES_CHAIN,
   KNOCK_RULE_COMMENT,
   type OpenedRules,
@@ -33,13 +35,23 @@ import {
   firewallErrorFromResult,
   OperationQueue,
   runTool,
+  type ToolProgram,
   type ToolResult,
 } from "./exec.ts";
 import {
+  buildIptablesKnockRules,
+  GATE_CHECKS,
+  type GateCheck,
+  installGate,
+} from "./gate.ts";
+import {
   type IptablesChain,
+  iptablesGate,
+  iptablesGateCheck,
   iptablesOption,
   type IptablesRule,
   parseIptablesChain,
+  quoteIptablesArg,
 } from "./inspect.ts";
 
 /** What to check when an iptables command fails. */
@@ -50,7 +62,11 @@ export const IPTABLES_HINT =
 export type IptablesTool = "iptables" | "ip6tables";
 
 const TOOLS: IptablesTool[] = ["iptables", "ip6tables"];
-const BASE_COMMENTS = [KNOCK_RULE_COMMENT, DROP_RULE_COMMENT];
+const BASE_COMMENTS = [
+  GATE_RULE_COMMENT,
+  KNOCK_RULE_COMMENT,
+  DROP_RULE_COMMENT,
+];
 const OPENME_COMMENTS = [RULE_COMMENT, ...BASE_COMMENTS];
 const COMMENT_MATCH = ["-m", "comment", "--comment"];
 
@@ -82,29 +98,25 @@ export function buildIptablesAcceptSpec(
   return [...ruleSpec(iface, matches, "ACCEPT"), RULE_COMMENT];
 }
 
-/** Returns the base rules of one family as iptables-restore lines: `-I INPUT` the knock-port accept, `-A INPUT` each drop. */
-export function buildIptablesBaseRules(options: BaseRulesOptions): string[][] {
+/** Returns the base rules of one family as iptables-restore lines: `-I INPUT` the gate and the knock-port accept (in that order), `-A INPUT` each drop. */
+export function buildIptablesBaseRules(
+  options: BaseRulesOptions,
+  gate: { family: 4 | 6; checks: readonly GateCheck[] },
+): string[][] {
   const iface = options.interface;
   const rules: string[][] = [];
   if (options.openKnockPort) {
-    const knock = portArgs({ port: options.knockPort, proto: "udp" });
-    rules.push([
-      "-I",
-      IPTABLES_CHAIN,
-      ...ruleSpec(iface, knock, "ACCEPT"),
-      KNOCK_RULE_COMMENT,
-    ]);
+    // Each -I goes to the top: inserted last to first, they end up in order.
+    const specs = buildIptablesKnockRules(options, { ...gate, tagged: true });
+    for (const spec of specs.reverse()) {
+      rules.push(["-I", IPTABLES_CHAIN, ...spec]);
+    }
   }
   for (const port of options.dropPorts) {
     const drop = ruleSpec(iface, portArgs(port), "DROP");
     rules.push(["-A", IPTABLES_CHAIN, ...drop, DROP_RULE_COMMENT]);
   }
   return rules;
-}
-
-function quoteRestoreArg(arg: string): string {
-  if (/^[A-Za-z0-9_.:@/,!+=-]+$/.test(arg)) return arg;
-  return `"${arg.replaceAll("\\", "\\\\").replaceAll('"', '\\"')}"`;
 }
 
 /** Returns the `iptables-restore --noflush` input that deletes the listed rules, then adds the given ones, in one commit. */
@@ -115,7 +127,7 @@ export function buildIptablesRestoreScript(
   const lines = [
     ...deletes.map((rule) => ["-D", IPTABLES_CHAIN, ...rule.spec]),
     ...adds,
-  ].map((line) => line.map(quoteRestoreArg).join(" "));
+  ].map((line) => line.map(quoteIptablesArg).join(" "));
   return ["*filter", ...lines, "COMMIT", ""].join("\n");
 }
 
@@ -130,6 +142,8 @@ export function iptablesRuleKey(spec: string[]): string {
     value("--dport", "--destination-port"),
     value("-j", "--jump"),
     value("--comment"),
+    iptablesGateCheck(spec) ?? "",
+    value("--hashlimit-name"),
   ].join(" ");
 }
 
@@ -146,6 +160,8 @@ export class IptablesBackend implements FirewallBackend {
   readonly #queue: OperationQueue;
   #options: BaseRulesOptions | null = null;
   #ipv6Problem: string | null = null;
+  /** The gate checks installed in each family. */
+  #gate: Record<IptablesTool, GateCheck[]> = { iptables: [], ip6tables: [] };
 
   /** Creates the backend; nothing runs until setup(). */
   constructor(options: FirewallBackendOptions = {}) {
@@ -168,7 +184,9 @@ export class IptablesBackend implements FirewallBackend {
   async updateBaseRules(options: BaseRulesOptions): Promise<void> {
     const valid = validateBaseRulesOptions(options, "iptables");
     await this.#queue.run(async () => {
-      for (const tool of this.#families()) await this.#applyBase(tool, valid);
+      for (const tool of this.#families()) {
+        await this.#installBase(tool, valid, BASE_COMMENTS);
+      }
       log.info("firewall: iptables knock and drop rules updated");
       this.#options = valid;
     });
@@ -207,9 +225,20 @@ export class IptablesBackend implements FirewallBackend {
     return this.#queue.run(() => this.#ensureBaseRules(open));
   }
 
-  /** Removes every INPUT rule tagged openme, openme-knock or openme-drop in both families (one restore per family). */
+  /** Removes every INPUT rule tagged openme, openme-gate, openme-knock or openme-drop in both families (one restore per family). */
   teardown(): Promise<void> {
     return this.#queue.run(() => this.#teardown());
+  }
+
+  /** Lists INPUT of each family and adds up the gate rules' counters; null without a gate. */
+  gateCounters(): Promise<GateCounters | null> {
+    return this.#queue.run(async () => {
+      const tools = this.#families().filter((t) => this.#gate[t].length > 0);
+      if (!this.#options?.openKnockPort || tools.length === 0) return null;
+      const rules: IptablesRule[] = [];
+      for (const tool of tools) rules.push(...(await this.#list(tool)).rules);
+      return iptablesGate(rules).counters;
+    });
   }
 
   /** The families in use: ip6tables only when it worked at setup. */
@@ -217,12 +246,16 @@ export class IptablesBackend implements FirewallBackend {
     return this.#ipv6Problem === null ? TOOLS : ["iptables"];
   }
 
-  #run(tool: string, args: string[], stdin?: string): Promise<ToolResult> {
+  #run(
+    tool: ToolProgram,
+    args: string[],
+    stdin?: string,
+  ): Promise<ToolResult> {
     return runTool(tool, args, { ...this.#tools, stdin });
   }
 
   async #list(tool: IptablesTool): Promise<IptablesChain> {
-    const listed = await this.#run(tool, ["-w", "-S", IPTABLES_CHAIN]);
+    const listed = await this.#run(tool, ["-w", "-v", "-S", IPTABLES_CHAIN]);
     if (!listed.success) {
       throw firewallErrorFromResult(listed, {
         hint: IPTABLES_HINT,
@@ -259,19 +292,27 @@ export class IptablesBackend implements FirewallBackend {
     return stale.filter((rule) => rule.comment === RULE_COMMENT).length;
   }
 
-  #applyBase(
+  /** Replaces one family's rules tagged with the comments by the base rules with every gate check its kernel can do; returns how many per-knock rules it deleted. */
+  async #installBase(
     tool: IptablesTool,
     options: BaseRulesOptions,
-    comments: string[] = BASE_COMMENTS,
+    comments: string[],
   ): Promise<number> {
-    return this.#replaceTagged(tool, comments, buildIptablesBaseRules(options));
+    let stale = 0;
+    const family = tool === "iptables" ? 4 : 6;
+    const wanted = options.openKnockPort ? GATE_CHECKS : [];
+    this.#gate[tool] = await installGate("iptables", wanted, async (checks) => {
+      const adds = buildIptablesBaseRules(options, { family, checks });
+      stale += await this.#replaceTagged(tool, comments, adds);
+    });
+    return stale;
   }
 
   async #setup(options: BaseRulesOptions): Promise<void> {
     this.#ipv6Problem = null;
     for (const tool of TOOLS) {
       try {
-        const stale = await this.#applyBase(tool, options, OPENME_COMMENTS);
+        const stale = await this.#installBase(tool, options, OPENME_COMMENTS);
         if (stale > 0) {
           log.warn(
             `firewall: removed ${stale} stale per-knock ${tool} rules left by an earlier run`,
@@ -297,9 +338,6 @@ export class IptablesBackend implements FirewallBackend {
   async #ensureBaseRules(open: OpenedRules[]): Promise<BaseRulesCheck> {
     const options = this.#options;
     if (options === null) return { repaired: [], lost: [] };
-    const expected = buildIptablesBaseRules(options).map((rule) =>
-      iptablesRuleKey(rule.slice(2))
-    );
     const repaired: string[] = [];
     const lost: OpenedRules[] = [];
     for (const tool of TOOLS) {
@@ -308,13 +346,17 @@ export class IptablesBackend implements FirewallBackend {
         lost.push(...sets);
         continue;
       }
+      const base = buildIptablesBaseRules(options, {
+        family: tool === "iptables" ? 4 : 6,
+        checks: this.#gate[tool],
+      });
       const present = new Set(
         (await this.#list(tool)).rules.filter((rule) =>
           OPENME_COMMENTS.includes(rule.comment ?? "")
         ).map((rule) => iptablesRuleKey(rule.spec)),
       );
-      if (expected.some((key) => !present.has(key))) {
-        await this.#applyBase(tool, options);
+      if (base.some((rule) => !present.has(iptablesRuleKey(rule.slice(2))))) {
+        await this.#replaceTagged(tool, BASE_COMMENTS, base);
         repaired.push(`knock and drop rules (${tool})`);
       }
       lost.push(

@@ -19,7 +19,9 @@ export type {
   FirewallBackend,
   FirewallBackendOptions,
   FirewallRulePort,
+  GateCounters,
   IpAddress,
+  KnockRateLimit,
   OpenedRules,
 } from "./backend.ts";
 export { FirewallError } from "./backend.ts";
@@ -42,4 +44,27 @@ export function createFirewallBackend(
     } (server.firewall): use nft or iptables`,
     { tool: String(kind), args: [] },
   );
+}
+
+/** Removes every openme rule, set, jump and chain from nft and from iptables/ip6tables, whoever added them, without a config; skips a tool that is not installed; throws the first failure after trying both. */
+export async function cleanupFirewall(
+  options: FirewallBackendOptions = {},
+): Promise<string[]> {
+  const results = await Promise.allSettled([
+    new NftBackend(options).cleanup(),
+    new IptablesBackend(options).teardown(),
+  ]);
+  const report: string[] = [];
+  for (const [i, result] of results.entries()) {
+    const error = result.status === "rejected" ? result.reason as Error : null;
+    if (error !== null && !/command not found/.test(error.message)) throw error;
+    report.push(
+      `${["nft", "iptables"][i]}: ${
+        error === null
+          ? "no openme rule left"
+          : "not installed, nothing to remove"
+      }`,
+    );
+  }
+  return report;
 }

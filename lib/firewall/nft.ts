@@ -1,7 +1,8 @@
 /**
  * nftables backend (SPEC §9). Chain `openme` of table `inet filter` holds the
- * per-knock accepts (inserted at the top), then the base rules (appended), so
- * the drops follow every accept; `input` jumps to it. One knock's rules go in
+ * per-knock accepts (inserted at the top), then the base rules (appended:
+ * the knock gate and its sets, the knock rule, the drops), so the drops
+ * follow every accept; `input` jumps to it. One knock's rules go in
  * one `nft -e -a -f -` transaction and are deleted by the handles nft echoed;
  * a table or chain created again by an operator's reload gets new handles,
  * which is how ensureBaseRules() tells a reload. Teardown removes only what
@@ -22,6 +23,8 @@ import {
   type FirewallBackendOptions,
   FirewallError,
   type FirewallRulePort,
+  GATE_RULE_COMMENT,
+  type GateCounters,
   JUMP_RULE_COMMENT,
   KNOCK_RULE_COMMENT,
   NFT_CHAIN,
@@ -40,8 +43,16 @@ import {
   type ToolResult,
 } from "./exec.ts";
 import {
+  buildNftKnockRules,
+  GATE_CHECKS,
+  type GateCheck,
+  installGate,
+  NFT_GATE_SETS,
+} from "./gate.ts";
+import {
   dropsEverything,
   jumpsToOpenme,
+  nftGate,
   type NftListing,
   type NftRule,
   parseNftJson,
@@ -51,7 +62,11 @@ import {
 export const NFT_HINT =
   "is nftables installed and are you root (CAP_NET_ADMIN)?";
 
-const BASE_COMMENTS = [KNOCK_RULE_COMMENT, DROP_RULE_COMMENT];
+const BASE_COMMENTS = [
+  GATE_RULE_COMMENT,
+  KNOCK_RULE_COMMENT,
+  DROP_RULE_COMMENT,
+];
 const OPENME_COMMENTS = [RULE_COMMENT, ...BASE_COMMENTS];
 const CHAIN = `${NFT_TABLE} ${NFT_CHAIN}`;
 const INPUT = `${NFT_TABLE} ${NFT_INPUT_CHAIN}`;
@@ -76,14 +91,20 @@ export function buildNftAcceptRule(
   } accept comment "${RULE_COMMENT}"`;
 }
 
-/** Returns the `add rule` lines of the base rules of chain openme, in order: the knock-port accept, then the drops. */
-export function buildNftBaseRules(options: BaseRulesOptions): string[] {
+/** Returns the `add` lines of the base rules of chain openme, in order: the gate's sets and rules, the knock-port accept, then the drops. */
+export function buildNftBaseRules(
+  options: BaseRulesOptions,
+  checks: readonly GateCheck[] = GATE_CHECKS,
+): string[] {
   const add = `add rule ${CHAIN} ${matchPrefix(options.interface)}`;
   const lines: string[] = [];
   if (options.openKnockPort) {
-    lines.push(
-      `${add}udp dport ${options.knockPort} accept comment "${KNOCK_RULE_COMMENT}"`,
-    );
+    const knock = buildNftKnockRules(options, { checks, tagged: true });
+    for (const set of knock.sets) {
+      // Flushed, so a new budget applies to every source at once.
+      lines.push(`add ${set}`, `flush ${set.slice(0, set.indexOf(" {"))}`);
+    }
+    lines.push(...knock.rules.map((rule) => `add rule ${CHAIN} ${rule}`));
   }
   for (const port of options.dropPorts) {
     lines.push(`${add}${portMatch(port)} drop comment "${DROP_RULE_COMMENT}"`);
@@ -91,10 +112,11 @@ export function buildNftBaseRules(options: BaseRulesOptions): string[] {
   return lines;
 }
 
-/** Names what the base rules lack in a listing of table inet filter (null: no table); empty when all is in place. */
+/** Names what the base rules (with these gate checks) lack in a listing of table inet filter (null: no table); empty when all is in place. */
 export function findMissingNftBase(
   listing: NftListing | null,
   options: BaseRulesOptions,
+  checks: readonly GateCheck[] = GATE_CHECKS,
 ): string[] {
   if (listing === null) return [`table ${NFT_TABLE}`];
   const missing: string[] = [];
@@ -106,15 +128,15 @@ export function findMissingNftBase(
   if (!listing.rules.some((rule) => isJump(rule))) {
     missing.push(`jump from ${NFT_INPUT_CHAIN} to ${NFT_CHAIN}`);
   }
-  const tagged = (comment: string) =>
-    listing.rules.filter((rule) =>
-      rule.chain === NFT_CHAIN && rule.comment === comment
+  const lines = buildNftBaseRules(options, checks);
+  for (const tag of BASE_COMMENTS) {
+    const want = lines.filter((line) => line.endsWith(`"${tag}"`)).length;
+    const have = listing.rules.filter((rule) =>
+      rule.chain === NFT_CHAIN && rule.comment === tag
     ).length;
-  if (tagged(KNOCK_RULE_COMMENT) !== (options.openKnockPort ? 1 : 0)) {
-    missing.push(`knock rule (udp/${options.knockPort})`);
-  }
-  if (tagged(DROP_RULE_COMMENT) !== options.dropPorts.length) {
-    missing.push(`drop rules (${options.dropPorts.length})`);
+    if (have !== want) {
+      missing.push(`${tag} rules (${have} of ${want})`);
+    }
   }
   return missing;
 }
@@ -149,6 +171,8 @@ export class NftBackend implements FirewallBackend {
   readonly #tools: FirewallBackendOptions;
   readonly #queue: OperationQueue;
   #options: BaseRulesOptions | null = null;
+  /** The gate checks installed with the base rules. */
+  #gate: GateCheck[] = [];
   #openHandles = new Set<string>();
   #jumpHandles = new Set<string>();
   #created = { table: false, chain: false, input: false };
@@ -169,13 +193,13 @@ export class NftBackend implements FirewallBackend {
   /** Ensures table, chains and jump exist, removes rules of a run that died, adds the base rules. */
   async setup(options: BaseRulesOptions): Promise<void> {
     const valid = validateBaseRulesOptions(options, "nft");
-    await this.#queue.run(() => this.#applyBase(valid, true));
+    await this.#queue.run(() => this.#installBase(valid, true));
   }
 
   /** Replaces the base rules (and recreates table, chain and jump when they vanished). */
   async updateBaseRules(options: BaseRulesOptions): Promise<void> {
     const valid = validateBaseRulesOptions(options, "nft");
-    await this.#queue.run(() => this.#applyBase(valid, false));
+    await this.#queue.run(() => this.#installBase(valid, false));
   }
 
   /** Inserts one accept rule per port for the address in one atomic transaction. */
@@ -202,6 +226,22 @@ export class NftBackend implements FirewallBackend {
   /** Removes every rule openme added, the jump it added and the chains and table it created, in one transaction. */
   teardown(): Promise<void> {
     return this.#queue.run(() => this.#teardown());
+  }
+
+  /** Removes every openme rule, set and jump, whoever added them, and chain openme unless other rules use it: the clean-up after a crash. */
+  cleanup(): Promise<void> {
+    return this.#queue.run(() => {
+      this.#created.chain = true;
+      return this.#teardown();
+    });
+  }
+
+  /** Lists the table and adds up the gate rules' counters; null without a gate. */
+  gateCounters(): Promise<GateCounters | null> {
+    return this.#queue.run(async () => {
+      if (!this.#options?.openKnockPort || this.#gate.length === 0) return null;
+      return nftGate((await this.#list())?.rules ?? []).counters;
+    });
   }
 
   #run(args: string[], stdin?: string): Promise<ToolResult> {
@@ -243,6 +283,18 @@ export class NftBackend implements FirewallBackend {
     if (firstError !== null) throw firstError;
   }
 
+  /** Applies the base rules with every gate check this kernel and nft can do. */
+  async #installBase(
+    options: BaseRulesOptions,
+    isSetup: boolean,
+  ): Promise<void> {
+    const wanted = options.openKnockPort ? GATE_CHECKS : [];
+    this.#gate = await installGate("nft", wanted, (checks) => {
+      this.#gate = checks;
+      return this.#applyBase(options, isSetup);
+    });
+  }
+
   async #applyBase(
     options: BaseRulesOptions,
     isSetup: boolean,
@@ -279,7 +331,7 @@ export class NftBackend implements FirewallBackend {
     for (const rule of stale) {
       lines.push(`delete rule ${CHAIN} handle ${rule.handle}`);
     }
-    lines.push(...buildNftBaseRules(options));
+    lines.push(...buildNftBaseRules(options, this.#gate));
     let echoed = "";
     if (lines.length > 0) {
       const result = await this.#run(
@@ -299,6 +351,9 @@ export class NftBackend implements FirewallBackend {
       this.#jumpHandles.add(handle);
     }
     const tagged = jumps.filter((rule) => rule.comment === JUMP_RULE_COMMENT);
+    const inherited = tagged.some((rule) =>
+      !this.#jumpHandles.has(rule.handle)
+    );
     for (const rule of tagged) this.#jumpHandles.add(rule.handle);
     if (isSetup || listing === null || chain === undefined) {
       // Per-knock rules are gone (removed as stale, or their chain vanished).
@@ -311,8 +366,7 @@ export class NftBackend implements FirewallBackend {
     }
     this.#created.table ||= listing === null;
     // A tagged jump means a run that died set up the chain: remove it as that run would have.
-    this.#created.chain ||= chain === undefined ||
-      (isSetup && tagged.length > 0);
+    this.#created.chain ||= chain === undefined || (isSetup && inherited);
     this.#created.input ||= input === undefined;
     if (input === undefined) {
       log.warn(
@@ -378,7 +432,7 @@ export class NftBackend implements FirewallBackend {
     const lost = open.filter((rules) =>
       rules.handles.some((handle) => !live.has(handle))
     );
-    const missing = findMissingNftBase(listing, options);
+    const missing = findMissingNftBase(listing, options, this.#gate);
     if (missing.length > 0) await this.#applyBase(options, false, listing);
     else if (!same) this.#generation = generation;
     return { repaired: missing, lost };
@@ -479,6 +533,10 @@ export class NftBackend implements FirewallBackend {
       `delete rule ${NFT_TABLE} ${rule.chain} handle ${rule.handle}`
     );
     const remaining = listing.rules.filter((rule) => !ours(rule));
+    const sets = NFT_GATE_SETS.filter((name) =>
+      listing.others.includes(`set ${name}`)
+    );
+    lines.push(...sets.map((name) => `delete set ${NFT_TABLE} ${name}`));
     const has = (name: string) => listing.chains.some((c) => c.name === name);
     const deletedChains: string[] = [];
     if (created.chain && has(NFT_CHAIN)) {
@@ -504,7 +562,7 @@ export class NftBackend implements FirewallBackend {
     }
     if (created.table) {
       const left = listing.chains.some((c) => !deletedChains.includes(c.name));
-      if (left || listing.others.length > 0) {
+      if (left || listing.others.length > sets.length) {
         log.info(
           `firewall: kept table ${NFT_TABLE} (created by openme): it has other content now`,
         );

@@ -18,10 +18,12 @@ import {
   type ServerConfig,
 } from "../config/server_config.ts";
 import { keyFingerprint, prepareEd25519VerifyKey } from "../protocol/crypto.ts";
-import type {
-  BaseRulesOptions,
-  FirewallBackend,
-  FirewallRulePort,
+import {
+  type BaseRulesOptions,
+  type FirewallBackend,
+  type FirewallRulePort,
+  type GateCounters,
+  RATE_UNIT_SECONDS,
 } from "../firewall/backend.ts";
 import { createFirewallBackend } from "../firewall/mod.ts";
 import { type IpAddress, parseIp } from "../ip.ts";
@@ -58,11 +60,9 @@ export type {
 /** Server-wide signature checks per second (and burst) for knocks whose signer is not known from their source: about 0.4 of a core. */
 export const SIGNATURE_CHECKS_PER_SECOND = 10_000;
 
-// The per-source token bucket before any crypto (datagrams per second and
-// burst); how often the config file and the firewall are checked; the
-// longest delay of new drop counters to the state file; the most peer
-// address texts whose parsed form is kept (emptied when full).
-const RATE_LIMIT = { perSecond: 20, burst: 40 };
+// How often the config file and the firewall are checked; the longest
+// delay of new drop counters to the state file; the most peer address texts
+// whose parsed form is kept (emptied when full).
 const CONFIG_POLL_INTERVAL_MS = 500;
 const FIREWALL_CHECK_INTERVAL_MS = 5000;
 const DROP_STATE_WRITE_DELAY_MS = 1000;
@@ -78,7 +78,7 @@ export interface ServerOptions {
   interfaceOverride?: string | null;
   /** Address to bind the UDP and health sockets; default dual-stack `::`. */
   hostname?: string;
-  /** Per-source rate limit; null disables it and the server-wide signature budget. */
+  /** Per-source rate limit (default: knock_rate_limit and knock_burst); null disables it and the server-wide signature budget. */
   rateLimit?: { perSecond: number; burst: number } | null;
   /** UDP port to bind instead of `udp_port` (0: any free port; tests). */
   udpPort?: number;
@@ -133,6 +133,7 @@ function baseRulesOf(
     openKnockPort: config.openKnockPort,
     dropPorts,
     interface: iface ?? config.interface,
+    knockRateLimit: config.knockRateLimit,
   };
 }
 
@@ -179,6 +180,8 @@ export class OpenmeServer {
   #verifier: KnockVerifier<Client>;
   #sessions: SessionManager;
   #stats = new KnockStats();
+  /** The kernel gate's drops as of the latest firewall check. */
+  #kernelDrops: GateCounters | null = null;
   /** Peer address text as the socket reports it -> parsed address. */
   #peers = new Map<string, IpAddress>();
   #stamp: string | null = null;
@@ -217,9 +220,11 @@ export class OpenmeServer {
     );
     this.#socket = socket;
     this.#health = health;
-    const rateLimit = options.rateLimit === undefined
-      ? RATE_LIMIT
-      : options.rateLimit;
+    const limit = config.knockRateLimit;
+    const rateLimit = options.rateLimit !== undefined ? options.rateLimit : {
+      perSecond: limit.count / RATE_UNIT_SECONDS[limit.unit],
+      burst: limit.burst,
+    };
     const budget = SIGNATURE_CHECKS_PER_SECOND;
     this.#verifier = new KnockVerifier({
       serverPrivateKey: config.privateKey,
@@ -409,8 +414,13 @@ export class OpenmeServer {
     }
     this.#checking = this.#sessions.checkFirewall(why)
       .then(() => this.#sessions.regrant(this.#clients))
-      .then(() => {
+      .then(() => this.#backend.gateCounters())
+      .then((counters) => {
         this.#checkFailed = false;
+        const changed =
+          JSON.stringify(counters) !== JSON.stringify(this.#kernelDrops);
+        this.#kernelDrops = counters;
+        if (changed) this.#scheduleStateWrite();
       }, (err) => {
         const what = `checking openme's firewall rules (${why}) failed`;
         if (!this.#checkFailed) {
@@ -558,6 +568,7 @@ export class OpenmeServer {
       last_seen: lastSeen,
       accepted: this.#stats.accepted,
       drops: this.#stats.drops(),
+      kernel_drops: this.#kernelDrops ?? undefined,
       pid: Deno.pid,
       pending_closes: this.#sessions.pendingCloses().map((p) => ({
         client_name: p.clientName,
@@ -601,6 +612,7 @@ export class OpenmeServer {
         backend: this.#backend.name,
         startTimeSeconds: performance.timeOrigin / 1000,
         openSessions: this.#sessions.list().length,
+        kernelGateDrops: this.#kernelDrops,
       });
       try {
         await atomicWriteFile(path, text, { mode: 0o644 });

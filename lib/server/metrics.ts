@@ -7,6 +7,7 @@
 
 import denoConfig from "../../deno.json" with { type: "json" };
 import { FIREWALL_BUCKETS_SECONDS, type KnockStats } from "./stats.ts";
+import type { GateCounters } from "../firewall/backend.ts";
 
 /** Default interval of the metrics file's rewrite. */
 export const METRICS_INTERVAL_MS = 15_000;
@@ -20,7 +21,7 @@ export interface MetricsInput {
   /** Sessions open now. */
   openSessions: number;
   /** Datagrams the kernel gate dropped by reason, when the firewall has one. */
-  kernelGateDrops?: { size: number; version: number; rate: number } | null;
+  kernelGateDrops?: GateCounters | null;
 }
 
 /** Type and help text of each metric, in the file's order. */

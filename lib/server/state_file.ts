@@ -6,6 +6,8 @@
  * @module
  */
 
+import type { GateCounters } from "../firewall/backend.ts";
+
 /** Default state file path. */
 export const DEFAULT_STATE_FILE = "/var/lib/openme/sessions.json";
 
@@ -49,6 +51,8 @@ export interface StateFile {
   accepted?: number;
   /** Dropped datagrams since start, by reason (openme extension). */
   drops?: Record<string, number>;
+  /** Datagrams the kernel knock gate dropped, by reason, as of the latest firewall check (openme extension). */
+  kernel_drops?: GateCounters;
   /** Process id of the server that wrote it (openme extension). */
   pid?: number;
   /** Rules whose removal failed and is being retried (openme extension). */

@@ -136,5 +136,6 @@ export function countedBackend(
     ensureBaseRules: (open) =>
       time("check", () => backend.ensureBaseRules(open)),
     teardown: () => time("teardown", () => backend.teardown()),
+    gateCounters: () => backend.gateCounters(),
   };
 }

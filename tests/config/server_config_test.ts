@@ -91,6 +91,11 @@ Deno.test("parseServerConfig applies the SPEC defaults to a minimal config", () 
   assert.equal(config.knockTimeoutMs, 30_000);
   assert.equal(config.replayWindowMs, 60_000);
   assert.equal(config.openKnockPort, true);
+  assert.deepEqual(config.knockRateLimit, {
+    count: 20,
+    unit: "second",
+    burst: 40,
+  });
   assert.equal(config.dropPorts, false);
   assert.equal(config.defaultProfile, "default");
   assert.equal(config.interface, null);
@@ -859,4 +864,44 @@ Deno.test("a client key of 32 bytes that is not an Ed25519 curve point is skippe
     warning,
     /^config \/etc\/openme\/config\.yaml:25: clients\.bob\.ed25519_pubkey: not a valid Ed25519 public key .*; client "bob" skipped, the other clients are served$/,
   );
+});
+
+Deno.test("knock_rate_limit is a count 1-999 per s, m or h and knock_burst an integer 1-999; anything else names the key and value", () => {
+  const config = (lines: string) =>
+    `server:\n  host: h.example\n  private_key: ${SERVER_PRIVATE}\n  public_key: ${SERVER_PUBLIC}\n${lines}`;
+  assert.deepEqual(
+    parse(config("  knock_rate_limit: 30/m\n  knock_burst: 5\n"))
+      .knockRateLimit,
+    { count: 30, unit: "minute", burst: 5 },
+  );
+  assert.deepEqual(
+    parse(config("  knock_rate_limit: 1/h\n")).knockRateLimit,
+    { count: 1, unit: "hour", burst: 40 },
+  );
+  const bad: [string, RegExp][] = [
+    [
+      "knock_rate_limit: 20",
+      /:5: server\.knock_rate_limit: invalid rate 20 \(a count 1-999 per s, m or h, e\.g\. 20\/s or 30\/m\)/,
+    ],
+    [
+      "knock_rate_limit: 20/d",
+      /server\.knock_rate_limit: invalid rate "20\/d"/,
+    ],
+    ["knock_rate_limit: 0/s", /server\.knock_rate_limit: invalid rate "0\/s"/],
+    [
+      "knock_rate_limit: 1000/s",
+      /server\.knock_rate_limit: invalid rate "1000\/s"/,
+    ],
+    ["knock_rate_limit: 20/second", /invalid rate "20\/second"/],
+    [
+      "knock_burst: 0",
+      /:5: server\.knock_burst: invalid burst 0 \(an integer 1-999/,
+    ],
+    ["knock_burst: 1000", /server\.knock_burst: invalid burst 1000/],
+    ["knock_burst: 2.5", /server\.knock_burst: invalid burst 2\.5/],
+    ['knock_burst: "40"', /server\.knock_burst: invalid burst "40"/],
+  ];
+  for (const [line, message] of bad) {
+    assert.throws(() => parse(config(`  ${line}\n`)), message, line);
+  }
 });

@@ -56,7 +56,7 @@ async function reloadFirewall(bed: Testbed): Promise<void> {
 function checkListingPattern(backend: TestbedBackend): RegExp {
   return backend === "nft"
     ? /^DEBUG firewall: running .*nft -t -j list table inet filter$/
-    : /^DEBUG firewall: running .*iptables -w -S INPUT$/;
+    : /^DEBUG firewall: running .*iptables -w -v -S INPUT$/;
 }
 
 for (const backend of ["nft", "iptables"] as const) {

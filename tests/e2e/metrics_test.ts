@@ -108,6 +108,17 @@ Deno.test({
         async () => (await state())?.drops?.unknown_client === 1,
         { timeoutMs: EVENT_TIMEOUT_MS, what: "bob's knock refused" },
       );
+      // A 40-byte datagram is dropped by the kernel gate; the periodic
+      // firewall check reads its counter into the state and the metrics.
+      await bed.execOk(bed.clientNs, [
+        "bash",
+        "-c",
+        `printf '%040d' 0 > /dev/udp/${SERVER_V4}/54154`,
+      ]);
+      await waitFor(
+        async () => ((await state())?.kernel_drops?.size ?? 0) >= 1,
+        { timeoutMs: EVENT_TIMEOUT_MS, what: "the gate's size counter read" },
+      );
       assert.equal(await serve.stop("SIGTERM", EVENT_TIMEOUT_MS), 0);
 
       const final = await Deno.readTextFile(metricsFile);
@@ -119,6 +130,10 @@ Deno.test({
         'openme_datagrams_total{outcome="dropped",reason="unknown_client"} 1',
       );
       has('openme_config_reloads_total{result="ok"} 1');
+      assert.match(
+        final,
+        /^openme_kernel_gate_drops_total\{reason="size"\} [1-9]/m,
+      );
       has("openme_open_sessions 0");
       has(`openme_build_info{version="${denoConfig.version}",backend="nft"} 1`);
       for (const op of ["setup", "open", "teardown"]) {

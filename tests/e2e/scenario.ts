@@ -217,11 +217,12 @@ class ServeScenario {
     );
   }
 
-  /** Lines mentioning openme other than the knock rule, the jump and the chain itself. */
+  /** Lines mentioning openme other than the knock rule and its gate, the jump and the chain itself. */
   async openmeRulesBeyondKnockAndJump(): Promise<string[]> {
     const rules = await this.bed.serverRules();
     return rules.split("\n").map((line) => line.trim()).filter((line) =>
-      line.includes("openme") && !line.includes("openme-knock") &&
+      line.includes("openme") && !/openme-(knock|gate)/.test(line) &&
+      !/^set openme_gate[46] \{$/.test(line) &&
       line !== "chain openme {" && !/^jump openme( |$)/.test(line)
     );
   }
@@ -529,22 +530,25 @@ async function runScenario(
         buildKnock(aliceKeys, { timestampNs: nowNs(-STALE_OFFSET_MS) }), // stale
         buildKnock(aliceKeys, { timestampNs: nowNs(STALE_OFFSET_MS) }), // future: stale
         randomDatagram(KNOCK_PACKET_BYTES, 1), // junk of the right size: decrypt
-        randomDatagram(64, null), // junk: size
-        randomDatagram(KNOCK_PACKET_BYTES, 2), // junk: version
+        randomDatagram(64, null), // junk: size, dropped by the knock gate
+        randomDatagram(KNOCK_PACKET_BYTES, 2), // junk: version, by the gate
       ]);
       const expected: Record<string, number> = {
         replay: 1,
         unknown_client: 1,
         decrypt: 2,
         stale: 2,
-        size: 1,
-        version: 1,
+        size: 0,
+        version: 0,
       };
+      const gate = (state: StateFile | null, reason: "size" | "version") =>
+        state?.kernel_drops?.[reason] ?? 0;
       await waitFor(async () => {
         const now = await s.state();
         return Object.entries(expected).every(([reason, n]) =>
           drops(now, reason) >= drops(before, reason) + n
-        );
+        ) && gate(now, "size") === gate(before, "size") + 1 &&
+          gate(now, "version") === gate(before, "version") + 1;
       }, {
         timeoutMs: EVENT_TIMEOUT_MS,
         what: "the drop counters in the state file",

@@ -103,7 +103,7 @@ Deno.test({
         .trimEnd().split("\n").slice(callsBefore);
       assert.deepEqual(
         teardown.filter((call) => call.includes(" -S ")),
-        ["iptables -w -S INPUT", "ip6tables -w -S INPUT"],
+        ["iptables -w -v -S INPUT", "ip6tables -w -v -S INPUT"],
       );
     } finally {
       if (child !== null) {

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import {
   type BaseRulesOptions,
+  DEFAULT_KNOCK_RATE_LIMIT,
   describeBaseRules,
   describeRulePorts,
   FirewallError,
@@ -81,6 +82,7 @@ Deno.test("validateBaseRulesOptions normalises an empty interface to null, drops
       { port: 8080, endPort: 8090, proto: "udp" },
     ],
     interface: null,
+    knockRateLimit: DEFAULT_KNOCK_RATE_LIMIT,
   });
   assert.throws(
     () => validateBaseRulesOptions({ ...BASE, knockPort: 0 }, "nft"),
@@ -170,5 +172,33 @@ Deno.test("describeBaseRules summarises knock port, drop rule count and interfac
       interface: "eth0",
     }),
     "knock port not managed, 0 drop rules, interface eth0",
+  );
+});
+
+Deno.test("validateBaseRulesOptions refuses a knock rate limit the gate rules cannot hold, naming the settings", () => {
+  for (
+    const knockRateLimit of [
+      { count: 0, unit: "second", burst: 40 },
+      { count: 1000, unit: "second", burst: 40 },
+      { count: 1.5, unit: "second", burst: 40 },
+      { count: 20, unit: "day", burst: 40 },
+      { count: 20, unit: "second", burst: 0 },
+      { count: 20, unit: "second", burst: 1000 },
+    ] as const
+  ) {
+    assert.throws(
+      () =>
+        validateBaseRulesOptions({
+          ...BASE,
+          knockRateLimit: knockRateLimit as BaseRulesOptions["knockRateLimit"],
+        }, "iptables"),
+      /invalid knock rate limit .*\(server\.knock_rate_limit, server\.knock_burst\)/,
+    );
+  }
+  const limit = { count: 999, unit: "hour", burst: 1 } as const;
+  assert.deepEqual(
+    validateBaseRulesOptions({ ...BASE, knockRateLimit: limit }, "nft")
+      .knockRateLimit,
+    limit,
   );
 });

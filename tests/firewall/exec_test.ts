@@ -5,6 +5,7 @@ import {
   firewallErrorFromResult,
   OperationQueue,
   runTool,
+  type ToolProgram,
   type ToolResult,
 } from "../../lib/firewall/exec.ts";
 import { getLogLevel, setLogLevel, setLogSink } from "../../lib/log.ts";
@@ -39,9 +40,13 @@ Deno.test("runTool captures stdout, stderr and the exit code of a tool found thr
     "fake-nft": 'echo "out:$*"; echo "err line" >&2; exit 3',
   });
   try {
-    const result = await runTool("fake-nft", ["list", "ruleset"], {
-      env: pathWith(dir),
-    });
+    const result = await runTool(
+      "fake-nft" as ToolProgram,
+      ["list", "ruleset"],
+      {
+        env: pathWith(dir),
+      },
+    );
     assert.equal(result.code, 3);
     assert.equal(result.success, false);
     assert.equal(result.stdout, "out:list ruleset\n");
@@ -59,7 +64,12 @@ Deno.test("runTool passes arguments as an array without shell interpretation", a
     "fake-args": 'for a in "$@"; do echo "[$a]"; done',
   });
   try {
-    const result = await runTool("fake-args", ["a b", "$(id)", '"q"', ";ls"], {
+    const result = await runTool("fake-args" as ToolProgram, [
+      "a b",
+      "$(id)",
+      '"q"',
+      ";ls",
+    ], {
       env: pathWith(dir),
     });
     assert.equal(result.success, true);
@@ -73,7 +83,7 @@ Deno.test("runTool writes stdin to the tool and closes it", async () => {
   const dir = await makeToolDir({ "fake-cat": "cat; echo done" });
   try {
     const script = "insert rule inet filter openme tcp dport 22 accept\n";
-    const result = await runTool("fake-cat", [], {
+    const result = await runTool("fake-cat" as ToolProgram, [], {
       stdin: script,
       env: pathWith(dir),
     });
@@ -123,7 +133,7 @@ Deno.test("runTool kills a hanging tool and its children at the timeout and repo
 Deno.test("runTool reports a missing binary as an error result instead of throwing", async () => {
   const dir = await makeToolDir({});
   try {
-    const result = await runTool("openme-no-such-tool", ["-j"], {
+    const result = await runTool("openme-no-such-tool" as ToolProgram, ["-j"], {
       env: { PATH: dir },
     });
     assert.equal(result.success, false);
@@ -140,7 +150,9 @@ Deno.test("runTool reports a missing binary as an error result instead of throwi
 Deno.test("runTool reports success for exit code 0", async () => {
   const dir = await makeToolDir({ "fake-ok": "exit 0" });
   try {
-    const result = await runTool("fake-ok", [], { env: pathWith(dir) });
+    const result = await runTool("fake-ok" as ToolProgram, [], {
+      env: pathWith(dir),
+    });
     assert.equal(result.success, true);
     assert.equal(result.code, 0);
   } finally {
@@ -216,7 +228,7 @@ Deno.test("runTool runs the tool with stdin and env and logs the command line at
   const previousLevel = getLogLevel();
   setLogLevel("debug");
   try {
-    const result = await runTool("fake-fw", ["-f", "-"], {
+    const result = await runTool("fake-fw" as ToolProgram, ["-f", "-"], {
       netns: null,
       stdin: "flush ruleset\n",
       timeoutMs: 2000,

@@ -9,6 +9,7 @@ import { FirewallError } from "../../lib/firewall/backend.ts";
 import {
   findSocketOwners,
   hasNetAdminCapability,
+  type InputChainFacts,
   inspectClockSync,
   inspectIptablesRuleset,
   inspectNftRuleset,
@@ -35,6 +36,12 @@ import {
 
 function acceptsUdpPort(spans: PortSpan[], port: number): boolean {
   return spans.some((span) => span.from <= port && port <= span.to);
+}
+
+/** The UDP ports a chain's rules accept. */
+function accepted(chain: InputChainFacts): PortSpan[] {
+  return chain.udpRules.filter((rule) => rule.verdict === "accept")
+    .flatMap((rule) => rule.ports);
 }
 
 const canRun = await canRunNetnsTests("inspect namespace tests", {
@@ -234,6 +241,7 @@ Deno.test("parseNftJson reads the table handle, chains, hooks, policies, comment
       }],
       verdict: "accept",
       target: null,
+      packets: null,
     },
     {
       table: "inet filter",
@@ -243,6 +251,7 @@ Deno.test("parseNftJson reads the table handle, chains, hooks, policies, comment
       matches: [],
       verdict: "goto",
       target: "openme",
+      packets: null,
     },
   ]);
 });
@@ -289,10 +298,10 @@ Deno.test("iptablesChainFacts reads policy, catch-all, conntrack, ICMPv6 types a
   assert.equal(v4.defaultDeny, true, "a catch-all REJECT");
   assert.equal(v4.acceptsEstablished, true);
   assert.equal(v4.acceptsLoopback, true);
-  assert.ok(acceptsUdpPort(v4.acceptedUdpPorts, 54154));
-  assert.ok(acceptsUdpPort(v4.acceptedUdpPorts, 53));
-  assert.ok(acceptsUdpPort(v4.acceptedUdpPorts, 60005));
-  assert.ok(!acceptsUdpPort(v4.acceptedUdpPorts, 22));
+  assert.ok(acceptsUdpPort(accepted(v4), 54154));
+  assert.ok(acceptsUdpPort(accepted(v4), 53));
+  assert.ok(acceptsUdpPort(accepted(v4), 60005));
+  assert.ok(!acceptsUdpPort(accepted(v4), 22));
 
   const v6 = iptablesChainFacts(
     [
@@ -405,9 +414,9 @@ Deno.test({
       assert.equal(input.acceptsEstablished, true);
       assert.equal(input.acceptsLoopback, true);
       assert.equal(input.acceptsNeighborDiscovery, true);
-      assert.ok(acceptsUdpPort(input.acceptedUdpPorts, 54154));
-      assert.ok(acceptsUdpPort(input.acceptedUdpPorts, 60010));
-      assert.ok(!acceptsUdpPort(input.acceptedUdpPorts, 60011));
+      assert.ok(acceptsUdpPort(accepted(input), 54154));
+      assert.ok(acceptsUdpPort(accepted(input), 60010));
+      assert.ok(!acceptsUdpPort(accepted(input), 60011));
       assert.match(input.catchAllHandle ?? "", /^\d+$/);
       assert.match(input.jumpHandle ?? "", /^\d+$/);
       assert.equal(input.jumpUnreachable, true);

@@ -42,12 +42,16 @@ async function tool(
   return await nsExec(ns, [name, "-w", ...args]);
 }
 
-/** `-S INPUT` lines. */
+/** `-S INPUT` lines; the gate's too when asked (the gate tests check them). */
 async function inputLines(
   ns: string,
   name: "iptables" | "ip6tables",
+  options: { gate?: boolean } = {},
 ): Promise<string[]> {
-  return (await tool(ns, name, ["-S", "INPUT"])).trimEnd().split("\n");
+  return (await tool(ns, name, ["-S", "INPUT"])).trimEnd().split("\n")
+    .filter((line) =>
+      options.gate === true || !line.includes(" --comment openme-gate ")
+    );
 }
 
 function tagged(lines: string[], comment: string): string[] {
@@ -399,6 +403,65 @@ Deno.test({
       } finally {
         await backend.teardown();
       }
+    });
+  },
+});
+
+Deno.test({
+  name:
+    "iptables installs the knock gate ahead of the knock rule in both families, puts it back after iptables -F, and teardown leaves none of it",
+  ignore: !canRun,
+  fn: async () => {
+    await withNamespace("fw-i", async (ns) => {
+      const gate = (family: 4 | 6) => {
+        const [size, version] = family === 4
+          ? ["0x0>>0x16&0x3c@0x4>>0x10=0xad", "0x0>>0x16&0x3c@0x8>>0x18=0x1"]
+          : ["0x2c>>0x10=0xad", "0x30>>0x18=0x1"];
+        const mask = family === 6 ? " --hashlimit-srcmask 64" : "";
+        const match = "-A INPUT -p udp -m udp --dport 54154";
+        const tag = "-m comment --comment openme-gate -j DROP";
+        return [
+          "-P INPUT ACCEPT",
+          `${match} -m u32 ! --u32 "${size}" ${tag}`,
+          `${match} -m u32 ! --u32 "${version}" ${tag}`,
+          `${match} -m hashlimit --hashlimit-above 1/hour --hashlimit-burst 2 --hashlimit-mode srcip --hashlimit-name openme${family}-1h2 --hashlimit-htable-expire 7200000${mask} ${tag}`,
+          `${match} -m comment --comment openme-knock -j ACCEPT`,
+        ];
+      };
+      const backend = new IptablesBackend({ netns: ns });
+      try {
+        await backend.setup({
+          ...BASE,
+          knockRateLimit: { count: 1, unit: "hour", burst: 2 },
+        });
+        assert.deepEqual(
+          await inputLines(ns, "iptables", { gate: true }),
+          gate(4),
+        );
+        assert.deepEqual(
+          await inputLines(ns, "ip6tables", { gate: true }),
+          gate(6),
+        );
+        assert.deepEqual(await backend.gateCounters(), {
+          size: 0,
+          version: 0,
+          rate: 0,
+        });
+        await tool(ns, "iptables", ["-F"]);
+        const check = await backend.ensureBaseRules([]);
+        assert.deepEqual(check.repaired, ["knock and drop rules (iptables)"]);
+        assert.deepEqual(
+          await inputLines(ns, "iptables", { gate: true }),
+          gate(4),
+        );
+      } finally {
+        await backend.teardown();
+      }
+      assert.deepEqual(await inputLines(ns, "iptables", { gate: true }), EMPTY);
+      assert.deepEqual(
+        await inputLines(ns, "ip6tables", { gate: true }),
+        EMPTY,
+      );
     });
   },
 });

@@ -3,6 +3,7 @@ import {
   type BaseRulesOptions,
   FirewallError,
 } from "../../lib/firewall/backend.ts";
+import { GATE_CHECKS } from "../../lib/firewall/gate.ts";
 import { parseIptablesChain } from "../../lib/firewall/inspect.ts";
 import {
   buildIptablesAcceptSpec,
@@ -26,6 +27,34 @@ const BASE: BaseRulesOptions = {
   dropPorts: [],
   interface: null,
 };
+
+/** Base rules without, and with, the whole knock gate (IPv4). */
+const NO_GATE = { family: 4, checks: [] } as const;
+const ALL_GATE = { family: 4, checks: GATE_CHECKS } as const;
+
+/** The iptables-restore lines of the gate and knock rule of {@linkcode BASE}: each -I goes to the top, so the gate comes out size, version, rate, then the knock rule. */
+function gateRestoreLines(family: 4 | 6, iface: string | null): string[] {
+  const match = `${iface === null ? "" : `-i ${iface} `}-p udp --dport 54154`;
+  const at = family === 4 ? ["0>>22&0x3C@4", "0>>22&0x3C@8"] : ["44", "48"];
+  const mask = family === 6 ? " --hashlimit-srcmask 64" : "";
+  const gate = "-j DROP -m comment --comment openme-gate";
+  return [
+    `-I INPUT ${match} -j ACCEPT -m comment --comment openme-knock`,
+    `-I INPUT ${match} -m hashlimit --hashlimit-mode srcip --hashlimit-above 20/second --hashlimit-burst 40${mask} --hashlimit-name openme${family}-20s40 --hashlimit-htable-expire 60000 ${gate}`,
+    `-I INPUT ${match} -m u32 ! --u32 "${at[1]}>>24=1" ${gate}`,
+    `-I INPUT ${match} -m u32 ! --u32 "${at[0]}>>16=173" ${gate}`,
+  ];
+}
+
+// Real `ip6tables -w -v -S INPUT` output (iptables 1.8.9, nf_tables) of the gate and knock rule.
+const IP6TABLES_GATE_SAMPLE = [
+  "-P INPUT ACCEPT -c 0 0",
+  '-A INPUT -p udp -m udp --dport 54154 -m u32 ! --u32 "0x2c>>0x10=0xad" -m comment --comment openme-gate -c 3 120 -j DROP',
+  '-A INPUT -p udp -m udp --dport 54154 -m u32 ! --u32 "0x30>>0x18=0x1" -m comment --comment openme-gate -c 2 400 -j DROP',
+  "-A INPUT -p udp -m udp --dport 54154 -m hashlimit --hashlimit-above 20/sec --hashlimit-burst 40 --hashlimit-mode srcip --hashlimit-name openme6-20s40 --hashlimit-htable-expire 60000 --hashlimit-srcmask 64 -m comment --comment openme-gate -c 7 1400 -j DROP",
+  "-A INPUT -p udp -m udp --dport 54154 -m comment --comment openme-knock -c 0 0 -j ACCEPT",
+  "",
+].join("\n");
 
 // Real `iptables -w -S INPUT` output (iptables 1.8.9, nf_tables).
 const IPTABLES_S_SAMPLE = [
@@ -76,14 +105,14 @@ Deno.test("buildIptablesBaseRules puts the knock rule at the top and the drops a
       ...BASE,
       dropPorts: [{ port: 8080, endPort: 8090, proto: "tcp" }],
       interface: "wg0",
-    }).map((rule) => rule.join(" ")),
+    }, NO_GATE).map((rule) => rule.join(" ")),
     [
       "-I INPUT -i wg0 -p udp --dport 54154 -j ACCEPT -m comment --comment openme-knock",
       "-A INPUT -i wg0 -p tcp --dport 8080:8090 -j DROP -m comment --comment openme-drop",
     ],
   );
   assert.deepEqual(
-    buildIptablesBaseRules({ ...BASE, openKnockPort: false }),
+    buildIptablesBaseRules({ ...BASE, openKnockPort: false }, ALL_GATE),
     [],
   );
 });
@@ -93,7 +122,7 @@ Deno.test("buildIptablesRestoreScript deletes the listed rules, then adds the ba
     rule.comment === "openme-drop" || rule.comment === "my rule"
   );
   assert.equal(
-    buildIptablesRestoreScript(listed, buildIptablesBaseRules(BASE)),
+    buildIptablesRestoreScript(listed, buildIptablesBaseRules(BASE, NO_GATE)),
     "*filter\n" +
       "-D INPUT -p tcp -m tcp --dport 22 -m comment --comment openme-drop -j DROP\n" +
       '-D INPUT -p tcp -m tcp --dport 23 -m comment --comment "my rule" -j DROP\n' +
@@ -119,7 +148,7 @@ Deno.test("iptablesRuleKey matches a spec openme built with the line iptables -S
     ...buildIptablesBaseRules({
       ...BASE,
       dropPorts: [{ port: 22, proto: "tcp" }],
-    }).map((rule) => rule.slice(2)),
+    }, NO_GATE).map((rule) => rule.slice(2)),
     buildIptablesAcceptSpec(V6, { port: 22, proto: "tcp" }, null),
   ].map(iptablesRuleKey);
   assert.deepEqual(ours, listed);
@@ -240,15 +269,14 @@ Deno.test("IptablesBackend.setup removes stale tagged rules and adds the base ru
       })
     );
     assert.deepEqual(await fake.calls(), [
-      "iptables -w -S INPUT",
+      "iptables -w -v -S INPUT",
       "iptables-restore --noflush -w",
-      "ip6tables -w -S INPUT",
+      "ip6tables -w -v -S INPUT",
       "ip6tables-restore --noflush -w",
     ]);
-    const added = [
-      "-I INPUT -i eth0 -p udp --dport 54154 -j ACCEPT -m comment --comment openme-knock",
-      "-A INPUT -i eth0 -p tcp --dport 22 -j DROP -m comment --comment openme-drop",
-    ];
+    const drop =
+      "-A INPUT -i eth0 -p tcp --dport 22 -j DROP -m comment --comment openme-drop";
+    const added = [...gateRestoreLines(4, "eth0"), drop];
     assert.equal(
       await fake.stdin(2),
       [
@@ -264,7 +292,9 @@ Deno.test("IptablesBackend.setup removes stale tagged rules and adds the base ru
     );
     assert.equal(
       await fake.stdin(4),
-      ["*filter", ...added, "COMMIT", ""].join("\n"),
+      ["*filter", ...gateRestoreLines(6, "eth0"), drop, "COMMIT", ""].join(
+        "\n",
+      ),
     );
     assert.ok(
       logs.some((line) =>
@@ -286,9 +316,9 @@ Deno.test("IptablesBackend.updateBaseRules replaces the knock and drop rules and
     await fake.respond(3, { out: IPTABLES_S_SAMPLE });
     await backend.updateBaseRules({ ...BASE, knockPort: 40000 });
     assert.deepEqual((await fake.calls()).slice(2), [
-      "iptables -w -S INPUT",
+      "iptables -w -v -S INPUT",
       "iptables-restore --noflush -w",
-      "ip6tables -w -S INPUT",
+      "ip6tables -w -v -S INPUT",
       "ip6tables-restore --noflush -w",
     ]);
     assert.equal(
@@ -297,7 +327,9 @@ Deno.test("IptablesBackend.updateBaseRules replaces the knock and drop rules and
         "*filter",
         "-D INPUT -p udp -m udp --dport 54154 -m comment --comment openme-knock -j ACCEPT",
         "-D INPUT -p tcp -m tcp --dport 22 -m comment --comment openme-drop -j DROP",
-        "-I INPUT -p udp --dport 40000 -j ACCEPT -m comment --comment openme-knock",
+        ...gateRestoreLines(4, null).map((line) =>
+          line.replace("54154", "40000")
+        ),
         "COMMIT",
         "",
       ].join("\n"),
@@ -323,23 +355,20 @@ Deno.test("IptablesBackend.ensureBaseRules puts back a missing knock rule and re
       "-A INPUT -s 192.0.2.2/32 -p tcp -m tcp --dport 22 -m comment --comment openme -j ACCEPT\n";
     await fake.respond(7, { out: v4 });
     await fake.respond(8, { out: v4 });
-    // 10: ip6tables -S still has the knock rule.
-    await fake.respond(10, {
-      out: "-P INPUT DROP\n" +
-        "-A INPUT -p udp -m udp --dport 54154 -m comment --comment openme-knock -j ACCEPT\n",
-    });
+    // 10: ip6tables -S still has the gate and the knock rule.
+    await fake.respond(10, { out: IP6TABLES_GATE_SAMPLE });
     const check = await backend.ensureBaseRules([kept, gone]);
     assert.deepEqual(check.repaired, ["knock and drop rules (iptables)"]);
     assert.deepEqual(check.lost, [gone]);
     assert.deepEqual((await fake.calls()).slice(6), [
-      "iptables -w -S INPUT",
-      "iptables -w -S INPUT",
+      "iptables -w -v -S INPUT",
+      "iptables -w -v -S INPUT",
       "iptables-restore --noflush -w",
-      "ip6tables -w -S INPUT",
+      "ip6tables -w -v -S INPUT",
     ]);
     assert.equal(
       await fake.stdin(9),
-      "*filter\n-I INPUT -p udp --dport 54154 -j ACCEPT -m comment --comment openme-knock\nCOMMIT\n",
+      ["*filter", ...gateRestoreLines(4, null), "COMMIT", ""].join("\n"),
     );
   } finally {
     await fake.remove();
@@ -377,19 +406,22 @@ Deno.test("IptablesBackend serves IPv4 only when ip6tables is missing, and IPv6 
 Deno.test("IptablesBackend.setup fails with FirewallError when iptables itself fails", async () => {
   const fake = await FakeIptables.create();
   try {
-    await fake.respond(1, {
-      code: 4,
-      err:
-        "iptables v1.8.9 (nf_tables): Could not fetch rule set generation id: Permission denied (you must be root)\n",
-    });
+    // The first failure could be the gate's: setup tries once more without it.
+    for (const call of [1, 2]) {
+      await fake.respond(call, {
+        code: 4,
+        err:
+          "iptables v1.8.9 (nf_tables): Could not fetch rule set generation id: Permission denied (you must be root)\n",
+      });
+    }
     const backend = new IptablesBackend({ env: fake.env });
     await assert.rejects(backend.setup(BASE), (err: unknown) => {
       assert.ok(err instanceof FirewallError);
       assert.equal(err.exitCode, 4);
-      assert.deepEqual(err.args, ["-w", "-S", "INPUT"]);
+      assert.deepEqual(err.args, ["-w", "-v", "-S", "INPUT"]);
       assert.match(
         err.message,
-        /iptables -w -S INPUT failed \(exit 4\): .*Permission denied/,
+        /iptables -w -v -S INPUT failed \(exit 4\): .*Permission denied/,
       );
       assert.match(err.message, /are you root/);
       return true;
@@ -474,9 +506,9 @@ Deno.test("IptablesBackend.teardown removes all three tags in both families and 
     await fake.respond(5, { out: IP6TABLES_S_SAMPLE + IP6TABLES_S_SAMPLE });
     await backend.teardown();
     assert.deepEqual((await fake.calls()).slice(2), [
-      "iptables -w -S INPUT",
+      "iptables -w -v -S INPUT",
       "iptables-restore --noflush -w",
-      "ip6tables -w -S INPUT",
+      "ip6tables -w -v -S INPUT",
       "ip6tables-restore --noflush -w",
     ]);
     const v4 = (await fake.stdin(4)).split("\n");
@@ -516,13 +548,13 @@ Deno.test("IptablesBackend.teardown lists again and deletes one rule at a time w
     await fake.respond(6, { code: 1, err: BAD_RULE });
     await backend.teardown();
     assert.deepEqual((await fake.calls()).slice(2), [
-      "iptables -w -S INPUT",
+      "iptables -w -v -S INPUT",
       "iptables-restore --noflush -w",
-      "iptables -w -S INPUT",
+      "iptables -w -v -S INPUT",
       "iptables -w -D INPUT -s 192.0.2.2/32 -i eth0 -p tcp -m tcp --dport 22 -m comment --comment openme -j ACCEPT",
       "iptables -w -D INPUT -p udp -m udp --dport 54154 -m comment --comment openme-knock -j ACCEPT",
       "iptables -w -D INPUT -p tcp -m tcp --dport 22 -m comment --comment openme-drop -j DROP",
-      "ip6tables -w -S INPUT",
+      "ip6tables -w -v -S INPUT",
     ]);
   } finally {
     await fake.remove();
@@ -573,6 +605,79 @@ Deno.test("IptablesBackend refuses to open before setup", async () => {
       /not set up; call setup\(\)/,
     );
     assert.deepEqual(await fake.calls(), []);
+  } finally {
+    await fake.remove();
+  }
+});
+
+Deno.test("iptablesRuleKey tells the gate's rules apart and matches them with their -S listing, hex u32 and all", () => {
+  const built = buildIptablesBaseRules(BASE, { family: 6, checks: GATE_CHECKS })
+    .map((rule) => iptablesRuleKey(rule.slice(2)));
+  const listed = parseIptablesChain(IP6TABLES_GATE_SAMPLE).rules.map((rule) =>
+    iptablesRuleKey(rule.spec)
+  );
+  assert.equal(new Set(built).size, 4, "four different keys");
+  assert.deepEqual([...built].sort(), [...listed].sort());
+});
+
+Deno.test("IptablesBackend leaves out a gate check the kernel refuses, says which and how to get it, and counts the drops of the rest", async () => {
+  const fake = await FakeIptables.create();
+  try {
+    // iptables: 1-2 the whole gate fails, 3-4 none, 5-6 size, 7-8 size and
+    // version, 9-10 with the rate check fails; ip6tables: 11-12 all.
+    const refused = {
+      code: 2,
+      err:
+        "iptables-restore v1.8.9 (nf_tables): Couldn't load match `hashlimit':No such file or directory\n",
+    };
+    await fake.respond(2, refused);
+    await fake.respond(10, refused);
+    const backend = new IptablesBackend({ env: fake.env });
+    const logs = await captureLogs(() => backend.setup(BASE));
+    assert.deepEqual(
+      logs.filter((line) => line.startsWith("WARN")),
+      [
+        "WARN  firewall: the knock gate has no rate check: iptables lacks the hashlimit match (modprobe xt_hashlimit, or a kernel with CONFIG_NETFILTER_XT_MATCH_HASHLIMIT); knocks still work and openme itself drops such datagrams",
+      ],
+    );
+    assert.doesNotMatch(await fake.stdin(8), /hashlimit/);
+    assert.match(await fake.stdin(8), /--u32 "0>>22&0x3C@8>>24=1"/);
+    assert.match(await fake.stdin(12), /hashlimit/);
+    // 13: iptables -v -S (no rate rule), 14: ip6tables -v -S.
+    await fake.respond(13, {
+      out: IP6TABLES_GATE_SAMPLE.split("\n").filter((line) =>
+        !line.includes("hashlimit")
+      ).join("\n"),
+    });
+    await fake.respond(14, { out: IP6TABLES_GATE_SAMPLE });
+    assert.deepEqual(await backend.gateCounters(), {
+      size: 6,
+      version: 4,
+      rate: 7,
+    });
+    // 15-16: the check finds every rule it expects and repairs nothing.
+    await fake.respond(15, {
+      out: IP6TABLES_GATE_SAMPLE.split("\n").filter((line) =>
+        !line.includes("hashlimit")
+      ).join("\n"),
+    });
+    await fake.respond(16, { out: IP6TABLES_GATE_SAMPLE });
+    assert.deepEqual(await backend.ensureBaseRules([]), {
+      repaired: [],
+      lost: [],
+    });
+  } finally {
+    await fake.remove();
+  }
+});
+
+Deno.test("IptablesBackend.gateCounters is null without a gate", async () => {
+  const fake = await FakeIptables.create();
+  try {
+    const backend = new IptablesBackend({ env: fake.env });
+    await backend.setup({ ...BASE, openKnockPort: false });
+    assert.equal(await backend.gateCounters(), null);
+    assert.equal((await fake.calls()).length, 2, "setup listed; nothing more");
   } finally {
     await fake.remove();
   }

@@ -41,15 +41,20 @@ async function nft(
   return await nsExec(ns, ["nft", ...args], { stdin });
 }
 
-/** The rule lines of a chain as `nft list chain` prints them, without handles. */
-async function chainLines(ns: string, chain: string): Promise<string[]> {
+/** The rule lines of a chain as `nft list chain` prints them, without handles; the gate's too when asked (the gate tests check them). */
+async function chainLines(
+  ns: string,
+  chain: string,
+  options: { gate?: boolean } = {},
+): Promise<string[]> {
   const text = await nft(ns, ["list", "chain", "inet", "filter", chain]);
   return text.split("\n")
     .map((line) => line.trim())
     .filter((line) =>
       line !== "" && !line.startsWith("table ") && !line.startsWith("chain ") &&
       line !== "}" &&
-      !line.startsWith("type ")
+      !line.startsWith("type ") &&
+      (options.gate === true || !line.endsWith('comment "openme-gate"'))
     );
 }
 
@@ -86,6 +91,7 @@ async function chainRules(ns: string, chain: string): Promise<RuleSummary[]> {
         );
       }
     }
+    if (item.rule.comment === "openme-gate") continue; // the gate tests check them
     rules.push({
       handle: item.rule.handle,
       comment: item.rule.comment ?? null,
@@ -533,6 +539,79 @@ Deno.test({
         await backend.teardown();
       }
       assert.equal(await ruleset(ns), "");
+    });
+  },
+});
+
+Deno.test({
+  name:
+    "nft installs the knock gate ahead of the knock rule, puts it back after a flush, and teardown and cleanup leave none of it",
+  ignore: !canRun,
+  fn: async () => {
+    await withNamespace("fw-n", async (ns) => {
+      const gate = [
+        'udp dport 54154 udp length != 173 counter packets 0 bytes 0 drop comment "openme-gate"',
+        'udp dport 54154 @th,64,8 != 0x1 counter packets 0 bytes 0 drop comment "openme-gate"',
+        'udp dport 54154 update @openme_gate4 { ip saddr timeout 1m limit rate over 1/hour burst 2 packets } counter packets 0 bytes 0 drop comment "openme-gate"',
+        'udp dport 54154 update @openme_gate6 { ip6 saddr & ffff:ffff:ffff:ffff:: timeout 2h limit rate over 1/hour burst 2 packets } counter packets 0 bytes 0 drop comment "openme-gate"',
+        'udp dport 54154 accept comment "openme-knock"',
+      ];
+      // An hour per token: an idle source's bucket is kept 2 h, until full.
+      gate[2] = gate[2].replace("timeout 1m", "timeout 2h");
+      const options: BaseRulesOptions = {
+        ...BASE,
+        knockRateLimit: { count: 1, unit: "hour", burst: 2 },
+      };
+      await nft(ns, ["-f", "-"], OPERATOR_RULESET);
+      let backend = new NftBackend({ netns: ns });
+      try {
+        await backend.setup(options);
+        assert.deepEqual(await chainLines(ns, "openme", { gate: true }), gate);
+        assert.deepEqual(await backend.gateCounters(), {
+          size: 0,
+          version: 0,
+          rate: 0,
+        });
+        await nft(ns, ["flush", "ruleset"]);
+        let check = await backend.ensureBaseRules([]);
+        assert.deepEqual(check.repaired, ["table inet filter"]);
+        assert.deepEqual(await chainLines(ns, "openme", { gate: true }), gate);
+        // One gate rule deleted by hand is missed and put back too.
+        const listed = JSON.parse(
+          await nft(ns, ["-j", "list", "chain", "inet", "filter", "openme"]),
+        ).nftables.find((item: { rule?: { comment?: string } }) =>
+          item.rule?.comment === "openme-gate"
+        );
+        await nft(ns, [
+          "delete",
+          "rule",
+          "inet",
+          "filter",
+          "openme",
+          "handle",
+          String(listed.rule.handle),
+        ]);
+        check = await backend.ensureBaseRules([]);
+        assert.deepEqual(check.repaired, ["openme-gate rules (3 of 4)"]);
+        assert.deepEqual(await chainLines(ns, "openme", { gate: true }), gate);
+      } finally {
+        await backend.teardown();
+      }
+      assert.equal(await ruleset(ns), "");
+      // A run that dies leaves its rules; cleanup takes them out.
+      await nft(ns, ["-f", "-"], OPERATOR_RULESET);
+      backend = new NftBackend({ netns: ns });
+      await backend.setup(options);
+      await new NftBackend({ netns: ns }).cleanup();
+      const left = await ruleset(ns);
+      assert.doesNotMatch(left, /openme_gate|comment "openme/);
+      assert.deepEqual(await chainLines(ns, "input"), [
+        "ct state established,related accept",
+        'iifname "lo" accept',
+        "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept",
+        "jump openme",
+        'tcp dport 2222 accept comment "operator ssh"',
+      ]);
     });
   },
 });

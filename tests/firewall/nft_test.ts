@@ -225,13 +225,33 @@ Deno.test("buildNftAcceptRule uses ip saddr for IPv4, ip6 saddr for IPv6, lo-hi 
   );
 });
 
-Deno.test("buildNftBaseRules appends the knock rule, then one drop per port, with their comments and the interface", () => {
+/** The gate of {@linkcode BASE}, as SPEC §9 describes it: sets first, then size, version and rate per family. */
+const GATE_LINES = [
+  "add set inet filter openme_gate4 { type ipv4_addr; size 65536; flags dynamic,timeout; }",
+  "flush set inet filter openme_gate4",
+  "add set inet filter openme_gate6 { type ipv6_addr; size 65536; flags dynamic,timeout; }",
+  "flush set inet filter openme_gate6",
+  'add rule inet filter openme udp dport 54154 udp length != 173 counter drop comment "openme-gate"',
+  'add rule inet filter openme udp dport 54154 @th,64,8 != 1 counter drop comment "openme-gate"',
+  'add rule inet filter openme udp dport 54154 update @openme_gate4 { ip saddr timeout 60s limit rate over 20/second burst 40 packets } counter drop comment "openme-gate"',
+  'add rule inet filter openme udp dport 54154 update @openme_gate6 { ip6 saddr & ffff:ffff:ffff:ffff:: timeout 60s limit rate over 20/second burst 40 packets } counter drop comment "openme-gate"',
+];
+
+/** {@linkcode GATE_LINES} with the rules matching an input interface. */
+function gateLines(iface: string): string[] {
+  return GATE_LINES.map((line) =>
+    line.replace("openme udp dport", `openme iifname "${iface}" udp dport`)
+  );
+}
+
+Deno.test("buildNftBaseRules appends the gate, the knock rule, then one drop per port, with their comments and the interface", () => {
   const drops = [{ port: 22, proto: "tcp" as const }, {
     port: 8080,
     endPort: 8090,
     proto: "tcp" as const,
   }];
   assert.deepEqual(buildNftBaseRules({ ...BASE, dropPorts: drops }), [
+    ...GATE_LINES,
     'add rule inet filter openme udp dport 54154 accept comment "openme-knock"',
     'add rule inet filter openme tcp dport 22 drop comment "openme-drop"',
     'add rule inet filter openme tcp dport 8080-8090 drop comment "openme-drop"',
@@ -373,6 +393,7 @@ Deno.test("NftBackend.setup lists the table and applies one transaction through 
         "add chain inet filter openme",
         "add chain inet filter input { type filter hook input priority 0; policy accept; }",
         'add rule inet filter input jump openme comment "openme-jump"',
+        ...gateLines("eth0"),
         'add rule inet filter openme iifname "eth0" udp dport 54154 accept comment "openme-knock"',
       ].join("\n") + "\n",
     );
@@ -557,7 +578,9 @@ Deno.test("NftBackend reports a missing nft binary clearly", async () => {
 Deno.test("NftBackend kills a hanging nft at the timeout and throws FirewallError", async () => {
   const fake = await FakeNft.create();
   try {
+    // The first failure could be the gate's: setup tries once more without it.
     await fake.respond(1, { hang: true });
+    await fake.respond(2, { hang: true });
     const backend = new NftBackend({ env: fake.env, timeoutMs: 300 });
     await assert.rejects(
       backend.setup(BASE),
@@ -670,9 +693,17 @@ function listingJson(
   );
 }
 
-Deno.test("findMissingNftBase names the table, chains, jump, knock and drop rules that are gone", () => {
+/** The four gate rules of a listing, as listingJson takes them. */
+const GATE_RULES = [10, 11, 12, 13].map((handle) => ({
+  chain: "openme",
+  handle,
+  comment: "openme-gate",
+}));
+
+Deno.test("findMissingNftBase names the table, chains, jump, gate, knock and drop rules that are gone", () => {
   const complete = [
     { chain: "input", handle: 3, jump: "openme" },
+    ...GATE_RULES,
     { chain: "openme", handle: 4, comment: "openme-knock" },
     { chain: "openme", handle: 5, comment: "openme-drop" },
   ];
@@ -686,8 +717,9 @@ Deno.test("findMissingNftBase names the table, chains, jump, knock and drop rule
     findMissingNftBase(parseNftJson(listingJson(1, [])), options),
     [
       "jump from input to openme",
-      "knock rule (udp/54154)",
-      "drop rules (1)",
+      "openme-gate rules (0 of 4)",
+      "openme-knock rules (0 of 1)",
+      "openme-drop rules (0 of 1)",
     ],
   );
   assert.deepEqual(
@@ -695,7 +727,20 @@ Deno.test("findMissingNftBase names the table, chains, jump, knock and drop rule
       parseNftJson(listingJson(1, complete)),
       { ...options, openKnockPort: false, dropPorts: [] },
     ),
-    ["knock rule (udp/54154)", "drop rules (0)"],
+    [
+      "openme-gate rules (4 of 0)",
+      "openme-knock rules (1 of 0)",
+      "openme-drop rules (1 of 0)",
+    ],
+  );
+  // A gate installed without the checks the kernel lacks is complete.
+  assert.deepEqual(
+    findMissingNftBase(
+      parseNftJson(listingJson(1, complete.filter((r) => r.handle !== 10))),
+      options,
+      ["version", "rate"],
+    ),
+    [],
   );
 });
 
@@ -721,6 +766,7 @@ Deno.test("NftBackend.ensureBaseRules reports lost handles and, after a ruleset 
       out: listingJson(1, [
         { chain: "input", handle: 3, jump: "openme", comment: "openme-jump" },
         { chain: "openme", handle: 7, comment: "openme" },
+        ...GATE_RULES,
         { chain: "openme", handle: 4, comment: "openme-knock" },
       ]),
     });
@@ -729,7 +775,7 @@ Deno.test("NftBackend.ensureBaseRules reports lost handles and, after a ruleset 
     assert.equal(backend.openRuleCount, 1);
     assert.equal((await fake.calls()).length, 5, "one listing, nothing else");
     // 6: `nft flush ruleset` + the operator's file: a new table (handle 2)
-    // in which handle 7 happens to name a rule again; no knock rule.
+    // in which handle 7 happens to name a rule again; no gate or knock rule.
     await fake.respond(6, {
       out: listingJson(2, [
         { chain: "input", handle: 3, jump: "openme" },
@@ -738,7 +784,7 @@ Deno.test("NftBackend.ensureBaseRules reports lost handles and, after a ruleset 
     });
     check = await backend.ensureBaseRules([kept]);
     assert.deepEqual(check, {
-      repaired: ["knock rule (udp/54154)"],
+      repaired: ["openme-gate rules (0 of 4)", "openme-knock rules (0 of 1)"],
       lost: [kept],
     });
     assert.equal(backend.openRuleCount, 0, "stale handles forgotten");
@@ -748,7 +794,10 @@ Deno.test("NftBackend.ensureBaseRules reports lost handles and, after a ruleset 
     ]);
     assert.equal(
       await fake.stdin(7),
-      'add rule inet filter openme udp dport 54154 accept comment "openme-knock"\n',
+      [
+        ...GATE_LINES,
+        'add rule inet filter openme udp dport 54154 accept comment "openme-knock"\n',
+      ].join("\n"),
     );
     // Closing the lost set deletes nothing (handle 7 is not ours any more).
     await backend.close(kept);
@@ -788,6 +837,7 @@ Deno.test("NftBackend.setup keeps the operator's untagged jump and rules and rem
         "delete rule inet filter openme handle 9",
         "delete rule inet filter openme handle 4",
         "delete rule inet filter openme handle 5",
+        ...gateLines("eth0"),
         'add rule inet filter openme iifname "eth0" udp dport 54154 accept comment "openme-knock"',
         "",
       ].join("\n"),
@@ -889,7 +939,10 @@ Deno.test("NftBackend.setup adopts a tagged jump left by a dead run, warns about
     );
     assert.equal(
       script,
-      'add rule inet filter openme udp dport 54154 accept comment "openme-knock"\n',
+      [
+        ...GATE_LINES,
+        'add rule inet filter openme udp dport 54154 accept comment "openme-knock"\n',
+      ].join("\n"),
     );
     assert.ok(logs.some((line) => line.includes("is not a base chain")));
     await fake.respond(3, {
@@ -949,6 +1002,207 @@ Deno.test("NftBackend.open reads the handles of every echoed rule line in order"
       { port: 53, proto: "udp" },
     ]);
     assert.deepEqual(opened.handles, ["5", "6", "7"]);
+  } finally {
+    await fake.remove();
+  }
+});
+
+/** Real `nft -j list` entries (nftables 1.0.6) of the gate's rules, with their counters. */
+function gateRuleEntries(packets: [number, number, number, number]): unknown[] {
+  const dport = {
+    match: {
+      op: "==",
+      left: { payload: { protocol: "udp", field: "dport" } },
+      right: 54154,
+    },
+  };
+  const update = (elem: unknown, set: string) => ({
+    set: {
+      op: "update",
+      elem,
+      set,
+      stmt: [{
+        limit: { rate: 20, burst: 40, per: "second", inv: true },
+      }],
+    },
+  });
+  const saddr6 = {
+    "&": [
+      { payload: { protocol: "ip6", field: "saddr" } },
+      "ffff:ffff:ffff:ffff::",
+    ],
+  };
+  const checks = [
+    {
+      match: {
+        op: "!=",
+        left: { payload: { protocol: "udp", field: "length" } },
+        right: 173,
+      },
+    },
+    {
+      match: {
+        op: "!=",
+        left: { payload: { base: "th", offset: 64, len: 8 } },
+        right: 1,
+      },
+    },
+    update({ payload: { protocol: "ip", field: "saddr" } }, "@openme_gate4"),
+    update(saddr6, "@openme_gate6"),
+  ];
+  return checks.map((check, i) =>
+    nftRule("openme", 20 + i, [
+      dport,
+      check,
+      { counter: { packets: packets[i], bytes: 0 } },
+      { drop: null },
+    ], "openme-gate")
+  );
+}
+
+const GATE_SETS = ["openme_gate4", "openme_gate6"].map((name) => ({
+  set: { family: "inet", name, table: "filter", type: "ipv4_addr", handle: 9 },
+}));
+
+Deno.test("NftBackend leaves out a gate check nft or the kernel refuses, says which and how to get it, and reads the counters of the rest", async () => {
+  const fake = await FakeNft.create();
+  try {
+    // 1-2: the whole gate fails, 3-4: none, 5-6: size, 7-8: size and
+    // version, 9-10: with the rate check fails again.
+    const refused = {
+      code: 1,
+      err: "Error: Could not process rule: No such file or directory\n",
+    };
+    await fake.respond(2, refused);
+    await fake.respond(10, refused);
+    const backend = new NftBackend({ env: fake.env });
+    const logs = await captureLogs(() => backend.setup(BASE));
+    assert.deepEqual(logs.filter((line) => line.startsWith("WARN")).slice(-1), [
+      "WARN  firewall: the knock gate has no rate check: nft lacks the limit statement (modprobe nft_limit, or a kernel with CONFIG_NFT_LIMIT); knocks still work and openme itself drops such datagrams",
+    ]);
+    assert.match(await fake.stdin(8), /@th,64,8 != 1 counter drop/);
+    assert.doesNotMatch(await fake.stdin(8), /limit|openme_gate/);
+    // 11: the counters of the size and version rules.
+    const [size, version] = gateRuleEntries([3, 2, 0, 0]);
+    const listing = nftListing(
+      nftTable(1),
+      nftChain("openme", 1),
+      nftChain("input", 2, "input"),
+      nftRule("input", 3, JUMP, "openme-jump"),
+      size,
+      version,
+      nftRule("openme", 4, ACCEPT, "openme-knock"),
+    );
+    await fake.respond(11, { out: listing });
+    assert.deepEqual(await backend.gateCounters(), {
+      size: 3,
+      version: 2,
+      rate: 0,
+    });
+    // 12: the check expects only the checks that were installed.
+    await fake.respond(12, { out: listing });
+    assert.deepEqual(await backend.ensureBaseRules([]), {
+      repaired: [],
+      lost: [],
+    });
+    assert.equal((await fake.calls()).length, 12);
+  } finally {
+    await fake.remove();
+  }
+});
+
+Deno.test("NftBackend.gateCounters adds up the counters by check, both families' rate rules together, and is null without a gate", async () => {
+  const fake = await FakeNft.create();
+  try {
+    const backend = await setUpFake(fake, { interface: null });
+    await fake.respond(3, {
+      out: nftListing(
+        nftTable(1),
+        nftChain("openme", 1),
+        ...gateRuleEntries([3, 2, 5, 1]),
+      ),
+    });
+    assert.deepEqual(await backend.gateCounters(), {
+      size: 3,
+      version: 2,
+      rate: 6,
+    });
+    await fake.respond(4, { out: nftListing(nftTable(1)) });
+    await backend.updateBaseRules({ ...BASE, openKnockPort: false });
+    assert.equal(await backend.gateCounters(), null);
+    assert.equal((await fake.calls()).length, 5, "no listing for it");
+  } finally {
+    await fake.remove();
+  }
+});
+
+Deno.test("NftBackend.teardown deletes the gate's rules and sets with the rest it created", async () => {
+  const fake = await FakeNft.create();
+  try {
+    const backend = await setUpFake(fake, { interface: null });
+    await fake.respond(3, {
+      out: nftListing(
+        nftTable(1),
+        ...GATE_SETS,
+        nftChain("openme", 1),
+        nftChain("input", 2, "input"),
+        nftRule("input", 3, JUMP, "openme-jump"),
+        ...gateRuleEntries([0, 0, 0, 0]),
+        nftRule("openme", 4, ACCEPT, "openme-knock"),
+      ),
+    });
+    await backend.teardown();
+    assert.equal(
+      await fake.stdin(4),
+      [
+        "delete rule inet filter input handle 3",
+        ...[20, 21, 22, 23, 4].map((h) =>
+          `delete rule inet filter openme handle ${h}`
+        ),
+        "delete set inet filter openme_gate4",
+        "delete set inet filter openme_gate6",
+        "delete chain inet filter openme",
+        "delete chain inet filter input",
+        "delete table inet filter",
+        "",
+      ].join("\n"),
+    );
+  } finally {
+    await fake.remove();
+  }
+});
+
+Deno.test("NftBackend.cleanup removes every openme rule, set, jump and chain openme a dead run left, and keeps the operator's", async () => {
+  const fake = await FakeNft.create();
+  try {
+    await fake.respond(1, {
+      out: nftListing(
+        nftTable(1),
+        ...GATE_SETS,
+        { set: { family: "inet", name: "mine", table: "filter", handle: 8 } },
+        nftChain("openme", 1),
+        nftChain("input", 2, "input"),
+        nftRule("input", 5, ACCEPT),
+        nftRule("input", 3, JUMP, "openme-jump"),
+        ...gateRuleEntries([0, 0, 0, 0]),
+        nftRule("openme", 4, ACCEPT, "openme-knock"),
+        nftRule("openme", 6, ACCEPT, "openme"),
+      ),
+    });
+    await new NftBackend({ env: fake.env }).cleanup();
+    assert.equal(
+      await fake.stdin(2),
+      [
+        "delete rule inet filter input handle 3",
+        ...[20, 21, 22, 23, 4, 6].map((h) =>
+          `delete rule inet filter openme handle ${h}`
+        ),
+        "delete set inet filter openme_gate4",
+        "delete set inet filter openme_gate6",
+        "delete chain inet filter openme",
+        "",
+      ].join("\n"),
+    );
   } finally {
     await fake.remove();
   }

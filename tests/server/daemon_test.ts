@@ -1159,3 +1159,56 @@ Deno.test("with the default rate limit, forged packets from new sources get past
     await h.close();
   }
 });
+
+Deno.test("knock_rate_limit and knock_burst reach the backend's base rules and openme's own limiter; a firewall check puts the kernel gate's drops in the state file", async () => {
+  const keys = freshKeys([]);
+  const dir = await Deno.makeTempDir({ prefix: "openme-daemon-test-" });
+  const configPath = `${dir}/config.yaml`;
+  const stateFile = `${dir}/state.json`;
+  const text = renderTestConfig({ server: keys.server, clients: [] }).replace(
+    "  open_knock_port: true\n",
+    "  open_knock_port: true\n  knock_rate_limit: 1/h\n  knock_burst: 2\n",
+  );
+  await Deno.writeTextFile(configPath, text, { mode: 0o600 });
+  const log = captureLog("info");
+  const backend = new RecordingBackend();
+  try {
+    const server = await OpenmeServer.start(configPath, {
+      stateFile,
+      backend,
+      hostname: "127.0.0.1",
+      udpPort: 0,
+      healthPort: 0,
+      firewallCheckMs: 3_600_000,
+    });
+    try {
+      assert.deepEqual(backend.callsOf("setup")[0].base?.knockRateLimit, {
+        count: 1,
+        unit: "hour",
+        burst: 2,
+      });
+      // Of four datagrams from one address, the limiter lets two through.
+      const junk = new Uint8Array(165);
+      junk[0] = 1;
+      await sendDatagrams(server.udpPort, [junk, junk, junk, junk]);
+      await waitFor(
+        () => Object.values(server.drops()).reduce((a, b) => a + b, 0) === 4,
+        { timeoutMs: WAIT_MS, what: "four drops" },
+      );
+      assert.deepEqual(server.drops(), { decrypt: 2, rate_limit: 2 });
+      assert.equal(server.state().kernel_drops, undefined);
+      backend.gate = { size: 5, version: 1, rate: 2 };
+      await server.checkFirewall("periodic check");
+      assert.deepEqual(server.state().kernel_drops, backend.gate);
+      await waitFor(
+        async () => (await readStateFile(stateFile)).kernel_drops?.size === 5,
+        { timeoutMs: WAIT_MS, what: "kernel_drops in the state file" },
+      );
+    } finally {
+      await server.stop();
+    }
+  } finally {
+    log.restore();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

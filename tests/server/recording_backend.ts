@@ -13,6 +13,7 @@ import type {
   BaseRulesOptions,
   FirewallBackend,
   FirewallRulePort,
+  GateCounters,
   OpenedRules,
 } from "../../lib/firewall/backend.ts";
 import { FirewallError } from "../../lib/firewall/backend.ts";
@@ -73,6 +74,8 @@ export class RecordingBackend implements FirewallBackend {
   nextRepairs: string[] = [];
   /** When set, ensureBaseRules() lists the rules at once and answers after it resolves (a slow check). */
   holdChecks: Promise<void> | null = null;
+  /** What gateCounters() reports (the kernel gate's drops). */
+  gate: GateCounters | null = null;
   /** Handles currently open (opened and not closed or torn down). */
   live = new Set<string>();
   #nextHandle = 1;
@@ -186,6 +189,11 @@ export class RecordingBackend implements FirewallBackend {
     this.calls.push({ op: "teardown", atMs: monotonicNow() });
     this.live.clear();
     return Promise.resolve();
+  }
+
+  /** Returns {@linkcode gate}. */
+  gateCounters(): Promise<GateCounters | null> {
+    return Promise.resolve(this.gate);
   }
 }
 

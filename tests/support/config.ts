@@ -18,6 +18,8 @@ export const SERVER_SECTION_KEYS: readonly string[] = [
   "knock_timeout",
   "replay_window",
   "open_knock_port",
+  "knock_rate_limit",
+  "knock_burst",
   "drop_ports",
   "default_profile",
   "interface",

@@ -7,10 +7,10 @@
  */
 
 import assert from "node:assert/strict";
-import { runTool } from "../../lib/firewall/exec.ts";
+import { runTool, type ToolProgram } from "../../lib/firewall/exec.ts";
 
 /** A tool a namespace test needs and the flag that makes it print its version, e.g. `["nft", "--version"]`. */
-export type RequiredTool = readonly [tool: string, versionFlag: string];
+export type RequiredTool = readonly [tool: ToolProgram, versionFlag: string];
 
 /** `ip` (iproute2), which every namespace test needs. */
 export const IP_TOOL: RequiredTool = ["ip", "-V"];

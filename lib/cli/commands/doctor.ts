@@ -18,8 +18,16 @@ import {
 } from "../../config/server_config.ts";
 import { formatDuration } from "../../config/duration.ts";
 import { configChangeableByOthers } from "../../config/ownership.ts";
+import { DEFAULT_KNOCK_RATE_LIMIT } from "../../firewall/backend.ts";
+import {
+  buildIptablesKnockRules,
+  buildNftKnockRules,
+  GATE_CHECKS,
+  gateNeeds,
+} from "../../firewall/gate.ts";
 import {
   findSocketOwners,
+  type GateFacts,
   hasNetAdminCapability,
   type InputChainFacts,
   inspectClockSync,
@@ -29,10 +37,12 @@ import {
   listSocketInodes,
   type NftRulesetFacts,
   type PortSpan,
+  quoteIptablesArg,
   type SocketOwner,
   toolVersion,
 } from "../../firewall/inspect.ts";
 import { type Platform, serverSupported } from "../../platform.ts";
+import { DEFAULT_STATE_FILE, readStateFile } from "../../server/state_file.ts";
 import type { CliIo, ParsedCommand } from "../io.ts";
 
 /** How bad a finding is. */
@@ -67,6 +77,8 @@ export interface DoctorOptions {
   procStatus?: string;
   /** Extra environment for the tools (tests put fake tools first in PATH). */
   env?: Record<string, string>;
+  /** The state file of openme serve, for its drop counters; default {@linkcode DEFAULT_STATE_FILE}. */
+  stateFile?: string;
 }
 
 /** What the checks use from the config (defaults when it could not be loaded). */
@@ -77,6 +89,7 @@ type Settings = Pick<
   | "udpPort"
   | "healthPort"
   | "openKnockPort"
+  | "knockRateLimit"
   | "replayWindowMs"
   | "interface"
 >;
@@ -120,8 +133,8 @@ export async function runDoctorChecks(
   if (writable !== null) findings.push({ level: "warn", text: writable });
   const privileged = await checkPrivilege(options, findings);
   const tools = settings.firewall === "nft"
-    ? ["nft"]
-    : ["iptables", "ip6tables"];
+    ? ["nft"] as const
+    : ["iptables", "ip6tables"] as const;
   let toolsOk = true;
   for (const tool of tools) {
     try {
@@ -146,11 +159,19 @@ export async function runDoctorChecks(
   const serveRuns = await checkPorts(settings, options, portFindings);
   if (toolsOk) {
     try {
-      findings.push(
-        ...(settings.firewall === "nft"
-          ? nftFindings(await inspectNftRuleset(options), settings, serveRuns)
-          : iptablesFindings(await inspectIptablesRuleset(options), settings)),
-      );
+      let gates: [Tool, GateFacts][];
+      if (settings.firewall === "nft") {
+        const facts = await inspectNftRuleset(options);
+        findings.push(...nftFindings(facts, settings, serveRuns));
+        gates = [["nft", facts.gate]];
+      } else {
+        const chains = await inspectIptablesRuleset(options);
+        findings.push(...iptablesFindings(chains, settings));
+        gates = [["iptables", chains.v4.gate], ["ip6tables", chains.v6.gate]];
+      }
+      if (serveRuns && settings.openKnockPort) {
+        findings.push(...await ownGateFindings(gates, options));
+      }
     } catch (err) {
       const [what, check] = settings.firewall === "nft"
         ? ["the nftables ruleset", "nftables works: nft list ruleset"]
@@ -206,6 +227,7 @@ async function checkConfig(
       udpPort: DEFAULT_UDP_PORT,
       healthPort: DEFAULT_UDP_PORT,
       openKnockPort: true,
+      knockRateLimit: DEFAULT_KNOCK_RATE_LIMIT,
       replayWindowMs: DEFAULT_REPLAY_WINDOW_MS,
       interface: null,
     };
@@ -357,27 +379,118 @@ function chainFindings(
         },
     );
   }
-  if (!settings.openKnockPort && chain.defaultDeny) {
-    const port = settings.udpPort;
-    const accepted = [...chain.acceptedUdpPorts, ...extra.udpPorts]
-      .some((span) => span.from <= port && port <= span.to);
-    findings.push(
-      accepted
-        ? ok(`open_knock_port is false and ${where} accepts udp ${port}`)
-        : {
-          level: "fail",
-          text: nft
-            ? `open_knock_port is false and no rule accepts udp ${port}: knocks never reach openme`
-            : `open_knock_port is false and no ${where} rule accepts udp ${port}: ${family} knocks never reach openme`,
-          fix: `${
-            nft
-              ? `nft insert rule ${IN} udp dport ${port} accept`
-              : `${tool} -I INPUT -p udp --dport ${port} -j ACCEPT`
-          } (or set open_knock_port: true in ${settings.path})`,
-        },
-    );
-  }
+  findings.push(...knockPortFindings(chain, tool, settings, extra.udpPorts));
   return findings;
+}
+
+/** No accept of the knock port ahead of its gate; with open_knock_port false, an accept of it behind a gate. */
+function knockPortFindings(
+  chain: InputChainFacts,
+  tool: Tool,
+  settings: Settings,
+  openmeUdpPorts: PortSpan[],
+): Finding[] {
+  const port = settings.udpPort;
+  const covers = (ports: PortSpan[]) =>
+    ports.some((span) => span.from <= port && port <= span.to);
+  const rules = chain.udpRules;
+  const accept = rules.findIndex((r) =>
+    r.verdict === "accept" && covers(r.ports)
+  );
+  const gate = rules.findIndex((r) =>
+    (r.verdict === "jump" && settings.openKnockPort) ||
+    (r.verdict === "drop" && covers(r.ports))
+  );
+  const where = chain.where;
+  if (accept >= 0 && gate >= 0 && accept < gate) {
+    const remove = rules[accept].remove;
+    return [{
+      level: "warn",
+      text:
+        `a rule of ${where} accepts udp ${port} ahead of the knock gate: junk and floods reach openme`,
+      fix: tool === "nft"
+        ? `nft delete rule ${IN} ${remove}`
+        : `${tool} -D INPUT ${remove}`,
+    }];
+  }
+  if (settings.openKnockPort || !chain.defaultDeny) return [];
+  const paste = gatePaste(tool, settings);
+  if (accept < 0 && !covers(openmeUdpPorts)) {
+    return [{
+      level: "fail",
+      text:
+        `open_knock_port is false and no rule of ${where} accepts udp ${port}: knocks never reach openme`,
+      fix: `${paste} (or set open_knock_port: true in ${settings.path})`,
+    }];
+  }
+  return [
+    gate >= 0
+      ? ok(
+        `open_knock_port is false and ${where} accepts udp ${port} behind a knock gate`,
+      )
+      : {
+        level: "warn",
+        text:
+          `open_knock_port is false and ${where} accepts udp ${port} without a knock gate: every datagram wakes openme`,
+        fix: paste,
+      },
+  ];
+}
+
+/** The commands that put the knock gate and an accept of the knock port at the top of an input chain. */
+function gatePaste(tool: Tool, settings: Settings): string {
+  const options = {
+    knockPort: settings.udpPort,
+    openKnockPort: true,
+    dropPorts: [],
+    interface: settings.interface,
+    knockRateLimit: settings.knockRateLimit,
+  };
+  const knock = { checks: GATE_CHECKS, tagged: false };
+  if (tool === "nft") {
+    const { sets, rules } = buildNftKnockRules(options, knock);
+    // Each insert goes to the top: the last rule first.
+    return [
+      ...sets.map((set) => `nft 'add ${set}'`),
+      ...rules.reverse().map((rule) => `nft 'insert rule ${IN} ${rule}'`),
+    ].join(" && ");
+  }
+  const family = tool === "iptables" ? 4 : 6;
+  return buildIptablesKnockRules(options, { ...knock, family }).map((spec, i) =>
+    `${tool} -I INPUT ${i + 1} ${spec.map(quoteIptablesArg).join(" ")}`
+  ).join(" && ");
+}
+
+/** What openme's gate lacks and how to get it, or what it dropped next to openme's own drops. */
+async function ownGateFindings(
+  gates: [Tool, GateFacts][],
+  options: DoctorOptions,
+): Promise<Finding[]> {
+  const state = await readStateFile(options.stateFile ?? DEFAULT_STATE_FILE)
+    .catch(() => null);
+  const own = Object.values(state?.drops ?? {}).reduce((a, b) => a + b, 0);
+  return gates.flatMap(([tool, gate]) => {
+    const missing = GATE_CHECKS.filter((check) => !gate.checks.includes(check));
+    if (missing.length === 0) {
+      const { size, version, rate } = gate.counters;
+      return [ok(
+        `openme's knock gate (${tool}) dropped ${size} size, ${version} version, ${rate} rate in the kernel` +
+          (state === null ? "" : `; openme itself dropped ${own}`),
+      )];
+    }
+    return missing.map((check): Finding => {
+      const { need, fix } = gateNeeds(
+        tool === "nft" ? "nft" : "iptables",
+        check,
+      );
+      return {
+        level: "warn",
+        text:
+          `openme's knock gate (${tool}) has no ${check} check: ${tool} lacks ${need}`,
+        fix: `${fix}, then systemctl restart openme`,
+      };
+    });
+  });
 }
 
 /** The jump from the input chain to chain openme: present, reachable, or how to add it. */

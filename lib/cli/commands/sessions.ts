@@ -1,6 +1,6 @@
 /**
- * `openme sessions`: open sessions, last-seen times and drop counters from the
- * server's state file; `--watch` refreshes every second.
+ * `openme sessions`: open sessions, last-seen times and drop counters (the
+ * kernel gate's too) from the server's state file; `--watch` refreshes every second.
  *
  * @module
  */
@@ -73,6 +73,14 @@ export function renderSessions(state: StateFile, nowMs: number): string {
         (drops.length > 0
           ? ` (${drops.map(([r, c]) => `${c} ${r}`).join(", ")})`
           : ""),
+    );
+  }
+  const gate = state.kernel_drops;
+  if (gate !== undefined) {
+    lines.push(
+      `dropped by the kernel's knock gate: ${
+        gate.size + gate.version + gate.rate
+      } (${gate.size} size, ${gate.version} version, ${gate.rate} rate)`,
     );
   }
   lines.push(`updated ${state.updated_at}`);

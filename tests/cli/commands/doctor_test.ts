@@ -25,6 +25,7 @@ import {
   withNamespace,
 } from "../../support/netns.ts";
 import { withTempDir } from "../../support/files.ts";
+import { findOnPath } from "../../../scripts/testbed.ts";
 
 const KNOCK_PORT = 40123;
 
@@ -360,26 +361,115 @@ Deno.test({
   },
 });
 
+/** Sends one datagram of `size` bytes (ASCII zeros, so not version 1) to the knock port over loopback, from inside the namespace. */
+async function sendJunk(bed: Bed, size: number): Promise<void> {
+  await bed.sh(
+    `bash -c 'printf "%0${size}d" 0 > /dev/udp/127.0.0.1/${KNOCK_PORT}'`,
+  );
+}
+
 Deno.test({
   name:
-    "doctor fails open_knock_port: false without a rule for the knock port, and accepts one with it",
+    "doctor with open_knock_port: false pastes the gate and accept rules for nft, which drop junk in the kernel, and flags an accept ahead of them",
   ignore: !canRun,
   fn: async () => {
     await withBed({
       openKnockPort: false,
       nft: ruleset([POLICY_DROP, ESTABLISHED, LOOPBACK, ND, JUMP]),
     }, async (bed) => {
-      const finding = one(await bed.doctor(), /open_knock_port is false/);
-      assert.equal(finding.level, "fail");
-      assert.match(finding.text, /knocks never reach openme/);
+      const missing = one(await bed.doctor(), /open_knock_port is false/);
+      assert.equal(missing.level, "fail");
+      assert.match(
+        missing.text,
+        /no rule of .* accepts udp 40123: knocks never reach openme/,
+      );
+      await bed.sh(
+        missing.fix!.replace(/ \(or set open_knock_port: true in .*\)$/, ""),
+      );
+      const pasted = one(await bed.doctor(), /open_knock_port is false/);
+      assert.equal(pasted.level, "ok");
+      assert.match(pasted.text, /accepts udp 40123 behind a knock gate/);
+      await sendJunk(bed, 40);
+      await sendJunk(bed, 165);
+      const chain = await nsExec(bed.ns, [
+        "nft",
+        "list",
+        "chain",
+        "inet",
+        "filter",
+        "input",
+      ]);
+      assert.match(chain, /udp length != 173 counter packets 1 /);
+      assert.match(chain, /@th,64,8 != 0x1 counter packets 1 /);
+      // An accept of the knock port ahead of the gate lets junk through.
       await bed.sh(
         `nft insert rule inet filter input udp dport ${KNOCK_PORT} accept`,
       );
-      assert.equal(
-        one(await bed.doctor(), /open_knock_port is false/).level,
-        "ok",
+      const shadow = one(
+        await bed.doctor(),
+        /accepts udp 40123 ahead of the knock gate/,
       );
+      assert.equal(shadow.level, "warn");
+      await bed.sh(shadow.fix!);
+      none(await bed.doctor(), /ahead of the knock gate/);
     });
+  },
+});
+
+Deno.test({
+  name:
+    "doctor with open_knock_port: false warns about an accept of the knock port without a gate, for iptables and ip6tables, with pastes that work",
+  ignore: !canRun,
+  fn: async () => {
+    await withBed(
+      { firewall: "iptables", openKnockPort: false },
+      async (bed) => {
+        for (const tool of ["iptables", "ip6tables"]) {
+          await bed.sh(
+            `${tool} -w -A INPUT -i lo -j ACCEPT && ${tool} -w -A INPUT -p udp --dport ${KNOCK_PORT} -j ACCEPT && ${tool} -w -P INPUT DROP`,
+          );
+        }
+        const findings = await bed.doctor();
+        for (const tool of ["iptables", "ip6tables"]) {
+          const finding = one(
+            findings,
+            new RegExp(
+              `^open_knock_port is false and ${tool} INPUT accepts udp 40123 without a knock gate`,
+            ),
+          );
+          assert.equal(finding.level, "warn");
+          await bed.sh(finding.fix!);
+        }
+        const after = await bed.doctor();
+        for (const tool of ["iptables", "ip6tables"]) {
+          assert.equal(
+            one(
+              after,
+              new RegExp(
+                `^open_knock_port is false and ${tool} INPUT accepts udp 40123 behind a knock gate`,
+              ),
+            ).level,
+            "ok",
+          );
+        }
+        // The pasted gate sits above the loopback accept and drops junk.
+        await sendJunk(bed, 40);
+        assert.match(
+          await nsExec(bed.ns, ["iptables", "-w", "-v", "-S", "INPUT"]),
+          /--u32 "0x0>>0x16&0x3c@0x4>>0x10=0xad" -c 1 /,
+        );
+        await bed.sh(
+          `iptables -w -I INPUT -p udp --dport ${KNOCK_PORT} -j ACCEPT -m comment --comment "my rule"`,
+        );
+        const shadow = one(
+          await bed.doctor(),
+          /^a rule of iptables INPUT accepts udp 40123 ahead of the knock gate/,
+        );
+        assert.equal(shadow.level, "warn");
+        await bed.sh(shadow.fix!);
+        none(await bed.doctor(), /ahead of the knock gate/);
+      },
+    );
   },
 });
 
@@ -498,52 +588,77 @@ setTimeout(() => Deno.exit(0), 20000);`;
   },
 });
 
+/** A running `openme serve` in the bed: its child process, its log so far and doctor's findings once it holds both ports. */
+interface Serve {
+  child: Deno.ChildProcess;
+  log(): string;
+  findings: Finding[];
+}
+
+/** Runs `openme serve` in the bed (PATH as given) while fn runs, then stops it with SIGTERM. */
+async function withServe(
+  bed: Bed,
+  path: string | undefined,
+  fn: (serve: Serve) => Promise<void>,
+): Promise<void> {
+  const command = mainCommand([
+    "--config",
+    bed.config,
+    "serve",
+    "--state-file",
+    join(bed.dir, "state.json"),
+  ], { netns: bed.ns });
+  const child = new Deno.Command(command[0], {
+    args: command.slice(1),
+    stdout: "null",
+    stderr: "piped",
+    stdin: "null",
+    env: path === undefined ? {} : { PATH: path },
+  }).spawn();
+  let log = "";
+  const pump = (async () => {
+    for await (const chunk of child.stderr) {
+      log += new TextDecoder().decode(chunk);
+    }
+  })();
+  try {
+    let findings: Finding[] = [];
+    const deadline = Date.now() + 20_000;
+    while (Date.now() < deadline) {
+      // Serving: its ports are bound before its firewall set-up, logged after.
+      const serving = log.includes("openme serving");
+      findings = await bed.doctor();
+      if (
+        serving &&
+        findings.some((f) => /health port .* held by openme serve/.test(f.text))
+      ) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    await fn({ child, log: () => log, findings });
+  } finally {
+    child.kill("SIGTERM");
+    await child.status;
+    await pump;
+  }
+}
+
 Deno.test({
   name:
-    "doctor recognises a running openme serve holding both ports and the jump it added",
+    "doctor recognises a running openme serve holding both ports, the jump it added and its knock gate's drops",
   ignore: !canRun,
   fn: async () => {
+    // No loopback accept: the junk sent over lo below reaches the gate.
     await withBed({
-      nft: ruleset([POLICY_DROP, ESTABLISHED, LOOPBACK, ND]),
+      nft: ruleset([POLICY_DROP, ESTABLISHED, ND]),
     }, async (bed) => {
-      const command = mainCommand([
-        "--config",
-        bed.config,
-        "serve",
-        "--state-file",
-        join(bed.dir, "state.json"),
-      ], { netns: bed.ns });
-      const child = new Deno.Command(command[0], {
-        args: command.slice(1),
-        stdout: "null",
-        stderr: "piped",
-        stdin: "null",
-      }).spawn();
-      let log = "";
-      const pump = (async () => {
-        for await (const chunk of child.stderr) {
-          log += new TextDecoder().decode(chunk);
-        }
-      })();
-      try {
-        let findings: Finding[] = [];
-        const deadline = Date.now() + 20_000;
-        while (Date.now() < deadline) {
-          findings = await bed.doctor();
-          if (
-            findings.some((f) =>
-              /health port .* held by openme serve/.test(f.text)
-            )
-          ) break;
-          await new Promise((r) => setTimeout(r, 200));
-        }
+      await withServe(bed, undefined, async ({ child, log, findings }) => {
         const knock = one(
           findings,
           new RegExp(
             `^knock port udp ${KNOCK_PORT} is held by openme serve \\(pid ${child.pid}\\)`,
           ),
         );
-        assert.equal(knock.level, "ok", log);
+        assert.equal(knock.level, "ok", log());
         assert.equal(
           one(
             findings,
@@ -558,16 +673,81 @@ Deno.test({
           "ok",
         );
         assert.deepEqual(findings.filter((f) => f.level === "fail"), []);
-      } finally {
-        child.kill("SIGTERM");
-        await child.status;
-        await pump;
-      }
+        // The gate's kernel drops, next to openme's own from its state file.
+        await sendJunk(bed, 40);
+        const stateFile = join(bed.dir, "state.json");
+        assert.equal(
+          one(
+            await bed.doctor({ stateFile }),
+            /^openme's knock gate \(nft\) dropped 1 size, 0 version, 0 rate in the kernel; openme itself dropped 0$/,
+          ).level,
+          "ok",
+        );
+      });
       // serve removed its jump; doctor no longer sees it.
       assert.equal(
         one(await bed.doctor(), /has no jump to chain openme yet/).level,
         "warn",
       );
+    });
+  },
+});
+
+Deno.test({
+  name:
+    "serve on a kernel without nft's limit statement says so at start and keeps the rest of the gate; doctor says what is missing and how to get it",
+  ignore: !canRun,
+  fn: async () => {
+    await withBed({
+      nft: ruleset([POLICY_DROP, ESTABLISHED, LOOPBACK, ND]),
+    }, async (bed) => {
+      // An nft that refuses what needs nft_limit, as a kernel without it does.
+      const real = findOnPath("nft");
+      assert.ok(real !== null);
+      const fake = join(bed.dir, "bin");
+      await Deno.mkdir(fake);
+      await Deno.writeTextFile(
+        join(fake, "nft"),
+        `#!/bin/sh
+input=$(cat)
+case "$input" in *"limit rate"*)
+  echo "Error: Could not process rule: No such file or directory" >&2; exit 1;;
+esac
+printf '%s\\n' "$input" | exec ${real} "$@"
+`,
+        { mode: 0o755 },
+      );
+      const path = `${fake}:${Deno.env.get("PATH")}`;
+      await withServe(bed, path, async ({ log, findings }) => {
+        assert.match(
+          log(),
+          /WARN {2}firewall: the knock gate has no rate check: nft lacks the limit statement \(modprobe nft_limit/,
+        );
+        const missing = one(
+          findings,
+          /^openme's knock gate \(nft\) has no rate check/,
+        );
+        assert.equal(missing.level, "warn");
+        assert.match(missing.text, /nft lacks the limit statement/);
+        assert.match(
+          missing.fix!,
+          /^modprobe nft_limit, or a kernel with CONFIG_NFT_LIMIT, then systemctl restart openme$/,
+        );
+        none(findings, /has no (size|version) check/);
+        // The knock port still works, behind what the gate could keep.
+        const chain = await nsExec(bed.ns, [
+          "nft",
+          "list",
+          "chain",
+          "inet",
+          "filter",
+          "openme",
+        ]);
+        assert.match(
+          chain,
+          /udp length != 173 .*\n.*@th,64,8 != 0x1 .*\n.*udp dport 40123 accept comment "openme-knock"/,
+        );
+      });
     });
   },
 });

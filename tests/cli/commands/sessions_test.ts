@@ -217,3 +217,17 @@ async function waitUntil(
   }
   assert.fail(`condition not met within ${timeoutMs} ms`);
 }
+
+Deno.test("renderSessions shows the kernel gate's drops by reason next to openme's own", () => {
+  const state = {
+    ...sampleState(NOW),
+    kernel_drops: { size: 40, version: 2, rate: 7 },
+  };
+  const lines = renderSessions(state, NOW).split("\n");
+  const own = lines.findIndex((line) => line.startsWith("accepted knocks:"));
+  assert.equal(
+    lines[own + 1],
+    "dropped by the kernel's knock gate: 49 (40 size, 2 version, 7 rate)",
+  );
+  assert.doesNotMatch(renderSessions(sampleState(NOW), NOW), /knock gate/);
+});
