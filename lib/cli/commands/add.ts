@@ -1,8 +1,6 @@
 /**
- * `openme add NAME`: a new Ed25519 key pair for a client, registered in the
- * server config; prints (or with `--out` writes, mode 0600) the client
- * config block (first line `profiles:`), then the key fingerprint, and
- * optionally a QR code for the mobile apps.
+ * `openme add NAME`: registers a new client key pair and hands out its client
+ * config (printed, or written with `--out`) and optionally a QR code.
  *
  * @module
  */
@@ -36,13 +34,13 @@ import {
 function parsePortsFlag(text: string): string[] {
   const entries = text.split(",").map((s) => s.trim()).filter((s) => s !== "");
   if (entries.length === 0) {
-    throw new UsageError(`--ports "${text}" names no ports or groups`, "add");
+    throw new UsageError(`--ports "${text}" names no ports or groups`);
   }
   for (const entry of entries) {
     if (isGroupName(entry)) continue;
     const parsed = parsePortSpec(entry);
     if (typeof parsed === "string") {
-      throw new UsageError(`--ports: ${parsed}`, "add");
+      throw new UsageError(`--ports: ${parsed}`);
     }
   }
   return entries;
@@ -53,13 +51,11 @@ function parseExpires(text: string, nowMs: number): string {
   if (expires === null) {
     throw new UsageError(
       `--expires "${text}" is not an RFC 3339 time with a time zone (e.g. 2026-12-31T23:59:59Z)`,
-      "add",
     );
   }
   if (expires.getTime() <= nowMs) {
     throw new UsageError(
       `--expires "${text}" is in the past (give a future time, or leave --expires out for no expiry)`,
-      "add",
     );
   }
   return text.trim();
@@ -76,7 +72,6 @@ function checkGroupsExist(entries: string[], config: ServerConfig): void {
           ? `defined: ${defined.join(", ")}`
           : "no groups are defined"
       }; define it under ports: in ${config.path}, or give a port spec such as 2222/tcp)`,
-      "add",
     );
   }
 }
@@ -92,7 +87,6 @@ export async function runAddCommand(
   if (nameProblem !== null) {
     throw new UsageError(
       `${nameProblem} (use letters, digits, ".", "_", "-" or "@", starting with a letter or digit, at most 64; e.g. alice-laptop)`,
-      "add",
     );
   }
   const ports = typeof v.ports === "string" ? parsePortsFlag(v.ports) : [];
@@ -105,7 +99,6 @@ export async function runAddCommand(
   if (profileProblem !== null) {
     throw new UsageError(
       `--profile: ${profileProblem} (use letters, digits, ".", "_", "-" or "@", e.g. work)`,
-      "add",
     );
   }
   const path = parsed.globals.config;

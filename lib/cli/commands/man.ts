@@ -1,6 +1,5 @@
 /**
- * `openme man`: prints the manual page (roff, man(7)) generated from the
- * command table, so every command and flag of `--help` is in it.
+ * `openme man`: prints the manual page (roff), generated from the command table.
  *
  * @module
  */

@@ -104,6 +104,9 @@ Deno.test("__complete offers flag values: fixed choices, files for paths, nothin
   assert.deepEqual(await completeWords(["add", "x", "--qr-out", "a"]), [
     COMPLETE_FILES,
   ]);
+  assert.deepEqual(await completeWords(["add", "x", "--out", ""]), [
+    COMPLETE_FILES,
+  ]);
   assert.deepEqual(await complete("knock", "--ip", ""), []);
 });
 
