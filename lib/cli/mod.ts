@@ -97,7 +97,7 @@ function usageHint(command: string | null): string {
 
 function unknownCommand(name: string): UsageError {
   const names = COMMANDS.map((c) => c.name).join(", ");
-  return new UsageError(`unknown command "${name}" (commands: ${names})`, null);
+  return new UsageError(`unknown command "${name}" (commands: ${names})`);
 }
 
 /** A command line split by parseArgs, with the first problem found in it. */
@@ -159,7 +159,7 @@ export function parseCommandLine(
     if (argv.length === 0 || top.values.help === true) {
       return { topLevel: "help" };
     }
-    throw new UsageError(top.problem ?? "no command given", null);
+    throw new UsageError(top.problem ?? "no command given");
   }
   const name = top.words[0].value;
   if (name === "help") {

@@ -39,21 +39,19 @@ function parsePortsFlag(text: string): string[] {
   for (const entry of entries) {
     if (isGroupName(entry)) continue;
     const parsed = parsePortSpec(entry);
-    if (typeof parsed === "string") {
-      throw new UsageError(`--ports: ${parsed}`);
-    }
+    if (typeof parsed === "string") throw new UsageError(`--ports: ${parsed}`);
   }
   return entries;
 }
 
-function parseExpires(text: string, nowMs: number): string {
+function parseExpires(text: string): string {
   const expires = parseRfc3339Timestamp(text);
   if (expires === null) {
     throw new UsageError(
       `--expires "${text}" is not an RFC 3339 time with a time zone (e.g. 2026-12-31T23:59:59Z)`,
     );
   }
-  if (expires.getTime() <= nowMs) {
+  if (expires.getTime() <= Date.now()) {
     throw new UsageError(
       `--expires "${text}" is in the past (give a future time, or leave --expires out for no expiry)`,
     );
@@ -91,7 +89,7 @@ export async function runAddCommand(
   }
   const ports = typeof v.ports === "string" ? parsePortsFlag(v.ports) : [];
   const expires = typeof v.expires === "string"
-    ? parseExpires(v.expires, Date.now())
+    ? parseExpires(v.expires)
     : null;
   const profileProblem = typeof v.profile === "string"
     ? validateProfileName(v.profile)

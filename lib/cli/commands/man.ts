@@ -35,11 +35,6 @@ function flagEntry(flag: FlagSpec): string[] {
   return [".TP", label, roff(flag.text)];
 }
 
-/** Lines set without filling, indented. */
-function verbatim(lines: string[]): string[] {
-  return [".RS 4", ".nf", ...lines.map(roff), ".fi", ".RE"];
-}
-
 /** Renders the manual page. */
 export function manPage(): string {
   const lines = [
@@ -103,7 +98,9 @@ export function manPage(): string {
     ".SH EXAMPLES",
   );
   for (const spec of COMMANDS) {
-    lines.push(".PP", `\\fB${spec.name}\\fR:`, ...verbatim(spec.examples));
+    const examples = spec.examples.map(roff);
+    lines.push(".PP", `\\fB${spec.name}\\fR:`, ".RS 4", ".nf", ...examples);
+    lines.push(".fi", ".RE");
   }
   lines.push(
     ".SH SECURITY",
