@@ -231,10 +231,12 @@ export async function runCli(
     }
     const level = parsed.values["log-level"];
     if (typeof level === "string" && isLogLevel(level)) setLogLevel(level);
-    return await RUNNERS[parsed.spec.name](parsed, io).catch((error) => {
+    try {
+      return await RUNNERS[parsed.spec.name](parsed, io);
+    } catch (error) {
       if (error instanceof UsageError) error.command ??= parsed.spec.name;
       throw error;
-    });
+    }
   } catch (error) {
     return reportError(error, io);
   }

@@ -166,6 +166,7 @@ Deno.test("openme completion prints a script per shell and rejects an unknown sh
     bad.err,
     /no completion for shell "tcsh" \(shells: bash, zsh, fish\)/,
   );
+  assert.match(bad.err, /^Usage: openme completion bash\|zsh\|fish$/m);
 });
 
 Deno.test({
