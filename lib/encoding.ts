@@ -1,6 +1,5 @@
 /**
- * Strict base64 for keys (standard alphabet with padding, SPEC §3), so that a
- * short or mangled key is reported, never used.
+ * Strict base64 for keys (standard alphabet with padding, SPEC §3).
  *
  * @module
  */
@@ -21,23 +20,17 @@ export function decodeBase64(text: string): Uint8Array | null {
   return Uint8Array.fromBase64(trimmed);
 }
 
-/** Options for {@linkcode decodeBase64Key}. */
-export interface DecodeKeyOptions {
-  /** Accepted decoded lengths in bytes, e.g. `[32]` or `[64, 32]`. */
-  sizes: number[];
-}
-
 /** Result of {@linkcode decodeBase64Key}: the key bytes or why they were refused. */
 export type DecodeKeyResult =
   | { ok: true; bytes: Uint8Array }
   | { ok: false; reason: string };
 
-/** Decodes a base64 key and checks that its length is one of the accepted sizes. */
+/** Decodes a base64 key and checks that its length in bytes is one of `sizes`. */
 export function decodeBase64Key(
   text: unknown,
-  options: DecodeKeyOptions,
+  sizes: readonly number[],
 ): DecodeKeyResult {
-  const want = options.sizes.join(" or ");
+  const want = sizes.join(" or ");
   if (typeof text !== "string" || text.trim() === "") {
     return {
       ok: false,
@@ -52,7 +45,7 @@ export function decodeBase64Key(
         `not valid base64 (standard alphabet with = padding): expected base64 of ${want} bytes`,
     };
   }
-  if (!options.sizes.includes(bytes.length)) {
+  if (!sizes.includes(bytes.length)) {
     return {
       ok: false,
       reason: `key is ${bytes.length} bytes, expected ${want} bytes`,

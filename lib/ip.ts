@@ -1,6 +1,5 @@
 /**
- * IP addresses in canonical text and in the 16-byte form the knock packet
- * carries, where IPv4 travels IPv4-mapped (`::ffff:a.b.c.d`).
+ * IP addresses in canonical text and in the 16-byte form of the knock packet.
  *
  * @module
  */
@@ -38,11 +37,7 @@ function ipv6Bytes(text: string): Uint8Array {
   return Uint8Array.fromHex(groups.map((g) => g.padStart(4, "0")).join(""));
 }
 
-/**
- * Parses an IPv4 or IPv6 address after trimming whitespace; IPv4-mapped IPv6
- * becomes IPv4 and an IPv6 zone id (`fe80::1%eth0`) is dropped. Returns null
- * when invalid.
- */
+/** Parses a trimmed IPv4 or IPv6 address (IPv4-mapped becomes IPv4, a zone id is dropped), or returns null. */
 export function parseIp(text: string): IpAddress | null {
   const trimmed = text.trim();
   if (isIPv4(trimmed)) return { family: 4, text: trimmed };

@@ -1,12 +1,6 @@
 /**
- * Levelled logging to standard error, one line per event, for journald.
- *
- * The default sink writes each line at once. After
- * {@linkcode enableLogBatching} (for `serve`, which handles its termination
- * signals), lines beyond {@linkcode LOG_BURST_LINES} within
- * {@linkcode LOG_FLUSH_DELAY_MS} are held and written together when that
- * time is up, so a flood makes one write per batch. Warnings, errors,
- * {@linkcode flushLog}, process exit and uncaught errors write what is held.
+ * Levelled logging to standard error, one line per event, for journald; a
+ * burst of lines in `serve` is written together.
  *
  * @module
  */

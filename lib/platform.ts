@@ -1,6 +1,5 @@
 /**
- * Everything that differs between Linux, macOS and Windows: whether the
- * server can run, the shell for `post_knock`, the default client config path.
+ * Everything that differs between Linux, macOS and Windows.
  *
  * @module
  */
@@ -72,11 +71,7 @@ export type ClientConfigPathResult =
   | { ok: true; path: string }
   | { ok: false; variable: string; display: string };
 
-/**
- * The default client config path (SPEC §5): `$HOME/.openme/config.yaml`, or
- * `%USERPROFILE%\.openme\config.yaml` on Windows (falling back to
- * `%HOMEDRIVE%%HOMEPATH%`); not ok when the home directory is unknown.
- */
+/** The default client config path (SPEC §5), or which variable is missing to know it. */
 export function defaultClientConfigPathFor(
   options: PlatformEnvOptions = {},
 ): ClientConfigPathResult {

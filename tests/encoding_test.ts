@@ -54,13 +54,13 @@ Deno.test("base64 round-trips arbitrary bytes", () => {
 Deno.test("decodeBase64Key accepts only the listed sizes", () => {
   const key32 = encodeBase64(new Uint8Array(32).fill(7));
   const key64 = encodeBase64(new Uint8Array(64).fill(9));
-  const ok32 = decodeBase64Key(key32, { sizes: [32] });
+  const ok32 = decodeBase64Key(key32, [32]);
   assert.ok(ok32.ok);
   assert.deepEqual(ok32.bytes, new Uint8Array(32).fill(7));
-  const ok64 = decodeBase64Key(key64, { sizes: [64, 32] });
+  const ok64 = decodeBase64Key(key64, [64, 32]);
   assert.ok(ok64.ok);
   assert.equal(ok64.bytes.length, 64);
-  const bad = decodeBase64Key(key64, { sizes: [32] });
+  const bad = decodeBase64Key(key64, [32]);
   assert.deepEqual(bad, {
     ok: false,
     reason: "key is 64 bytes, expected 32 bytes",
@@ -69,14 +69,14 @@ Deno.test("decodeBase64Key accepts only the listed sizes", () => {
 
 Deno.test("decodeBase64Key explains missing and malformed keys", () => {
   for (const value of [undefined, null, 42, "", "   "]) {
-    const result = decodeBase64Key(value, { sizes: [32, 64] });
+    const result = decodeBase64Key(value, [32, 64]);
     assert.equal(result.ok, false);
     assert.match(
       !result.ok ? result.reason : "",
       /missing key: expected base64 of 32 or 64 bytes/,
     );
   }
-  const junk = decodeBase64Key("not base64!", { sizes: [32] });
+  const junk = decodeBase64Key("not base64!", [32]);
   assert.equal(junk.ok, false);
   assert.match(!junk.ok ? junk.reason : "", /not valid base64/);
 });

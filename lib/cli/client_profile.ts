@@ -1,6 +1,5 @@
 /**
- * Picks the client profile a command works with: the one named, else
- * `default`, else the only one; errors list the profiles that exist.
+ * Picks the client profiles a command works with from the client config.
  *
  * @module
  */
@@ -47,15 +46,6 @@ export async function loadClientConfigOrExplain(
   }
   for (const warning of config.warnings) warn(warning);
   return config;
-}
-
-/** Loads the client config and returns the profile the command names (or the default one). */
-export async function selectProfile(
-  parsed: ParsedCommand,
-  name: string | undefined,
-): Promise<ClientProfile> {
-  const names = name === undefined ? [] : [name];
-  return (await selectProfiles(parsed, names, false)).profiles[0];
 }
 
 /** Loads the client config and returns it with the profiles named (each once), every profile with `all`, or else the default one. */

@@ -1,7 +1,6 @@
 /**
  * What every command shares: where output goes, the parsed command line, the
- * errors the CLI turns into exit codes, and plain-text tables. Commands import
- * these from here, never from the dispatcher.
+ * errors the CLI turns into exit codes, and plain-text tables.
  *
  * @module
  */
@@ -32,11 +31,11 @@ export interface ParsedCommand {
 
 /** A wrong command line: the CLI prints the message, the usage line and a hint, then exits 2. */
 export class UsageError extends Error {
-  /** The command whose usage is shown, or null for the top level. */
+  /** The command whose usage is shown; null for the top level or, thrown by a running command, that command. */
   command: string | null;
 
-  /** Creates a usage error for a command (or the top level when null). */
-  constructor(message: string, command: string | null) {
+  /** Creates a usage error for a command (or the top level, or the running command, when null). */
+  constructor(message: string, command: string | null = null) {
     super(message);
     this.name = "UsageError";
     this.command = command;

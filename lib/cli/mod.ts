@@ -99,7 +99,7 @@ function usageHint(command: string | null): string {
 
 function unknownCommand(name: string): UsageError {
   const names = COMMANDS.map((c) => c.name).join(", ");
-  return new UsageError(`unknown command "${name}" (commands: ${names})`, null);
+  return new UsageError(`unknown command "${name}" (commands: ${names})`);
 }
 
 /** A command line split by parseArgs, with the first problem found in it. */
@@ -161,7 +161,7 @@ export function parseCommandLine(
     if (argv.length === 0 || top.values.help === true) {
       return { topLevel: "help" };
     }
-    throw new UsageError(top.problem ?? "no command given", null);
+    throw new UsageError(top.problem ?? "no command given");
   }
   const name = top.words[0].value;
   if (name === "help") {
@@ -233,7 +233,12 @@ export async function runCli(
     }
     const level = parsed.values["log-level"];
     if (typeof level === "string" && isLogLevel(level)) setLogLevel(level);
-    return await RUNNERS[parsed.spec.name](parsed, io);
+    try {
+      return await RUNNERS[parsed.spec.name](parsed, io);
+    } catch (error) {
+      if (error instanceof UsageError) error.command ??= parsed.spec.name;
+      throw error;
+    }
   } catch (error) {
     return reportError(error, io);
   }

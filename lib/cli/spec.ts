@@ -69,6 +69,13 @@ export const GLOBAL_FLAGS: FlagSpec[] = [
   { name: "help", short: "h", text: "show help" },
 ];
 
+/** `--state-file` of serve and sessions. */
+const STATE_FILE_FLAG: FlagSpec = {
+  name: "state-file",
+  value: "PATH",
+  text: `session state file (default ${DEFAULT_STATE_FILE})`,
+};
+
 /** Every command, in the order `openme --help` lists them. */
 export const COMMANDS: CommandSpec[] = [
   {
@@ -120,11 +127,7 @@ export const COMMANDS: CommandSpec[] = [
     description:
       "Listens for knocks on the UDP port, opens the client's ports for its address for knock_timeout, and removes every rule it added on SIGINT/SIGTERM. Reloads the config on SIGHUP and when the file changes.",
     flags: [
-      {
-        name: "state-file",
-        value: "PATH",
-        text: `session state file (default ${DEFAULT_STATE_FILE})`,
-      },
+      STATE_FILE_FLAG,
       {
         name: "interface",
         value: "IF",
@@ -143,11 +146,7 @@ export const COMMANDS: CommandSpec[] = [
     description:
       "Reads the state file the server writes and shows each open session (client, address, ports, opened, expires in), the last time every other client knocked, and how many datagrams were dropped and why.",
     flags: [
-      {
-        name: "state-file",
-        value: "PATH",
-        text: `session state file (default ${DEFAULT_STATE_FILE})`,
-      },
+      STATE_FILE_FLAG,
       { name: "watch", short: "w", text: "refresh every second until Ctrl-C" },
     ],
     positionals: [],

@@ -1,11 +1,11 @@
 /**
- * Health-port checks: a TCP connect to the server's health port succeeds only
- * while a knock of ours has opened it.
+ * Health-port checks: TCP connects to the port a knock of ours opens.
  *
  * @module
  */
 
 import { connect } from "node:net";
+import { setTimeout as delay } from "node:timers/promises";
 
 /** One resolved server address. */
 export interface ServerAddress {
@@ -82,66 +82,53 @@ export interface CheckHealthOptions {
   signal?: AbortSignal;
 }
 
-/**
- * Checks the health port on each address; ok as soon as any one accepts a
- * connection. Polling attempts overlap, so one that hangs on a dropped SYN
- * does not delay the next.
- */
-export function checkHealth(
+/** Checks the health port on each address; ok as soon as any one accepts a connection. */
+export async function checkHealth(
   addresses: ServerAddress[],
   port: number,
   options: CheckHealthOptions = {},
 ): Promise<HealthResult> {
   const timeoutMs = options.timeoutMs ?? STATUS_TIMEOUT_MS;
-  const poll = options.poll === true;
-  // Bounded: at most one round per interval within the timeout.
-  const maxRounds = poll ? Math.ceil(timeoutMs / CHECK_POLL_INTERVAL_MS) : 1;
   const start = performance.now();
-  const stop = new AbortController();
-
-  return new Promise((resolve) => {
-    let rounds = 0;
-    let pending = 0;
-    let lastReason = "timed out";
-    /** Resolves once, with the address that answered or null. */
-    const finish = (answered: ServerAddress | null): void => {
-      if (stop.signal.aborted) return;
-      stop.abort();
-      clearTimeout(overall);
-      clearInterval(interval);
-      options.signal?.removeEventListener("abort", onAbort);
-      resolve({
-        ok: answered !== null,
-        address: answered ?? addresses[0],
-        elapsedMs: performance.now() - start,
-        reason: answered !== null ? null : lastReason,
-      });
-    };
-    const onAbort = (): void => {
-      lastReason = "aborted";
-      finish(null);
-    };
-    const launch = (): void => {
-      const left = start + timeoutMs - performance.now();
-      if (stop.signal.aborted || left <= 0 || rounds >= maxRounds) return;
-      rounds++;
-      for (const address of addresses) {
-        pending++;
-        tryConnect(address, port, { timeoutMs: left, signal: stop.signal })
-          .then((reason) => {
-            pending--;
-            if (reason === null) return finish(address);
-            if (reason !== "aborted") lastReason = reason;
-            if (!poll && pending === 0) finish(null);
-          });
-      }
-    };
-    const overall = setTimeout(() => finish(null), timeoutMs);
-    const interval = poll
-      ? setInterval(launch, CHECK_POLL_INTERVAL_MS)
-      : undefined;
-    if (options.signal?.aborted) return onAbort();
-    options.signal?.addEventListener("abort", onAbort, { once: true });
-    launch();
-  });
+  const done = new AbortController();
+  const timer = setTimeout(() => done.abort(), timeoutMs);
+  const stop = options.signal === undefined
+    ? done.signal
+    : AbortSignal.any([done.signal, options.signal]);
+  let answered: ServerAddress | null = null;
+  let reason = "timed out";
+  const attempt = async (to: ServerAddress, left: number): Promise<void> => {
+    const failure = await tryConnect(to, port, {
+      timeoutMs: left,
+      signal: stop,
+    });
+    if (failure === null) {
+      answered ??= to;
+      done.abort();
+    } else if (failure !== "aborted") {
+      reason = failure;
+    }
+  };
+  const attempts: Promise<void>[] = [];
+  // Bounded by the timeout. Polling attempts overlap, so one hanging on a
+  // dropped SYN delays no other.
+  while (!stop.aborted) {
+    const left = start + timeoutMs - performance.now();
+    if (left <= 0) break;
+    attempts.push(...addresses.map((to) => attempt(to, left)));
+    if (options.poll !== true) break;
+    await delay(CHECK_POLL_INTERVAL_MS, null, { signal: stop }).catch(() => {});
+  }
+  await Promise.all(attempts);
+  clearTimeout(timer);
+  return {
+    ok: answered !== null,
+    address: answered ?? addresses[0],
+    elapsedMs: performance.now() - start,
+    reason: answered !== null
+      ? null
+      : options.signal?.aborted
+      ? "aborted"
+      : reason,
+  };
 }

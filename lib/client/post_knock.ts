@@ -1,6 +1,5 @@
 /**
- * Runs a profile's `post_knock` command after a knock, with the platform
- * shell, the terminal inherited and the profile in its environment.
+ * Runs a profile's `post_knock` command after a knock with the platform shell.
  *
  * @module
  */
@@ -17,11 +16,6 @@ export interface PostKnockOptions {
   port: number;
   /** Platform whose shell to use; default the running one. */
   platform?: Platform;
-}
-
-/** Signals the terminal sends to the whole foreground group; openme leaves them to the command, as system(3) does. */
-function terminalSignals(): Deno.Signal[] {
-  return Deno.build.os === "windows" ? ["SIGINT"] : ["SIGINT", "SIGQUIT"];
 }
 
 /** Runs the command, ignoring Ctrl-C (the command's business) meanwhile, and returns its exit code (128 + signal number when a signal ended it). */
@@ -49,8 +43,12 @@ export async function runPostKnock(
       `post_knock: cannot start ${shell.program}: ${(err as Error).message}`,
     );
   }
+  // The terminal sends these to the whole foreground group: they are the
+  // command's business, as with system(3).
   const ignore = (): void => {};
-  const signals = terminalSignals();
+  const signals: Deno.Signal[] = Deno.build.os === "windows"
+    ? ["SIGINT"]
+    : ["SIGINT", "SIGQUIT"];
   for (const signal of signals) Deno.addSignalListener(signal, ignore);
   try {
     const status = await child.status;

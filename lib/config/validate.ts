@@ -166,7 +166,7 @@ export function keyField(
       if (value !== undefined && value !== null && typeof value !== "string") {
         fail(`expected base64 text, got ${describeValue(value)}`);
       }
-      const decoded = decodeBase64Key(value ?? "", { sizes: [...sizes] });
+      const decoded = decodeBase64Key(value ?? "", sizes);
       if (!decoded.ok) fail(decoded.reason);
       return decoded.bytes;
     },

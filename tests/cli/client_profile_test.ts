@@ -1,14 +1,24 @@
 import assert from "node:assert/strict";
+import type { ClientProfile } from "../../lib/config/client_config.ts";
 import {
   clientConfigPath,
   isMissingConfigFile,
   loadClientConfigOrExplain,
-  selectProfile,
+  selectProfiles,
 } from "../../lib/cli/client_profile.ts";
 import { CommandError, type ParsedCommand } from "../../lib/cli/io.ts";
 import { parseCommandLine } from "../../lib/cli/mod.ts";
 import { writeTestProfile } from "../support/cli.ts";
 import { withTempDir } from "../support/files.ts";
+
+/** The profile `openme status [NAME]` would pick from the client config at path. */
+async function selectOne(
+  path: string,
+  name?: string,
+): Promise<ClientProfile> {
+  const names = name === undefined ? [] : [name];
+  return (await selectProfiles(knockLine(path), names, false)).profiles[0];
+}
 
 function knockLine(path: string): ParsedCommand {
   const parsed = parseCommandLine(["knock", "--client-config", path]);
@@ -40,7 +50,7 @@ Deno.test("isMissingConfigFile recognises NotFound only", () => {
   assert.equal(isMissingConfigFile(new Error("other")), false);
 });
 
-Deno.test("selectProfile picks the named profile, then default, then the only one; errors list the profiles", async () => {
+Deno.test("selectProfiles picks the named profile, then default, then the only one; errors list the profiles", async () => {
   await withTempDir("openme-profile-", async (dir) => {
     const path = `${dir}/config.yaml`;
     await writeTestProfile(path, {
@@ -49,7 +59,7 @@ Deno.test("selectProfile picks the named profile, then default, then the only on
       port: 54154,
     });
     assert.equal(
-      (await selectProfile(knockLine(path), undefined)).name,
+      (await selectOne(path)).name,
       "work",
     );
     await writeTestProfile(path, {
@@ -58,17 +68,17 @@ Deno.test("selectProfile picks the named profile, then default, then the only on
       port: 40000,
     });
     await assert.rejects(
-      () => selectProfile(knockLine(path), undefined),
+      () => selectOne(path),
       (err: unknown) =>
         err instanceof CommandError &&
         /none is called "default".*home, work|work, home/.test(err.message),
     );
     assert.equal(
-      (await selectProfile(knockLine(path), "home")).serverUdpPort,
+      (await selectOne(path, "home")).serverUdpPort,
       40000,
     );
     await assert.rejects(
-      () => selectProfile(knockLine(path), "nope"),
+      () => selectOne(path, "nope"),
       (err: unknown) =>
         err instanceof CommandError &&
         err.message.includes('no profile "nope"') &&
@@ -80,7 +90,7 @@ Deno.test("selectProfile picks the named profile, then default, then the only on
       port: 54154,
     });
     assert.equal(
-      (await selectProfile(knockLine(path), undefined)).serverHost,
+      (await selectOne(path)).serverHost,
       "192.0.2.5",
     );
   });

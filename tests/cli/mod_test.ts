@@ -375,6 +375,8 @@ Deno.test("bad flag values exit 2 with the flag, the value and a good example", 
         /--profile: invalid profile name "no\/slash"/,
       ],
       [["knock", "--ip", "nope"], "knock", /--ip "nope" is not an IP address/],
+      [["knock", "-4", "-6"], "knock", /-4 and -6 exclude each other/],
+      [["completion", "tcsh"], "completion", /no completion for shell "tcsh"/],
     ];
     for (const [argv, command, message] of cases) {
       const result = await openme(["--config", config, ...argv]);

@@ -1,8 +1,6 @@
 /**
- * `openme add NAME`: a new Ed25519 key pair for a client, registered in the
- * server config; prints (or with `--out` writes, mode 0600) the client
- * config block (first line `profiles:`), then the key fingerprint, and
- * optionally a QR code for the mobile apps.
+ * `openme add NAME`: registers a new client key pair and hands out its client
+ * config (printed, or written with `--out`) and optionally a QR code.
  *
  * @module
  */
@@ -36,30 +34,26 @@ import {
 function parsePortsFlag(text: string): string[] {
   const entries = text.split(",").map((s) => s.trim()).filter((s) => s !== "");
   if (entries.length === 0) {
-    throw new UsageError(`--ports "${text}" names no ports or groups`, "add");
+    throw new UsageError(`--ports "${text}" names no ports or groups`);
   }
   for (const entry of entries) {
     if (isGroupName(entry)) continue;
     const parsed = parsePortSpec(entry);
-    if (typeof parsed === "string") {
-      throw new UsageError(`--ports: ${parsed}`, "add");
-    }
+    if (typeof parsed === "string") throw new UsageError(`--ports: ${parsed}`);
   }
   return entries;
 }
 
-function parseExpires(text: string, nowMs: number): string {
+function parseExpires(text: string): string {
   const expires = parseRfc3339Timestamp(text);
   if (expires === null) {
     throw new UsageError(
       `--expires "${text}" is not an RFC 3339 time with a time zone (e.g. 2026-12-31T23:59:59Z)`,
-      "add",
     );
   }
-  if (expires.getTime() <= nowMs) {
+  if (expires.getTime() <= Date.now()) {
     throw new UsageError(
       `--expires "${text}" is in the past (give a future time, or leave --expires out for no expiry)`,
-      "add",
     );
   }
   return text.trim();
@@ -76,7 +70,6 @@ function checkGroupsExist(entries: string[], config: ServerConfig): void {
           ? `defined: ${defined.join(", ")}`
           : "no groups are defined"
       }; define it under ports: in ${config.path}, or give a port spec such as 2222/tcp)`,
-      "add",
     );
   }
 }
@@ -92,12 +85,11 @@ export async function runAddCommand(
   if (nameProblem !== null) {
     throw new UsageError(
       `${nameProblem} (use letters, digits, ".", "_", "-" or "@", starting with a letter or digit, at most 64; e.g. alice-laptop)`,
-      "add",
     );
   }
   const ports = typeof v.ports === "string" ? parsePortsFlag(v.ports) : [];
   const expires = typeof v.expires === "string"
-    ? parseExpires(v.expires, Date.now())
+    ? parseExpires(v.expires)
     : null;
   const profileProblem = typeof v.profile === "string"
     ? validateProfileName(v.profile)
@@ -105,7 +97,6 @@ export async function runAddCommand(
   if (profileProblem !== null) {
     throw new UsageError(
       `--profile: ${profileProblem} (use letters, digits, ".", "_", "-" or "@", e.g. work)`,
-      "add",
     );
   }
   const path = parsed.globals.config;

@@ -1,7 +1,6 @@
 /**
- * `openme completion bash|zsh|fish`: prints a small script that asks
- * `openme __complete` for the candidates on every Tab, so commands and flags
- * come from the command table and profile names from the client config.
+ * `openme completion bash|zsh|fish`: prints a script that asks
+ * `openme __complete` for the candidates on every Tab.
  *
  * @module
  */
@@ -19,14 +18,6 @@ export const COMPLETE_COMMAND = "__complete";
 
 /** What `__complete` prints, alone, when the shell should complete file names. */
 export const COMPLETE_FILES = ":files";
-
-/** Flags whose value is a file path. */
-const FILE_FLAGS: readonly string[] = [
-  "config",
-  "client-config",
-  "state-file",
-  "qr-out",
-];
 
 /** Fixed choices for some flag values. */
 const VALUE_CHOICES: Record<string, readonly string[]> = {
@@ -109,7 +100,6 @@ export function runCompletionCommand(
     const shells = Object.keys(SCRIPTS).join(", ");
     throw new UsageError(
       `no completion for shell "${shell}" (shells: ${shells})`,
-      "completion",
     );
   }
   io.out(SCRIPTS[shell]);
@@ -126,24 +116,22 @@ export async function runCompleteCommand(
   return 0;
 }
 
-/**
- * The candidates for the last of the words after `openme`, each `WORD` or
- * `WORD<tab>DESCRIPTION`, or just {@linkcode COMPLETE_FILES}.
- */
+/** The candidates for the last of the words after `openme`: `WORD` or `WORD<tab>DESCRIPTION` lines, or just {@linkcode COMPLETE_FILES}. */
 export async function completeWords(words: string[]): Promise<string[]> {
   const current = words.at(-1) ?? "";
   const valueFlags = [...GLOBAL_FLAGS, ...COMMANDS.flatMap((c) => c.flags)]
-    .filter((f) => f.value !== undefined).map((f) => `--${f.name}`);
+    .filter((f) => f.value !== undefined);
   let command: string | null = null;
   let positionals = 0;
   let clientConfig: string | null = null;
-  let valueFor: string | null = null;
+  let valueFor: FlagSpec | null = null;
   for (const word of words.slice(0, -1)) {
+    const flag = valueFlags.find((f) => word === `--${f.name}`);
     if (valueFor !== null) {
-      if (valueFor === "--client-config") clientConfig = word;
+      if (valueFor.name === "client-config") clientConfig = word;
       valueFor = null;
-    } else if (valueFlags.includes(word)) {
-      valueFor = word;
+    } else if (flag !== undefined) {
+      valueFor = flag;
     } else if (word.startsWith("-") && word !== "-") {
       continue;
     } else if (command === null) {
@@ -152,7 +140,7 @@ export async function completeWords(words: string[]): Promise<string[]> {
       positionals++;
     }
   }
-  if (valueFor !== null) return await flagValues(valueFor.slice(2), current);
+  if (valueFor !== null) return await flagValues(valueFor, current);
   const spec = command === null ? undefined : findCommand(command);
   if (current.startsWith("-")) {
     const flags = [...(spec?.flags ?? []), ...GLOBAL_FLAGS];
@@ -178,10 +166,11 @@ function flagCandidates(flag: FlagSpec): string[] {
     : [long, `-${flag.short}\t${flag.text}`];
 }
 
-async function flagValues(flag: string, current: string): Promise<string[]> {
-  if (FILE_FLAGS.includes(flag)) return [COMPLETE_FILES];
-  if (flag in VALUE_CHOICES) return matching(current, VALUE_CHOICES[flag]);
-  if (flag !== "interface") return [];
+async function flagValues(flag: FlagSpec, current: string): Promise<string[]> {
+  const choices = VALUE_CHOICES[flag.name];
+  if (flag.value === "PATH" || flag.value === "FILE") return [COMPLETE_FILES];
+  if (choices !== undefined) return matching(current, choices);
+  if (flag.name !== "interface") return [];
   const names: string[] = [];
   try {
     for await (const entry of Deno.readDir("/sys/class/net")) {

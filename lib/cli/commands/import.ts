@@ -1,9 +1,6 @@
 /**
- * `openme import [FILE|-] [--profile NAME] [--force] [--allow-post-knock]`:
- * adds the `profiles:` block that `openme add` printed, or the QR JSON
- * payload (SPEC §6), to the client config. Every profile is checked before
- * anything is written; a `post_knock` command is shown, and refused unless
- * `--allow-post-knock` is given.
+ * `openme import`: adds the `profiles:` block that `openme add` printed, or the
+ * QR JSON payload (SPEC §6), to the client config.
  *
  * @module
  */
@@ -43,18 +40,7 @@ const QR_FIELDS = [
   "client_pubkey",
 ];
 
-/** A profile ready to write, with its key fingerprint. */
-interface ImportedProfile {
-  profile: NewClientProfile;
-  fingerprint: string;
-}
-
-/**
- * The client config held by text: the QR payload when it starts with `{`,
- * else the `profiles:` block at column 0, up to add's `# fingerprint:` line
- * or the first line that is neither blank, a comment nor indented. Lines
- * outside the block are blanked, so messages keep their line numbers.
- */
+/** The profiles text holds: its QR payload, or the `profiles:` block up to add's `# fingerprint:` line or the first unindented line. */
 function profilesIn(name: string, text: string): ClientProfile[] {
   if (text.trim().startsWith("{")) return [profileFromQrPayload(name, text)];
   const lines = text.replace(/^\uFEFF/, "").split(/\r?\n/);
@@ -71,6 +57,7 @@ function profilesIn(name: string, text: string): ClientProfile[] {
   ) {
     end++;
   }
+  // Lines outside the block are blanked, so messages keep their line numbers.
   const block = lines.map((line, i) => i >= start && i < end ? line : "");
   const config = parseClientConfig(block.join("\n"), { path: name });
   if (config.profiles.size === 0) {
@@ -117,7 +104,10 @@ function profileFromQrPayload(name: string, text: string): ClientProfile {
 }
 
 /** Checks that the public key belongs to the private key and returns the profile to write. */
-function checkedProfile(name: string, profile: ClientProfile): ImportedProfile {
+function checkedProfile(
+  name: string,
+  profile: ClientProfile,
+): NewClientProfile {
   let derived: Uint8Array;
   try {
     derived = ed25519KeyPairFromPrivateKey(profile.privateKey).publicKey;
@@ -136,16 +126,15 @@ function checkedProfile(name: string, profile: ClientProfile): ImportedProfile {
       `${name}: profile ${profile.name}: public_key does not belong to private_key; copy both from the same \`openme add\` output`,
     );
   }
-  const newProfile: NewClientProfile = {
+  return {
     name: profile.name,
     serverHost: profile.serverHost,
     serverUdpPort: profile.serverUdpPort,
     serverPubkeyB64: profile.serverPublicKey.toBase64(),
     privateKeyB64: profile.privateKey.toBase64(),
     publicKeyB64,
+    postKnock: profile.postKnock ?? undefined,
   };
-  if (profile.postKnock !== null) newProfile.postKnock = profile.postKnock;
-  return { profile: newProfile, fingerprint: keyFingerprint(derived) };
 }
 
 /** Reads FILE, or standard input for `-` or none; at most MAX_IMPORT_BYTES. */
@@ -205,23 +194,22 @@ export async function runImportCommand(
     if (imported.length !== 1) {
       throw new UsageError(
         `--profile renames one profile, but ${name} holds ${imported.length} (${
-          imported.map((p) => p.profile.name).join(", ")
+          imported.map((p) => p.name).join(", ")
         }); import without --profile, or cut the input down to one`,
-        "import",
       );
     }
     const problem = validateProfileName(rename);
     if (problem !== null) {
-      throw new UsageError(`--profile: ${problem} (${NAME_HINT})`, "import");
+      throw new UsageError(`--profile: ${problem} (${NAME_HINT})`);
     }
-    imported[0].profile.name = rename;
+    imported[0].name = rename;
   }
-  const commands = imported.filter((p) => p.profile.postKnock !== undefined);
+  const commands = imported.filter((p) => p.postKnock !== undefined);
   for (const p of commands) {
     io.err(
-      `profile ${p.profile.name} has post_knock ${
-        JSON.stringify(p.profile.postKnock)
-      }: every \`openme knock ${p.profile.name}\` runs it as you`,
+      `profile ${p.name} has post_knock ${
+        JSON.stringify(p.postKnock)
+      }: every \`openme knock ${p.name}\` runs it as you`,
     );
   }
   if (commands.length > 0 && parsed.values["allow-post-knock"] !== true) {
@@ -236,9 +224,9 @@ export async function runImportCommand(
   } catch (err) {
     if (!isMissingConfigFile(err)) throw err;
   }
-  const conflicts = imported.filter((p) => existing.has(p.profile.name));
+  const conflicts = imported.filter((p) => existing.has(p.name));
   if (conflicts.length > 0 && !force) {
-    const names = conflicts.map((p) => p.profile.name).join(", ");
+    const names = conflicts.map((p) => p.name).join(", ");
     throw new CommandError(
       `${path} already has profile ${names}; nothing was imported: replace with --force${
         imported.length === 1
@@ -248,12 +236,14 @@ export async function runImportCommand(
     );
   }
   for (const p of imported) {
-    await upsertClientProfile(path, p.profile, { force });
-    const verb = existing.has(p.profile.name) ? "replaced" : "imported";
+    await upsertClientProfile(path, p, { force });
+    const verb = existing.has(p.name) ? "replaced" : "imported";
     io.out(
-      `${verb} profile ${p.profile.name} (${p.profile.serverHost}:${p.profile.serverUdpPort}, key fingerprint ${p.fingerprint}) in ${path}`,
+      `${verb} profile ${p.name} (${p.serverHost}:${p.serverUdpPort}, key fingerprint ${
+        keyFingerprint(Uint8Array.fromBase64(p.publicKeyB64))
+      }) in ${path}`,
     );
   }
-  io.out(`try: openme knock ${imported[0].profile.name} --check`);
+  io.out(`try: openme knock ${imported[0].name} --check`);
   return 0;
 }

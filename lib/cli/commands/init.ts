@@ -22,7 +22,6 @@ export async function runInitCommand(
   if (typeof v.server !== "string" || v.server.trim() === "") {
     throw new UsageError(
       "--server HOST is required (the public name or IP clients knock at)",
-      "init",
     );
   }
   const port = typeof v.port === "string" ? Number(v.port) : DEFAULT_UDP_PORT;
@@ -30,7 +29,6 @@ export async function runInitCommand(
   if (!digits || port < 1 || port > 65535) {
     throw new UsageError(
       `--port "${v.port}" is not a port (expected 1-65535)`,
-      "init",
     );
   }
   const firewall = typeof v.firewall === "string"
@@ -39,14 +37,12 @@ export async function runInitCommand(
   if (firewall !== "nft" && firewall !== "iptables") {
     throw new UsageError(
       `--firewall "${firewall}" is not a backend (expected nft or iptables)`,
-      "init",
     );
   }
   const iface = typeof v.interface === "string" ? v.interface : null;
   if (iface !== null && !INTERFACE_NAME_PATTERN.test(iface)) {
     throw new UsageError(
       `--interface "${iface}" is not an interface name (e.g. eth0)`,
-      "init",
     );
   }
   const path = parsed.globals.config;

@@ -1,23 +1,22 @@
 /**
- * `openme knock`: one knock, or one every interval with `--continuous`, or
- * one per profile at once for several profiles; `--check` waits for the
- * health port; `post_knock` runs afterwards unless others may change the
- * client config.
+ * `openme knock`: one knock, one every interval (`--continuous`), or one per
+ * profile at once, then optionally the health check and `post_knock`.
  *
  * @module
  */
 
 import { setTimeout as delay } from "node:timers/promises";
-import { checkHealth, STATUS_TIMEOUT_MS } from "../../client/health_check.ts";
+import { checkHealth } from "../../client/health_check.ts";
 import {
   formatServerAddress,
+  type KnockOptions,
   type KnockReport,
   knockServer,
 } from "../../client/knock.ts";
 import { runPostKnock } from "../../client/post_knock.ts";
 import type { ClientProfile } from "../../config/client_config.ts";
 import { formatDuration, parseDuration } from "../../config/duration.ts";
-import { type IpAddress, parseIp } from "../../ip.ts";
+import { parseIp } from "../../ip.ts";
 import { selectProfiles } from "../client_profile.ts";
 import {
   type CliIo,
@@ -36,9 +35,7 @@ const MIN_INTERVAL_MS = 1_000;
 /** Longest interval accepted with `--continuous` (a day). */
 const MAX_INTERVAL_MS = 24 * 60 * 60 * 1000;
 
-interface KnockFlags {
-  target: IpAddress | null;
-  family: 4 | 6 | null;
+interface KnockFlags extends KnockOptions {
   intervalMs: number;
   check: boolean;
 }
@@ -49,14 +46,13 @@ function parseFlags(parsed: ParsedCommand): KnockFlags {
   if (typeof v.ip === "string" && target === null) {
     throw new UsageError(
       `--ip "${v.ip}" is not an IP address (e.g. 198.51.100.20 or 2001:db8::20)`,
-      "knock",
     );
   }
   if (v.ipv4 === true && v.ipv6 === true) {
-    throw new UsageError("-4 and -6 exclude each other", "knock");
+    throw new UsageError("-4 and -6 exclude each other");
   }
   if (typeof v.interval === "string" && v.continuous !== true) {
-    throw new UsageError("--interval goes with --continuous", "knock");
+    throw new UsageError("--interval goes with --continuous");
   }
   const intervalMs = typeof v.interval === "string"
     ? parseDuration(v.interval)
@@ -67,7 +63,6 @@ function parseFlags(parsed: ParsedCommand): KnockFlags {
   ) {
     throw new UsageError(
       `--interval "${v.interval}" is not a duration between 1s and 24h (e.g. 25s, 1m)`,
-      "knock",
     );
   }
   const family = v.ipv4 === true ? 4 : v.ipv6 === true ? 6 : null;
@@ -93,10 +88,7 @@ async function knockAndCheck(
   prefix: string,
   signal?: AbortSignal,
 ): Promise<boolean> {
-  const report = await knockServer(profile, {
-    target: flags.target,
-    family: flags.family,
-  });
+  const report = await knockServer(profile, flags);
   for (const failure of report.failures) {
     io.err(`${prefix}openme: warning: ${failure}`);
   }
@@ -104,11 +96,7 @@ async function knockAndCheck(
   if (!flags.check || signal?.aborted) return true;
   const port = profile.serverUdpPort;
   const addresses = report.sent.map((k) => k.to);
-  const result = await checkHealth(addresses, port, {
-    poll: true,
-    timeoutMs: STATUS_TIMEOUT_MS,
-    signal,
-  });
+  const result = await checkHealth(addresses, port, { poll: true, signal });
   const ms = Math.round(result.elapsedMs);
   if (result.ok) {
     const at = formatServerAddress(result.address, port);
@@ -198,10 +186,10 @@ export async function runKnockCommand(
   const all = parsed.values.all === true;
   const continuous = parsed.values.continuous === true;
   if (all && names.length > 0) {
-    throw new UsageError("--all knocks every profile: name none", "knock");
+    throw new UsageError("--all knocks every profile: name none");
   }
   if (continuous && (all || names.length > 1)) {
-    throw new UsageError("--continuous knocks a single profile", "knock");
+    throw new UsageError("--continuous knocks a single profile");
   }
   const { config, profiles } = await selectProfiles(parsed, names, all);
   if (profiles.length > 1 || all) {

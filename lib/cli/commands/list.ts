@@ -1,7 +1,6 @@
 /**
  * `openme list`: every client with its key fingerprint, effective ports,
- * expiry and the file that defines it; clients the server would skip, and
- * refused files of `clients_dir`, are listed with the reason.
+ * expiry and the file that defines it.
  *
  * @module
  */

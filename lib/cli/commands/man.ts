@@ -1,6 +1,5 @@
 /**
- * `openme man`: prints the manual page (roff, man(7)) generated from the
- * command table, so every command and flag of `--help` is in it.
+ * `openme man`: prints the manual page (roff), generated from the command table.
  *
  * @module
  */
@@ -34,11 +33,6 @@ function flagEntry(flag: FlagSpec): string[] {
   const value = flag.value === undefined ? "" : ` \\fI${roff(flag.value)}\\fR`;
   const label = `${short}\\fB\\-\\-${roff(flag.name)}\\fR${value}`;
   return [".TP", label, roff(flag.text)];
-}
-
-/** Lines set without filling, indented. */
-function verbatim(lines: string[]): string[] {
-  return [".RS 4", ".nf", ...lines.map(roff), ".fi", ".RE"];
 }
 
 /** Renders the manual page. */
@@ -104,7 +98,9 @@ export function manPage(): string {
     ".SH EXAMPLES",
   );
   for (const spec of COMMANDS) {
-    lines.push(".PP", `\\fB${spec.name}\\fR:`, ...verbatim(spec.examples));
+    const examples = spec.examples.map(roff);
+    lines.push(".PP", `\\fB${spec.name}\\fR:`, ".RS 4", ".nf", ...examples);
+    lines.push(".fi", ".RE");
   }
   lines.push(
     ".SH SECURITY",

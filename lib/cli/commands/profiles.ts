@@ -1,6 +1,5 @@
 /**
- * `openme profiles [NAME]`: lists the client profiles, or shows one. Private
- * keys are always redacted.
+ * `openme profiles [NAME]`: lists the client profiles, or shows one redacted.
  *
  * @module
  */

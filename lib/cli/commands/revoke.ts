@@ -1,7 +1,6 @@
 /**
- * `openme revoke NAME`: removes the client from the server config and from
- * the `clients_dir` files (deleting a file that held only it); a running
- * server reloads within 2 s, refuses its knocks and closes its sessions.
+ * `openme revoke NAME`: removes the client from the server config and the
+ * `clients_dir` files.
  *
  * @module
  */

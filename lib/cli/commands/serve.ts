@@ -1,6 +1,5 @@
 /**
- * `openme serve`: runs the knock server until SIGINT/SIGTERM, reloading on
- * SIGHUP. Linux only; elsewhere it exits 1 with a clear message.
+ * `openme serve`: runs the knock server until SIGINT/SIGTERM, reloading on SIGHUP.
  *
  * @module
  */
@@ -19,7 +18,7 @@ import {
 } from "../io.ts";
 
 /** How long shutdown should take; past it a warning is logged, and shutdown goes on until the rules are removed. */
-export const SHUTDOWN_DEADLINE_MS = 2000;
+const SHUTDOWN_DEADLINE_MS = 2000;
 
 /** Options for {@linkcode runServeCommand}. */
 export interface ServeCommandOptions {
@@ -45,7 +44,6 @@ export async function runServeCommand(
   if (iface !== null && !INTERFACE_NAME_PATTERN.test(iface)) {
     throw new UsageError(
       `--interface "${iface}" is not an interface name (e.g. eth0; letters, digits, "_.:@-", at most 15)`,
-      "serve",
     );
   }
   if (stateFile === DEFAULT_STATE_FILE) {

@@ -1,6 +1,6 @@
 /**
  * `openme sessions`: open sessions, last-seen times and drop counters (the
- * kernel gate's too) from the server's state file; `--watch` refreshes every second.
+ * kernel gate's too) from the server's state file.
  *
  * @module
  */
@@ -10,14 +10,17 @@ import {
   DEFAULT_STATE_FILE,
   readStateFile,
   type StateFile,
-  type StatePendingClose,
-  type StatePort,
-  type StateSession,
 } from "../../server/state_file.ts";
 import { type CliIo, formatTable, type ParsedCommand } from "../io.ts";
 
 // renderSessions takes a StateFile.
-export type { StateFile, StatePendingClose, StatePort, StateSession };
+export type {
+  StateFile,
+  StatePendingClose,
+  StatePort,
+  StateRules,
+  StateSession,
+} from "../../server/state_file.ts";
 
 /** Refresh interval of `--watch`. */
 const WATCH_INTERVAL_MS = 1000;

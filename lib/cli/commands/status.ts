@@ -1,6 +1,5 @@
 /**
- * `openme status`: is the server's health port reachable from here right now
- * (that is, is a knock of ours open)? `--knock` knocks first.
+ * `openme status`: whether the server's health port is reachable from here now.
  *
  * @module
  */
@@ -12,7 +11,7 @@ import {
   resolveServer,
   type ServerAddress,
 } from "../../client/knock.ts";
-import { selectProfile } from "../client_profile.ts";
+import { selectProfiles } from "../client_profile.ts";
 import type { CliIo, ParsedCommand } from "../io.ts";
 
 /** Runs `openme status`. */
@@ -20,7 +19,8 @@ export async function runStatusCommand(
   parsed: ParsedCommand,
   io: CliIo,
 ): Promise<number> {
-  const profile = await selectProfile(parsed, parsed.positionals[0]);
+  const { profiles } = await selectProfiles(parsed, parsed.positionals, false);
+  const profile = profiles[0];
   const port = profile.serverUdpPort;
   const knock = parsed.values.knock === true;
   const show = (a: ServerAddress): string => formatServerAddress(a, port);
@@ -31,10 +31,7 @@ export async function runStatusCommand(
   } else {
     addresses = await resolveServer(profile.serverHost);
   }
-  const result = await checkHealth(addresses, port, {
-    timeoutMs: STATUS_TIMEOUT_MS,
-    poll: knock,
-  });
+  const result = await checkHealth(addresses, port, { poll: knock });
   if (result.ok) {
     io.out(
       `✓ ${profile.serverHost}: health port ${

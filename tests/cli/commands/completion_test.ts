@@ -104,6 +104,9 @@ Deno.test("__complete offers flag values: fixed choices, files for paths, nothin
   assert.deepEqual(await completeWords(["add", "x", "--qr-out", "a"]), [
     COMPLETE_FILES,
   ]);
+  assert.deepEqual(await completeWords(["add", "x", "--out", ""]), [
+    COMPLETE_FILES,
+  ]);
   assert.deepEqual(await complete("knock", "--ip", ""), []);
 });
 
@@ -163,6 +166,7 @@ Deno.test("openme completion prints a script per shell and rejects an unknown sh
     bad.err,
     /no completion for shell "tcsh" \(shells: bash, zsh, fish\)/,
   );
+  assert.match(bad.err, /^Usage: openme completion bash\|zsh\|fish$/m);
 });
 
 Deno.test({
