@@ -3,8 +3,8 @@
  * backend, and nothing ever sent back. The config is reloaded on SIGHUP and
  * when its file changes; every few seconds the firewall is checked and what
  * an operator's ruleset reload removed is put back. Accepted replay nonces
- * go to the state file, so a restart does not reopen the door to a captured
- * knock.
+ * go to the nonce file once a second, so a restart does not reopen the door
+ * to a captured knock.
  *
  * @module
  */
@@ -33,7 +33,9 @@ import {
   SessionManager,
 } from "./session_manager.ts";
 import {
-  readStateNonces,
+  NonceFile,
+  nonceFilePath,
+  readNonceFile,
   renderStateFile,
   type StateFile,
   type StatePort,
@@ -53,12 +55,16 @@ export const SIGNATURE_CHECKS_PER_SECOND = 10_000;
 
 // The per-source token bucket before any crypto (datagrams per second and
 // burst); how often the config file and the firewall are checked; the
-// longest delay of new drop counters to the state file; the most peer
-// address texts whose parsed form is kept (emptied when full).
+// longest delay of new drop counters to the state file; how often new
+// nonces are appended to the nonce file, and how much it may grow before it
+// is written anew (about a full cache); the most peer address texts whose
+// parsed form is kept (emptied when full).
 const RATE_LIMIT = { perSecond: 20, burst: 40 };
 const CONFIG_POLL_INTERVAL_MS = 500;
 const FIREWALL_CHECK_INTERVAL_MS = 5000;
 const DROP_STATE_WRITE_DELAY_MS = 1000;
+const NONCE_SAVE_INTERVAL_MS = 1000;
+const NONCE_REWRITE_BYTES = 65536 * 24;
 const PEER_ADDRESS_CACHE_SIZE = 4096;
 
 /** Options for {@linkcode OpenmeServer.start}. */
@@ -192,6 +198,9 @@ export class OpenmeServer {
   #stateDirty = false;
   #stateWriting: Promise<void> | null = null;
   #stateWarned = false;
+  #nonceFile: NonceFile;
+  #nonceSaving: Promise<void> = Promise.resolve();
+  #nonceWarned = false;
   #stopping = false;
   #stopped: Promise<void> | null = null;
 
@@ -210,6 +219,7 @@ export class OpenmeServer {
     this.#backend = options.backend ?? createFirewallBackend(config.firewall);
     this.#socket = socket;
     this.#health = health;
+    this.#nonceFile = new NonceFile(nonceFilePath(options.stateFile));
     const rateLimit = options.rateLimit === undefined
       ? RATE_LIMIT
       : options.rateLimit;
@@ -273,22 +283,24 @@ export class OpenmeServer {
       await this.#backend.teardown().catch(() => {});
       throw err;
     }
-    const stateFile = this.#options.stateFile;
+    const path = this.#nonceFile.path;
+    const cache = this.#verifier.replayCache;
     try {
-      const kept = this.#verifier.rememberNonces(
-        await readStateNonces(stateFile),
-      );
+      const kept = cache.restore(await readNonceFile(path), Date.now());
       if (kept > 0) {
-        info(
-          `remembered ${kept} replay nonces accepted by the previous run (state file ${stateFile})`,
-        );
+        info(`remembered ${kept} replay nonces of the previous run (${path})`);
       }
     } catch (err) {
-      const why = oneLine(err);
+      // Nothing stamped before now can be a replay this run would miss.
+      const now = Date.now();
+      cache.restore({ horizonMs: now, records: new Uint8Array(0) }, now);
       warn(
-        `could not read the replay nonces of the previous run: ${why} (knocks it accepted within the replay window could be replayed once)`,
+        `could not read the replay nonces of the previous run: ${
+          oneLine(err)
+        } (knocks stamped before now are refused)`,
       );
     }
+    await this.#saveNonces();
     this.#socket.on("message", (msg, rinfo) => {
       const datagram = new Uint8Array(
         msg.buffer,
@@ -311,6 +323,9 @@ export class OpenmeServer {
         () => this.#checking ?? this.checkFirewall("periodic check"),
         this.#options.firewallCheckMs ?? FIREWALL_CHECK_INTERVAL_MS,
       ),
+      setInterval(() => {
+        this.#nonceSaving = this.#nonceSaving.then(() => this.#saveNonces());
+      }, NONCE_SAVE_INTERVAL_MS),
     );
     await this.#writeState();
     const timeout = formatDuration(this.#config.knockTimeoutMs);
@@ -551,7 +566,6 @@ export class OpenmeServer {
         attempts: p.attempts,
         last_error: p.lastError,
       })),
-      replay_nonces: this.#verifier.nonceRecord(),
     };
   }
 
@@ -576,6 +590,30 @@ export class OpenmeServer {
     return costMs;
   }
 
+  /** Appends the nonces accepted since the last call to the nonce file, or writes it anew when it is not open or has grown by a cache's worth. */
+  async #saveNonces(): Promise<void> {
+    const file = this.#nonceFile;
+    const cache = this.#verifier.replayCache;
+    try {
+      if (!file.open || file.appendedBytes > NONCE_REWRITE_BYTES) {
+        await file.rewrite(cache.snapshot());
+      } else {
+        const fresh = cache.takeNew();
+        if (fresh.length > 0) await file.append(fresh);
+      }
+      this.#nonceWarned = false;
+    } catch (err) {
+      if (!this.#nonceWarned) {
+        warn(
+          `cannot write replay nonce file ${file.path}: ${
+            (err as Error).message
+          } (serving continues; after a restart, knocks accepted since could be replayed once within replay_window)`,
+        );
+      }
+      this.#nonceWarned = true;
+    }
+  }
+
   /** Stops serving, removes every rule openme added and writes the final state. */
   stop(): Promise<void> {
     this.#stopped ??= this.#stop();
@@ -594,6 +632,9 @@ export class OpenmeServer {
     const removed = await this.#sessions.shutdown();
     await this.#stateWriting;
     await this.#writeState();
+    await this.#nonceSaving;
+    await this.#saveNonces();
+    this.#nonceFile.close();
     this.#stats.logSummary(Date.now() - this.#lastSummaryMs);
     info(
       removed

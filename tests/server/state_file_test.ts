@@ -1,12 +1,16 @@
 /**
- * The session state file: atomic writes, reading with clear errors, and the
- * text `openme sessions` renders from it.
+ * The session state file: atomic writes that never follow a symlink, reading
+ * with clear errors, the text `openme sessions` renders from it, and the
+ * replay nonce file beside it.
  */
 import assert from "node:assert/strict";
 import { renderSessions } from "../../lib/cli/commands/sessions.ts";
+import { NONCE_RECORD_BYTES } from "../../lib/server/replay_cache.ts";
 import {
+  NonceFile,
+  nonceFilePath,
+  readNonceFile,
   readStateFile,
-  readStateNonces,
   renderStateFile,
   type StateFile,
   writeStateText,
@@ -116,19 +120,89 @@ Deno.test("renderSessions says when nothing is open", () => {
   assert.equal(text, "no active sessions\nupdated 2026-01-02T03:04:05Z");
 });
 
-Deno.test("readStateNonces gives the replay_nonces an earlier run wrote, or none", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "openme-state-nonces-" });
+Deno.test("writeStateText never writes through a symlink planted at a temp name, and the state path is replaced, not followed", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "openme-state-link-" });
   try {
-    const path = `${dir}/s.json`;
-    assert.deepEqual(await readStateNonces(path), {}, "no file yet");
-    await writeStateText(path, renderStateFile(STATE));
-    assert.deepEqual(await readStateNonces(path), {}, "no nonces in it");
-    const replay_nonces = { ["ab".repeat(16)]: 1_700_000_000_000 };
-    await writeStateText(path, renderStateFile({ ...STATE, replay_nonces }));
-    assert.deepEqual(await readStateNonces(path), replay_nonces);
-    await Deno.writeTextFile(path, "{");
-    await assert.rejects(readStateNonces(path), /s\.json: not valid JSON/);
+    const victim = `${dir}/victim`;
+    await Deno.writeTextFile(victim, "precious\n");
+    // The name the writer used to pick: ".<name>.<pid>.tmp".
+    await Deno.symlink(victim, `${dir}/.s.json.${Deno.pid}.tmp`);
+    await Deno.symlink(victim, `${dir}/s.json`);
+    await writeStateText(`${dir}/s.json`, "{}\n");
+    assert.equal(await Deno.readTextFile(victim), "precious\n");
+    assert.equal((await Deno.lstat(`${dir}/s.json`)).isSymlink, false);
+    assert.equal(await Deno.readTextFile(`${dir}/s.json`), "{}\n");
   } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("the nonce file sits beside the state file", () => {
+  assert.equal(
+    nonceFilePath("/var/lib/openme/sessions.json"),
+    "/var/lib/openme/sessions.nonces",
+  );
+  assert.equal(nonceFilePath("/tmp/state"), "/tmp/state.nonces");
+});
+
+Deno.test("a nonce file written anew then appended to reads back its horizon and whole records", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "openme-nonce-file-" });
+  const file = new NonceFile(`${dir}/s.nonces`);
+  try {
+    assert.deepEqual(await readNonceFile(file.path), {
+      horizonMs: -Infinity,
+      records: new Uint8Array(0),
+    }, "no file yet");
+    const records = (fill: number, count: number): Uint8Array =>
+      new Uint8Array(count * NONCE_RECORD_BYTES).fill(fill);
+    await file.rewrite({ horizonMs: 1234.5, records: records(1, 2) });
+    await file.append(records(2, 1));
+    assert.equal(file.appendedBytes, NONCE_RECORD_BYTES);
+    assert.deepEqual(await readNonceFile(file.path), {
+      horizonMs: 1234.5,
+      records: new Uint8Array([...records(1, 2), ...records(2, 1)]),
+    });
+    // A crash in the middle of an append leaves part of a record.
+    await file.append(new Uint8Array(5));
+    assert.equal(
+      (await readNonceFile(file.path)).records.length,
+      3 * NONCE_RECORD_BYTES,
+    );
+    await file.rewrite({ horizonMs: -Infinity, records: records(3, 1) });
+    assert.equal(file.appendedBytes, 0);
+    assert.deepEqual(await readNonceFile(file.path), {
+      horizonMs: -Infinity,
+      records: records(3, 1),
+    });
+    assert.equal((await Deno.stat(file.path)).mode! & 0o077, 0);
+    const names = [];
+    for await (const entry of Deno.readDir(dir)) names.push(entry.name);
+    assert.deepEqual(names, ["s.nonces"], "no temp file left");
+    file.close();
+    await Deno.writeTextFile(file.path, "{}");
+    await assert.rejects(
+      readNonceFile(file.path),
+      /s\.nonces: not written by openme serve/,
+    );
+  } finally {
+    file.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a nonce file is appended to through the file it created, never reopened by path", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "openme-nonce-file-" });
+  const file = new NonceFile(`${dir}/s.nonces`);
+  try {
+    await file.rewrite({ horizonMs: 0, records: new Uint8Array(0) });
+    const victim = `${dir}/victim`;
+    await Deno.writeTextFile(victim, "precious\n");
+    await Deno.remove(file.path);
+    await Deno.symlink(victim, file.path);
+    await file.append(new Uint8Array(NONCE_RECORD_BYTES));
+    assert.equal(await Deno.readTextFile(victim), "precious\n");
+  } finally {
+    file.close();
     await Deno.remove(dir, { recursive: true });
   }
 });
