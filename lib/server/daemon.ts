@@ -66,6 +66,7 @@ const DROP_STATE_WRITE_DELAY_MS = 1000;
 const NONCE_SAVE_INTERVAL_MS = 1000;
 const NONCE_REWRITE_BYTES = 65536 * 24;
 const PEER_ADDRESS_CACHE_SIZE = 4096;
+const RECEIVE_BUFFER_BYTES = 256;
 
 /** Options for {@linkcode OpenmeServer.start}. */
 export interface ServerOptions {
@@ -151,11 +152,18 @@ async function stampOf(path: string): Promise<string | null> {
     `${st.mtime?.getTime()} ${st.ctime?.getTime()} ${st.size} ${st.ino} ${st.dev}`;
 }
 
-function bindUdp(port: number, hostname: string | undefined): Promise<Socket> {
+/** Binds the knock socket on `hostname` (default dual-stack `::`, else `0.0.0.0`); the floors in bench/ bind theirs with it too. */
+export function bindKnockSocket(
+  port: number,
+  hostname?: string,
+): Promise<Socket> {
   const bind = (host: string): Promise<Socket> =>
     new Promise((resolve, reject) => {
       const type = host.includes(":") ? "udp6" : "udp4";
-      const socket = createSocket({ type, ipv6Only: false });
+      // Deno's node:dgram allocates this (doubled on Linux) for each receive
+      // instead of 64 KiB; longer datagrams arrive cut, still too long.
+      const recvBufferSize = RECEIVE_BUFFER_BYTES;
+      const socket = createSocket({ type, ipv6Only: false, recvBufferSize });
       socket.once("error", (err) => {
         socket.close();
         reject(err);
@@ -252,7 +260,7 @@ export class OpenmeServer {
     let socket: Socket | null = null;
     let health: HealthListener;
     try {
-      socket = await bindUdp(udpPort, options.hostname);
+      socket = await bindKnockSocket(udpPort, options.hostname);
       health = await startHealthListener(healthPort, options.hostname);
     } catch (err) {
       socket?.close();
