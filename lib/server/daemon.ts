@@ -33,12 +33,12 @@ import {
   SessionManager,
 } from "./session_manager.ts";
 import {
-  NonceFile,
   nonceFilePath,
   readNonceFile,
   renderStateFile,
   type StateFile,
   type StatePort,
+  writeNonceFile,
   writeStateText,
 } from "./state_file.ts";
 import { DROP_SUMMARY_INTERVAL_MS, KnockStats } from "./stats.ts";
@@ -55,16 +55,14 @@ export const SIGNATURE_CHECKS_PER_SECOND = 10_000;
 
 // The per-source token bucket before any crypto (datagrams per second and
 // burst); how often the config file and the firewall are checked; the
-// longest delay of new drop counters to the state file; how often new
-// nonces are appended to the nonce file, and how much it may grow before it
-// is written anew (about a full cache); the most peer address texts whose
-// parsed form is kept (emptied when full).
+// shortest time between two state file writes; how often new nonces and
+// drop counters are written; the most peer address texts whose parsed form
+// is kept (emptied when full); the receive buffer (see bindKnockSocket).
 const RATE_LIMIT = { perSecond: 20, burst: 40 };
 const CONFIG_POLL_INTERVAL_MS = 500;
 const FIREWALL_CHECK_INTERVAL_MS = 5000;
-const DROP_STATE_WRITE_DELAY_MS = 1000;
-const NONCE_SAVE_INTERVAL_MS = 1000;
-const NONCE_REWRITE_BYTES = 65536 * 24;
+const STATE_WRITE_SPACING_MS = 200;
+const SAVE_INTERVAL_MS = 1000;
 const PEER_ADDRESS_CACHE_SIZE = 4096;
 const RECEIVE_BUFFER_BYTES = 256;
 
@@ -202,13 +200,15 @@ export class OpenmeServer {
   #checkAgain: Promise<void> | null = null;
   #checkFailed = false;
   #lastSummaryMs = Date.now();
-  #dropWriteTimer: ReturnType<typeof setTimeout> | undefined;
+  #dropsDirty = false;
   #stateDirty = false;
   #stateWriting: Promise<void> | null = null;
-  #stateWarned = false;
-  #nonceFile: NonceFile;
+  #nonceFile: string;
+  /** Nonces added to the replay cache when the nonce file was last written. */
+  #noncesSaved = -1;
   #nonceSaving: Promise<void> = Promise.resolve();
-  #nonceWarned = false;
+  /** Files whose last write failed (warned about once). */
+  #unwritable = new Set<string>();
   #stopping = false;
   #stopped: Promise<void> | null = null;
 
@@ -227,7 +227,7 @@ export class OpenmeServer {
     this.#backend = options.backend ?? createFirewallBackend(config.firewall);
     this.#socket = socket;
     this.#health = health;
-    this.#nonceFile = new NonceFile(nonceFilePath(options.stateFile));
+    this.#nonceFile = nonceFilePath(options.stateFile);
     const rateLimit = options.rateLimit === undefined
       ? RATE_LIMIT
       : options.rateLimit;
@@ -291,19 +291,19 @@ export class OpenmeServer {
       await this.#backend.teardown().catch(() => {});
       throw err;
     }
-    const path = this.#nonceFile.path;
+    const path = this.#nonceFile;
     const cache = this.#verifier.replayCache;
     try {
-      const kept = cache.restore(await readNonceFile(path), Date.now());
+      const saved = await readNonceFile(path);
+      const kept = saved === null ? 0 : cache.restore(saved, Date.now());
       if (kept > 0) {
         info(`remembered ${kept} replay nonces of the previous run (${path})`);
       }
     } catch (err) {
       // Nothing stamped before now can be a replay this run would miss.
-      const now = Date.now();
-      cache.restore({ horizonMs: now, records: new Uint8Array(0) }, now);
+      cache.horizonMs = Date.now();
       warn(
-        `could not read the replay nonces of the previous run: ${
+        `could not read the replay nonces of the previous run from ${path}: ${
           oneLine(err)
         } (knocks stamped before now are refused)`,
       );
@@ -333,7 +333,9 @@ export class OpenmeServer {
       ),
       setInterval(() => {
         this.#nonceSaving = this.#nonceSaving.then(() => this.#saveNonces());
-      }, NONCE_SAVE_INTERVAL_MS),
+        if (this.#dropsDirty) this.#scheduleStateWrite();
+        this.#dropsDirty = false;
+      }, SAVE_INTERVAL_MS),
     );
     await this.#writeState();
     const timeout = formatDuration(this.#config.knockTimeoutMs);
@@ -390,14 +392,10 @@ export class OpenmeServer {
     }
   }
 
-  /** Counts a drop and makes sure the counters reach the state file soon. */
+  /** Counts a drop; the counters reach the state file within a second. */
   #drop(reason: string, source: string): void {
     this.#stats.drop(reason, source);
-    if (this.#dropWriteTimer !== undefined || this.#stopping) return;
-    this.#dropWriteTimer = setTimeout(() => {
-      this.#dropWriteTimer = undefined;
-      this.#scheduleStateWrite();
-    }, DROP_STATE_WRITE_DELAY_MS);
+    this.#dropsDirty = true;
   }
 
   /**
@@ -527,19 +525,15 @@ export class OpenmeServer {
     return true;
   }
 
-  /** Writes the state file at once, then, while changes keep coming, spaced by the cost of the last write. */
+  /** Writes the state file at once, then, while changes keep coming, at most every STATE_WRITE_SPACING_MS. */
   #scheduleStateWrite(): void {
     this.#stateDirty = true;
-    if (this.#stateWriting !== null) return;
-    this.#stateWriting = (async () => {
+    this.#stateWriting ??= (async () => {
       while (this.#stateDirty) {
         this.#stateDirty = false;
-        const costMs = await this.#writeState();
+        await this.#writeState();
         if (this.#stateDirty && !this.#stopping) {
-          // 10 times the cost of the last write's text (200 ms to 5 s): the
-          // state file takes at most about a tenth of the server's time.
-          const delayMs = Math.min(5000, Math.max(200, 10 * costMs));
-          await new Promise((resolve) => setTimeout(resolve, delayMs));
+          await new Promise((ok) => setTimeout(ok, STATE_WRITE_SPACING_MS));
         }
       }
     })().finally(() => this.#stateWriting = null);
@@ -577,49 +571,45 @@ export class OpenmeServer {
     };
   }
 
-  /** Writes the state file; returns how long building its text took (ms), not counting the write itself. */
-  async #writeState(): Promise<number> {
-    const started = performance.now();
-    const text = renderStateFile(this.state());
-    const costMs = performance.now() - started;
-    const path = this.#options.stateFile;
+  /** Waits for one write of a file; a failure is warned about once, until a write of that file works again. */
+  async #write(
+    what: string,
+    path: string,
+    writing: Promise<void>,
+  ): Promise<void> {
     try {
-      await writeStateText(path, text);
-      this.#stateWarned = false;
+      await writing;
+      this.#unwritable.delete(path);
     } catch (err) {
-      if (!this.#stateWarned) {
+      if (!this.#unwritable.has(path)) {
         const why = (err as Error).message;
+        const stale = what === "state file"
+          ? "`openme sessions` will be stale"
+          : "after a restart, knocks accepted since could be replayed once within replay_window";
         warn(
-          `cannot write state file ${path}: ${why} (serving continues; \`openme sessions\` will be stale)`,
+          `cannot write ${what} ${path}: ${why} (serving continues; ${stale})`,
         );
       }
-      this.#stateWarned = true;
+      this.#unwritable.add(path);
     }
-    return costMs;
   }
 
-  /** Appends the nonces accepted since the last call to the nonce file, or writes it anew when it is not open or has grown by a cache's worth. */
-  async #saveNonces(): Promise<void> {
-    const file = this.#nonceFile;
+  #writeState(): Promise<void> {
+    const path = this.#options.stateFile;
+    const text = renderStateFile(this.state());
+    return this.#write("state file", path, writeStateText(path, text));
+  }
+
+  /** Writes the nonce file when nonces were added since it was last written. */
+  #saveNonces(): Promise<void> {
     const cache = this.#verifier.replayCache;
-    try {
-      if (!file.open || file.appendedBytes > NONCE_REWRITE_BYTES) {
-        await file.rewrite(cache.snapshot());
-      } else {
-        const fresh = cache.takeNew();
-        if (fresh.length > 0) await file.append(fresh);
-      }
-      this.#nonceWarned = false;
-    } catch (err) {
-      if (!this.#nonceWarned) {
-        warn(
-          `cannot write replay nonce file ${file.path}: ${
-            (err as Error).message
-          } (serving continues; after a restart, knocks accepted since could be replayed once within replay_window)`,
-        );
-      }
-      this.#nonceWarned = true;
-    }
+    const added = cache.added;
+    if (added === this.#noncesSaved) return Promise.resolve();
+    const path = this.#nonceFile;
+    const writing = writeNonceFile(path, cache.snapshot()).then(() => {
+      this.#noncesSaved = added;
+    });
+    return this.#write("replay nonce file", path, writing);
   }
 
   /** Stops serving, removes every rule openme added and writes the final state. */
@@ -631,7 +621,6 @@ export class OpenmeServer {
   async #stop(): Promise<void> {
     this.#stopping = true;
     for (const timer of this.#timers) clearInterval(timer);
-    clearTimeout(this.#dropWriteTimer);
     this.#socket.removeAllListeners("message");
     await new Promise<void>((resolve) => this.#socket.close(() => resolve()));
     await this.#health.close();
@@ -642,7 +631,6 @@ export class OpenmeServer {
     await this.#writeState();
     await this.#nonceSaving;
     await this.#saveNonces();
-    this.#nonceFile.close();
     this.#stats.logSummary(Date.now() - this.#lastSummaryMs);
     info(
       removed

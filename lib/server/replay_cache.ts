@@ -3,34 +3,30 @@
  * packet's timestamp for as long as the replay window in force would accept
  * that packet. A packet stamped before the horizon is refused: a nonce of
  * its age may have been forgotten, when its window passed (a window raised
- * later) or to make room. The nonces travel to and from the replay nonce
- * file as {@linkcode NONCE_RECORD_BYTES}-byte records.
+ * later) or to make room. A snapshot in the nonce file carries both to the
+ * next run.
  *
  * @module
  */
 
-/** One nonce in the nonce file: its 16 bytes, then its packet's timestamp as a big-endian float64 of ms since the epoch. */
+/** The nonce file: these 16 bytes, the horizon, then one record per nonce (its 16 bytes, its packet's timestamp); times are big-endian float64 ms since the epoch. */
+const NONCE_FILE_MAGIC = new TextEncoder().encode("openme nonces v1");
+const HEADER_BYTES = NONCE_FILE_MAGIC.length + 8;
+/** Size of one nonce's record in the nonce file. */
 export const NONCE_RECORD_BYTES = 24;
 const NONCE_BYTES = 16;
-
-/** What a cache holds, as the nonce file stores it. */
-export interface NonceSnapshot {
-  /** Packets stamped before this (ms since the epoch) are refused. */
-  horizonMs: number;
-  /** The nonces, {@linkcode NONCE_RECORD_BYTES} bytes each. */
-  records: Uint8Array;
-}
 
 /** A fixed-capacity set of nonces, each kept until the replay window would refuse its packet. */
 export class ReplayCache {
   /** The replay window in force, in ms (a reload may change it). */
   windowMs: number;
+  /** Packets stamped before this (ms since the epoch) are refused. */
+  horizonMs = -Infinity;
+  /** How many nonces were added so far (the server saves a snapshot when it grows). */
+  added = 0;
   #capacity: number;
   /** Nonce hex -> its packet's timestamp (ms), in insertion order. */
   #entries = new Map<string, number>();
-  #horizonMs = -Infinity;
-  /** Nonces added since the last {@linkcode takeNew}. */
-  #fresh: string[] = [];
 
   /** Creates an empty cache for a replay window holding at most `capacity` nonces. */
   constructor(windowMs: number, capacity = 65536) {
@@ -40,26 +36,21 @@ export class ReplayCache {
 
   /** Records the nonce of a packet stamped `timestampMs`, at `nowMs`; false when it was there already or the packet is older than the horizon. */
   add(nonce: Uint8Array, timestampMs: number, nowMs: number): boolean {
-    return this.#add(nonce.toHex(), timestampMs, nowMs, true);
+    return this.#add(nonce.toHex(), timestampMs, nowMs);
   }
 
-  #add(
-    key: string,
-    timestampMs: number,
-    nowMs: number,
-    fresh: boolean,
-  ): boolean {
+  #add(key: string, timestampMs: number, nowMs: number): boolean {
     // Insertion order is about timestamp order: forget from the front what
     // the window no longer accepts, up to the first nonce it still does.
     for (const [oldest, stampedMs] of this.#entries) {
       if (nowMs - stampedMs <= this.windowMs) break;
       this.#entries.delete(oldest);
-      this.#horizonMs = Math.max(this.#horizonMs, nowMs - this.windowMs);
+      this.horizonMs = Math.max(this.horizonMs, nowMs - this.windowMs);
     }
-    if (timestampMs < this.#horizonMs || this.#entries.has(key)) return false;
+    if (timestampMs < this.horizonMs || this.#entries.has(key)) return false;
     if (this.#entries.size >= this.#capacity) this.#shed();
     this.#entries.set(key, timestampMs);
-    if (fresh) this.#fresh.push(key);
+    this.added++;
     return true;
   }
 
@@ -70,49 +61,45 @@ export class ReplayCache {
     for (const [key, stampedMs] of this.#entries) {
       if (stampedMs <= cutoffMs) this.#entries.delete(key);
     }
-    this.#horizonMs = Math.max(this.#horizonMs, cutoffMs + 1);
+    this.horizonMs = Math.max(this.horizonMs, cutoffMs + 1);
   }
 
-  /** The records of the nonces added since the last call, for appending to the nonce file. */
-  takeNew(): Uint8Array {
-    const keys = this.#fresh.filter((key) => this.#entries.has(key));
-    this.#fresh = [];
-    return this.#encode(keys);
-  }
-
-  /** Every nonce held, and the horizon, for writing the nonce file anew. */
-  snapshot(): NonceSnapshot {
-    this.#fresh = [];
-    return {
-      horizonMs: this.#horizonMs,
-      records: this.#encode([...this.#entries.keys()]),
-    };
-  }
-
-  #encode(keys: string[]): Uint8Array {
-    const out = new Uint8Array(keys.length * NONCE_RECORD_BYTES);
-    const view = new DataView(out.buffer);
-    keys.forEach((key, i) => {
-      const at = i * NONCE_RECORD_BYTES;
-      out.subarray(at, at + NONCE_BYTES).setFromHex(key);
-      view.setFloat64(at + NONCE_BYTES, this.#entries.get(key)!);
-    });
-    return out;
-  }
-
-  /** Takes over an earlier run's {@linkcode snapshot} plus the records appended since (call before any add); returns how many nonces are kept. */
-  restore(saved: NonceSnapshot, nowMs: number): number {
-    // What this window refuses anyway is dropped: refused from here on.
-    this.#horizonMs = Math.max(saved.horizonMs, nowMs - this.windowMs);
-    const { records } = saved;
-    const view = new DataView(records.buffer, records.byteOffset);
-    for (let at = 0; at + NONCE_RECORD_BYTES <= records.length;) {
-      const key = records.subarray(at, at + NONCE_BYTES).toHex();
-      const stampedMs = view.getFloat64(at + NONCE_BYTES);
-      if (nowMs - stampedMs <= this.windowMs) {
-        this.#add(key, stampedMs, nowMs, false);
-      }
+  /** The nonce file's bytes: the horizon and every nonce held. */
+  snapshot(): Uint8Array {
+    const bytes = new Uint8Array(
+      HEADER_BYTES + this.#entries.size * NONCE_RECORD_BYTES,
+    );
+    const view = new DataView(bytes.buffer);
+    bytes.set(NONCE_FILE_MAGIC);
+    view.setFloat64(NONCE_FILE_MAGIC.length, this.horizonMs);
+    let at = HEADER_BYTES;
+    for (const [key, stampedMs] of this.#entries) {
+      bytes.subarray(at, at + NONCE_BYTES).setFromHex(key);
+      view.setFloat64(at + NONCE_BYTES, stampedMs);
       at += NONCE_RECORD_BYTES;
+    }
+    return bytes;
+  }
+
+  /** Takes over an earlier run's {@linkcode snapshot} (call before any add); returns how many nonces are kept, throws when the bytes are not a snapshot. */
+  restore(bytes: Uint8Array, nowMs: number): number {
+    const magic = bytes.subarray(0, NONCE_FILE_MAGIC.length).toHex();
+    if (
+      magic !== NONCE_FILE_MAGIC.toHex() ||
+      (bytes.length - HEADER_BYTES) % NONCE_RECORD_BYTES !== 0
+    ) {
+      throw new Error(
+        `not a replay nonce file of openme serve (it starts with "openme nonces v1" and holds ${NONCE_RECORD_BYTES}-byte records)`,
+      );
+    }
+    const view = new DataView(bytes.buffer, bytes.byteOffset);
+    // What this window refuses anyway is dropped: refused from here on.
+    const savedHorizonMs = view.getFloat64(NONCE_FILE_MAGIC.length);
+    this.horizonMs = Math.max(savedHorizonMs, nowMs - this.windowMs);
+    for (let at = HEADER_BYTES; at < bytes.length; at += NONCE_RECORD_BYTES) {
+      const stampedMs = view.getFloat64(at + NONCE_BYTES);
+      if (nowMs - stampedMs > this.windowMs) continue;
+      this.#add(bytes.subarray(at, at + NONCE_BYTES).toHex(), stampedMs, nowMs);
     }
     return this.#entries.size;
   }

@@ -2,18 +2,13 @@
  * The session state file (SPEC §7): what is open, until when, and when each
  * client was last seen, plus openme's counters and failed closes. Written
  * atomically by the server; read by `openme sessions`. Beside it, the replay
- * nonce file: the accepted nonces, appended to and now and then written anew.
+ * nonce file: the accepted nonces, written atomically at most once a second.
  *
  * @module
  */
 
-import { NONCE_RECORD_BYTES, type NonceSnapshot } from "./replay_cache.ts";
-
 /** Default state file path: kept across reboots, as it lists the rules to remove after a crash and the nonces beside it. */
 export const DEFAULT_STATE_FILE = "/var/lib/openme/sessions.json";
-/** The first bytes of a replay nonce file; the horizon (float64, ms) follows. */
-const NONCE_FILE_MAGIC = new TextEncoder().encode("openme nonces v1");
-const NONCE_HEADER_BYTES = NONCE_FILE_MAGIC.length + 8;
 
 /** A port in the state file (`end_port` only for ranges). */
 export interface StatePort {
@@ -76,45 +71,27 @@ export function renderStateFile(state: StateFile): string {
   return JSON.stringify(state, null, 2) + "\n";
 }
 
-/** Creates a file with a random name beside `path`, exclusively (never through a symlink or into an existing file). */
-async function createBeside(
-  path: string,
-  mode: number,
-): Promise<{ temp: string; file: Deno.FsFile }> {
-  const slash = path.lastIndexOf("/") + 1;
-  const random = crypto.getRandomValues(new Uint8Array(8)).toHex();
-  const temp = `${path.slice(0, slash)}.${path.slice(slash)}.${random}.tmp`;
-  const options = { write: true, createNew: true, mode };
-  return { temp, file: await Deno.open(temp, options) };
-}
-
-/** Writes `data` to a new file beside `path`, renames it over `path` and returns it open for appending. */
+/** Writes `data` atomically: to a new file with a random name beside `path`, created exclusively (never through a symlink or into an existing file), then renamed over `path`. */
 async function replaceFile(
   path: string,
   data: Uint8Array,
   mode: number,
-): Promise<Deno.FsFile> {
-  const { temp, file } = await createBeside(path, mode);
+): Promise<void> {
+  const slash = path.lastIndexOf("/") + 1;
+  const random = crypto.getRandomValues(new Uint8Array(8)).toHex();
+  const temp = `${path.slice(0, slash)}.${path.slice(slash)}.${random}.tmp`;
   try {
-    for (let at = 0; at < data.length;) {
-      at += await file.write(data.subarray(at));
-    }
+    await Deno.writeFile(temp, data, { createNew: true, mode });
     await Deno.rename(temp, path);
-    return file;
   } catch (err) {
-    file.close();
     await Deno.remove(temp).catch(() => {});
     throw err;
   }
 }
 
 /** Writes state file text atomically: a new file with a random name in the same directory, then rename. */
-export async function writeStateText(
-  path: string,
-  text: string,
-): Promise<void> {
-  const data = new TextEncoder().encode(text);
-  (await replaceFile(path, data, 0o644)).close();
+export function writeStateText(path: string, text: string): Promise<void> {
+  return replaceFile(path, new TextEncoder().encode(text), 0o644);
 }
 
 /** The replay nonce file beside a state file: `sessions.json` -> `sessions.nonces`. */
@@ -122,84 +99,18 @@ export function nonceFilePath(stateFile: string): string {
   return stateFile.replace(/(\.json)?$/, ".nonces");
 }
 
-/** What an earlier run left in the nonce file (a record cut short by a crash is left out); nothing when there is no file. */
-export async function readNonceFile(path: string): Promise<NonceSnapshot> {
-  let bytes: Uint8Array;
-  try {
-    bytes = await Deno.readFile(path);
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound) {
-      return { horizonMs: -Infinity, records: new Uint8Array(0) };
-    }
-    throw err;
-  }
-  const magic = bytes.subarray(0, NONCE_FILE_MAGIC.length);
-  if (
-    bytes.length < NONCE_HEADER_BYTES ||
-    magic.toHex() !== NONCE_FILE_MAGIC.toHex()
-  ) {
-    throw new Error(
-      `replay nonce file ${path}: not written by openme serve (it starts with "${NONCE_FILE_MAGIC}"); move it away`,
-    );
-  }
-  const view = new DataView(bytes.buffer, bytes.byteOffset);
-  const records = bytes.subarray(NONCE_HEADER_BYTES);
-  const whole = records.length - records.length % NONCE_RECORD_BYTES;
-  return {
-    horizonMs: view.getFloat64(NONCE_FILE_MAGIC.length),
-    records: records.subarray(0, whole),
-  };
+/** Writes the nonce file (a replay cache's snapshot) atomically, readable by the owner only. */
+export function writeNonceFile(path: string, bytes: Uint8Array): Promise<void> {
+  return replaceFile(path, bytes, 0o600);
 }
 
-/** The replay nonce file of a running server: written anew from a snapshot, then appended to through the file it created (never opened again by path). */
-export class NonceFile {
-  /** Where the file is. */
-  readonly path: string;
-  #file: Deno.FsFile | null = null;
-  /** Bytes appended since the file was last written anew. */
-  appendedBytes = 0;
-
-  /** A nonce file at `path`, not written yet. */
-  constructor(path: string) {
-    this.path = path;
-  }
-
-  /** Whether the file was written anew and appending to it has not failed since. */
-  get open(): boolean {
-    return this.#file !== null;
-  }
-
-  /** Replaces the file with the snapshot's horizon and records. */
-  async rewrite(snapshot: NonceSnapshot): Promise<void> {
-    this.close();
-    const data = new Uint8Array(NONCE_HEADER_BYTES + snapshot.records.length);
-    data.set(NONCE_FILE_MAGIC);
-    new DataView(data.buffer).setFloat64(
-      NONCE_FILE_MAGIC.length,
-      snapshot.horizonMs,
-    );
-    data.set(snapshot.records, NONCE_HEADER_BYTES);
-    this.#file = await replaceFile(this.path, data, 0o600);
-    this.appendedBytes = 0;
-  }
-
-  /** Appends records; after a failure the file is closed and needs a {@linkcode rewrite}. */
-  async append(records: Uint8Array): Promise<void> {
-    try {
-      for (let at = 0; at < records.length;) {
-        at += await this.#file!.write(records.subarray(at));
-      }
-      this.appendedBytes += records.length;
-    } catch (err) {
-      this.close();
-      throw err;
-    }
-  }
-
-  /** Closes the file. */
-  close(): void {
-    this.#file?.close();
-    this.#file = null;
+/** The nonce file an earlier run wrote, or null when there is none. */
+export async function readNonceFile(path: string): Promise<Uint8Array | null> {
+  try {
+    return await Deno.readFile(path);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return null;
+    throw err;
   }
 }
 

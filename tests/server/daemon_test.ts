@@ -16,12 +16,15 @@ import {
   type ServerOptions,
   SIGNATURE_CHECKS_PER_SECOND,
 } from "../../lib/server/daemon.ts";
-import { NONCE_RECORD_BYTES } from "../../lib/server/replay_cache.ts";
 import {
-  NonceFile,
+  NONCE_RECORD_BYTES,
+  ReplayCache,
+} from "../../lib/server/replay_cache.ts";
+import {
   nonceFilePath,
   readNonceFile,
   readStateFile,
+  writeNonceFile,
 } from "../../lib/server/state_file.ts";
 import { waitFor } from "../../scripts/testbed.ts";
 import {
@@ -721,12 +724,10 @@ Deno.test("a changed server private_key is warned about on reload and the key in
   }
 });
 
-/** The records of the nonce file beside the harness's state file, or null while it cannot be read. */
+/** The records of the nonce file beside the harness's state file (after its 24-byte header), or null while there is none. */
 async function nonceRecords(h: Harness): Promise<Uint8Array | null> {
-  const file = await readNonceFile(nonceFilePath(h.stateFile)).catch(() =>
-    null
-  );
-  return file?.records ?? null;
+  const bytes = await readNonceFile(nonceFilePath(h.stateFile));
+  return bytes?.subarray(24) ?? null;
 }
 
 function startAgain(
@@ -801,15 +802,11 @@ Deno.test("nonces the replay window refuses anyway are not loaded from the nonce
   let second: OpenmeServer | null = null;
   try {
     await h.server.stop();
-    const records = new Uint8Array(2 * NONCE_RECORD_BYTES);
-    const view = new DataView(records.buffer);
-    records.fill(0x11, 0, 16);
-    view.setFloat64(16, Date.now() - 300_000);
-    records.fill(0x22, 24, 40);
-    view.setFloat64(40, Date.now() - 1000);
-    const file = new NonceFile(nonceFilePath(h.stateFile));
-    await file.rewrite({ horizonMs: -Infinity, records });
-    file.close();
+    const cache = new ReplayCache(600_000);
+    cache.add(new Uint8Array(16).fill(0x11), Date.now() - 300_000, Date.now());
+    cache.add(new Uint8Array(16).fill(0x22), Date.now() - 1000, Date.now());
+    const records = cache.snapshot().subarray(24);
+    await writeNonceFile(nonceFilePath(h.stateFile), cache.snapshot());
     second = await startAgain(h);
     assert.equal(h.log.matching(/remembered 1 replay nonces/).length, 1);
     await second.stop();
@@ -830,7 +827,7 @@ Deno.test("with an unreadable nonce file, knocks stamped before the start are re
     second = await startAgain(h);
     assert.equal(
       h.log.matching(
-        /^WARN {2}could not read the replay nonces of the previous run: replay nonce file .*state\.nonces: not written by openme serve .*\(knocks stamped before now are refused\)$/,
+        /^WARN {2}could not read the replay nonces of the previous run from .*state\.nonces: not a replay nonce file of openme serve .*\(knocks stamped before now are refused\)$/,
       ).length,
       1,
     );

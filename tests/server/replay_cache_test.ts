@@ -25,8 +25,8 @@ function nonce(n: number): Uint8Array {
 
 /** The nonces a snapshot holds, as their last 4 bytes' number, with their timestamps. */
 function held(cache: ReplayCache): [number, number][] {
-  const { records } = cache.snapshot();
-  const view = new DataView(records.buffer);
+  const records = cache.snapshot().subarray(24);
+  const view = new DataView(records.buffer, records.byteOffset);
   const out: [number, number][] = [];
   for (let at = 0; at < records.length; at += NONCE_RECORD_BYTES) {
     out.push([view.getUint32(at + 12), view.getFloat64(at + 16)]);
@@ -96,18 +96,41 @@ Deno.test("a clock going backwards never forgets a nonce early", () => {
   assert.equal(cache.add(nonce(2), 500, 550), false);
 });
 
-Deno.test("takeNew gives the records added since the last call, once; snapshot gives all", () => {
+Deno.test("a snapshot holds the horizon and every nonce kept, and added counts the nonces added", () => {
   const cache = new ReplayCache(1000);
   cache.add(nonce(1), 5, 5);
   cache.add(nonce(2), 6.5, 6);
-  const first = cache.takeNew();
-  assert.equal(first.length, 2 * NONCE_RECORD_BYTES);
-  assert.equal(first.subarray(0, 16).toHex(), nonce(1).toHex());
-  assert.equal(new DataView(first.buffer).getFloat64(40), 6.5);
-  assert.equal(cache.takeNew().length, 0);
-  cache.add(nonce(3), 7, 7);
-  assert.equal(cache.takeNew().subarray(0, 16).toHex(), nonce(3).toHex());
-  assert.equal(cache.snapshot().records.length, 3 * NONCE_RECORD_BYTES);
+  cache.add(nonce(2), 6.5, 7);
+  assert.equal(cache.added, 2);
+  cache.horizonMs = 3.25;
+  const bytes = cache.snapshot();
+  assert.equal(
+    new TextDecoder().decode(bytes.subarray(0, 16)),
+    "openme nonces v1",
+  );
+  const view = new DataView(bytes.buffer);
+  assert.equal(view.getFloat64(16), 3.25);
+  assert.equal(bytes.length, 24 + 2 * NONCE_RECORD_BYTES);
+  assert.equal(bytes.subarray(24, 40).toHex(), nonce(1).toHex());
+  assert.equal(view.getFloat64(24 + 40), 6.5);
+});
+
+Deno.test("restore refuses bytes that are not a snapshot", () => {
+  const bytes = new ReplayCache(1000).snapshot();
+  const cache = new ReplayCache(1000);
+  for (
+    const bad of [
+      new Uint8Array(0),
+      bytes.subarray(1),
+      new Uint8Array([...bytes, 1]),
+    ]
+  ) {
+    assert.throws(
+      () => cache.restore(bad, 0),
+      /not a replay nonce file of openme serve/,
+    );
+  }
+  assert.equal(cache.restore(bytes, 0), 0);
 });
 
 Deno.test("restore takes the nonces and horizon of a snapshot and refuses their replays under a wider window", () => {
@@ -116,16 +139,9 @@ Deno.test("restore takes the nonces and horizon of a snapshot and refuses their 
   first.add(nonce(2), 50_000, 50_000);
   first.add(nonce(3), 70_000, 70_000); // forgets nonce 1
   const saved = first.snapshot();
-  const appended = new ReplayCache(60_000);
-  appended.add(nonce(4), 71_000, 71_000);
-  const records = new Uint8Array([
-    ...saved.records,
-    ...appended.takeNew(),
-    ...nonce(5).subarray(0, 10), // a record cut short by a crash
-  ]);
   const second = new ReplayCache(600_000);
-  assert.equal(second.restore({ ...saved, records }, 80_000), 3);
-  for (const [n, stamped] of [[1, 0], [2, 50_000], [3, 70_000], [4, 71_000]]) {
+  assert.equal(second.restore(saved, 80_000), 2);
+  for (const [n, stamped] of [[1, 0], [2, 50_000], [3, 70_000]]) {
     assert.equal(second.add(nonce(n), stamped, 80_001), false, `nonce ${n}`);
   }
   assert.equal(second.add(nonce(6), 10_001, 80_001), true, "after horizon");

@@ -5,14 +5,13 @@
  */
 import assert from "node:assert/strict";
 import { renderSessions } from "../../lib/cli/commands/sessions.ts";
-import { NONCE_RECORD_BYTES } from "../../lib/server/replay_cache.ts";
 import {
-  NonceFile,
   nonceFilePath,
   readNonceFile,
   readStateFile,
   renderStateFile,
   type StateFile,
+  writeNonceFile,
   writeStateText,
 } from "../../lib/server/state_file.ts";
 
@@ -145,64 +144,20 @@ Deno.test("the nonce file sits beside the state file", () => {
   assert.equal(nonceFilePath("/tmp/state"), "/tmp/state.nonces");
 });
 
-Deno.test("a nonce file written anew then appended to reads back its horizon and whole records", async () => {
+Deno.test("the nonce file is written atomically, owner-only, and read back; missing is null", async () => {
   const dir = await Deno.makeTempDir({ prefix: "openme-nonce-file-" });
-  const file = new NonceFile(`${dir}/s.nonces`);
+  const path = `${dir}/s.nonces`;
   try {
-    assert.deepEqual(await readNonceFile(file.path), {
-      horizonMs: -Infinity,
-      records: new Uint8Array(0),
-    }, "no file yet");
-    const records = (fill: number, count: number): Uint8Array =>
-      new Uint8Array(count * NONCE_RECORD_BYTES).fill(fill);
-    await file.rewrite({ horizonMs: 1234.5, records: records(1, 2) });
-    await file.append(records(2, 1));
-    assert.equal(file.appendedBytes, NONCE_RECORD_BYTES);
-    assert.deepEqual(await readNonceFile(file.path), {
-      horizonMs: 1234.5,
-      records: new Uint8Array([...records(1, 2), ...records(2, 1)]),
-    });
-    // A crash in the middle of an append leaves part of a record.
-    await file.append(new Uint8Array(5));
-    assert.equal(
-      (await readNonceFile(file.path)).records.length,
-      3 * NONCE_RECORD_BYTES,
-    );
-    await file.rewrite({ horizonMs: -Infinity, records: records(3, 1) });
-    assert.equal(file.appendedBytes, 0);
-    assert.deepEqual(await readNonceFile(file.path), {
-      horizonMs: -Infinity,
-      records: records(3, 1),
-    });
-    assert.equal((await Deno.stat(file.path)).mode! & 0o077, 0);
+    assert.equal(await readNonceFile(path), null);
+    const bytes = new Uint8Array([1, 2, 3]);
+    await writeNonceFile(path, bytes);
+    await writeNonceFile(path, bytes.subarray(1));
+    assert.deepEqual(await readNonceFile(path), bytes.subarray(1));
+    assert.equal((await Deno.stat(path)).mode! & 0o077, 0);
     const names = [];
     for await (const entry of Deno.readDir(dir)) names.push(entry.name);
     assert.deepEqual(names, ["s.nonces"], "no temp file left");
-    file.close();
-    await Deno.writeTextFile(file.path, "{}");
-    await assert.rejects(
-      readNonceFile(file.path),
-      /s\.nonces: not written by openme serve/,
-    );
   } finally {
-    file.close();
-    await Deno.remove(dir, { recursive: true });
-  }
-});
-
-Deno.test("a nonce file is appended to through the file it created, never reopened by path", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "openme-nonce-file-" });
-  const file = new NonceFile(`${dir}/s.nonces`);
-  try {
-    await file.rewrite({ horizonMs: 0, records: new Uint8Array(0) });
-    const victim = `${dir}/victim`;
-    await Deno.writeTextFile(victim, "precious\n");
-    await Deno.remove(file.path);
-    await Deno.symlink(victim, file.path);
-    await file.append(new Uint8Array(NONCE_RECORD_BYTES));
-    assert.equal(await Deno.readTextFile(victim), "precious\n");
-  } finally {
-    file.close();
     await Deno.remove(dir, { recursive: true });
   }
 });
