@@ -1,10 +1,12 @@
 /**
  * The floors of the server, run in the server namespace:
- * `deno run -A bench/udp_sink.ts PORT [bare|crypto|nft|iptables CONFIG]`.
+ * `deno run -A bench/udp_sink.ts PORT [bare|x25519|crypto|nft|iptables CONFIG]`.
  * It binds the knock socket as `openme serve` does and, for each datagram,
- * does nothing (`bare`: the runtime's cost of a datagram), or only the crypto
- * a datagram costs at least, through the library calls the server makes
- * (`crypto`: the key agreement, HKDF and AEAD open of any 165-byte datagram
+ * does nothing (`bare`: the runtime's cost of a datagram), only the X25519
+ * key agreement of a 165-byte datagram with version 1 (`x25519`), or only
+ * the crypto a datagram costs at least, through the library calls the
+ * server makes (`crypto`: the key agreement, HKDF and AEAD open of any
+ * 165-byte datagram
  * with version 1, and for one that opens, one Ed25519 verify with the first
  * client's key), or that and then, for a valid knock, one bare
  * `nft insert rule` / `iptables -I` admitting its target to tcp/22, printing
@@ -18,6 +20,7 @@ import { loadServerConfig } from "../lib/config/server_config.ts";
 import {
   prepareEd25519VerifyKey,
   prepareX25519PrivateKey,
+  x25519SharedSecret,
 } from "../lib/protocol/crypto.ts";
 import {
   openKnockPacket,
@@ -30,7 +33,7 @@ import { bindKnockSocket } from "../lib/server/daemon.ts";
 const MAX_LIFETIME_MS = 600_000;
 
 /** What the sink does with each datagram. */
-export type SinkMode = "bare" | "crypto" | "nft" | "iptables";
+export type SinkMode = "bare" | "x25519" | "crypto" | "nft" | "iptables";
 
 function insertRuleArgs(tool: string, address: string): string[] {
   return tool === "nft"
@@ -45,9 +48,9 @@ async function handlerFor(
   configPath: string | undefined,
 ): Promise<(msg: Uint8Array) => unknown> {
   if (mode === "bare") return () => {};
-  if (!["crypto", "nft", "iptables"].includes(mode) || !configPath) {
+  if (!["x25519", "crypto", "nft", "iptables"].includes(mode) || !configPath) {
     throw new Error(
-      "usage: udp_sink.ts PORT [bare|crypto|nft|iptables CONFIG]",
+      "usage: udp_sink.ts PORT [bare|x25519|crypto|nft|iptables CONFIG]",
     );
   }
   const config = await loadServerConfig(configPath);
@@ -55,6 +58,14 @@ async function handlerFor(
   const verifyKey = prepareEd25519VerifyKey(config.clients[0].ed25519PublicKey);
   return async (msg) => {
     const packet = parseKnockPacket(msg);
+    if (packet !== null && mode === "x25519") {
+      try {
+        x25519SharedSecret(serverKey, packet.ephemeralPublicKey);
+      } catch {
+        // a low-order key: refused as the server would
+      }
+      return;
+    }
     const plaintext = packet && openKnockPacket(packet, serverKey);
     if (!plaintext || !verifyKnockSignature(packet!, verifyKey)) return;
     if (mode === "crypto" || plaintext.target === null) return;
