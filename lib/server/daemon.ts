@@ -34,7 +34,7 @@ import {
 } from "./session_manager.ts";
 import {
   nonceFilePath,
-  readNonceFile,
+  readStateBytes,
   renderStateFile,
   type StateFile,
   type StatePort,
@@ -294,7 +294,7 @@ export class OpenmeServer {
     const path = this.#nonceFile;
     const cache = this.#verifier.replayCache;
     try {
-      const saved = await readNonceFile(path);
+      const saved = await readStateBytes(path);
       const kept = saved === null ? 0 : cache.restore(saved, Date.now());
       if (kept > 0) {
         info(`remembered ${kept} replay nonces of the previous run (${path})`);

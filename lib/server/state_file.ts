@@ -104,8 +104,8 @@ export function writeNonceFile(path: string, bytes: Uint8Array): Promise<void> {
   return replaceFile(path, bytes, 0o600);
 }
 
-/** The nonce file an earlier run wrote, or null when there is none. */
-export async function readNonceFile(path: string): Promise<Uint8Array | null> {
+/** The bytes of the state file or the nonce file, or null when it does not exist. */
+export async function readStateBytes(path: string): Promise<Uint8Array | null> {
   try {
     return await Deno.readFile(path);
   } catch (err) {
@@ -114,30 +114,20 @@ export async function readNonceFile(path: string): Promise<Uint8Array | null> {
   }
 }
 
-/** The state file's parsed JSON, or undefined when the file does not exist; throws with the path when it is not JSON. */
-async function readStateJson(path: string): Promise<unknown> {
-  let text: string;
-  try {
-    text = await Deno.readTextFile(path);
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return undefined;
-    throw err;
+/** Reads and checks the state file; throws with the path and what is wrong. */
+export async function readStateFile(path: string): Promise<StateFile> {
+  const bytes = await readStateBytes(path);
+  if (bytes === null) {
+    throw new Error(
+      `state file ${path} does not exist: is \`openme serve\` running? (use --state-file to read another)`,
+    );
   }
+  let data: unknown;
   try {
-    return JSON.parse(text);
+    data = JSON.parse(new TextDecoder().decode(bytes));
   } catch (err) {
     throw new Error(
       `state file ${path}: not valid JSON: ${(err as Error).message}`,
-    );
-  }
-}
-
-/** Reads and checks the state file; throws with the path and what is wrong. */
-export async function readStateFile(path: string): Promise<StateFile> {
-  const data = await readStateJson(path);
-  if (data === undefined) {
-    throw new Error(
-      `state file ${path} does not exist: is \`openme serve\` running? (use --state-file to read another)`,
     );
   }
   const state = data as StateFile;

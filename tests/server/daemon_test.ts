@@ -22,7 +22,7 @@ import {
 } from "../../lib/server/replay_cache.ts";
 import {
   nonceFilePath,
-  readNonceFile,
+  readStateBytes,
   readStateFile,
   writeNonceFile,
 } from "../../lib/server/state_file.ts";
@@ -726,7 +726,7 @@ Deno.test("a changed server private_key is warned about on reload and the key in
 
 /** The records of the nonce file beside the harness's state file (after its 24-byte header), or null while there is none. */
 async function nonceRecords(h: Harness): Promise<Uint8Array | null> {
-  const bytes = await readNonceFile(nonceFilePath(h.stateFile));
+  const bytes = await readStateBytes(nonceFilePath(h.stateFile));
   return bytes?.subarray(24) ?? null;
 }
 

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { renderSessions } from "../../lib/cli/commands/sessions.ts";
 import {
   nonceFilePath,
-  readNonceFile,
+  readStateBytes,
   readStateFile,
   renderStateFile,
   type StateFile,
@@ -148,11 +148,11 @@ Deno.test("the nonce file is written atomically, owner-only, and read back; miss
   const dir = await Deno.makeTempDir({ prefix: "openme-nonce-file-" });
   const path = `${dir}/s.nonces`;
   try {
-    assert.equal(await readNonceFile(path), null);
+    assert.equal(await readStateBytes(path), null);
     const bytes = new Uint8Array([1, 2, 3]);
     await writeNonceFile(path, bytes);
     await writeNonceFile(path, bytes.subarray(1));
-    assert.deepEqual(await readNonceFile(path), bytes.subarray(1));
+    assert.deepEqual(await readStateBytes(path), bytes.subarray(1));
     assert.equal((await Deno.stat(path)).mode! & 0o077, 0);
     const names = [];
     for await (const entry of Deno.readDir(dir)) names.push(entry.name);
