@@ -21,9 +21,9 @@ export class ReplayCache {
   /** The replay window in force, in ms (a reload may change it). */
   windowMs: number;
   /** Packets stamped before this (ms since the epoch) are refused. */
-  horizonMs = -Infinity;
+  horizonMs: number = -Infinity;
   /** How many nonces were added so far (the server saves a snapshot when it grows). */
-  added = 0;
+  added: number = 0;
   #capacity: number;
   /** Nonce hex -> its packet's timestamp (ms), in insertion order. */
   #entries = new Map<string, number>();
@@ -84,21 +84,22 @@ export class ReplayCache {
   /** Takes over an earlier run's {@linkcode snapshot} (call before any add); returns how many nonces are kept, throws when the bytes are not a snapshot. */
   restore(bytes: Uint8Array, nowMs: number): number {
     const magic = bytes.subarray(0, NONCE_FILE_MAGIC.length).toHex();
+    const view = new DataView(bytes.buffer, bytes.byteOffset);
     if (
       magic !== NONCE_FILE_MAGIC.toHex() ||
-      (bytes.length - HEADER_BYTES) % NONCE_RECORD_BYTES !== 0
+      (bytes.length - HEADER_BYTES) % NONCE_RECORD_BYTES !== 0 ||
+      Number.isNaN(view.getFloat64(NONCE_FILE_MAGIC.length))
     ) {
       throw new Error(
         `not a replay nonce file of openme serve (it starts with "openme nonces v1" and holds ${NONCE_RECORD_BYTES}-byte records)`,
       );
     }
-    const view = new DataView(bytes.buffer, bytes.byteOffset);
     // What this window refuses anyway is dropped: refused from here on.
     const savedHorizonMs = view.getFloat64(NONCE_FILE_MAGIC.length);
     this.horizonMs = Math.max(savedHorizonMs, nowMs - this.windowMs);
     for (let at = HEADER_BYTES; at < bytes.length; at += NONCE_RECORD_BYTES) {
       const stampedMs = view.getFloat64(at + NONCE_BYTES);
-      if (nowMs - stampedMs > this.windowMs) continue;
+      if (!(nowMs - stampedMs <= this.windowMs)) continue; // NaN too
       this.#add(bytes.subarray(at, at + NONCE_BYTES).toHex(), stampedMs, nowMs);
     }
     return this.#entries.size;

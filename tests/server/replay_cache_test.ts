@@ -118,8 +118,11 @@ Deno.test("a snapshot holds the horizon and every nonce kept, and added counts t
 Deno.test("restore refuses bytes that are not a snapshot", () => {
   const bytes = new ReplayCache(1000).snapshot();
   const cache = new ReplayCache(1000);
+  const nanHorizon = bytes.slice();
+  new DataView(nanHorizon.buffer).setFloat64(16, NaN);
   for (
     const bad of [
+      nanHorizon,
       new Uint8Array(0),
       bytes.subarray(1),
       new Uint8Array([...bytes, 1]),
