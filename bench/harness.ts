@@ -25,7 +25,10 @@ import {
 } from "../lib/protocol/crypto.ts";
 import { buildKnock } from "../lib/protocol/packet.ts";
 import { OpenmeServer } from "../lib/server/daemon.ts";
-import { MAX_SESSIONS_PER_CLIENT } from "../lib/server/session_manager.ts";
+import {
+  MAX_PENDING_OPENS_PER_CLIENT,
+  MAX_SESSIONS_PER_CLIENT,
+} from "../lib/server/session_manager.ts";
 import {
   CLIENT_V4,
   CLIENT_V4_ALT,
@@ -891,21 +894,27 @@ export async function startServerWithSessions(
     firewallCheckMs: 600_000,
   });
   try {
+    // Client by client within each round: a batch holds few knocks of one
+    // client, who may have only MAX_PENDING_OPENS_PER_CLIENT opens waiting.
     const knocks: Uint8Array[] = [];
     let n = 0;
-    for (const keys of clients.values()) {
-      for (let j = 0; j < MAX_SESSIONS_PER_CLIENT; j++) {
+    for (let j = 0; j < MAX_SESSIONS_PER_CLIENT; j++) {
+      for (const keys of clients.values()) {
         knocks.push(buildKnock({
           serverPublicKey: serverKeys.publicKey,
           clientPrivateKey: keys.privateKey,
         }, { target: sessionTarget(n++) }));
       }
     }
-    for (let start = 0; start < knocks.length; start += SESSION_BATCH) {
-      for (const knock of knocks.slice(start, start + SESSION_BATCH)) {
+    const batch = Math.min(
+      SESSION_BATCH,
+      options.clients * MAX_PENDING_OPENS_PER_CLIENT,
+    );
+    for (let start = 0; start < knocks.length; start += batch) {
+      for (const knock of knocks.slice(start, start + batch)) {
         server.handleDatagram(knock, "127.0.0.1");
       }
-      const want = Math.min(start + SESSION_BATCH, knocks.length);
+      const want = Math.min(start + batch, knocks.length);
       await waitFor(() => server.sessions().length === want, {
         timeoutMs: 60_000,
         what: `${want} sessions`,

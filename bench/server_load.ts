@@ -2,19 +2,22 @@
  * Server-level measurements for bench/RESULTS.md, as root, inside testbed
  * network namespaces (real nft / iptables):
  *
- * `deno run -A bench/server_load.ts [--quick] [cpu] [latency] [startup] [memory] [flood] [gate] [shutdown]`
+ * `deno run -A bench/server_load.ts [--quick] [--other=COMMAND] [cpu] [latency] [startup] [memory] [flood] [gate] [shutdown]`
  *
  * (no section named: all of them). Prints Markdown tables on standard output
  * and progress on standard error. `--quick` shrinks the counts for a smoke
  * run; the figures in RESULTS.md come from a full run.
  *
- * - cpu: server CPU time per datagram at a steady rate, read from
- *   /proc/PID/task/TID/schedstat (ns, all threads) and /proc/PID/stat
- *   (utime+stime, 10 ms ticks) before and after, idle use subtracted; a bare
- *   `node:dgram` receive loop at the same rate is the runtime's floor. The
- *   crypto floor is measured in-process in the same run.
+ * - cpu: CPU time per datagram at a steady rate from 200 sources, read from
+ *   /proc/PID/task/TID/schedstat (ns, all threads) before and after, idle use
+ *   subtracted, for 40-byte junk, 165-byte junk and valid repeat knocks, and
+ *   the RSS after each: of `openme serve`, of its floors run in the same
+ *   process shape (bench/udp_sink.ts: a bare `node:dgram` loop, and that loop
+ *   doing only the crypto), and of `--other=COMMAND` when given: any server
+ *   taking the SPEC's command line (such as another openme implementation),
+ *   under exactly the same load. Every process gets the release V8 flags.
  * - latency: knock sent → first TCP connect to the protected port, 20 knocks,
- *   nft and iptables.
+ *   nft and iptables, beside a bare `nft add rule` / `iptables -I`.
  * - startup: `openme knock` against `deno run` of an empty script.
  * - memory: `bench/memory_probe.ts` (in-process, see there) and the real
  *   server's RSS.
@@ -30,13 +33,6 @@
  * @module
  */
 
-import {
-  generateEd25519KeyPair,
-  generateX25519KeyPair,
-  prepareEd25519VerifyKey,
-  prepareX25519PrivateKey,
-} from "../lib/protocol/crypto.ts";
-import { buildKnock } from "../lib/protocol/packet.ts";
 import type { GateCounters } from "../lib/firewall/backend.ts";
 import { nftGate, parseNftJson } from "../lib/firewall/inspect.ts";
 import { getLogLevel, setLogLevel } from "../lib/log.ts";
@@ -46,6 +42,7 @@ import {
   CLIENT_V4,
   CLIENT_V4_ALT,
   DENO_RUN,
+  type NsProcess,
   openmeCommand,
   run,
   runOk,
@@ -70,9 +67,15 @@ import {
   sourceAddresses,
   startServerWithSessions,
 } from "./harness.ts";
-import { cryptoFloor } from "./crypto_floor.ts";
+import type { SinkMode } from "./udp_sink.ts";
 import type { MemoryReport } from "./memory_probe.ts";
 
+/** The V8 flags of the release binary (scripts/compile.ts). */
+const RELEASE_V8_FLAGS = "--v8-flags=--max-semi-space-size=2";
+/** Unmeasured load of each kind before the CPU runs of a process. */
+const WARM_UP_MS = 200;
+/** Rounds of the CPU runs (the table shows medians). */
+const CPU_ROUNDS = 3;
 const UDP_SINK_TS = new URL("./udp_sink.ts", import.meta.url).pathname;
 const MEMORY_PROBE_TS = new URL("./memory_probe.ts", import.meta.url).pathname;
 const SINK_PORT = 54155;
@@ -88,11 +91,13 @@ const SHUTDOWN_CLIENTS = 63;
 const SMALL_YOUNG_GEN = "--max-semi-space-size=2";
 
 const quick = Deno.args.includes("--quick");
+const other = Deno.args.find((a) => a.startsWith("--other="))?.slice(8) ??
+  null;
 const requested = Deno.args.filter((a) => !a.startsWith("--"));
 const sections = requested.length > 0
   ? requested
   : ["cpu", "latency", "startup", "memory", "flood", "gate", "shutdown"];
-const cpuDurationMs = quick ? 1000 : 3000;
+const cpuDurationMs = 2000;
 
 function progress(message: string): void {
   console.error(`[server_load] ${message}`);
@@ -102,38 +107,134 @@ function fmt(value: number, digits = 1): string {
   return Number.isFinite(value) ? value.toFixed(digits) : "n/a";
 }
 
-/** The crypto floor measured in-process, µs (median of 5 rounds). */
-function cryptoFloorUs(): number {
-  const server = generateX25519KeyPair();
-  const serverKey = prepareX25519PrivateKey(server.privateKey);
-  const client = generateEd25519KeyPair();
-  const verifyKey = prepareEd25519VerifyKey(client.publicKey);
-  const packets: Uint8Array[] = [];
-  for (let i = 0; i < 500; i++) {
-    packets.push(
-      buildKnock({
-        serverPublicKey: server.publicKey,
-        clientPrivateKey: client.privateKey,
-      }),
-    );
-  }
-  const rounds: number[] = [];
-  for (let round = 0; round < 5; round++) {
-    const start = performance.now();
-    for (const p of packets) {
-      cryptoFloor(serverKey, verifyKey, p);
-    }
-    rounds.push(((performance.now() - start) * 1000) / packets.length);
-  }
-  return median(rounds);
+/** One server (or floor) under test: how to start it in the server namespace, and the port it listens on. */
+interface Contender {
+  label: string;
+  port: number;
+  start(sb: ServerBed): Promise<{ pid: number; stop(): Promise<unknown> }>;
 }
 
-interface CpuRun {
-  label: string;
-  sent: number;
-  usPerDatagram: number;
-  statUsPerDatagram: number;
-  outcome: string;
+/** What one contender did under the loads of one round. */
+interface ContenderRun {
+  idleRssMiB: number;
+  /** Per load: µs of CPU per datagram, and RSS after it. */
+  loads: { us: number; rssMiB: number }[];
+}
+
+/** The loads of the CPU runs: all from MANY_SOURCES addresses round robin. */
+const CPU_LOADS: { label: string; kind: LoadKind; target: string | null }[] = [
+  { label: "40 bytes of junk", kind: "short", target: null },
+  { label: "165 bytes, version 1, junk", kind: "junk165", target: null },
+  { label: "valid knock, refresh path", kind: "valid", target: CLIENT_V4 },
+];
+
+/** A floor: the UDP sink in one of its modes, started with the release V8 flags like the server. */
+/** Starts the UDP sink in one of its modes in the server namespace, with the release V8 flags like the server. */
+async function startSink(sb: ServerBed, mode: SinkMode): Promise<NsProcess> {
+  const sink = sb.bed.spawn(sb.bed.serverNs, [
+    ...DENO_RUN,
+    RELEASE_V8_FLAGS,
+    UDP_SINK_TS,
+    String(SINK_PORT),
+    mode,
+    sb.configPath,
+  ]);
+  await waitFor(() => sink.output().includes("ready"), {
+    timeoutMs: 20_000,
+    what: `udp sink (${mode})`,
+  });
+  return sink;
+}
+
+/** A floor: the UDP sink in one of its modes. */
+function sinkContender(label: string, mode: SinkMode): Contender {
+  return {
+    label,
+    port: SINK_PORT,
+    async start(sb) {
+      const sink = await startSink(sb, mode);
+      return { pid: sink.child.pid, stop: () => sink.stop("SIGKILL") };
+    },
+  };
+}
+
+/** Opens the sinks' UDP port in the bed's default-deny ruleset. */
+async function acceptSinkPort(sb: ServerBed, backend: string): Promise<void> {
+  const port = String(SINK_PORT);
+  await sb.bed.execOk(
+    sb.bed.serverNs,
+    backend === "nft"
+      ? ["nft", "insert", "rule", "inet", "filter", "input", "udp", "dport"]
+        .concat([port, "accept"])
+      : ["iptables", "-w", "-I", "INPUT", "-p", "udp", "--dport", port]
+        .concat(["-j", "ACCEPT"]),
+  );
+}
+
+/** Another server command, given the SPEC's command line (`--config FILE --log-level info serve --state-file FILE`); it must run the server in its own process, not a child. */
+function otherContender(command: string): Contender {
+  return {
+    label: `\`${command}\``,
+    port: KNOCK_PORT,
+    async start(sb) {
+      const proc = sb.bed.spawn(sb.bed.serverNs, [
+        ...command.split(" ").filter((word) => word !== ""),
+        "--config",
+        sb.configPath,
+        "--log-level",
+        "info",
+        "serve",
+        "--state-file",
+        `${sb.bed.dir}/other-state.json`,
+      ]);
+      await waitFor(async () => {
+        const ss = await sb.bed.exec(sb.bed.serverNs, [
+          "ss",
+          "-Hlun",
+          `sport = :${KNOCK_PORT}`,
+        ]);
+        return ss.stdout.trim() !== "";
+      }, { timeoutMs: 30_000, what: `${command} to listen` });
+      return { pid: proc.child.pid, stop: () => proc.stop("SIGTERM") };
+    },
+  };
+}
+
+async function runContender(
+  sb: ServerBed,
+  contender: Contender,
+  many: string[],
+): Promise<ContenderRun> {
+  const specOf = (load: typeof CPU_LOADS[number], durationMs: number) => ({
+    ...sb.loadSpec(load.kind, { rate: CPU_RATE, durationMs, sources: many }),
+    port: contender.port,
+    target: load.target,
+    prime: load.kind === "valid",
+  });
+  const running = await contender.start(sb);
+  try {
+    const run: ContenderRun = {
+      idleRssMiB: readRssMiB(running.pid),
+      loads: [],
+    };
+    // A few datagrams of each kind first, so that no load pays for compiling
+    // the code the next one runs.
+    for (const load of CPU_LOADS) {
+      await (await sb.startLoad(specOf(load, WARM_UP_MS))).go();
+    }
+    const idle = await idleCpuRate(running.pid, 1000);
+    for (const load of CPU_LOADS) {
+      const spec = specOf(load, cpuDurationMs);
+      const measured = await cpuPerDatagram(sb, running.pid, idle, spec);
+      run.loads.push({
+        us: measured.usPerDatagram,
+        rssMiB: readRssMiB(running.pid),
+      });
+    }
+    return run;
+  } finally {
+    await running.stop();
+  }
 }
 
 /** Measures server CPU per datagram for one load; idle use (ms per ms) is subtracted. */
@@ -186,178 +287,135 @@ function describeOutcome(
 async function cpuSection(sb: ServerBed, out: string[]): Promise<number> {
   const many = sourceAddresses(MANY_SOURCES);
   await sb.addClientAddresses(many);
-  const floorBefore = cryptoFloorUs();
-  progress(`crypto floor ${fmt(floorBefore)} µs`);
-
-  // Baseline: a bare receive loop on another port (opened in the base ruleset).
-  await sb.bed.execOk(sb.bed.serverNs, [
-    "nft",
-    "add",
-    "rule",
-    "inet",
-    "filter",
-    "input",
-    "udp",
-    "dport",
-    String(SINK_PORT),
-    "accept",
-  ]);
-  const sink = sb.bed.spawn(sb.bed.serverNs, [
-    ...DENO_RUN,
-    UDP_SINK_TS,
-    String(SINK_PORT),
-  ]);
-  await waitFor(() => sink.output().includes("ready"), {
-    timeoutMs: 20_000,
-    what: "udp sink",
-  });
-  const sinkIdle = await idleCpuRate(sink.child.pid, 1000);
-  const sinkRun = await measureCpu(sb, sink.child.pid, sinkIdle, {
-    kind: "short",
-    sources: [CLIENT_V4_ALT],
-    port: SINK_PORT,
-  });
-  await sink.stop("SIGKILL");
-  progress(`bare receive loop ${fmt(sinkRun.usPerDatagram)} µs/datagram`);
-
-  const runs: CpuRun[] = [{
-    label: "bare `node:dgram` receive loop (runtime floor), 40 bytes",
-    sent: sinkRun.sent,
-    usPerDatagram: sinkRun.usPerDatagram,
-    statUsPerDatagram: sinkRun.statUs,
-    outcome: "all received, nothing done",
-  }];
-  const plans: {
-    label: string;
-    kind: LoadKind;
-    sources: string[];
-    target?: string | null;
-    prime?: boolean;
-    logLevel?: "info" | "warn";
-  }[] = [
+  await acceptSinkPort(sb, "nft");
+  const contenders: Contender[] = [
+    sinkContender("bare `node:dgram` loop", "bare"),
+    sinkContender("loop + X25519", "x25519"),
+    sinkContender("loop + the crypto (floor)", "crypto"),
     {
-      label: "40-byte junk, 1 source",
-      kind: "short",
-      sources: [CLIENT_V4_ALT],
-    },
-    {
-      label: "165-byte junk (version 1), 1 source",
-      kind: "junk165",
-      sources: [CLIENT_V4_ALT],
-    },
-    {
-      label: `165-byte junk (version 1), ${MANY_SOURCES} sources`,
-      kind: "junk165",
-      sources: many,
-    },
-    {
-      label: "valid knocks (distinct), 1 source",
-      kind: "valid",
-      sources: [CLIENT_V4],
-      target: null,
-      prime: true,
-    },
-    {
-      label: `valid knocks (distinct), ${MANY_SOURCES} sources, refresh`,
-      kind: "valid",
-      sources: many,
-      target: CLIENT_V4,
-      prime: true,
-    },
-    {
-      label:
-        `valid knocks (distinct), ${MANY_SOURCES} sources, refresh, --log-level warn`,
-      kind: "valid",
-      sources: many,
-      target: CLIENT_V4,
-      prime: true,
-      logLevel: "warn",
+      label: "openme serve",
+      port: KNOCK_PORT,
+      async start(sb) {
+        const server = await sb.startServer({ denoFlags: [RELEASE_V8_FLAGS] });
+        return { pid: server.pid, stop: () => server.proc.stop("SIGTERM") };
+      },
     },
   ];
-  let idleRss = NaN;
-  let idleCpu = NaN;
-  let junkManyUs = NaN;
-  let rssAfterLoads = 0;
-  for (const plan of plans) {
-    const server = await sb.startServer({ logLevel: plan.logLevel ?? "info" });
-    const idle = await idleCpuRate(server.pid, 1000);
-    if (Number.isNaN(idleRss)) {
-      idleRss = readRssMiB(server.pid);
-      idleCpu = idle;
+  if (other !== null) contenders.push(otherContender(other));
+  const runs = new Map<Contender, ContenderRun[]>(
+    contenders.map((c) => [c, []]),
+  );
+  const rounds = quick ? 1 : CPU_ROUNDS;
+  for (let round = 0; round < rounds; round++) {
+    for (const contender of contenders) {
+      const run = await runContender(sb, contender, many);
+      runs.get(contender)!.push(run);
+      progress(
+        `round ${round + 1}: ${contender.label}: ${
+          run.loads.map((l) => fmt(l.us)).join(" / ")
+        } µs, RSS ${fmt(run.idleRssMiB)} → ${
+          run.loads.map((l) => fmt(l.rssMiB)).join(" / ")
+        } MiB`,
+      );
     }
-    const measured = await measureCpu(sb, server.pid, idle, plan);
-    rssAfterLoads = Math.max(rssAfterLoads, readRssMiB(server.pid));
-    const counts = await stopAndReadState(server);
-    if (plan.kind === "junk165" && plan.sources.length > 1) {
-      junkManyUs = measured.usPerDatagram;
-    }
-    runs.push({
-      label: plan.label,
-      sent: measured.sent,
-      usPerDatagram: measured.usPerDatagram,
-      statUsPerDatagram: measured.statUs,
-      outcome: describeOutcome(counts),
-    });
-    progress(`${plan.label}: ${fmt(measured.usPerDatagram)} µs/datagram`);
   }
-  const floorAfter = cryptoFloorUs();
-  const floor = (floorBefore + floorAfter) / 2;
-
+  const usOf = (c: Contender, load: number): number =>
+    median(runs.get(c)!.map((r) => r.loads[load].us));
   out.push(
-    `### Server CPU per datagram (${CPU_RATE}/s for ${
-      cpuDurationMs / 1000
-    } s)\n`,
+    `### Server CPU per datagram (${CPU_RATE}/s from ${MANY_SOURCES} sources, ${
+      CPU_RATE * cpuDurationMs / 1000
+    } datagrams per load, median of ${rounds} rounds)\n`,
   );
   out.push(
-    `Crypto floor measured in this run (in-process): ${fmt(floor)} µs ` +
-      `(${fmt(floorBefore)} before, ${fmt(floorAfter)} after the loads). ` +
-      `Server idle CPU: ${fmt(idleCpu * 100, 2)} % of a core; idle RSS ${
-        fmt(idleRss)
-      } MiB, largest RSS after a load ${fmt(rssAfterLoads)} MiB.\n`,
+    `Every process runs with the release binary's \`${RELEASE_V8_FLAGS}\`. The loops bind the knock socket as the server does (bench/udp_sink.ts). "loop + X25519" does only the key agreement of each 165-byte datagram; "loop + the crypto" does what a datagram costs at least, through the library calls the server makes: nothing for 40 bytes, the key agreement, HKDF and AEAD open for 165 bytes, and that plus one Ed25519 verify for a valid knock.\n`,
   );
-  out.push(
-    "| load | sent | server CPU µs/datagram (schedstat) | (stat ticks) | × crypto floor | what the server did |",
-  );
-  out.push("|---|---:|---:|---:|---:|---|");
-  for (const r of runs) {
+  out.push(`| datagram | ${contenders.map((c) => c.label).join(" | ")} |`);
+  out.push(`|---|${contenders.map(() => "---:").join("|")}|`);
+  CPU_LOADS.forEach((load, i) => {
     out.push(
-      `| ${r.label} | ${r.sent} | ${fmt(r.usPerDatagram)} | ${
-        fmt(r.statUsPerDatagram)
-      } | ${fmt(r.usPerDatagram / floor, 2)} | ${r.outcome} |`,
+      `| ${load.label} | ${
+        contenders.map((c) => `${fmt(usOf(c, i))} µs`).join(" | ")
+      } |`,
+    );
+  });
+  out.push(
+    "\nRSS (MiB) idle, then after each load in turn, of the first round:\n",
+  );
+  out.push(
+    `| process | idle | ${
+      CPU_LOADS.map((l) => `after ${l.label}`).join(" | ")
+    } | after / idle |`,
+  );
+  out.push(`|---|---:|${CPU_LOADS.map(() => "---:").join("|")}|---:|`);
+  for (const c of contenders) {
+    const r = runs.get(c)![0];
+    const peak = Math.max(...r.loads.map((l) => l.rssMiB));
+    out.push(
+      `| ${c.label} | ${fmt(r.idleRssMiB)} | ${
+        r.loads.map((l) => fmt(l.rssMiB)).join(" | ")
+      } | ${fmt(peak / r.idleRssMiB, 2)} |`,
     );
   }
   out.push("");
-  return junkManyUs;
+  return usOf(contenders[3], 1);
+}
+
+/** One knock per target from CLIENT_V4, to the given port; the latencies of those that opened. */
+async function probeOpens(
+  sb: ServerBed,
+  targets: string[],
+  port: number,
+): Promise<number[]> {
+  const spec = sb.probeSpec(CLIENT_V4, targets);
+  spec.port = port;
+  spec.timeoutMs = 2000;
+  // Longer than the bed's knock_timeout: each session has closed before the
+  // next knock, so every knock opens a session with a free slot (a client
+  // holds at most 8; a ninth first closes the oldest).
+  spec.gapMs = LATENCY_GAP_MS;
+  const result = await sb.probe(spec);
+  return result.latenciesMs.filter((v): v is number => v !== null);
 }
 
 async function latencyFor(
   sb: ServerBed,
   out: string[],
-  backend: string,
+  backend: "nft" | "iptables",
 ): Promise<void> {
   const targets = sourceAddresses(20, 90);
   await sb.addClientAddresses(targets);
-  const server = await sb.startServer();
+  await acceptSinkPort(sb, backend);
+  const server = await sb.startServer({ denoFlags: [RELEASE_V8_FLAGS] });
+  let ours: number[];
   try {
-    const spec = sb.probeSpec(CLIENT_V4, targets);
-    spec.timeoutMs = 2000;
-    // Longer than the bed's knock_timeout: each session has closed before
-    // the next knock, so every knock opens a session with a free slot (a
-    // client holds at most 8; a ninth first closes the oldest).
-    spec.gapMs = LATENCY_GAP_MS;
-    const result = await sb.probe(spec);
-    const ok = result.latenciesMs.filter((v): v is number => v !== null);
-    out.push(
-      `| ${backend} | ${ok.length}/${targets.length} | ${
-        fmt(percentile(ok, 50))
-      } | ${fmt(percentile(ok, 95))} | ${fmt(Math.min(...ok))} | ${
-        fmt(Math.max(...ok))
-      } |`,
-    );
-    progress(`latency ${backend}: p50 ${fmt(percentile(ok, 50))} ms`);
+    ours = await probeOpens(sb, targets, KNOCK_PORT);
   } finally {
     await server.proc.stop("SIGTERM");
   }
+  // After the server, which removed its rules: the sink's stay.
+  const sink = await startSink(sb, backend);
+  let floor: number[];
+  try {
+    floor = await probeOpens(sb, targets, SINK_PORT);
+  } finally {
+    await sink.stop("SIGKILL");
+  }
+  const tool = [...sink.output().matchAll(/^tool (\S+)$/gm)].map((m) =>
+    Number(m[1])
+  );
+  const [p50, floorP50, bare] = [median(ours), median(floor), median(tool)];
+  out.push(
+    `| ${backend} | ${ours.length}/${targets.length} | ${fmt(p50)} | ${
+      fmt(percentile(ours, 95))
+    } | ${fmt(floorP50)} | ${fmt(bare)} | ${fmt(p50 / bare, 2)} | ${
+      fmt(p50 / floorP50, 2)
+    } |`,
+  );
+  progress(
+    `latency ${backend}: p50 ${fmt(p50)} ms, floor ${
+      fmt(floorP50)
+    } ms, bare tool ${fmt(bare)} ms`,
+  );
 }
 
 /** knock_timeout of the latency beds: short, so sessions close between knocks. */
@@ -368,10 +426,12 @@ const LATENCY_GAP_MS = 1300;
 async function latencySection(out: string[]): Promise<void> {
   out.push("### Knock-to-open latency (20 knocks)\n");
   out.push(
-    `From sending the knock to the first successful TCP connect to port 22 from the knocked address (a new connect is started every millisecond). \`knock_timeout: ${LATENCY_KNOCK_TIMEOUT}\` and ${LATENCY_GAP_MS} ms between knocks, so each knock opens a new session while the client has free session slots.\n`,
+    `From sending the knock to the first successful TCP connect to port 22 from the knocked address (a new connect is started every millisecond), median of 20 knocks. \`knock_timeout: ${LATENCY_KNOCK_TIMEOUT}\` and ${LATENCY_GAP_MS} ms between knocks, so each knock opens a new session while the client has free session slots. The floor: bench/udp_sink.ts verifying the same knocks and then running one bare \`nft insert rule\` / \`iptables -I\` (timed alone in the "bare tool" column), measured by the same probe. Every process runs with the release binary's \`${RELEASE_V8_FLAGS}\`.\n`,
   );
-  out.push("| firewall | opened | p50 ms | p95 ms | min ms | max ms |");
-  out.push("|---|---:|---:|---:|---:|---:|");
+  out.push(
+    "| firewall | opened | openme p50 ms | openme p95 ms | floor p50 ms | bare tool ms | openme / bare tool | openme / floor |",
+  );
+  out.push("|---|---:|---:|---:|---:|---:|---:|---:|");
   for (const backend of ["nft", "iptables"] as const) {
     const bed = await ServerBed.create({
       prefix: `om-bench-lat-${backend === "nft" ? "n" : "i"}`,

@@ -3,8 +3,8 @@
  * backend, and nothing ever sent back. The config is reloaded on SIGHUP and
  * when its file changes; every few seconds the firewall is checked and what
  * an operator's ruleset reload removed is put back. Accepted replay nonces
- * go to the state file, so a restart does not reopen the door to a captured
- * knock.
+ * go to the nonce file once a second, so a restart does not reopen the door
+ * to a captured knock.
  *
  * @module
  */
@@ -36,10 +36,12 @@ import {
   SessionManager,
 } from "./session_manager.ts";
 import {
-  readStateNonces,
+  nonceFilePath,
+  readStateBytes,
   renderStateFile,
   type StateFile,
   type StatePort,
+  writeNonceFile,
   writeStateText,
 } from "./state_file.ts";
 import {
@@ -60,13 +62,16 @@ export type {
 /** Server-wide signature checks per second (and burst) for knocks whose signer is not known from their source: about 0.4 of a core. */
 export const SIGNATURE_CHECKS_PER_SECOND = 10_000;
 
-// How often the config file and the firewall are checked; the longest
-// delay of new drop counters to the state file; the most peer address texts
-// whose parsed form is kept (emptied when full).
+// How often the config file and the firewall are checked; the shortest time
+// between two state file writes; how often new nonces and drop counters are
+// written; the most peer address texts whose parsed form is kept (emptied
+// when full); the receive buffer (see bindKnockSocket).
 const CONFIG_POLL_INTERVAL_MS = 500;
 const FIREWALL_CHECK_INTERVAL_MS = 5000;
-const DROP_STATE_WRITE_DELAY_MS = 1000;
+const STATE_WRITE_SPACING_MS = 200;
+const SAVE_INTERVAL_MS = 1000;
 const PEER_ADDRESS_CACHE_SIZE = 4096;
+const RECEIVE_BUFFER_BYTES = 256;
 
 /** Options for {@linkcode OpenmeServer.start}. */
 export interface ServerOptions {
@@ -148,11 +153,18 @@ function oneLine(err: unknown): string {
   return lines.filter((line) => line !== "").join(" | ");
 }
 
-function bindUdp(port: number, hostname: string | undefined): Promise<Socket> {
+/** Binds the knock socket on `hostname` (default dual-stack `::`, else `0.0.0.0`); the floors in bench/ bind theirs with it too. */
+export function bindKnockSocket(
+  port: number,
+  hostname?: string,
+): Promise<Socket> {
   const bind = (host: string): Promise<Socket> =>
     new Promise((resolve, reject) => {
       const type = host.includes(":") ? "udp6" : "udp4";
-      const socket = createSocket({ type, ipv6Only: false });
+      // Deno's node:dgram allocates this (doubled on Linux) for each receive
+      // instead of 64 KiB; longer datagrams arrive cut, still too long.
+      const recvBufferSize = RECEIVE_BUFFER_BYTES;
+      const socket = createSocket({ type, ipv6Only: false, recvBufferSize });
       socket.once("error", (err) => {
         socket.close();
         reject(err);
@@ -193,12 +205,16 @@ export class OpenmeServer {
   #checkAgain: Promise<void> | null = null;
   #checkFailed = false;
   #lastSummaryMs = Date.now();
-  #dropWriteTimer: ReturnType<typeof setTimeout> | undefined;
+  #dropsDirty = false;
   #stateDirty = false;
   #stateWriting: Promise<void> | null = null;
-  #stateWarned = false;
   #metricsWriting: Promise<void> = Promise.resolve();
-  #metricsWarned = false;
+  #nonceFile: string;
+  /** Nonces added to the replay cache when the nonce file was last written. */
+  #noncesSaved = -1;
+  #nonceSaving: Promise<void> = Promise.resolve();
+  /** Files whose last write failed (warned about once). */
+  #unwritable = new Set<string>();
   #stopping = false;
   #stopped: Promise<void> | null = null;
 
@@ -220,6 +236,7 @@ export class OpenmeServer {
     );
     this.#socket = socket;
     this.#health = health;
+    this.#nonceFile = nonceFilePath(options.stateFile);
     const limit = config.knockRateLimit;
     const rateLimit = options.rateLimit !== undefined ? options.rateLimit : {
       perSecond: limit.count / RATE_UNIT_SECONDS[limit.unit],
@@ -255,7 +272,7 @@ export class OpenmeServer {
     let socket: Socket | null = null;
     let health: HealthListener;
     try {
-      socket = await bindUdp(udpPort, options.hostname);
+      socket = await bindKnockSocket(udpPort, options.hostname);
       health = await startHealthListener(healthPort, options.hostname);
     } catch (err) {
       socket?.close();
@@ -286,22 +303,24 @@ export class OpenmeServer {
       await this.#backend.teardown().catch(() => {});
       throw err;
     }
-    const stateFile = this.#options.stateFile;
+    const path = this.#nonceFile;
+    const cache = this.#verifier.replayCache;
     try {
-      const kept = this.#verifier.rememberNonces(
-        await readStateNonces(stateFile),
-      );
+      const saved = await readStateBytes(path);
+      const kept = saved === null ? 0 : cache.restore(saved, Date.now());
       if (kept > 0) {
-        info(
-          `remembered ${kept} replay nonces accepted by the previous run (state file ${stateFile})`,
-        );
+        info(`remembered ${kept} replay nonces of the previous run (${path})`);
       }
     } catch (err) {
-      const why = oneLine(err);
+      // Nothing stamped before now can be a replay this run would miss.
+      cache.horizonMs = Date.now();
       warn(
-        `could not read the replay nonces of the previous run: ${why} (knocks it accepted within the replay window could be replayed once)`,
+        `could not read the replay nonces of the previous run from ${path}: ${
+          oneLine(err)
+        } (knocks stamped before now are refused)`,
       );
     }
+    await this.#saveNonces();
     this.#socket.on("message", (msg, rinfo) => {
       const datagram = new Uint8Array(
         msg.buffer,
@@ -328,6 +347,11 @@ export class OpenmeServer {
         () => this.writeMetrics(),
         this.#options.metricsIntervalMs ?? METRICS_INTERVAL_MS,
       ),
+      setInterval(() => {
+        this.#nonceSaving = this.#nonceSaving.then(() => this.#saveNonces());
+        if (this.#dropsDirty) this.#scheduleStateWrite();
+        this.#dropsDirty = false;
+      }, SAVE_INTERVAL_MS),
     );
     await this.#writeState();
     await this.writeMetrics();
@@ -385,14 +409,10 @@ export class OpenmeServer {
     }
   }
 
-  /** Counts a drop and makes sure the counters reach the state file soon. */
+  /** Counts a drop; the counters reach the state file within a second. */
   #drop(reason: string, source: string): void {
     this.#stats.drop(reason, source);
-    if (this.#dropWriteTimer !== undefined || this.#stopping) return;
-    this.#dropWriteTimer = setTimeout(() => {
-      this.#dropWriteTimer = undefined;
-      this.#scheduleStateWrite();
-    }, DROP_STATE_WRITE_DELAY_MS);
+    this.#dropsDirty = true;
   }
 
   /**
@@ -530,19 +550,15 @@ export class OpenmeServer {
     return true;
   }
 
-  /** Writes the state file at once, then, while changes keep coming, spaced by the cost of the last write. */
+  /** Writes the state file at once, then, while changes keep coming, at most every STATE_WRITE_SPACING_MS. */
   #scheduleStateWrite(): void {
     this.#stateDirty = true;
-    if (this.#stateWriting !== null) return;
-    this.#stateWriting = (async () => {
+    this.#stateWriting ??= (async () => {
       while (this.#stateDirty) {
         this.#stateDirty = false;
-        const costMs = await this.#writeState();
+        await this.#writeState();
         if (this.#stateDirty && !this.#stopping) {
-          // 10 times the cost of the last write's text (200 ms to 5 s): the
-          // state file takes at most about a tenth of the server's time.
-          const delayMs = Math.min(5000, Math.max(200, 10 * costMs));
-          await new Promise((resolve) => setTimeout(resolve, delayMs));
+          await new Promise((ok) => setTimeout(ok, STATE_WRITE_SPACING_MS));
         }
       }
     })().finally(() => this.#stateWriting = null);
@@ -578,29 +594,50 @@ export class OpenmeServer {
         attempts: p.attempts,
         last_error: p.lastError,
       })),
-      replay_nonces: this.#verifier.nonceRecord(),
     };
   }
 
-  /** Writes the state file; returns how long building its text took (ms), not counting the write itself. */
-  async #writeState(): Promise<number> {
-    const started = performance.now();
-    const text = renderStateFile(this.state());
-    const costMs = performance.now() - started;
-    const path = this.#options.stateFile;
+  /** Waits for one write of a file; a failure is warned about once, until a write of that file works again. */
+  async #write(
+    what: string,
+    path: string,
+    writing: Promise<void>,
+  ): Promise<void> {
     try {
-      await writeStateText(path, text);
-      this.#stateWarned = false;
+      await writing;
+      this.#unwritable.delete(path);
     } catch (err) {
-      if (!this.#stateWarned) {
+      if (!this.#unwritable.has(path)) {
         const why = (err as Error).message;
+        const stale = what === "state file"
+          ? "`openme sessions` will be stale"
+          : what === "metrics file"
+          ? "check metrics_file and the directory's permissions"
+          : "after a restart, knocks accepted since could be replayed once within replay_window";
         warn(
-          `cannot write state file ${path}: ${why} (serving continues; \`openme sessions\` will be stale)`,
+          `cannot write ${what} ${path}: ${why} (serving continues; ${stale})`,
         );
       }
-      this.#stateWarned = true;
+      this.#unwritable.add(path);
     }
-    return costMs;
+  }
+
+  #writeState(): Promise<void> {
+    const path = this.#options.stateFile;
+    const text = renderStateFile(this.state());
+    return this.#write("state file", path, writeStateText(path, text));
+  }
+
+  /** Writes the nonce file when nonces were added since it was last written. */
+  #saveNonces(): Promise<void> {
+    const cache = this.#verifier.replayCache;
+    const added = cache.added;
+    if (added === this.#noncesSaved) return Promise.resolve();
+    const path = this.#nonceFile;
+    const writing = writeNonceFile(path, cache.snapshot()).then(() => {
+      this.#noncesSaved = added;
+    });
+    return this.#write("replay nonce file", path, writing);
   }
 
   /** Writes the metrics file when `metrics_file` is set, after the write in progress; a failure is logged once until a write works. */
@@ -614,19 +651,11 @@ export class OpenmeServer {
         openSessions: this.#sessions.list().length,
         kernelGateDrops: this.#kernelDrops,
       });
-      try {
-        await atomicWriteFile(path, text, { mode: 0o644 });
-        this.#metricsWarned = false;
-      } catch (err) {
-        if (!this.#metricsWarned) {
-          warn(
-            `cannot write metrics file ${path}: ${
-              oneLine(err)
-            } (serving continues; check metrics_file and the directory's permissions)`,
-          );
-        }
-        this.#metricsWarned = true;
-      }
+      await this.#write(
+        "metrics file",
+        path,
+        atomicWriteFile(path, text, { mode: 0o644 }),
+      );
     });
     return this.#metricsWriting;
   }
@@ -640,7 +669,6 @@ export class OpenmeServer {
   async #stop(): Promise<void> {
     this.#stopping = true;
     for (const timer of this.#timers) clearInterval(timer);
-    clearTimeout(this.#dropWriteTimer);
     this.#socket.removeAllListeners("message");
     await new Promise<void>((resolve) => this.#socket.close(() => resolve()));
     await this.#health.close();
@@ -649,6 +677,8 @@ export class OpenmeServer {
     const removed = await this.#sessions.shutdown();
     await this.#stateWriting;
     await this.#writeState();
+    await this.#nonceSaving;
+    await this.#saveNonces();
     await this.writeMetrics();
     this.#stats.logSummary(Date.now() - this.#lastSummaryMs);
     info(

@@ -22,6 +22,9 @@ export type { FirewallRulePort, OpenedRules };
 /** Most sessions (target addresses) one client may hold; a knock for one more closes its least recently knocked session. */
 export const MAX_SESSIONS_PER_CLIENT = 8;
 
+/** Most opens of one client waiting for the firewall at once (fewer than its sessions): further first knocks of that client are dropped as busy, so no client takes the whole shared bound. */
+export const MAX_PENDING_OPENS_PER_CLIENT = 4;
+
 /** Waits before the first, second, ... retry of a failed close; the last one repeats. */
 export const CLOSE_RETRY_DELAYS_MS: readonly number[] = [1e3, 2e3, 5e3, 1e4];
 
@@ -195,21 +198,21 @@ export class SessionManager {
       );
       return "busy";
     }
+    const inFlight =
+      [...this.#pending.values()].filter((p) => p.clientName === client.name)
+        .length;
+    if (inFlight >= MAX_PENDING_OPENS_PER_CLIENT) {
+      warn(
+        `${dropped}: ${inFlight} opens of this client already waiting (at most ${MAX_PENDING_OPENS_PER_CLIENT} per client)`,
+      );
+      return "busy";
+    }
     // A client at its session limit loses its least recently knocked one.
     const max = MAX_SESSIONS_PER_CLIENT;
     const own = [...this.#sessions].filter(([, s]) =>
       s.clientName === client.name
     );
-    const inFlight =
-      [...this.#pending.values()].filter((p) => p.clientName === client.name)
-        .length;
     if (own.length + inFlight >= max) {
-      if (own.length === 0) {
-        warn(
-          `${dropped}: ${inFlight} opens of this client in flight (at most ${max} sessions per client)`,
-        );
-        return "busy";
-      }
       const [oldKey, old] = own.reduce((a, b) =>
         b[1].expiresAtMs < a[1].expiresAtMs ? b : a
       );

@@ -1,14 +1,15 @@
 /**
  * The session state file (SPEC §7): what is open, until when, and when each
- * client was last seen, plus openme's counters, failed closes and replay
- * nonces. Written atomically by the server; read by `openme sessions`.
+ * client was last seen, plus openme's counters and failed closes. Written
+ * atomically by the server; read by `openme sessions`. Beside it, the replay
+ * nonce file: the accepted nonces, written atomically at most once a second.
  *
  * @module
  */
 
 import type { GateCounters } from "../firewall/backend.ts";
 
-/** Default state file path. */
+/** Default state file path: kept across reboots, as it lists the rules to remove after a crash and the nonces beside it. */
 export const DEFAULT_STATE_FILE = "/var/lib/openme/sessions.json";
 
 /** A port in the state file (`end_port` only for ranges). */
@@ -57,8 +58,6 @@ export interface StateFile {
   pid?: number;
   /** Rules whose removal failed and is being retried (openme extension). */
   pending_closes?: StatePendingClose[];
-  /** Replay nonces accepted within 2 × replay_window, hex → ms accepted, which a restarted server still refuses (openme extension). */
-  replay_nonces?: Record<string, number>;
 }
 
 /** Rules whose removal failed and is being retried (openme extension). */
@@ -76,15 +75,17 @@ export function renderStateFile(state: StateFile): string {
   return JSON.stringify(state, null, 2) + "\n";
 }
 
-/** Writes state file text atomically: a temp file in the same directory, then rename. */
-export async function writeStateText(
+/** Writes `data` atomically: to a new file with a random name beside `path`, created exclusively (never through a symlink or into an existing file), then renamed over `path`. */
+async function replaceFile(
   path: string,
-  text: string,
+  data: Uint8Array,
+  mode: number,
 ): Promise<void> {
   const slash = path.lastIndexOf("/") + 1;
-  const temp = `${path.slice(0, slash)}.${path.slice(slash)}.${Deno.pid}.tmp`;
+  const random = crypto.getRandomValues(new Uint8Array(8)).toHex();
+  const temp = `${path.slice(0, slash)}.${path.slice(slash)}.${random}.tmp`;
   try {
-    await Deno.writeTextFile(temp, text, { mode: 0o644 });
+    await Deno.writeFile(temp, data, { createNew: true, mode });
     await Deno.rename(temp, path);
   } catch (err) {
     await Deno.remove(temp).catch(() => {});
@@ -92,30 +93,45 @@ export async function writeStateText(
   }
 }
 
-/** The state file's parsed JSON, or undefined when the file does not exist; throws with the path when it is not JSON. */
-async function readStateJson(path: string): Promise<unknown> {
-  let text: string;
+/** Writes state file text atomically: a new file with a random name in the same directory, then rename. */
+export function writeStateText(path: string, text: string): Promise<void> {
+  return replaceFile(path, new TextEncoder().encode(text), 0o644);
+}
+
+/** The replay nonce file beside a state file: `sessions.json` -> `sessions.nonces`. */
+export function nonceFilePath(stateFile: string): string {
+  return stateFile.replace(/(\.json)?$/, ".nonces");
+}
+
+/** Writes the nonce file (a replay cache's snapshot) atomically, readable by the owner only. */
+export function writeNonceFile(path: string, bytes: Uint8Array): Promise<void> {
+  return replaceFile(path, bytes, 0o600);
+}
+
+/** The bytes of the state file or the nonce file, or null when it does not exist. */
+export async function readStateBytes(path: string): Promise<Uint8Array | null> {
   try {
-    text = await Deno.readTextFile(path);
+    return await Deno.readFile(path);
   } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return undefined;
+    if (err instanceof Deno.errors.NotFound) return null;
     throw err;
-  }
-  try {
-    return JSON.parse(text);
-  } catch (err) {
-    throw new Error(
-      `state file ${path}: not valid JSON: ${(err as Error).message}`,
-    );
   }
 }
 
 /** Reads and checks the state file; throws with the path and what is wrong. */
 export async function readStateFile(path: string): Promise<StateFile> {
-  const data = await readStateJson(path);
-  if (data === undefined) {
+  const bytes = await readStateBytes(path);
+  if (bytes === null) {
     throw new Error(
       `state file ${path} does not exist: is \`openme serve\` running? (use --state-file to read another)`,
+    );
+  }
+  let data: unknown;
+  try {
+    data = JSON.parse(new TextDecoder().decode(bytes));
+  } catch (err) {
+    throw new Error(
+      `state file ${path}: not valid JSON: ${(err as Error).message}`,
     );
   }
   const state = data as StateFile;
@@ -129,13 +145,4 @@ export async function readStateFile(path: string): Promise<StateFile> {
     state.last_seen = {};
   }
   return state;
-}
-
-/** The `replay_nonces` an earlier run wrote to the state file, unchecked; empty when there are none. */
-export async function readStateNonces(
-  path: string,
-): Promise<Record<string, unknown>> {
-  const nonces = ((await readStateJson(path)) as StateFile | null)
-    ?.replay_nonces;
-  return typeof nonces === "object" && nonces !== null ? nonces : {};
 }

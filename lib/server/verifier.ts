@@ -91,7 +91,8 @@ export class KnockVerifier<C extends VerifierClient = VerifierClient> {
   #serverKey: X25519PrivateKey;
   #replayWindowNs = 0n;
   #clients: readonly C[];
-  #replayCache: ReplayCache;
+  /** The accepted nonces (the server saves and restores them). */
+  readonly replayCache: ReplayCache;
   #rateLimiter: RateLimiter | null;
   #signatureBudget: RateLimiter | null;
   /** Source address text -> client whose key last verified a knock from it (access order). */
@@ -101,9 +102,7 @@ export class KnockVerifier<C extends VerifierClient = VerifierClient> {
   constructor(options: KnockVerifierOptions<C>) {
     this.#serverKey = prepareX25519PrivateKey(options.serverPrivateKey);
     this.#clients = options.clients;
-    // A knock stamped up to a window ahead stays valid until two windows
-    // after it was accepted: its nonce is kept that long.
-    this.#replayCache = new ReplayCache(2 * options.replayWindowMs);
+    this.replayCache = new ReplayCache(0);
     this.setReplayWindow(options.replayWindowMs);
     this.#rateLimiter = options.rateLimit
       ? new RateLimiter(options.rateLimit)
@@ -113,13 +112,10 @@ export class KnockVerifier<C extends VerifierClient = VerifierClient> {
       : null;
   }
 
-  /** Changes the replay window; nonces stay kept for twice the largest window in force since start. */
+  /** Changes the replay window; a wider one still refuses packets older than the nonces kept. */
   setReplayWindow(replayWindowMs: number): void {
-    this.#replayWindowNs = BigInt(Math.round(replayWindowMs)) * NS_PER_MS;
-    const retentionMs = 2 * replayWindowMs;
-    if (retentionMs > this.#replayCache.retentionMs) {
-      this.#replayCache.retentionMs = retentionMs;
-    }
+    this.replayCache.windowMs = Math.round(replayWindowMs);
+    this.#replayWindowNs = BigInt(this.replayCache.windowMs) * NS_PER_MS;
   }
 
   /** Replaces the registered clients (config reload); remembered nonces are kept. */
@@ -155,7 +151,8 @@ export class KnockVerifier<C extends VerifierClient = VerifierClient> {
     const client = this.#findSigner(packet, source.text, nowMs);
     if (client === "over_budget") return { ok: false, reason: "rate_limit" };
     if (client === null) return { ok: false, reason: "unknown_client" };
-    if (!this.#replayCache.add(plaintext.replayNonce, nowMs)) {
+    const stampedMs = Number(plaintext.timestampNs / NS_PER_MS);
+    if (!this.replayCache.add(plaintext.replayNonce, stampedMs, nowMs)) {
       return { ok: false, reason: "replay" };
     }
     if (isExpired(client, nowMs)) return { ok: false, reason: "expired" };
@@ -192,18 +189,5 @@ export class KnockVerifier<C extends VerifierClient = VerifierClient> {
     }
     this.#hints.set(source, signer);
     return signer;
-  }
-
-  /** The accepted nonces still kept at `nowMs`, as the state file stores them (hex -> ms accepted). */
-  nonceRecord(nowMs: number = Date.now()): Record<string, number> {
-    return this.#replayCache.record(nowMs);
-  }
-
-  /** Remembers the nonces of an earlier run's {@linkcode nonceRecord} (call before the first verify); returns how many were kept. */
-  rememberNonces(
-    record: Readonly<Record<string, unknown>>,
-    nowMs: number = Date.now(),
-  ): number {
-    return this.#replayCache.restore(record, nowMs);
   }
 }

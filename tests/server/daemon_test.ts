@@ -16,7 +16,16 @@ import {
   type ServerOptions,
   SIGNATURE_CHECKS_PER_SECOND,
 } from "../../lib/server/daemon.ts";
-import { readStateFile } from "../../lib/server/state_file.ts";
+import {
+  NONCE_RECORD_BYTES,
+  ReplayCache,
+} from "../../lib/server/replay_cache.ts";
+import {
+  nonceFilePath,
+  readStateBytes,
+  readStateFile,
+  writeNonceFile,
+} from "../../lib/server/state_file.ts";
 import { waitFor } from "../../scripts/testbed.ts";
 import {
   captureLog,
@@ -567,6 +576,29 @@ Deno.test("at info level single drops are not logged", async () => {
   }
 });
 
+Deno.test({
+  name:
+    "the knock socket keeps the kernel's default receive buffer (the small receive size only sizes Deno's own copy)",
+  ignore: Deno.build.os !== "linux",
+  fn: async () => {
+    const h = await startHarness();
+    try {
+      const rmemDefault = Number(
+        (await Deno.readTextFile("/proc/sys/net/core/rmem_default")).trim(),
+      );
+      const out = await new Deno.Command("ss", {
+        args: ["-ulmnH", `sport = :${h.server.udpPort}`],
+      }).output();
+      const listing = new TextDecoder().decode(out.stdout);
+      const rb = listing.match(/skmem:\(r\d+,rb(\d+),/);
+      assert.ok(rb !== null, listing);
+      assert.equal(Number(rb[1]), rmemDefault, listing);
+    } finally {
+      await h.close();
+    }
+  },
+});
+
 Deno.test("the server never replies, to junk or to a valid knock", async () => {
   const h = await startHarness();
   const socket = createSocket("udp4");
@@ -715,39 +747,55 @@ Deno.test("a changed server private_key is warned about on reload and the key in
   }
 });
 
-Deno.test("a knock accepted before a restart is refused as a replay after it (nonces kept in the state file)", async () => {
+/** The records of the nonce file beside the harness's state file (after its 24-byte header), or null while there is none. */
+async function nonceRecords(h: Harness): Promise<Uint8Array | null> {
+  const bytes = await readStateBytes(nonceFilePath(h.stateFile));
+  return bytes?.subarray(24) ?? null;
+}
+
+function startAgain(
+  h: Harness,
+  backend = new RecordingBackend(),
+): Promise<OpenmeServer> {
+  return OpenmeServer.start(h.configPath, {
+    stateFile: h.stateFile,
+    backend,
+    hostname: "127.0.0.1",
+    udpPort: 0,
+    healthPort: 0,
+    rateLimit: null,
+  });
+}
+
+Deno.test("a knock accepted before a crash is refused as a replay after it: its nonce is in the nonce file within a second", async () => {
   const h = await startHarness({ config: { replayWindow: "60s" } });
   let second: OpenmeServer | null = null;
   try {
+    const builtAfter = Date.now();
     const packet = h.knock("alice");
-    const sentAt = Date.now();
+    const builtBy = Date.now();
     await h.send(packet);
     await waitFor(() => sessionOf(h, "alice") !== undefined, {
       timeoutMs: WAIT_MS,
       what: "the knock accepted by the first server",
     });
-    const acceptedBy = Date.now();
-    await waitFor(async () => {
-      const state = await readStateFile(h.stateFile).catch(() => null);
-      return Object.keys(state?.replay_nonces ?? {}).length === 1;
-    }, { timeoutMs: WAIT_MS, what: "the nonce in the state file" });
-    const written = (await readStateFile(h.stateFile)).replay_nonces!;
-    const [hex, acceptedAt] = Object.entries(written)[0];
-    assert.match(hex, /^[0-9a-f]{32}$/);
-    assert.ok(acceptedAt >= sentAt && acceptedAt <= acceptedBy + 1);
-    await h.server.stop();
+    await waitFor(
+      async () => (await nonceRecords(h))?.length === NONCE_RECORD_BYTES,
+      {
+        timeoutMs: WAIT_MS,
+        what: "the nonce appended to the nonce file",
+      },
+    );
+    const record = (await nonceRecords(h))!;
+    const stampedMs = new DataView(record.buffer, record.byteOffset)
+      .getFloat64(16);
+    assert.ok(stampedMs >= builtAfter && stampedMs <= builtBy, `${stampedMs}`);
+    // The first server is never stopped before the second starts, as after
+    // a kill -9: what is on disk is all the second one gets.
     const backend = new RecordingBackend();
-    second = await OpenmeServer.start(h.configPath, {
-      stateFile: h.stateFile,
-      backend,
-      hostname: "127.0.0.1",
-      udpPort: 0,
-      healthPort: 0,
-      rateLimit: null,
-    });
+    second = await startAgain(h, backend);
     assert.equal(
-      h.log.matching(/remembered 1 replay nonces accepted by the previous run/)
-        .length,
+      h.log.matching(/remembered 1 replay nonces of the previous run/).length,
       1,
     );
     await sendDatagrams(second.udpPort, [packet]);
@@ -756,47 +804,63 @@ Deno.test("a knock accepted before a restart is refused as a replay after it (no
       what: "the replay refused by the restarted server",
     });
     assert.equal(backend.callsOf("open").length, 0);
-    // A fresh knock still works, and the old nonce is written again.
+    // A fresh knock still works, and stop writes its nonce too.
     await sendDatagrams(second.udpPort, [h.knock("alice")]);
     await waitFor(() => second!.sessions().length === 1, {
       timeoutMs: WAIT_MS,
       what: "a fresh knock accepted",
     });
     await second.stop();
-    const final = (await readStateFile(h.stateFile)).replay_nonces!;
-    assert.equal(Object.keys(final).length, 2);
-    assert.ok(hex in final);
+    const final = (await nonceRecords(h))!;
+    assert.equal(final.length, 2 * NONCE_RECORD_BYTES);
+    assert.equal(final.subarray(0, 24).toHex(), record.toHex());
   } finally {
     await second?.stop();
     await h.close();
   }
 });
 
-Deno.test("old nonces in the state file (older than 2 x replay_window) are not loaded", async () => {
-  // Nonces are kept 2 minutes: one 5 minutes old is dropped, one 1 s old
-  // is kept however slowly the restart goes.
+Deno.test("nonces the replay window refuses anyway are not loaded from the nonce file", async () => {
   const h = await startHarness({ config: { replayWindow: "60s" } });
   let second: OpenmeServer | null = null;
   try {
     await h.server.stop();
-    const state = await readStateFile(h.stateFile);
-    state.replay_nonces = {
-      ["11".repeat(16)]: Date.now() - 300_000,
-      ["22".repeat(16)]: Date.now() - 1000,
-      ["not-hex"]: Date.now(),
-    };
-    await Deno.writeTextFile(h.stateFile, JSON.stringify(state));
-    second = await OpenmeServer.start(h.configPath, {
-      stateFile: h.stateFile,
-      backend: new RecordingBackend(),
-      hostname: "127.0.0.1",
-      udpPort: 0,
-      healthPort: 0,
-    });
+    const cache = new ReplayCache(600_000);
+    cache.add(new Uint8Array(16).fill(0x11), Date.now() - 300_000, Date.now());
+    cache.add(new Uint8Array(16).fill(0x22), Date.now() - 1000, Date.now());
+    const records = cache.snapshot().subarray(24);
+    await writeNonceFile(nonceFilePath(h.stateFile), cache.snapshot());
+    second = await startAgain(h);
     assert.equal(h.log.matching(/remembered 1 replay nonces/).length, 1);
-    assert.deepEqual(Object.keys(second.state().replay_nonces ?? {}), [
-      "22".repeat(16),
-    ]);
+    await second.stop();
+    assert.deepEqual(await nonceRecords(h), records.subarray(24));
+  } finally {
+    await second?.stop();
+    await h.close();
+  }
+});
+
+Deno.test("with an unreadable nonce file, knocks stamped before the start are refused and later ones accepted", async () => {
+  const h = await startHarness({ config: { replayWindow: "60s" } });
+  let second: OpenmeServer | null = null;
+  try {
+    await h.server.stop();
+    const early = h.knock("alice", { offsetMs: -5000 });
+    await Deno.writeTextFile(nonceFilePath(h.stateFile), "not nonces");
+    second = await startAgain(h);
+    assert.equal(
+      h.log.matching(
+        /^WARN {2}could not read the replay nonces of the previous run from .*state\.nonces: not a replay nonce file of openme serve .*\(knocks stamped before now are refused\)$/,
+      ).length,
+      1,
+    );
+    await sendDatagrams(second.udpPort, [early, h.knock("alice")]);
+    await waitFor(() => second!.accepted() === 1, {
+      timeoutMs: WAIT_MS,
+      what: "the knock built after the start accepted",
+    });
+    assert.deepEqual(second.drops(), { replay: 1 });
+    assert.ok((await nonceRecords(h)) !== null, "the file is written anew");
   } finally {
     await second?.stop();
     await h.close();

@@ -302,7 +302,7 @@ Deno.test("without metrics_file no file is written; an unwritable one is warned 
       // Temporary files (a state write) start with a dot.
       const names = [...Deno.readDirSync(dir)].map((e) => e.name)
         .filter((name) => !name.startsWith(".")).sort();
-      assert.deepEqual(names, ["config.yaml", "state.json"]);
+      assert.deepEqual(names, ["config.yaml", "state.json", "state.nonces"]);
       const missing = `${dir}/no-such-dir/openme.prom`;
       await writeByRename(
         configPath,

@@ -9,6 +9,7 @@ import type { FirewallRulePort } from "../../lib/firewall/backend.ts";
 import type { IpAddress } from "../../lib/ip.ts";
 import {
   describePorts,
+  MAX_PENDING_OPENS_PER_CLIENT,
   MAX_SESSIONS_PER_CLIENT,
   type SessionClient,
   SessionManager,
@@ -139,6 +140,37 @@ Deno.test("first knocks beyond the bound on opens in flight are dropped as busy"
     t.backend.releaseHeld();
     assert.deepEqual(await Promise.all([a, b]), ["opened", "opened"]);
     assert.equal(await t.manager.knock(alice, v4(4), "192.0.2.4"), "opened");
+  } finally {
+    await t.done();
+  }
+});
+
+Deno.test("a client flooding explicit targets waits for at most MAX_PENDING_OPENS_PER_CLIENT opens; another client's first knock still opens", async () => {
+  // A shared bound no larger than one client's sessions: without the
+  // per-client share, alice's flood alone would fill it.
+  const t = setUp({ maxPendingOpens: MAX_SESSIONS_PER_CLIENT });
+  t.backend.hangOpen = true;
+  try {
+    const flood = Array.from(
+      { length: 100 },
+      (_, i) => t.manager.knock(alice, v4(i + 1), "192.0.2.1"),
+    );
+    const waiting = flood.filter((outcome) => outcome instanceof Promise);
+    assert.equal(waiting.length, MAX_PENDING_OPENS_PER_CLIENT);
+    assert.equal(
+      t.log.matching(
+        /^WARN {2}knock from alice for 192\.0\.2\.\d+ dropped: 4 opens of this client already waiting \(at most 4 per client\)$/,
+      ).length,
+      100 - MAX_PENDING_OPENS_PER_CLIENT,
+    );
+    const bobs = t.manager.knock(bob, v4(200), "192.0.2.200");
+    assert.ok(bobs instanceof Promise, `bob's knock: ${bobs}`);
+    assert.equal(t.backend.heldCount, MAX_PENDING_OPENS_PER_CLIENT + 1);
+    t.backend.releaseHeld();
+    assert.equal(await bobs, "opened");
+    for (const outcome of await Promise.all(waiting)) {
+      assert.equal(outcome, "opened");
+    }
   } finally {
     await t.done();
   }

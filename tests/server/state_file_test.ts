@@ -1,14 +1,17 @@
 /**
- * The session state file: atomic writes, reading with clear errors, and the
- * text `openme sessions` renders from it.
+ * The session state file: atomic writes that never follow a symlink, reading
+ * with clear errors, the text `openme sessions` renders from it, and the
+ * replay nonce file beside it.
  */
 import assert from "node:assert/strict";
 import { renderSessions } from "../../lib/cli/commands/sessions.ts";
 import {
+  nonceFilePath,
+  readStateBytes,
   readStateFile,
-  readStateNonces,
   renderStateFile,
   type StateFile,
+  writeNonceFile,
   writeStateText,
 } from "../../lib/server/state_file.ts";
 
@@ -116,18 +119,44 @@ Deno.test("renderSessions says when nothing is open", () => {
   assert.equal(text, "no active sessions\nupdated 2026-01-02T03:04:05Z");
 });
 
-Deno.test("readStateNonces gives the replay_nonces an earlier run wrote, or none", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "openme-state-nonces-" });
+Deno.test("writeStateText never writes through a symlink planted at a temp name, and the state path is replaced, not followed", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "openme-state-link-" });
   try {
-    const path = `${dir}/s.json`;
-    assert.deepEqual(await readStateNonces(path), {}, "no file yet");
-    await writeStateText(path, renderStateFile(STATE));
-    assert.deepEqual(await readStateNonces(path), {}, "no nonces in it");
-    const replay_nonces = { ["ab".repeat(16)]: 1_700_000_000_000 };
-    await writeStateText(path, renderStateFile({ ...STATE, replay_nonces }));
-    assert.deepEqual(await readStateNonces(path), replay_nonces);
-    await Deno.writeTextFile(path, "{");
-    await assert.rejects(readStateNonces(path), /s\.json: not valid JSON/);
+    const victim = `${dir}/victim`;
+    await Deno.writeTextFile(victim, "precious\n");
+    // The name the writer used to pick: ".<name>.<pid>.tmp".
+    await Deno.symlink(victim, `${dir}/.s.json.${Deno.pid}.tmp`);
+    await Deno.symlink(victim, `${dir}/s.json`);
+    await writeStateText(`${dir}/s.json`, "{}\n");
+    assert.equal(await Deno.readTextFile(victim), "precious\n");
+    assert.equal((await Deno.lstat(`${dir}/s.json`)).isSymlink, false);
+    assert.equal(await Deno.readTextFile(`${dir}/s.json`), "{}\n");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("the nonce file sits beside the state file", () => {
+  assert.equal(
+    nonceFilePath("/var/lib/openme/sessions.json"),
+    "/var/lib/openme/sessions.nonces",
+  );
+  assert.equal(nonceFilePath("/tmp/state"), "/tmp/state.nonces");
+});
+
+Deno.test("the nonce file is written atomically, owner-only, and read back; missing is null", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "openme-nonce-file-" });
+  const path = `${dir}/s.nonces`;
+  try {
+    assert.equal(await readStateBytes(path), null);
+    const bytes = new Uint8Array([1, 2, 3]);
+    await writeNonceFile(path, bytes);
+    await writeNonceFile(path, bytes.subarray(1));
+    assert.deepEqual(await readStateBytes(path), bytes.subarray(1));
+    assert.equal((await Deno.stat(path)).mode! & 0o077, 0);
+    const names = [];
+    for await (const entry of Deno.readDir(dir)) names.push(entry.name);
+    assert.deepEqual(names, ["s.nonces"], "no temp file left");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
