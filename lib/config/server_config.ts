@@ -1,12 +1,10 @@
 /**
- * The server config file (SPEC §4): parsed and validated into a typed
- * {@linkcode ServerConfig}, and the annotated text `openme init` writes.
+ * The server config file (SPEC §4) as a validated {@linkcode ServerConfig}, and the annotated text `openme init` writes.
  *
  * @module
  */
 
 import { dirname, isAbsolute, join, resolve } from "node:path";
-import { Document } from "yaml";
 import { prepareEd25519VerifyKey } from "../protocol/crypto.ts";
 import { INTERFACE_NAME_PATTERN } from "../firewall/backend.ts";
 import { readClientsDir } from "./clients_dir.ts";
@@ -39,6 +37,7 @@ import {
   parseYamlFile,
   readYamlFile,
   type YamlFile,
+  yamlText,
   yamlValue,
 } from "./yaml_file.ts";
 
@@ -55,7 +54,7 @@ export const DEFAULT_FIREWALL: FirewallKind = "nft";
 /** Longest accepted `knock_timeout` / `replay_window` (timers beyond ~24.8 days misfire). */
 export const MAX_CONFIG_DURATION_MS = 24 * 60 * 60 * 1000;
 /** What a good `expires` value looks like, for messages. */
-export const EXPIRES_HINT =
+const EXPIRES_HINT =
   'a full RFC 3339 timestamp with time zone, e.g. "2026-12-31T23:59:59Z"';
 
 /** Port group used by clients whose `allowed_ports` is empty. */
@@ -194,34 +193,6 @@ const SERVER_FIELDS = {
     [32],
   ),
 };
-
-/** The keys of one `clients:` entry. */
-type ClientFields = {
-  ed25519_pubkey: Field<Uint8Array>;
-  allowed_ports: Field<AllowedPorts>;
-  expires: Field<Date | null>;
-  disable_health_port: Field<boolean>;
-};
-
-/** The fields of a `clients:` entry; `allowed_ports` resolves against the port groups. */
-function clientFields(
-  portGroups: ReadonlyMap<string, PortRange[]>,
-): ClientFields {
-  return {
-    ed25519_pubkey: {
-      hint: "the client's base64 Ed25519 public key",
-      check: checkClientKey,
-    },
-    allowed_ports: {
-      hint: "e.g. [default, 2222/tcp]",
-      check(value: unknown, fail: Fail): AllowedPorts {
-        return checkAllowedPorts(value, { fail, portGroups });
-      },
-    },
-    expires: { hint: EXPIRES_HINT, default: null, check: checkExpires },
-    disable_health_port: booleanField(false),
-  };
-}
 
 /** Parses and validates server config text; throws ConfigError for server-level problems, skips invalid clients with a warning. */
 export function parseServerConfig(
@@ -528,11 +499,25 @@ export function readClient(
       expected: "a map with ed25519_pubkey and allowed_ports",
     });
   }
-  const section = {
-    keyPath,
-    map: client.entry,
-    fields: clientFields(client.portGroups),
+  // The keys of the entry; allowed_ports resolves against the port groups.
+  const fields = {
+    ed25519_pubkey: {
+      hint: "the client's base64 Ed25519 public key",
+      check: checkClientKey,
+    },
+    allowed_ports: {
+      hint: "e.g. [default, 2222/tcp]",
+      check(value: unknown, fail: Fail): AllowedPorts {
+        return checkAllowedPorts(value, {
+          fail,
+          portGroups: client.portGroups,
+        });
+      },
+    },
+    expires: { hint: EXPIRES_HINT, default: null, check: checkExpires },
+    disable_health_port: booleanField(false),
   };
+  const section = { keyPath, map: client.entry, fields };
   client.warnings.push(...unknownKeyWarnings(file, section));
   const values = readSection(file, section);
   return {
@@ -703,7 +688,6 @@ const RFC3339_PATTERN =
 
 /** Parses a full RFC 3339 timestamp with time zone such as `2026-12-31T23:59:59Z`, or returns null. */
 export function parseRfc3339Timestamp(text: string): Date | null {
-  if (typeof text !== "string") return null;
   const trimmed = text.trim();
   if (!RFC3339_PATTERN.test(trimmed)) return null;
   try {
@@ -811,5 +795,5 @@ export function renderInitialServerConfig(
 
 /** Renders a string as a YAML scalar, quoted only when YAML needs it. */
 function yamlScalar(value: string): string {
-  return new Document(value).toString({ lineWidth: 0 }).trimEnd();
+  return yamlText(value).trimEnd();
 }

@@ -125,9 +125,6 @@ interface ErrorCase {
 function assertConfigError(run: () => unknown, c: ErrorCase): void {
   assert.throws(run, (error: unknown) => {
     assertConfigErrorMessage(error, { ...c, file: PATH });
-    assert.equal(error.file, PATH);
-    assert.equal(error.line, c.line, c.name);
-    assert.equal(error.keyPath, c.keyPath, c.name);
     assert.ok(!error.message.includes("\n"), c.name);
     return true;
   });
