@@ -18,26 +18,17 @@ export async function atomicWriteFile(
   text: string,
   options: { mode?: number; owner?: Owner } = {},
 ): Promise<void> {
-  let target = path;
-  try {
-    if ((await Deno.lstat(path)).isSymlink) target = await Deno.realPath(path);
-  } catch (error) {
-    if (!(error instanceof Deno.errors.NotFound)) throw error;
-  }
-  // The file being replaced gives its owner; a new file its directory's.
-  let owner: Owner;
-  let replacing = true;
-  try {
-    owner = options.owner ?? await Deno.stat(target);
-  } catch (error) {
-    if (!(error instanceof Deno.errors.NotFound)) throw error;
-    owner = options.owner ?? await Deno.stat(dirname(target));
-    replacing = false;
-  }
+  // Through a symlink, the file it names is replaced.
+  const target = await Deno.realPath(path).catch(() => path);
+  const existing = await Deno.stat(target).catch((error) => {
+    if (error instanceof Deno.errors.NotFound) return null;
+    throw error;
+  });
   await replaceFile(target, text, {
     mode: options.mode ?? 0o600,
-    owner,
-    replacing,
+    // The file being replaced gives its owner; a new file its directory's.
+    owner: options.owner ?? existing ?? await Deno.stat(dirname(target)),
+    replacing: existing !== null,
   });
 }
 
@@ -92,7 +83,14 @@ async function replaceFile(
     throw asDenoError(error);
   }
   if (options.noClobber === true) await Deno.remove(tempPath);
-  await syncDirectory(directory);
+  if (IS_WINDOWS) return;
+  try {
+    // Flushes the rename to disk.
+    using handle = await Deno.open(directory, { read: true });
+    await handle.sync();
+  } catch {
+    // Some file systems refuse fsync on directories; the rename is still atomic.
+  }
 }
 
 /** Gives the open temporary file, on its descriptor, the uid and gid of `owner`, as far as we may. */
@@ -132,15 +130,4 @@ function asDenoError(error: unknown): unknown {
     return new Deno.errors.AlreadyExists(error.message, { cause: error });
   }
   return error;
-}
-
-/** Flushes the rename to disk where the platform allows it. */
-async function syncDirectory(directory: string): Promise<void> {
-  if (IS_WINDOWS) return;
-  try {
-    using handle = await Deno.open(directory, { read: true });
-    await handle.sync();
-  } catch {
-    // Some file systems refuse fsync on directories; the rename is still atomic.
-  }
 }

@@ -112,11 +112,6 @@ export function defaultClientConfigPath(): string {
   });
 }
 
-/** Why a profile name is not allowed, or null when it is fine. */
-export function validateProfileName(name: string): string | null {
-  return nameProblem(name, "profile");
-}
-
 /** Parses and validates client config text; throws ConfigError naming file, line and key path. */
 export function parseClientConfig(
   text: string,
@@ -183,7 +178,7 @@ function readProfile(
   entry: unknown,
 ): ClientProfile {
   const keyPath = ["profiles", name];
-  const problem = validateProfileName(name);
+  const problem = nameProblem(name, "profile");
   if (problem !== null) {
     throw errorAt(file, { keyPath, problem, expected: NAME_HINT });
   }

@@ -677,11 +677,6 @@ export function allManagedPorts(config: ServerConfig): PortRange[] {
   return mergePortRanges(ranges);
 }
 
-/** Why a client name is not allowed, or null when it is fine. */
-export function validateClientName(name: string): string | null {
-  return nameProblem(name, "client");
-}
-
 /** RFC 3339 `date-time`: what Temporal also accepts, minus its other ISO 8601 and RFC 9557 forms. */
 const RFC3339_PATTERN =
   /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})$/;

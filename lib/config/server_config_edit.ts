@@ -52,8 +52,7 @@ export async function initServerConfig(
     : processUid() === 0
     ? (await accountIds(SERVICE_ACCOUNT)).gid
     : null;
-  const created = !await fileExists(dirname(path));
-  await ensureConfigDir(path, {
+  const created = await ensureConfigDir(path, {
     mode: SERVER_CONFIG_DIR_MODE,
     expected: "run as root, or pass --config PATH in a writable directory",
   });
@@ -116,7 +115,10 @@ export async function addServerClient(
     }
     const entry: Record<string, unknown> = {
       ed25519_pubkey: client.ed25519PublicKeyB64.trim(),
-      allowed_ports: client.allowedPorts.map(portEntryValue),
+      // An all-digits port spec as a YAML integer (22), anything else as text.
+      allowed_ports: client.allowedPorts.map((text) =>
+        /^[0-9]{1,5}$/.test(text.trim()) ? Number(text) : text.trim()
+      ),
     };
     if (client.expires !== null) entry.expires = client.expires.trim();
     const edited = changedFile(file, {
@@ -207,12 +209,6 @@ async function keptMode(
     : (await accountIds(SERVICE_ACCOUNT)).gid;
   const readable = file.gid === group && ((file.mode ?? 0) & 0o040) !== 0;
   return readable ? 0o640 : SERVER_CONFIG_FILE_MODE;
-}
-
-/** An all-digits port spec as a YAML integer (`22`), anything else as text. */
-function portEntryValue(entry: string): string | number {
-  const text = entry.trim();
-  return /^[0-9]{1,5}$/.test(text) ? Number(text) : text;
 }
 
 /** The YAML node of a client entry: ports as a flow list, expiry quoted. */

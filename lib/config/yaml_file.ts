@@ -84,7 +84,9 @@ export function parseYamlFile(
   const doc = parseDocument(text, {
     lineCounter,
     prettyErrors: false,
-    uniqueKeys: sameKey,
+    // Keys are the same when they become the same key of a plain object (`1` and `"1"`, null and `""`).
+    uniqueKeys: (a, b) =>
+      isScalar(a) && isScalar(b) && keyText(a) === keyText(b),
     logLevel: "error",
     keepSourceTokens: true,
   });
@@ -155,11 +157,6 @@ function unclosedAt(
     if (unclosed) offset = token.offset;
   });
   return offset === undefined ? undefined : { offset, open, close };
-}
-
-/** Keys are the same when they become the same key of a plain object (`1` and `"1"`, null and `""`). */
-function sameKey(a: unknown, b: unknown): boolean {
-  return isScalar(a) && isScalar(b) && keyText(a) === keyText(b);
 }
 
 /** The text a map key becomes once converted to a value, as `toJS` does. */
@@ -421,20 +418,21 @@ export async function fileExists(path: string): Promise<boolean> {
   }
 }
 
-/** Creates the directory of the config file `path` and its parents with `options.mode` when missing; throws ConfigError saying `options.expected`. */
+/** Creates the directory of the config file `path` and its parents with `options.mode` when missing, telling whether it did; throws ConfigError saying `options.expected`. */
 export async function ensureConfigDir(
   path: string,
   options: { mode: number; expected: string },
-): Promise<void> {
+): Promise<boolean> {
   const directory = dirname(path);
   try {
     const info = await Deno.stat(directory).catch(() => null);
-    if (info?.isDirectory) return;
+    if (info?.isDirectory) return false;
     if (info !== null) {
       throw new Error(`${directory} exists and is not a directory`);
     }
     await Deno.mkdir(directory, { recursive: true, mode: options.mode });
     if (!IS_WINDOWS) await Deno.chmod(directory, options.mode);
+    return true;
   } catch (error) {
     throw fileError(
       path,

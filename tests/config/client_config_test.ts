@@ -8,7 +8,6 @@ import {
   parseClientConfig,
   renderClientConfig,
   upsertClientProfile,
-  validateProfileName,
 } from "../../lib/config/client_config.ts";
 import { assertConfigErrorMessage, replaceLines } from "../support/config.ts";
 import { listDir, withTempDir } from "../support/files.ts";
@@ -262,15 +261,6 @@ Deno.test("an invalid profile throws a ConfigError with file, line and key path"
         return true;
       },
     );
-  }
-});
-
-Deno.test("validateProfileName accepts plain names and refuses odd ones", () => {
-  for (const name of ["default", "work-laptop", "home.v6", "p_1"]) {
-    assert.equal(validateProfileName(name), null);
-  }
-  for (const name of ["", "a b", "-x", "x".repeat(65), "a/b"]) {
-    assert.notEqual(validateProfileName(name), null);
   }
 });
 

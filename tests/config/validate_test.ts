@@ -232,10 +232,10 @@ Deno.test("nameProblem accepts plain names up to 64 characters and explains what
     "profile name is 65 characters, longer than 64",
   );
   assert.equal(nameProblem("a b", "profile"), 'invalid profile name "a b"');
-  for (const name of ["-x", ".x", "a/b", 'a"b']) {
+  for (const name of ["-x", ".x", "a/b", "a:b", 'a"b', "a\nb"]) {
     assert.equal(
       nameProblem(name, "client"),
-      `invalid client name "${name.replace('"', '\\"')}"`,
+      `invalid client name ${JSON.stringify(name)}`,
     );
   }
 });
