@@ -194,14 +194,6 @@ const SERVER_FIELDS = {
   ),
 };
 
-/** Parses and validates server config text; throws ConfigError for server-level problems, skips invalid clients with a warning. */
-export function parseServerConfig(
-  text: string,
-  options: { path: string },
-): ServerConfig {
-  return buildServerConfig(parseYamlFile(text, { path: options.path }));
-}
-
 /** Reads, parses and validates the server config file, then the clients of `clients_dir`; throws ConfigError. A refused file of `clients_dir` keeps the clients it gave in `previous`, the config in force. */
 export async function loadServerConfig(
   path: string,
@@ -274,7 +266,7 @@ function readDropIn(
   return clients;
 }
 
-/** Validates a parsed server config file like {@linkcode parseServerConfig}. */
+/** Validates a parsed server config file without its `clients_dir`; throws ConfigError for server-level problems, skips invalid clients with a warning. */
 export function buildServerConfig(file: YamlFile): ServerConfig {
   const root = yamlValue(file);
   if (!isRecord(root)) {

@@ -8,9 +8,10 @@
  */
 import assert from "node:assert/strict";
 import { ConfigError } from "../../lib/config/errors.ts";
+import { parseYamlFile } from "../../lib/config/yaml_file.ts";
 import {
+  buildServerConfig,
   loadServerConfig,
-  parseServerConfig,
   renderInitialServerConfig,
   type ServerConfig,
 } from "../../lib/config/server_config.ts";
@@ -39,7 +40,7 @@ const LOCK_WAIT_MS = 120_000;
 const TEMP_PREFIX = "openme-server-config-edit-";
 
 function parse(text: string): ServerConfig {
-  return parseServerConfig(text, { path: "/hand.yaml" });
+  return buildServerConfig(parseYamlFile(text, { path: "/hand.yaml" }));
 }
 
 /** A hand-written config: comments everywhere, unknown keys, odd spacing and key order. */

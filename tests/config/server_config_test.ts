@@ -7,13 +7,14 @@ import {
 } from "../../lib/protocol/crypto.ts";
 import { encodeBase64 } from "../../lib/encoding.ts";
 import { ConfigError } from "../../lib/config/errors.ts";
+import { parseYamlFile } from "../../lib/config/yaml_file.ts";
 import {
   allManagedPorts,
+  buildServerConfig,
   DEFAULT_SERVER_CONFIG_PATH,
   DEFAULT_UDP_PORT,
   loadServerConfig,
   parseRfc3339Timestamp,
-  parseServerConfig,
   renderInitialServerConfig,
   type ServerConfig,
 } from "../../lib/config/server_config.ts";
@@ -36,10 +37,10 @@ const IS_WINDOWS = Deno.build.os === "windows";
 const PATH = "/etc/openme/config.yaml";
 
 function parse(text: string): ServerConfig {
-  return parseServerConfig(text, { path: PATH });
+  return buildServerConfig(parseYamlFile(text, { path: PATH }));
 }
 
-Deno.test("parseServerConfig reads every key of a full config", () => {
+Deno.test("buildServerConfig reads every key of a full config", () => {
   const config = parse(configText());
   assert.equal(config.path, PATH);
   assert.equal(config.host, "myserver.example.com");
@@ -79,7 +80,7 @@ Deno.test("parseServerConfig reads every key of a full config", () => {
   assert.deepEqual(config.warnings, []);
 });
 
-Deno.test("parseServerConfig applies the SPEC defaults to a minimal config", () => {
+Deno.test("buildServerConfig applies the SPEC defaults to a minimal config", () => {
   const text =
     `server:\n  host: h.example\n  private_key: ${SERVER_PRIVATE}\n  public_key: ${SERVER_PUBLIC}\n`;
   const config = parse(text);
