@@ -16,7 +16,7 @@ type Owner = Pick<Deno.FileInfo, "uid" | "gid">;
 export async function atomicWriteFile(
   path: string,
   text: string,
-  options: { mode?: number; owner?: Owner } = {},
+  options: { mode?: number; owner?: Pick<Deno.FileInfo, "uid" | "gid"> } = {},
 ): Promise<void> {
   // Through a symlink, the file it names is replaced.
   const target = await Deno.realPath(path).catch(() => path);
