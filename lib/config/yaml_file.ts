@@ -275,10 +275,7 @@ export function yamlValue(file: YamlFile): unknown {
     throw fileError(
       file.path,
       `invalid YAML: ${yamlMessage(errorText(error))}`,
-      {
-        expected: "fix the YAML",
-        cause: error,
-      },
+      { expected: "fix the YAML", cause: error },
     );
   }
 }
