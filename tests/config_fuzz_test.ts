@@ -6,10 +6,13 @@ import {
   parseClientConfig,
 } from "../lib/config/client_config.ts";
 import { ConfigError } from "../lib/config/errors.ts";
-import { MAX_CONFIG_FILE_BYTES } from "../lib/config/yaml_file.ts";
 import {
+  MAX_CONFIG_FILE_BYTES,
+  parseYamlFile,
+} from "../lib/config/yaml_file.ts";
+import {
+  buildServerConfig,
   loadServerConfig,
-  parseServerConfig,
   renderInitialServerConfig,
   type ServerConfig,
 } from "../lib/config/server_config.ts";
@@ -22,6 +25,14 @@ import { encodeBase64 } from "../lib/encoding.ts";
 // Mutated, truncated and hostile configs must load or fail with a ConfigError
 // whose message is one line naming the file; never another exception, never
 // a stack trace. How long parses take is measured in bench/, not here.
+
+/** Validates server config text as loadServerConfig validates the file. */
+function parseServerConfig(
+  text: string,
+  options: { path: string },
+): ServerConfig {
+  return buildServerConfig(parseYamlFile(text, options));
+}
 
 const SERVER_PATH = "/fuzz/config.yaml";
 const CLIENT_PATH = "/fuzz/client.yaml";

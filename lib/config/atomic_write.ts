@@ -1,7 +1,5 @@
 /**
- * Atomic file replacement (temporary file, fsync, rename) that keeps the
- * owner and sets the mode, secret files that never follow a symlink, and
- * directory creation with a mode. Imports nothing but `node:` modules.
+ * Atomic file replacement (temporary file, fsync, rename) that keeps the owner and sets the mode.
  *
  * @module
  */
@@ -11,32 +9,26 @@ import { basename, dirname, join } from "node:path";
 
 const IS_WINDOWS = Deno.build.os === "windows";
 
+/** A uid and gid to give a file. */
+type Owner = Pick<Deno.FileInfo, "uid" | "gid">;
+
 /** Replaces a file's contents atomically with `mode` (default 0600) and `owner` (default: the file's; a new file written by root takes its directory's), and throws a Deno error class such as PermissionDenied on failure. */
 export async function atomicWriteFile(
   path: string,
   text: string,
   options: { mode?: number; owner?: Pick<Deno.FileInfo, "uid" | "gid"> } = {},
 ): Promise<void> {
-  let target = path;
-  try {
-    if ((await Deno.lstat(path)).isSymlink) target = await Deno.realPath(path);
-  } catch (error) {
-    if (!(error instanceof Deno.errors.NotFound)) throw error;
-  }
-  // The file being replaced gives its owner; a new file its directory's.
-  let owner: Owner;
-  let replacing = true;
-  try {
-    owner = options.owner ?? await Deno.stat(target);
-  } catch (error) {
-    if (!(error instanceof Deno.errors.NotFound)) throw error;
-    owner = options.owner ?? await Deno.stat(dirname(target));
-    replacing = false;
-  }
+  // Through a symlink, the file it names is replaced.
+  const target = await Deno.realPath(path).catch(() => path);
+  const existing = await Deno.stat(target).catch((error) => {
+    if (error instanceof Deno.errors.NotFound) return null;
+    throw error;
+  });
   await replaceFile(target, text, {
     mode: options.mode ?? 0o600,
-    owner,
-    replacing,
+    // The file being replaced gives its owner; a new file its directory's.
+    owner: options.owner ?? existing ?? await Deno.stat(dirname(target)),
+    replacing: existing !== null,
   });
 }
 
@@ -49,9 +41,6 @@ export async function writeSecretFile(
   const noClobber = options.force !== true;
   await replaceFile(path, data, { mode: 0o600, owner: null, noClobber });
 }
-
-/** A uid and gid to give a file. */
-type Owner = Pick<Deno.FileInfo, "uid" | "gid">;
 
 /** Writes `data` to a random temporary name next to `target` (created exclusively), gives it the mode and owner (null: ours), and renames it over `target` (or links it there, with `noClobber`). */
 async function replaceFile(
@@ -94,16 +83,17 @@ async function replaceFile(
     throw asDenoError(error);
   }
   if (options.noClobber === true) await Deno.remove(tempPath);
-  await syncDirectory(directory);
+  if (IS_WINDOWS) return;
+  try {
+    // Flushes the rename to disk.
+    using handle = await Deno.open(directory, { read: true });
+    await handle.sync();
+  } catch {
+    // Some file systems refuse fsync on directories; the rename is still atomic.
+  }
 }
 
-/**
- * Gives the open temporary file the uid and gid of `owner` when they differ
- * from the ones it was created with, on its descriptor (never by path). Only
- * root changes owners; another user keeps a replaced file's group when it is
- * one of theirs. Whether we are root is read from the new file's owner, which
- * needs no `--allow-sys`.
- */
+/** Gives the open temporary file, on its descriptor, the uid and gid of `owner`, as far as we may. */
 async function giveOwner(
   file: FileHandle,
   owner: Owner,
@@ -112,6 +102,7 @@ async function giveOwner(
   if (owner.uid === null || owner.gid === null) return;
   const created = await file.stat();
   if (created.uid === owner.uid && created.gid === owner.gid) return;
+  // Its owner tells whether we are root, which needs no --allow-sys.
   if (created.uid === 0) {
     await file.chown(owner.uid, owner.gid);
     return;
@@ -139,27 +130,4 @@ function asDenoError(error: unknown): unknown {
     return new Deno.errors.AlreadyExists(error.message, { cause: error });
   }
   return error;
-}
-
-/** Flushes the rename to disk where the platform allows it. */
-async function syncDirectory(directory: string): Promise<void> {
-  if (IS_WINDOWS) return;
-  try {
-    using handle = await Deno.open(directory, { read: true });
-    await handle.sync();
-  } catch {
-    // Some file systems refuse fsync on directories; the rename is still atomic.
-  }
-}
-
-/** Creates a directory and its parents with `mode` when missing, and throws when the path is not a directory. */
-export async function ensureDir(path: string, mode: number): Promise<void> {
-  try {
-    if ((await Deno.stat(path)).isDirectory) return;
-    throw new Error(`${path} exists and is not a directory`);
-  } catch (error) {
-    if (!(error instanceof Deno.errors.NotFound)) throw error;
-  }
-  await Deno.mkdir(path, { recursive: true, mode });
-  if (!IS_WINDOWS) await Deno.chmod(path, mode);
 }

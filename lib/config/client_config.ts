@@ -1,17 +1,14 @@
 /**
- * The client config file (SPEC §5): profiles with the server's address and
- * key and the client's Ed25519 key pair. Parsing, the default path per
- * platform, the text `openme add` prints, and the profile upsert of
- * `openme import`, which keeps comments and unknown keys.
+ * The client config file (SPEC §5): profiles of a server's address and key and the client's Ed25519 key pair.
  *
  * @module
  */
 
-import { Document } from "yaml";
-import { defaultClientConfigPathFor, type Platform } from "../platform.ts";
+import { defaultClientConfigPathFor } from "../platform.ts";
 import { ConfigError, describeValue } from "./errors.ts";
-import { type FileLockOptions, withFileLock } from "./lock.ts";
+import { withFileLock } from "./lock.ts";
 import { processUid, unsafeOwnership } from "./ownership.ts";
+import { DEFAULT_UDP_PORT } from "./server_config.ts";
 import {
   type Fail,
   hostField,
@@ -33,17 +30,9 @@ import {
   writeConfigFile,
   type YamlChange,
   type YamlFile,
+  yamlText,
   yamlValue,
 } from "./yaml_file.ts";
-
-/** Default `server_udp_port` of a profile. */
-export const CLIENT_DEFAULT_SERVER_UDP_PORT = 54154;
-/** Server X25519 public key size. */
-export const SERVER_PUBLIC_KEY_BYTES = 32;
-/** Accepted client private key sizes: 64-byte Ed25519 key (seed || public) or a bare 32-byte seed. */
-export const CLIENT_PRIVATE_KEY_SIZES: readonly number[] = [64, 32];
-/** Client Ed25519 public key size. */
-export const CLIENT_PUBLIC_KEY_BYTES = 32;
 
 /** Mode of the client config directory (`~/.openme`) when openme creates it. */
 const CLIENT_CONFIG_DIR_MODE = 0o700;
@@ -86,63 +75,41 @@ const PROFILE_FIELDS = {
     "the server's name or IP address, e.g. myserver.example.com",
     "missing server_host",
   ),
-  server_udp_port: portField(CLIENT_DEFAULT_SERVER_UDP_PORT),
+  server_udp_port: portField(DEFAULT_UDP_PORT),
   server_pubkey: keyField(
     "the server's base64 X25519 public key (server.public_key on the server)",
-    [SERVER_PUBLIC_KEY_BYTES],
+    [32],
   ),
   private_key: keyField(
     "your base64 Ed25519 private key (64 bytes, or a 32-byte seed)",
-    CLIENT_PRIVATE_KEY_SIZES,
+    [64, 32],
   ),
   public_key: {
-    ...keyField("your base64 Ed25519 public key (32 bytes)", [
-      CLIENT_PUBLIC_KEY_BYTES,
-    ]),
+    ...keyField("your base64 Ed25519 public key (32 bytes)", [32]),
     default: null,
   },
   post_knock: {
     hint: 'a quoted command, e.g. "ssh me@myserver.example.com"',
     default: null,
-    check: checkPostKnock,
+    check(value: unknown, fail: Fail): string | null {
+      if (value === "") return null;
+      if (typeof value !== "string") {
+        fail(`expected a command line, got ${describeValue(value)}`);
+      }
+      return value;
+    },
   },
 };
 
-function checkPostKnock(value: unknown, fail: Fail): string | null {
-  if (value === "") return null;
-  if (typeof value !== "string") {
-    fail(`expected a command line, got ${describeValue(value)}`);
-  }
-  return value;
-}
-
-/** Options for {@linkcode defaultClientConfigPath}. */
-export interface ClientConfigPathOptions {
-  /** Operating system as `Deno.build.os` names it; default the current one. */
-  platform?: string;
-  /** Environment lookup; default `Deno.env.get`. */
-  env?: (name: string) => string | undefined;
-}
-
 /** The default client config path, `$HOME/.openme/config.yaml` (`%USERPROFILE%\.openme\config.yaml` on Windows); throws ConfigError when the home directory is unknown. */
-export function defaultClientConfigPath(
-  options: ClientConfigPathOptions = {},
-): string {
-  const result = defaultClientConfigPathFor({
-    platform: options.platform as Platform | undefined,
-    env: options.env,
-  });
+export function defaultClientConfigPath(): string {
+  const result = defaultClientConfigPathFor();
   if (result.ok) return result.path;
   throw new ConfigError({
     file: result.display,
     problem: `${result.variable} is not set, so the default path is unknown`,
     expected: `set ${result.variable} or pass --client-config PATH`,
   });
-}
-
-/** Why a profile name is not allowed, or null when it is fine. */
-export function validateProfileName(name: string): string | null {
-  return nameProblem(name, "profile");
 }
 
 /** Parses and validates client config text; throws ConfigError naming file, line and key path. */
@@ -211,7 +178,7 @@ function readProfile(
   entry: unknown,
 ): ClientProfile {
   const keyPath = ["profiles", name];
-  const problem = validateProfileName(name);
+  const problem = nameProblem(name, "profile");
   if (problem !== null) {
     throw errorAt(file, { keyPath, problem, expected: NAME_HINT });
   }
@@ -277,30 +244,17 @@ export function renderClientConfig(
 ): string {
   const section: Record<string, unknown> = {};
   for (const profile of profiles) section[profile.name] = profileValue(profile);
-  const text = new Document({ profiles: section }).toString({
-    lineWidth: 0,
-    flowCollectionPadding: false,
-  });
+  const text = yamlText({ profiles: section });
   const path = options.path ?? "(new client config)";
   buildClientConfig(parseYamlFile(text, { path, generated: true }));
   return text;
 }
 
-/** Options for {@linkcode upsertClientProfile}. */
-export interface UpsertProfileOptions extends FileLockOptions {
-  /** Replace an existing profile of the same name (its unknown keys stay). */
-  force?: boolean;
-}
-
-/**
- * Adds a profile to the client config, or with `force` replaces its known
- * keys, keeping comments and unknown keys; creates the directory (0700) and
- * file (0600) when missing. Throws ConfigError.
- */
+/** Adds a profile to the client config (directory 0700 and file 0600 when missing), or with `force` replaces its known keys, keeping comments and unknown keys; throws ConfigError. */
 export async function upsertClientProfile(
   path: string,
   profile: NewClientProfile,
-  options: UpsertProfileOptions = {},
+  options: { force?: boolean } = {},
 ): Promise<void> {
   const name = profile.name;
   const value = profileValue(profile);
@@ -354,7 +308,7 @@ export async function upsertClientProfile(
     });
     buildClientConfig(edited);
     await writeConfigFile(path, edited.text, { mode: CLIENT_CONFIG_FILE_MODE });
-  }, options);
+  });
 }
 
 /** The YAML keys of a new profile (post_knock only when given as a string). */

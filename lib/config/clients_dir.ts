@@ -1,8 +1,5 @@
 /**
- * The clients directory (`clients.d`): its `*.yaml` files in name order,
- * each read and parsed, or refused when it cannot be read or other users
- * could change it; and a stamp of the config file and the directory that
- * changes whenever one of them does.
+ * The clients directory (`clients.d`): its `*.yaml` files, and a stamp that changes whenever they or the config file do.
  *
  * @module
  */

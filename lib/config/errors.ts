@@ -1,6 +1,5 @@
 /**
- * The error every config module throws, and its one-line message format,
- * shared by warnings: `config <file>:<line>: <key.path>: <problem> (<expected>)`.
+ * The one-line error every config module throws, and the helpers that describe values in it.
  *
  * @module
  */
@@ -8,7 +7,7 @@
 /** One segment of a key path: a map key or a list index. */
 export type KeyPathSegment = string | number;
 
-/** The parts of a {@linkcode ConfigError}. */
+/** The parts of a {@linkcode ConfigError}'s message, `config <file>:<line>: <key.path>: <problem> (<expected>)`, which warnings share. */
 export interface ConfigErrorOptions {
   /** The config file the message is about. */
   file: string;
@@ -30,18 +29,7 @@ const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f]+/g;
 
 /** A config file could not be read, parsed, validated or written. */
 export class ConfigError extends Error {
-  /** The config file the error is about. */
-  readonly file: string;
-  /** 1-based line in the file, when known. */
-  readonly line?: number;
-  /** Dotted key path, when known. */
-  readonly keyPath?: string;
-  /** What failed, without file, line or key path. */
-  readonly problem: string;
-  /** What a good value looks like, or what to do. */
-  readonly expected?: string;
-
-  /** Builds the error and its one-line message from its parts. */
+  /** Builds the one-line message from its parts. */
   constructor(options: ConfigErrorOptions) {
     let message = `config ${options.file}`;
     if (options.line !== undefined) message += `:${options.line}`;
@@ -54,11 +42,6 @@ export class ConfigError extends Error {
       options.cause === undefined ? undefined : { cause: options.cause },
     );
     this.name = "ConfigError";
-    this.file = options.file;
-    this.line = options.line;
-    this.keyPath = options.keyPath;
-    this.problem = options.problem;
-    this.expected = options.expected;
   }
 }
 

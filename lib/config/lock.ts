@@ -1,6 +1,5 @@
 /**
- * An exclusive lock around a config file's read-modify-write: an OS file
- * lock on `<file>.lock`, which the kernel releases when its holder dies.
+ * An exclusive lock around a config file's read-modify-write.
  *
  * @module
  */
@@ -16,7 +15,7 @@ export interface FileLockOptions {
   timeoutMs?: number;
 }
 
-/** Runs `fn` while holding the exclusive lock on `<path>.lock`, and throws ConfigError when it cannot be taken in time. */
+/** Runs `fn` while holding the exclusive OS lock on `<path>.lock` (the kernel releases it when its holder dies), and throws ConfigError when it cannot be taken in time. */
 export async function withFileLock<T>(
   path: string,
   fn: () => Promise<T>,

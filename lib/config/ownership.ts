@@ -1,7 +1,5 @@
 /**
- * Who may change openme's files: root, the user running openme and the
- * `openme` service account (from /etc/passwd and /etc/group); a file or
- * directory anyone else can write is unsafe.
+ * Who may change openme's files: a file or directory that users other than root, ours and the service account can write is unsafe.
  *
  * @module
  */

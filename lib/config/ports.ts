@@ -1,6 +1,5 @@
 /**
- * Port specs (`22`, `22/tcp`, `22/udp`, `80-82`, `80-82/tcp`) as written in
- * `ports:` groups and `allowed_ports:`, parsed into typed port ranges.
+ * Port specs (`22`, `22/tcp`, `80-82`, `80-82/udp`) parsed into typed port ranges.
  *
  * @module
  */
@@ -22,9 +21,6 @@ const PORT_SPEC_HINT = "expected e.g. 22/tcp or 8080-8090/tcp";
 
 /** Parses a port spec into its ranges (tcp and udp without a protocol), or returns why it is invalid. */
 export function parsePortSpec(text: string): PortRange[] | string {
-  if (typeof text !== "string") {
-    return `port spec must be text (${PORT_SPEC_HINT})`;
-  }
   const spec = text.trim();
   if (spec === "") return `empty port spec (${PORT_SPEC_HINT})`;
   const parts = spec.split("/");
@@ -94,7 +90,6 @@ export function formatPortRange(range: PortRange): string {
 
 /** Tells whether an `allowed_ports` entry names a port group: no `/`, no `-`, not all digits. */
 export function isGroupName(entry: string): boolean {
-  if (typeof entry !== "string") return false;
   const text = entry.trim();
   return text !== "" && !/[/-]/.test(text) && !/^[0-9]+$/.test(text);
 }

@@ -1,12 +1,10 @@
 /**
- * The server config file (SPEC §4): parsed and validated into a typed
- * {@linkcode ServerConfig}, and the annotated text `openme init` writes.
+ * The server config file (SPEC §4) as a validated {@linkcode ServerConfig}, and the annotated text `openme init` writes.
  *
  * @module
  */
 
 import { dirname, isAbsolute, join, resolve } from "node:path";
-import { Document } from "yaml";
 import { prepareEd25519VerifyKey } from "../protocol/crypto.ts";
 import {
   DEFAULT_KNOCK_RATE_LIMIT,
@@ -44,6 +42,7 @@ import {
   parseYamlFile,
   readYamlFile,
   type YamlFile,
+  yamlText,
   yamlValue,
 } from "./yaml_file.ts";
 
@@ -60,7 +59,7 @@ export const DEFAULT_FIREWALL: FirewallKind = "nft";
 /** Longest accepted `knock_timeout` / `replay_window` (timers beyond ~24.8 days misfire). */
 export const MAX_CONFIG_DURATION_MS = 24 * 60 * 60 * 1000;
 /** What a good `expires` value looks like, for messages. */
-export const EXPIRES_HINT =
+const EXPIRES_HINT =
   'a full RFC 3339 timestamp with time zone, e.g. "2026-12-31T23:59:59Z"';
 
 /** Port group used by clients whose `allowed_ports` is empty. */
@@ -215,42 +214,6 @@ const SERVER_FIELDS = {
   ),
 };
 
-/** The keys of one `clients:` entry. */
-type ClientFields = {
-  ed25519_pubkey: Field<Uint8Array>;
-  allowed_ports: Field<AllowedPorts>;
-  expires: Field<Date | null>;
-  disable_health_port: Field<boolean>;
-};
-
-/** The fields of a `clients:` entry; `allowed_ports` resolves against the port groups. */
-function clientFields(
-  portGroups: ReadonlyMap<string, PortRange[]>,
-): ClientFields {
-  return {
-    ed25519_pubkey: {
-      hint: "the client's base64 Ed25519 public key",
-      check: checkClientKey,
-    },
-    allowed_ports: {
-      hint: "e.g. [default, 2222/tcp]",
-      check(value: unknown, fail: Fail): AllowedPorts {
-        return checkAllowedPorts(value, { fail, portGroups });
-      },
-    },
-    expires: { hint: EXPIRES_HINT, default: null, check: checkExpires },
-    disable_health_port: booleanField(false),
-  };
-}
-
-/** Parses and validates server config text; throws ConfigError for server-level problems, skips invalid clients with a warning. */
-export function parseServerConfig(
-  text: string,
-  options: { path: string },
-): ServerConfig {
-  return buildServerConfig(parseYamlFile(text, { path: options.path }));
-}
-
 /** Reads, parses and validates the server config file, then the clients of `clients_dir`; throws ConfigError. A refused file of `clients_dir` keeps the clients it gave in `previous`, the config in force. */
 export async function loadServerConfig(
   path: string,
@@ -323,7 +286,7 @@ function readDropIn(
   return clients;
 }
 
-/** Validates a parsed server config file like {@linkcode parseServerConfig}. */
+/** Validates a parsed server config file without its `clients_dir`; throws ConfigError for server-level problems, skips invalid clients with a warning. */
 export function buildServerConfig(file: YamlFile): ServerConfig {
   const root = yamlValue(file);
   if (!isRecord(root)) {
@@ -549,11 +512,25 @@ export function readClient(
       expected: "a map with ed25519_pubkey and allowed_ports",
     });
   }
-  const section = {
-    keyPath,
-    map: client.entry,
-    fields: clientFields(client.portGroups),
+  // The keys of the entry; allowed_ports resolves against the port groups.
+  const fields = {
+    ed25519_pubkey: {
+      hint: "the client's base64 Ed25519 public key",
+      check: checkClientKey,
+    },
+    allowed_ports: {
+      hint: "e.g. [default, 2222/tcp]",
+      check(value: unknown, fail: Fail): AllowedPorts {
+        return checkAllowedPorts(value, {
+          fail,
+          portGroups: client.portGroups,
+        });
+      },
+    },
+    expires: { hint: EXPIRES_HINT, default: null, check: checkExpires },
+    disable_health_port: booleanField(false),
   };
+  const section = { keyPath, map: client.entry, fields };
   client.warnings.push(...unknownKeyWarnings(file, section));
   const values = readSection(file, section);
   return {
@@ -730,18 +707,12 @@ export function allManagedPorts(config: ServerConfig): PortRange[] {
   return mergePortRanges(ranges);
 }
 
-/** Why a client name is not allowed, or null when it is fine. */
-export function validateClientName(name: string): string | null {
-  return nameProblem(name, "client");
-}
-
 /** RFC 3339 `date-time`: what Temporal also accepts, minus its other ISO 8601 and RFC 9557 forms. */
 const RFC3339_PATTERN =
   /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})$/;
 
 /** Parses a full RFC 3339 timestamp with time zone such as `2026-12-31T23:59:59Z`, or returns null. */
 export function parseRfc3339Timestamp(text: string): Date | null {
-  if (typeof text !== "string") return null;
   const trimmed = text.trim();
   if (!RFC3339_PATTERN.test(trimmed)) return null;
   try {
@@ -857,5 +828,5 @@ export function renderInitialServerConfig(
 
 /** Renders a string as a YAML scalar, quoted only when YAML needs it. */
 function yamlScalar(value: string): string {
-  return new Document(value).toString({ lineWidth: 0 }).trimEnd();
+  return yamlText(value).trimEnd();
 }

@@ -1,13 +1,10 @@
 /**
- * Writes to the server config file, each under the file's lock and
- * atomically with mode 0600: the file `openme init` creates, and the edits
- * of `openme add` and `openme revoke`, which keep comments, key order and
- * unknown keys.
+ * The writes of `openme init`, `openme add` and `openme revoke` to the server config, each under its lock.
  *
  * @module
  */
 
-import { Scalar, YAMLMap, YAMLSeq } from "yaml";
+import { Document, isScalar, isSeq, Scalar, type YAMLMap } from "yaml";
 import { ConfigError, describeValue } from "./errors.ts";
 import { type FileLockOptions, withFileLock } from "./lock.ts";
 import { dirname } from "node:path";
@@ -55,8 +52,7 @@ export async function initServerConfig(
     : processUid() === 0
     ? (await accountIds(SERVICE_ACCOUNT)).gid
     : null;
-  const created = !await fileExists(dirname(path));
-  await ensureConfigDir(path, {
+  const created = await ensureConfigDir(path, {
     mode: SERVER_CONFIG_DIR_MODE,
     expected: "run as root, or pass --config PATH in a writable directory",
   });
@@ -87,14 +83,10 @@ export interface NewServerClient {
   allowedPorts: string[];
   /** RFC 3339 expiry, or null for none. */
   expires: string | null;
-  /** Write `disable_health_port: true`. */
-  disableHealthPort?: boolean;
 }
 
 /** Options for {@linkcode addServerClient} and {@linkcode removeServerClient}. */
 export interface EditServerConfigOptions extends FileLockOptions {
-  /** Current time for the expiry check; default Date.now(). */
-  nowMs?: number;
   /** The group that may keep reading a 0640 config; default group openme. */
   readerGroup?: number | null;
 }
@@ -123,10 +115,12 @@ export async function addServerClient(
     }
     const entry: Record<string, unknown> = {
       ed25519_pubkey: client.ed25519PublicKeyB64.trim(),
-      allowed_ports: client.allowedPorts.map(portEntryValue),
+      // An all-digits port spec as a YAML integer (22), anything else as text.
+      allowed_ports: client.allowedPorts.map((text) =>
+        /^[0-9]{1,5}$/.test(text.trim()) ? Number(text) : text.trim()
+      ),
     };
     if (client.expires !== null) entry.expires = client.expires.trim();
-    if (client.disableHealthPort === true) entry.disable_health_port = true;
     const edited = changedFile(file, {
       edits: [{ keyPath: ["clients", name], value: entryNode(entry) }],
       expected: { ...before, clients: { ...clients, [name]: entry } },
@@ -137,22 +131,8 @@ export async function addServerClient(
         expected: "add the entry by hand, or simplify the clients: section",
       },
     });
-    const added = readClient(edited, {
-      name,
-      entry,
-      portGroups: config.portGroups,
-      warnings: [],
-    });
-    if (
-      added.expires !== null &&
-      added.expires.getTime() <= (options.nowMs ?? Date.now())
-    ) {
-      throw errorAt(edited, {
-        keyPath: ["clients", name, "expires"],
-        problem: `expiry ${client.expires} is in the past`,
-        expected: "a future RFC 3339 timestamp, or no expiry",
-      });
-    }
+    const portGroups = config.portGroups;
+    readClient(edited, { name, entry, portGroups, warnings: [] });
     const mode = await keptMode(file, options.readerGroup);
     await writeConfigFile(path, edited.text, { mode });
   }, options);
@@ -231,28 +211,12 @@ async function keptMode(
   return readable ? 0o640 : SERVER_CONFIG_FILE_MODE;
 }
 
-/** An all-digits port spec as a YAML integer (`22`), anything else as text. */
-function portEntryValue(entry: string): string | number {
-  const text = entry.trim();
-  return /^[0-9]{1,5}$/.test(text) ? Number(text) : text;
-}
-
 /** The YAML node of a client entry: ports as a flow list, expiry quoted. */
 function entryNode(entry: Record<string, unknown>): YAMLMap {
-  const node = new YAMLMap();
-  for (const [key, value] of Object.entries(entry)) {
-    if (Array.isArray(value)) {
-      const list = new YAMLSeq();
-      list.flow = true;
-      for (const item of value) list.add(item);
-      node.set(key, list);
-    } else if (key === "expires") {
-      const scalar = new Scalar(value);
-      scalar.type = Scalar.QUOTE_DOUBLE;
-      node.set(key, scalar);
-    } else {
-      node.set(key, value);
-    }
-  }
+  const node = new Document(entry).contents as YAMLMap;
+  const ports = node.get("allowed_ports");
+  if (isSeq(ports)) ports.flow = true;
+  const expires = node.get("expires", true);
+  if (isScalar(expires)) expires.type = Scalar.QUOTE_DOUBLE;
   return node;
 }

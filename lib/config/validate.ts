@@ -1,7 +1,5 @@
 /**
- * Validation shared by the server and client config files: a section is
- * read from a table of fields (key, default, check) and every problem is
- * thrown as a ConfigError at the line of its key path.
+ * Config sections read from a table of fields (key, default, check), each problem a ConfigError at its key's line.
  *
  * @module
  */
@@ -12,16 +10,14 @@ import { errorAt, type YamlFile } from "./yaml_file.ts";
 
 /** Host names and IP literals: no whitespace, quotes or control characters, at most 253 characters. */
 // deno-lint-ignore no-control-regex
-export const HOST_PATTERN = /^[^\s"'`\\\u0000-\u001f\u007f]{1,253}$/;
+const HOST_PATTERN = /^[^\s"'`\\\u0000-\u001f\u007f]{1,253}$/;
 /** Client and profile names: a letter or digit, then letters, digits, '.', '_', '@' or '-'. */
-export const NAME_PATTERN = /^[\p{L}\p{N}][\p{L}\p{N}._@-]*$/u;
+const NAME_PATTERN = /^[\p{L}\p{N}][\p{L}\p{N}._@-]*$/u;
 /** What a good client or profile name looks like, for messages. */
 export const NAME_HINT =
   "letters, digits, '.', '_', '-' or '@', starting with a letter or digit";
 /** Longest client or profile name. */
-export const MAX_NAME_LENGTH = 64;
-/** What a good port value looks like, for messages. */
-export const PORT_HINT = "an integer 1-65535, e.g. 54154";
+const MAX_NAME_LENGTH = 64;
 
 /** True for a YAML map converted to an object. */
 export function isRecord(value: unknown): value is Record<string, unknown> {
@@ -142,17 +138,19 @@ export function hostField(hint: string, missing: string): Field<string> {
 export function portField<D extends number | null>(
   fallback: D,
 ): Field<number | D> {
-  return { hint: PORT_HINT, default: fallback, check: checkPort };
-}
-
-function checkPort(value: unknown, fail: Fail): number {
-  if (typeof value !== "number" || !Number.isInteger(value)) {
-    fail(`expected a port number, got ${describeValue(value)}`);
-  }
-  if (value < 1 || value > 65535) {
-    fail(`port ${describeValue(value)} out of range 1-65535`);
-  }
-  return value;
+  return {
+    hint: "an integer 1-65535, e.g. 54154",
+    default: fallback,
+    check(value: unknown, fail: Fail): number {
+      if (typeof value !== "number" || !Number.isInteger(value)) {
+        fail(`expected a port number, got ${describeValue(value)}`);
+      }
+      if (value < 1 || value > 65535) {
+        fail(`port ${describeValue(value)} out of range 1-65535`);
+      }
+      return value;
+    },
+  };
 }
 
 /** A required base64 key field of one of the accepted sizes in bytes. */

@@ -1,8 +1,5 @@
 /**
- * Config files as YAML (npm:yaml): read and parsed into a Document that
- * keeps comments and positions, converted to plain values, problems placed
- * at the line of a key path, and changes made through the Document API
- * (comments, key order and unknown keys kept) and written atomically.
+ * Config files as YAML Documents that keep comments and positions: read, checked, changed and written.
  *
  * @module
  */
@@ -11,7 +8,7 @@ import { isDeepStrictEqual } from "node:util";
 import { dirname } from "node:path";
 import {
   type CST,
-  type Document,
+  Document,
   isAlias,
   isMap,
   isPair,
@@ -23,7 +20,7 @@ import {
   type YAMLError,
   YAMLMap,
 } from "yaml";
-import { atomicWriteFile, ensureDir } from "./atomic_write.ts";
+import { atomicWriteFile } from "./atomic_write.ts";
 import {
   ConfigError,
   describeValue,
@@ -60,9 +57,9 @@ export interface YamlFile {
   warnings: string[];
   /** Permission bits when read from disk; null for text or on Windows. */
   mode: number | null;
-  /** Owner uid when read from disk, not on Windows. */
+  /** Owner uid when read from disk; null on Windows. */
   uid?: number | null;
-  /** Owner gid when read from disk, not on Windows. */
+  /** Owner gid when read from disk; null on Windows. */
   gid?: number | null;
   /**
    * The Document, with comments and source ranges.
@@ -87,8 +84,11 @@ export function parseYamlFile(
   const doc = parseDocument(text, {
     lineCounter,
     prettyErrors: false,
-    uniqueKeys: sameKey,
+    // Keys are the same when they become the same key of a plain object (`1` and `"1"`, null and `""`).
+    uniqueKeys: (a, b) =>
+      isScalar(a) && isScalar(b) && keyText(a) === keyText(b),
     logLevel: "error",
+    keepSourceTokens: true,
   });
   // A syntax error is reported before a duplicate key.
   const first = doc.errors.find((error) => error.code !== "DUPLICATE_KEY") ??
@@ -107,7 +107,7 @@ export function parseYamlFile(
   }
   if (first !== undefined) {
     const multiple = first.code === "MULTIPLE_DOCS";
-    const opened = unclosedAt(text, first);
+    const opened = unclosedAt(doc, first);
     throw new ConfigError({
       file: path,
       line: lineAt(opened?.offset ?? first.pos[0]),
@@ -136,7 +136,7 @@ export function parseYamlFile(
 
 /** The `[`, `{` or quote a "never closed" syntax error is about: the last one before the error without its closing character. */
 function unclosedAt(
-  text: string,
+  doc: Document,
   error: YAMLError,
 ): { offset: number; open: string; close: string } | undefined {
   const match = /end with an? ([\]}])|Missing closing (["'])quote/.exec(
@@ -146,10 +146,6 @@ function unclosedAt(
   if (close === undefined) return undefined;
   const open = close === "]" ? "[" : close === "}" ? "{" : close;
   let offset: number | undefined;
-  const doc = parseDocument(text, {
-    keepSourceTokens: true,
-    logLevel: "error",
-  });
   visit(doc, (_, node) => {
     const token = (node as { srcToken?: CST.Token } | null)?.srcToken;
     if (token === undefined || token.offset >= error.pos[0]) return;
@@ -161,11 +157,6 @@ function unclosedAt(
     if (unclosed) offset = token.offset;
   });
   return offset === undefined ? undefined : { offset, open, close };
-}
-
-/** Keys are the same when they become the same key of a plain object (`1` and `"1"`, null and `""`). */
-function sameKey(a: unknown, b: unknown): boolean {
-  return isScalar(a) && isScalar(b) && keyText(a) === keyText(b);
 }
 
 /** The text a map key becomes once converted to a value, as `toJS` does. */
@@ -251,13 +242,10 @@ export async function readYamlFile(
       cause: error,
     });
   }
+  // Mode, uid and gid are null on Windows.
   const file = parseYamlFile(text, { path });
-  if (!IS_WINDOWS) {
-    file.mode = info.mode === null ? null : info.mode & 0o777;
-    file.uid = info.uid;
-    file.gid = info.gid;
-  }
-  return file;
+  const mode = info.mode === null ? null : info.mode & 0o777;
+  return { ...file, mode, uid: info.uid, gid: info.gid };
 }
 
 /** A ConfigError about a whole file. */
@@ -287,10 +275,7 @@ export function yamlValue(file: YamlFile): unknown {
     throw fileError(
       file.path,
       `invalid YAML: ${yamlMessage(errorText(error))}`,
-      {
-        expected: "fix the YAML",
-        cause: error,
-      },
+      { expected: "fix the YAML", cause: error },
     );
   }
 }
@@ -411,6 +396,11 @@ export function changedFile(file: YamlFile, changes: FileChanges): YamlFile {
   throw errorAt(file, changes.failure);
 }
 
+/** Renders a value as YAML the way edited files are written: no line folding, `[a, b]` flow lists. */
+export function yamlText(value: unknown): string {
+  return new Document(value).toString(TO_STRING_OPTIONS);
+}
+
 /** Tells whether something exists at the path; throws ConfigError when that cannot be checked. */
 export async function fileExists(path: string): Promise<boolean> {
   try {
@@ -425,14 +415,21 @@ export async function fileExists(path: string): Promise<boolean> {
   }
 }
 
-/** Creates the directory of the config file `path` with `options.mode` when missing; throws ConfigError saying `options.expected`. */
+/** Creates the directory of the config file `path` and its parents with `options.mode` when missing, telling whether it did; throws ConfigError saying `options.expected`. */
 export async function ensureConfigDir(
   path: string,
   options: { mode: number; expected: string },
-): Promise<void> {
+): Promise<boolean> {
   const directory = dirname(path);
   try {
-    await ensureDir(directory, options.mode);
+    const info = await Deno.stat(directory).catch(() => null);
+    if (info?.isDirectory) return false;
+    if (info !== null) {
+      throw new Error(`${directory} exists and is not a directory`);
+    }
+    await Deno.mkdir(directory, { recursive: true, mode: options.mode });
+    if (!IS_WINDOWS) await Deno.chmod(directory, options.mode);
+    return true;
   } catch (error) {
     throw fileError(
       path,

@@ -7,7 +7,6 @@ import assert from "node:assert/strict";
 import { type FileHandle, open as openNodeFile } from "node:fs/promises";
 import {
   atomicWriteFile,
-  ensureDir,
   writeSecretFile,
 } from "../../lib/config/atomic_write.ts";
 import { loadServerConfig } from "../../lib/config/server_config.ts";
@@ -476,27 +475,6 @@ Deno.test({
       assert.match(result.stderr, /PermissionDenied/);
     });
   },
-});
-
-Deno.test("ensureDir creates missing directories with the given mode and leaves existing ones alone", async () => {
-  await withTempDir(TEMP_PREFIX, async (dir) => {
-    await ensureDir(`${dir}/etc/openme`, 0o750);
-    await ensureDir(`${dir}/home/.openme`, 0o700);
-    assert.ok((await Deno.stat(`${dir}/etc/openme`)).isDirectory);
-    if (!IS_WINDOWS) {
-      assert.equal(modeOf(await Deno.stat(`${dir}/etc/openme`)), 0o750);
-      assert.equal(modeOf(await Deno.stat(`${dir}/home/.openme`)), 0o700);
-      await Deno.mkdir(`${dir}/existing`);
-      await Deno.chmod(`${dir}/existing`, 0o755);
-      await ensureDir(`${dir}/existing`, 0o700);
-      assert.equal(modeOf(await Deno.stat(`${dir}/existing`)), 0o755);
-    }
-    await Deno.writeTextFile(`${dir}/file`, "x");
-    await assert.rejects(
-      ensureDir(`${dir}/file`, 0o700),
-      /not a directory/,
-    );
-  });
 });
 
 Deno.test({

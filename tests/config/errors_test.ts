@@ -113,23 +113,10 @@ Deno.test("describeValue names values shortly and on one line", () => {
   }
 });
 
-Deno.test("ConfigError exposes its parts as fields and its name", () => {
-  const error = new ConfigError({
-    file: "/etc/openme/config.yaml",
-    line: 5,
-    keyPath: "server.firewall",
-    problem: 'unknown firewall "pf"',
-    expected: "expected nft or iptables",
-  });
+Deno.test("a ConfigError is an Error named ConfigError, which the CLI reports without a stack", () => {
+  const error = new ConfigError({ file: "/x.yaml", problem: "p" });
   assert.ok(error instanceof Error);
   assert.equal(error.name, "ConfigError");
-  assert.equal(error.file, "/etc/openme/config.yaml");
-  assert.equal(error.line, 5);
-  assert.equal(error.keyPath, "server.firewall");
-  assert.equal(
-    error.message,
-    'config /etc/openme/config.yaml:5: server.firewall: unknown firewall "pf" (expected nft or iptables)',
-  );
 });
 
 Deno.test("a ConfigError keeps its cause only when given one", () => {

@@ -7,16 +7,16 @@ import {
 } from "../../lib/protocol/crypto.ts";
 import { encodeBase64 } from "../../lib/encoding.ts";
 import { ConfigError } from "../../lib/config/errors.ts";
+import { parseYamlFile } from "../../lib/config/yaml_file.ts";
 import {
   allManagedPorts,
+  buildServerConfig,
   DEFAULT_SERVER_CONFIG_PATH,
   DEFAULT_UDP_PORT,
   loadServerConfig,
   parseRfc3339Timestamp,
-  parseServerConfig,
   renderInitialServerConfig,
   type ServerConfig,
-  validateClientName,
 } from "../../lib/config/server_config.ts";
 import {
   assertConfigErrorMessage,
@@ -37,10 +37,10 @@ const IS_WINDOWS = Deno.build.os === "windows";
 const PATH = "/etc/openme/config.yaml";
 
 function parse(text: string): ServerConfig {
-  return parseServerConfig(text, { path: PATH });
+  return buildServerConfig(parseYamlFile(text, { path: PATH }));
 }
 
-Deno.test("parseServerConfig reads every key of a full config", () => {
+Deno.test("buildServerConfig reads every key of a full config", () => {
   const config = parse(configText());
   assert.equal(config.path, PATH);
   assert.equal(config.host, "myserver.example.com");
@@ -80,7 +80,7 @@ Deno.test("parseServerConfig reads every key of a full config", () => {
   assert.deepEqual(config.warnings, []);
 });
 
-Deno.test("parseServerConfig applies the SPEC defaults to a minimal config", () => {
+Deno.test("buildServerConfig applies the SPEC defaults to a minimal config", () => {
   const text =
     `server:\n  host: h.example\n  private_key: ${SERVER_PRIVATE}\n  public_key: ${SERVER_PUBLIC}\n`;
   const config = parse(text);
@@ -130,9 +130,6 @@ interface ErrorCase {
 function assertConfigError(run: () => unknown, c: ErrorCase): void {
   assert.throws(run, (error: unknown) => {
     assertConfigErrorMessage(error, { ...c, file: PATH });
-    assert.equal(error.file, PATH);
-    assert.equal(error.line, c.line, c.name);
-    assert.equal(error.keyPath, c.keyPath, c.name);
     assert.ok(!error.message.includes("\n"), c.name);
     return true;
   });
@@ -664,26 +661,6 @@ Deno.test("parseRfc3339Timestamp accepts full RFC 3339 timestamps with a zone on
     "+002026-12-31T23:59:59Z",
   ];
   for (const text of bad) assert.equal(parseRfc3339Timestamp(text), null, text);
-});
-
-Deno.test("validateClientName accepts plain names and refuses odd ones", () => {
-  for (
-    const name of [
-      "alice",
-      "bob-laptop",
-      "carol.phone",
-      "dave_2",
-      "éva",
-      "x@home",
-    ]
-  ) {
-    assert.equal(validateClientName(name), null, name);
-  }
-  for (
-    const name of ["", "-x", ".x", "a b", "a/b", "a:b", "x".repeat(65), "a\nb"]
-  ) {
-    assert.notEqual(validateClientName(name), null, JSON.stringify(name));
-  }
 });
 
 Deno.test("renderInitialServerConfig parses back with every server key set and commented", () => {

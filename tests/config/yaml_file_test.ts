@@ -100,7 +100,6 @@ Deno.test("parseYamlFile gives the line of a syntax error", () => {
       () => parseYamlFile(text, { path: "/t.yaml" }),
       (error: unknown) => {
         assert.ok(error instanceof ConfigError);
-        assert.equal(error.line, line, error.message);
         assert.ok(
           error.message.startsWith(`config /t.yaml:${line}: invalid YAML`),
           error.message,
@@ -157,8 +156,6 @@ Deno.test("parseYamlFile refuses a duplicate key with the line and key path of i
       () => parseYamlFile(c.text, { path: "/t.yaml" }),
       (error: unknown) => {
         assert.ok(error instanceof ConfigError, String(error));
-        assert.equal(error.line, c.line, error.message);
-        assert.equal(error.keyPath, c.keyPath, error.message);
         assert.equal(
           error.message,
           `config /t.yaml:${c.line}: ${c.keyPath}: invalid YAML: duplicate key ${
@@ -175,8 +172,8 @@ Deno.test("parseYamlFile reports a syntax error before a duplicate key", () => {
   assert.throws(
     () => parse("a: 1\na: 2\nb: [1\n"),
     (error: unknown) =>
-      error instanceof ConfigError && error.line === 3 &&
-      error.message.includes("invalid YAML") &&
+      error instanceof ConfigError &&
+      error.message.startsWith("config /t.yaml:3: invalid YAML") &&
       !error.message.includes("duplicate"),
   );
 });
@@ -210,7 +207,7 @@ Deno.test("parseYamlFile shortens a long duplicate key in the message", () => {
       }),
     (error: unknown) => {
       assert.ok(error instanceof ConfigError, String(error));
-      assert.equal(error.line, 3);
+      assert.ok(error.message.startsWith("config /t.yaml:3: "), error.message);
       assert.ok(error.message.length < 400, error.message);
       assert.ok(error.message.includes("(70000 characters)"), error.message);
       return true;
@@ -302,6 +299,26 @@ Deno.test("ensureConfigDir creates the file's directory and names the file when 
     assert.ok((await Deno.stat(`${dir}/etc/openme`)).isDirectory);
     if (!IS_WINDOWS) {
       assert.equal((await Deno.stat(`${dir}/etc/openme`)).mode! & 0o777, 0o750);
+      // Under a permissive umask too, and an existing directory is left alone.
+      const previous = Deno.umask(0o022);
+      try {
+        await ensureConfigDir(`${dir}/home/.openme/config.yaml`, {
+          mode: 0o700,
+          expected: "",
+        });
+      } finally {
+        Deno.umask(previous);
+      }
+      assert.equal(
+        (await Deno.stat(`${dir}/home/.openme`)).mode! & 0o777,
+        0o700,
+      );
+      await Deno.chmod(`${dir}/etc/openme`, 0o755);
+      await ensureConfigDir(`${dir}/etc/openme/config.yaml`, {
+        mode: 0o700,
+        expected: "",
+      });
+      assert.equal((await Deno.stat(`${dir}/etc/openme`)).mode! & 0o777, 0o755);
     }
     await Deno.writeTextFile(`${dir}/file`, "x");
     await assert.rejects(
@@ -312,7 +329,9 @@ Deno.test("ensureConfigDir creates the file's directory and names the file when 
       (error: unknown) =>
         error instanceof ConfigError &&
         error.message.startsWith(`config ${dir}/file/config.yaml: `) &&
-        error.message.includes(`cannot create directory ${dir}/file`) &&
+        error.message.includes(
+          `cannot create directory ${dir}/file: ${dir}/file exists and is not a directory`,
+        ) &&
         error.message.includes("pass --config PATH"),
     );
   });
@@ -336,9 +355,6 @@ Deno.test("errorAt takes the line of the deepest existing key and formats the ke
     problem: 'unknown port group "devops"',
     expected: "defined: default",
   });
-  assert.equal(port.file, "/t.yaml");
-  assert.equal(port.line, 7);
-  assert.equal(port.keyPath, "clients.bob.allowed_ports[1]");
   assert.equal(
     port.message,
     'config /t.yaml:7: clients.bob.allowed_ports[1]: unknown port group "devops" (defined: default)',
@@ -347,10 +363,12 @@ Deno.test("errorAt takes the line of the deepest existing key and formats the ke
     keyPath: ["server", "host"],
     problem: "missing server host",
   });
-  assert.equal(missing.line, 1, "a missing key reports its parent's line");
-  assert.equal(missing.expected, undefined);
+  assert.equal(
+    missing.message,
+    "config /t.yaml:1: server.host: missing server host",
+    "a missing key reports its parent's line",
+  );
   const whole = errorAt(file, { keyPath: [], problem: "the file" });
-  assert.equal(whole.keyPath, undefined);
   assert.equal(whole.message, "config /t.yaml: the file");
 });
 
@@ -363,7 +381,6 @@ Deno.test("generated text gives errors and problems without a line", () => {
     keyPath: ["server", "udp_port"],
     problem: "port 0 out of range 1-65535",
   });
-  assert.equal(error.line, undefined);
   assert.equal(
     error.message,
     "config /new.yaml: server.udp_port: port 0 out of range 1-65535",
@@ -371,8 +388,8 @@ Deno.test("generated text gives errors and problems without a line", () => {
   assert.throws(
     () => parseYamlFile("a: 1\na: 2\n", { path: "/new.yaml", generated: true }),
     (error: unknown) =>
-      error instanceof ConfigError && error.line === undefined &&
-      error.keyPath === "a",
+      error instanceof ConfigError &&
+      error.message.startsWith("config /new.yaml: a: invalid YAML"),
   );
 });
 
@@ -540,7 +557,7 @@ Deno.test("an unclosed [, { or quote is reported at the line that opened it, not
       () => parse(text),
       (error: unknown) => {
         assert.ok(error instanceof ConfigError);
-        assert.equal(error.line, 51, error.message);
+        assert.ok(error.message.startsWith("config /t.yaml:51: "));
         assert.ok(
           error.message.includes(
             `invalid YAML: the ${open} opened on this line is never closed (add the missing ${close}; the parser noticed at line`,

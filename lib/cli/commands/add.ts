@@ -5,20 +5,17 @@
  * @module
  */
 
-import {
-  renderClientConfig,
-  validateProfileName,
-} from "../../config/client_config.ts";
+import { renderClientConfig } from "../../config/client_config.ts";
 import {
   loadServerConfig,
   parseRfc3339Timestamp,
   type ServerConfig,
-  validateClientName,
 } from "../../config/server_config.ts";
 import { addServerClient } from "../../config/server_config_edit.ts";
 import { writeSecretFile } from "../../config/atomic_write.ts";
 import { fileExists } from "../../config/yaml_file.ts";
 import { isGroupName, parsePortSpec } from "../../config/ports.ts";
+import { nameProblem } from "../../config/validate.ts";
 import {
   generateEd25519KeyPair,
   keyFingerprint,
@@ -81,10 +78,10 @@ export async function runAddCommand(
 ): Promise<number> {
   const name = parsed.positionals[0];
   const v = parsed.values;
-  const nameProblem = validateClientName(name);
-  if (nameProblem !== null) {
+  const clientProblem = nameProblem(name, "client");
+  if (clientProblem !== null) {
     throw new UsageError(
-      `${nameProblem} (use letters, digits, ".", "_", "-" or "@", starting with a letter or digit, at most 64; e.g. alice-laptop)`,
+      `${clientProblem} (use letters, digits, ".", "_", "-" or "@", starting with a letter or digit, at most 64; e.g. alice-laptop)`,
     );
   }
   const ports = typeof v.ports === "string" ? parsePortsFlag(v.ports) : [];
@@ -92,7 +89,7 @@ export async function runAddCommand(
     ? parseExpires(v.expires)
     : null;
   const profileProblem = typeof v.profile === "string"
-    ? validateProfileName(v.profile)
+    ? nameProblem(v.profile, "profile")
     : null;
   if (profileProblem !== null) {
     throw new UsageError(

@@ -11,10 +11,9 @@ import {
   type NewClientProfile,
   parseClientConfig,
   upsertClientProfile,
-  validateProfileName,
 } from "../../config/client_config.ts";
 
-import { NAME_HINT } from "../../config/validate.ts";
+import { NAME_HINT, nameProblem } from "../../config/validate.ts";
 import {
   ed25519KeyPairFromPrivateKey,
   keyFingerprint,
@@ -198,7 +197,7 @@ export async function runImportCommand(
         }); import without --profile, or cut the input down to one`,
       );
     }
-    const problem = validateProfileName(rename);
+    const problem = nameProblem(rename, "profile");
     if (problem !== null) {
       throw new UsageError(`--profile: ${problem} (${NAME_HINT})`);
     }
