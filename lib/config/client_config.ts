@@ -8,6 +8,7 @@
  */
 
 import { Document } from "yaml";
+import { type IpAddress, parseIp } from "../ip.ts";
 import { defaultClientConfigPathFor, type Platform } from "../platform.ts";
 import { ConfigError, describeValue } from "./errors.ts";
 import { type FileLockOptions, withFileLock } from "./lock.ts";
@@ -65,6 +66,8 @@ export interface ClientProfile {
   publicKey: Uint8Array | null;
   /** `post_knock` command, or null. */
   postKnock: string | null;
+  /** `target_ip`: the address knocks ask to open unless `--ip` says otherwise; null = the packet's source. */
+  targetIp: IpAddress | null;
 }
 
 /** A validated client config. */
@@ -103,7 +106,19 @@ const PROFILE_FIELDS = {
     default: null,
     check: checkPostKnock,
   },
+  target_ip: {
+    hint: "the address to open, e.g. 198.51.100.20 or 2001:db8::20",
+    default: null,
+    check: checkTargetIp,
+  },
 };
+
+function checkTargetIp(value: unknown, fail: Fail): IpAddress | null {
+  if (value === "") return null;
+  const ip = typeof value === "string" ? parseIp(value) : null;
+  if (ip === null) fail(`not an IP address: ${describeValue(value)}`);
+  return ip;
+}
 
 function checkPostKnock(value: unknown, fail: Fail): string | null {
   if (value === "") return null;
@@ -240,6 +255,7 @@ function readProfile(
     privateKey,
     publicKey,
     postKnock: values.post_knock,
+    targetIp: values.target_ip,
   };
 }
 

@@ -96,6 +96,8 @@ export interface ServerConfig {
   knockTimeoutMs: number;
   /** `server.replay_window` in milliseconds. */
   replayWindowMs: number;
+  /** `server.require_explicit_target`: refuse knocks for "the packet's source address". */
+  requireExplicitTarget: boolean;
   /** `server.open_knock_port`. */
   openKnockPort: boolean;
   /** `server.drop_ports`. */
@@ -141,6 +143,7 @@ const SERVER_FIELDS = {
     default: DEFAULT_REPLAY_WINDOW_MS,
     check: checkDuration,
   },
+  require_explicit_target: booleanField(false),
   open_knock_port: booleanField(true),
   drop_ports: booleanField(false),
   default_profile: {
@@ -266,6 +269,7 @@ export function buildServerConfig(file: YamlFile): ServerConfig {
     firewall: server.firewall,
     knockTimeoutMs: server.knock_timeout,
     replayWindowMs: server.replay_window,
+    requireExplicitTarget: server.require_explicit_target,
     openKnockPort: server.open_knock_port,
     dropPorts: server.drop_ports,
     defaultProfile: server.default_profile,
@@ -656,6 +660,10 @@ export function renderInitialServerConfig(
     "  # How far a knock's timestamp may be from the server clock, and how long",
     "  # accepted nonces are remembered against replays; keep it >= knock_timeout.",
     "  replay_window: 60s",
+    "  # true: refuse knocks that name no address (they open for the packet's",
+    "  # source, so a copy resent first from elsewhere would open for its sender);",
+    "  # clients then knock with --ip ADDRESS or a profile's target_ip.",
+    "  require_explicit_target: false",
     "  # true: the server adds the firewall rule that lets knock packets in.",
     "  open_knock_port: true",
     "  # true: the server adds DROP rules for every managed port (every port",

@@ -16,7 +16,7 @@ import {
   loadServerConfig,
   type ServerConfig,
 } from "../config/server_config.ts";
-import { keyFingerprint, prepareEd25519VerifyKey } from "../protocol/crypto.ts";
+import { keyFingerprint } from "../protocol/crypto.ts";
 import type {
   BaseRulesOptions,
   FirewallBackend,
@@ -25,7 +25,12 @@ import type {
 import { createFirewallBackend } from "../firewall/mod.ts";
 import { type IpAddress, parseIp } from "../ip.ts";
 import { error, info, warn } from "../log.ts";
-import { isExpired, KnockVerifier, type VerifierClient } from "./verifier.ts";
+import {
+  isExpired,
+  KnockVerifier,
+  type VerifierClient,
+  type VerifyResult,
+} from "./verifier.ts";
 import { type HealthListener, startHealthListener } from "./health.ts";
 import {
   type Session,
@@ -48,9 +53,6 @@ export type {
   FirewallBackend,
 } from "../firewall/backend.ts";
 
-/** Server-wide signature checks per second (and burst) for knocks whose signer is not known from their source: about 0.4 of a core. */
-export const SIGNATURE_CHECKS_PER_SECOND = 10_000;
-
 // The per-source token bucket before any crypto (datagrams per second and
 // burst); how often the config file and the firewall are checked; the
 // longest delay of new drop counters to the state file; the most peer
@@ -71,8 +73,10 @@ export interface ServerOptions {
   interfaceOverride?: string | null;
   /** Address to bind the UDP and health sockets; default dual-stack `::`. */
   hostname?: string;
-  /** Per-source rate limit; null disables it and the server-wide signature budget. */
+  /** Per-source rate limit; null disables it and the signature budget. */
   rateLimit?: { perSecond: number; burst: number } | null;
+  /** Signature checks per second for scans instead of the measured budget (tests). */
+  signatureBudget?: { perSecond: number; burst: number };
   /** UDP port to bind instead of `udp_port` (0: any free port; tests). */
   udpPort?: number;
   /** TCP health port to bind instead of `health_port` (0: any free port; tests). */
@@ -90,7 +94,7 @@ function clientsOf(config: ServerConfig): Client[] {
   const health: FirewallRulePort = { port: config.healthPort, proto: "tcp" };
   return config.clients.map((c) => ({
     name: c.name,
-    verifyKey: prepareEd25519VerifyKey(c.ed25519PublicKey),
+    publicKey: c.ed25519PublicKey,
     fingerprint: keyFingerprint(c.ed25519PublicKey),
     expires: c.expires,
     // The health port too, unless the client opts out or has it already.
@@ -213,15 +217,17 @@ export class OpenmeServer {
     const rateLimit = options.rateLimit === undefined
       ? RATE_LIMIT
       : options.rateLimit;
-    const budget = SIGNATURE_CHECKS_PER_SECOND;
     this.#verifier = new KnockVerifier({
       serverPrivateKey: config.privateKey,
       replayWindowMs: config.replayWindowMs,
       clients: this.#clients,
       rateLimit,
-      signatureBudget: rateLimit === null
-        ? null
-        : { perSecond: budget, burst: budget },
+      requireExplicitTarget: config.requireExplicitTarget,
+      search: {
+        budget: rateLimit === null
+          ? null
+          : options.signatureBudget ?? "measured",
+      },
     });
     this.#sessions = new SessionManager(this.#backend, {
       knockTimeoutMs: config.knockTimeoutMs,
@@ -352,6 +358,14 @@ export class OpenmeServer {
     if (this.#peers.size >= PEER_ADDRESS_CACHE_SIZE) this.#peers.clear();
     this.#peers.set(peer, source);
     const result = this.#verifier.verify(datagram, source);
+    if (result instanceof Promise) {
+      result.then((late) => this.#handleResult(late, source));
+    } else this.#handleResult(result, source);
+  }
+
+  /** Opens (or refreshes) the session of a verified knock, or counts its drop. */
+  #handleResult(result: VerifyResult<Client>, source: IpAddress): void {
+    if (this.#stopping) return;
     if (!result.ok) return this.#drop(result.reason, source.text);
     this.#stats.accepted++;
     const outcome = this.#sessions.knock(
@@ -480,6 +494,7 @@ export class OpenmeServer {
     this.#clients = clients;
     this.#verifier.setClients(clients);
     this.#verifier.setReplayWindow(config.replayWindowMs);
+    this.#verifier.requireExplicitTarget = config.requireExplicitTarget;
     this.#sessions.setKnockTimeout(config.knockTimeoutMs);
     const closed = this.#sessions.closeClients(closing);
     const baseRules = baseRulesOf(
@@ -587,6 +602,7 @@ export class OpenmeServer {
     for (const timer of this.#timers) clearInterval(timer);
     clearTimeout(this.#dropWriteTimer);
     this.#socket.removeAllListeners("message");
+    this.#verifier.close();
     await new Promise<void>((resolve) => this.#socket.close(() => resolve()));
     await this.#health.close();
     await this.#reloading;

@@ -92,7 +92,7 @@ async function knockAndCheck(
   signal?: AbortSignal,
 ): Promise<boolean> {
   const report = await knockServer(profile, {
-    target: flags.target,
+    target: flags.target ?? profile.targetIp,
     family: flags.family,
   });
   for (const failure of report.failures) {

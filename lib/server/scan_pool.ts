@@ -1,0 +1,120 @@
+/**
+ * Worker threads for long signer scans: the keys to try are cut into chunks
+ * handed, in order and first-come across scans, to whichever worker is idle,
+ * each chunk a copy of its public keys; a scan stops handing out chunks once
+ * one verifies.
+ *
+ * @module
+ */
+
+import type { SignedKnock } from "../protocol/packet.ts";
+
+const KEY_BYTES = 32;
+
+/** One chunk of a scan, as a worker receives it. */
+export interface ScanChunk {
+  /** The bytes the knock's signature covers. */
+  signedBytes: Uint8Array;
+  /** The knock's Ed25519 signature. */
+  signature: Uint8Array;
+  /** The chunk's raw 32-byte public keys, back to back. */
+  keys: Uint8Array;
+}
+
+/** A scan with chunks still to check. */
+interface Scan {
+  knock: SignedKnock;
+  keys: readonly Uint8Array[];
+  /** First key not yet handed out. */
+  next: number;
+  /** Chunks handed out and not answered. */
+  pending: number;
+  resolve(index: number): void;
+}
+
+/** A pool of up to `size` worker threads, started when first needed. */
+export class ScanPool {
+  #size: number;
+  #chunk: number;
+  #workers: Worker[] = [];
+  #idle: Worker[] = [];
+  /** What each busy worker checks: its scan and the chunk's first key. */
+  #busy = new Map<Worker, { scan: Scan; first: number }>();
+  /** Scans with chunks left to hand out, first-come. */
+  #scans: Scan[] = [];
+
+  /** Creates a pool of `options.size` workers that check `options.chunk` keys at a time. */
+  constructor(options: { size: number; chunk: number }) {
+    this.#size = options.size;
+    this.#chunk = options.chunk;
+  }
+
+  /** Resolves to the index of the first key the knock's signature verifies under, or -1. */
+  scan(knock: SignedKnock, keys: readonly Uint8Array[]): Promise<number> {
+    const copy = {
+      signedBytes: knock.signedBytes.slice(),
+      signature: knock.signature.slice(),
+    };
+    return new Promise((resolve) => {
+      this.#scans.push({ knock: copy, keys, next: 0, pending: 0, resolve });
+      this.#dispatch();
+    });
+  }
+
+  /** Stops every worker; scans in progress never resolve. */
+  close(): void {
+    for (const worker of this.#workers) worker.terminate();
+    this.#workers = [];
+    this.#idle = [];
+    this.#busy.clear();
+    this.#scans = [];
+  }
+
+  #dispatch(): void {
+    while (this.#scans.length > 0) {
+      const worker = this.#idle.pop() ?? this.#spawn();
+      if (worker === null) return;
+      const scan = this.#scans[0];
+      const first = scan.next;
+      scan.next = Math.min(scan.keys.length, first + this.#chunk);
+      if (scan.next === scan.keys.length) this.#scans.shift();
+      const keys = new Uint8Array((scan.next - first) * KEY_BYTES);
+      for (let i = first; i < scan.next; i++) {
+        keys.set(scan.keys[i], (i - first) * KEY_BYTES);
+      }
+      scan.pending++;
+      this.#busy.set(worker, { scan, first });
+      const chunk: ScanChunk = { ...scan.knock, keys };
+      worker.postMessage(chunk, [keys.buffer]);
+    }
+  }
+
+  #spawn(): Worker | null {
+    if (this.#workers.length >= this.#size) return null;
+    const url = new URL("./scan_worker.ts", import.meta.url);
+    const worker = new Worker(url.href, { type: "module" });
+    worker.onmessage = (event: MessageEvent<number>) =>
+      this.#answered(worker, event.data);
+    this.#workers.push(worker);
+    return worker;
+  }
+
+  #answered(worker: Worker, found: number): void {
+    const job = this.#busy.get(worker);
+    if (job === undefined) return;
+    this.#busy.delete(worker);
+    this.#idle.push(worker);
+    const { scan, first } = job;
+    scan.pending--;
+    if (found >= 0) {
+      // Its other chunks are not handed out; answers still due are ignored.
+      this.#scans = this.#scans.filter((s) => s !== scan);
+      scan.next = scan.keys.length;
+      scan.resolve(first + found);
+      scan.resolve = () => {};
+    } else if (scan.next === scan.keys.length && scan.pending === 0) {
+      scan.resolve(-1);
+    }
+    this.#dispatch();
+  }
+}

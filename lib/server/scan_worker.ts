@@ -1,0 +1,24 @@
+/**
+ * A worker thread of {@linkcode ScanPool}: checks one knock's signature
+ * against each public key of a chunk, in order, and answers with the index
+ * of the first that verifies, or -1.
+ *
+ * @module
+ */
+
+/// <reference lib="deno.worker" />
+
+import { ed25519Verify } from "../protocol/crypto.ts";
+import type { ScanChunk } from "./scan_pool.ts";
+
+const KEY_BYTES = 32;
+
+self.onmessage = (event: MessageEvent<ScanChunk>): void => {
+  const { signedBytes, signature, keys } = event.data;
+  let found = -1;
+  for (let at = 0; found < 0 && at < keys.length; at += KEY_BYTES) {
+    const key = keys.subarray(at, at + KEY_BYTES);
+    if (ed25519Verify(key, signedBytes, signature)) found = at / KEY_BYTES;
+  }
+  self.postMessage(found);
+};

@@ -1,0 +1,326 @@
+/**
+ * Which registered client signed a knock (SPEC §1, §2). Tried first, one
+ * signature check each: the client last verified from the knock's source
+ * address, then the client its key hint names. Then a scan of the others,
+ * most recently accepted first; only a verified knock moves a client. A
+ * budget of signature checks admits a scan whole or not at all; scans that
+ * must wait queue first-come, served in turn per source prefix (IPv4 /24,
+ * IPv6 /48), and a full queue drops from the prefix that holds the most.
+ * Scans of more than a chunk of keys run on a pool of worker threads.
+ *
+ * @module
+ */
+
+import { type IpAddress, ipToBytes } from "../ip.ts";
+import {
+  ed25519Sign,
+  generateEd25519KeyPair,
+  keyFingerprint,
+  randomBytes,
+} from "../protocol/crypto.ts";
+import {
+  SIGNED_BYTES,
+  type SignedKnock,
+  verifyKnockSignature,
+} from "../protocol/packet.ts";
+import { type RateLimiterOptions, TokenBucket } from "./rate_limit.ts";
+import { ScanPool } from "./scan_pool.ts";
+
+/** What the search needs of a client: its raw Ed25519 public key. */
+export interface SignerClient {
+  /** 32-byte Ed25519 public key. */
+  publicKey: Uint8Array;
+}
+
+/** A budget of signature checks for scans: checks added per second, and the most held at once. */
+export type SignatureBudget = Pick<RateLimiterOptions, "perSecond" | "burst">;
+
+/** Options for {@linkcode SignerSearch}. */
+export interface SignerSearchOptions {
+  /** Budget for scans; "measured": sized from the measured time of one check; null or absent: none. */
+  budget?: SignatureBudget | "measured" | null;
+  /** Worker threads for long scans; default one per core (at most 4) with a measured budget, else none. */
+  workers?: number;
+  /** Keys per worker chunk; shorter scans run on the calling thread. Default: 2 ms of checks, as measured. */
+  chunk?: number;
+  /** Checks one signature (tests count checks with their own; no workers then); default Ed25519. */
+  checkSignature?: (knock: SignedKnock, publicKey: Uint8Array) => boolean;
+  /** Clock of the budget in ms; default `Date.now`. */
+  clock?: () => number;
+}
+
+/** What a search that the budget refused resolves to. */
+export const OVER_BUDGET = "over_budget";
+
+/** The signer, null when no client's key verifies, or {@linkcode OVER_BUDGET}. */
+export type SearchResult<C> = C | null | typeof OVER_BUDGET;
+
+/** A scan waiting for the budget. */
+interface Waiting<C> {
+  knock: SignedKnock;
+  source: IpAddress;
+  /** Clients already tried, skipped by the scan. */
+  skip: (C | undefined)[];
+  /** Checks asked of the budget: the client count at arrival. */
+  cost: number;
+  resolve(result: SearchResult<C> | Promise<SearchResult<C>>): void;
+}
+
+/** Most source addresses whose last signer is remembered. */
+const MAX_SOURCE_HINTS = 4096;
+/** Share of each scanning thread's time (this one, or each worker) a measured budget gives to scans. */
+const SCAN_CPU_SHARE = 0.5;
+/** Seconds of budget a full bucket holds. */
+const BURST_SECONDS = 0.5;
+/** Seconds of budget the waiting scans may ask for together. */
+const QUEUE_SECONDS = 2;
+/** Most scans waiting at once. */
+const MAX_WAITING = 1024;
+/** Time of one worker chunk: 20 times a worker round trip (about 0.1 ms, bench/RESULTS.md). */
+const CHUNK_MS = 2;
+const MAX_WORKERS = 4;
+
+/** Finds the signer of a knock among the registered clients. */
+export class SignerSearch<C extends SignerClient> {
+  #checkSignature: (knock: SignedKnock, publicKey: Uint8Array) => boolean;
+  #clock: () => number;
+  /** Measured time of one check in ms, for a measured budget; null otherwise. */
+  #checkMs: number | null;
+  #chunk: number;
+  #workers: number;
+  #pool: ScanPool | null = null;
+  #bucket: TokenBucket | null = null;
+  #perSecond = 0;
+  /** Key fingerprint -> first client with that key. */
+  #byKey = new Map<string, C>();
+  /** Most recently accepted first; clients never accepted after, in config order. */
+  #order: C[] = [];
+  /** Source address text -> client last verified from it (access order). */
+  #bySource = new Map<string, C>();
+  /** Source prefix -> its waiting scans; prefixes take turns in this map's order. */
+  #waiting = new Map<string, Waiting<C>[]>();
+  #waitingCount = 0;
+  #waitingChecks = 0;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+
+  /** Creates a search with no clients; measures one check when the budget or chunk is to be measured. */
+  constructor(options: SignerSearchOptions = {}) {
+    this.#clock = options.clock ?? Date.now;
+    this.#checkSignature = options.checkSignature ?? verifyKnockSignature;
+    const measured = options.budget === "measured";
+    const cores = Math.min(MAX_WORKERS, navigator.hardwareConcurrency);
+    this.#workers = options.checkSignature !== undefined
+      ? 0
+      : options.workers ?? (measured ? cores : 0);
+    // The chunk matters only with workers.
+    const checkMs = measured || this.#workers > 0 && options.chunk === undefined
+      ? measureCheckMs()
+      : CHUNK_MS;
+    this.#checkMs = measured ? checkMs : null;
+    this.#chunk = options.chunk ?? Math.max(1, Math.round(CHUNK_MS / checkMs));
+    const budget = options.budget;
+    if (budget !== "measured" && budget != null) this.#setBudget(budget);
+  }
+
+  /** Replaces the clients; those whose key did not change keep their place in the order and their source addresses. */
+  setClients(clients: readonly C[]): void {
+    const { bySource, order } = {
+      bySource: this.#bySource,
+      order: this.#order,
+    };
+    this.#byKey = new Map();
+    for (const client of clients) {
+      const fingerprint = keyFingerprint(client.publicKey);
+      if (!this.#byKey.has(fingerprint)) this.#byKey.set(fingerprint, client);
+    }
+    const kept = new Set<C>();
+    for (const client of order) {
+      const current = this.#current(client);
+      if (current !== null) kept.add(current);
+    }
+    this.#order = [...kept, ...clients.filter((client) => !kept.has(client))];
+    this.#bySource = new Map();
+    for (const [source, client] of bySource) {
+      const current = this.#current(client);
+      if (current !== null) this.#bySource.set(source, current);
+    }
+    if (this.#checkMs !== null) {
+      // Scans of more than a chunk run on every worker.
+      const useWorkers = this.#workers > 0 && clients.length >= this.#chunk;
+      const lanes = useWorkers ? this.#workers : 1;
+      const perSecond = SCAN_CPU_SHARE * lanes * 1000 / this.#checkMs;
+      if (perSecond !== this.#perSecond) {
+        this.#setBudget({ perSecond, burst: perSecond * BURST_SECONDS });
+      }
+    }
+  }
+
+  /** The client whose key verifies the knock, null for none, or {@linkcode OVER_BUDGET}; a promise when its scan waits or runs on workers. */
+  find(
+    knock: SignedKnock,
+    options: { hint: string; source: IpAddress },
+  ): SearchResult<C> | Promise<SearchResult<C>> {
+    const source = options.source;
+    const known = this.#bySource.get(source.text);
+    if (known !== undefined && this.#checkSignature(knock, known.publicKey)) {
+      return this.#verified(known, source);
+    }
+    const hinted = this.#byKey.get(options.hint);
+    if (
+      hinted !== undefined && hinted !== known &&
+      this.#checkSignature(knock, hinted.publicKey)
+    ) return this.#verified(hinted, source);
+    const skip = [known, hinted];
+    const cost = this.#order.length;
+    if (
+      this.#bucket === null ||
+      this.#waitingCount === 0 && this.#bucket.take(cost, this.#clock())
+    ) return this.#scan({ knock, source, skip, cost });
+    const prefix = source.family === 4
+      ? source.text.slice(0, source.text.lastIndexOf("."))
+      : ipToBytes(source).subarray(0, 6).toHex();
+    if (!this.#makeRoom(prefix, cost)) return OVER_BUDGET;
+    const copy = {
+      signedBytes: knock.signedBytes.slice(),
+      signature: knock.signature.slice(),
+    };
+    return new Promise((resolve) => {
+      const list = this.#waiting.get(prefix) ?? [];
+      list.push({ knock: copy, source, skip, cost, resolve });
+      this.#waiting.set(prefix, list);
+      this.#waitingCount++;
+      this.#waitingChecks += cost;
+      this.#pump();
+    });
+  }
+
+  /** Stops the workers and the queue; waiting scans resolve to {@linkcode OVER_BUDGET}. */
+  close(): void {
+    clearTimeout(this.#timer);
+    this.#pool?.close();
+    this.#pool = null;
+    for (const list of this.#waiting.values()) {
+      for (const waiting of list) waiting.resolve(OVER_BUDGET);
+    }
+    this.#waiting.clear();
+    this.#waitingCount = 0;
+    this.#waitingChecks = 0;
+  }
+
+  #setBudget(budget: SignatureBudget): void {
+    this.#perSecond = budget.perSecond;
+    this.#bucket = new TokenBucket(budget, this.#clock());
+  }
+
+  /** Checks every client not yet tried, on this thread or on the workers; the budget gets back what the scan did not use. */
+  #scan(
+    scan: Omit<Waiting<C>, "resolve">,
+  ): SearchResult<C> | Promise<SearchResult<C>> {
+    const candidates = this.#order.filter((c) => !scan.skip.includes(c));
+    if (this.#workers > 0 && candidates.length >= this.#chunk) {
+      this.#pool ??= new ScanPool({ size: this.#workers, chunk: this.#chunk });
+      const keys = candidates.map((client) => client.publicKey);
+      return this.#pool.scan(scan.knock, keys).then((index) => {
+        this.#bucket?.refund(scan.cost - (index < 0 ? keys.length : index + 1));
+        if (this.#waitingCount > 0) this.#pump();
+        if (index < 0) return null;
+        // A reload may have come while the workers checked.
+        const current = this.#current(candidates[index]);
+        return current && this.#verified(current, scan.source);
+      });
+    }
+    for (const [index, client] of candidates.entries()) {
+      if (this.#checkSignature(scan.knock, client.publicKey)) {
+        this.#bucket?.refund(scan.cost - index - 1);
+        return this.#verified(client, scan.source);
+      }
+    }
+    return null;
+  }
+
+  /** Moves the signer to the front of the order and remembers it for the source. */
+  #verified(client: C, source: IpAddress): C {
+    const at = this.#order.indexOf(client);
+    if (at > 0) {
+      this.#order.splice(at, 1);
+      this.#order.unshift(client);
+    }
+    this.#bySource.delete(source.text);
+    if (this.#bySource.size >= MAX_SOURCE_HINTS) {
+      this.#bySource.delete(this.#bySource.keys().next().value as string);
+    }
+    this.#bySource.set(source.text, client);
+    return client;
+  }
+
+  /** The current client with the same key, or null when the key is gone. */
+  #current(client: C): C | null {
+    const current = this.#byKey.get(keyFingerprint(client.publicKey));
+    return current?.publicKey.toHex() === client.publicKey.toHex()
+      ? current
+      : null;
+  }
+
+  /** Whether a scan of `cost` from `prefix` may wait, after dropping the newest scans of prefixes that hold more. */
+  #makeRoom(prefix: string, cost: number): boolean {
+    const own = this.#waiting.get(prefix)?.length ?? 0;
+    const limit = this.#perSecond * QUEUE_SECONDS;
+    while (
+      this.#waitingCount >= MAX_WAITING ||
+      this.#waitingCount > 0 && this.#waitingChecks + cost > limit
+    ) {
+      let longest: [string, Waiting<C>[]] = ["", []];
+      for (const entry of this.#waiting) {
+        if (entry[1].length > longest[1].length) longest = entry;
+      }
+      const [longestPrefix, list] = longest;
+      if (list.length <= own) return false;
+      const dropped = list.pop() as Waiting<C>;
+      if (list.length === 0) this.#waiting.delete(longestPrefix);
+      this.#waitingCount--;
+      this.#waitingChecks -= dropped.cost;
+      dropped.resolve(OVER_BUDGET);
+    }
+    return true;
+  }
+
+  /** Starts waiting scans, prefixes in turn, while the budget admits them; otherwise waits for it. */
+  #pump(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    const bucket = this.#bucket as TokenBucket;
+    while (this.#waitingCount > 0) {
+      const [prefix, list] = this.#waiting.entries().next().value!;
+      const next = list[0];
+      const nowMs = this.#clock();
+      if (!bucket.take(next.cost, nowMs)) {
+        const waitMs = Math.max(1, Math.ceil(bucket.waitMs(next.cost, nowMs)));
+        this.#timer = setTimeout(() => this.#pump(), waitMs);
+        return;
+      }
+      list.shift();
+      this.#waiting.delete(prefix);
+      if (list.length > 0) this.#waiting.set(prefix, list);
+      this.#waitingCount--;
+      this.#waitingChecks -= next.cost;
+      next.resolve(this.#scan(next));
+    }
+  }
+}
+
+/** The time of one Ed25519 check here in ms: the best of a few rounds, so that a busy moment does not inflate it. */
+function measureCheckMs(): number {
+  const { privateKey, publicKey } = generateEd25519KeyPair();
+  const signedBytes = randomBytes(SIGNED_BYTES);
+  const knock = {
+    signedBytes,
+    signature: ed25519Sign(privateKey, signedBytes),
+  };
+  let best = Infinity;
+  for (let round = 0; round < 5; round++) {
+    const started = performance.now();
+    for (let i = 0; i < 10; i++) verifyKnockSignature(knock, publicKey);
+    best = Math.min(best, (performance.now() - started) / 10);
+  }
+  return best;
+}
