@@ -39,7 +39,7 @@ export class TokenBucket {
     return true;
   }
 
-  /** Gives back tokens taken but not used. */
+  /** Gives back `count` tokens taken but not used; a negative count takes more. */
   refund(count: number): void {
     this.#tokens = Math.min(this.#options.burst, this.#tokens + count);
   }

@@ -21,6 +21,22 @@ export interface ScanChunk {
   keys: Uint8Array;
 }
 
+/** A worker's answer to a chunk: the index of the key that verified (or -1), and the time it took. */
+export interface ChunkAnswer {
+  /** Index in the chunk, or -1. */
+  found: number;
+  /** Milliseconds the checks took. */
+  ms: number;
+}
+
+/** What a scan found: the index of the first key that verified (or -1), and the workers' time on it. */
+export interface ScanResult {
+  /** Index in the keys scanned, or -1. */
+  index: number;
+  /** Milliseconds the workers spent on its chunks. */
+  ms: number;
+}
+
 /** A scan with chunks still to check. */
 interface Scan {
   knock: SignedKnock;
@@ -29,7 +45,9 @@ interface Scan {
   next: number;
   /** Chunks handed out and not answered. */
   pending: number;
-  resolve(index: number): void;
+  /** Worker time on its answered chunks. */
+  ms: number;
+  resolve(result: ScanResult): void;
 }
 
 /** A pool of up to `size` worker threads, started when first needed. */
@@ -49,14 +67,15 @@ export class ScanPool {
     this.#chunk = options.chunk;
   }
 
-  /** Resolves to the index of the first key the knock's signature verifies under, or -1. */
-  scan(knock: SignedKnock, keys: readonly Uint8Array[]): Promise<number> {
+  /** Resolves to the index of the first key the knock's signature verifies under (or -1), with the workers' time. */
+  scan(knock: SignedKnock, keys: readonly Uint8Array[]): Promise<ScanResult> {
     const copy = {
       signedBytes: knock.signedBytes.slice(),
       signature: knock.signature.slice(),
     };
     return new Promise((resolve) => {
-      this.#scans.push({ knock: copy, keys, next: 0, pending: 0, resolve });
+      const scan = { knock: copy, keys, next: 0, pending: 0, ms: 0, resolve };
+      this.#scans.push(scan);
       this.#dispatch();
     });
   }
@@ -93,27 +112,28 @@ export class ScanPool {
     if (this.#workers.length >= this.#size) return null;
     const url = new URL("./scan_worker.ts", import.meta.url);
     const worker = new Worker(url.href, { type: "module" });
-    worker.onmessage = (event: MessageEvent<number>) =>
+    worker.onmessage = (event: MessageEvent<ChunkAnswer>) =>
       this.#answered(worker, event.data);
     this.#workers.push(worker);
     return worker;
   }
 
-  #answered(worker: Worker, found: number): void {
+  #answered(worker: Worker, answer: ChunkAnswer): void {
     const job = this.#busy.get(worker);
     if (job === undefined) return;
     this.#busy.delete(worker);
     this.#idle.push(worker);
     const { scan, first } = job;
     scan.pending--;
-    if (found >= 0) {
+    scan.ms += answer.ms;
+    if (answer.found >= 0) {
       // Its other chunks are not handed out; answers still due are ignored.
       this.#scans = this.#scans.filter((s) => s !== scan);
       scan.next = scan.keys.length;
-      scan.resolve(first + found);
+      scan.resolve({ index: first + answer.found, ms: scan.ms });
       scan.resolve = () => {};
     } else if (scan.next === scan.keys.length && scan.pending === 0) {
-      scan.resolve(-1);
+      scan.resolve({ index: -1, ms: scan.ms });
     }
     this.#dispatch();
   }

@@ -68,8 +68,8 @@ interface Waiting<C> {
 
 /** Most source addresses whose last signer is remembered. */
 const MAX_SOURCE_HINTS = 4096;
-/** Share of each scanning thread's time (this one, or each worker) a measured budget gives to scans. */
-const SCAN_CPU_SHARE = 0.5;
+/** Share of this thread's time a measured budget gives to scans run on it; with workers, each may take a core. */
+const MAIN_THREAD_SCAN_SHARE = 0.5;
 /** Seconds of budget a full bucket holds. */
 const BURST_SECONDS = 0.5;
 /** Seconds of budget the waiting scans may ask for together. */
@@ -147,8 +147,8 @@ export class SignerSearch<C extends SignerClient> {
     if (this.#checkMs !== null) {
       // Scans of more than a chunk run on every worker.
       const useWorkers = this.#workers > 0 && clients.length >= this.#chunk;
-      const lanes = useWorkers ? this.#workers : 1;
-      const perSecond = SCAN_CPU_SHARE * lanes * 1000 / this.#checkMs;
+      const cores = useWorkers ? this.#workers : MAIN_THREAD_SCAN_SHARE;
+      const perSecond = cores * 1000 / this.#checkMs;
       if (perSecond !== this.#perSecond) {
         this.#setBudget({ perSecond, burst: perSecond * BURST_SECONDS });
       }
@@ -212,7 +212,7 @@ export class SignerSearch<C extends SignerClient> {
     this.#bucket = new TokenBucket(budget, this.#clock());
   }
 
-  /** Checks every client not yet tried, on this thread or on the workers; the budget gets back what the scan did not use. */
+  /** Checks every client not yet tried, on this thread or on the workers, then settles the budget. */
   #scan(
     scan: Omit<Waiting<C>, "resolve">,
   ): SearchResult<C> | Promise<SearchResult<C>> {
@@ -220,8 +220,9 @@ export class SignerSearch<C extends SignerClient> {
     if (this.#workers > 0 && candidates.length >= this.#chunk) {
       this.#pool ??= new ScanPool({ size: this.#workers, chunk: this.#chunk });
       const keys = candidates.map((client) => client.publicKey);
-      return this.#pool.scan(scan.knock, keys).then((index) => {
-        this.#bucket?.refund(scan.cost - (index < 0 ? keys.length : index + 1));
+      return this.#pool.scan(scan.knock, keys).then(({ index, ms }) => {
+        const checks = index < 0 ? keys.length : index + 1;
+        this.#charge(scan.cost, { checks, ms });
         if (this.#waitingCount > 0) this.#pump();
         if (index < 0) return null;
         // A reload may have come while the workers checked.
@@ -229,13 +230,23 @@ export class SignerSearch<C extends SignerClient> {
         return current && this.#verified(current, scan.source);
       });
     }
-    for (const [index, client] of candidates.entries()) {
-      if (this.#checkSignature(scan.knock, client.publicKey)) {
-        this.#bucket?.refund(scan.cost - index - 1);
-        return this.#verified(client, scan.source);
-      }
+    const started = performance.now();
+    let found: C | null = null;
+    let checks = 0;
+    while (found === null && checks < candidates.length) {
+      const client = candidates[checks++];
+      if (this.#checkSignature(scan.knock, client.publicKey)) found = client;
     }
-    return null;
+    this.#charge(scan.cost, { checks, ms: performance.now() - started });
+    return found && this.#verified(found, scan.source);
+  }
+
+  /** Settles a scan that took `cost` from the budget: by the time it took when the budget is measured, else by its checks. */
+  #charge(cost: number, used: { checks: number; ms: number }): void {
+    const spent = this.#checkMs === null
+      ? used.checks
+      : used.ms / this.#checkMs;
+    this.#bucket?.refund(cost - spent);
   }
 
   /** Moves the signer to the front of the order and remembers it for the source. */
