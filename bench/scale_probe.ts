@@ -63,7 +63,11 @@ async function main(): Promise<void> {
       replayNonce: randomBytes(16),
       target: null,
     });
-    prepared.push({ socket: await bindUdpSocket(entry.from), knock, from: entry.from });
+    prepared.push({
+      socket: await bindUdpSocket(entry.from),
+      knock,
+      from: entry.from,
+    });
   }
   const probeSpec = {
     server: spec.server,

@@ -212,33 +212,38 @@ export class SignerSearch<C extends SignerClient> {
     this.#bucket = new TokenBucket(budget, this.#clock());
   }
 
-  /** Checks every client not yet tried, on this thread or on the workers, then settles the budget. */
+  /** Checks every client not yet tried: the first chunk (the most recently active) on this thread, the rest on the workers; then settles the budget. */
   #scan(
     scan: Omit<Waiting<C>, "resolve">,
   ): SearchResult<C> | Promise<SearchResult<C>> {
     const candidates = this.#order.filter((c) => !scan.skip.includes(c));
-    if (this.#workers > 0 && candidates.length >= this.#chunk) {
-      this.#pool ??= new ScanPool({ size: this.#workers, chunk: this.#chunk });
-      const keys = candidates.map((client) => client.publicKey);
-      return this.#pool.scan(scan.knock, keys).then(({ index, ms }) => {
-        const checks = index < 0 ? keys.length : index + 1;
-        this.#charge(scan.cost, { checks, ms });
-        if (this.#waitingCount > 0) this.#pump();
-        if (index < 0) return null;
-        // A reload may have come while the workers checked.
-        const current = this.#current(candidates[index]);
-        return current && this.#verified(current, scan.source);
-      });
-    }
+    const here = this.#workers > 0 ? this.#chunk : candidates.length;
     const started = performance.now();
     let found: C | null = null;
     let checks = 0;
-    while (found === null && checks < candidates.length) {
+    while (found === null && checks < Math.min(here, candidates.length)) {
       const client = candidates[checks++];
       if (this.#checkSignature(scan.knock, client.publicKey)) found = client;
     }
-    this.#charge(scan.cost, { checks, ms: performance.now() - started });
-    return found && this.#verified(found, scan.source);
+    const ms = performance.now() - started;
+    if (found !== null || checks === candidates.length) {
+      this.#charge(scan.cost, { checks, ms });
+      return found && this.#verified(found, scan.source);
+    }
+    const rest = candidates.slice(checks);
+    const keys = rest.map((client) => client.publicKey);
+    this.#pool ??= new ScanPool({ size: this.#workers, chunk: this.#chunk });
+    return this.#pool.scan(scan.knock, keys).then((result) => {
+      this.#charge(scan.cost, {
+        checks: checks + (result.index < 0 ? keys.length : result.index + 1),
+        ms: ms + result.ms,
+      });
+      if (this.#waitingCount > 0) this.#pump();
+      if (result.index < 0) return null;
+      // A reload may have come while the workers checked.
+      const current = this.#current(rest[result.index]);
+      return current && this.#verified(current, scan.source);
+    });
   }
 
   /** Settles a scan that took `cost` from the budget: by the time it took when the budget is measured, else by its checks. */
