@@ -75,8 +75,8 @@ const quick = Deno.args.includes("--quick");
 const counts = Deno.args.filter((a) => !a.startsWith("--")).map(Number);
 const COUNTS = counts.length > 0 ? counts : [1, 100, 1000, 10000];
 const KNOCKS = quick ? 10 : 40;
-/** Idle time before the idle RSS is read: V8 returns pooled pages about 10 s after the config load. */
-const SETTLE_MS = quick ? 5000 : 20_000;
+/** Idle time before the idle RSS is read: V8 collects the config load's garbage some 30 s after it, and returns the pages about 10 s later. */
+const SETTLE_MS = quick ? 5000 : 60_000;
 
 function progress(message: string): void {
   console.error(`[signer_scale] ${message}`);
@@ -126,22 +126,22 @@ function ed25519FloorUs(): { raw: number; prepared: number } {
   return { raw: time(pair.publicKey), prepared: time(prepared) };
 }
 
-/** The time from the start of a scan to its result, ms (median of 7): the signer last of `count` clients, on this thread alone and with the worker pool. */
+/** The time from the start of a scan to its result, ms (median of 7): the signer among the last of `count` clients, on this thread alone and with the worker pool. */
 async function scanMs(
   count: number,
 ): Promise<{ oneThread: number; pool: number; workers: number }> {
   const clients = Array.from({ length: count }, () => generateEd25519KeyPair());
-  const last = clients[count - 1];
   const workers = Math.min(4, navigator.hardwareConcurrency);
   const time = async (search: SignerSearch<{ publicKey: Uint8Array }>) => {
+    search.setClients(clients);
     const times: number[] = [];
     for (let i = 0; i < 8; i++) {
-      // The signer moves to the front when found: a fresh order each time.
-      search.setClients(clients.map((c) => ({ publicKey: c.publicKey })));
+      // A signer that has not knocked yet, near the end of the order.
+      const signer = clients[count - 1 - i];
       const signedBytes = randomBytes(101);
       const knock = {
         signedBytes,
-        signature: ed25519Sign(last.privateKey, signedBytes),
+        signature: ed25519Sign(signer.privateKey, signedBytes),
       };
       const started = performance.now();
       await search.find(knock, {
@@ -331,7 +331,10 @@ async function measureCount(
     const startMs = performance.now() - started;
     floor.nftMs ??= await nftAddRuleMs(sb.bed.serverNs);
     progress(`${count} clients: serving, idle for ${SETTLE_MS / 1000} s`);
-    await sleep(SETTLE_MS);
+    for (let ms = 0; ms < SETTLE_MS; ms += 10_000) {
+      await sleep(Math.min(10_000, SETTLE_MS - ms));
+      progress(`${count} clients: RSS ${fmt(readRssMiB(server.pid))} MiB`);
+    }
     const idleRssMiB = readRssMiB(server.pid);
     const idleRate = await idleCpuRate(server.pid, 2000);
     const results = new Map<string, PhaseResult>();
@@ -340,10 +343,11 @@ async function measureCount(
       results.set(phase.name, await runPhase(sb, server, { phase, idleRate }));
     }
     const afterRssMiB = readRssMiB(server.pid);
+    // Its last state file, written as it stops, has every drop counted.
+    await server.proc.stop("SIGTERM", 30_000);
     const state = await readStateFile(server.stateFile);
     const drops = Object.entries(state.drops ?? {})
       .map(([reason, n]) => `${n} ${reason}`).join(", ") || "0";
-    await server.proc.stop("SIGTERM", 30_000);
     return {
       count,
       loadMs: median(loads),

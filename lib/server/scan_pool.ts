@@ -50,14 +50,15 @@ interface Scan {
   resolve(result: ScanResult): void;
 }
 
+/** Chunks a worker holds at once: the next one waits in its queue while it checks one, so it never idles on a round trip. */
+const CHUNKS_PER_WORKER = 2;
+
 /** A pool of up to `size` worker threads, started when first needed. */
 export class ScanPool {
   #size: number;
   #chunk: number;
-  #workers: Worker[] = [];
-  #idle: Worker[] = [];
-  /** What each busy worker checks: its scan and the chunk's first key. */
-  #busy = new Map<Worker, { scan: Scan; first: number }>();
+  /** Each worker's chunks handed out and not answered, in the order it answers them. */
+  #inFlight = new Map<Worker, { scan: Scan; first: number }[]>();
   /** Scans with chunks left to hand out, first-come. */
   #scans: Scan[] = [];
 
@@ -82,16 +83,14 @@ export class ScanPool {
 
   /** Stops every worker; scans in progress never resolve. */
   close(): void {
-    for (const worker of this.#workers) worker.terminate();
-    this.#workers = [];
-    this.#idle = [];
-    this.#busy.clear();
+    for (const worker of this.#inFlight.keys()) worker.terminate();
+    this.#inFlight.clear();
     this.#scans = [];
   }
 
   #dispatch(): void {
     while (this.#scans.length > 0) {
-      const worker = this.#idle.pop() ?? this.#spawn();
+      const worker = this.#freeWorker();
       if (worker === null) return;
       const scan = this.#scans[0];
       const first = scan.next;
@@ -102,27 +101,31 @@ export class ScanPool {
         keys.set(scan.keys[i], (i - first) * KEY_BYTES);
       }
       scan.pending++;
-      this.#busy.set(worker, { scan, first });
+      this.#inFlight.get(worker)?.push({ scan, first });
       const chunk: ScanChunk = { ...scan.knock, keys };
       worker.postMessage(chunk, [keys.buffer]);
     }
   }
 
-  #spawn(): Worker | null {
-    if (this.#workers.length >= this.#size) return null;
+  /** An idle worker, else a new one while the pool is not full, else one with room in its queue, else null. */
+  #freeWorker(): Worker | null {
+    let roomy: Worker | null = null;
+    for (const [worker, chunks] of this.#inFlight) {
+      if (chunks.length === 0) return worker;
+      if (chunks.length < CHUNKS_PER_WORKER) roomy = worker;
+    }
+    if (this.#inFlight.size >= this.#size) return roomy;
     const url = new URL("./scan_worker.ts", import.meta.url);
     const worker = new Worker(url.href, { type: "module" });
     worker.onmessage = (event: MessageEvent<ChunkAnswer>) =>
       this.#answered(worker, event.data);
-    this.#workers.push(worker);
+    this.#inFlight.set(worker, []);
     return worker;
   }
 
   #answered(worker: Worker, answer: ChunkAnswer): void {
-    const job = this.#busy.get(worker);
+    const job = this.#inFlight.get(worker)?.shift();
     if (job === undefined) return;
-    this.#busy.delete(worker);
-    this.#idle.push(worker);
     const { scan, first } = job;
     scan.pending--;
     scan.ms += answer.ms;
