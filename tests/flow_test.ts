@@ -17,7 +17,6 @@ import {
 import {
   generateX25519KeyPair,
   keyFingerprint,
-  prepareEd25519VerifyKey,
 } from "../lib/protocol/crypto.ts";
 import { parseIp } from "../lib/ip.ts";
 import { setLogSink } from "../lib/log.ts";

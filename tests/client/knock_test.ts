@@ -18,7 +18,6 @@ import {
 import {
   generateEd25519KeyPair,
   generateX25519KeyPair,
-  prepareEd25519VerifyKey,
 } from "../../lib/protocol/crypto.ts";
 import { parseIp } from "../../lib/ip.ts";
 import { KNOCK_PACKET_BYTES } from "../../lib/protocol/packet.ts";
