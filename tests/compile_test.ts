@@ -12,6 +12,7 @@ import {
   assetName,
   BUILD_FLAGS,
   CHECKSUM_FILE,
+  compileArgs,
   PERMISSION_FLAGS,
   TARGETS,
 } from "../scripts/compile.ts";
@@ -283,8 +284,21 @@ Deno.test("compile: the binary needs no files beyond the module graph", async ()
       /import\.meta\.(dirname|filename)/,
       `${path} locates files next to its source`,
     );
+    // A worker's module is the one file allowed next to a source: deno
+    // compile embeds it only when it is passed with --include.
+    const workers =
+      /new Worker\(\s*new URL\(\s*"([^"]+)",\s*import\.meta\.url\)/g;
+    for (const [, module] of text.matchAll(workers)) {
+      const relative = new URL(module, `file://${path}`).pathname
+        .slice(REPO_DIR.length + 1);
+      const args = compileArgs(TARGETS[0], "dist");
+      assert.ok(
+        args.some((arg, i) => arg === relative && args[i - 1] === "--include"),
+        `${path} starts a worker from ${relative}: scripts/compile.ts must pass --include ${relative} to deno compile`,
+      );
+    }
     assert.doesNotMatch(
-      text,
+      text.replaceAll(workers, ""),
       /new URL\([^)]*import\.meta\.url/,
       `${path} locates files next to its source`,
     );

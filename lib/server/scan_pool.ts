@@ -115,8 +115,10 @@ export class ScanPool {
       if (chunks.length < CHUNKS_PER_WORKER) roomy = worker;
     }
     if (this.#inFlight.size >= this.#size) return roomy;
-    const url = new URL("./scan_worker.ts", import.meta.url);
-    const worker = new Worker(url.href, { type: "module" });
+    // scripts/compile.ts passes this module to deno compile with --include.
+    const worker = new Worker(new URL("./scan_worker.ts", import.meta.url), {
+      type: "module",
+    });
     worker.onmessage = (event: MessageEvent<ChunkAnswer>) =>
       this.#answered(worker, event.data);
     this.#inFlight.set(worker, []);
