@@ -11,29 +11,14 @@ import type { SignedKnock } from "../protocol/packet.ts";
 
 const KEY_BYTES = 32;
 
-/** One chunk of a scan, as a worker receives it. */
-export interface ScanChunk {
-  /** The bytes the knock's signature covers. */
-  signedBytes: Uint8Array;
-  /** The knock's Ed25519 signature. */
-  signature: Uint8Array;
-  /** The chunk's raw 32-byte public keys, back to back. */
-  keys: Uint8Array;
-}
+/** One chunk of a scan as a worker receives it: the knock, and raw 32-byte public keys back to back. */
+export type ScanChunk = SignedKnock & { keys: Uint8Array };
 
-/** A worker's answer to a chunk: the index of the key that verified (or -1), and the time it took. */
-export interface ChunkAnswer {
-  /** Index in the chunk, or -1. */
-  found: number;
-  /** Milliseconds the checks took. */
-  ms: number;
-}
-
-/** What a scan found: the index of the first key that verified (or -1), and the workers' time on it. */
-export interface ScanResult {
-  /** Index in the keys scanned, or -1. */
+/** What a chunk or a whole scan found: the index of the key that verified (or -1), and the workers' time on it. */
+export interface ScanAnswer {
+  /** Index in the chunk's or the scan's keys, or -1. */
   index: number;
-  /** Milliseconds the workers spent on its chunks. */
+  /** Milliseconds the checks took. */
   ms: number;
 }
 
@@ -47,7 +32,7 @@ interface Scan {
   pending: number;
   /** Worker time on its answered chunks. */
   ms: number;
-  resolve(result: ScanResult): void;
+  resolve(result: ScanAnswer): void;
 }
 
 /** Chunks a worker holds at once: the next one waits in its queue while it checks one, so it never idles on a round trip. */
@@ -69,7 +54,7 @@ export class ScanPool {
   }
 
   /** Resolves to the index of the first key the knock's signature verifies under (or -1), with the workers' time. */
-  scan(knock: SignedKnock, keys: readonly Uint8Array[]): Promise<ScanResult> {
+  scan(knock: SignedKnock, keys: readonly Uint8Array[]): Promise<ScanAnswer> {
     const copy = {
       signedBytes: knock.signedBytes.slice(),
       signature: knock.signature.slice(),
@@ -119,23 +104,23 @@ export class ScanPool {
     const worker = new Worker(new URL("./scan_worker.ts", import.meta.url), {
       type: "module",
     });
-    worker.onmessage = (event: MessageEvent<ChunkAnswer>) =>
+    worker.onmessage = (event: MessageEvent<ScanAnswer>) =>
       this.#answered(worker, event.data);
     this.#inFlight.set(worker, []);
     return worker;
   }
 
-  #answered(worker: Worker, answer: ChunkAnswer): void {
+  #answered(worker: Worker, answer: ScanAnswer): void {
     const job = this.#inFlight.get(worker)?.shift();
     if (job === undefined) return;
     const { scan, first } = job;
     scan.pending--;
     scan.ms += answer.ms;
-    if (answer.found >= 0) {
+    if (answer.index >= 0) {
       // Its other chunks are not handed out; answers still due are ignored.
       this.#scans = this.#scans.filter((s) => s !== scan);
       scan.next = scan.keys.length;
-      scan.resolve({ index: first + answer.found, ms: scan.ms });
+      scan.resolve({ index: first + answer.index, ms: scan.ms });
       scan.resolve = () => {};
     } else if (scan.next === scan.keys.length && scan.pending === 0) {
       scan.resolve({ index: -1, ms: scan.ms });

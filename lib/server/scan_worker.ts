@@ -9,7 +9,7 @@
 /// <reference lib="deno.worker" />
 
 import { ed25519Verify } from "../protocol/crypto.ts";
-import type { ChunkAnswer, ScanChunk } from "./scan_pool.ts";
+import type { ScanAnswer, ScanChunk } from "./scan_pool.ts";
 
 const KEY_BYTES = 32;
 
@@ -21,6 +21,6 @@ self.onmessage = (event: MessageEvent<ScanChunk>): void => {
     const key = keys.subarray(at, at + KEY_BYTES);
     if (ed25519Verify(key, signedBytes, signature)) found = at / KEY_BYTES;
   }
-  const answer: ChunkAnswer = { found, ms: performance.now() - started };
+  const answer: ScanAnswer = { index: found, ms: performance.now() - started };
   self.postMessage(answer);
 };

@@ -41,8 +41,6 @@ export interface SignerSearchOptions {
   budget?: SignatureBudget | "measured" | null;
   /** Worker threads for long scans; default one per core (at most 4) with a measured budget, else none. */
   workers?: number;
-  /** Keys per worker chunk; shorter scans run on the calling thread. Default: 2 ms of checks, as measured. */
-  chunk?: number;
   /** Checks one signature (tests count checks with their own; no workers then); default Ed25519. */
   checkSignature?: (knock: SignedKnock, publicKey: Uint8Array) => boolean;
   /** Clock of the budget in ms; default `Date.now`. */
@@ -55,14 +53,16 @@ export const OVER_BUDGET = "over_budget";
 /** The signer, null when no client's key verifies, or {@linkcode OVER_BUDGET}. */
 export type SearchResult<C> = C | null | typeof OVER_BUDGET;
 
-/** A scan waiting for the budget. */
-interface Waiting<C> {
+/** A scan: the clients already tried are skipped; its cost is the client count when it came. */
+interface Scan<C> {
   knock: SignedKnock;
   source: IpAddress;
-  /** Clients already tried, skipped by the scan. */
   skip: (C | undefined)[];
-  /** Checks asked of the budget: the client count at arrival. */
   cost: number;
+}
+
+/** A scan waiting for the budget. */
+interface Waiting<C> extends Scan<C> {
   resolve(result: SearchResult<C> | Promise<SearchResult<C>>): void;
 }
 
@@ -74,9 +74,7 @@ const MAIN_THREAD_SCAN_SHARE = 0.5;
 const BURST_SECONDS = 0.5;
 /** Seconds of budget the waiting scans may ask for together. */
 const QUEUE_SECONDS = 2;
-/** Most scans waiting at once. */
-const MAX_WAITING = 1024;
-/** Time of one worker chunk: 20 times a worker round trip (about 0.1 ms, bench/RESULTS.md). */
+/** Checks of one chunk take this long: scans longer than one go to the workers (bench/RESULTS.md). */
 const CHUNK_MS = 2;
 const MAX_WORKERS = 4;
 
@@ -90,7 +88,8 @@ export class SignerSearch<C extends SignerClient> {
   #workers: number;
   #pool: ScanPool | null = null;
   #bucket: TokenBucket | null = null;
-  #perSecond = 0;
+  /** Most checks the waiting scans may ask for together. */
+  #queueLimit = 0;
   /** Key fingerprint -> first client with that key. */
   #byKey = new Map<string, C>();
   /** Most recently accepted first; clients never accepted after, in config order. */
@@ -99,11 +98,10 @@ export class SignerSearch<C extends SignerClient> {
   #bySource = new Map<string, C>();
   /** Source prefix -> its waiting scans; prefixes take turns in this map's order. */
   #waiting = new Map<string, Waiting<C>[]>();
-  #waitingCount = 0;
   #waitingChecks = 0;
   #timer: ReturnType<typeof setTimeout> | undefined;
 
-  /** Creates a search with no clients; measures one check when the budget or chunk is to be measured. */
+  /** Creates a search with no clients; measures one check for a measured budget or workers. */
   constructor(options: SignerSearchOptions = {}) {
     this.#clock = options.clock ?? Date.now;
     this.#checkSignature = options.checkSignature ?? verifyKnockSignature;
@@ -112,12 +110,9 @@ export class SignerSearch<C extends SignerClient> {
     this.#workers = options.checkSignature !== undefined
       ? 0
       : options.workers ?? (measured ? cores : 0);
-    // The chunk matters only with workers.
-    const checkMs = measured || this.#workers > 0 && options.chunk === undefined
-      ? measureCheckMs()
-      : CHUNK_MS;
+    const checkMs = measured || this.#workers > 0 ? measureCheckMs() : 1;
     this.#checkMs = measured ? checkMs : null;
-    this.#chunk = options.chunk ?? Math.max(1, Math.round(CHUNK_MS / checkMs));
+    this.#chunk = Math.max(1, Math.round(CHUNK_MS / checkMs));
     const budget = options.budget;
     if (budget !== "measured" && budget != null) this.#setBudget(budget);
   }
@@ -146,12 +141,10 @@ export class SignerSearch<C extends SignerClient> {
     }
     if (this.#checkMs !== null) {
       // Scans of more than a chunk run on every worker.
-      const useWorkers = this.#workers > 0 && clients.length >= this.#chunk;
+      const useWorkers = this.#workers > 0 && clients.length > this.#chunk;
       const cores = useWorkers ? this.#workers : MAIN_THREAD_SCAN_SHARE;
       const perSecond = cores * 1000 / this.#checkMs;
-      if (perSecond !== this.#perSecond) {
-        this.#setBudget({ perSecond, burst: perSecond * BURST_SECONDS });
-      }
+      this.#setBudget({ perSecond, burst: perSecond * BURST_SECONDS });
     }
   }
 
@@ -174,7 +167,7 @@ export class SignerSearch<C extends SignerClient> {
     const cost = this.#order.length;
     if (
       this.#bucket === null ||
-      this.#waitingCount === 0 && this.#bucket.take(cost, this.#clock())
+      this.#waiting.size === 0 && this.#bucket.take(cost, this.#clock())
     ) return this.#scan({ knock, source, skip, cost });
     const prefix = source.family === 4
       ? source.text.slice(0, source.text.lastIndexOf("."))
@@ -188,7 +181,6 @@ export class SignerSearch<C extends SignerClient> {
       const list = this.#waiting.get(prefix) ?? [];
       list.push({ knock: copy, source, skip, cost, resolve });
       this.#waiting.set(prefix, list);
-      this.#waitingCount++;
       this.#waitingChecks += cost;
       this.#pump();
     });
@@ -203,19 +195,16 @@ export class SignerSearch<C extends SignerClient> {
       for (const waiting of list) waiting.resolve(OVER_BUDGET);
     }
     this.#waiting.clear();
-    this.#waitingCount = 0;
     this.#waitingChecks = 0;
   }
 
   #setBudget(budget: SignatureBudget): void {
-    this.#perSecond = budget.perSecond;
+    this.#queueLimit = budget.perSecond * QUEUE_SECONDS;
     this.#bucket = new TokenBucket(budget, this.#clock());
   }
 
   /** Checks every client not yet tried: the first chunk (the most recently active) on this thread, the rest on the workers; then settles the budget. */
-  #scan(
-    scan: Omit<Waiting<C>, "resolve">,
-  ): SearchResult<C> | Promise<SearchResult<C>> {
+  #scan(scan: Scan<C>): SearchResult<C> | Promise<SearchResult<C>> {
     const candidates = this.#order.filter((c) => !scan.skip.includes(c));
     const here = this.#workers > 0 ? this.#chunk : candidates.length;
     const started = performance.now();
@@ -238,7 +227,7 @@ export class SignerSearch<C extends SignerClient> {
         checks: checks + (result.index < 0 ? keys.length : result.index + 1),
         ms: ms + result.ms,
       });
-      if (this.#waitingCount > 0) this.#pump();
+      if (this.#waiting.size > 0) this.#pump();
       if (result.index < 0) return null;
       // A reload may have come while the workers checked.
       const current = this.#current(rest[result.index]);
@@ -280,10 +269,8 @@ export class SignerSearch<C extends SignerClient> {
   /** Whether a scan of `cost` from `prefix` may wait, after dropping the newest scans of prefixes that hold more. */
   #makeRoom(prefix: string, cost: number): boolean {
     const own = this.#waiting.get(prefix)?.length ?? 0;
-    const limit = this.#perSecond * QUEUE_SECONDS;
     while (
-      this.#waitingCount >= MAX_WAITING ||
-      this.#waitingCount > 0 && this.#waitingChecks + cost > limit
+      this.#waiting.size > 0 && this.#waitingChecks + cost > this.#queueLimit
     ) {
       let longest: [string, Waiting<C>[]] = ["", []];
       for (const entry of this.#waiting) {
@@ -293,7 +280,6 @@ export class SignerSearch<C extends SignerClient> {
       if (list.length <= own) return false;
       const dropped = list.pop() as Waiting<C>;
       if (list.length === 0) this.#waiting.delete(longestPrefix);
-      this.#waitingCount--;
       this.#waitingChecks -= dropped.cost;
       dropped.resolve(OVER_BUDGET);
     }
@@ -305,7 +291,7 @@ export class SignerSearch<C extends SignerClient> {
     clearTimeout(this.#timer);
     this.#timer = undefined;
     const bucket = this.#bucket as TokenBucket;
-    while (this.#waitingCount > 0) {
+    while (this.#waiting.size > 0) {
       const [prefix, list] = this.#waiting.entries().next().value!;
       const next = list[0];
       const nowMs = this.#clock();
@@ -317,7 +303,6 @@ export class SignerSearch<C extends SignerClient> {
       list.shift();
       this.#waiting.delete(prefix);
       if (list.length > 0) this.#waiting.set(prefix, list);
-      this.#waitingCount--;
       this.#waitingChecks -= next.cost;
       next.resolve(this.#scan(next));
     }

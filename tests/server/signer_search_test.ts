@@ -230,16 +230,17 @@ Deno.test("a full queue drops the newest scan of the prefix that holds the most,
 });
 
 Deno.test("a scan checks its first chunk here and the rest on worker threads, and finds the signer, or nobody", async () => {
-  const clients = makeClients(40);
-  const search = new SignerSearch<Client>({ workers: 2, chunk: 8 });
+  // A chunk is 2 ms of checks: far fewer than 300 on any machine.
+  const clients = makeClients(300);
+  const search = new SignerSearch<Client>({ workers: 2 });
   search.setClients(clients);
   try {
-    for (const index of [0, 7, 13, 39]) {
+    for (const index of [0, 150, 299]) {
       const found = search.find(signedBy(clients[index].privateKey), {
         hint: NO_HINT,
-        source: ip(`192.0.2.${index + 1}`),
+        source: ip(`192.0.2.${index % 250 + 1}`),
       });
-      assert.equal(found instanceof Promise, index >= 8, `c${index}`);
+      assert.equal(found instanceof Promise, index > 0, `c${index}`);
       assert.equal(await found, clients[index]);
     }
     const mallory = generateEd25519KeyPair();
@@ -249,13 +250,13 @@ Deno.test("a scan checks its first chunk here and the rest on worker threads, an
     });
     assert.equal(await forged, null);
     // A reload while the workers check: the result is the reloaded client.
-    const pending = search.find(signedBy(clients[30].privateKey), {
+    const pending = search.find(signedBy(clients[200].privateKey), {
       hint: NO_HINT,
       source: ip("198.51.100.2"),
     });
     const reloaded = clients.map((c) => ({ ...c }));
     search.setClients(reloaded);
-    assert.equal(await pending, reloaded[30]);
+    assert.equal(await pending, reloaded[200]);
   } finally {
     search.close();
   }
