@@ -75,8 +75,6 @@ export interface ServerOptions {
   hostname?: string;
   /** Per-source rate limit; null disables it and the signature budget. */
   rateLimit?: { perSecond: number; burst: number } | null;
-  /** Signature checks per second for scans instead of the measured budget (tests). */
-  signatureBudget?: { perSecond: number; burst: number };
   /** UDP port to bind instead of `udp_port` (0: any free port; tests). */
   udpPort?: number;
   /** TCP health port to bind instead of `health_port` (0: any free port; tests). */
@@ -223,11 +221,7 @@ export class OpenmeServer {
       clients: this.#clients,
       rateLimit,
       requireExplicitTarget: config.requireExplicitTarget,
-      search: {
-        budget: rateLimit === null
-          ? null
-          : options.signatureBudget ?? "measured",
-      },
+      search: { budget: rateLimit === null ? null : "measured" },
     });
     this.#sessions = new SessionManager(this.#backend, {
       knockTimeoutMs: config.knockTimeoutMs,

@@ -1,12 +1,12 @@
 /**
- * Which registered client signed a knock (SPEC §1, §2). Tried first, one
- * signature check each: the client last verified from the knock's source
- * address, then the client its key hint names. Then a scan of the others,
- * most recently accepted first; only a verified knock moves a client. A
- * budget of signature checks admits a scan whole or not at all; scans that
- * must wait queue first-come, served in turn per source prefix (IPv4 /24,
- * IPv6 /48), and a full queue drops from the prefix that holds the most.
- * Scans of more than a chunk of keys run on a pool of worker threads.
+ * Which registered client signed a knock (SPEC §1, §2): first the client
+ * last verified from the source address, then the one the key hint names,
+ * one check each; then a scan of the others, most recently accepted first
+ * (only a verified knock moves a client), its first chunk here and the rest
+ * on worker threads. A budget of checks, charged by the time scans take,
+ * admits a scan whole or not at all; waiting scans queue first-come, source
+ * prefixes (IPv4 /24, IPv6 /48) taking turns, and a full queue drops from
+ * the prefix that holds the most.
  *
  * @module
  */
@@ -66,15 +66,15 @@ interface Waiting<C> extends Scan<C> {
   resolve(result: SearchResult<C> | Promise<SearchResult<C>>): void;
 }
 
-/** Most source addresses whose last signer is remembered. */
+// Source addresses whose last signer is remembered; the share of this
+// thread's time a measured budget gives scans (each worker may take a core);
+// seconds of budget a full bucket holds, and the waiting scans may ask for;
+// the time of one chunk of checks (bench/RESULTS.md: a worker round trip is
+// about 0.1 ms, and each worker holds two chunks).
 const MAX_SOURCE_HINTS = 4096;
-/** Share of this thread's time a measured budget gives to scans run on it; with workers, each may take a core. */
 const MAIN_THREAD_SCAN_SHARE = 0.5;
-/** Seconds of budget a full bucket holds. */
 const BURST_SECONDS = 0.5;
-/** Seconds of budget the waiting scans may ask for together. */
 const QUEUE_SECONDS = 2;
-/** Checks of one chunk take this long: scans longer than one go to the workers (bench/RESULTS.md). */
 const CHUNK_MS = 2;
 const MAX_WORKERS = 4;
 
