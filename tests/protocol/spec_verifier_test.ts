@@ -50,6 +50,23 @@ class SpecVerifier {
   check(datagram: Uint8Array, nowMs: number): { target: Uint8Array } | string {
     if (datagram.length !== 165) return "size";
     if (datagram[0] !== 0x01) return "version";
+    const plaintext = this.open(datagram);
+    if (plaintext === null) return "decrypt";
+    const timestampNs = plaintext.readBigInt64BE(0);
+    const skewNs = BigInt(nowMs) * 1_000_000n - timestampNs;
+    if (skewNs > 60_000_000_000n || skewNs < -60_000_000_000n) return "stale";
+    const signed = datagram.subarray(0, 101);
+    const signature = datagram.subarray(101, 165);
+    if (!verify(null, signed, this.#clientKey, signature)) return "signature";
+    // The replay nonce is opaque: it only has to be new.
+    const replayNonce = plaintext.subarray(8, 24).toString("hex");
+    if (this.#seen.has(replayNonce)) return "replay";
+    this.#seen.add(replayNonce);
+    return { target: new Uint8Array(plaintext.subarray(24, 40)) };
+  }
+
+  /** The 40-byte plaintext of a 165-byte knock, or null when it does not decrypt. */
+  open(datagram: Uint8Array): Buffer | null {
     const ephemeral = datagram.subarray(1, 33);
     const nonce = datagram.subarray(33, 45);
     const sealed = datagram.subarray(45, 101);
@@ -66,30 +83,18 @@ class SpecVerifier {
         32,
       ),
     );
-    let plaintext: Buffer;
     try {
       const decipher = createDecipheriv("chacha20-poly1305", key, nonce, {
         authTagLength: 16,
       });
       decipher.setAuthTag(sealed.subarray(40));
-      plaintext = Buffer.concat([
+      return Buffer.concat([
         decipher.update(sealed.subarray(0, 40)),
         decipher.final(),
       ]);
     } catch {
-      return "decrypt";
+      return null;
     }
-    const timestampNs = plaintext.readBigInt64BE(0);
-    const skewNs = BigInt(nowMs) * 1_000_000n - timestampNs;
-    if (skewNs > 60_000_000_000n || skewNs < -60_000_000_000n) return "stale";
-    const signed = datagram.subarray(0, 101);
-    const signature = datagram.subarray(101, 165);
-    if (!verify(null, signed, this.#clientKey, signature)) return "signature";
-    // The replay nonce is opaque: it only has to be new.
-    const replayNonce = plaintext.subarray(8, 24).toString("hex");
-    if (this.#seen.has(replayNonce)) return "replay";
-    this.#seen.add(replayNonce);
-    return { target: new Uint8Array(plaintext.subarray(24, 40)) };
   }
 }
 
@@ -143,41 +148,15 @@ Deno.test("knocks from our client pass a verifier written from the SPEC's steps 
 Deno.test("our client's replay nonce is its key fingerprint then 8 random bytes (SPEC §1 key hint)", () => {
   const server = rawPair("x25519");
   const client = rawPair("ed25519");
-  const serverKey = createPrivateKey(
-    jwk("X25519", server.publicKey, server.privateKey),
-  );
+  const spec = new SpecVerifier(server, client.publicKey);
   const fingerprint = createHash("sha256").update(client.publicKey).digest()
     .subarray(0, 8).toString("hex");
   const tails = new Set<string>();
   for (let i = 0; i < 10; i++) {
-    const datagram = buildKnock({
+    const plaintext = spec.open(buildKnock({
       serverPublicKey: server.publicKey,
       clientPrivateKey: client.privateKey,
-    });
-    const shared = diffieHellman({
-      privateKey: serverKey,
-      publicKey: createPublicKey(jwk("X25519", datagram.subarray(1, 33))),
-    });
-    const key = Buffer.from(
-      hkdfSync(
-        "sha256",
-        shared,
-        Buffer.alloc(32),
-        "openme-v1-chacha20poly1305",
-        32,
-      ),
-    );
-    const decipher = createDecipheriv(
-      "chacha20-poly1305",
-      key,
-      datagram.subarray(33, 45),
-      { authTagLength: 16 },
-    );
-    decipher.setAuthTag(datagram.subarray(85, 101));
-    const plaintext = Buffer.concat([
-      decipher.update(datagram.subarray(45, 85)),
-      decipher.final(),
-    ]);
+    }))!;
     assert.equal(plaintext.subarray(8, 16).toString("hex"), fingerprint);
     tails.add(plaintext.subarray(16, 24).toString("hex"));
   }
