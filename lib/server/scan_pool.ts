@@ -14,23 +14,15 @@ const KEY_BYTES = 32;
 /** One chunk of a scan as a worker receives it: the knock, and raw 32-byte public keys back to back. */
 export type ScanChunk = SignedKnock & { keys: Uint8Array };
 
-/** What a chunk or a whole scan found: the index of the key that verified (or -1), and the workers' time on it. */
-export interface ScanAnswer {
-  /** Index in the chunk's or the scan's keys, or -1. */
-  index: number;
-  /** Milliseconds the checks took. */
-  ms: number;
-}
+/** What a chunk or a whole scan found: the index of the key that verified (or -1), and the milliseconds its checks took. */
+export type ScanAnswer = { index: number; ms: number };
 
-/** A scan with chunks still to check. */
+/** A scan: its first key not yet handed out, its chunks not yet answered, and the workers' time on the others. */
 interface Scan {
   knock: SignedKnock;
   keys: readonly Uint8Array[];
-  /** First key not yet handed out. */
   next: number;
-  /** Chunks handed out and not answered. */
   pending: number;
-  /** Worker time on its answered chunks. */
   ms: number;
   resolve(result: ScanAnswer): void;
 }

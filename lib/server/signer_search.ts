@@ -32,13 +32,10 @@ export interface SignerClient {
   publicKey: Uint8Array;
 }
 
-/** A budget of signature checks for scans: checks added per second, and the most held at once. */
-export type SignatureBudget = Pick<RateLimiterOptions, "perSecond" | "burst">;
-
 /** Options for {@linkcode SignerSearch}. */
 export interface SignerSearchOptions {
   /** Budget for scans; "measured": sized from the measured time of one check; null or absent: none. */
-  budget?: SignatureBudget | "measured" | null;
+  budget?: RateLimiterOptions | "measured" | null;
   /** Worker threads for long scans; default one per core (at most 4) with a measured budget, else none. */
   workers?: number;
   /** Checks one signature (tests count checks with their own; no workers then); default Ed25519. */
@@ -198,7 +195,7 @@ export class SignerSearch<C extends SignerClient> {
     this.#waitingChecks = 0;
   }
 
-  #setBudget(budget: SignatureBudget): void {
+  #setBudget(budget: RateLimiterOptions): void {
     this.#queueLimit = budget.perSecond * QUEUE_SECONDS;
     this.#bucket = new TokenBucket(budget, this.#clock());
   }
