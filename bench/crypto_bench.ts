@@ -47,7 +47,11 @@ import {
   SIGNATURE_OFFSET,
   SIGNED_BYTES,
 } from "../lib/protocol/packet.ts";
-import { KnockVerifier, type VerifierClient } from "../lib/server/verifier.ts";
+import {
+  KnockVerifier,
+  type VerifierClient,
+  type VerifyResult,
+} from "../lib/server/verifier.ts";
 import { cryptoFloor, field, KDF_INFO_BYTES } from "./crypto_floor.ts";
 
 /** Distinct valid knocks per pool. */
@@ -71,7 +75,7 @@ function makeClients(count: number): {
     const pair = generateEd25519KeyPair();
     clients.push({
       name: `client${i}`,
-      verifyKey: prepareEd25519VerifyKey(pair.publicKey),
+      publicKey: pair.publicKey,
     });
     lastPrivateKey = pair.privateKey;
   }
@@ -99,6 +103,12 @@ function junk165(count: number): Uint8Array[] {
   return out;
 }
 
+/** A decision of a verifier without a signature budget, which never waits. */
+function decided(result: VerifyResult | Promise<VerifyResult>): VerifyResult {
+  if (result instanceof Promise) throw new Error("the decision was deferred");
+  return result;
+}
+
 /** Serves distinct packets to a fresh verifier; swaps the verifier when the pool wraps. */
 class ValidFeed {
   #packets: Uint8Array[];
@@ -117,7 +127,9 @@ class ValidFeed {
       this.#next = 0;
       this.#verifier = this.#makeVerifier();
     }
-    const result = this.#verifier.verify(this.#packets[this.#next++], source);
+    const result = decided(
+      this.#verifier.verify(this.#packets[this.#next++], source),
+    );
     if (!result.ok) throw new Error(`valid knock rejected: ${result.reason}`);
   }
 }
@@ -316,13 +328,13 @@ const verifyFeed = new ValidFeed(
     new KnockVerifier({
       serverPrivateKey: server.privateKey,
       replayWindowMs: REPLAY_WINDOW_MS,
-      clients: [{ name: "alice", verifyKey: floorVerifyKey }],
+      clients: [{ name: "alice", publicKey: floorClient.publicKey }],
     }),
 );
 const junkVerifier = new KnockVerifier({
   serverPrivateKey: server.privateKey,
   replayWindowMs: REPLAY_WINDOW_MS,
-  clients: [{ name: "alice", verifyKey: floorVerifyKey }],
+  clients: [{ name: "alice", publicKey: floorClient.publicKey }],
 });
 const junkPool = junk165(POOL);
 let junkIndex = 0;
@@ -349,7 +361,7 @@ Deno.bench({
   group: "verify",
   fn(): void {
     junkIndex = (junkIndex + 1) % junkPool.length;
-    const result = junkVerifier.verify(junkPool[junkIndex], SOURCE);
+    const result = decided(junkVerifier.verify(junkPool[junkIndex], SOURCE));
     if (result.ok) throw new Error("junk accepted");
   },
 });
@@ -397,9 +409,8 @@ for (const count of CLIENT_COUNTS) {
   let warmIndex = 0;
   const prime = (): void => {
     // The first knock from SOURCE scans every client and caches the match.
-    const result = warmVerifier.verify(
-      knocks(lastPrivateKey, 1)[0],
-      SOURCE,
+    const result = decided(
+      warmVerifier.verify(knocks(lastPrivateKey, 1)[0], SOURCE),
     );
     if (!result.ok) throw new Error(`priming failed: ${result.reason}`);
   };
@@ -437,7 +448,7 @@ for (const count of CLIENT_COUNTS) {
       }
       const packet = warmPackets[warmIndex++];
       b.start();
-      const result = warmVerifier.verify(packet, SOURCE);
+      const result = decided(warmVerifier.verify(packet, SOURCE));
       b.end();
       if (!result.ok) throw new Error(`rejected: ${result.reason}`);
     },

@@ -26,8 +26,8 @@ const ATTEMPT_INTERVAL_MS = 1;
 /** Each attempt is abandoned after this long (a dropped SYN is retried only after ~1 s). */
 const ATTEMPT_TIMEOUT_MS = 150;
 
-/** Sends the knock and races connect attempts; resolves with the latency in ms or null. */
-function tryOnce(
+/** Sends the knock and races connect attempts from the target address; resolves with the latency in ms or null. */
+export function tryOnce(
   spec: ProbeSpec,
   socket: Socket,
   knock: Uint8Array,

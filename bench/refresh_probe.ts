@@ -16,7 +16,6 @@
 import {
   generateEd25519KeyPair,
   generateX25519KeyPair,
-  prepareEd25519VerifyKey,
 } from "../lib/protocol/crypto.ts";
 import { parseIp } from "../lib/ip.ts";
 import { isLogLevel, setLogLevel } from "../lib/log.ts";
@@ -78,10 +77,7 @@ async function main(): Promise<void> {
   const verifier = new KnockVerifier({
     serverPrivateKey: server.privateKey,
     replayWindowMs: 60_000,
-    clients: [{
-      name: "alice",
-      verifyKey: prepareEd25519VerifyKey(client.publicKey),
-    }],
+    clients: [{ name: "alice", publicKey: client.publicKey }],
   });
   const verifyRounds: number[] = [];
   for (let r = 0; r * ROUND < count; r++) {

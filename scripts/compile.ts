@@ -87,6 +87,9 @@ export const BUILD_FLAGS: readonly string[] = [
 /** The program's entry point, relative to the repository root. */
 export const ENTRY_POINT = "main.ts";
 
+/** Modules started as workers, which `deno compile` embeds only when named with `--include`. */
+export const WORKER_MODULES: readonly string[] = ["lib/server/scan_worker.ts"];
+
 /** Default output directory, relative to the repository root. */
 export const DEFAULT_OUT_DIR = "dist";
 
@@ -108,6 +111,7 @@ export function compileArgs(target: string, outDir: string): string[] {
     "--output",
     `${outDir}/${assetName(target)}`,
     ...PERMISSION_FLAGS,
+    ...WORKER_MODULES.flatMap((module) => ["--include", module]),
     ENTRY_POINT,
   ];
 }

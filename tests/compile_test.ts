@@ -15,8 +15,10 @@ import {
   assetName,
   BUILD_FLAGS,
   CHECKSUM_FILE,
+  compileArgs,
   PERMISSION_FLAGS,
   TARGETS,
+  WORKER_MODULES,
 } from "../scripts/compile.ts";
 
 const REPO = new URL("..", import.meta.url);
@@ -168,6 +170,7 @@ Deno.test("compile --dry-run: one deno compile per target with the exact flags",
       "--output",
       output,
       ...PERMISSION_FLAGS,
+      ...WORKER_MODULES.flatMap((module) => ["--include", module]),
       "main.ts",
     ]);
     assert.equal(`dist/${assetName(target)}`, output);
@@ -250,6 +253,11 @@ Deno.test({
         `${dir}/main.ts`,
         `import YAML from "yaml";\nconsole.log(YAML.stringify({ ok: true }));\n`,
       );
+      for (const module of WORKER_MODULES) {
+        const folder = module.slice(0, module.lastIndexOf("/"));
+        await Deno.mkdir(`${dir}/${folder}`, { recursive: true });
+        await Deno.writeTextFile(`${dir}/${module}`, "self.close();\n");
+      }
       // deno compile downloads its runtime unless DENORT_BIN names one; the
       // deno binary serves for checking what the build produces.
       const result = await run([
@@ -330,8 +338,21 @@ Deno.test("compile: the binary needs no files beyond the module graph", async ()
       /import\.meta\.(dirname|filename)/,
       `${path} locates files next to its source`,
     );
+    // A worker's module is the one file allowed next to a source: deno
+    // compile embeds it only when it is passed with --include.
+    const workers =
+      /new Worker\(\s*new URL\(\s*"([^"]+)",\s*import\.meta\.url\)/g;
+    for (const [, module] of text.matchAll(workers)) {
+      const relative = new URL(module, `file://${path}`).pathname
+        .slice(REPO_DIR.length + 1);
+      const args = compileArgs(TARGETS[0], "dist");
+      assert.ok(
+        args.some((arg, i) => arg === relative && args[i - 1] === "--include"),
+        `${path} starts a worker from ${relative}: scripts/compile.ts must pass --include ${relative} to deno compile`,
+      );
+    }
     assert.doesNotMatch(
-      text,
+      text.replaceAll(workers, ""),
       /new URL\([^)]*import\.meta\.url/,
       `${path} locates files next to its source`,
     );

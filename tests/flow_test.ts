@@ -17,7 +17,6 @@ import {
 import {
   generateX25519KeyPair,
   keyFingerprint,
-  prepareEd25519VerifyKey,
 } from "../lib/protocol/crypto.ts";
 import { parseIp } from "../lib/ip.ts";
 import { setLogSink } from "../lib/log.ts";
@@ -33,7 +32,7 @@ const SOURCE = parseIp("198.51.100.20")!;
 function verifierClients(config: ServerConfig): VerifierClient[] {
   return config.clients.map((c) => ({
     name: c.name,
-    verifyKey: prepareEd25519VerifyKey(c.ed25519PublicKey),
+    publicKey: c.ed25519PublicKey,
     expires: c.expires,
   }));
 }
@@ -104,12 +103,12 @@ Deno.test("init → add → knock from the printed block → the verifier accept
     const verifier = verifierFor(config);
     const packet = knockFrom(bob.profile);
     assert.equal(packet.length, KNOCK_PACKET_BYTES);
-    const result = verifier.verify(packet, SOURCE);
+    const result = await verifier.verify(packet, SOURCE);
     assert.ok(result.ok, result.ok ? "" : `rejected: ${result.reason}`);
     assert.equal(result.client.name, "bob");
     assert.deepEqual(result.target, SOURCE, "wildcard target means the source");
 
-    const fromAlice = verifier.verify(knockFrom(alice.profile), SOURCE);
+    const fromAlice = await verifier.verify(knockFrom(alice.profile), SOURCE);
     assert.ok(fromAlice.ok);
     assert.equal(fromAlice.client.name, "alice");
   });
@@ -147,10 +146,13 @@ Deno.test("a knock for an explicit --ip target is accepted for that address", as
   await withServer(async (path) => {
     const { profile } = await addClient(path, ["alice"]);
     const verifier = verifierFor(await loadServerConfig(path));
-    const result = verifier.verify(knockFrom(profile, "203.0.113.9"), SOURCE);
+    const result = await verifier.verify(
+      knockFrom(profile, "203.0.113.9"),
+      SOURCE,
+    );
     assert.ok(result.ok);
     assert.equal(result.target.text, "203.0.113.9");
-    const v6 = verifier.verify(knockFrom(profile, "2001:db8::9"), SOURCE);
+    const v6 = await verifier.verify(knockFrom(profile, "2001:db8::9"), SOURCE);
     assert.ok(v6.ok);
     assert.equal(v6.target.text, "2001:db8::9");
   });
@@ -161,8 +163,8 @@ Deno.test("the same packet twice: accepted once, then a replay", async () => {
     const { profile } = await addClient(path, ["alice"]);
     const verifier = verifierFor(await loadServerConfig(path));
     const packet = knockFrom(profile);
-    assert.ok(verifier.verify(packet, SOURCE).ok);
-    assert.deepEqual(verifier.verify(packet, SOURCE), {
+    assert.ok((await verifier.verify(packet, SOURCE)).ok);
+    assert.deepEqual(await verifier.verify(packet, SOURCE), {
       ok: false,
       reason: "replay",
     });
@@ -174,14 +176,14 @@ Deno.test("after revoke, the reloaded verifier refuses the client's knocks", asy
     const alice = await addClient(path, ["alice"]);
     const bob = await addClient(path, ["bob"]);
     const verifier = verifierFor(await loadServerConfig(path));
-    assert.ok(verifier.verify(knockFrom(alice.profile), SOURCE).ok);
+    assert.ok((await verifier.verify(knockFrom(alice.profile), SOURCE)).ok);
     await openmeOk(["--config", path, "revoke", "alice"]);
     verifier.setClients(verifierClients(await loadServerConfig(path)));
-    assert.deepEqual(verifier.verify(knockFrom(alice.profile), SOURCE), {
+    assert.deepEqual(await verifier.verify(knockFrom(alice.profile), SOURCE), {
       ok: false,
       reason: "unknown_client",
     });
-    const stillOk = verifier.verify(knockFrom(bob.profile), SOURCE);
+    const stillOk = await verifier.verify(knockFrom(bob.profile), SOURCE);
     assert.ok(stillOk.ok);
     assert.equal(stillOk.client.name, "bob");
   });
@@ -196,7 +198,7 @@ Deno.test("a client block from another server's init does not open this one", as
       serverPublicKey: otherServer.publicKey,
       clientPrivateKey: profile.privateKey,
     });
-    assert.deepEqual(verifierFor(config).verify(foreign, SOURCE), {
+    assert.deepEqual(await verifierFor(config).verify(foreign, SOURCE), {
       ok: false,
       reason: "decrypt",
     });
@@ -221,7 +223,9 @@ Deno.test("a client added with an expiry is accepted before it and refused after
       },
       { timestampNs: stamp(expiresMs - 1000) },
     );
-    assert.ok(verifier.verify(before, SOURCE, { nowMs: expiresMs - 1000 }).ok);
+    assert.ok(
+      (await verifier.verify(before, SOURCE, { nowMs: expiresMs - 1000 })).ok,
+    );
     const after = buildKnock(
       {
         serverPublicKey: profile.serverPublicKey,
@@ -230,7 +234,7 @@ Deno.test("a client added with an expiry is accepted before it and refused after
       { timestampNs: stamp(expiresMs + 1000) },
     );
     assert.deepEqual(
-      verifier.verify(after, SOURCE, { nowMs: expiresMs + 1000 }),
+      await verifier.verify(after, SOURCE, { nowMs: expiresMs + 1000 }),
       {
         ok: false,
         reason: "expired",

@@ -4,6 +4,7 @@
  * @module
  */
 
+import { type IpAddress, parseIp } from "../ip.ts";
 import { defaultClientConfigPathFor } from "../platform.ts";
 import { ConfigError, describeValue } from "./errors.ts";
 import { withFileLock } from "./lock.ts";
@@ -55,6 +56,8 @@ export interface ClientProfile {
   publicKey: Uint8Array | null;
   /** `post_knock` command, or null. */
   postKnock: string | null;
+  /** `target_ip`: the address knocks ask to open unless `--ip` says otherwise; null = the packet's source. */
+  targetIp: IpAddress | null;
 }
 
 /** A validated client config. */
@@ -99,7 +102,19 @@ const PROFILE_FIELDS = {
       return value;
     },
   },
+  target_ip: {
+    hint: "the address to open, e.g. 198.51.100.20 or 2001:db8::20",
+    default: null,
+    check: checkTargetIp,
+  },
 };
+
+function checkTargetIp(value: unknown, fail: Fail): IpAddress | null {
+  if (value === "") return null;
+  const ip = typeof value === "string" ? parseIp(value) : null;
+  if (ip === null) fail(`not an IP address: ${describeValue(value)}`);
+  return ip;
+}
 
 /** The default client config path, `$HOME/.openme/config.yaml` (`%USERPROFILE%\.openme\config.yaml` on Windows); throws ConfigError when the home directory is unknown. */
 export function defaultClientConfigPath(): string {
@@ -216,6 +231,7 @@ function readProfile(
     privateKey,
     publicKey,
     postKnock: values.post_knock,
+    targetIp: values.target_ip,
   };
 }
 

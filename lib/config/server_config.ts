@@ -108,6 +108,8 @@ export interface ServerConfig {
   knockTimeoutMs: number;
   /** `server.replay_window` in milliseconds. */
   replayWindowMs: number;
+  /** `server.require_explicit_target`: refuse knocks for "the packet's source address". */
+  requireExplicitTarget: boolean;
   /** `server.open_knock_port`. */
   openKnockPort: boolean;
   /** `server.knock_rate_limit` and `server.knock_burst`: each source's budget, in the kernel and in openme. */
@@ -161,6 +163,7 @@ const SERVER_FIELDS = {
     default: DEFAULT_REPLAY_WINDOW_MS,
     check: checkDuration,
   },
+  require_explicit_target: booleanField(false),
   open_knock_port: booleanField(true),
   knock_rate_limit: {
     hint: `a count 1-${MAX_KNOCK_RATE} per s, m or h, e.g. 20/s or 30/m`,
@@ -339,6 +342,7 @@ export function buildServerConfig(file: YamlFile): ServerConfig {
     firewall: server.firewall,
     knockTimeoutMs: server.knock_timeout,
     replayWindowMs: server.replay_window,
+    requireExplicitTarget: server.require_explicit_target,
     openKnockPort: server.open_knock_port,
     knockRateLimit: { ...server.knock_rate_limit, burst: server.knock_burst },
     dropPorts: server.drop_ports,
@@ -771,6 +775,10 @@ export function renderInitialServerConfig(
     "  # How far a knock's timestamp may be from the server clock, and how long",
     "  # accepted nonces are remembered against replays; keep it >= knock_timeout.",
     "  replay_window: 60s",
+    "  # true: refuse knocks that name no address (they open for the packet's",
+    "  # source, so a copy resent first from elsewhere would open for its sender);",
+    "  # clients then knock with --ip ADDRESS or a profile's target_ip.",
+    "  require_explicit_target: false",
     "  # true: the server adds the firewall rule that lets knock packets in,",
     "  # behind a gate that drops in the kernel what cannot be a knock: other",
     "  # sizes, other versions and more than knock_rate_limit per source.",

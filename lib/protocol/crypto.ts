@@ -40,6 +40,11 @@ const ED25519_PKCS8_PREFIX = Uint8Array.fromHex(
   "302e020100300506032b657004220420",
 );
 const ED25519_SPKI_PREFIX = Uint8Array.fromHex("302a300506032b6570032100");
+/** The SPKI DER a raw Ed25519 key is copied into for one verification. */
+const RAW_KEY_SPKI = Buffer.alloc(
+  ED25519_SPKI_PREFIX.length + ED25519_PUBLIC_KEY_BYTES,
+);
+RAW_KEY_SPKI.set(ED25519_SPKI_PREFIX);
 /** HKDF's default salt for SHA-256 (RFC 5869 §2.2): 32 zero bytes. */
 const HKDF_DEFAULT_SALT = new Uint8Array(32);
 
@@ -221,15 +226,22 @@ export function prepareEd25519VerifyKey(
   }
 }
 
-/** Whether a signature is a valid Ed25519 signature of the message; never throws. */
+/** Whether a signature is a valid Ed25519 signature of the message under a prepared or a raw 32-byte key; never throws. */
 export function ed25519Verify(
-  key: Ed25519VerifyKey,
+  key: Ed25519VerifyKey | Uint8Array,
   message: Uint8Array,
   signature: Uint8Array,
 ): boolean {
   if (signature.length !== ED25519_SIGNATURE_BYTES) return false;
   try {
-    return verify(null, message, key, signature);
+    if (!(key instanceof Uint8Array)) {
+      return verify(null, message, key, signature);
+    }
+    // A raw key is wrapped for this one check: no object per key is kept.
+    if (key.length !== ED25519_PUBLIC_KEY_BYTES) return false;
+    RAW_KEY_SPKI.set(key, ED25519_SPKI_PREFIX.length);
+    const spki = { key: RAW_KEY_SPKI, format: "der", type: "spki" } as const;
+    return verify(null, message, spki, signature);
   } catch {
     return false;
   }

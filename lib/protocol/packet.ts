@@ -11,9 +11,10 @@
  *    101   64 Ed25519 signature over bytes 0..100
  * ```
  *
- * Plaintext: int64 big-endian Unix time in nanoseconds, 16-byte replay nonce,
- * 16-byte target address (IPv4-mapped for IPv4; all zero or `::ffff:0.0.0.0`
- * for "the packet's source address").
+ * Plaintext: int64 big-endian Unix time in nanoseconds, 16-byte replay nonce
+ * (ours: the 8-byte key hint, then 8 random bytes), 16-byte target address
+ * (IPv4-mapped for IPv4; all zero or `::ffff:0.0.0.0` for "the packet's
+ * source address").
  *
  * @module
  */
@@ -21,11 +22,13 @@
 import {
   chacha20Poly1305Open,
   chacha20Poly1305Seal,
+  ed25519KeyPairFromPrivateKey,
   ed25519Sign,
   ed25519Verify,
   type Ed25519VerifyKey,
   generateX25519KeyPair,
   hkdfSha256,
+  keyFingerprint,
   prepareX25519PrivateKey,
   randomBytes,
   type X25519PrivateKey,
@@ -63,6 +66,8 @@ const PLAINTEXT_BYTES = 40;
 const TIMESTAMP_OFFSET = 0;
 const REPLAY_NONCE_OFFSET = 8;
 const REPLAY_NONCE_BYTES = 16;
+/** Leading replay nonce bytes our client fills with its key fingerprint. */
+const KEY_HINT_BYTES = 8;
 const TARGET_OFFSET = 24;
 
 /** HKDF info string that binds the derived key to this protocol version. */
@@ -175,16 +180,24 @@ export function sealKnock(
   return packet;
 }
 
-/** Builds a knock for the target (default: the source address) with a random replay nonce, stamped now unless told otherwise. */
+/** Builds a knock for the target (default: the source address), stamped now unless told otherwise, whose replay nonce is the key hint (SPEC §1): the client's key fingerprint, then random bytes. */
 export function buildKnock(
   keys: KnockKeys,
   options: BuildKnockOptions = {},
 ): Uint8Array {
+  const { publicKey } = ed25519KeyPairFromPrivateKey(keys.clientPrivateKey);
+  const replayNonce = randomBytes(REPLAY_NONCE_BYTES);
+  replayNonce.set(Uint8Array.fromHex(keyFingerprint(publicKey)));
   return sealKnock(keys, {
     timestampNs: options.timestampNs ?? BigInt(Date.now()) * NS_PER_MS,
-    replayNonce: randomBytes(REPLAY_NONCE_BYTES),
+    replayNonce,
     target: options.target ?? null,
   });
+}
+
+/** The key hint a knock's replay nonce may start with (SPEC §1), as the lowercase hex a key fingerprint is written in. */
+export function keyHint(plaintext: KnockPlaintext): string {
+  return plaintext.replayNonce.subarray(0, KEY_HINT_BYTES).toHex();
 }
 
 /** Splits a datagram into knock fields; returns null unless it is 165 bytes with version 1. */
@@ -221,10 +234,13 @@ export function openKnockPacket(
   return plaintext === null ? null : parsePlaintext(plaintext);
 }
 
-/** Whether the knock's signature verifies under this client key; never throws. */
+/** The parts of a knock its signature check needs. */
+export type SignedKnock = Pick<KnockPacket, "signedBytes" | "signature">;
+
+/** Whether the knock's signature verifies under this client key (prepared or raw); never throws. */
 export function verifyKnockSignature(
-  packet: KnockPacket,
-  key: Ed25519VerifyKey,
+  packet: SignedKnock,
+  key: Ed25519VerifyKey | Uint8Array,
 ): boolean {
   return ed25519Verify(key, packet.signedBytes, packet.signature);
 }

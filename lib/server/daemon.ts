@@ -17,7 +17,7 @@ import {
   loadServerConfig,
   type ServerConfig,
 } from "../config/server_config.ts";
-import { keyFingerprint, prepareEd25519VerifyKey } from "../protocol/crypto.ts";
+import { keyFingerprint } from "../protocol/crypto.ts";
 import {
   type BaseRulesOptions,
   type FirewallBackend,
@@ -28,7 +28,12 @@ import {
 import { createFirewallBackend } from "../firewall/mod.ts";
 import { type IpAddress, parseIp } from "../ip.ts";
 import { error, info, warn } from "../log.ts";
-import { isExpired, KnockVerifier, type VerifierClient } from "./verifier.ts";
+import {
+  isExpired,
+  KnockVerifier,
+  type VerifierClient,
+  type VerifyResult,
+} from "./verifier.ts";
 import { type HealthListener, startHealthListener } from "./health.ts";
 import {
   type Session,
@@ -59,9 +64,6 @@ export type {
   FirewallBackend,
 } from "../firewall/backend.ts";
 
-/** Server-wide signature checks per second (and burst) for knocks whose signer is not known from their source: about 0.4 of a core. */
-export const SIGNATURE_CHECKS_PER_SECOND = 10_000;
-
 // How often the config file and the firewall are checked; the shortest time
 // between two state file writes; how often new nonces and drop counters are
 // written; the most peer address texts whose parsed form is kept (emptied
@@ -83,7 +85,7 @@ export interface ServerOptions {
   interfaceOverride?: string | null;
   /** Address to bind the UDP and health sockets; default dual-stack `::`. */
   hostname?: string;
-  /** Per-source rate limit (default: knock_rate_limit and knock_burst); null disables it and the server-wide signature budget. */
+  /** Per-source rate limit (default: knock_rate_limit and knock_burst); null disables it and the signature budget. */
   rateLimit?: { perSecond: number; burst: number } | null;
   /** UDP port to bind instead of `udp_port` (0: any free port; tests). */
   udpPort?: number;
@@ -104,7 +106,7 @@ function clientsOf(config: ServerConfig): Client[] {
   const health: FirewallRulePort = { port: config.healthPort, proto: "tcp" };
   return config.clients.map((c) => ({
     name: c.name,
-    verifyKey: prepareEd25519VerifyKey(c.ed25519PublicKey),
+    publicKey: c.ed25519PublicKey,
     fingerprint: keyFingerprint(c.ed25519PublicKey),
     expires: c.expires,
     // The health port too, unless the client opts out or has it already.
@@ -242,15 +244,13 @@ export class OpenmeServer {
       perSecond: limit.count / RATE_UNIT_SECONDS[limit.unit],
       burst: limit.burst,
     };
-    const budget = SIGNATURE_CHECKS_PER_SECOND;
     this.#verifier = new KnockVerifier({
       serverPrivateKey: config.privateKey,
       replayWindowMs: config.replayWindowMs,
       clients: this.#clients,
       rateLimit,
-      signatureBudget: rateLimit === null
-        ? null
-        : { perSecond: budget, burst: budget },
+      requireExplicitTarget: config.requireExplicitTarget,
+      search: { budget: rateLimit === null ? null : "measured" },
     });
     this.#sessions = new SessionManager(this.#backend, {
       knockTimeoutMs: config.knockTimeoutMs,
@@ -394,6 +394,14 @@ export class OpenmeServer {
     if (this.#peers.size >= PEER_ADDRESS_CACHE_SIZE) this.#peers.clear();
     this.#peers.set(peer, source);
     const result = this.#verifier.verify(datagram, source);
+    if (result instanceof Promise) {
+      result.then((late) => this.#handleResult(late, source));
+    } else this.#handleResult(result, source);
+  }
+
+  /** Opens (or refreshes) the session of a verified knock, or counts its drop. */
+  #handleResult(result: VerifyResult<Client>, source: IpAddress): void {
+    if (this.#stopping) return;
     if (!result.ok) return this.#drop(result.reason, source.text);
     this.#stats.accept(result.client.name);
     const outcome = this.#sessions.knock(
@@ -525,6 +533,7 @@ export class OpenmeServer {
     this.#clients = clients;
     this.#verifier.setClients(clients);
     this.#verifier.setReplayWindow(config.replayWindowMs);
+    this.#verifier.requireExplicitTarget = config.requireExplicitTarget;
     this.#sessions.setKnockTimeout(config.knockTimeoutMs);
     const closed = this.#sessions.closeClients(closing);
     const baseRules = baseRulesOf(
@@ -670,6 +679,7 @@ export class OpenmeServer {
     this.#stopping = true;
     for (const timer of this.#timers) clearInterval(timer);
     this.#socket.removeAllListeners("message");
+    this.#verifier.close();
     await new Promise<void>((resolve) => this.#socket.close(() => resolve()));
     await this.#health.close();
     await this.#reloading;

@@ -1,29 +1,35 @@
 /**
  * The server's decision on one datagram (SPEC §2), each check made once, in
  * order of cost: size, version, rate limit per source, AEAD open, timestamp
- * window, signature, replay nonce (recorded only after a signature
+ * window, explicit target (when required), signature (see
+ * {@linkcode SignerSearch}), replay nonce (recorded only after a signature
  * verified), client expiry.
  *
  * @module
  */
 
 import {
-  type Ed25519VerifyKey,
   prepareX25519PrivateKey,
   type X25519PrivateKey,
 } from "../protocol/crypto.ts";
 import type { IpAddress } from "../ip.ts";
 import {
+  keyHint,
   KNOCK_PACKET_BYTES,
-  type KnockPacket,
+  type KnockPlaintext,
   openKnockPacket,
   parseKnockPacket,
-  verifyKnockSignature,
 } from "../protocol/packet.ts";
 import { ReplayCache } from "./replay_cache.ts";
 import { RateLimiter, type RateLimiterOptions } from "./rate_limit.ts";
+import {
+  OVER_BUDGET,
+  type SearchResult,
+  SignerSearch,
+  type SignerSearchOptions,
+} from "./signer_search.ts";
 
-export type { Ed25519VerifyKey, IpAddress };
+export type { IpAddress };
 
 /** Every reason a datagram is dropped for, in the order the checks run. */
 export const REJECT_REASONS = [
@@ -32,6 +38,7 @@ export const REJECT_REASONS = [
   "rate_limit",
   "decrypt",
   "stale",
+  "target_required",
   "unknown_client",
   "replay",
   "expired",
@@ -44,8 +51,8 @@ export type RejectReason = typeof REJECT_REASONS[number];
 export interface VerifierClient {
   /** Client name from the config. */
   name: string;
-  /** The client's prepared Ed25519 public key. */
-  verifyKey: Ed25519VerifyKey;
+  /** The client's 32-byte Ed25519 public key. */
+  publicKey: Uint8Array;
   /** When the client stops being accepted; null or absent means never. */
   expires?: Date | null;
 }
@@ -73,12 +80,14 @@ export interface KnockVerifierOptions<
   clients: readonly C[];
   /** Per-source rate limit; null or absent means none. */
   rateLimit?: RateLimiterOptions | null;
-  /** Server-wide budget of signature checks beyond the free one for a source's last signer; null or absent means none. */
-  signatureBudget?: { perSecond: number; burst: number } | null;
+  /** Refuse knocks whose target is "the packet's source address" (`require_explicit_target`). */
+  requireExplicitTarget?: boolean;
+  /** How the signer is searched for: budget, workers (see {@linkcode SignerSearchOptions}). */
+  search?: Omit<SignerSearchOptions, "clock">;
+  /** Clock in ms for knocks whose signer is found later, and the default of `verify`'s `nowMs`; default `Date.now`. */
+  clock?: () => number;
 }
 
-/** Most source addresses whose last signer is remembered. */
-const MAX_SIGNER_HINTS = 4096;
 const NS_PER_MS = 1_000_000n;
 
 /** Whether the client's `expires` has passed at `nowMs`. */
@@ -90,25 +99,25 @@ export function isExpired(client: VerifierClient, nowMs: number): boolean {
 export class KnockVerifier<C extends VerifierClient = VerifierClient> {
   #serverKey: X25519PrivateKey;
   #replayWindowNs = 0n;
-  #clients: readonly C[];
   /** The accepted nonces (the server saves and restores them). */
   readonly replayCache: ReplayCache;
   #rateLimiter: RateLimiter | null;
-  #signatureBudget: RateLimiter | null;
-  /** Source address text -> client whose key last verified a knock from it (access order). */
-  #hints = new Map<string, C>();
+  #search: SignerSearch<C>;
+  #clock: () => number;
+  /** Whether knocks for "the packet's source address" are refused. */
+  requireExplicitTarget: boolean;
 
   /** Prepares the server key once; throws on a key of the wrong size. */
   constructor(options: KnockVerifierOptions<C>) {
     this.#serverKey = prepareX25519PrivateKey(options.serverPrivateKey);
-    this.#clients = options.clients;
+    this.#clock = options.clock ?? Date.now;
+    this.requireExplicitTarget = options.requireExplicitTarget ?? false;
+    this.#search = new SignerSearch({ ...options.search, clock: this.#clock });
+    this.#search.setClients(options.clients);
     this.replayCache = new ReplayCache(0);
     this.setReplayWindow(options.replayWindowMs);
     this.#rateLimiter = options.rateLimit
       ? new RateLimiter(options.rateLimit)
-      : null;
-    this.#signatureBudget = options.signatureBudget
-      ? new RateLimiter({ ...options.signatureBudget, maxSources: 1 })
       : null;
   }
 
@@ -118,19 +127,28 @@ export class KnockVerifier<C extends VerifierClient = VerifierClient> {
     this.#replayWindowNs = BigInt(this.replayCache.windowMs) * NS_PER_MS;
   }
 
-  /** Replaces the registered clients (config reload); remembered nonces are kept. */
+  /** Replaces the registered clients (config reload); remembered nonces are kept, and so are the addresses and order of clients whose key did not change. */
   setClients(clients: readonly C[]): void {
-    this.#clients = clients;
-    this.#hints.clear();
+    this.#search.setClients(clients);
   }
 
-  /** Decides whether a datagram from `source` is a valid knock at `options.nowMs` (default now); never throws for any datagram. */
+  /** Stops the signer search's workers and queue. */
+  close(): void {
+    this.#search.close();
+  }
+
+  /**
+   * Decides whether a datagram from `source` is a valid knock at
+   * `options.nowMs` (default: the clock); never throws for any datagram. A
+   * promise when its signer is searched for later (the budget) or on worker
+   * threads; the checks after the signature then run at that time.
+   */
   verify(
     datagram: Uint8Array,
     source: IpAddress,
     options?: { nowMs?: number },
-  ): VerifyResult<C> {
-    const nowMs = options?.nowMs ?? Date.now();
+  ): VerifyResult<C> | Promise<VerifyResult<C>> {
+    const nowMs = options?.nowMs ?? this.#clock();
     const packet = parseKnockPacket(datagram);
     if (packet === null) {
       return {
@@ -148,46 +166,38 @@ export class KnockVerifier<C extends VerifierClient = VerifierClient> {
     if (skewNs > this.#replayWindowNs || -skewNs > this.#replayWindowNs) {
       return { ok: false, reason: "stale" };
     }
-    const client = this.#findSigner(packet, source.text, nowMs);
-    if (client === "over_budget") return { ok: false, reason: "rate_limit" };
-    if (client === null) return { ok: false, reason: "unknown_client" };
+    if (plaintext.target === null && this.requireExplicitTarget) {
+      return { ok: false, reason: "target_required" };
+    }
+    const signer = this.#search.find(packet, {
+      hint: keyHint(plaintext),
+      source,
+    });
+    if (signer instanceof Promise) {
+      return signer.then((found) =>
+        this.#decide(found, { plaintext, source, nowMs: this.#clock() })
+      );
+    }
+    return this.#decide(signer, { plaintext, source, nowMs });
+  }
+
+  /** The checks after the signature: replay nonce, then expiry. */
+  #decide(
+    signer: SearchResult<C>,
+    knock: { plaintext: KnockPlaintext; source: IpAddress; nowMs: number },
+  ): VerifyResult<C> {
+    const { plaintext, nowMs } = knock;
+    if (signer === OVER_BUDGET) return { ok: false, reason: "rate_limit" };
+    if (signer === null) return { ok: false, reason: "unknown_client" };
     const stampedMs = Number(plaintext.timestampNs / NS_PER_MS);
     if (!this.replayCache.add(plaintext.replayNonce, stampedMs, nowMs)) {
       return { ok: false, reason: "replay" };
     }
-    if (isExpired(client, nowMs)) return { ok: false, reason: "expired" };
-    return { ok: true, client, target: plaintext.target ?? source };
-  }
-
-  /**
-   * The client whose key verifies the signature: the source's last signer
-   * first, for free, then every other client, each check taking a token of
-   * the signature budget ("over_budget" when it is spent).
-   */
-  #findSigner(
-    packet: KnockPacket,
-    source: string,
-    nowMs: number,
-  ): C | null | "over_budget" {
-    const hint = this.#hints.get(source);
-    let signer: C | null = null;
-    if (hint !== undefined && verifyKnockSignature(packet, hint.verifyKey)) {
-      signer = hint;
-    }
-    for (let i = 0; signer === null && i < this.#clients.length; i++) {
-      const client = this.#clients[i];
-      if (client === hint) continue;
-      if (this.#signatureBudget?.allow("", nowMs) === false) {
-        return "over_budget";
-      }
-      if (verifyKnockSignature(packet, client.verifyKey)) signer = client;
-    }
-    if (signer === null) return null;
-    this.#hints.delete(source);
-    if (this.#hints.size >= MAX_SIGNER_HINTS) {
-      this.#hints.delete(this.#hints.keys().next().value as string);
-    }
-    this.#hints.set(source, signer);
-    return signer;
+    if (isExpired(signer, nowMs)) return { ok: false, reason: "expired" };
+    return {
+      ok: true,
+      client: signer,
+      target: plaintext.target ?? knock.source,
+    };
   }
 }

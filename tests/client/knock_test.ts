@@ -18,7 +18,6 @@ import {
 import {
   generateEd25519KeyPair,
   generateX25519KeyPair,
-  prepareEd25519VerifyKey,
 } from "../../lib/protocol/crypto.ts";
 import { parseIp } from "../../lib/ip.ts";
 import { KNOCK_PACKET_BYTES } from "../../lib/protocol/packet.ts";
@@ -112,7 +111,7 @@ function testKeys(): {
     replayWindowMs: 60_000,
     clients: [{
       name: "alice",
-      verifyKey: prepareEd25519VerifyKey(client.publicKey),
+      publicKey: client.publicKey,
     }],
   });
   return {
@@ -223,7 +222,7 @@ Deno.test("knockServer sends one valid knock per family when the name has IPv4 a
       assert.equal(datagram.bytes.length, KNOCK_PACKET_BYTES);
       const source = parseIp(datagram.from);
       assert.ok(source !== null);
-      const result = verifier.verify(datagram.bytes, source);
+      const result = await verifier.verify(datagram.bytes, source);
       assert.equal(result.ok, true, result.ok ? "" : result.reason);
     }
     // Fresh packets: the two knocks differ.
@@ -276,7 +275,10 @@ Deno.test("knockServer with --ip sends one knock, to the target's family, carryi
     assert.equal(report.sent[0].to.family, 6);
     await waitForCount(capture, 1);
     const datagram = capture.received[0];
-    const result = verifier.verify(datagram.bytes, parseIp(datagram.from)!);
+    const result = await verifier.verify(
+      datagram.bytes,
+      parseIp(datagram.from)!,
+    );
     assert.ok(result.ok);
     if (result.ok) assert.equal(result.target.text, "2001:db8::20");
   } finally {

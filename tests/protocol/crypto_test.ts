@@ -256,3 +256,24 @@ Deno.test("randomBytes returns the requested length and differs between calls", 
   assert.equal(randomBytes(64).length, 64);
   assert.notDeepEqual(randomBytes(32), randomBytes(32));
 });
+
+Deno.test("Ed25519 verify with a raw 32-byte key agrees with the prepared key, and refuses a key of another size or off the curve", () => {
+  const empty = new Uint8Array(0);
+  const signature = hex(ED_SIGNATURE);
+  assert.equal(ed25519Verify(hex(ED_PUBLIC), empty, signature), true);
+  assert.equal(
+    ed25519Verify(hex(ED_PUBLIC), new Uint8Array(1), signature),
+    false,
+  );
+  const other = generateEd25519KeyPair().publicKey;
+  assert.equal(ed25519Verify(other, empty, signature), false);
+  // The raw key is not kept: the next check with another key is its own.
+  assert.equal(ed25519Verify(hex(ED_PUBLIC), empty, signature), true);
+  assert.equal(
+    ed25519Verify(hex(ED_PUBLIC).subarray(0, 31), empty, signature),
+    false,
+  );
+  const notAPoint = new Uint8Array(32);
+  notAPoint[0] = 2; // y = 2 has no x on edwards25519
+  assert.equal(ed25519Verify(notAPoint, empty, signature), false);
+});

@@ -223,6 +223,8 @@ export interface TestConfigOptions {
   portGroups?: string[];
   /** drop_ports value. */
   dropPorts?: boolean;
+  /** require_explicit_target value (default: the key is absent). */
+  requireExplicitTarget?: boolean;
 }
 
 /** Renders a server config for the tests (ports in the config are overridden by the tests). */
@@ -236,6 +238,9 @@ export function renderTestConfig(options: TestConfigOptions): string {
     `  replay_window: ${options.replayWindow ?? "60s"}`,
     "  open_knock_port: true",
     `  drop_ports: ${options.dropPorts === true}`,
+    ...(options.requireExplicitTarget === undefined
+      ? []
+      : [`  require_explicit_target: ${options.requireExplicitTarget}`]),
     `  private_key: ${encodeBase64(options.server.privateKey)}`,
     `  public_key: ${encodeBase64(options.server.publicKey)}`,
     "ports:",

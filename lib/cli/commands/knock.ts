@@ -88,7 +88,10 @@ async function knockAndCheck(
   prefix: string,
   signal?: AbortSignal,
 ): Promise<boolean> {
-  const report = await knockServer(profile, flags);
+  const report = await knockServer(profile, {
+    ...flags,
+    target: flags.target ?? profile.targetIp,
+  });
   for (const failure of report.failures) {
     io.err(`${prefix}openme: warning: ${failure}`);
   }
