@@ -803,10 +803,7 @@ Deno.test("install.sh: --server installs the unit and /etc/openme under OPENME_R
     );
     assert.equal(
       moved,
-      unit.replace(
-        "ExecStart=/usr/local/bin/openme serve",
-        "ExecStart=/opt/openme/bin/openme serve",
-      ),
+      unit.replaceAll("=/usr/local/bin/openme ", "=/opt/openme/bin/openme "),
     );
 
     const removed = await runInstaller(h, ["--server", "--uninstall"], env);
