@@ -1,10 +1,6 @@
 /**
  * The knock gate (SPEC §9): rules ahead of the knock port's accept rule that
- * drop in the kernel, each with a counter, what can never be a v1 knock: a
- * UDP length other than a knock's, a first payload byte other than the
- * version, and more than the configured rate per source (an IPv4 address, an
- * IPv6 /64). Built here for both backends, which install them with their
- * base rules and leave out the checks the kernel or the tools cannot do.
+ * drop, with counters, what can never be a v1 knock, for both backends.
  *
  * @module
  */

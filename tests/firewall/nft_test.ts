@@ -457,14 +457,10 @@ Deno.test("NftBackend.open turns a non-zero nft exit into a FirewallError with s
       backend.open(V4, [{ port: 22, proto: "tcp" }]),
       (err: unknown) => {
         assert.ok(err instanceof FirewallError);
-        assert.equal(err.tool, "nft");
-        assert.deepEqual(err.args, ["-e", "-a", "-f", "-"]);
-        assert.equal(err.exitCode, 1);
-        assert.match(err.stderr, /Operation not permitted/);
         assert.match(err.message, /opening 22\/tcp for 192\.0\.2\.2/);
         assert.match(
           err.message,
-          /failed \(exit 1\): Error: Could not process rule: Operation not permitted/,
+          /nft -e -a -f - failed \(exit 1\): Error: Could not process rule: Operation not permitted/,
         );
         assert.match(err.message, /are you root \(CAP_NET_ADMIN\)\?/);
         return true;
@@ -567,7 +563,6 @@ Deno.test("NftBackend reports a missing nft binary clearly", async () => {
       assert.ok(err instanceof FirewallError);
       assert.match(err.message, /could not run: command not found: nft/);
       assert.match(err.message, /is nftables installed/);
-      assert.equal(err.exitCode, null);
       return true;
     });
   } finally {
@@ -585,7 +580,7 @@ Deno.test("NftBackend kills a hanging nft at the timeout and throws FirewallErro
     await assert.rejects(
       backend.setup(BASE),
       (err: unknown) =>
-        err instanceof FirewallError && err.exitCode === null &&
+        err instanceof FirewallError &&
         /nft -t -j list table inet filter did not finish within 300 ms and was killed/
           .test(err.message),
     );
@@ -969,12 +964,11 @@ Deno.test("NftBackend.teardown deletes the jump, chains and table it created onc
         nftTable(1),
         nftChain("openme", 1),
         nftChain("input", 2, "input"),
-        nftRule("input", 3, JUMP),
+        nftRule("input", 3, JUMP, "openme-jump"),
         nftRule("openme", 4, [], "openme-knock"),
       ),
     });
     await backend.teardown();
-    // Jump 3 has no tag here, but setup's echo said openme added it.
     assert.equal(
       await fake.stdin(4),
       [

@@ -1,9 +1,6 @@
 /**
- * `openme doctor`: checks on the server what openme needs from the host and
- * prints one line per finding, ✓ (fine), ⚠ (openme runs, but something is
- * unsafe or will bite later) or ✗ (openme cannot work), each problem with the
- * command that fixes it; exits 1 on any ✗. lib/firewall/inspect.ts reads the
- * host; this module judges and formats.
+ * `openme doctor`: checks what openme needs from the host and prints one line
+ * per finding, ✓, ⚠ or ✗, each problem with the command that fixes it.
  *
  * @module
  */
@@ -165,9 +162,14 @@ export async function runDoctorChecks(
         findings.push(...nftFindings(facts, settings, serveRuns));
         gates = [["nft", facts.gate]];
       } else {
-        const chains = await inspectIptablesRuleset(options);
-        findings.push(...iptablesFindings(chains, settings));
-        gates = [["iptables", chains.v4.gate], ["ip6tables", chains.v6.gate]];
+        const { v4, v6 } = await inspectIptablesRuleset(options);
+        // Per-knock rules go straight into INPUT: its policy is the default deny.
+        const extra = { afterDeny: [], udpPorts: [] };
+        findings.push(
+          ...chainFindings(v4, "iptables", settings, extra),
+          ...chainFindings(v6, "ip6tables", settings, extra),
+        );
+        gates = [["iptables", v4.gate], ["ip6tables", v6.gate]];
       }
       if (serveRuns && settings.openKnockPort) {
         findings.push(...await ownGateFindings(gates, options));
@@ -312,11 +314,7 @@ function denyFix(chain: InputChainFacts, tool: Tool): string {
   return steps.join(" && ");
 }
 
-/**
- * Default deny, established connections, ICMPv6 neighbour discovery and
- * (with `open_knock_port: false`) the knock port, for one input chain;
- * `afterDeny` goes after the first finding.
- */
+/** Default deny, then `afterDeny`, established connections, ICMPv6 neighbour discovery and the knock port, for one input chain. */
 function chainFindings(
   chain: InputChainFacts,
   tool: Tool,
@@ -554,18 +552,6 @@ function nftFindings(
     });
   }
   return findings;
-}
-
-function iptablesFindings(
-  chains: { v4: InputChainFacts; v6: InputChainFacts },
-  settings: Settings,
-): Finding[] {
-  // openme's per-knock rules go straight into INPUT: its policy is the default deny.
-  const extra = { afterDeny: [], udpPorts: [] };
-  return [
-    ...chainFindings(chains.v4, "iptables", settings, extra),
-    ...chainFindings(chains.v6, "ip6tables", settings, extra),
-  ];
 }
 
 function describeOwner(owner: SocketOwner): string {
