@@ -162,10 +162,9 @@ export function firewallErrorFromResult(
   // In a namespace the tool follows `ip netns exec NETNS`.
   const tool = result.command === "ip" ? result.args[3] : result.command;
   const pkg = tool === "nft" ? "nftables" : "iptables";
+  const failure = describeToolFailure(result);
   return new FirewallError(
-    `firewall: ${action}: ${
-      describeToolFailure(result)
-    }; is ${pkg} installed and are you root (CAP_NET_ADMIN)?`,
+    `firewall: ${action}: ${failure}; is ${pkg} installed and are you root (CAP_NET_ADMIN)?`,
   );
 }
 

@@ -290,11 +290,8 @@ export class IptablesBackend implements FirewallBackend {
       }
     }
     const families = this.#ipv6Problem === null ? "IPv4 and IPv6" : "IPv4 only";
-    log.info(
-      `firewall: iptables rules ready (${
-        describeBaseRules(options)
-      }, ${families})`,
-    );
+    const rules = describeBaseRules(options);
+    log.info(`firewall: iptables rules ready (${rules}, ${families})`);
     this.#options = options;
   }
 

@@ -23,10 +23,9 @@ export function createFirewallBackend(
 ): FirewallBackend {
   if (kind === "nft") return new NftBackend(options);
   if (kind === "iptables") return new IptablesBackend(options);
+  const name = JSON.stringify(kind);
   throw new FirewallError(
-    `firewall: unknown backend ${
-      JSON.stringify(kind)
-    } (server.firewall): use nft or iptables`,
+    `firewall: unknown backend ${name} (server.firewall): use nft or iptables`,
   );
 }
 
