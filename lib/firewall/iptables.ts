@@ -145,7 +145,35 @@ export class IptablesBackend implements FirewallBackend {
   /** Removes rules of a run that died and adds the base rules in both families. */
   async setup(options: BaseRulesOptions): Promise<void> {
     const valid = validateBaseRulesOptions(options);
-    await this.#queue.run(() => this.#setup(valid));
+    await this.#queue.run(async () => {
+      this.#ipv6Problem = null;
+      for (const tool of TOOLS) {
+        try {
+          const stale = await this.#installBase(
+            tool,
+            valid,
+            OPENME_RULE_COMMENTS,
+          );
+          if (stale > 0) {
+            log.warn(
+              `firewall: removed ${stale} stale per-knock ${tool} rules left by an earlier run`,
+            );
+          }
+        } catch (err) {
+          if (tool === "iptables") throw err;
+          this.#ipv6Problem = err instanceof Error ? err.message : String(err);
+          log.warn(
+            `firewall: ip6tables is not usable, serving IPv4 only (IPv6 knocks will fail): ${this.#ipv6Problem}`,
+          );
+        }
+      }
+      const families = this.#ipv6Problem === null
+        ? "IPv4 and IPv6"
+        : "IPv4 only";
+      const rules = describeBaseRules(valid);
+      log.info(`firewall: iptables rules ready (${rules}, ${families})`);
+      this.#options = valid;
+    });
   }
 
   /** Replaces the base rules in both families. */
@@ -165,10 +193,37 @@ export class IptablesBackend implements FirewallBackend {
     address: IpAddress,
     ports: FirewallRulePort[],
   ): Promise<OpenedRules> {
-    const request = validateOpenRequest(address, ports);
-    return await this.#queue.run(() =>
-      this.#open(request.address, request.ports)
-    );
+    ({ address, ports } = validateOpenRequest(address, ports));
+    return await this.#queue.run(async () => {
+      const options = this.#options;
+      const tool = iptablesToolFor(address);
+      if (options === null) {
+        throw new FirewallError(
+          `firewall: iptables backend is not set up; call setup() before opening ports for ${address.text}`,
+        );
+      }
+      const what = describeRules({ address, ports });
+      const action = `opening ${what}`;
+      if (!this.#families().includes(tool)) {
+        throw new FirewallError(
+          `firewall: ${action}: ip6tables was not usable at setup (${this.#ipv6Problem}); ` +
+            "install ip6tables (or use the nft backend) and restart openme",
+        );
+      }
+      const added: string[][] = [];
+      for (const port of ports) {
+        const spec = buildIptablesAcceptSpec(address, port, options.interface);
+        const args = ["-w", "-I", IPTABLES_CHAIN, ...spec];
+        const result = await this.#run(tool, args);
+        if (!result.success) {
+          await this.#deleteSpecs(tool, added);
+          throw firewallErrorFromResult(result, action);
+        }
+        added.push(spec);
+      }
+      log.debug(`firewall: opened ${what} (${tool})`);
+      return { address, ports, handles: added.map((spec) => spec.join(" ")) };
+    });
   }
 
   /** Deletes the rules of one knock with `-D`; rules already gone are ignored. */
@@ -182,12 +237,67 @@ export class IptablesBackend implements FirewallBackend {
 
   /** Lists INPUT once per family, puts back base rules a reload removed, and reports rule sets of which a rule is gone. */
   ensureBaseRules(open: OpenedRules[]): Promise<BaseRulesCheck> {
-    return this.#queue.run(() => this.#ensureBaseRules(open));
+    return this.#queue.run(async () => {
+      const options = this.#options;
+      if (options === null) return { repaired: [], lost: [] };
+      const repaired: string[] = [];
+      const lost: OpenedRules[] = [];
+      for (const tool of TOOLS) {
+        const sets = open.filter((r) => iptablesToolFor(r.address) === tool);
+        if (!this.#families().includes(tool)) {
+          lost.push(...sets);
+          continue;
+        }
+        const base = buildIptablesBaseRules(options, {
+          family: tool === "iptables" ? 4 : 6,
+          checks: this.#gate[tool],
+        });
+        const present = new Set(
+          (await this.#list(tool)).rules.filter((rule) =>
+            OPENME_RULE_COMMENTS.includes(rule.comment ?? "")
+          ).map((rule) => iptablesRuleKey(rule.spec)),
+        );
+        if (base.some((rule) => !present.has(iptablesRuleKey(rule.slice(2))))) {
+          await this.#replaceTagged(tool, BASE_RULE_COMMENTS, base);
+          repaired.push(`knock and drop rules (${tool})`);
+        }
+        lost.push(
+          ...sets.filter((rules) =>
+            rules.handles.some((h) =>
+              !present.has(iptablesRuleKey(h.split(" ")))
+            )
+          ),
+        );
+      }
+      return { repaired, lost };
+    });
   }
 
   /** Removes every INPUT rule tagged openme, openme-gate, openme-knock or openme-drop in both families (one restore per family). */
   teardown(): Promise<void> {
-    return this.#queue.run(() => this.#teardown());
+    return this.#queue.run(async () => {
+      const ipv6Problem = this.#ipv6Problem;
+      this.#options = null;
+      let firstError: unknown = null;
+      for (const tool of TOOLS) {
+        try {
+          await this.#replaceTagged(tool, OPENME_RULE_COMMENTS, []).catch(
+            async (err) => {
+              // A rule deleted meanwhile fails the whole commit: go one by one.
+              log.debug(`${err.message}; deleting the rules one by one`);
+              const left = (await this.#list(tool)).rules.filter((rule) =>
+                OPENME_RULE_COMMENTS.includes(rule.comment ?? "")
+              );
+              await this.#deleteSpecs(tool, left.map((rule) => rule.spec));
+            },
+          );
+        } catch (err) {
+          if (tool === "iptables" || ipv6Problem === null) firstError ??= err;
+        }
+      }
+      if (firstError !== null) throw firstError;
+      log.info("firewall: removed openme's iptables rules");
+    });
   }
 
   /** Lists INPUT of each family and adds up the gate rules' counters; null without a gate. */
@@ -267,101 +377,6 @@ export class IptablesBackend implements FirewallBackend {
     return stale;
   }
 
-  async #setup(options: BaseRulesOptions): Promise<void> {
-    this.#ipv6Problem = null;
-    for (const tool of TOOLS) {
-      try {
-        const stale = await this.#installBase(
-          tool,
-          options,
-          OPENME_RULE_COMMENTS,
-        );
-        if (stale > 0) {
-          log.warn(
-            `firewall: removed ${stale} stale per-knock ${tool} rules left by an earlier run`,
-          );
-        }
-      } catch (err) {
-        if (tool === "iptables") throw err;
-        this.#ipv6Problem = err instanceof Error ? err.message : String(err);
-        log.warn(
-          `firewall: ip6tables is not usable, serving IPv4 only (IPv6 knocks will fail): ${this.#ipv6Problem}`,
-        );
-      }
-    }
-    const families = this.#ipv6Problem === null ? "IPv4 and IPv6" : "IPv4 only";
-    const rules = describeBaseRules(options);
-    log.info(`firewall: iptables rules ready (${rules}, ${families})`);
-    this.#options = options;
-  }
-
-  async #ensureBaseRules(open: OpenedRules[]): Promise<BaseRulesCheck> {
-    const options = this.#options;
-    if (options === null) return { repaired: [], lost: [] };
-    const repaired: string[] = [];
-    const lost: OpenedRules[] = [];
-    for (const tool of TOOLS) {
-      const sets = open.filter((r) => iptablesToolFor(r.address) === tool);
-      if (!this.#families().includes(tool)) {
-        lost.push(...sets);
-        continue;
-      }
-      const base = buildIptablesBaseRules(options, {
-        family: tool === "iptables" ? 4 : 6,
-        checks: this.#gate[tool],
-      });
-      const present = new Set(
-        (await this.#list(tool)).rules.filter((rule) =>
-          OPENME_RULE_COMMENTS.includes(rule.comment ?? "")
-        ).map((rule) => iptablesRuleKey(rule.spec)),
-      );
-      if (base.some((rule) => !present.has(iptablesRuleKey(rule.slice(2))))) {
-        await this.#replaceTagged(tool, BASE_RULE_COMMENTS, base);
-        repaired.push(`knock and drop rules (${tool})`);
-      }
-      lost.push(
-        ...sets.filter((rules) =>
-          rules.handles.some((h) => !present.has(iptablesRuleKey(h.split(" "))))
-        ),
-      );
-    }
-    return { repaired, lost };
-  }
-
-  async #open(
-    address: IpAddress,
-    ports: FirewallRulePort[],
-  ): Promise<OpenedRules> {
-    const options = this.#options;
-    const tool = iptablesToolFor(address);
-    if (options === null) {
-      throw new FirewallError(
-        `firewall: iptables backend is not set up; call setup() before opening ports for ${address.text}`,
-      );
-    }
-    const what = describeRules({ address, ports });
-    const action = `opening ${what}`;
-    if (!this.#families().includes(tool)) {
-      throw new FirewallError(
-        `firewall: ${action}: ip6tables was not usable at setup (${this.#ipv6Problem}); ` +
-          "install ip6tables (or use the nft backend) and restart openme",
-      );
-    }
-    const added: string[][] = [];
-    for (const port of ports) {
-      const spec = buildIptablesAcceptSpec(address, port, options.interface);
-      const args = ["-w", "-I", IPTABLES_CHAIN, ...spec];
-      const result = await this.#run(tool, args);
-      if (!result.success) {
-        await this.#deleteSpecs(tool, added);
-        throw firewallErrorFromResult(result, action);
-      }
-      added.push(spec);
-    }
-    log.debug(`firewall: opened ${what} (${tool})`);
-    return { address, ports, handles: added.map((spec) => spec.join(" ")) };
-  }
-
   /** Deletes rules by spec with `-D`; rules already gone are fine; throws the first other failure after trying all. */
   async #deleteSpecs(tool: IptablesTool, specs: string[][]): Promise<void> {
     let firstError: FirewallError | null = null;
@@ -373,29 +388,5 @@ export class IptablesBackend implements FirewallBackend {
       firstError ??= firewallErrorFromResult(result, action);
     }
     if (firstError !== null) throw firstError;
-  }
-
-  async #teardown(): Promise<void> {
-    const ipv6Problem = this.#ipv6Problem;
-    this.#options = null;
-    let firstError: unknown = null;
-    for (const tool of TOOLS) {
-      try {
-        await this.#replaceTagged(tool, OPENME_RULE_COMMENTS, []).catch(
-          async (err) => {
-            // A rule deleted meanwhile fails the whole commit: go one by one.
-            log.debug(`${err.message}; deleting the rules one by one`);
-            const left = (await this.#list(tool)).rules.filter((rule) =>
-              OPENME_RULE_COMMENTS.includes(rule.comment ?? "")
-            );
-            await this.#deleteSpecs(tool, left.map((rule) => rule.spec));
-          },
-        );
-      } catch (err) {
-        if (tool === "iptables" || ipv6Problem === null) firstError ??= err;
-      }
-    }
-    if (firstError !== null) throw firstError;
-    log.info("firewall: removed openme's iptables rules");
   }
 }

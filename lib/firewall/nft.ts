@@ -191,20 +191,93 @@ export class NftBackend implements FirewallBackend {
     address: IpAddress,
     ports: FirewallRulePort[],
   ): Promise<OpenedRules> {
-    const request = validateOpenRequest(address, ports);
-    return await this.#queue.run(() =>
-      this.#open(request.address, request.ports)
-    );
+    ({ address, ports } = validateOpenRequest(address, ports));
+    return await this.#queue.run(async () => {
+      const options = this.#options;
+      if (options === null) {
+        throw new FirewallError(
+          `firewall: nft backend is not set up; call setup() before opening ports for ${address.text}`,
+        );
+      }
+      if (ports.length === 0) return { address, ports, handles: [] };
+      const script = ports.map((port) =>
+        `insert rule ${CHAIN} ${
+          buildNftAcceptRule(address, port, options.interface)
+        }\n`
+      ).join("");
+      const args = ["-e", "-a", "-f", "-"];
+      let result = await this.#run(args, script);
+      if (!result.success && isNoSuchObject(result)) {
+        log.warn(
+          `firewall: chain ${CHAIN} is missing (ruleset reloaded?); recreating it and the base rules`,
+        );
+        await this.#applyBase(options, false);
+        result = await this.#run(args, script);
+      }
+      const what = describeRules({ address, ports });
+      const action = `opening ${what}`;
+      if (!result.success) {
+        throw firewallErrorFromResult(result, action);
+      }
+      const handles = echoedHandles(result.stdout, `rule ${CHAIN}`);
+      if (handles.length !== ports.length) {
+        await this.#deleteHandles(handles);
+        throw new FirewallError(
+          `firewall: ${action}: nft echoed ${handles.length} rule handles for ${ports.length} rules; ` +
+            "removed the ones it reported. Does this nft support --echo (nftables >= 0.9)?",
+        );
+      }
+      for (const handle of handles) this.#openHandles.add(handle);
+      log.debug(`firewall: opened ${what} (nft handles ${handles.join(" ")})`);
+      return { address, ports, handles };
+    });
   }
 
   /** Deletes the rules of one knock by handle; rules already gone are ignored. */
   close(rules: OpenedRules): Promise<void> {
-    return this.#queue.run(() => this.#close(rules));
+    return this.#queue.run(async () => {
+      // Handles we do not hold were closed already or removed by setup or a reload.
+      const live = rules.handles.filter((h) => this.#openHandles.has(h));
+      if (live.length === 0) return;
+      await this.#deleteHandles(live);
+      log.debug(`firewall: closed ${describeRules(rules)}`);
+    });
   }
 
   /** Lists the table once, puts back what a reload removed and reports the rule sets whose handles are gone. */
   ensureBaseRules(open: OpenedRules[]): Promise<BaseRulesCheck> {
-    return this.#queue.run(() => this.#ensureBaseRules(open));
+    return this.#queue.run(async () => {
+      const options = this.#options;
+      if (options === null) return { repaired: [], lost: [] };
+      const listing = await this.#list();
+      const generation = listing === null
+        ? null
+        : `${listing.tableHandle}/${
+          listing.chains.find((chain) => chain.name === NFT_CHAIN)?.handle
+        }`;
+      // An unknown generation (no echoed handles) is adopted; handles are then checked one by one.
+      const same = listing !== null &&
+        (this.#generation === null || generation === this.#generation);
+      const live = new Set(
+        (same ? listing.rules : []).filter((rule) =>
+          rule.chain === NFT_CHAIN && rule.comment === RULE_COMMENT
+        ).map((rule) => rule.handle),
+      );
+      if (!same) {
+        // Table or chain created again: openme did not create what is there now.
+        this.#created = { table: false, chain: false, input: false };
+      }
+      for (const handle of this.#openHandles) {
+        if (!live.has(handle)) this.#openHandles.delete(handle);
+      }
+      const lost = open.filter((rules) =>
+        rules.handles.some((handle) => !live.has(handle))
+      );
+      const missing = findMissingNftBase(listing, options, this.#gate);
+      if (missing.length > 0) await this.#applyBase(options, false, listing);
+      else if (!same) this.#generation = generation;
+      return { repaired: missing, lost };
+    });
   }
 
   /** Removes every rule openme added, the jump it added and the chains and table it created, in one transaction. */
@@ -369,90 +442,6 @@ export class NftBackend implements FirewallBackend {
     this.#generation = tableHandle && chainHandle
       ? `${tableHandle}/${chainHandle}`
       : null;
-  }
-
-  async #ensureBaseRules(open: OpenedRules[]): Promise<BaseRulesCheck> {
-    const options = this.#options;
-    if (options === null) return { repaired: [], lost: [] };
-    const listing = await this.#list();
-    const generation = listing === null
-      ? null
-      : `${listing.tableHandle}/${
-        listing.chains.find((chain) => chain.name === NFT_CHAIN)?.handle
-      }`;
-    // An unknown generation (no echoed handles) is adopted; handles are then checked one by one.
-    const same = listing !== null &&
-      (this.#generation === null || generation === this.#generation);
-    const live = new Set(
-      (same ? listing.rules : []).filter((rule) =>
-        rule.chain === NFT_CHAIN && rule.comment === RULE_COMMENT
-      ).map((rule) => rule.handle),
-    );
-    if (!same) {
-      // Table or chain created again: openme did not create what is there now.
-      this.#created = { table: false, chain: false, input: false };
-    }
-    for (const handle of this.#openHandles) {
-      if (!live.has(handle)) this.#openHandles.delete(handle);
-    }
-    const lost = open.filter((rules) =>
-      rules.handles.some((handle) => !live.has(handle))
-    );
-    const missing = findMissingNftBase(listing, options, this.#gate);
-    if (missing.length > 0) await this.#applyBase(options, false, listing);
-    else if (!same) this.#generation = generation;
-    return { repaired: missing, lost };
-  }
-
-  async #open(
-    address: IpAddress,
-    ports: FirewallRulePort[],
-  ): Promise<OpenedRules> {
-    const options = this.#options;
-    if (options === null) {
-      throw new FirewallError(
-        `firewall: nft backend is not set up; call setup() before opening ports for ${address.text}`,
-      );
-    }
-    if (ports.length === 0) return { address, ports, handles: [] };
-    const script = ports.map((port) =>
-      `insert rule ${CHAIN} ${
-        buildNftAcceptRule(address, port, options.interface)
-      }\n`
-    ).join("");
-    const args = ["-e", "-a", "-f", "-"];
-    let result = await this.#run(args, script);
-    if (!result.success && isNoSuchObject(result)) {
-      log.warn(
-        `firewall: chain ${CHAIN} is missing (ruleset reloaded?); recreating it and the base rules`,
-      );
-      await this.#applyBase(options, false);
-      result = await this.#run(args, script);
-    }
-    const what = describeRules({ address, ports });
-    const action = `opening ${what}`;
-    if (!result.success) {
-      throw firewallErrorFromResult(result, action);
-    }
-    const handles = echoedHandles(result.stdout, `rule ${CHAIN}`);
-    if (handles.length !== ports.length) {
-      await this.#deleteHandles(handles);
-      throw new FirewallError(
-        `firewall: ${action}: nft echoed ${handles.length} rule handles for ${ports.length} rules; ` +
-          "removed the ones it reported. Does this nft support --echo (nftables >= 0.9)?",
-      );
-    }
-    for (const handle of handles) this.#openHandles.add(handle);
-    log.debug(`firewall: opened ${what} (nft handles ${handles.join(" ")})`);
-    return { address, ports, handles };
-  }
-
-  async #close(rules: OpenedRules): Promise<void> {
-    // Handles we do not hold were closed already or removed by setup or a reload.
-    const live = rules.handles.filter((h) => this.#openHandles.has(h));
-    if (live.length === 0) return;
-    await this.#deleteHandles(live);
-    log.debug(`firewall: closed ${describeRules(rules)}`);
   }
 
   /** Deletes per-knock rules by handle; on failure they stay tracked, so teardown tries again. */
