@@ -147,6 +147,7 @@ export const INTERFACE_NAME_PATTERN = /^[A-Za-z0-9_.:@-]{1,15}$/;
 
 /** A firewall command failed or a value was refused before running one. */
 export class FirewallError extends Error {
+  /** Always "FirewallError". */
   override name = "FirewallError";
 }
 
