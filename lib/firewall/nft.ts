@@ -160,6 +160,8 @@ export class NftBackend implements FirewallBackend {
   #gate: GateCheck[] = [];
   #openHandles = new Set<string>();
   #created = { table: false, chain: false, input: false };
+  /** Whether this run added the jump from input to openme. */
+  #addedJump = false;
   /** "table handle/chain handle" the per-knock handles belong to; null when unknown. */
   #generation: string | null = null;
 
@@ -404,8 +406,10 @@ export class NftBackend implements FirewallBackend {
       this.#openHandles.clear();
     }
     this.#created.table ||= listing === null;
-    // A tagged jump at setup means a run that died set up the chain: remove it as that run would have.
-    const inherited = jumps.some((rule) => rule.comment === JUMP_RULE_COMMENT);
+    // A tagged jump this run did not add means a run that died set up the chain: remove it as that run would have.
+    const inherited = !this.#addedJump &&
+      jumps.some((rule) => rule.comment === JUMP_RULE_COMMENT);
+    this.#addedJump ||= jumps.length === 0;
     this.#created.chain ||= chain === undefined || (isSetup && inherited);
     this.#created.input ||= input === undefined;
     if (input === undefined) {
@@ -462,6 +466,7 @@ export class NftBackend implements FirewallBackend {
     this.#generation = null;
     this.#openHandles = new Set();
     this.#created = { table: false, chain: false, input: false };
+    this.#addedJump = false;
     if (listing === null) {
       log.info(`firewall: table ${NFT_TABLE} is gone; nothing to remove`);
       return;

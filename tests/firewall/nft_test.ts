@@ -1105,6 +1105,49 @@ Deno.test("NftBackend leaves out a gate check nft or the kernel refuses, says wh
   }
 });
 
+Deno.test("NftBackend.setup does not take the jump it added itself while trying gate checks for a dead run's, so teardown keeps the operator's chain", async () => {
+  const fake = await FakeNft.create();
+  try {
+    const operator = [
+      nftTable(1),
+      nftChain("openme", 1),
+      nftChain("input", 2, "input"),
+    ];
+    const withJump = nftListing(
+      ...operator,
+      nftRule("input", 3, JUMP, "openme-jump"),
+      nftRule("openme", 4, ACCEPT, "openme-knock"),
+    );
+    const refused = {
+      code: 1,
+      err: "Error: Could not process rule: No such file or directory\n",
+    };
+    // 1-2: the whole gate fails, 3-4: none (adds the jump), 5-10: one check
+    // more each time, the rate check failing; 11: teardown's listing.
+    for (const call of [1, 3]) {
+      await fake.respond(call, { out: nftListing(...operator) });
+    }
+    await fake.respond(2, refused);
+    await fake.respond(4, {
+      out:
+        'add rule inet filter input jump openme comment "openme-jump" # handle 3\n',
+    });
+    for (const call of [5, 7, 9, 11]) {
+      await fake.respond(call, { out: withJump });
+    }
+    await fake.respond(10, refused);
+    const backend = new NftBackend({ env: fake.env });
+    await backend.setup(BASE);
+    await backend.teardown();
+    assert.equal(
+      await fake.stdin(12),
+      "delete rule inet filter input handle 3\ndelete rule inet filter openme handle 4\n",
+    );
+  } finally {
+    await fake.remove();
+  }
+});
+
 Deno.test("NftBackend.gateCounters adds up the counters by check, both families' rate rules together, and is null without a gate", async () => {
   const fake = await FakeNft.create();
   try {
