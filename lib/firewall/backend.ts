@@ -130,42 +130,29 @@ export const DROP_RULE_COMMENT = "openme-drop";
 export const GATE_RULE_COMMENT = "openme-gate";
 /** Comment on the nft `jump openme` rule openme adds to the input chain. */
 export const JUMP_RULE_COMMENT = "openme-jump";
+/** Comments of the base rules, which setup and a reload replace. */
+export const BASE_RULE_COMMENTS: readonly string[] = [
+  GATE_RULE_COMMENT,
+  KNOCK_RULE_COMMENT,
+  DROP_RULE_COMMENT,
+];
+/** Comments of every rule openme adds to a chain. */
+export const OPENME_RULE_COMMENTS: readonly string[] = [
+  RULE_COMMENT,
+  ...BASE_RULE_COMMENTS,
+];
 
 /** Characters allowed in an interface name passed to the firewall (at most IFNAMSIZ - 1). */
 export const INTERFACE_NAME_PATTERN = /^[A-Za-z0-9_.:@-]{1,15}$/;
 
 /** A firewall command failed or a value was refused before running one. */
 export class FirewallError extends Error {
-  /** The program that ran (or would have run). */
-  tool: string;
-  /** Its arguments. */
-  args: string[];
-  /** Its standard error, trimmed. */
-  stderr: string;
-  /** Its exit code, or null. */
-  exitCode: number | null;
-
-  /** Creates the error; the message should say what failed and what to do. */
-  constructor(
-    message: string,
-    details: {
-      tool: string;
-      args: string[];
-      stderr?: string;
-      exitCode?: number | null;
-    },
-  ) {
-    super(message);
-    this.name = "FirewallError";
-    this.tool = details.tool;
-    this.args = [...details.args];
-    this.stderr = (details.stderr ?? "").trim();
-    this.exitCode = details.exitCode ?? null;
-  }
+  /** Always "FirewallError". */
+  override name = "FirewallError";
 }
 
-function refuse(message: string, tool: string): FirewallError {
-  return new FirewallError(`firewall: ${message}`, { tool, args: [] });
+function refuse(message: string): FirewallError {
+  return new FirewallError(`firewall: ${message}`);
 }
 
 function isPortNumber(value: unknown): value is number {
@@ -173,20 +160,15 @@ function isPortNumber(value: unknown): value is number {
     (value as number) <= 65535;
 }
 
-function validateRulePort(
-  port: FirewallRulePort,
-  tool: string,
-): FirewallRulePort {
+function validateRulePort(port: FirewallRulePort): FirewallRulePort {
   const end = port.endPort === port.port ? undefined : port.endPort;
   const badEnd = end !== undefined && (!isPortNumber(end) || end < port.port);
   if (
     !isPortNumber(port.port) || !["tcp", "udp"].includes(port.proto) || badEnd
   ) {
+    const text = JSON.stringify(port);
     throw refuse(
-      `invalid port ${
-        JSON.stringify(port)
-      }: use port 1-65535, endPort port-65535 (or none), proto "tcp" or "udp"`,
-      tool,
+      `invalid port ${text}: use port 1-65535, endPort port-65535 (or none), proto "tcp" or "udp"`,
     );
   }
   const { proto } = port;
@@ -198,23 +180,16 @@ function validateRulePort(
 /** Checks base-rule options (knock port, interface name, drop ports) and returns a clean copy; throws FirewallError. */
 export function validateBaseRulesOptions(
   options: BaseRulesOptions,
-  tool: string,
 ): BaseRulesOptions {
+  const port = JSON.stringify(options.knockPort);
   if (!isPortNumber(options.knockPort)) {
-    throw refuse(
-      `invalid knock port ${
-        JSON.stringify(options.knockPort)
-      } (server.udp_port): use 1-65535`,
-      tool,
-    );
+    throw refuse(`invalid knock port ${port} (server.udp_port): use 1-65535`);
   }
   const iface = options.interface || null;
   if (iface !== null && !INTERFACE_NAME_PATTERN.test(iface)) {
+    const name = JSON.stringify(iface);
     throw refuse(
-      `invalid interface name ${
-        JSON.stringify(iface)
-      } (server.interface / --interface): use 1-15 characters from A-Z a-z 0-9 _ . : @ -`,
-      tool,
+      `invalid interface name ${name} (server.interface / --interface): use 1-15 characters from A-Z a-z 0-9 _ . : @ -`,
     );
   }
   const limit = options.knockRateLimit ?? DEFAULT_KNOCK_RATE_LIMIT;
@@ -224,17 +199,15 @@ export function validateBaseRulesOptions(
     !inRange(limit.count) || !inRange(limit.burst) ||
     !Object.hasOwn(RATE_UNIT_SECONDS, limit.unit)
   ) {
+    const text = JSON.stringify(limit);
     throw refuse(
-      `invalid knock rate limit ${
-        JSON.stringify(limit)
-      } (server.knock_rate_limit, server.knock_burst): use 1-${MAX_KNOCK_RATE} per second, minute or hour, burst 1-${MAX_KNOCK_RATE}`,
-      tool,
+      `invalid knock rate limit ${text} (server.knock_rate_limit, server.knock_burst): use 1-${MAX_KNOCK_RATE} per second, minute or hour, burst 1-${MAX_KNOCK_RATE}`,
     );
   }
   return {
     knockPort: options.knockPort,
     openKnockPort: options.openKnockPort === true,
-    dropPorts: options.dropPorts.map((port) => validateRulePort(port, tool)),
+    dropPorts: options.dropPorts.map(validateRulePort),
     interface: iface,
     knockRateLimit: { ...limit },
   };
@@ -244,23 +217,17 @@ export function validateBaseRulesOptions(
 export function validateOpenRequest(
   address: IpAddress,
   ports: FirewallRulePort[],
-  tool: string,
 ): { address: IpAddress; ports: FirewallRulePort[] } {
   const parsed = typeof address?.text === "string"
     ? parseIp(address.text)
     : null;
   if (parsed === null || parsed.family !== address.family) {
+    const text = JSON.stringify(address);
     throw refuse(
-      `invalid address ${
-        JSON.stringify(address)
-      }: expected a canonical IPv4 or IPv6 address`,
-      tool,
+      `invalid address ${text}: expected a canonical IPv4 or IPv6 address`,
     );
   }
-  return {
-    address: parsed,
-    ports: ports.map((port) => validateRulePort(port, tool)),
-  };
+  return { address: parsed, ports: ports.map(validateRulePort) };
 }
 
 /** Formats a port's number or range with the given separator: "22", "8080-8090", "8080:8090". */
@@ -273,10 +240,14 @@ export function portRangeText(
     : `${port.port}`;
 }
 
-/** Formats a port list for logs: "22/tcp, 8080-8090/tcp". */
-export function describeRulePorts(ports: FirewallRulePort[]): string {
-  return ports.map((port) => `${portRangeText(port, "-")}/${port.proto}`)
-    .join(", ");
+/** Formats the ports and address of one knock's rules for logs: "22/tcp, 8080-8090/tcp for 192.0.2.2". */
+export function describeRules(
+  rules: { address: IpAddress; ports: FirewallRulePort[] },
+): string {
+  const ports = rules.ports.map((port) =>
+    `${portRangeText(port, "-")}/${port.proto}`
+  );
+  return `${ports.join(", ")} for ${rules.address.text}`;
 }
 
 /** Summarises base rules for the "rules ready" log line, e.g. "knock port 54154/udp open, 2 drop rules, all interfaces". */

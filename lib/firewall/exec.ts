@@ -1,8 +1,6 @@
 /**
- * Runs the tools openme needs (nft, iptables, timedatectl, ...) as
- * subprocesses with argument arrays, never through a shell, each with a time
- * limit and optionally inside a network namespace; and queues a backend's
- * operations so they run one at a time.
+ * Runs the firewall tools as subprocesses, without a shell and with a time
+ * limit, and queues a backend's operations so they run one at a time.
  *
  * @module
  */
@@ -35,12 +33,6 @@ export type ToolProgram =
   | typeof TOOL_PROGRAMS[number]
   | typeof NETNS_PROGRAMS[number];
 
-/** Options for {@linkcode runTool}: where it runs, and its standard input. */
-export interface RunToolOptions extends FirewallBackendOptions {
-  /** Text written to the tool's standard input (which is closed afterwards); no stdin when absent. */
-  stdin?: string;
-}
-
 /** What a tool run produced. */
 export interface ToolResult {
   /** The program started (`ip` when run in a namespace). */
@@ -63,43 +55,17 @@ export interface ToolResult {
   error: string | null;
 }
 
-function describeSpawnError(
-  command: string,
-  err: unknown,
-  env?: Record<string, string>,
-): string {
-  if (!(err instanceof Deno.errors.NotFound)) {
-    return `could not start ${command}: ${(err as Error).message}`;
-  }
-  const path = env?.PATH ?? Deno.env.get("PATH") ?? "";
-  return `command not found: ${command} (searched PATH=${path})`;
-}
-
-async function writeStdin(
-  child: Deno.ChildProcess,
-  text: string,
-): Promise<void> {
-  const writer = child.stdin.getWriter();
-  try {
-    await writer.write(new TextEncoder().encode(text));
-    await writer.close();
-  } catch {
-    // The tool exited without reading all input; its exit status tells why.
-  }
-}
-
 /** Runs one tool with an argument array and a time limit; never throws for a missing or hanging tool. */
 export async function runTool(
   command: ToolProgram,
   args: string[],
-  options: RunToolOptions = {},
+  options: FirewallBackendOptions & { stdin?: string } = {},
 ): Promise<ToolResult> {
   const netns = options.netns ?? null;
   if (netns !== null && !NETNS_NAME_PATTERN.test(netns)) {
     throw new FirewallError(
       `firewall: invalid network namespace name ${JSON.stringify(netns)}: ` +
         "use 1-64 characters from A-Z a-z 0-9 _ . - (not starting with -)",
-      { tool: command, args },
     );
   }
   const line = netns === null
@@ -134,7 +100,10 @@ export async function runTool(
       detached: true,
     }).spawn();
   } catch (err) {
-    result.error = describeSpawnError(result.command, err, options.env);
+    const path = options.env?.PATH ?? Deno.env.get("PATH") ?? "";
+    result.error = err instanceof Deno.errors.NotFound
+      ? `command not found: ${result.command} (searched PATH=${path})`
+      : `could not start ${result.command}: ${(err as Error).message}`;
     return result;
   }
   const timer = setTimeout(() => {
@@ -146,12 +115,13 @@ export async function runTool(
     }
   }, result.timeoutMs);
   try {
-    const [output] = await Promise.all([
-      child.output(),
-      options.stdin === undefined
-        ? Promise.resolve()
-        : writeStdin(child, options.stdin),
-    ]);
+    if (options.stdin !== undefined) {
+      const writer = child.stdin.getWriter();
+      // A tool that exits without reading all input: its exit status tells why.
+      writer.write(new TextEncoder().encode(options.stdin))
+        .then(() => writer.close()).catch(() => {});
+    }
+    const output = await child.output();
     const decoder = new TextDecoder();
     result.stdout = decoder.decode(output.stdout);
     result.stderr = decoder.decode(output.stderr);
@@ -184,22 +154,17 @@ export function describeToolFailure(result: ToolResult): string {
   return `${commandLine} failed (${code})` + (detail ? `: ${detail}` : "");
 }
 
-/** Builds the FirewallError for a failed tool run (non-zero exit, timeout, missing binary). */
+/** Builds the FirewallError for a failed tool run, naming what openme was doing and what to check. */
 export function firewallErrorFromResult(
   result: ToolResult,
-  options: { hint: string; action?: string },
+  action: string,
 ): FirewallError {
-  const prefix = options.action
-    ? `firewall: ${options.action}: `
-    : "firewall: ";
+  // In a namespace the tool follows `ip netns exec NETNS`.
+  const tool = result.command === "ip" ? result.args[3] : result.command;
+  const pkg = tool === "nft" ? "nftables" : "iptables";
+  const failure = describeToolFailure(result);
   return new FirewallError(
-    `${prefix}${describeToolFailure(result)}; ${options.hint}`,
-    {
-      tool: result.command,
-      args: result.args,
-      stderr: result.stderr,
-      exitCode: result.code,
-    },
+    `firewall: ${action}: ${failure}; is ${pkg} installed and are you root (CAP_NET_ADMIN)?`,
   );
 }
 
@@ -223,7 +188,6 @@ export class OperationQueue {
         new FirewallError(
           `firewall: ${this.#name} operation queue is full (${this.#limit} operations waiting); ` +
             "the firewall tool is too slow or hanging — check the system load and the tool itself",
-          { tool: this.#name, args: [] },
         ),
       );
     }

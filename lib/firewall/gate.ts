@@ -1,10 +1,6 @@
 /**
  * The knock gate (SPEC §9): rules ahead of the knock port's accept rule that
- * drop in the kernel, each with a counter, what can never be a v1 knock: a
- * UDP length other than a knock's, a first payload byte other than the
- * version, and more than the configured rate per source (an IPv4 address, an
- * IPv6 /64). Built here for both backends, which install them with their
- * base rules and leave out the checks the kernel or the tools cannot do.
+ * drop, with counters, what can never be a v1 knock, for both backends.
  *
  * @module
  */
@@ -71,10 +67,10 @@ export function buildNftKnockRules(
   knock: { checks: readonly GateCheck[]; tagged: boolean },
 ): { sets: string[]; rules: string[] } {
   const limit = options.knockRateLimit ?? DEFAULT_KNOCK_RATE_LIMIT;
-  const iface = options.interface;
-  const match = `${
-    iface === null ? "" : `iifname "${iface}" `
-  }udp dport ${options.knockPort} `;
+  const iface = options.interface === null
+    ? ""
+    : `iifname "${options.interface}" `;
+  const match = `${iface}udp dport ${options.knockPort} `;
   const tag = (name: string) => knock.tagged ? ` comment "${name}"` : "";
   const drop = ` counter drop${tag(GATE_RULE_COMMENT)}`;
   const rules: string[] = [];
@@ -87,17 +83,16 @@ export function buildNftKnockRules(
   const sets: string[] = [];
   if (knock.checks.includes("rate")) {
     const keys = ["ip saddr", "ip6 saddr & ffff:ffff:ffff:ffff::"];
+    const timeout = bucketSeconds(options);
     for (const [i, type] of ["ipv4_addr", "ipv6_addr"].entries()) {
-      const name = `${knock.tagged ? "openme" : "knock"}_gate${
-        i === 0 ? 4 : 6
-      }`;
+      const name = `${knock.tagged ? "openme" : "knock"}_gate${4 + 2 * i}`;
       sets.push(
         `set ${NFT_TABLE} ${name} { type ${type}; size 65536; flags dynamic,timeout; }`,
       );
       rules.push(
-        `${match}update @${name} { ${keys[i]} timeout ${
-          bucketSeconds(options)
-        }s limit rate over ${limit.count}/${limit.unit} burst ${limit.burst} packets }${drop}`,
+        `${match}update @${name} { ${
+          keys[i]
+        } timeout ${timeout}s limit rate over ${limit.count}/${limit.unit} burst ${limit.burst} packets }${drop}`,
       );
     }
   }

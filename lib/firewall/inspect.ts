@@ -1,8 +1,6 @@
 /**
- * Reads the live firewall and host state without changing anything: the one
- * reader of nft's JSON listings and of `iptables -S` output (the backends and
- * `openme doctor` both use it), the facts doctor checks about input chains,
- * sockets on the knock and health ports, privilege and the clock.
+ * Reads the live firewall and host without changing anything: the one reader
+ * of nft JSON and `iptables -S` output, and the facts doctor checks.
  *
  * @module
  */
@@ -165,7 +163,6 @@ export function parseNftJson(json: string): NftListing {
   if (!Array.isArray(items)) {
     throw new FirewallError(
       `firewall: could not read the JSON nft printed (${problem}); is nftables >= 0.9 installed?`,
-      { tool: "nft", args: ["-j", "list"] },
     );
   }
   const listing: NftListing = {
@@ -532,7 +529,7 @@ export function iptablesChainFacts(
   };
 }
 
-async function listOrThrow(
+async function stdoutOrThrow(
   tool: ToolProgram,
   args: string[],
   options: FirewallBackendOptions,
@@ -546,7 +543,7 @@ async function listOrThrow(
 export async function inspectNftRuleset(
   options: FirewallBackendOptions = {},
 ): Promise<NftRulesetFacts> {
-  const json = await listOrThrow("nft", ["-j", "list", "ruleset"], options);
+  const json = await stdoutOrThrow("nft", ["-j", "list", "ruleset"], options);
   return nftRulesetFacts(parseNftJson(json));
 }
 
@@ -555,8 +552,8 @@ export async function inspectIptablesRuleset(
   options: FirewallBackendOptions = {},
 ): Promise<{ v4: IptablesChainFacts; v6: IptablesChainFacts }> {
   const args = ["-w", "-v", "-S", IPTABLES_CHAIN];
-  const v4 = await listOrThrow("iptables", args, options);
-  const v6 = await listOrThrow("ip6tables", args, options);
+  const v4 = await stdoutOrThrow("iptables", args, options);
+  const v6 = await stdoutOrThrow("ip6tables", args, options);
   return {
     v4: iptablesChainFacts(v4, `iptables ${IPTABLES_CHAIN}`),
     v6: iptablesChainFacts(v6, `ip6tables ${IPTABLES_CHAIN}`),
@@ -568,12 +565,9 @@ export async function toolVersion(
   tool: ToolProgram,
   options: FirewallBackendOptions = {},
 ): Promise<string> {
-  const result = await runTool(tool, ["--version"], {
-    ...options,
-    netns: null,
-  });
-  if (!result.success) throw new Error(describeToolFailure(result));
-  return (result.stdout.trim() || result.stderr.trim()).split("\n")[0];
+  const host = { ...options, netns: null };
+  const version = await stdoutOrThrow(tool, ["--version"], host);
+  return version.trim().split("\n")[0];
 }
 
 /** Inodes of the sockets in /proc/net/{udp,tcp}[6] text that hold the port: bound (state 07) or listening (0A). */

@@ -1,10 +1,6 @@
 /**
- * iptables backend (SPEC §9): `iptables` for IPv4, `ip6tables` for IPv6,
- * always with `-w`. Per knock, one `-I INPUT` rule per port, removed with `-D`
- * and the same spec. The base rules (knock gate and knock rule at the top,
- * drops at the end) go in one `iptables-restore --noflush` commit per family,
- * with the deletion of the tagged rules they replace. When ip6tables fails at
- * setup, IPv4 is served alone and IPv6 knocks fail saying why.
+ * iptables backend (SPEC §9): `iptables` for IPv4, `ip6tables` for IPv6, with
+ * the base rules of each family in one `iptables-restore --noflush` commit.
  *
  * @module
  */
@@ -12,20 +8,20 @@
 import { type IpAddress, parseIp } from "../ip.ts";
 import * as log from "../log.ts";
 import {
+  BASE_RULE_COMMENTS,
   type BaseRulesCheck,
   type BaseRulesOptions,
   describeBaseRules,
-  describeRulePorts,
+  describeRules,
   DROP_RULE_COMMENT,
   type FirewallBackend,
   type FirewallBackendOptions,
   FirewallError,
   type FirewallRulePort,
-  GATE_RULE_COMMENT,
   type GateCounters,
   IPTABLES_CHAIN,
-  KNOCK_RULE_COMMENT,
   type OpenedRules,
+  OPENME_RULE_COMMENTS,
   portRangeText,
   RULE_COMMENT,
   validateBaseRulesOptions,
@@ -54,24 +50,11 @@ import {
   quoteIptablesArg,
 } from "./inspect.ts";
 
-/** What to check when an iptables command fails. */
-export const IPTABLES_HINT =
-  "is iptables installed and are you root (CAP_NET_ADMIN)?";
-
-/** The two iptables tools, one per address family. */
-export type IptablesTool = "iptables" | "ip6tables";
+type IptablesTool = "iptables" | "ip6tables";
 
 const TOOLS: IptablesTool[] = ["iptables", "ip6tables"];
-const BASE_COMMENTS = [
-  GATE_RULE_COMMENT,
-  KNOCK_RULE_COMMENT,
-  DROP_RULE_COMMENT,
-];
-const OPENME_COMMENTS = [RULE_COMMENT, ...BASE_COMMENTS];
-const COMMENT_MATCH = ["-m", "comment", "--comment"];
 
-/** Returns the tool for an address: `iptables` for IPv4, `ip6tables` for IPv6. */
-export function iptablesToolFor(address: IpAddress): IptablesTool {
+function iptablesToolFor(address: IpAddress): IptablesTool {
   return address.family === 4 ? "iptables" : "ip6tables";
 }
 
@@ -79,9 +62,11 @@ function ruleSpec(
   iface: string | null,
   matches: string[],
   verdict: string,
+  comment: string,
 ): string[] {
   const inIface = iface === null ? [] : ["-i", iface];
-  return [...inIface, ...matches, "-j", verdict, ...COMMENT_MATCH];
+  const tag = ["-m", "comment", "--comment", comment];
+  return [...inIface, ...matches, "-j", verdict, ...tag];
 }
 
 function portArgs(port: FirewallRulePort): string[] {
@@ -95,7 +80,7 @@ export function buildIptablesAcceptSpec(
   iface: string | null,
 ): string[] {
   const matches = ["-s", address.text, ...portArgs(port)];
-  return [...ruleSpec(iface, matches, "ACCEPT"), RULE_COMMENT];
+  return ruleSpec(iface, matches, "ACCEPT", RULE_COMMENT);
 }
 
 /** Returns the base rules of one family as iptables-restore lines: `-I INPUT` the gate and the knock-port accept (in that order), `-A INPUT` each drop. */
@@ -113,22 +98,10 @@ export function buildIptablesBaseRules(
     }
   }
   for (const port of options.dropPorts) {
-    const drop = ruleSpec(iface, portArgs(port), "DROP");
-    rules.push(["-A", IPTABLES_CHAIN, ...drop, DROP_RULE_COMMENT]);
+    const drop = ruleSpec(iface, portArgs(port), "DROP", DROP_RULE_COMMENT);
+    rules.push(["-A", IPTABLES_CHAIN, ...drop]);
   }
   return rules;
-}
-
-/** Returns the `iptables-restore --noflush` input that deletes the listed rules, then adds the given ones, in one commit. */
-export function buildIptablesRestoreScript(
-  deletes: IptablesRule[],
-  adds: string[][],
-): string {
-  const lines = [
-    ...deletes.map((rule) => ["-D", IPTABLES_CHAIN, ...rule.spec]),
-    ...adds,
-  ].map((line) => line.map(quoteIptablesArg).join(" "));
-  return ["*filter", ...lines, "COMMIT", ""].join("\n");
 }
 
 /** Reduces a rule spec (ours, or one `-S` listed) to what identifies it, whatever the option order, `-m tcp` or `/32`. */
@@ -169,23 +142,46 @@ export class IptablesBackend implements FirewallBackend {
     this.#queue = new OperationQueue("iptables");
   }
 
-  /** Why IPv6 rules cannot be managed (ip6tables missing or failing at setup), or null. */
-  get ipv6Problem(): string | null {
-    return this.#ipv6Problem;
-  }
-
   /** Removes rules of a run that died and adds the base rules in both families. */
   async setup(options: BaseRulesOptions): Promise<void> {
-    const valid = validateBaseRulesOptions(options, "iptables");
-    await this.#queue.run(() => this.#setup(valid));
+    const valid = validateBaseRulesOptions(options);
+    await this.#queue.run(async () => {
+      this.#ipv6Problem = null;
+      for (const tool of TOOLS) {
+        try {
+          const stale = await this.#installBase(
+            tool,
+            valid,
+            OPENME_RULE_COMMENTS,
+          );
+          if (stale > 0) {
+            log.warn(
+              `firewall: removed ${stale} stale per-knock ${tool} rules left by an earlier run`,
+            );
+          }
+        } catch (err) {
+          if (tool === "iptables") throw err;
+          this.#ipv6Problem = err instanceof Error ? err.message : String(err);
+          log.warn(
+            `firewall: ip6tables is not usable, serving IPv4 only (IPv6 knocks will fail): ${this.#ipv6Problem}`,
+          );
+        }
+      }
+      const families = this.#ipv6Problem === null
+        ? "IPv4 and IPv6"
+        : "IPv4 only";
+      const rules = describeBaseRules(valid);
+      log.info(`firewall: iptables rules ready (${rules}, ${families})`);
+      this.#options = valid;
+    });
   }
 
   /** Replaces the base rules in both families. */
   async updateBaseRules(options: BaseRulesOptions): Promise<void> {
-    const valid = validateBaseRulesOptions(options, "iptables");
+    const valid = validateBaseRulesOptions(options);
     await this.#queue.run(async () => {
       for (const tool of this.#families()) {
-        await this.#installBase(tool, valid, BASE_COMMENTS);
+        await this.#installBase(tool, valid, BASE_RULE_COMMENTS);
       }
       log.info("firewall: iptables knock and drop rules updated");
       this.#options = valid;
@@ -197,14 +193,37 @@ export class IptablesBackend implements FirewallBackend {
     address: IpAddress,
     ports: FirewallRulePort[],
   ): Promise<OpenedRules> {
-    const request = validateOpenRequest(
-      address,
-      ports,
-      iptablesToolFor(address),
-    );
-    return await this.#queue.run(() =>
-      this.#open(request.address, request.ports)
-    );
+    ({ address, ports } = validateOpenRequest(address, ports));
+    return await this.#queue.run(async () => {
+      const options = this.#options;
+      const tool = iptablesToolFor(address);
+      if (options === null) {
+        throw new FirewallError(
+          `firewall: iptables backend is not set up; call setup() before opening ports for ${address.text}`,
+        );
+      }
+      const what = describeRules({ address, ports });
+      const action = `opening ${what}`;
+      if (!this.#families().includes(tool)) {
+        throw new FirewallError(
+          `firewall: ${action}: ip6tables was not usable at setup (${this.#ipv6Problem}); ` +
+            "install ip6tables (or use the nft backend) and restart openme",
+        );
+      }
+      const added: string[][] = [];
+      for (const port of ports) {
+        const spec = buildIptablesAcceptSpec(address, port, options.interface);
+        const args = ["-w", "-I", IPTABLES_CHAIN, ...spec];
+        const result = await this.#run(tool, args);
+        if (!result.success) {
+          await this.#deleteSpecs(tool, added);
+          throw firewallErrorFromResult(result, action);
+        }
+        added.push(spec);
+      }
+      log.debug(`firewall: opened ${what} (${tool})`);
+      return { address, ports, handles: added.map((spec) => spec.join(" ")) };
+    });
   }
 
   /** Deletes the rules of one knock with `-D`; rules already gone are ignored. */
@@ -212,22 +231,73 @@ export class IptablesBackend implements FirewallBackend {
     const tool = iptablesToolFor(rules.address);
     return this.#queue.run(async () => {
       await this.#deleteSpecs(tool, rules.handles.map((h) => h.split(" ")));
-      log.debug(
-        `firewall: closed ${
-          describeRulePorts(rules.ports)
-        } for ${rules.address.text} (${tool})`,
-      );
+      log.debug(`firewall: closed ${describeRules(rules)} (${tool})`);
     });
   }
 
   /** Lists INPUT once per family, puts back base rules a reload removed, and reports rule sets of which a rule is gone. */
   ensureBaseRules(open: OpenedRules[]): Promise<BaseRulesCheck> {
-    return this.#queue.run(() => this.#ensureBaseRules(open));
+    return this.#queue.run(async () => {
+      const options = this.#options;
+      if (options === null) return { repaired: [], lost: [] };
+      const repaired: string[] = [];
+      const lost: OpenedRules[] = [];
+      for (const tool of TOOLS) {
+        const sets = open.filter((r) => iptablesToolFor(r.address) === tool);
+        if (!this.#families().includes(tool)) {
+          lost.push(...sets);
+          continue;
+        }
+        const base = buildIptablesBaseRules(options, {
+          family: tool === "iptables" ? 4 : 6,
+          checks: this.#gate[tool],
+        });
+        const present = new Set(
+          (await this.#list(tool)).rules.filter((rule) =>
+            OPENME_RULE_COMMENTS.includes(rule.comment ?? "")
+          ).map((rule) => iptablesRuleKey(rule.spec)),
+        );
+        if (base.some((rule) => !present.has(iptablesRuleKey(rule.slice(2))))) {
+          await this.#replaceTagged(tool, BASE_RULE_COMMENTS, base);
+          repaired.push(`knock and drop rules (${tool})`);
+        }
+        lost.push(
+          ...sets.filter((rules) =>
+            rules.handles.some((h) =>
+              !present.has(iptablesRuleKey(h.split(" ")))
+            )
+          ),
+        );
+      }
+      return { repaired, lost };
+    });
   }
 
   /** Removes every INPUT rule tagged openme, openme-gate, openme-knock or openme-drop in both families (one restore per family). */
   teardown(): Promise<void> {
-    return this.#queue.run(() => this.#teardown());
+    return this.#queue.run(async () => {
+      const ipv6Problem = this.#ipv6Problem;
+      this.#options = null;
+      let firstError: unknown = null;
+      for (const tool of TOOLS) {
+        try {
+          await this.#replaceTagged(tool, OPENME_RULE_COMMENTS, []).catch(
+            async (err) => {
+              // A rule deleted meanwhile fails the whole commit: go one by one.
+              log.debug(`${err.message}; deleting the rules one by one`);
+              const left = (await this.#list(tool)).rules.filter((rule) =>
+                OPENME_RULE_COMMENTS.includes(rule.comment ?? "")
+              );
+              await this.#deleteSpecs(tool, left.map((rule) => rule.spec));
+            },
+          );
+        } catch (err) {
+          if (tool === "iptables" || ipv6Problem === null) firstError ??= err;
+        }
+      }
+      if (firstError !== null) throw firstError;
+      log.info("firewall: removed openme's iptables rules");
+    });
   }
 
   /** Lists INPUT of each family and adds up the gate rules' counters; null without a gate. */
@@ -257,10 +327,7 @@ export class IptablesBackend implements FirewallBackend {
   async #list(tool: IptablesTool): Promise<IptablesChain> {
     const listed = await this.#run(tool, ["-w", "-v", "-S", IPTABLES_CHAIN]);
     if (!listed.success) {
-      throw firewallErrorFromResult(listed, {
-        hint: IPTABLES_HINT,
-        action: `listing chain ${IPTABLES_CHAIN}`,
-      });
+      throw firewallErrorFromResult(listed, `listing chain ${IPTABLES_CHAIN}`);
     }
     return parseIptablesChain(listed.stdout);
   }
@@ -268,25 +335,27 @@ export class IptablesBackend implements FirewallBackend {
   /** Deletes the INPUT rules tagged with the comments and adds the given ones, in one restore; returns how many per-knock rules it deleted. */
   async #replaceTagged(
     tool: IptablesTool,
-    comments: string[],
+    comments: readonly string[],
     adds: string[][],
   ): Promise<number> {
     const stale = (await this.#list(tool)).rules.filter((rule) =>
       comments.includes(rule.comment ?? "")
     );
     if (stale.length + adds.length > 0) {
-      const result = await this.#run(
-        `${tool}-restore`,
-        ["--noflush", "-w"],
-        buildIptablesRestoreScript(stale, adds),
-      );
+      const lines = [
+        ...stale.map((rule) => ["-D", IPTABLES_CHAIN, ...rule.spec]),
+        ...adds,
+      ].map((line) => line.map(quoteIptablesArg).join(" "));
+      const script = ["*filter", ...lines, "COMMIT", ""].join("\n");
+      const restore = `${tool}-restore` as const;
+      const result = await this.#run(restore, ["--noflush", "-w"], script);
       if (!result.success) {
-        throw firewallErrorFromResult(result, {
-          hint: IPTABLES_HINT,
-          action: adds.length > 0
+        throw firewallErrorFromResult(
+          result,
+          adds.length > 0
             ? "setting up the knock and drop rules"
             : "removing openme's rules",
-        });
+        );
       }
     }
     return stale.filter((rule) => rule.comment === RULE_COMMENT).length;
@@ -296,7 +365,7 @@ export class IptablesBackend implements FirewallBackend {
   async #installBase(
     tool: IptablesTool,
     options: BaseRulesOptions,
-    comments: string[],
+    comments: readonly string[],
   ): Promise<number> {
     let stale = 0;
     const family = tool === "iptables" ? 4 : 6;
@@ -308,149 +377,16 @@ export class IptablesBackend implements FirewallBackend {
     return stale;
   }
 
-  async #setup(options: BaseRulesOptions): Promise<void> {
-    this.#ipv6Problem = null;
-    for (const tool of TOOLS) {
-      try {
-        const stale = await this.#installBase(tool, options, OPENME_COMMENTS);
-        if (stale > 0) {
-          log.warn(
-            `firewall: removed ${stale} stale per-knock ${tool} rules left by an earlier run`,
-          );
-        }
-      } catch (err) {
-        if (tool === "iptables") throw err;
-        this.#ipv6Problem = err instanceof Error ? err.message : String(err);
-        log.warn(
-          `firewall: ip6tables is not usable, serving IPv4 only (IPv6 knocks will fail): ${this.#ipv6Problem}`,
-        );
-      }
-    }
-    const families = this.#ipv6Problem === null ? "IPv4 and IPv6" : "IPv4 only";
-    log.info(
-      `firewall: iptables rules ready (${
-        describeBaseRules(options)
-      }, ${families})`,
-    );
-    this.#options = options;
-  }
-
-  async #ensureBaseRules(open: OpenedRules[]): Promise<BaseRulesCheck> {
-    const options = this.#options;
-    if (options === null) return { repaired: [], lost: [] };
-    const repaired: string[] = [];
-    const lost: OpenedRules[] = [];
-    for (const tool of TOOLS) {
-      const sets = open.filter((r) => iptablesToolFor(r.address) === tool);
-      if (!this.#families().includes(tool)) {
-        lost.push(...sets);
-        continue;
-      }
-      const base = buildIptablesBaseRules(options, {
-        family: tool === "iptables" ? 4 : 6,
-        checks: this.#gate[tool],
-      });
-      const present = new Set(
-        (await this.#list(tool)).rules.filter((rule) =>
-          OPENME_COMMENTS.includes(rule.comment ?? "")
-        ).map((rule) => iptablesRuleKey(rule.spec)),
-      );
-      if (base.some((rule) => !present.has(iptablesRuleKey(rule.slice(2))))) {
-        await this.#replaceTagged(tool, BASE_COMMENTS, base);
-        repaired.push(`knock and drop rules (${tool})`);
-      }
-      lost.push(
-        ...sets.filter((rules) =>
-          rules.handles.some((h) => !present.has(iptablesRuleKey(h.split(" "))))
-        ),
-      );
-    }
-    return { repaired, lost };
-  }
-
-  async #open(
-    address: IpAddress,
-    ports: FirewallRulePort[],
-  ): Promise<OpenedRules> {
-    const options = this.#options;
-    const tool = iptablesToolFor(address);
-    if (options === null) {
-      throw new FirewallError(
-        `firewall: iptables backend is not set up; call setup() before opening ports for ${address.text}`,
-        { tool, args: [] },
-      );
-    }
-    const action = `opening ${describeRulePorts(ports)} for ${address.text}`;
-    if (!this.#families().includes(tool)) {
-      throw new FirewallError(
-        `firewall: ${action}: ip6tables was not usable at setup (${this.#ipv6Problem}); ` +
-          "install ip6tables (or use the nft backend) and restart openme",
-        { tool, args: [] },
-      );
-    }
-    const added: string[][] = [];
-    for (const port of ports) {
-      const spec = buildIptablesAcceptSpec(address, port, options.interface);
-      const result = await this.#run(tool, [
-        "-w",
-        "-I",
-        IPTABLES_CHAIN,
-        ...spec,
-      ]);
-      if (!result.success) {
-        await this.#deleteSpecs(tool, added);
-        throw firewallErrorFromResult(result, { hint: IPTABLES_HINT, action });
-      }
-      added.push(spec);
-    }
-    log.debug(
-      `firewall: opened ${
-        describeRulePorts(ports)
-      } for ${address.text} (${tool})`,
-    );
-    return { address, ports, handles: added.map((spec) => spec.join(" ")) };
-  }
-
   /** Deletes rules by spec with `-D`; rules already gone are fine; throws the first other failure after trying all. */
   async #deleteSpecs(tool: IptablesTool, specs: string[][]): Promise<void> {
     let firstError: FirewallError | null = null;
     for (const spec of specs) {
-      const result = await this.#run(tool, [
-        "-w",
-        "-D",
-        IPTABLES_CHAIN,
-        ...spec,
-      ]);
+      const args = ["-w", "-D", IPTABLES_CHAIN, ...spec];
+      const result = await this.#run(tool, args);
       if (result.success || isRuleGone(result)) continue;
-      firstError ??= firewallErrorFromResult(result, {
-        hint: IPTABLES_HINT,
-        action: `removing rule "${spec.join(" ")}"`,
-      });
+      const action = `removing rule "${spec.join(" ")}"`;
+      firstError ??= firewallErrorFromResult(result, action);
     }
     if (firstError !== null) throw firstError;
-  }
-
-  async #teardown(): Promise<void> {
-    const ipv6Problem = this.#ipv6Problem;
-    this.#options = null;
-    let firstError: unknown = null;
-    for (const tool of TOOLS) {
-      try {
-        await this.#replaceTagged(tool, OPENME_COMMENTS, []).catch(
-          async (err) => {
-            // A rule deleted meanwhile fails the whole commit: go one by one.
-            log.debug(`${err.message}; deleting the rules one by one`);
-            const left = (await this.#list(tool)).rules.filter((rule) =>
-              OPENME_COMMENTS.includes(rule.comment ?? "")
-            );
-            await this.#deleteSpecs(tool, left.map((rule) => rule.spec));
-          },
-        );
-      } catch (err) {
-        if (tool === "iptables" || ipv6Problem === null) firstError ??= err;
-      }
-    }
-    if (firstError !== null) throw firstError;
-    log.info("firewall: removed openme's iptables rules");
   }
 }

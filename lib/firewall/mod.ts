@@ -13,21 +13,6 @@ import {
 import { IptablesBackend } from "./iptables.ts";
 import { NftBackend } from "./nft.ts";
 
-export type {
-  BaseRulesCheck,
-  BaseRulesOptions,
-  FirewallBackend,
-  FirewallBackendOptions,
-  FirewallRulePort,
-  GateCounters,
-  IpAddress,
-  KnockRateLimit,
-  OpenedRules,
-} from "./backend.ts";
-export { FirewallError } from "./backend.ts";
-export { IptablesBackend } from "./iptables.ts";
-export { NftBackend } from "./nft.ts";
-
 /** Backend kinds: the two Linux backends. */
 export type FirewallKind = "nft" | "iptables";
 
@@ -38,33 +23,25 @@ export function createFirewallBackend(
 ): FirewallBackend {
   if (kind === "nft") return new NftBackend(options);
   if (kind === "iptables") return new IptablesBackend(options);
+  const name = JSON.stringify(kind);
   throw new FirewallError(
-    `firewall: unknown backend ${
-      JSON.stringify(kind)
-    } (server.firewall): use nft or iptables`,
-    { tool: String(kind), args: [] },
+    `firewall: unknown backend ${name} (server.firewall): use nft or iptables`,
   );
 }
 
-/** Removes every openme rule, set, jump and chain from nft and from iptables/ip6tables, whoever added them, without a config; skips a tool that is not installed; throws the first failure after trying both. */
-export async function cleanupFirewall(
-  options: FirewallBackendOptions = {},
-): Promise<string[]> {
+/** Removes every openme rule, set, jump and chain from nft and iptables/ip6tables, whoever added them, and says what it did per tool; throws the first failure after trying both. */
+export async function cleanupFirewall(): Promise<string[]> {
   const results = await Promise.allSettled([
-    new NftBackend(options).cleanup(),
-    new IptablesBackend(options).teardown(),
+    new NftBackend().cleanup(),
+    new IptablesBackend().teardown(),
   ]);
-  const report: string[] = [];
-  for (const [i, result] of results.entries()) {
+  return results.map((result, i) => {
     const error = result.status === "rejected" ? result.reason as Error : null;
+    // A tool that is not installed has no rules to remove.
     if (error !== null && !/command not found/.test(error.message)) throw error;
-    report.push(
-      `${["nft", "iptables"][i]}: ${
-        error === null
-          ? "no openme rule left"
-          : "not installed, nothing to remove"
-      }`,
-    );
-  }
-  return report;
+    const done = error === null
+      ? "no openme rule left"
+      : "not installed, nothing to remove";
+    return `${["nft", "iptables"][i]}: ${done}`;
+  });
 }

@@ -1,12 +1,7 @@
 /**
- * nftables backend (SPEC §9). Chain `openme` of table `inet filter` holds the
- * per-knock accepts (inserted at the top), then the base rules (appended:
- * the knock gate and its sets, the knock rule, the drops), so the drops
- * follow every accept; `input` jumps to it. One knock's rules go in
- * one `nft -e -a -f -` transaction and are deleted by the handles nft echoed;
- * a table or chain created again by an operator's reload gets new handles,
- * which is how ensureBaseRules() tells a reload. Teardown removes only what
- * openme added.
+ * nftables backend (SPEC §9): chain `openme` of table `inet filter`, which
+ * `input` jumps to, holds the per-knock accepts (inserted at the top, deleted
+ * by the handles nft echoed) and then the base rules (appended).
  *
  * @module
  */
@@ -14,23 +9,23 @@
 import type { IpAddress } from "../ip.ts";
 import * as log from "../log.ts";
 import {
+  BASE_RULE_COMMENTS,
   type BaseRulesCheck,
   type BaseRulesOptions,
   describeBaseRules,
-  describeRulePorts,
+  describeRules,
   DROP_RULE_COMMENT,
   type FirewallBackend,
   type FirewallBackendOptions,
   FirewallError,
   type FirewallRulePort,
-  GATE_RULE_COMMENT,
   type GateCounters,
   JUMP_RULE_COMMENT,
-  KNOCK_RULE_COMMENT,
   NFT_CHAIN,
   NFT_INPUT_CHAIN,
   NFT_TABLE,
   type OpenedRules,
+  OPENME_RULE_COMMENTS,
   portRangeText,
   RULE_COMMENT,
   validateBaseRulesOptions,
@@ -58,16 +53,6 @@ import {
   parseNftJson,
 } from "./inspect.ts";
 
-/** What to check when an nft command fails. */
-export const NFT_HINT =
-  "is nftables installed and are you root (CAP_NET_ADMIN)?";
-
-const BASE_COMMENTS = [
-  GATE_RULE_COMMENT,
-  KNOCK_RULE_COMMENT,
-  DROP_RULE_COMMENT,
-];
-const OPENME_COMMENTS = [RULE_COMMENT, ...BASE_COMMENTS];
 const CHAIN = `${NFT_TABLE} ${NFT_CHAIN}`;
 const INPUT = `${NFT_TABLE} ${NFT_INPUT_CHAIN}`;
 
@@ -129,7 +114,7 @@ export function findMissingNftBase(
     missing.push(`jump from ${NFT_INPUT_CHAIN} to ${NFT_CHAIN}`);
   }
   const lines = buildNftBaseRules(options, checks);
-  for (const tag of BASE_COMMENTS) {
+  for (const tag of BASE_RULE_COMMENTS) {
     const want = lines.filter((line) => line.endsWith(`"${tag}"`)).length;
     const have = listing.rules.filter((rule) =>
       rule.chain === NFT_CHAIN && rule.comment === tag
@@ -174,8 +159,9 @@ export class NftBackend implements FirewallBackend {
   /** The gate checks installed with the base rules. */
   #gate: GateCheck[] = [];
   #openHandles = new Set<string>();
-  #jumpHandles = new Set<string>();
   #created = { table: false, chain: false, input: false };
+  /** Whether this run added the jump from input to openme. */
+  #addedJump = false;
   /** "table handle/chain handle" the per-knock handles belong to; null when unknown. */
   #generation: string | null = null;
 
@@ -192,13 +178,13 @@ export class NftBackend implements FirewallBackend {
 
   /** Ensures table, chains and jump exist, removes rules of a run that died, adds the base rules. */
   async setup(options: BaseRulesOptions): Promise<void> {
-    const valid = validateBaseRulesOptions(options, "nft");
+    const valid = validateBaseRulesOptions(options);
     await this.#queue.run(() => this.#installBase(valid, true));
   }
 
   /** Replaces the base rules (and recreates table, chain and jump when they vanished). */
   async updateBaseRules(options: BaseRulesOptions): Promise<void> {
-    const valid = validateBaseRulesOptions(options, "nft");
+    const valid = validateBaseRulesOptions(options);
     await this.#queue.run(() => this.#installBase(valid, false));
   }
 
@@ -207,20 +193,93 @@ export class NftBackend implements FirewallBackend {
     address: IpAddress,
     ports: FirewallRulePort[],
   ): Promise<OpenedRules> {
-    const request = validateOpenRequest(address, ports, "nft");
-    return await this.#queue.run(() =>
-      this.#open(request.address, request.ports)
-    );
+    ({ address, ports } = validateOpenRequest(address, ports));
+    return await this.#queue.run(async () => {
+      const options = this.#options;
+      if (options === null) {
+        throw new FirewallError(
+          `firewall: nft backend is not set up; call setup() before opening ports for ${address.text}`,
+        );
+      }
+      if (ports.length === 0) return { address, ports, handles: [] };
+      const script = ports.map((port) =>
+        `insert rule ${CHAIN} ${
+          buildNftAcceptRule(address, port, options.interface)
+        }\n`
+      ).join("");
+      const args = ["-e", "-a", "-f", "-"];
+      let result = await this.#run(args, script);
+      if (!result.success && isNoSuchObject(result)) {
+        log.warn(
+          `firewall: chain ${CHAIN} is missing (ruleset reloaded?); recreating it and the base rules`,
+        );
+        await this.#applyBase(options, false);
+        result = await this.#run(args, script);
+      }
+      const what = describeRules({ address, ports });
+      const action = `opening ${what}`;
+      if (!result.success) {
+        throw firewallErrorFromResult(result, action);
+      }
+      const handles = echoedHandles(result.stdout, `rule ${CHAIN}`);
+      if (handles.length !== ports.length) {
+        await this.#deleteHandles(handles);
+        throw new FirewallError(
+          `firewall: ${action}: nft echoed ${handles.length} rule handles for ${ports.length} rules; ` +
+            "removed the ones it reported. Does this nft support --echo (nftables >= 0.9)?",
+        );
+      }
+      for (const handle of handles) this.#openHandles.add(handle);
+      log.debug(`firewall: opened ${what} (nft handles ${handles.join(" ")})`);
+      return { address, ports, handles };
+    });
   }
 
   /** Deletes the rules of one knock by handle; rules already gone are ignored. */
   close(rules: OpenedRules): Promise<void> {
-    return this.#queue.run(() => this.#close(rules));
+    return this.#queue.run(async () => {
+      // Handles we do not hold were closed already or removed by setup or a reload.
+      const live = rules.handles.filter((h) => this.#openHandles.has(h));
+      if (live.length === 0) return;
+      await this.#deleteHandles(live);
+      log.debug(`firewall: closed ${describeRules(rules)}`);
+    });
   }
 
   /** Lists the table once, puts back what a reload removed and reports the rule sets whose handles are gone. */
   ensureBaseRules(open: OpenedRules[]): Promise<BaseRulesCheck> {
-    return this.#queue.run(() => this.#ensureBaseRules(open));
+    return this.#queue.run(async () => {
+      const options = this.#options;
+      if (options === null) return { repaired: [], lost: [] };
+      const listing = await this.#list();
+      const generation = listing === null
+        ? null
+        : `${listing.tableHandle}/${
+          listing.chains.find((chain) => chain.name === NFT_CHAIN)?.handle
+        }`;
+      // An unknown generation (no echoed handles) is adopted; handles are then checked one by one.
+      const same = listing !== null &&
+        (this.#generation === null || generation === this.#generation);
+      const live = new Set(
+        (same ? listing.rules : []).filter((rule) =>
+          rule.chain === NFT_CHAIN && rule.comment === RULE_COMMENT
+        ).map((rule) => rule.handle),
+      );
+      if (!same) {
+        // Table or chain created again: openme did not create what is there now.
+        this.#created = { table: false, chain: false, input: false };
+      }
+      for (const handle of this.#openHandles) {
+        if (!live.has(handle)) this.#openHandles.delete(handle);
+      }
+      const lost = open.filter((rules) =>
+        rules.handles.some((handle) => !live.has(handle))
+      );
+      const missing = findMissingNftBase(listing, options, this.#gate);
+      if (missing.length > 0) await this.#applyBase(options, false, listing);
+      else if (!same) this.#generation = generation;
+      return { repaired: missing, lost };
+    });
   }
 
   /** Removes every rule openme added, the jump it added and the chains and table it created, in one transaction. */
@@ -249,20 +308,11 @@ export class NftBackend implements FirewallBackend {
   }
 
   async #list(): Promise<NftListing | null> {
-    const result = await this.#run([
-      "-t",
-      "-j",
-      "list",
-      "table",
-      "inet",
-      "filter",
-    ]);
+    const args = ["-t", "-j", "list", "table", "inet", "filter"];
+    const result = await this.#run(args);
     if (result.success) return parseNftJson(result.stdout);
     if (isNoSuchObject(result)) return null;
-    throw firewallErrorFromResult(result, {
-      hint: NFT_HINT,
-      action: `listing table ${NFT_TABLE}`,
-    });
+    throw firewallErrorFromResult(result, `listing table ${NFT_TABLE}`);
   }
 
   /** Runs the lines in one `nft -f -` transaction, or one by one when that fails; objects already gone are fine. */
@@ -278,7 +328,7 @@ export class NftBackend implements FirewallBackend {
         );
         continue;
       }
-      firstError ??= firewallErrorFromResult(one, { hint: NFT_HINT, action });
+      firstError ??= firewallErrorFromResult(one, action);
     }
     if (firstError !== null) throw firstError;
   }
@@ -308,7 +358,7 @@ export class NftBackend implements FirewallBackend {
     const catchAll = rules.find((rule) =>
       rule.chain === NFT_INPUT_CHAIN && dropsEverything(rule)
     );
-    const replaced = isSetup ? OPENME_COMMENTS : BASE_COMMENTS;
+    const replaced = isSetup ? OPENME_RULE_COMMENTS : BASE_RULE_COMMENTS;
     const stale = rules.filter((rule) =>
       rule.chain === NFT_CHAIN && replaced.includes(rule.comment ?? "")
     );
@@ -339,22 +389,13 @@ export class NftBackend implements FirewallBackend {
         lines.join("\n") + "\n",
       );
       if (!result.success) {
-        throw firewallErrorFromResult(result, {
-          hint: NFT_HINT,
-          action: `setting up chain ${NFT_CHAIN} in table ${NFT_TABLE}`,
-        });
+        throw firewallErrorFromResult(
+          result,
+          `setting up chain ${NFT_CHAIN} in table ${NFT_TABLE}`,
+        );
       }
       echoed = result.stdout;
     }
-    // Without an echoed handle teardown still finds the jump by its comment.
-    for (const handle of echoedHandles(echoed, `rule ${INPUT}`)) {
-      this.#jumpHandles.add(handle);
-    }
-    const tagged = jumps.filter((rule) => rule.comment === JUMP_RULE_COMMENT);
-    const inherited = tagged.some((rule) =>
-      !this.#jumpHandles.has(rule.handle)
-    );
-    for (const rule of tagged) this.#jumpHandles.add(rule.handle);
     if (isSetup || listing === null || chain === undefined) {
       // Per-knock rules are gone (removed as stale, or their chain vanished).
       if (this.#openHandles.size > 0) {
@@ -365,7 +406,10 @@ export class NftBackend implements FirewallBackend {
       this.#openHandles.clear();
     }
     this.#created.table ||= listing === null;
-    // A tagged jump means a run that died set up the chain: remove it as that run would have.
+    // A tagged jump this run did not add means a run that died set up the chain: remove it as that run would have.
+    const inherited = !this.#addedJump &&
+      jumps.some((rule) => rule.comment === JUMP_RULE_COMMENT);
+    this.#addedJump ||= jumps.length === 0;
     this.#created.chain ||= chain === undefined || (isSetup && inherited);
     this.#created.input ||= input === undefined;
     if (input === undefined) {
@@ -404,100 +448,6 @@ export class NftBackend implements FirewallBackend {
       : null;
   }
 
-  async #ensureBaseRules(open: OpenedRules[]): Promise<BaseRulesCheck> {
-    const options = this.#options;
-    if (options === null) return { repaired: [], lost: [] };
-    const listing = await this.#list();
-    const generation = listing === null
-      ? null
-      : `${listing.tableHandle}/${
-        listing.chains.find((chain) => chain.name === NFT_CHAIN)?.handle
-      }`;
-    // An unknown generation (no echoed handles) is adopted; handles are then checked one by one.
-    const same = listing !== null &&
-      (this.#generation === null || generation === this.#generation);
-    const live = new Set(
-      (same ? listing.rules : []).filter((rule) =>
-        rule.chain === NFT_CHAIN && rule.comment === RULE_COMMENT
-      ).map((rule) => rule.handle),
-    );
-    if (!same) {
-      // Table or chain created again: every handle we hold may now name someone else's rule.
-      this.#jumpHandles.clear();
-      this.#created = { table: false, chain: false, input: false };
-    }
-    for (const handle of this.#openHandles) {
-      if (!live.has(handle)) this.#openHandles.delete(handle);
-    }
-    const lost = open.filter((rules) =>
-      rules.handles.some((handle) => !live.has(handle))
-    );
-    const missing = findMissingNftBase(listing, options, this.#gate);
-    if (missing.length > 0) await this.#applyBase(options, false, listing);
-    else if (!same) this.#generation = generation;
-    return { repaired: missing, lost };
-  }
-
-  async #open(
-    address: IpAddress,
-    ports: FirewallRulePort[],
-  ): Promise<OpenedRules> {
-    const options = this.#options;
-    if (options === null) {
-      throw new FirewallError(
-        `firewall: nft backend is not set up; call setup() before opening ports for ${address.text}`,
-        { tool: "nft", args: [] },
-      );
-    }
-    if (ports.length === 0) return { address, ports, handles: [] };
-    const script = ports.map((port) =>
-      `insert rule ${CHAIN} ${
-        buildNftAcceptRule(address, port, options.interface)
-      }\n`
-    ).join("");
-    const args = ["-e", "-a", "-f", "-"];
-    let result = await this.#run(args, script);
-    if (!result.success && isNoSuchObject(result)) {
-      log.warn(
-        `firewall: chain ${CHAIN} is missing (ruleset reloaded?); recreating it and the base rules`,
-      );
-      await this.#applyBase(options, false);
-      result = await this.#run(args, script);
-    }
-    const action = `opening ${describeRulePorts(ports)} for ${address.text}`;
-    if (!result.success) {
-      throw firewallErrorFromResult(result, { hint: NFT_HINT, action });
-    }
-    const handles = echoedHandles(result.stdout, `rule ${CHAIN}`);
-    if (handles.length !== ports.length) {
-      await this.#deleteHandles(handles);
-      throw new FirewallError(
-        `firewall: ${action}: nft echoed ${handles.length} rule handles for ${ports.length} rules; ` +
-          "removed the ones it reported. Does this nft support --echo (nftables >= 0.9)?",
-        { tool: "nft", args, stderr: result.stderr, exitCode: result.code },
-      );
-    }
-    for (const handle of handles) this.#openHandles.add(handle);
-    log.debug(
-      `firewall: opened ${
-        describeRulePorts(ports)
-      } for ${address.text} (nft handles ${handles.join(" ")})`,
-    );
-    return { address, ports, handles };
-  }
-
-  async #close(rules: OpenedRules): Promise<void> {
-    // Handles we do not hold were closed already or removed by setup or a reload.
-    const live = rules.handles.filter((h) => this.#openHandles.has(h));
-    if (live.length === 0) return;
-    await this.#deleteHandles(live);
-    log.debug(
-      `firewall: closed ${
-        describeRulePorts(rules.ports)
-      } for ${rules.address.text}`,
-    );
-  }
-
   /** Deletes per-knock rules by handle; on failure they stay tracked, so teardown tries again. */
   async #deleteHandles(handles: string[]): Promise<void> {
     if (handles.length === 0) return;
@@ -511,24 +461,21 @@ export class NftBackend implements FirewallBackend {
   async #teardown(): Promise<void> {
     // A listing failure keeps the state, so a second teardown() can retry.
     const listing = await this.#list();
-    const openHandles = this.#openHandles;
-    const jumpHandles = this.#jumpHandles;
     const created = this.#created;
     this.#options = null;
     this.#generation = null;
     this.#openHandles = new Set();
-    this.#jumpHandles = new Set();
     this.#created = { table: false, chain: false, input: false };
+    this.#addedJump = false;
     if (listing === null) {
       log.info(`firewall: table ${NFT_TABLE} is gone; nothing to remove`);
       return;
     }
+    // Every rule openme adds carries one of its comments.
     const ours = (rule: NftRule): boolean =>
       rule.chain === NFT_CHAIN
-        ? OPENME_COMMENTS.includes(rule.comment ?? "") ||
-          openHandles.has(rule.handle)
-        : isJump(rule) &&
-          (jumpHandles.has(rule.handle) || rule.comment === JUMP_RULE_COMMENT);
+        ? OPENME_RULE_COMMENTS.includes(rule.comment ?? "")
+        : isJump(rule) && rule.comment === JUMP_RULE_COMMENT;
     const lines = listing.rules.filter(ours).map((rule) =>
       `delete rule ${NFT_TABLE} ${rule.chain} handle ${rule.handle}`
     );

@@ -3,7 +3,7 @@ import {
   type BaseRulesOptions,
   DEFAULT_KNOCK_RATE_LIMIT,
   describeBaseRules,
-  describeRulePorts,
+  describeRules,
   FirewallError,
   portRangeText,
   validateBaseRulesOptions,
@@ -35,7 +35,7 @@ Deno.test("validateBaseRulesOptions accepts usual Linux interface names", () => 
     ]
   ) {
     assert.equal(
-      validateBaseRulesOptions(withInterface(name), "nft").interface,
+      validateBaseRulesOptions(withInterface(name)).interface,
       name,
     );
   }
@@ -54,12 +54,11 @@ Deno.test("validateBaseRulesOptions rejects interface names that could break a r
     ]
   ) {
     assert.throws(
-      () => validateBaseRulesOptions(withInterface(name), "nft"),
+      () => validateBaseRulesOptions(withInterface(name)),
       (err: unknown) => {
         assert.ok(err instanceof FirewallError);
         assert.ok(err.message.includes(JSON.stringify(name)), err.message);
         assert.match(err.message, /server\.interface/);
-        assert.equal(err.tool, "nft");
         return true;
       },
     );
@@ -74,7 +73,7 @@ Deno.test("validateBaseRulesOptions normalises an empty interface to null, drops
       { port: 8080, endPort: 8090, proto: "udp" },
     ],
     interface: "",
-  }, "nft");
+  });
   assert.deepEqual(clean, {
     ...BASE,
     dropPorts: [
@@ -85,7 +84,7 @@ Deno.test("validateBaseRulesOptions normalises an empty interface to null, drops
     knockRateLimit: DEFAULT_KNOCK_RATE_LIMIT,
   });
   assert.throws(
-    () => validateBaseRulesOptions({ ...BASE, knockPort: 0 }, "nft"),
+    () => validateBaseRulesOptions({ ...BASE, knockPort: 0 }),
     /invalid knock port 0 \(server\.udp_port\)/,
   );
 });
@@ -95,7 +94,7 @@ Deno.test("validateOpenRequest returns the canonical address and clean ports", (
     validateOpenRequest({ family: 6, text: "2001:DB8::2" }, [
       { port: 22, endPort: 22, proto: "tcp" },
       { port: 8080, endPort: 8090, proto: "udp" },
-    ], "ip6tables"),
+    ]),
     {
       address: { family: 6, text: "2001:db8::2" },
       ports: [
@@ -114,10 +113,9 @@ Deno.test("validateOpenRequest rejects text that is not an address of the family
   ] as const;
   for (const address of bad) {
     assert.throws(
-      () =>
-        validateOpenRequest(address, [{ port: 0, proto: "tcp" }], "iptables"),
+      () => validateOpenRequest(address, [{ port: 0, proto: "tcp" }]),
       (err: unknown) =>
-        err instanceof FirewallError && err.tool === "iptables" &&
+        err instanceof FirewallError &&
         err.message.includes(`invalid address ${JSON.stringify(address)}`),
     );
   }
@@ -138,21 +136,24 @@ Deno.test("validateOpenRequest rejects out-of-range ports, reversed ranges and u
         validateOpenRequest({ family: 4, text: "192.0.2.2" }, [
           { port: 22, proto: "tcp" },
           port as never,
-        ], "nft"),
+        ]),
       (err: unknown) =>
-        err instanceof FirewallError && err.tool === "nft" &&
+        err instanceof FirewallError &&
         err.message.includes(`invalid port ${JSON.stringify(port)}`),
     );
   }
 });
 
-Deno.test("portRangeText and describeRulePorts format single ports and ranges", () => {
+Deno.test("portRangeText and describeRules format single ports, ranges and the address", () => {
   const range = { port: 8080, endPort: 8090, proto: "udp" as const };
   assert.equal(portRangeText(range, ":"), "8080:8090");
   assert.equal(portRangeText({ port: 22, proto: "tcp" }, ":"), "22");
   assert.equal(
-    describeRulePorts([{ port: 22, proto: "tcp" }, range]),
-    "22/tcp, 8080-8090/udp",
+    describeRules({
+      address: { family: 4, text: "192.0.2.2" },
+      ports: [{ port: 22, proto: "tcp" }, range],
+    }),
+    "22/tcp, 8080-8090/udp for 192.0.2.2",
   );
 });
 
@@ -191,13 +192,13 @@ Deno.test("validateBaseRulesOptions refuses a knock rate limit the gate rules ca
         validateBaseRulesOptions({
           ...BASE,
           knockRateLimit: knockRateLimit as BaseRulesOptions["knockRateLimit"],
-        }, "iptables"),
+        }),
       /invalid knock rate limit .*\(server\.knock_rate_limit, server\.knock_burst\)/,
     );
   }
   const limit = { count: 999, unit: "hour", burst: 1 } as const;
   assert.deepEqual(
-    validateBaseRulesOptions({ ...BASE, knockRateLimit: limit }, "nft")
+    validateBaseRulesOptions({ ...BASE, knockRateLimit: limit })
       .knockRateLimit,
     limit,
   );

@@ -8,10 +8,8 @@ import { parseIptablesChain } from "../../lib/firewall/inspect.ts";
 import {
   buildIptablesAcceptSpec,
   buildIptablesBaseRules,
-  buildIptablesRestoreScript,
   IptablesBackend,
   iptablesRuleKey,
-  iptablesToolFor,
 } from "../../lib/firewall/iptables.ts";
 import type { IpAddress } from "../../lib/ip.ts";
 import { setLogSink } from "../../lib/log.ts";
@@ -72,11 +70,6 @@ const IPTABLES_S_SAMPLE = [
 const IP6TABLES_S_SAMPLE = "-P INPUT ACCEPT\n" +
   "-A INPUT -s 2001:db8::1/128 -p tcp -m tcp --dport 22 -m comment --comment openme -j ACCEPT\n";
 
-Deno.test("iptablesToolFor picks iptables for IPv4 and ip6tables for IPv6", () => {
-  assert.equal(iptablesToolFor(V4), "iptables");
-  assert.equal(iptablesToolFor(V6), "ip6tables");
-});
-
 Deno.test("per-knock iptables specs match SPEC §9 for IPv4, IPv6, lo:hi ranges and interfaces", () => {
   assert.deepEqual(
     buildIptablesAcceptSpec(V4, { port: 22, proto: "tcp" }, null),
@@ -114,20 +107,6 @@ Deno.test("buildIptablesBaseRules puts the knock rule at the top and the drops a
   assert.deepEqual(
     buildIptablesBaseRules({ ...BASE, openKnockPort: false }, ALL_GATE),
     [],
-  );
-});
-
-Deno.test("buildIptablesRestoreScript deletes the listed rules, then adds the base rules, in one *filter commit", () => {
-  const listed = parseIptablesChain(IPTABLES_S_SAMPLE).rules.filter((rule) =>
-    rule.comment === "openme-drop" || rule.comment === "my rule"
-  );
-  assert.equal(
-    buildIptablesRestoreScript(listed, buildIptablesBaseRules(BASE, NO_GATE)),
-    "*filter\n" +
-      "-D INPUT -p tcp -m tcp --dport 22 -m comment --comment openme-drop -j DROP\n" +
-      '-D INPUT -p tcp -m tcp --dport 23 -m comment --comment "my rule" -j DROP\n' +
-      "-I INPUT -p udp --dport 54154 -j ACCEPT -m comment --comment openme-knock\n" +
-      "COMMIT\n",
   );
 });
 
@@ -302,7 +281,6 @@ Deno.test("IptablesBackend.setup removes stale tagged rules and adds the base ru
         line.includes("removed 2 stale per-knock iptables rules")
       ),
     );
-    assert.equal(backend.ipv6Problem, null);
   } finally {
     await fake.remove();
   }
@@ -385,15 +363,16 @@ Deno.test("IptablesBackend serves IPv4 only when ip6tables is missing, and IPv6 
         line.startsWith("WARN") && line.includes("ip6tables is not usable")
       ),
     );
-    assert.match(backend.ipv6Problem ?? "", /command not found: ip6tables/);
     const opened = await backend.open(V4, [{ port: 22, proto: "tcp" }]);
     assert.equal(opened.handles.length, 1);
     await assert.rejects(
       backend.open(V6, [{ port: 22, proto: "tcp" }]),
       (err: unknown) => {
         assert.ok(err instanceof FirewallError);
-        assert.equal(err.tool, "ip6tables");
-        assert.match(err.message, /ip6tables was not usable at setup/);
+        assert.match(
+          err.message,
+          /ip6tables was not usable at setup \(.*command not found: ip6tables/,
+        );
         assert.match(err.message, /2001:db8::1/);
         return true;
       },
@@ -417,8 +396,6 @@ Deno.test("IptablesBackend.setup fails with FirewallError when iptables itself f
     const backend = new IptablesBackend({ env: fake.env });
     await assert.rejects(backend.setup(BASE), (err: unknown) => {
       assert.ok(err instanceof FirewallError);
-      assert.equal(err.exitCode, 4);
-      assert.deepEqual(err.args, ["-w", "-v", "-S", "INPUT"]);
       assert.match(
         err.message,
         /iptables -w -v -S INPUT failed \(exit 4\): .*Permission denied/,

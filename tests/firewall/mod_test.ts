@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
+import { FirewallError } from "../../lib/firewall/backend.ts";
+import { IptablesBackend } from "../../lib/firewall/iptables.ts";
 import {
   createFirewallBackend,
-  FirewallError,
   type FirewallKind,
-  IptablesBackend,
-  NftBackend,
 } from "../../lib/firewall/mod.ts";
+import { NftBackend } from "../../lib/firewall/nft.ts";
 
 Deno.test("createFirewallBackend returns the backend of each kind", () => {
   const nft = createFirewallBackend("nft", { timeoutMs: 1000 });

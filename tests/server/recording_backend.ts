@@ -125,12 +125,6 @@ export class RecordingBackend implements FirewallBackend {
           `firewall: opening ${
             portsText(ports)
           } for ${address.text}: nft failed (exit 1): Error: Could not process rule: No such file or directory`,
-          {
-            tool: "nft",
-            args: ["-f", "-"],
-            stderr: "No such file or directory",
-            exitCode: 1,
-          },
         ),
       );
     }
@@ -160,7 +154,6 @@ export class RecordingBackend implements FirewallBackend {
       return Promise.reject(
         new FirewallError(
           `firewall: deleting rules for ${rules.address.text}: nft -f - did not finish within 5000 ms and was killed`,
-          { tool: "nft", args: ["-f", "-"], exitCode: null },
         ),
       );
     }

@@ -1,9 +1,6 @@
 /**
- * `openme doctor`: checks on the server what openme needs from the host and
- * prints one line per finding, ✓ (fine), ⚠ (openme runs, but something is
- * unsafe or will bite later) or ✗ (openme cannot work), each problem with the
- * command that fixes it; exits 1 on any ✗. lib/firewall/inspect.ts reads the
- * host; this module judges and formats.
+ * `openme doctor`: checks what openme needs from the host and prints one line
+ * per finding, ✓, ⚠ or ✗, each problem with the command that fixes it.
  *
  * @module
  */
@@ -144,11 +141,11 @@ export async function runDoctorChecks(
       const [other, pkg] = settings.firewall === "nft"
         ? ["iptables", "nftables"]
         : ["nft", "iptables"];
+      const problem = (err as Error).message;
       findings.push({
         level: "fail",
-        text: `${tool} is missing or broken (${
-          (err as Error).message
-        }): server.firewall is ${settings.firewall}`,
+        text:
+          `${tool} is missing or broken (${problem}): server.firewall is ${settings.firewall}`,
         fix:
           `apt install ${pkg} (or dnf install ${pkg}), or set server.firewall: ${other} in ${settings.path}`,
       });
@@ -165,9 +162,14 @@ export async function runDoctorChecks(
         findings.push(...nftFindings(facts, settings, serveRuns));
         gates = [["nft", facts.gate]];
       } else {
-        const chains = await inspectIptablesRuleset(options);
-        findings.push(...iptablesFindings(chains, settings));
-        gates = [["iptables", chains.v4.gate], ["ip6tables", chains.v6.gate]];
+        const { v4, v6 } = await inspectIptablesRuleset(options);
+        // Per-knock rules go straight into INPUT: its policy is the default deny.
+        const extra = { afterDeny: [], udpPorts: [] };
+        findings.push(
+          ...chainFindings(v4, "iptables", settings, extra),
+          ...chainFindings(v6, "ip6tables", settings, extra),
+        );
+        gates = [["iptables", v4.gate], ["ip6tables", v6.gate]];
       }
       if (serveRuns && settings.openKnockPort) {
         findings.push(...await ownGateFindings(gates, options));
@@ -312,11 +314,7 @@ function denyFix(chain: InputChainFacts, tool: Tool): string {
   return steps.join(" && ");
 }
 
-/**
- * Default deny, established connections, ICMPv6 neighbour discovery and
- * (with `open_knock_port: false`) the knock port, for one input chain;
- * `afterDeny` goes after the first finding.
- */
+/** Default deny, then `afterDeny`, established connections, ICMPv6 neighbour discovery and the knock port, for one input chain. */
 function chainFindings(
   chain: InputChainFacts,
   tool: Tool,
@@ -327,15 +325,14 @@ function chainFindings(
   const where = chain.where;
   const family = tool === "iptables" ? "IPv4" : "IPv6";
   const findings: Finding[] = [];
+  const deny = denyFix(chain, tool);
   if (chain.policy === null) {
     findings.push({
       level: "warn",
       text:
         `there is no ${where}: openme serve creates one with policy accept, so every port stays reachable without a knock (openme protects nothing)`,
       fix:
-        `nft add table inet filter && nft add chain ${IN} '{ type filter hook input priority 0; policy accept; }' && ${
-          denyFix(chain, tool)
-        }`,
+        `nft add table inet filter && nft add chain ${IN} '{ type filter hook input priority 0; policy accept; }' && ${deny}`,
     });
     return findings;
   }
@@ -351,7 +348,7 @@ function chainFindings(
         ? `${where} has policy ${chain.policy} and no final drop: every port is reachable without a knock, so openme protects nothing`
         : `${where} has policy ${chain.policy?.toUpperCase()}: every ${family} port is reachable without a knock, so openme protects nothing over ${family}`) +
         " (keep a console open, or allow ssh first)",
-      fix: denyFix(chain, tool),
+      fix: deny,
     });
   }
   findings.push(...extra.afterDeny);
@@ -543,29 +540,16 @@ function nftFindings(
   // Other base chains on the input hook see every packet too.
   for (const other of facts.otherInputChains) {
     if (!other.defaultDeny) continue;
+    const table = other.where.replace(/ chain .*$/, "");
     findings.push({
       level: "warn",
       text:
         `${other.where} also filters incoming packets and drops by default: what openme accepts in table inet filter is still dropped there (iptables-nft, docker or ufw rules?)`,
       fix:
-        `accept openme's ports there as well, or move those rules into table inet filter and remove it: nft delete ${
-          other.where.replace(/ chain .*$/, "")
-        }`,
+        `accept openme's ports there as well, or move those rules into table inet filter and remove it: nft delete ${table}`,
     });
   }
   return findings;
-}
-
-function iptablesFindings(
-  chains: { v4: InputChainFacts; v6: InputChainFacts },
-  settings: Settings,
-): Finding[] {
-  // openme's per-knock rules go straight into INPUT: its policy is the default deny.
-  const extra = { afterDeny: [], udpPorts: [] };
-  return [
-    ...chainFindings(chains.v4, "iptables", settings, extra),
-    ...chainFindings(chains.v6, "ip6tables", settings, extra),
-  ];
 }
 
 function describeOwner(owner: SocketOwner): string {
@@ -604,15 +588,14 @@ async function checkPorts(
     if (inodes.length === 0) {
       findings.push(ok(`${label} is free for openme serve`));
     } else if (other !== undefined) {
+      const key = proto === "udp" ? "udp_port" : "health_port";
       findings.push({
         level: "fail",
         text: `${label} is in use by ${
           describeOwner(other)
         }: openme serve cannot listen there`,
         fix:
-          `stop that program (kill ${other.pid}), or choose another port in ${settings.path} (server.${
-            proto === "udp" ? "udp_port" : "health_port"
-          }; clients need the new knock port in their profiles)`,
+          `stop that program (kill ${other.pid}), or choose another port in ${settings.path} (server.${key}; clients need the new knock port in their profiles)`,
       });
     } else if (openme !== undefined) {
       serveRuns ||= proto === "udp";
@@ -636,10 +619,9 @@ async function checkClock(
   options: DoctorOptions,
 ): Promise<Finding> {
   const clock = await inspectClockSync(options);
+  const window = formatDuration(settings.replayWindowMs);
   const stale =
-    `knocks from clients whose clock differs by more than replay_window (${
-      formatDuration(settings.replayWindowMs)
-    }) are dropped as stale`;
+    `knocks from clients whose clock differs by more than replay_window (${window}) are dropped as stale`;
   if (clock.synchronized === true) {
     return ok(`clock is NTP-synchronised (${clock.source})`);
   }
@@ -670,10 +652,13 @@ export async function runDoctorCommand(
   const count = (level: FindingLevel): number =>
     findings.filter((f) => f.level === level).length;
   const fails = count("fail");
+  const blocked = fails > 0
+    ? ": openme will not work until the ✗ lines are fixed"
+    : "";
   io.out(
-    `${fails} problem(s), ${count("warn")} warning(s), ${count("ok")} fine${
-      fails > 0 ? ": openme will not work until the ✗ lines are fixed" : ""
-    }`,
+    `${fails} problem(s), ${count("warn")} warning(s), ${
+      count("ok")
+    } fine${blocked}`,
   );
   return fails > 0 ? 1 : 0;
 }
