@@ -118,6 +118,21 @@ async function sourceFiles(dir: string): Promise<string[]> {
   return files.sort();
 }
 
+Deno.test("compile: the code calls no API that needs --allow-sys, which the release does not grant", async () => {
+  assert.ok(!PERMISSION_FLAGS.some((flag) => flag.startsWith("--allow-sys")));
+  // Deno's own system-information calls, and node:os (which needs it too).
+  const needsSys =
+    /Deno\.(uid|gid|hostname|osRelease|osUptime|loadavg|networkInterfaces|systemMemoryInfo)\(|from "node:os"/;
+  const found: string[] = [];
+  for (const file of await sourceFiles("lib")) {
+    const lines = (await Deno.readTextFile(`${REPO_DIR}/${file}`)).split("\n");
+    lines.forEach((line, i) => {
+      if (needsSys.test(line)) found.push(`${file}:${i + 1}: ${line.trim()}`);
+    });
+  }
+  assert.deepEqual(found, []);
+});
+
 Deno.test("compile: every program the code can start is on the --allow-run list", async () => {
   const starts: string[] = [];
   const literals: string[] = [];

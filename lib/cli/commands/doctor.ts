@@ -14,7 +14,10 @@ import {
   type ServerConfig,
 } from "../../config/server_config.ts";
 import { formatDuration } from "../../config/duration.ts";
-import { configChangeableByOthers } from "../../config/ownership.ts";
+import {
+  configChangeableByOthers,
+  processUid,
+} from "../../config/ownership.ts";
 import { DEFAULT_KNOCK_RATE_LIMIT } from "../../firewall/backend.ts";
 import {
   buildIptablesKnockRules,
@@ -68,7 +71,7 @@ export interface DoctorOptions {
   netns?: string | null;
   /** Platform to check for; default the running one. */
   platform?: Platform;
-  /** User id; default `Deno.uid()`. */
+  /** User id; default the owner of /proc/self (this process's). */
   uid?: number | null;
   /** Text of /proc/self/status (for CapEff); default read from /proc. */
   procStatus?: string;
@@ -256,7 +259,7 @@ async function checkPrivilege(
   options: DoctorOptions,
   findings: Finding[],
 ): Promise<boolean> {
-  const uid = options.uid !== undefined ? options.uid : Deno.uid();
+  const uid = options.uid !== undefined ? options.uid : processUid();
   if (uid === 0) {
     findings.push(
       ok("running as root: openme serve may change the firewall"),
