@@ -1,10 +1,7 @@
 /**
  * `openme serve`: datagrams in -> verifier -> session manager -> firewall
- * backend, and nothing ever sent back. The config is reloaded on SIGHUP and
- * when its file changes; every few seconds the firewall is checked and what
- * an operator's ruleset reload removed is put back. Accepted replay nonces
- * go to the nonce file once a second, so a restart does not reopen the door
- * to a captured knock.
+ * backend, nothing ever sent back; the config is reloaded when it changes,
+ * the firewall is checked and repaired, and replay nonces are saved.
  *
  * @module
  */
@@ -22,7 +19,7 @@ import {
   type BaseRulesOptions,
   type FirewallBackend,
   type FirewallRulePort,
-  type GateCounters,
+  type OpenedRules,
   RATE_UNIT_SECONDS,
 } from "../firewall/backend.ts";
 import { createFirewallBackend } from "../firewall/mod.ts";
@@ -43,11 +40,10 @@ import {
 import {
   nonceFilePath,
   readStateBytes,
-  renderStateFile,
   type StateFile,
-  type StatePort,
+  type StateRules,
   writeNonceFile,
-  writeStateText,
+  writeStateFile,
 } from "./state_file.ts";
 import {
   countedBackend,
@@ -144,10 +140,11 @@ function baseRulesOf(
   };
 }
 
-function statePorts(rules: { ports: FirewallRulePort[] }): StatePort[] {
-  return rules.ports.map(({ port, endPort, proto }) =>
+function stateRules(clientName: string, rules: OpenedRules): StateRules {
+  const ports = rules.ports.map(({ port, endPort, proto }) =>
     endPort === undefined ? { port, proto } : { port, proto, end_port: endPort }
   );
+  return { client_name: clientName, ip: rules.address.text, ports };
 }
 
 function oneLine(err: unknown): string {
@@ -194,8 +191,6 @@ export class OpenmeServer {
   #verifier: KnockVerifier<Client>;
   #sessions: SessionManager;
   #stats = new KnockStats();
-  /** The kernel gate's drops as of the latest firewall check. */
-  #kernelDrops: GateCounters | null = null;
   /** Peer address text as the socket reports it -> parsed address. */
   #peers = new Map<string, IpAddress>();
   #stamp: string | null = null;
@@ -446,8 +441,8 @@ export class OpenmeServer {
       .then((counters) => {
         this.#checkFailed = false;
         const changed =
-          JSON.stringify(counters) !== JSON.stringify(this.#kernelDrops);
-        this.#kernelDrops = counters;
+          JSON.stringify(counters) !== JSON.stringify(this.#stats.kernelDrops);
+        this.#stats.kernelDrops = counters;
         if (changed) this.#scheduleStateWrite();
       }, (err) => {
         const what = `checking openme's firewall rules (${why}) failed`;
@@ -578,27 +573,23 @@ export class OpenmeServer {
     const wall = (ms: number): string =>
       formatRfc3339(this.#sessions.toWallMs(ms));
     const lastSeen: Record<string, string> = {};
-    for (const [name, ms] of this.#sessions.lastSeen()) {
+    for (const [name, ms] of this.#stats.lastSeen) {
       lastSeen[name] = formatRfc3339(ms);
     }
     return {
       updated_at: formatRfc3339(Date.now()),
       active_sessions: this.#sessions.list().map((s) => ({
-        client_name: s.clientName,
-        ip: s.rules.address.text,
-        ports: statePorts(s.rules),
+        ...stateRules(s.clientName, s.rules),
         opened_at: wall(s.openedAtMs),
         expires_at: wall(s.expiresAtMs),
       })),
       last_seen: lastSeen,
       accepted: this.#stats.accepted,
       drops: this.#stats.drops(),
-      kernel_drops: this.#kernelDrops ?? undefined,
+      kernel_drops: this.#stats.kernelDrops ?? undefined,
       pid: Deno.pid,
       pending_closes: this.#sessions.pendingCloses().map((p) => ({
-        client_name: p.clientName,
-        ip: p.rules.address.text,
-        ports: statePorts(p.rules),
+        ...stateRules(p.clientName, p.rules),
         reason: p.reason,
         attempts: p.attempts,
         last_error: p.lastError,
@@ -633,8 +624,7 @@ export class OpenmeServer {
 
   #writeState(): Promise<void> {
     const path = this.#options.stateFile;
-    const text = renderStateFile(this.state());
-    return this.#write("state file", path, writeStateText(path, text));
+    return this.#write("state file", path, writeStateFile(path, this.state()));
   }
 
   /** Writes the nonce file when nonces were added since it was last written. */
@@ -658,13 +648,9 @@ export class OpenmeServer {
         backend: this.#backend.name,
         startTimeSeconds: performance.timeOrigin / 1000,
         openSessions: this.#sessions.list().length,
-        kernelGateDrops: this.#kernelDrops,
       });
-      await this.#write(
-        "metrics file",
-        path,
-        atomicWriteFile(path, text, { mode: 0o644 }),
-      );
+      const writing = atomicWriteFile(path, text, { mode: 0o644 });
+      await this.#write("metrics file", path, writing);
     });
     return this.#metricsWriting;
   }

@@ -1,9 +1,7 @@
 /**
- * The server's decision on one datagram (SPEC §2), each check made once, in
- * order of cost: size, version, rate limit per source, AEAD open, timestamp
- * window, explicit target (when required), signature (see
- * {@linkcode SignerSearch}), replay nonce (recorded only after a signature
- * verified), client expiry.
+ * The server's decision on one datagram (SPEC §2): each check once, cheapest
+ * first (see {@linkcode REJECT_REASONS}); a replay nonce is recorded only
+ * after the signature verified.
  *
  * @module
  */
@@ -137,12 +135,7 @@ export class KnockVerifier<C extends VerifierClient = VerifierClient> {
     this.#search.close();
   }
 
-  /**
-   * Decides whether a datagram from `source` is a valid knock at
-   * `options.nowMs` (default: the clock); never throws for any datagram. A
-   * promise when its signer is searched for later (the budget) or on worker
-   * threads; the checks after the signature then run at that time.
-   */
+  /** Decides whether a datagram from `source` is a valid knock at `options.nowMs` (default: the clock), never throwing; a promise when its signer is searched for later or on workers. */
   verify(
     datagram: Uint8Array,
     source: IpAddress,
