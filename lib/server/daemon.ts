@@ -117,7 +117,7 @@ function clientsOf(config: ServerConfig): Client[] {
 
 function baseRulesOf(
   config: ServerConfig,
-  iface: string | null,
+  iface: string | null | undefined,
 ): BaseRulesOptions {
   const dropPorts: FirewallRulePort[] = [];
   if (config.dropPorts) {
@@ -162,8 +162,11 @@ export function bindKnockSocket(
       const type = host.includes(":") ? "udp6" : "udp4";
       // Deno's node:dgram allocates this (doubled on Linux) for each receive
       // instead of 64 KiB; longer datagrams arrive cut, still too long.
-      const recvBufferSize = RECEIVE_BUFFER_BYTES;
-      const socket = createSocket({ type, ipv6Only: false, recvBufferSize });
+      const socket = createSocket({
+        type,
+        ipv6Only: false,
+        recvBufferSize: RECEIVE_BUFFER_BYTES,
+      });
       socket.once("error", (err) => {
         socket.close();
         reject(err);
@@ -206,7 +209,6 @@ export class OpenmeServer {
   #stateDirty = false;
   #stateWriting: Promise<void> | null = null;
   #metricsWriting: Promise<void> = Promise.resolve();
-  #nonceFile: string;
   /** Nonces added to the replay cache when the nonce file was last written. */
   #noncesSaved = -1;
   #nonceSaving: Promise<void> = Promise.resolve();
@@ -226,14 +228,13 @@ export class OpenmeServer {
     this.#options = options;
     this.#config = config;
     this.#clients = clientsOf(config);
-    this.#baseRules = baseRulesOf(config, options.interfaceOverride ?? null);
+    this.#baseRules = baseRulesOf(config, options.interfaceOverride);
     this.#backend = countedBackend(
       options.backend ?? createFirewallBackend(config.firewall),
       this.#stats,
     );
     this.#socket = socket;
     this.#health = health;
-    this.#nonceFile = nonceFilePath(options.stateFile);
     const limit = config.knockRateLimit;
     const rateLimit = options.rateLimit !== undefined ? options.rateLimit : {
       perSecond: limit.count / RATE_UNIT_SECONDS[limit.unit],
@@ -298,7 +299,7 @@ export class OpenmeServer {
       await this.#backend.teardown().catch(() => {});
       throw err;
     }
-    const path = this.#nonceFile;
+    const path = nonceFilePath(this.#options.stateFile);
     const cache = this.#verifier.replayCache;
     try {
       const saved = await readStateBytes(path);
@@ -371,16 +372,6 @@ export class OpenmeServer {
     return this.#sessions.list();
   }
 
-  /** Accepted knocks since start. */
-  accepted(): number {
-    return this.#stats.accepted;
-  }
-
-  /** Counters of drops by reason since start. */
-  drops(): Record<string, number> {
-    return this.#stats.drops();
-  }
-
   /** Handles one datagram from a peer address; never replies. */
   handleDatagram(datagram: Uint8Array, peer: string): void {
     if (this.#stopping) return;
@@ -418,12 +409,7 @@ export class OpenmeServer {
     this.#dropsDirty = true;
   }
 
-  /**
-   * Checks the firewall for openme rules removed from outside (an operator's
-   * ruleset reload) and puts them back, sessions included, and moves sessions
-   * a reload could not move to their client's ports; a failure is logged
-   * once until a check works again.
-   */
+  /** Puts back the openme rules an operator's ruleset reload removed, sessions included, and moves sessions to their client's ports; a failure is logged once until a check works. */
   checkFirewall(why: string): Promise<void> {
     if (this.#stopping) return Promise.resolve();
     if (this.#checking !== null) {
@@ -468,7 +454,7 @@ export class OpenmeServer {
     if (stamp !== null) await this.reload("config file changed");
   }
 
-  /** Reloads the config (after any reload in progress); on error logs it and keeps the old one. Resolves to whether it changed. */
+  /** Reloads the config after any reload in progress, resolving to whether it changed; on error logs it and keeps the old one. */
   reload(why: string): Promise<boolean> {
     const done = this.#reloading.then(() =>
       !this.#stopping && this.#reload(why)
@@ -531,10 +517,7 @@ export class OpenmeServer {
     this.#verifier.requireExplicitTarget = config.requireExplicitTarget;
     this.#sessions.setKnockTimeout(config.knockTimeoutMs);
     const closed = this.#sessions.closeClients(closing);
-    const baseRules = baseRulesOf(
-      config,
-      this.#options.interfaceOverride ?? null,
-    );
+    const baseRules = baseRulesOf(config, this.#options.interfaceOverride);
     if (JSON.stringify(baseRules) !== JSON.stringify(this.#baseRules)) {
       try {
         await this.#backend.updateBaseRules(baseRules);
@@ -632,7 +615,7 @@ export class OpenmeServer {
     const cache = this.#verifier.replayCache;
     const added = cache.added;
     if (added === this.#noncesSaved) return Promise.resolve();
-    const path = this.#nonceFile;
+    const path = nonceFilePath(this.#options.stateFile);
     const writing = writeNonceFile(path, cache.snapshot()).then(() => {
       this.#noncesSaved = added;
     });
