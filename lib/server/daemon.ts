@@ -58,6 +58,8 @@ export type {
   BaseRulesCheck,
   BaseRulesOptions,
   FirewallBackend,
+  GateCounters,
+  KnockRateLimit,
 } from "../firewall/backend.ts";
 
 // How often the config file and the firewall are checked; the shortest time

@@ -17,12 +17,15 @@ import {
   randomBytes,
 } from "../protocol/crypto.ts";
 import {
+  type KnockPacket,
   SIGNED_BYTES,
   type SignedKnock,
   verifyKnockSignature,
 } from "../protocol/packet.ts";
 import { type RateLimiterOptions, TokenBucket } from "./rate_limit.ts";
 import { ScanPool } from "./scan_pool.ts";
+
+export type { KnockPacket, SignedKnock };
 
 /** What the search needs of a client: its raw Ed25519 public key. */
 export interface SignerClient {
