@@ -30,16 +30,10 @@ import {
 export type { IpAddress };
 
 /** Every reason a datagram is dropped for, in the order the checks run. */
+// deno-fmt-ignore
 export const REJECT_REASONS = [
-  "size",
-  "version",
-  "rate_limit",
-  "decrypt",
-  "stale",
-  "target_required",
-  "unknown_client",
-  "replay",
-  "expired",
+  "size", "version", "rate_limit", "decrypt", "stale", "target_required",
+  "unknown_client", "replay", "expired",
 ] as const;
 
 /** Why a datagram was dropped. */
