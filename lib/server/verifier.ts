@@ -90,7 +90,6 @@ export function isExpired(client: VerifierClient, nowMs: number): boolean {
 /** Checks knock datagrams against the server key and the registered clients. */
 export class KnockVerifier<C extends VerifierClient = VerifierClient> {
   #serverKey: X25519PrivateKey;
-  #replayWindowNs = 0n;
   /** The accepted nonces (the server saves and restores them). */
   readonly replayCache: ReplayCache;
   #rateLimiter: RateLimiter | null;
@@ -106,8 +105,7 @@ export class KnockVerifier<C extends VerifierClient = VerifierClient> {
     this.requireExplicitTarget = options.requireExplicitTarget ?? false;
     this.#search = new SignerSearch({ ...options.search, clock: this.#clock });
     this.#search.setClients(options.clients);
-    this.replayCache = new ReplayCache(0);
-    this.setReplayWindow(options.replayWindowMs);
+    this.replayCache = new ReplayCache(Math.round(options.replayWindowMs));
     this.#rateLimiter = options.rateLimit
       ? new RateLimiter(options.rateLimit)
       : null;
@@ -116,7 +114,6 @@ export class KnockVerifier<C extends VerifierClient = VerifierClient> {
   /** Changes the replay window; a wider one still refuses packets older than the nonces kept. */
   setReplayWindow(replayWindowMs: number): void {
     this.replayCache.windowMs = Math.round(replayWindowMs);
-    this.#replayWindowNs = BigInt(this.replayCache.windowMs) * NS_PER_MS;
   }
 
   /** Replaces the registered clients (config reload); remembered nonces are kept, and so are the addresses and order of clients whose key did not change. */
@@ -150,7 +147,8 @@ export class KnockVerifier<C extends VerifierClient = VerifierClient> {
     if (plaintext === null) return { ok: false, reason: "decrypt" };
     const skewNs = BigInt(Math.trunc(nowMs)) * NS_PER_MS -
       plaintext.timestampNs;
-    if (skewNs > this.#replayWindowNs || -skewNs > this.#replayWindowNs) {
+    const windowNs = BigInt(this.replayCache.windowMs) * NS_PER_MS;
+    if (skewNs > windowNs || -skewNs > windowNs) {
       return { ok: false, reason: "stale" };
     }
     if (plaintext.target === null && this.requireExplicitTarget) {
