@@ -150,7 +150,7 @@ async function main(): Promise<void> {
       heapUsedMiB: mib(usage.heapUsed),
       peakRssMiB: mib(Math.max(peak, usage.rss)),
       elapsedMs: Math.round(elapsedMs),
-      drops: openme.drops(),
+      drops: openme.state().drops!,
     };
     console.log(JSON.stringify(report));
   } finally {

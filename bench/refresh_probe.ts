@@ -72,7 +72,7 @@ async function main(): Promise<void> {
     await new Promise((res) => setTimeout(res, 0));
     serverRounds.push((performance.now() - start) * 1000 / ROUND);
   }
-  const accepted = openme.accepted();
+  const accepted = openme.state().accepted;
   await openme.stop();
   const verifier = new KnockVerifier({
     serverPrivateKey: server.privateKey,

@@ -1,10 +1,7 @@
 /**
  * `openme serve`: datagrams in -> verifier -> session manager -> firewall
- * backend, and nothing ever sent back. The config is reloaded on SIGHUP and
- * when its file changes; every few seconds the firewall is checked and what
- * an operator's ruleset reload removed is put back. Accepted replay nonces
- * go to the nonce file once a second, so a restart does not reopen the door
- * to a captured knock.
+ * backend, nothing ever sent back; the config is reloaded when it changes,
+ * the firewall is checked and repaired, and replay nonces are saved.
  *
  * @module
  */
@@ -22,7 +19,7 @@ import {
   type BaseRulesOptions,
   type FirewallBackend,
   type FirewallRulePort,
-  type GateCounters,
+  type OpenedRules,
   RATE_UNIT_SECONDS,
 } from "../firewall/backend.ts";
 import { createFirewallBackend } from "../firewall/mod.ts";
@@ -43,11 +40,10 @@ import {
 import {
   nonceFilePath,
   readStateBytes,
-  renderStateFile,
   type StateFile,
-  type StatePort,
+  type StateRules,
   writeNonceFile,
-  writeStateText,
+  writeStateFile,
 } from "./state_file.ts";
 import {
   countedBackend,
@@ -62,6 +58,8 @@ export type {
   BaseRulesCheck,
   BaseRulesOptions,
   FirewallBackend,
+  GateCounters,
+  KnockRateLimit,
 } from "../firewall/backend.ts";
 
 // How often the config file and the firewall are checked; the shortest time
@@ -121,7 +119,7 @@ function clientsOf(config: ServerConfig): Client[] {
 
 function baseRulesOf(
   config: ServerConfig,
-  iface: string | null,
+  iface: string | null | undefined,
 ): BaseRulesOptions {
   const dropPorts: FirewallRulePort[] = [];
   if (config.dropPorts) {
@@ -144,10 +142,11 @@ function baseRulesOf(
   };
 }
 
-function statePorts(rules: { ports: FirewallRulePort[] }): StatePort[] {
-  return rules.ports.map(({ port, endPort, proto }) =>
+function stateRules(clientName: string, rules: OpenedRules): StateRules {
+  const ports = rules.ports.map(({ port, endPort, proto }) =>
     endPort === undefined ? { port, proto } : { port, proto, end_port: endPort }
   );
+  return { client_name: clientName, ip: rules.address.text, ports };
 }
 
 function oneLine(err: unknown): string {
@@ -165,8 +164,11 @@ export function bindKnockSocket(
       const type = host.includes(":") ? "udp6" : "udp4";
       // Deno's node:dgram allocates this (doubled on Linux) for each receive
       // instead of 64 KiB; longer datagrams arrive cut, still too long.
-      const recvBufferSize = RECEIVE_BUFFER_BYTES;
-      const socket = createSocket({ type, ipv6Only: false, recvBufferSize });
+      const socket = createSocket({
+        type,
+        ipv6Only: false,
+        recvBufferSize: RECEIVE_BUFFER_BYTES,
+      });
       socket.once("error", (err) => {
         socket.close();
         reject(err);
@@ -194,8 +196,6 @@ export class OpenmeServer {
   #verifier: KnockVerifier<Client>;
   #sessions: SessionManager;
   #stats = new KnockStats();
-  /** The kernel gate's drops as of the latest firewall check. */
-  #kernelDrops: GateCounters | null = null;
   /** Peer address text as the socket reports it -> parsed address. */
   #peers = new Map<string, IpAddress>();
   #stamp: string | null = null;
@@ -211,7 +211,6 @@ export class OpenmeServer {
   #stateDirty = false;
   #stateWriting: Promise<void> | null = null;
   #metricsWriting: Promise<void> = Promise.resolve();
-  #nonceFile: string;
   /** Nonces added to the replay cache when the nonce file was last written. */
   #noncesSaved = -1;
   #nonceSaving: Promise<void> = Promise.resolve();
@@ -231,14 +230,13 @@ export class OpenmeServer {
     this.#options = options;
     this.#config = config;
     this.#clients = clientsOf(config);
-    this.#baseRules = baseRulesOf(config, options.interfaceOverride ?? null);
+    this.#baseRules = baseRulesOf(config, options.interfaceOverride);
     this.#backend = countedBackend(
       options.backend ?? createFirewallBackend(config.firewall),
       this.#stats,
     );
     this.#socket = socket;
     this.#health = health;
-    this.#nonceFile = nonceFilePath(options.stateFile);
     const limit = config.knockRateLimit;
     const rateLimit = options.rateLimit !== undefined ? options.rateLimit : {
       perSecond: limit.count / RATE_UNIT_SECONDS[limit.unit],
@@ -303,7 +301,7 @@ export class OpenmeServer {
       await this.#backend.teardown().catch(() => {});
       throw err;
     }
-    const path = this.#nonceFile;
+    const path = nonceFilePath(this.#options.stateFile);
     const cache = this.#verifier.replayCache;
     try {
       const saved = await readStateBytes(path);
@@ -376,16 +374,6 @@ export class OpenmeServer {
     return this.#sessions.list();
   }
 
-  /** Accepted knocks since start. */
-  accepted(): number {
-    return this.#stats.accepted;
-  }
-
-  /** Counters of drops by reason since start. */
-  drops(): Record<string, number> {
-    return this.#stats.drops();
-  }
-
   /** Handles one datagram from a peer address; never replies. */
   handleDatagram(datagram: Uint8Array, peer: string): void {
     if (this.#stopping) return;
@@ -423,12 +411,7 @@ export class OpenmeServer {
     this.#dropsDirty = true;
   }
 
-  /**
-   * Checks the firewall for openme rules removed from outside (an operator's
-   * ruleset reload) and puts them back, sessions included, and moves sessions
-   * a reload could not move to their client's ports; a failure is logged
-   * once until a check works again.
-   */
+  /** Puts back the openme rules an operator's ruleset reload removed, sessions included, and moves sessions to their client's ports; a failure is logged once until a check works. */
   checkFirewall(why: string): Promise<void> {
     if (this.#stopping) return Promise.resolve();
     if (this.#checking !== null) {
@@ -446,8 +429,8 @@ export class OpenmeServer {
       .then((counters) => {
         this.#checkFailed = false;
         const changed =
-          JSON.stringify(counters) !== JSON.stringify(this.#kernelDrops);
-        this.#kernelDrops = counters;
+          JSON.stringify(counters) !== JSON.stringify(this.#stats.kernelDrops);
+        this.#stats.kernelDrops = counters;
         if (changed) this.#scheduleStateWrite();
       }, (err) => {
         const what = `checking openme's firewall rules (${why}) failed`;
@@ -473,7 +456,7 @@ export class OpenmeServer {
     if (stamp !== null) await this.reload("config file changed");
   }
 
-  /** Reloads the config (after any reload in progress); on error logs it and keeps the old one. Resolves to whether it changed. */
+  /** Reloads the config after any reload in progress, resolving to whether it changed; on error logs it and keeps the old one. */
   reload(why: string): Promise<boolean> {
     const done = this.#reloading.then(() =>
       !this.#stopping && this.#reload(why)
@@ -536,10 +519,7 @@ export class OpenmeServer {
     this.#verifier.requireExplicitTarget = config.requireExplicitTarget;
     this.#sessions.setKnockTimeout(config.knockTimeoutMs);
     const closed = this.#sessions.closeClients(closing);
-    const baseRules = baseRulesOf(
-      config,
-      this.#options.interfaceOverride ?? null,
-    );
+    const baseRules = baseRulesOf(config, this.#options.interfaceOverride);
     if (JSON.stringify(baseRules) !== JSON.stringify(this.#baseRules)) {
       try {
         await this.#backend.updateBaseRules(baseRules);
@@ -578,27 +558,23 @@ export class OpenmeServer {
     const wall = (ms: number): string =>
       formatRfc3339(this.#sessions.toWallMs(ms));
     const lastSeen: Record<string, string> = {};
-    for (const [name, ms] of this.#sessions.lastSeen()) {
+    for (const [name, ms] of this.#stats.lastSeen) {
       lastSeen[name] = formatRfc3339(ms);
     }
     return {
       updated_at: formatRfc3339(Date.now()),
       active_sessions: this.#sessions.list().map((s) => ({
-        client_name: s.clientName,
-        ip: s.rules.address.text,
-        ports: statePorts(s.rules),
+        ...stateRules(s.clientName, s.rules),
         opened_at: wall(s.openedAtMs),
         expires_at: wall(s.expiresAtMs),
       })),
       last_seen: lastSeen,
       accepted: this.#stats.accepted,
       drops: this.#stats.drops(),
-      kernel_drops: this.#kernelDrops ?? undefined,
+      kernel_drops: this.#stats.kernelDrops ?? undefined,
       pid: Deno.pid,
       pending_closes: this.#sessions.pendingCloses().map((p) => ({
-        client_name: p.clientName,
-        ip: p.rules.address.text,
-        ports: statePorts(p.rules),
+        ...stateRules(p.clientName, p.rules),
         reason: p.reason,
         attempts: p.attempts,
         last_error: p.lastError,
@@ -633,8 +609,7 @@ export class OpenmeServer {
 
   #writeState(): Promise<void> {
     const path = this.#options.stateFile;
-    const text = renderStateFile(this.state());
-    return this.#write("state file", path, writeStateText(path, text));
+    return this.#write("state file", path, writeStateFile(path, this.state()));
   }
 
   /** Writes the nonce file when nonces were added since it was last written. */
@@ -642,7 +617,7 @@ export class OpenmeServer {
     const cache = this.#verifier.replayCache;
     const added = cache.added;
     if (added === this.#noncesSaved) return Promise.resolve();
-    const path = this.#nonceFile;
+    const path = nonceFilePath(this.#options.stateFile);
     const writing = writeNonceFile(path, cache.snapshot()).then(() => {
       this.#noncesSaved = added;
     });
@@ -658,13 +633,9 @@ export class OpenmeServer {
         backend: this.#backend.name,
         startTimeSeconds: performance.timeOrigin / 1000,
         openSessions: this.#sessions.list().length,
-        kernelGateDrops: this.#kernelDrops,
       });
-      await this.#write(
-        "metrics file",
-        path,
-        atomicWriteFile(path, text, { mode: 0o644 }),
-      );
+      const writing = atomicWriteFile(path, text, { mode: 0o644 });
+      await this.#write("metrics file", path, writing);
     });
     return this.#metricsWriting;
   }

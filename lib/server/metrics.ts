@@ -7,7 +7,6 @@
 
 import denoConfig from "../../deno.json" with { type: "json" };
 import { FIREWALL_BUCKETS_SECONDS, type KnockStats } from "./stats.ts";
-import type { GateCounters } from "../firewall/backend.ts";
 
 /** Default interval of the metrics file's rewrite. */
 export const METRICS_INTERVAL_MS = 15_000;
@@ -20,8 +19,6 @@ export interface MetricsInput {
   startTimeSeconds: number;
   /** Sessions open now. */
   openSessions: number;
-  /** Datagrams the kernel gate dropped by reason, when the firewall has one. */
-  kernelGateDrops?: GateCounters | null;
 }
 
 /** Type and help text of each metric, in the file's order. */
@@ -67,7 +64,7 @@ export function renderMetrics(stats: KnockStats, input: MetricsInput): string {
     openme_open_sessions: [[{}, input.openSessions]],
     openme_firewall_operations_total: operations,
     openme_firewall_operation_duration_seconds: durations,
-    openme_kernel_gate_drops_total: Object.entries(input.kernelGateDrops ?? {})
+    openme_kernel_gate_drops_total: Object.entries(stats.kernelDrops ?? {})
       .map(([reason, count]) => [{ reason }, count]),
     openme_config_reloads_total: Object.entries(stats.reloads)
       .map(([result, count]) => [{ result }, count]),

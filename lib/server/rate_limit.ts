@@ -1,10 +1,7 @@
 /**
- * Token buckets: one per source address, checked before any crypto, and the
- * server's budget of signature checks. A noisy source drains only its own
- * bucket. At most `maxSources` are tracked; the least recently used one is
- * forgotten first, which only ever gives that source a full bucket again, so
- * a flood of fresh addresses can never make the limiter refuse a
- * well-behaved source.
+ * Token buckets: one per source address (forgetting the least recently used
+ * only ever refills a bucket, so fresh addresses cannot lock anyone out), and
+ * the signer search's budget.
  *
  * @module
  */

@@ -1,10 +1,7 @@
 /**
- * A bounded set of accepted 16-byte replay nonces, each kept with its
- * packet's timestamp for as long as the replay window in force would accept
- * that packet. A packet stamped before the horizon is refused: a nonce of
- * its age may have been forgotten, when its window passed (a window raised
- * later) or to make room. A snapshot in the nonce file carries both to the
- * next run.
+ * Accepted replay nonces, each kept with its packet's timestamp while the
+ * replay window accepts that packet; packets stamped before the horizon (a
+ * nonce of their age may be forgotten) are refused.
  *
  * @module
  */
@@ -36,10 +33,7 @@ export class ReplayCache {
 
   /** Records the nonce of a packet stamped `timestampMs`, at `nowMs`; false when it was there already or the packet is older than the horizon. */
   add(nonce: Uint8Array, timestampMs: number, nowMs: number): boolean {
-    return this.#add(nonce.toHex(), timestampMs, nowMs);
-  }
-
-  #add(key: string, timestampMs: number, nowMs: number): boolean {
+    const key = nonce.toHex();
     // Insertion order is about timestamp order: forget from the front what
     // the window no longer accepts, up to the first nonce it still does.
     for (const [oldest, stampedMs] of this.#entries) {
@@ -100,7 +94,7 @@ export class ReplayCache {
     for (let at = HEADER_BYTES; at < bytes.length; at += NONCE_RECORD_BYTES) {
       const stampedMs = view.getFloat64(at + NONCE_BYTES);
       if (!(nowMs - stampedMs <= this.windowMs)) continue; // NaN too
-      this.#add(bytes.subarray(at, at + NONCE_BYTES).toHex(), stampedMs, nowMs);
+      this.add(bytes.subarray(at, at + NONCE_BYTES), stampedMs, nowMs);
     }
     return this.#entries.size;
   }

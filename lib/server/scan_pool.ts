@@ -1,8 +1,6 @@
 /**
- * Worker threads for long signer scans: the keys to try are cut into chunks
- * handed, in order and first-come across scans, to whichever worker is idle,
- * each chunk a copy of its public keys; a scan stops handing out chunks once
- * one verifies.
+ * Worker threads for long signer scans: chunks of keys handed out in order,
+ * first-come across scans, until one verifies.
  *
  * @module
  */
@@ -47,12 +45,8 @@ export class ScanPool {
 
   /** Resolves to the index of the first key the knock's signature verifies under (or -1), with the workers' time. */
   scan(knock: SignedKnock, keys: readonly Uint8Array[]): Promise<ScanAnswer> {
-    const copy = {
-      signedBytes: knock.signedBytes.slice(),
-      signature: knock.signature.slice(),
-    };
     return new Promise((resolve) => {
-      const scan = { knock: copy, keys, next: 0, pending: 0, ms: 0, resolve };
+      const scan = { knock, keys, next: 0, pending: 0, ms: 0, resolve };
       this.#scans.push(scan);
       this.#dispatch();
     });

@@ -1,7 +1,6 @@
 /**
- * A worker thread of {@linkcode ScanPool}: checks one knock's signature
- * against each public key of a chunk, in order, and answers with the index
- * of the first that verifies (or -1) and the milliseconds it took.
+ * A worker thread of {@linkcode ScanPool}: answers a chunk with the index of
+ * its first key that verifies the knock (or -1) and the time it took.
  *
  * @module
  */

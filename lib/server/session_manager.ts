@@ -1,9 +1,7 @@
 /**
- * Open sessions, one per (client, target address): a first knock opens the
- * client's ports through the firewall backend, a repeat knock moves the
- * deadline, the deadline removes the rules. A session is recorded only once
- * its rules are in. Deadlines run on a monotonic clock (wall time is only
- * shown); a close the firewall refuses is retried with backoff.
+ * Open sessions, one per (client, target address), recorded once their rules
+ * are in and closed at a deadline on a monotonic clock; a close the firewall
+ * refuses is retried with backoff.
  *
  * @module
  */
@@ -131,7 +129,6 @@ export class SessionManager {
   /** Sessions whose rules are being replaced (port change or re-open). */
   #replacing = new Set<string>();
   #retries = new Set<PendingClose>();
-  #lastSeen = new Map<string, number>();
   #timer: ReturnType<typeof setTimeout> | undefined;
   #timerAt = Infinity;
   #stopped = false;
@@ -158,19 +155,13 @@ export class SessionManager {
     return this.#wallNow() + (ms - this.#now());
   }
 
-  /**
-   * Opens the session for a verified knock, or moves the deadline of the one
-   * that is open: a refresh (and a knock dropped as busy) is answered
-   * synchronously, without a promise; a first knock when its rules are in.
-   */
+  /** Opens the session for a verified knock, or moves the deadline of the one that is open (answered at once, as is a knock dropped as busy). */
   knock(
     client: SessionClient,
     address: IpAddress,
     source: string,
   ): KnockOutcome | Promise<KnockOutcome> {
     if (this.#stopped) return "failed";
-    const wallNow = this.#wallNow();
-    this.#lastSeen.set(client.name, wallNow);
     const key = `${client.name}\u0000${address.text}`;
     const what =
       `for ${address.text} (client ${client.name} key ${client.fingerprint} from ${source})`;
@@ -178,7 +169,7 @@ export class SessionManager {
     if (session !== undefined) {
       session.expiresAtMs = this.#now() + this.#knockTimeoutMs;
       const ports = describePorts(session.rules.ports);
-      const until = formatRfc3339(wallNow + this.#knockTimeoutMs);
+      const until = formatRfc3339(this.#wallNow() + this.#knockTimeoutMs);
       info(`refreshed ${ports} ${what} until ${until}`);
       // The timer fires at or before the soonest deadline unless this one
       // moved before it (a reload shortened knock_timeout).
@@ -401,11 +392,7 @@ export class SessionManager {
     await Promise.all(work);
   }
 
-  /**
-   * Has the backend put back what an operator's firewall reload removed,
-   * re-opening sessions with their deadline (or dropping those it cannot),
-   * and logs it; throws when the backend cannot check.
-   */
+  /** Has the backend put back what an operator's firewall reload removed, re-opening sessions with their deadline (or dropping them), and logs it; throws when the backend cannot check. */
   async checkFirewall(why: string): Promise<void> {
     if (this.#stopped) return;
     const sessions = [...this.#sessions];
@@ -433,11 +420,10 @@ export class SessionManager {
   }
 
   /**
-   * Gives a session rules for new `ports`, or (null) new rules for the ports
-   * the firewall lost, keeping its deadline. New ports go in before the old
-   * rules come out and the old stay when that fails; what is left of lost
-   * rules goes first (for iptables, removing by spec after adding would take
-   * out the new rule) and the session is dropped when they cannot be added.
+   * Gives a session, keeping its deadline, rules for new `ports` (added before
+   * the old come out) or, for null, new rules for lost ones (what is left of
+   * them goes first: for iptables, removing by spec after adding would take
+   * out the new rule).
    */
   async #replaceRules(
     key: string,
@@ -498,11 +484,7 @@ export class SessionManager {
     }
   }
 
-  /**
-   * Stops knocks, expiry and retries, waits a bounded time for opens in
-   * flight (later ones remove their own rules) and removes every rule openme
-   * added with one backend teardown; resolves to whether the teardown worked.
-   */
+  /** Stops knocks, expiry and retries, waits a bounded time for opens in flight and removes every rule openme added with one teardown; resolves to whether that worked. */
   async shutdown(): Promise<boolean> {
     this.#stopped = true;
     clearTimeout(this.#timer);
@@ -551,11 +533,6 @@ export class SessionManager {
     return [...this.#sessions.values()].sort((a, b) =>
       a.expiresAtMs - b.expiresAtMs
     );
-  }
-
-  /** When each client last sent an accepted knock (wall-clock ms since the epoch). */
-  lastSeen(): ReadonlyMap<string, number> {
-    return this.#lastSeen;
   }
 
   /** Sets the timer for the soonest deadline or retry. */

@@ -1,12 +1,10 @@
 /**
- * Which registered client signed a knock (SPEC §1, §2): first the client
- * last verified from the source address, then the one the key hint names,
- * one check each; then a scan of the others, most recently accepted first
- * (only a verified knock moves a client), its first chunk here and the rest
- * on worker threads. A budget of checks, charged by the time scans take,
- * admits a scan whole or not at all; waiting scans queue first-come, source
- * prefixes (IPv4 /24, IPv6 /48) taking turns, and a full queue drops from
- * the prefix that holds the most.
+ * Which registered client signed a knock (SPEC §1, §2): the one last verified
+ * from the source, the one the key hint names, then a scan of the others,
+ * most recently accepted first, past its first chunk on worker threads. A
+ * budget charged by the time scans take admits a scan whole; waiting source
+ * prefixes (IPv4 /24, IPv6 /48) take turns, and a full queue drops from the
+ * prefix that holds the most.
  *
  * @module
  */
@@ -19,12 +17,15 @@ import {
   randomBytes,
 } from "../protocol/crypto.ts";
 import {
+  type KnockPacket,
   SIGNED_BYTES,
   type SignedKnock,
   verifyKnockSignature,
 } from "../protocol/packet.ts";
 import { type RateLimiterOptions, TokenBucket } from "./rate_limit.ts";
 import { ScanPool } from "./scan_pool.ts";
+
+export type { KnockPacket, SignedKnock };
 
 /** What the search needs of a client: its raw Ed25519 public key. */
 export interface SignerClient {
@@ -116,17 +117,14 @@ export class SignerSearch<C extends SignerClient> {
 
   /** Replaces the clients; those whose key did not change keep their place in the order and their source addresses. */
   setClients(clients: readonly C[]): void {
-    const { bySource, order } = {
-      bySource: this.#bySource,
-      order: this.#order,
-    };
+    const bySource = this.#bySource;
     this.#byKey = new Map();
     for (const client of clients) {
       const fingerprint = keyFingerprint(client.publicKey);
       if (!this.#byKey.has(fingerprint)) this.#byKey.set(fingerprint, client);
     }
     const kept = new Set<C>();
-    for (const client of order) {
+    for (const client of this.#order) {
       const current = this.#current(client);
       if (current !== null) kept.add(current);
     }
@@ -162,18 +160,19 @@ export class SignerSearch<C extends SignerClient> {
     ) return this.#verified(hinted, source);
     const skip = [known, hinted];
     const cost = this.#order.length;
-    if (
-      this.#bucket === null ||
-      this.#waiting.size === 0 && this.#bucket.take(cost, this.#clock())
-    ) return this.#scan({ knock, source, skip, cost });
-    const prefix = source.family === 4
-      ? source.text.slice(0, source.text.lastIndexOf("."))
-      : ipToBytes(source).subarray(0, 6).toHex();
-    if (!this.#makeRoom(prefix, cost)) return OVER_BUDGET;
+    // The scan may wait or run on workers: it keeps a copy of the bytes.
     const copy = {
       signedBytes: knock.signedBytes.slice(),
       signature: knock.signature.slice(),
     };
+    if (
+      this.#bucket === null ||
+      this.#waiting.size === 0 && this.#bucket.take(cost, this.#clock())
+    ) return this.#scan({ knock: copy, source, skip, cost });
+    const prefix = source.family === 4
+      ? source.text.slice(0, source.text.lastIndexOf("."))
+      : ipToBytes(source).subarray(0, 6).toHex();
+    if (!this.#makeRoom(prefix, cost)) return OVER_BUDGET;
     return new Promise((resolve) => {
       const list = this.#waiting.get(prefix) ?? [];
       list.push({ knock: copy, source, skip, cost, resolve });

@@ -1,8 +1,6 @@
 /**
- * The session state file (SPEC §7): what is open, until when, and when each
- * client was last seen, plus openme's counters and failed closes. Written
- * atomically by the server; read by `openme sessions`. Beside it, the replay
- * nonce file: the accepted nonces, written atomically at most once a second.
+ * The session state file (SPEC §7), written by the server and read by
+ * `openme sessions`, and the replay nonce file beside it.
  *
  * @module
  */
@@ -70,11 +68,6 @@ export interface StatePendingClose extends StateRules {
   last_error: string;
 }
 
-/** The state file's text for a state. */
-export function renderStateFile(state: StateFile): string {
-  return JSON.stringify(state, null, 2) + "\n";
-}
-
 /** Writes `data` atomically: to a new file with a random name beside `path`, created exclusively (never through a symlink or into an existing file), then renamed over `path`. */
 async function replaceFile(
   path: string,
@@ -93,8 +86,9 @@ async function replaceFile(
   }
 }
 
-/** Writes state file text atomically: a new file with a random name in the same directory, then rename. */
-export function writeStateText(path: string, text: string): Promise<void> {
+/** Writes the state file atomically as indented JSON. */
+export function writeStateFile(path: string, state: StateFile): Promise<void> {
+  const text = JSON.stringify(state, null, 2) + "\n";
   return replaceFile(path, new TextEncoder().encode(text), 0o644);
 }
 

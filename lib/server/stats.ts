@@ -1,13 +1,11 @@
 /**
- * The server's counters: accepted knocks by client, drops by reason,
- * firewall operations with their durations, and config reloads; and the
- * periodic summary line of drops at info level (each drop itself is logged
- * only at debug).
+ * The server's counters (knocks, drops, firewall operations, reloads, the
+ * kernel gate's drops) and the periodic summary line of drops.
  *
  * @module
  */
 
-import type { FirewallBackend } from "../firewall/backend.ts";
+import type { FirewallBackend, GateCounters } from "../firewall/backend.ts";
 import { debug, info, isLogEnabled } from "../log.ts";
 
 /** Default interval of the drop summary line. */
@@ -46,6 +44,10 @@ export class KnockStats {
   accepted = 0;
   /** Accepted knocks since start by client. */
   readonly acceptedBy = new Map<string, number>();
+  /** Wall-clock ms since the epoch of each client's latest accepted knock. */
+  readonly lastSeen = new Map<string, number>();
+  /** The kernel gate's drops as of the latest firewall check; null without a gate. */
+  kernelDrops: GateCounters | null = null;
   /** Config reloads since start by result. */
   readonly reloads = { ok: 0, error: 0 };
   /** Firewall backend calls since start by operation, each from zero. */
@@ -64,6 +66,7 @@ export class KnockStats {
   accept(client: string): void {
     this.accepted++;
     this.acceptedBy.set(client, (this.acceptedBy.get(client) ?? 0) + 1);
+    this.lastSeen.set(client, Date.now());
   }
 
   /** Counts one firewall backend call and how long it took. */

@@ -1,9 +1,7 @@
 /**
- * The server's decision on one datagram (SPEC §2), each check made once, in
- * order of cost: size, version, rate limit per source, AEAD open, timestamp
- * window, explicit target (when required), signature (see
- * {@linkcode SignerSearch}), replay nonce (recorded only after a signature
- * verified), client expiry.
+ * The server's decision on one datagram (SPEC §2): each check once, cheapest
+ * first (see {@linkcode REJECT_REASONS}); a replay nonce is recorded only
+ * after the signature verified.
  *
  * @module
  */
@@ -32,16 +30,10 @@ import {
 export type { IpAddress };
 
 /** Every reason a datagram is dropped for, in the order the checks run. */
+// deno-fmt-ignore
 export const REJECT_REASONS = [
-  "size",
-  "version",
-  "rate_limit",
-  "decrypt",
-  "stale",
-  "target_required",
-  "unknown_client",
-  "replay",
-  "expired",
+  "size", "version", "rate_limit", "decrypt", "stale", "target_required",
+  "unknown_client", "replay", "expired",
 ] as const;
 
 /** Why a datagram was dropped. */
@@ -98,7 +90,6 @@ export function isExpired(client: VerifierClient, nowMs: number): boolean {
 /** Checks knock datagrams against the server key and the registered clients. */
 export class KnockVerifier<C extends VerifierClient = VerifierClient> {
   #serverKey: X25519PrivateKey;
-  #replayWindowNs = 0n;
   /** The accepted nonces (the server saves and restores them). */
   readonly replayCache: ReplayCache;
   #rateLimiter: RateLimiter | null;
@@ -114,8 +105,7 @@ export class KnockVerifier<C extends VerifierClient = VerifierClient> {
     this.requireExplicitTarget = options.requireExplicitTarget ?? false;
     this.#search = new SignerSearch({ ...options.search, clock: this.#clock });
     this.#search.setClients(options.clients);
-    this.replayCache = new ReplayCache(0);
-    this.setReplayWindow(options.replayWindowMs);
+    this.replayCache = new ReplayCache(Math.round(options.replayWindowMs));
     this.#rateLimiter = options.rateLimit
       ? new RateLimiter(options.rateLimit)
       : null;
@@ -124,7 +114,6 @@ export class KnockVerifier<C extends VerifierClient = VerifierClient> {
   /** Changes the replay window; a wider one still refuses packets older than the nonces kept. */
   setReplayWindow(replayWindowMs: number): void {
     this.replayCache.windowMs = Math.round(replayWindowMs);
-    this.#replayWindowNs = BigInt(this.replayCache.windowMs) * NS_PER_MS;
   }
 
   /** Replaces the registered clients (config reload); remembered nonces are kept, and so are the addresses and order of clients whose key did not change. */
@@ -137,12 +126,7 @@ export class KnockVerifier<C extends VerifierClient = VerifierClient> {
     this.#search.close();
   }
 
-  /**
-   * Decides whether a datagram from `source` is a valid knock at
-   * `options.nowMs` (default: the clock); never throws for any datagram. A
-   * promise when its signer is searched for later (the budget) or on worker
-   * threads; the checks after the signature then run at that time.
-   */
+  /** Decides whether a datagram from `source` is a valid knock at `options.nowMs` (default: the clock), never throwing; a promise when its signer is searched for later or on workers. */
   verify(
     datagram: Uint8Array,
     source: IpAddress,
@@ -163,7 +147,8 @@ export class KnockVerifier<C extends VerifierClient = VerifierClient> {
     if (plaintext === null) return { ok: false, reason: "decrypt" };
     const skewNs = BigInt(Math.trunc(nowMs)) * NS_PER_MS -
       plaintext.timestampNs;
-    if (skewNs > this.#replayWindowNs || -skewNs > this.#replayWindowNs) {
+    const windowNs = BigInt(this.replayCache.windowMs) * NS_PER_MS;
+    if (skewNs > windowNs || -skewNs > windowNs) {
       return { ok: false, reason: "stale" };
     }
     if (plaintext.target === null && this.requireExplicitTarget) {

@@ -187,7 +187,7 @@ Deno.test("first knock opens the client's ports plus the health port; a repeat k
     const firstDeadline = sessionOf(h, "alice")!.expiresAtMs;
     await sleep(50);
     await h.send(h.knock("alice"));
-    await waitFor(() => h.server.accepted() === 2, {
+    await waitFor(() => h.server.state().accepted === 2, {
       timeoutMs: WAIT_MS,
       what: "second knock accepted",
     });
@@ -224,7 +224,10 @@ Deno.test("require_explicit_target: a knock for the source address is dropped, o
     });
     assert.equal(sessionOf(h, "alice", "192.0.2.50"), undefined);
     assert.equal(sessionOf(h, "alice", "203.0.113.66"), undefined);
-    assert.deepEqual(h.server.drops(), { target_required: 1, replay: 1 });
+    assert.deepEqual(h.server.state().drops, {
+      target_required: 1,
+      replay: 1,
+    });
     await h.rewrite({ requireExplicitTarget: false });
     await waitFor(() => h.log.matching("config reloaded").length > 0, {
       timeoutMs: WAIT_MS,
@@ -291,7 +294,7 @@ Deno.test("a failed open records no session; a later knock opens once the firewa
   try {
     h.backend.failOpen = true;
     await h.send(h.knock("alice"));
-    await waitFor(() => (h.server.drops().firewall ?? 0) === 1, {
+    await waitFor(() => (h.server.state().drops!.firewall ?? 0) === 1, {
       timeoutMs: WAIT_MS,
       what: "the firewall failure counted",
     });
@@ -378,10 +381,10 @@ Deno.test("revoking a client (file renamed over) closes its session and refuses 
     assert.equal(h.backend.callsOf("close")[0].address, "127.0.0.1");
     assert.equal(h.log.matching(/client alice\): client revoked$/).length, 1);
     assert.equal(sessionOf(h, "bob", "192.0.2.9")!.expiresAtMs, bobDeadline);
-    const refusedBefore = h.server.drops().unknown_client ?? 0;
+    const refusedBefore = h.server.state().drops!.unknown_client ?? 0;
     await h.send(h.knock("alice"));
     await waitFor(
-      () => (h.server.drops().unknown_client ?? 0) === refusedBefore + 1,
+      () => (h.server.state().drops!.unknown_client ?? 0) === refusedBefore + 1,
       { timeoutMs: WAIT_MS, what: "alice's knock refused" },
     );
     assert.equal(h.backend.callsOf("open").length, 2);
@@ -407,7 +410,7 @@ Deno.test("an expires edit in the past (written in place) closes the session and
     assert.equal(h.log.matching(/client alice\): client expired$/).length, 1);
     assert.equal(sessionOf(h, "bob", "192.0.2.9")!.expiresAtMs, bobDeadline);
     await h.send(h.knock("alice"));
-    await waitFor(() => (h.server.drops().expired ?? 0) === 1, {
+    await waitFor(() => (h.server.state().drops!.expired ?? 0) === 1, {
       timeoutMs: WAIT_MS,
       what: "alice's knock refused as expired",
     });
@@ -476,7 +479,7 @@ Deno.test("reload applies replay_window (nonces kept) and knock_timeout to later
     });
     const replayed = h.knock("alice");
     await h.send(replayed);
-    await waitFor(() => h.server.accepted() === 2, {
+    await waitFor(() => h.server.state().accepted === 2, {
       timeoutMs: WAIT_MS,
       what: "second knock",
     });
@@ -485,12 +488,12 @@ Deno.test("reload applies replay_window (nonces kept) and knock_timeout to later
     await h.send(h.knock("alice", { offsetMs: -120_000 }), replayed);
     await waitFor(
       () =>
-        (h.server.drops().stale ?? 0) === 1 &&
-        (h.server.drops().replay ?? 0) === 1,
+        (h.server.state().drops!.stale ?? 0) === 1 &&
+        (h.server.state().drops!.replay ?? 0) === 1,
       { timeoutMs: WAIT_MS, what: "old knock stale and replay refused" },
     );
     await h.send(h.knock("alice"));
-    await waitFor(() => h.server.accepted() === 3, {
+    await waitFor(() => h.server.state().accepted === 3, {
       timeoutMs: WAIT_MS,
       what: "a fresh knock",
     });
@@ -574,7 +577,7 @@ Deno.test("an unwritable state file gives one warning and serving continues", as
       what: "alice's session",
     });
     await h.send(h.knock("alice"), new Uint8Array(1));
-    await waitFor(() => h.server.accepted() === 2, {
+    await waitFor(() => h.server.state().accepted === 2, {
       timeoutMs: WAIT_MS,
       what: "refresh",
     });
@@ -594,7 +597,7 @@ Deno.test("at info level single drops are not logged", async () => {
   const h = await startHarness({ logLevel: "info" });
   try {
     await h.send(new Uint8Array(1));
-    await waitFor(() => (h.server.drops().size ?? 0) === 1, {
+    await waitFor(() => (h.server.state().drops!.size ?? 0) === 1, {
       timeoutMs: WAIT_MS,
       what: "drop counted",
     });
@@ -827,7 +830,7 @@ Deno.test("a knock accepted before a crash is refused as a replay after it: its 
       1,
     );
     await sendDatagrams(second.udpPort, [packet]);
-    await waitFor(() => (second!.drops().replay ?? 0) === 1, {
+    await waitFor(() => (second!.state().drops!.replay ?? 0) === 1, {
       timeoutMs: WAIT_MS,
       what: "the replay refused by the restarted server",
     });
@@ -883,11 +886,11 @@ Deno.test("with an unreadable nonce file, knocks stamped before the start are re
       1,
     );
     await sendDatagrams(second.udpPort, [early, h.knock("alice")]);
-    await waitFor(() => second!.accepted() === 1, {
+    await waitFor(() => second!.state().accepted === 1, {
       timeoutMs: WAIT_MS,
       what: "the knock built after the start accepted",
     });
-    assert.deepEqual(second.drops(), { replay: 1 });
+    assert.deepEqual(second.state().drops, { replay: 1 });
     assert.ok((await nonceRecords(h)) !== null, "the file is written anew");
   } finally {
     await second?.stop();
@@ -1111,7 +1114,7 @@ Deno.test("peer addresses are normalised the same on every datagram (IPv4-mapped
     });
     h.server.handleDatagram(h.knock("alice"), "::ffff:192.0.2.7");
     h.server.handleDatagram(h.knock("alice"), "192.0.2.7");
-    assert.equal(h.server.accepted(), 3);
+    assert.equal(h.server.state().accepted, 3);
     assert.equal(
       h.log.matching(
         /^INFO {2}refreshed .* for 192\.0\.2\.7 \(client alice key [0-9a-f]{16} from 192\.0\.2\.7\) until /,
@@ -1120,7 +1123,7 @@ Deno.test("peer addresses are normalised the same on every datagram (IPv4-mapped
     );
     h.server.handleDatagram(h.knock("alice"), "not-an-address");
     h.server.handleDatagram(h.knock("alice"), "not-an-address");
-    assert.equal(h.server.drops().source, 2);
+    assert.equal(h.server.state().drops!.source, 2);
     assert.equal(h.backend.callsOf("open").length, 1);
   } finally {
     await h.close();
@@ -1238,10 +1241,10 @@ Deno.test("with the default rate limit and its measured signature budget, 300 fo
     assert.ok(sessionOf(h, "alice", "192.0.2.10"));
     // Every forged knock is dropped: it matched no key, or waited in vain.
     await waitFor(() => {
-      const drops = h.server.drops();
+      const drops = h.server.state().drops!;
       return (drops.unknown_client ?? 0) + (drops.rate_limit ?? 0) === 300;
     }, { timeoutMs: WAIT_MS, what: "300 forged knocks dropped" });
-    assert.equal(h.server.accepted(), 3);
+    assert.equal(h.server.state().accepted, 3);
   } finally {
     await h.close();
   }
@@ -1279,10 +1282,11 @@ Deno.test("knock_rate_limit and knock_burst reach the backend's base rules and o
       junk[0] = 1;
       await sendDatagrams(server.udpPort, [junk, junk, junk, junk]);
       await waitFor(
-        () => Object.values(server.drops()).reduce((a, b) => a + b, 0) === 4,
+        () =>
+          Object.values(server.state().drops!).reduce((a, b) => a + b, 0) === 4,
         { timeoutMs: WAIT_MS, what: "four drops" },
       );
-      assert.deepEqual(server.drops(), { decrypt: 2, rate_limit: 2 });
+      assert.deepEqual(server.state().drops, { decrypt: 2, rate_limit: 2 });
       assert.equal(server.state().kernel_drops, undefined);
       backend.gate = { size: 5, version: 1, rate: 2 };
       await server.checkFirewall("periodic check");

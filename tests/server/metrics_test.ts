@@ -140,10 +140,8 @@ Deno.test("kernel gate drops are shown by reason when the firewall reports them,
   const stats = new KnockStats();
   const without = renderMetrics(stats, { ...INPUT, openSessions: 0 });
   assert.ok(!without.includes("openme_kernel_gate"), without);
-  const kernelGateDrops = { size: 4, version: 5, rate: 6 };
-  const got = samples(
-    renderMetrics(stats, { ...INPUT, openSessions: 0, kernelGateDrops }),
-  );
+  stats.kernelDrops = { size: 4, version: 5, rate: 6 };
+  const got = samples(renderMetrics(stats, { ...INPUT, openSessions: 0 }));
   const name = "openme_kernel_gate_drops_total";
   assert.equal(got.get(`${name}{reason="size"}`), "4");
   assert.equal(got.get(`${name}{reason="version"}`), "5");
@@ -151,11 +149,9 @@ Deno.test("kernel gate drops are shown by reason when the firewall reports them,
 });
 
 Deno.test("every metric has HELP and TYPE, the openme_ prefix, and _total on counters", () => {
-  const text = renderMetrics(busyStats(), {
-    ...INPUT,
-    openSessions: 1,
-    kernelGateDrops: { size: 1, version: 0, rate: 0 },
-  });
+  const stats = busyStats();
+  stats.kernelDrops = { size: 1, version: 0, rate: 0 };
+  const text = renderMetrics(stats, { ...INPUT, openSessions: 1 });
   const types = [...text.matchAll(/^# TYPE (\S+) (\S+)$/gm)];
   assert.equal(types.length, 9);
   for (const [, name, type] of types) {
@@ -181,11 +177,10 @@ Deno.test({
   fn: async () => {
     const stats = busyStats();
     stats.accept('q"uo\\te\nx');
-    await assertPromtoolMetrics(renderMetrics(stats, {
-      ...INPUT,
-      openSessions: 1,
-      kernelGateDrops: { size: 1, version: 2, rate: 3 },
-    }));
+    stats.kernelDrops = { size: 1, version: 2, rate: 3 };
+    await assertPromtoolMetrics(
+      renderMetrics(stats, { ...INPUT, openSessions: 1 }),
+    );
   },
 });
 
@@ -337,11 +332,9 @@ async function readmeMetricsSection(): Promise<string> {
 
 Deno.test("every metric the README's Metrics section names is in the metrics text", async () => {
   const section = await readmeMetricsSection();
-  const text = renderMetrics(busyStats(), {
-    ...INPUT,
-    openSessions: 0,
-    kernelGateDrops: { size: 0, version: 0, rate: 0 },
-  });
+  const stats = busyStats();
+  stats.kernelDrops = { size: 0, version: 0, rate: 0 };
+  const text = renderMetrics(stats, { ...INPUT, openSessions: 0 });
   const named = new Set(section.match(/\bopenme_[a-z_]+/g));
   assert.ok(named.size >= 9, [...named].join(" "));
   for (const name of named) {

@@ -9,10 +9,9 @@ import {
   nonceFilePath,
   readStateBytes,
   readStateFile,
-  renderStateFile,
   type StateFile,
   writeNonceFile,
-  writeStateText,
+  writeStateFile,
 } from "../../lib/server/state_file.ts";
 
 const STATE: StateFile = {
@@ -36,15 +35,17 @@ const STATE: StateFile = {
   pid: 42,
 };
 
-Deno.test("writeStateText writes the indented JSON of renderStateFile that readStateFile reads back, leaving no temp file", async () => {
+Deno.test("writeStateFile writes indented JSON that readStateFile reads back, leaving no temp file", async () => {
   const dir = await Deno.makeTempDir({ prefix: "openme-state-test-" });
   try {
     const path = `${dir}/sessions.json`;
-    await writeStateText(path, renderStateFile(STATE));
-    const text = renderStateFile({ ...STATE, accepted: 4 });
-    assert.match(text, /^\{\n {2}"updated_at": .*\n\}\n$/s);
-    await writeStateText(path, text);
-    assert.equal(await Deno.readTextFile(path), text);
+    await writeStateFile(path, STATE);
+    await writeStateFile(path, { ...STATE, accepted: 4 });
+    const text = await Deno.readTextFile(path);
+    assert.match(
+      text,
+      /^\{\n {2}"updated_at": .*\n {2}"accepted": 4,\n.*\n\}\n$/s,
+    );
     const read = await readStateFile(path);
     assert.deepEqual(read, { ...STATE, accepted: 4 });
     const names = [];
@@ -56,10 +57,10 @@ Deno.test("writeStateText writes the indented JSON of renderStateFile that readS
   }
 });
 
-Deno.test("writeStateText fails when the directory is missing and leaves nothing behind", async () => {
+Deno.test("writeStateFile fails when the directory is missing and leaves nothing behind", async () => {
   const dir = await Deno.makeTempDir({ prefix: "openme-state-test-" });
   try {
-    await assert.rejects(writeStateText(`${dir}/missing/s.json`, "{}"));
+    await assert.rejects(writeStateFile(`${dir}/missing/s.json`, STATE));
     const names = [];
     for await (const entry of Deno.readDir(dir)) names.push(entry.name);
     assert.deepEqual(names, []);
@@ -119,7 +120,7 @@ Deno.test("renderSessions says when nothing is open", () => {
   assert.equal(text, "no active sessions\nupdated 2026-01-02T03:04:05Z");
 });
 
-Deno.test("writeStateText never writes through a symlink planted at a temp name, and the state path is replaced, not followed", async () => {
+Deno.test("writeStateFile never writes through a symlink planted at a temp name, and the state path is replaced, not followed", async () => {
   const dir = await Deno.makeTempDir({ prefix: "openme-state-link-" });
   try {
     const victim = `${dir}/victim`;
@@ -127,10 +128,10 @@ Deno.test("writeStateText never writes through a symlink planted at a temp name,
     // The name the writer used to pick: ".<name>.<pid>.tmp".
     await Deno.symlink(victim, `${dir}/.s.json.${Deno.pid}.tmp`);
     await Deno.symlink(victim, `${dir}/s.json`);
-    await writeStateText(`${dir}/s.json`, "{}\n");
+    await writeStateFile(`${dir}/s.json`, STATE);
     assert.equal(await Deno.readTextFile(victim), "precious\n");
     assert.equal((await Deno.lstat(`${dir}/s.json`)).isSymlink, false);
-    assert.equal(await Deno.readTextFile(`${dir}/s.json`), "{}\n");
+    assert.deepEqual(await readStateFile(`${dir}/s.json`), STATE);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -58,13 +58,17 @@ Deno.test("each drop is a debug line; the summary is an info line", () => {
   }
 });
 
-Deno.test("accepted knocks are counted in total and by client", () => {
+Deno.test("accepted knocks are counted in total and by client, with when each client was last seen", () => {
   const stats = new KnockStats();
+  const before = Date.now();
   stats.accept("alice");
   stats.accept("bob");
   stats.accept("alice");
   assert.equal(stats.accepted, 3);
   assert.deepEqual(Object.fromEntries(stats.acceptedBy), { alice: 2, bob: 1 });
+  assert.deepEqual([...stats.lastSeen.keys()], ["alice", "bob"]);
+  const seen = stats.lastSeen.get("alice")!;
+  assert.ok(seen >= before && seen <= Date.now(), `${seen}`);
 });
 
 Deno.test("the counted backend passes every call through and counts it by operation, result and duration", async () => {
