@@ -32,14 +32,15 @@ export async function atomicWriteFile(
   });
 }
 
-/** Writes a secret to a file of mode 0600, never through a symlink: to a random temporary name, then linked to `path` (AlreadyExists when something is there) or, with `force`, renamed over it. */
-export async function writeSecretFile(
+/** Writes a file (mode 0600 unless given) never through a symlink: to a random temporary name, then linked to `path` (AlreadyExists when something is there) or, with `force`, renamed over it. */
+export async function writeFileNoFollow(
   path: string,
   data: string | Uint8Array,
-  options: { force?: boolean } = {},
+  options: { force?: boolean; mode?: number } = {},
 ): Promise<void> {
   const noClobber = options.force !== true;
-  await replaceFile(path, data, { mode: 0o600, owner: null, noClobber });
+  const mode = options.mode ?? 0o600;
+  await replaceFile(path, data, { mode, owner: null, noClobber });
 }
 
 /** Writes `data` to a random temporary name next to `target` (created exclusively), gives it the mode and owner (null: ours), and renames it over `target` (or links it there, with `noClobber`). */

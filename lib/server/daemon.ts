@@ -51,7 +51,7 @@ import {
   KnockStats,
 } from "./stats.ts";
 import { METRICS_INTERVAL_MS, renderMetrics } from "./metrics.ts";
-import { atomicWriteFile } from "../config/atomic_write.ts";
+import { writeFileNoFollow } from "../config/atomic_write.ts";
 import { formatRfc3339 } from "../time.ts";
 
 export type {
@@ -634,7 +634,10 @@ export class OpenmeServer {
         startTimeSeconds: performance.timeOrigin / 1000,
         openSessions: this.#sessions.list().length,
       });
-      const writing = atomicWriteFile(path, text, { mode: 0o644 });
+      const writing = writeFileNoFollow(path, text, {
+        force: true,
+        mode: 0o644,
+      });
       await this.#write("metrics file", path, writing);
     });
     return this.#metricsWriting;

@@ -6,6 +6,7 @@
  */
 
 import type { GateCounters } from "../firewall/backend.ts";
+import { writeFileNoFollow } from "../config/atomic_write.ts";
 
 /** Default state file path: kept across reboots, as it lists the rules to remove after a crash and the nonces beside it. */
 export const DEFAULT_STATE_FILE = "/var/lib/openme/sessions.json";
@@ -68,28 +69,10 @@ export interface StatePendingClose extends StateRules {
   last_error: string;
 }
 
-/** Writes `data` atomically: to a new file with a random name beside `path`, created exclusively (never through a symlink or into an existing file), then renamed over `path`. */
-async function replaceFile(
-  path: string,
-  data: Uint8Array,
-  mode: number,
-): Promise<void> {
-  const slash = path.lastIndexOf("/") + 1;
-  const random = crypto.getRandomValues(new Uint8Array(8)).toHex();
-  const temp = `${path.slice(0, slash)}.${path.slice(slash)}.${random}.tmp`;
-  try {
-    await Deno.writeFile(temp, data, { createNew: true, mode });
-    await Deno.rename(temp, path);
-  } catch (err) {
-    await Deno.remove(temp).catch(() => {});
-    throw err;
-  }
-}
-
 /** Writes the state file atomically as indented JSON. */
 export function writeStateFile(path: string, state: StateFile): Promise<void> {
   const text = JSON.stringify(state, null, 2) + "\n";
-  return replaceFile(path, new TextEncoder().encode(text), 0o644);
+  return writeFileNoFollow(path, text, { force: true, mode: 0o644 });
 }
 
 /** The replay nonce file beside a state file: `sessions.json` -> `sessions.nonces`. */
@@ -99,7 +82,7 @@ export function nonceFilePath(stateFile: string): string {
 
 /** Writes the nonce file (a replay cache's snapshot) atomically, readable by the owner only. */
 export function writeNonceFile(path: string, bytes: Uint8Array): Promise<void> {
-  return replaceFile(path, bytes, 0o600);
+  return writeFileNoFollow(path, bytes, { force: true });
 }
 
 /** The bytes of the state file or the nonce file, or null when it does not exist. */

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { type FileHandle, open as openNodeFile } from "node:fs/promises";
 import {
   atomicWriteFile,
-  writeSecretFile,
+  writeFileNoFollow,
 } from "../../lib/config/atomic_write.ts";
 import { loadServerConfig } from "../../lib/config/server_config.ts";
 import {
@@ -479,21 +479,21 @@ Deno.test({
 
 Deno.test({
   name:
-    "writeSecretFile creates mode 0600 under any umask, refuses an existing file or symlink, and with force replaces the link itself",
+    "writeFileNoFollow creates mode 0600 under any umask, refuses an existing file or symlink, and with force replaces the link itself",
   ignore: IS_WINDOWS,
   fn: async () => {
     await withTempDir(TEMP_PREFIX, async (dir) => {
       const path = `${dir}/secret`;
       const previous = Deno.umask(0);
       try {
-        await writeSecretFile(path, "key\n");
+        await writeFileNoFollow(path, "key\n");
       } finally {
         Deno.umask(previous);
       }
       assert.equal(await Deno.readTextFile(path), "key\n");
       assert.equal(modeOf(await Deno.stat(path)), 0o600);
       await assert.rejects(
-        writeSecretFile(path, "x"),
+        writeFileNoFollow(path, "x"),
         Deno.errors.AlreadyExists,
       );
       assert.equal(await Deno.readTextFile(path), "key\n");
@@ -505,12 +505,12 @@ Deno.test({
       await Deno.symlink(`${dir}/nowhere`, `${dir}/dangling`);
       for (const target of [link, `${dir}/dangling`]) {
         await assert.rejects(
-          writeSecretFile(target, "x"),
+          writeFileNoFollow(target, "x"),
           Deno.errors.AlreadyExists,
         );
       }
       await assert.rejects(Deno.lstat(`${dir}/nowhere`), Deno.errors.NotFound);
-      await writeSecretFile(link, new Uint8Array([1, 2]), { force: true });
+      await writeFileNoFollow(link, new Uint8Array([1, 2]), { force: true });
       assert.equal(await Deno.readTextFile(victim), "victim\n");
       const info = await Deno.lstat(link);
       assert.ok(info.isFile);

@@ -319,6 +319,25 @@ Deno.test("without metrics_file no file is written; an unwritable one is warned 
   });
 });
 
+Deno.test("a symlink planted at metrics_file is replaced by the file, never written through", async () => {
+  await withTempDir("openme-metrics-test-", async (dir) => {
+    const victim = `${dir}/victim`;
+    await Deno.writeTextFile(victim, "do not touch\n");
+    const metricsFile = `${dir}/openme.prom`;
+    await Deno.symlink(victim, metricsFile);
+    const { server, log } = await startServer(dir, metricsFile);
+    try {
+      await server.writeMetrics();
+      assert.equal(await Deno.readTextFile(victim), "do not touch\n");
+      assert.ok((await Deno.lstat(metricsFile)).isFile);
+      assert.match(await Deno.readTextFile(metricsFile), /^openme_/m);
+    } finally {
+      await server.stop();
+      log.restore();
+    }
+  });
+});
+
 /** The README's "Metrics" section. */
 async function readmeMetricsSection(): Promise<string> {
   const readme = await Deno.readTextFile(

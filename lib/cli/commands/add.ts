@@ -12,7 +12,7 @@ import {
   type ServerConfig,
 } from "../../config/server_config.ts";
 import { addServerClient } from "../../config/server_config_edit.ts";
-import { writeSecretFile } from "../../config/atomic_write.ts";
+import { writeFileNoFollow } from "../../config/atomic_write.ts";
 import { fileExists } from "../../config/yaml_file.ts";
 import { isGroupName, parsePortSpec } from "../../config/ports.ts";
 import { nameProblem } from "../../config/validate.ts";
@@ -176,7 +176,7 @@ async function writeSecret(
   data: string | Uint8Array,
   force: boolean,
 ): Promise<void> {
-  await writeSecretFile(path, data, { force }).catch((err) => {
+  await writeFileNoFollow(path, data, { force }).catch((err) => {
     const why = (err as Error).message;
     throw new CommandError(
       `writing ${path} failed: ${why} (the client was added: revoke it, or add it again under another name)`,
