@@ -844,7 +844,7 @@ function manySessionsConfig(
     "  udp_port: 54154",
     `  firewall: ${firewall}`,
     "  knock_timeout: 5m",
-    "  replay_window: 60s",
+    "  replay_window: 5m",
     "  open_knock_port: true",
     "  drop_ports: true",
     `  private_key: ${encodeBase64(server.privateKey)}`,

@@ -11,14 +11,16 @@
  * - cpu: CPU time per datagram at a steady rate from 200 sources, read from
  *   /proc/PID/task/TID/schedstat (ns, all threads) before and after, idle use
  *   subtracted, for 40-byte junk, 165-byte junk and valid repeat knocks, and
- *   the RSS after each: of `openme serve`, of its floors run in the same
+ *   the RSS after each: of `openme serve` (knock gate on, and off), of its
+ *   floors run in the same
  *   process shape (bench/udp_sink.ts: a bare `node:dgram` loop, and that loop
  *   doing only the crypto), and of `--other=COMMAND` when given: any server
  *   taking the SPEC's command line (such as another openme implementation),
  *   under exactly the same load. Every process gets the release V8 flags.
  * - latency: knock sent → first TCP connect to the protected port, 20 knocks,
  *   nft and iptables, beside a bare `nft add rule` / `iptables -I`.
- * - startup: `openme knock` against `deno run` of an empty script.
+ * - startup: `deno task openme knock` against `deno run` of an empty script
+ *   (bench/knock_startup.ts, which also runs on its own, without root).
  * - memory: `bench/memory_probe.ts` (in-process, see there) and the real
  *   server's RSS.
  * - flood: the 165-byte junk rate that saturates a core, legitimate knocks
@@ -26,7 +28,8 @@
  * - gate: the same server with the knock gate off (open_knock_port false
  *   and a plain accept of the knock port) and on, in one run: one noisy
  *   source at twice the saturating rate beside 10 legitimate knocks, and
- *   server CPU per datagram for junk and knocks from 200 sources at 1,500/s.
+ *   server CPU per datagram for junk and knocks from 200 sources at 1,500/s,
+ *   off and on alternating, median of 5 rounds.
  * - shutdown: how long the server's stop takes with 504 sessions, nft and
  *   iptables.
  *
@@ -43,7 +46,6 @@ import {
   CLIENT_V4_ALT,
   DENO_RUN,
   type NsProcess,
-  openmeCommand,
   run,
   runOk,
   testbedUnavailable,
@@ -67,6 +69,7 @@ import {
   sourceAddresses,
   startServerWithSessions,
 } from "./harness.ts";
+import { measureStartup } from "./knock_startup.ts";
 import type { SinkMode } from "./udp_sink.ts";
 import type { MemoryReport } from "./memory_probe.ts";
 
@@ -75,7 +78,7 @@ const RELEASE_V8_FLAGS = "--v8-flags=--max-semi-space-size=2";
 /** Unmeasured load of each kind before the CPU runs of a process. */
 const WARM_UP_MS = 200;
 /** Rounds of the CPU runs (the table shows medians). */
-const CPU_ROUNDS = 3;
+const CPU_ROUNDS = 5;
 const UDP_SINK_TS = new URL("./udp_sink.ts", import.meta.url).pathname;
 const MEMORY_PROBE_TS = new URL("./memory_probe.ts", import.meta.url).pathname;
 const SINK_PORT = 54155;
@@ -300,6 +303,21 @@ async function cpuSection(sb: ServerBed, out: string[]): Promise<number> {
         return { pid: server.pid, stop: () => server.proc.stop("SIGTERM") };
       },
     },
+    {
+      label: "openme serve, gate off",
+      port: KNOCK_PORT,
+      async start(sb) {
+        await setGate(sb, false);
+        const server = await sb.startServer({ denoFlags: [RELEASE_V8_FLAGS] });
+        return {
+          pid: server.pid,
+          async stop() {
+            await server.proc.stop("SIGTERM");
+            await setGate(sb, true);
+          },
+        };
+      },
+    },
   ];
   if (other !== null) contenders.push(otherContender(other));
   const runs = new Map<Contender, ContenderRun[]>(
@@ -327,7 +345,7 @@ async function cpuSection(sb: ServerBed, out: string[]): Promise<number> {
     } datagrams per load, median of ${rounds} rounds)\n`,
   );
   out.push(
-    `Every process runs with the release binary's \`${RELEASE_V8_FLAGS}\`. The loops bind the knock socket as the server does (bench/udp_sink.ts). "loop + X25519" does only the key agreement of each 165-byte datagram; "loop + the crypto" does what a datagram costs at least, through the library calls the server makes: nothing for 40 bytes, the key agreement, HKDF and AEAD open for 165 bytes, and that plus one Ed25519 verify for a valid knock.\n`,
+    `Every process runs with the release binary's \`${RELEASE_V8_FLAGS}\`. The loops bind the knock socket as the server does (bench/udp_sink.ts). "loop + X25519" does only the key agreement of each 165-byte datagram; "loop + the crypto" does what a datagram costs at least, through the library calls the server makes: nothing for 40 bytes, the key agreement, HKDF and AEAD open for 165 bytes, and that plus one Ed25519 verify for a valid knock. "openme serve" runs with the knock gate (the default), "gate off" with open_knock_port false and a plain accept of the knock port, like the loops.\n`,
   );
   out.push(`| datagram | ${contenders.map((c) => c.label).join(" | ")} |`);
   out.push(`|---|${contenders.map(() => "---:").join("|")}|`);
@@ -447,50 +465,19 @@ async function latencySection(out: string[]): Promise<void> {
   out.push("");
 }
 
-async function startupSection(sb: ServerBed, out: string[]): Promise<void> {
-  const empty = `${sb.bed.dir}/empty.ts`;
-  await Deno.writeTextFile(empty, "// intentionally empty\n");
-  const knock = openmeCommand([
-    "--client-config",
-    sb.clientConfigPath,
-    "knock",
-  ]);
-  const bare = [...DENO_RUN, empty];
-  const version = openmeCommand(["--version"]);
-  const time = async (command: string[]): Promise<number> => {
-    const t0 = performance.now();
-    const result = await sb.bed.exec(sb.bed.clientNs, command);
-    if (result.code !== 0) {
-      throw new Error(`${command.join(" ")} failed: ${result.stderr}`);
-    }
-    return performance.now() - t0;
-  };
-  await time(knock);
-  await time(bare);
-  await time(version);
-  const knockTimes: number[] = [];
-  const bareTimes: number[] = [];
-  const versionTimes: number[] = [];
-  const rounds = quick ? 3 : 20;
-  for (let i = 0; i < rounds; i++) {
-    knockTimes.push(await time(knock));
-    bareTimes.push(await time(bare));
-    versionTimes.push(await time(version));
-  }
-  const k = median(knockTimes);
-  const b = median(bareTimes);
-  const row = (label: string, times: number[]): string =>
-    `| ${label} | ${fmt(median(times))} | ${fmt(Math.min(...times))} | ${
-      fmt(Math.max(...times))
-    } | ${fmt(median(times) / b, 2)} |`;
-  out.push(`### Client start-up (${rounds} runs each, alternating)\n`);
-  out.push("| command | median ms | min ms | max ms | × empty script |");
-  out.push("|---|---:|---:|---:|---:|");
-  out.push(row("`deno run` of an empty script", bareTimes));
-  out.push(row("`openme --version` (from source)", versionTimes));
-  out.push(row("`openme knock` (from source)", knockTimes));
-  out.push(`\nRatio knock / empty script: **${fmt(k / b, 2)}×**.\n`);
-  progress(`startup ratio ${fmt(k / b, 2)}`);
+async function startupSection(out: string[]): Promise<void> {
+  const { results, table } = await measureStartup({
+    runs: quick ? 3 : 20,
+    hyperfine: false,
+  });
+  out.push("### Client start-up (bench/knock_startup.ts)\n");
+  out.push(
+    "Against a UDP sink on 127.0.0.1 in the measuring process; each command run once unmeasured, then the commands alternate.\n",
+  );
+  out.push(table);
+  progress(
+    `startup: deno task openme knock ${fmt(median(results[1].times))} ms`,
+  );
 }
 
 async function memoryProbe(
@@ -550,6 +537,13 @@ async function memorySection(out: string[]): Promise<void> {
   out.push("");
 }
 
+/** The calibration's rate: about half a core's worth of 165-byte junk, by the CPU section's figure, or 3000/s without one. */
+function calibrationRateFor(junkUsHint: number): number {
+  return Number.isFinite(junkUsHint) && junkUsHint > 0
+    ? Math.round(0.5e6 / junkUsHint)
+    : 3000;
+}
+
 /** Loads a fresh server with 165-byte junk from the flood sources for 3 s: the share of a core it used and the rate that would fill one. */
 async function calibrate(
   sb: ServerBed,
@@ -558,7 +552,7 @@ async function calibrate(
 ): Promise<
   { sentCal: number; util: number; kernelDrops: number; saturation: number }
 > {
-  const server = await sb.startServer();
+  const server = await sb.startServer({ denoFlags: [RELEASE_V8_FLAGS] });
   const udp0 = await readUdpCounters(sb.bed.serverNs);
   const calibration = await cpuUtilisationUnder(
     sb,
@@ -586,9 +580,7 @@ async function floodSection(
   // Longer than any probe (10 knocks of at most 5 s): stopped when it is done.
   const durationMs = 60_000;
 
-  const calibrationRate = Number.isFinite(junkUsHint) && junkUsHint > 0
-    ? Math.round(0.5e6 / junkUsHint)
-    : 3000;
+  const calibrationRate = calibrationRateFor(junkUsHint);
   const { sentCal, util, kernelDrops, saturation } = await calibrate(
     sb,
     flood,
@@ -626,7 +618,7 @@ async function floodSection(
     },
   ];
   for (const scenario of scenarios) {
-    server = await sb.startServer();
+    server = await sb.startServer({ denoFlags: [RELEASE_V8_FLAGS] });
     try {
       const r = await runFlood(sb, server, {
         rate: scenario.rate,
@@ -716,7 +708,11 @@ async function setGate(sb: ServerBed, on: boolean): Promise<void> {
   }
 }
 
-async function gateSection(sb: ServerBed, out: string[]): Promise<void> {
+async function gateSection(
+  sb: ServerBed,
+  out: string[],
+  junkUsHint: number,
+): Promise<void> {
   const many = sourceAddresses(MANY_SOURCES);
   const flood = sourceAddresses(FLOOD_SOURCES);
   const probeTargets = sourceAddresses(10, 743);
@@ -725,25 +721,16 @@ async function gateSection(sb: ServerBed, out: string[]): Promise<void> {
 
   // The saturating rate, with the gate off (as the flood section finds it).
   await setGate(sb, false);
-  const { saturation } = await calibrate(sb, flood, 3000);
+  const calibrationRate = calibrationRateFor(junkUsHint);
+  const { saturation } = await calibrate(sb, flood, calibrationRate);
   let server: RunningServer;
   progress(`gate: saturation ≈ ${saturation}/s`);
 
-  const cpuPlans: { label: string; kind: LoadKind; target?: string }[] = [
-    { label: "40-byte junk", kind: "short" },
-    { label: "165-byte junk, version 2", kind: "version2" },
-    { label: "165-byte junk, version 1", kind: "junk165" },
-    {
-      label: "valid knocks (distinct), refresh",
-      kind: "valid",
-      target: CLIENT_V4,
-    },
-  ];
-  const rows: string[] = [];
+  const noisyRows: string[] = [];
   for (const on of [false, true]) {
     const gate = on ? "on" : "off";
     await setGate(sb, on);
-    server = await sb.startServer();
+    server = await sb.startServer({ denoFlags: [RELEASE_V8_FLAGS] });
     try {
       const r = await runFlood(sb, server, {
         rate: saturation * 2,
@@ -755,54 +742,90 @@ async function gateSection(sb: ServerBed, out: string[]): Promise<void> {
       });
       const ok = r.latenciesMs.filter((v): v is number => v !== null);
       const withinOne = ok.filter((v) => v <= 1000).length;
-      rows.push(
+      noisyRows.push(
         `| ${gate} | one source, 165-byte junk at ${
           saturation * 2
         }/s asked (${r.sentPerSecond}/s sent) | ${
           fmt(r.cpuUtilisation, 2)
         } cores | ${withinOne}/10 opened ≤ 1 s, ${ok.length}/10 ≤ 5 s, p50 ${
           fmt(percentile(ok, 50))
+        } ms, max ${
+          fmt(Math.max(...ok))
         } ms; ${r.kernelDrops} socket-buffer drops |`,
       );
       progress(`gate ${gate}: noisy source: ${withinOne}/10 within 1 s`);
     } finally {
       await server.proc.stop("SIGTERM");
     }
+  }
+
+  const cpuPlans: { label: string; kind: LoadKind; target?: string }[] = [
+    { label: "40-byte junk", kind: "short" },
+    { label: "165-byte junk, version 2", kind: "version2" },
+    { label: "165-byte junk, version 1", kind: "junk165" },
+    {
+      label: "valid knocks (distinct), refresh",
+      kind: "valid",
+      target: CLIENT_V4,
+    },
+  ];
+  // Per plan and gate: µs per datagram of each round, and what the last round saw.
+  const us = new Map<string, number[]>();
+  const seen = new Map<string, string>();
+  const rounds = quick ? 1 : CPU_ROUNDS;
+  for (let round = 0; round < rounds; round++) {
     for (const plan of cpuPlans) {
-      server = await sb.startServer();
-      const idle = await idleCpuRate(server.pid, 1000);
-      const measured = await measureCpu(sb, server.pid, idle, {
-        kind: plan.kind,
-        sources: many,
-        target: plan.target,
-        prime: plan.kind === "valid",
-      });
-      const gateDrops = on ? await gateCounters(sb) : undefined;
-      const counts = await stopAndReadState(server);
-      rows.push(
-        `| ${gate} | ${plan.label}, ${MANY_SOURCES} sources, ${CPU_RATE}/s | ${
-          fmt(measured.usPerDatagram)
-        } µs/datagram (stat ${fmt(measured.statUs)}) | openme: ${
-          describeOutcome(counts) || "nothing"
-        }${
-          gateDrops === undefined ? "" : `; gate: ${JSON.stringify(gateDrops)}`
-        } |`,
-      );
-      progress(
-        `gate ${gate}: ${plan.label}: ${
-          fmt(measured.usPerDatagram)
-        } µs/datagram`,
-      );
+      for (const on of [false, true]) {
+        const key = `${on ? "on" : "off"} ${plan.label}`;
+        await setGate(sb, on);
+        server = await sb.startServer({ denoFlags: [RELEASE_V8_FLAGS] });
+        const idle = await idleCpuRate(server.pid, 1000);
+        const measured = await measureCpu(sb, server.pid, idle, {
+          kind: plan.kind,
+          sources: many,
+          target: plan.target,
+          prime: plan.kind === "valid",
+        });
+        const gateDrops = on ? await gateCounters(sb) : undefined;
+        const counts = await stopAndReadState(server);
+        us.set(key, [...(us.get(key) ?? []), measured.usPerDatagram]);
+        seen.set(
+          key,
+          `openme: ${describeOutcome(counts) || "nothing"}${
+            gateDrops === undefined
+              ? ""
+              : `; gate drops: ${gateDrops.size} size, ${gateDrops.version} version, ${gateDrops.rate} rate`
+          }`,
+        );
+        progress(
+          `gate ${key}, round ${round + 1}: ${
+            fmt(measured.usPerDatagram)
+          } µs/datagram`,
+        );
+      }
     }
   }
   await setGate(sb, true);
   out.push("### The knock gate, off and on (nft)\n");
   out.push(
-    `Load average at the start: ${load}. Saturation (gate off, ${FLOOD_SOURCES} sources of 165-byte junk): about ${saturation}/s. "off": open_knock_port false and a plain accept of the knock port; "on": the default.\n`,
+    `Load average at the start: ${load}. Saturation (gate off, ${FLOOD_SOURCES} sources of 165-byte junk): about ${saturation}/s. "off": open_knock_port false and a plain accept of the knock port; "on": the default. Every server runs with \`${RELEASE_V8_FLAGS}\`. CPU: median of ${rounds} rounds (min–max), off and on alternating; "what happened" is the last round's.\n`,
   );
   out.push("| gate | load | server | what happened |");
   out.push("|---|---|---:|---|");
-  out.push(...rows, "");
+  out.push(...noisyRows);
+  for (const plan of cpuPlans) {
+    for (const gate of ["off", "on"]) {
+      const values = us.get(`${gate} ${plan.label}`) ?? [];
+      out.push(
+        `| ${gate} | ${plan.label}, ${MANY_SOURCES} sources, ${CPU_RATE}/s | ${
+          fmt(median(values))
+        } µs/datagram (${fmt(Math.min(...values))}–${
+          fmt(Math.max(...values))
+        }) | ${seen.get(`${gate} ${plan.label}`)} |`,
+      );
+    }
+  }
+  out.push("");
 }
 
 async function shutdownSection(out: string[]): Promise<void> {
@@ -872,6 +895,8 @@ async function main(): Promise<void> {
       new Date().toISOString()
     }: ${navigator.hardwareConcurrency} cores (${cpuModel}), Deno ${Deno.version.deno}, V8 ${Deno.version.v8}, ${Deno.build.target}${
       quick ? ", --quick" : ""
+    }; load average at the start: ${
+      (await Deno.readTextFile("/proc/loadavg")).trim()
     }.\n`,
   );
   let junkManyUs = NaN;
@@ -880,9 +905,9 @@ async function main(): Promise<void> {
   try {
     if (sections.includes("cpu")) junkManyUs = await cpuSection(sb, out);
     if (sections.includes("latency")) await latencySection(out);
-    if (sections.includes("startup")) await startupSection(sb, out);
+    if (sections.includes("startup")) await startupSection(out);
     if (sections.includes("flood")) await floodSection(sb, out, junkManyUs);
-    if (sections.includes("gate")) await gateSection(sb, out);
+    if (sections.includes("gate")) await gateSection(sb, out, junkManyUs);
   } finally {
     await sb.destroy();
   }

@@ -369,6 +369,7 @@ async function main(): Promise<void> {
     console.error(`signer_scale: ${unavailable}`);
     Deno.exit(1);
   }
+  const loadavgBefore = (await Deno.readTextFile("/proc/loadavg")).trim();
   const ed25519 = ed25519FloorUs();
   const scans = [];
   for (const count of COUNTS.filter((n) => n >= 1000)) {
@@ -383,8 +384,8 @@ async function main(): Promise<void> {
     `Floor: one Ed25519 check ${fmt(ed25519.raw)} µs with a raw key (a scan's` +
       ` check; ${fmt(ed25519.prepared)} µs with a prepared key), one` +
       ` \`nft add rule\` ${fmt(floor.nftMs ?? NaN)} ms. ${KNOCKS} knocks per` +
-      ` phase, 5 a second, each from a new address. Load average after the` +
-      ` run: ${loadavg}.\n`,
+      ` phase, 5 a second, each from a new address. Load average before the` +
+      ` run: ${loadavgBefore}; after it: ${loadavg}.\n`,
   );
   console.log(
     "| clients | config load ms | serve start ms | idle RSS MiB | RSS after MiB | drops |",
