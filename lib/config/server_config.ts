@@ -37,6 +37,7 @@ import {
 import { accountIds, SERVICE_ACCOUNT } from "./ownership.ts";
 import {
   errorAt,
+  keyLinesOf,
   lineOf,
   looseModeWarning,
   parseYamlFile,
@@ -274,6 +275,7 @@ function readDropIn(
   const section = { keyPath: [], map: root, fields: { clients: null } };
   config.warnings.push(...unknownKeyWarnings(file, section));
   const clients: ServerClient[] = [];
+  const lines = keyLinesOf(file, "clients");
   for (const [name, entry] of Object.entries(root.clients ?? {})) {
     const other = places.get(name);
     if (other !== undefined) {
@@ -284,7 +286,10 @@ function readDropIn(
       });
     }
     const { portGroups, warnings } = config;
-    clients.push(readClient(file, { name, entry, portGroups, warnings }));
+    const line = lines.get(name);
+    clients.push(
+      readClient(file, { name, entry, portGroups, warnings, line }),
+    );
   }
   return clients;
 }
@@ -455,6 +460,7 @@ function readClients(
     });
   }
   const keyOwners = new Map<string, string>();
+  const lines = keyLinesOf(file, "clients");
   for (const [name, entry] of Object.entries(options.value)) {
     let client: ServerClient;
     try {
@@ -463,6 +469,7 @@ function readClients(
         entry,
         portGroups: options.portGroups,
         warnings: read.warnings,
+        line: lines.get(name),
       });
     } catch (error) {
       if (!(error instanceof ConfigError)) throw error;
@@ -502,6 +509,8 @@ export function readClient(
     entry: unknown;
     portGroups: ReadonlyMap<string, PortRange[]>;
     warnings: string[];
+    /** The entry's line when the caller already knows it. */
+    line?: number;
   },
 ): ServerClient {
   const keyPath = ["clients", client.name];
@@ -545,7 +554,7 @@ export function readClient(
     expires: values.expires,
     disableHealthPort: values.disable_health_port,
     file: file.path,
-    line: lineOf(file, keyPath),
+    line: client.line ?? lineOf(file, keyPath),
   };
 }
 

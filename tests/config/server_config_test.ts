@@ -882,3 +882,20 @@ Deno.test("knock_rate_limit is a count 1-999 per s, m or h and knock_burst an in
     assert.throws(() => parse(config(`  ${line}\n`)), message, line);
   }
 });
+
+Deno.test("buildServerConfig gives every client the line of its name, for a long client list", () => {
+  const base = configText().replace(/^clients:\n(?:  .*\n|\n)*/m, "");
+  const names = Array.from({ length: 300 }, (_, i) => `c${i}`);
+  const entries = names.map((name, i) =>
+    `  ${name}:\n    ed25519_pubkey: ${ALICE_KEY}\n` +
+    (i % 2 === 0 ? "    # a comment\n" : "") +
+    "    allowed_ports: [default]\n"
+  );
+  const text = `${base}clients:\n${entries.join("")}`;
+  const config = parse(text);
+  assert.equal(config.clients.length, names.length);
+  const textLines = text.split("\n");
+  for (const client of config.clients) {
+    assert.equal(textLines[client.line! - 1], `  ${client.name}:`);
+  }
+});

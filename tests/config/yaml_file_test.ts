@@ -10,6 +10,7 @@ import {
   ensureConfigDir,
   errorAt,
   fileExists,
+  keyLinesOf,
   lineOf,
   looseModeWarning,
   MAX_CONFIG_FILE_BYTES,
@@ -568,4 +569,33 @@ Deno.test("an unclosed [, { or quote is reported at the line that opened it, not
       },
     );
   }
+});
+
+Deno.test("keyLinesOf gives each key of a map the line lineOf gives it, first occurrence, through an alias", () => {
+  const text = [
+    "# comment",
+    "base: &people",
+    "  alice:",
+    "    n: 1",
+    "",
+    "  # bob next",
+    "  bob: {n: 2}",
+    '  "carol": x',
+    "  42: y",
+    "clients: *people",
+    "other: {z: 1}",
+    "",
+  ].join("\n");
+  const file = parse(text);
+  const lines = keyLinesOf(file, "base");
+  assert.deepEqual([...lines], [["alice", 3], ["bob", 7], ["carol", 8], [
+    "42",
+    9,
+  ]]);
+  for (const [key, line] of lines) {
+    assert.equal(lineOf(file, ["base", key]), line);
+  }
+  assert.deepEqual([...keyLinesOf(file, "clients")], [...lines]);
+  assert.equal(keyLinesOf(file, "missing").size, 0);
+  assert.equal(keyLinesOf(parse("- a\n- b\n"), "a").size, 0);
 });
