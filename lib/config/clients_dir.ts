@@ -6,12 +6,7 @@
 
 import { join } from "node:path";
 import { ConfigError, errorText } from "./errors.ts";
-import {
-  accountIds,
-  processUid,
-  SERVICE_ACCOUNT,
-  unsafeOwnership,
-} from "./ownership.ts";
+import { processUid, unsafeOwnership } from "./ownership.ts";
 import { readYamlFile, type YamlFile } from "./yaml_file.ts";
 
 /** A file of the clients directory, parsed; or a file (or the directory itself) refused, with why. */
@@ -29,10 +24,11 @@ async function dropInNames(dir: string): Promise<string[]> {
   return names.sort();
 }
 
-/** Reads the clients directory's files in name order; a missing directory has none, an unsafe or unreadable one is refused as a whole. */
-export async function readClientsDir(dir: string): Promise<DropIn[]> {
-  // Root, this process's user and the service account may own them.
-  const service = (await accountIds(SERVICE_ACCOUNT)).uid;
+/** Reads the clients directory's files in name order (root, this process's user and the service account, given by uid, may own them); a missing directory has none, an unsafe or unreadable one is refused as a whole. */
+export async function readClientsDir(
+  dir: string,
+  service: number | null,
+): Promise<DropIn[]> {
   const owners = { owners: [0, processUid(), service], fixOwner: "root" };
   let names: string[];
   try {

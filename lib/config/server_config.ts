@@ -228,13 +228,17 @@ export async function loadServerConfig(
       'create it with "openme init --server HOST", or pass --config PATH',
   });
   const config = buildServerConfig(file);
-  const group = (await accountIds(SERVICE_ACCOUNT)).gid;
-  const modeWarning = looseModeWarning(file, "the server private key", group);
+  const service = await accountIds(SERVICE_ACCOUNT);
+  const modeWarning = looseModeWarning(
+    file,
+    "the server private key",
+    service.gid,
+  );
   if (modeWarning !== null) config.warnings.push(modeWarning);
   // Where each name is defined, as file:line.
   const places = new Map<string, string>();
   for (const c of config.clients) places.set(c.name, `${c.file}:${c.line}`);
-  for (const dropIn of await readClientsDir(config.clientsDir)) {
+  for (const dropIn of await readClientsDir(config.clientsDir, service.uid)) {
     if (resolve(dropIn.path) === resolve(config.path)) continue;
     let clients: ServerClient[];
     try {

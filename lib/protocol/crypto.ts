@@ -24,11 +24,12 @@ export const X25519_KEY_BYTES = 32;
 const ED25519_SEED_BYTES = 32;
 /** The 64-byte form is the seed then the public key. */
 const ED25519_PRIVATE_KEY_BYTES = 64;
-const ED25519_PUBLIC_KEY_BYTES = 32;
+/** Size of a raw Ed25519 public key. */
+export const ED25519_PUBLIC_KEY_BYTES = 32;
 const ED25519_SIGNATURE_BYTES = 64;
 const POLY1305_TAG_BYTES = 16;
 /** Number of SHA-256 bytes a key fingerprint shows. */
-const FINGERPRINT_BYTES = 8;
+export const FINGERPRINT_BYTES = 8;
 
 // Raw keys become KeyObjects in the DER structures of RFC 8410 §7 (PKCS#8) and
 // §4 (SPKI), fixed up to the raw key; OID 1.3.101.110 is X25519, .112 Ed25519.

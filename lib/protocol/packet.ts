@@ -26,6 +26,7 @@ import {
   ed25519Sign,
   ed25519Verify,
   type Ed25519VerifyKey,
+  FINGERPRINT_BYTES,
   generateX25519KeyPair,
   hkdfSha256,
   keyFingerprint,
@@ -66,8 +67,6 @@ const PLAINTEXT_BYTES = 40;
 const TIMESTAMP_OFFSET = 0;
 const REPLAY_NONCE_OFFSET = 8;
 const REPLAY_NONCE_BYTES = 16;
-/** Leading replay nonce bytes our client fills with its key fingerprint. */
-const KEY_HINT_BYTES = 8;
 const TARGET_OFFSET = 24;
 
 /** HKDF info string that binds the derived key to this protocol version. */
@@ -197,7 +196,7 @@ export function buildKnock(
 
 /** The key hint a knock's replay nonce may start with (SPEC §1), as the lowercase hex a key fingerprint is written in. */
 export function keyHint(plaintext: KnockPlaintext): string {
-  return plaintext.replayNonce.subarray(0, KEY_HINT_BYTES).toHex();
+  return plaintext.replayNonce.subarray(0, FINGERPRINT_BYTES).toHex();
 }
 
 /** Splits a datagram into knock fields; returns null unless it is 165 bytes with version 1. */

@@ -5,9 +5,8 @@
  * @module
  */
 
+import { ED25519_PUBLIC_KEY_BYTES } from "../protocol/crypto.ts";
 import type { SignedKnock } from "../protocol/packet.ts";
-
-const KEY_BYTES = 32;
 
 /** One chunk of a scan as a worker receives it: the knock, and raw 32-byte public keys back to back. */
 export type ScanChunk = SignedKnock & { keys: Uint8Array };
@@ -67,9 +66,11 @@ export class ScanPool {
       const first = scan.next;
       scan.next = Math.min(scan.keys.length, first + this.#chunk);
       if (scan.next === scan.keys.length) this.#scans.shift();
-      const keys = new Uint8Array((scan.next - first) * KEY_BYTES);
+      const keys = new Uint8Array(
+        (scan.next - first) * ED25519_PUBLIC_KEY_BYTES,
+      );
       for (let i = first; i < scan.next; i++) {
-        keys.set(scan.keys[i], (i - first) * KEY_BYTES);
+        keys.set(scan.keys[i], (i - first) * ED25519_PUBLIC_KEY_BYTES);
       }
       scan.pending++;
       this.#inFlight.get(worker)?.push({ scan, first });

@@ -43,6 +43,8 @@ export interface SignerSearchOptions {
   checkSignature?: (knock: SignedKnock, publicKey: Uint8Array) => boolean;
   /** Clock of the budget in ms; default `Date.now`. */
   clock?: () => number;
+  /** Checks per chunk of a scan; default as many as take 2 ms, measured. */
+  chunk?: number;
 }
 
 /** What a search that the budget refused resolves to. */
@@ -108,9 +110,10 @@ export class SignerSearch<C extends SignerClient> {
     this.#workers = options.checkSignature !== undefined
       ? 0
       : options.workers ?? (measured ? cores : 0);
-    const checkMs = measured || this.#workers > 0 ? measureCheckMs() : 1;
+    const measureChunk = this.#workers > 0 && options.chunk === undefined;
+    const checkMs = measured || measureChunk ? measureCheckMs() : 1;
     this.#checkMs = measured ? checkMs : null;
-    this.#chunk = Math.max(1, Math.round(CHUNK_MS / checkMs));
+    this.#chunk = options.chunk ?? Math.max(1, Math.round(CHUNK_MS / checkMs));
     const budget = options.budget;
     if (budget !== "measured" && budget != null) this.#setBudget(budget);
   }

@@ -15,7 +15,7 @@ import { addServerClient } from "../../config/server_config_edit.ts";
 import { writeFileNoFollow } from "../../config/atomic_write.ts";
 import { fileExists } from "../../config/yaml_file.ts";
 import { isGroupName, parsePortSpec } from "../../config/ports.ts";
-import { nameProblem } from "../../config/validate.ts";
+import { NAME_HINT, nameProblem } from "../../config/validate.ts";
 import {
   generateEd25519KeyPair,
   keyFingerprint,
@@ -81,7 +81,7 @@ export async function runAddCommand(
   const clientProblem = nameProblem(name, "client");
   if (clientProblem !== null) {
     throw new UsageError(
-      `${clientProblem} (use letters, digits, ".", "_", "-" or "@", starting with a letter or digit, at most 64; e.g. alice-laptop)`,
+      `${clientProblem} (use ${NAME_HINT}, at most 64; e.g. alice-laptop)`,
     );
   }
   const ports = typeof v.ports === "string" ? parsePortsFlag(v.ports) : [];
@@ -93,7 +93,7 @@ export async function runAddCommand(
     : null;
   if (profileProblem !== null) {
     throw new UsageError(
-      `--profile: ${profileProblem} (use letters, digits, ".", "_", "-" or "@", e.g. work)`,
+      `--profile: ${profileProblem} (use ${NAME_HINT}, e.g. work)`,
     );
   }
   const path = parsed.globals.config;

@@ -167,10 +167,13 @@ async function knockSeveral(
       lines.push(`knock failed: ${err.message}`);
       return false;
     });
-    return `${ok ? "✓" : "✗"} ${profile.name}: ${lines.join("; ")}`;
+    return {
+      ok,
+      line: `${ok ? "✓" : "✗"} ${profile.name}: ${lines.join("; ")}`,
+    };
   }));
-  for (const line of results) io.out(line);
-  const failed = profiles.filter((_, i) => results[i].startsWith("✗"));
+  for (const result of results) io.out(result.line);
+  const failed = profiles.filter((_, i) => !results[i].ok);
   if (failed.length === 0) return 0;
   const names = failed.map((p) => p.name).join(", ");
   io.err(
